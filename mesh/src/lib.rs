@@ -1,0 +1,63 @@
+//! Rafka's mesh layer: everything that touches libp2p.
+//!
+//! Component map:
+//! - [`identity`]: the node's ed25519 key, persisted in the data dir so the peer id survives restarts.
+//! - [`config`]: [`MeshConfig`] and the [`Role`] of this peer (a broker node or a light client).
+//! - [`codec`]: the `/rafka/kafka/1` request-response codec carrying Kafka frames verbatim.
+//! - [`behaviour`]: the composed `NetworkBehaviour` (one behaviour per concern).
+//! - [`event_loop`]: the single task that owns the `Swarm`.
+//! - [`handle`]: [`Mesh`], the cheap cloneable handle callers use, and [`InboundKafka`].
+//!
+//! The mesh knows nothing of topics or partitions: it moves opaque Kafka frames between peers.
+//!
+//! ```
+//! use rafka_mesh::{MeshConfig, Role};
+//! let config = MeshConfig { role: Role::Client, listen: vec![], ..MeshConfig::default() };
+//! assert!(config.validate().is_ok());
+//! ```
+#![deny(clippy::indexing_slicing)]
+
+pub mod behaviour;
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod event_loop;
+pub mod handle;
+pub mod identity;
+
+pub use config::{MeshConfig, Role};
+pub use error::MeshError;
+pub use handle::{InboundKafka, Mesh};
+pub use identity::load_or_create_identity;
+pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol};
+
+/// Splits a multiaddr into the dialable part and the optional trailing `/p2p/<peer id>`.
+pub fn split_peer_id(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
+    let mut base = addr.clone();
+    match base.pop() {
+        Some(Protocol::P2p(peer)) => (base, Some(peer)),
+        Some(other) => {
+            base.push(other);
+            (base, None)
+        }
+        None => (base, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_peer_id_handles_both_forms() {
+        let peer = PeerId::random();
+        let with: Multiaddr = format!("/ip4/127.0.0.1/tcp/7070/p2p/{peer}")
+            .parse()
+            .unwrap();
+        let (base, id) = split_peer_id(&with);
+        assert_eq!(base.to_string(), "/ip4/127.0.0.1/tcp/7070");
+        assert_eq!(id, Some(peer));
+        let without: Multiaddr = "/ip4/127.0.0.1/tcp/7070".parse().unwrap();
+        assert_eq!(split_peer_id(&without), (without.clone(), None));
+    }
+}

@@ -1,0 +1,95 @@
+//! Two real swarms on loopback exchange Kafka frames over `/rafka/kafka/1`.
+
+use bytes::Bytes;
+use rafka_mesh::{Keypair, Mesh, MeshConfig, Multiaddr, Role};
+
+fn node_config() -> MeshConfig {
+    MeshConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        max_frame_bytes: 64 * 1024,
+        ..MeshConfig::default()
+    }
+}
+
+async fn listen_addr(mesh: &Mesh) -> Multiaddr {
+    // `Mesh::start` returns once listeners are bound, so the OS-assigned port is known now.
+    mesh.listen_addrs()
+        .await
+        .into_iter()
+        .next()
+        .expect("a bound listen address")
+}
+
+#[tokio::test]
+async fn client_sends_frames_and_node_answers() {
+    let (node, mut inbound) = Mesh::start(Keypair::generate_ed25519(), node_config())
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Some(request) = inbound.recv().await {
+            let mut answer = b"echo:".to_vec();
+            answer.extend_from_slice(&request.frame);
+            let _ = request.reply.send(Bytes::from(answer));
+        }
+    });
+    let addr = listen_addr(&node).await;
+
+    let client_config = MeshConfig {
+        role: Role::Client,
+        listen: vec![],
+        ..MeshConfig::default()
+    };
+    let (client, _) = Mesh::start(Keypair::generate_ed25519(), client_config)
+        .await
+        .unwrap();
+    let peer = client.dial(addr.clone()).await.unwrap();
+    assert_eq!(peer, node.local_peer_id());
+
+    // Many requests in flight at once all come back matched to their request.
+    let mut tasks = Vec::new();
+    for i in 0..64u32 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = Bytes::from(format!("request {i}"));
+            let response = client.kafka_request(peer, body.clone()).await.unwrap();
+            assert_eq!(
+                &response[..],
+                [&b"echo:"[..], &body[..]].concat().as_slice()
+            );
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    // Dialing with the /p2p suffix resolves to the same peer.
+    let with_id: Multiaddr = format!("{addr}/p2p/{peer}").parse().unwrap();
+    assert_eq!(client.dial(with_id).await.unwrap(), peer);
+
+    // An oversized frame is refused, and the node keeps serving afterwards.
+    let too_big = Bytes::from(vec![0u8; 128 * 1024]);
+    assert!(client.kafka_request(peer, too_big).await.is_err());
+    let after = client
+        .kafka_request(peer, Bytes::from_static(b"still there"))
+        .await
+        .unwrap();
+    assert_eq!(&after[..], b"echo:still there");
+}
+
+#[tokio::test]
+async fn dialing_nothing_fails_cleanly() {
+    let client_config = MeshConfig {
+        role: Role::Client,
+        listen: vec![],
+        ..MeshConfig::default()
+    };
+    let (client, _) = Mesh::start(Keypair::generate_ed25519(), client_config)
+        .await
+        .unwrap();
+    // Port 1 on loopback: nothing listens there.
+    let err = client
+        .dial("/ip4/127.0.0.1/tcp/1".parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+}
