@@ -1,0 +1,35 @@
+//! The Rafka client library: producer, consumer and admin over the Kafka protocol, carried by
+//! plain Kafka TCP or the libp2p mesh.
+//!
+//! Component map:
+//! - [`bootstrap`]: parse the bootstrap address (a multiaddr selects the mesh, `HOST:PORT` TCP).
+//! - [`connection`]: one negotiated connection per broker ([`connection::Connection`]) over a
+//!   [`connection::FrameTransport`]: [`connection::tcp`] (Kafka framing, pipelined) or
+//!   [`connection::mesh`] (`rafka_mesh::Mesh::kafka_request`); ApiVersions negotiation in
+//!   [`connection::versions`].
+//! - [`cluster`]: [`Client`], the shared core: node → endpoint routes, the connection pool and
+//!   the metadata snapshot ([`metadata`]).
+//! - [`records`]: RecordBatch v2 encoding for the producer and decoding for the consumer.
+//! - [`producer`]: [`Producer`] — partitioner (Kafka's murmur2, sticky), accumulator, sequence
+//!   numbers for idempotence, and the sender task.
+//! - [`consumer`]: [`Consumer`] — assignment, seek, long-poll fetch, simple group offsets.
+//! - [`admin`]: [`Admin`] — create, list, describe and delete topics.
+//! - [`error`]: [`Error`], with Kafka error codes mapped to typed variants.
+//!
+//! ```
+//! use rafka_client::{Bootstrap, ProducerConfig, producer::partitioner::murmur2};
+//!
+//! // A multiaddr selects the mesh transport, HOST:PORT selects Kafka over TCP.
+//! assert!(matches!(Bootstrap::parse("/ip4/127.0.0.1/tcp/7070"), Ok(Bootstrap::Mesh(_))));
+//! assert!(matches!(Bootstrap::parse("localhost:9092"), Ok(Bootstrap::Kafka(_))));
+//! // Keys land on the same partitions as with the Java client.
+//! assert_eq!(murmur2(b"21"), -973932308);
+//! assert!(ProducerConfig::default().validate().is_ok());
+//! ```
+#![deny(clippy::indexing_slicing)]
+
+pub mod bootstrap;
+pub mod cluster;
+pub mod connection;
+pub mod error;
+pub mod metadata;
