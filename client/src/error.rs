@@ -13,7 +13,7 @@ pub use kafka_protocol::ResponseError;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in the client.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The bootstrap string is neither a multiaddr nor `HOST:PORT`.

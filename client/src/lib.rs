@@ -33,3 +33,12 @@ pub mod cluster;
 pub mod connection;
 pub mod error;
 pub mod metadata;
+pub mod config;
+pub mod producer;
+pub mod records;
+
+pub use bootstrap::Bootstrap;
+pub use cluster::{Client, ClientConfig};
+pub use config::{Acks, ConsumerConfig, OffsetReset, ProducerConfig};
+pub use error::{Error, Result};
+pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};

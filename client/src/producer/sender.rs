@@ -1,0 +1,495 @@
+//! The sender task: the one owner of the producer's I/O.
+//!
+//! Each turn it expires batches past `delivery_timeout`, keeps the producer id (InitProducerId,
+//! epoch bumps), drains ready batches into at most one Produce request per leader per pass while
+//! that leader has fewer than `max_in_flight` requests outstanding, and then waits for a response,
+//! a wake-up from `send`/`flush`, or the next linger/backoff deadline. Responses complete batches,
+//! or put them back in order for a retry (see [`super::sequence`] for the idempotence rules).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tracing::{debug, warn};
+
+use super::Shared;
+use super::accumulator::{Accumulator, BatchAck, ProducerBatch, TopicPartition};
+use super::sequence::{Idempotence, ProducerIdentity, Verdict};
+use crate::cluster::{Client, lock};
+use crate::config::{Acks, ProducerConfig};
+use crate::error::{Error, Result};
+use crate::metadata::{ClusterMetadata, NodeId};
+use crate::records::{BatchIdentity, encode_batch};
+
+/// Longest sleep when nothing is scheduled.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+enum Event {
+    Produced { node: NodeId, batches: Vec<ProducerBatch>, result: Result<Option<ProduceResponse>> },
+    Metadata,
+    Identity(Result<ProducerIdentity>),
+}
+
+pub(super) struct Sender {
+    client: Client,
+    config: ProducerConfig,
+    shared: Arc<Shared>,
+    idem: Option<Idempotence>,
+    events: FuturesUnordered<BoxFuture<'static, Event>>,
+    node_in_flight: HashMap<NodeId, usize>,
+    partition_in_flight: HashMap<TopicPartition, usize>,
+    refreshing: bool,
+    identity_pending: bool,
+    identity_retry_at: Option<Instant>,
+}
+
+impl Sender {
+    pub(super) fn new(client: Client, config: ProducerConfig, shared: Arc<Shared>) -> Sender {
+        let idem = config.idempotent().then(Idempotence::default);
+        Sender {
+            client,
+            config,
+            shared,
+            idem,
+            events: FuturesUnordered::new(),
+            node_in_flight: HashMap::new(),
+            partition_in_flight: HashMap::new(),
+            refreshing: false,
+            identity_pending: false,
+            identity_retry_at: None,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        loop {
+            let now = Instant::now();
+            self.expire(now);
+            self.maintain_identity(now);
+            let next_check = self.send_ready(now);
+            if self.finished() {
+                break;
+            }
+            let mut wake_at = next_check.unwrap_or(now + IDLE_TICK).min(now + IDLE_TICK);
+            if let Some(at) = self.identity_retry_at {
+                wake_at = wake_at.min(at);
+            }
+            tokio::select! {
+                Some(event) = self.events.next(), if !self.events.is_empty() => self.handle(event),
+                _ = self.shared.wake.notified() => {}
+                _ = tokio::time::sleep_until(wake_at.into()) => {}
+            }
+            while let Some(Some(event)) = self.events.next().now_or_never() {
+                self.handle(event);
+            }
+        }
+        debug!("producer sender stopped");
+    }
+
+    fn finished(&self) -> bool {
+        self.shared.closing.load(Ordering::Acquire)
+            && self.events.is_empty()
+            && lock(&self.shared.buffers).acc.is_empty()
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let Some(deadline) = now.checked_sub(self.config.delivery_timeout) else { return };
+        let expired = lock(&self.shared.buffers).acc.expire(deadline);
+        for batch in expired {
+            if let (Some(idem), Some(seq)) = (self.idem.as_mut(), batch.sequence) {
+                idem.on_abandoned(&batch.tp, seq);
+            }
+            self.finish(batch, Err(Error::DeliveryTimeout(self.config.delivery_timeout)));
+        }
+    }
+
+    fn maintain_identity(&mut self, now: Instant) {
+        let Some(idem) = self.idem.as_mut() else { return };
+        if idem.bump_requested() && !idem.bump_epoch() {
+            debug!("producer epoch exhausted: asking for a new producer id");
+        }
+        let due = self.identity_retry_at.is_none_or(|at| at <= now);
+        if idem.identity().is_some() || self.identity_pending || !due {
+            return;
+        }
+        self.identity_pending = true;
+        self.identity_retry_at = None;
+        let client = self.client.clone();
+        self.events.push(async move { Event::Identity(init_producer_id(&client).await) }.boxed());
+    }
+
+    /// Drains ready batches into requests while leaders have request slots; returns when the
+    /// next lingering batch becomes ready.
+    fn send_ready(&mut self, now: Instant) -> Option<Instant> {
+        loop {
+            let meta = self.client.metadata();
+            let (requests, next_check, missing_leader) = {
+                let shared = self.shared.clone();
+                let mut buffers = lock(&shared.buffers);
+                let readiness = buffers.acc.ready(now);
+                let (requests, missing) = self.collect(&mut buffers.acc, readiness.ready, &meta);
+                (requests, readiness.next_check, missing)
+            };
+            if missing_leader {
+                self.refresh_metadata();
+            }
+            if requests.is_empty() {
+                return next_check;
+            }
+            for (node, batches) in requests {
+                self.dispatch(node, batches, &meta);
+            }
+        }
+    }
+
+    fn collect(
+        &mut self,
+        acc: &mut Accumulator,
+        ready: Vec<TopicPartition>,
+        meta: &ClusterMetadata,
+    ) -> (BTreeMap<NodeId, Vec<ProducerBatch>>, bool) {
+        let mut requests: BTreeMap<NodeId, (usize, Vec<ProducerBatch>)> = BTreeMap::new();
+        let mut missing_leader = false;
+        for tp in ready {
+            let Some(leader) = meta.leader(&tp.topic, tp.partition) else {
+                missing_leader = true;
+                continue;
+            };
+            if self.node_in_flight.get(&leader).copied().unwrap_or(0) >= self.config.max_in_flight {
+                continue;
+            }
+            let (size, building) = requests.entry(leader).or_default();
+            let front_size = acc.front(&tp).map_or(0, |b| b.size);
+            if !building.is_empty() && *size + front_size > self.config.max_request_size {
+                continue;
+            }
+            if !self.may_send_front(acc, &tp) {
+                continue;
+            }
+            let Some(mut batch) = acc.drain_front(&tp) else { continue };
+            if let (Some(idem), None) = (self.idem.as_mut(), batch.sequence) {
+                batch.sequence = idem.assign(&tp, batch.record_count());
+            }
+            *size += batch.size;
+            building.push(batch);
+        }
+        let requests = requests.into_iter().filter(|(_, (_, b))| !b.is_empty());
+        (requests.map(|(node, (_, b))| (node, b)).collect(), missing_leader)
+    }
+
+    /// The ordering gates: idempotence rules, or (without idempotence) one retry at a time.
+    fn may_send_front(&mut self, acc: &mut Accumulator, tp: &TopicPartition) -> bool {
+        let in_flight = self.partition_in_flight.get(tp).copied().unwrap_or(0);
+        let Some(idem) = self.idem.as_mut() else {
+            return acc.front(tp).is_some_and(|b| b.attempts == 0 || in_flight == 0);
+        };
+        if idem.identity().is_none() {
+            return false;
+        }
+        if idem.is_stale(tp) {
+            if in_flight > 0 {
+                return false;
+            }
+            idem.reset_partition(tp);
+            for batch in acc.queue_mut(tp).into_iter().flatten() {
+                batch.sequence = None;
+            }
+        }
+        acc.front(tp).is_some_and(|b| idem.can_send(tp, b.sequence))
+    }
+
+    fn dispatch(&mut self, node: NodeId, mut batches: Vec<ProducerBatch>, meta: &ClusterMetadata) {
+        let mut encoded = Vec::with_capacity(batches.len());
+        let mut failed = Vec::new();
+        for (i, batch) in batches.iter_mut().enumerate() {
+            batch.attempts += 1;
+            batch.retry_at = None;
+            let identity = batch.sequence.map_or(BatchIdentity::NONE, |(id, epoch, seq)| {
+                BatchIdentity { producer_id: id, producer_epoch: epoch, base_sequence: seq }
+            });
+            match encode_batch(&batch.records, identity, self.config.compression) {
+                Ok(bytes) => encoded.push((batch.tp.clone(), topic_id(meta, &batch.tp), bytes)),
+                Err(e) => failed.push((i, e)),
+            }
+        }
+        for (i, e) in failed.into_iter().rev() {
+            let batch = batches.remove(i);
+            self.on_batch_error(batch, None, -1, e);
+        }
+        if batches.is_empty() {
+            return;
+        }
+        *self.node_in_flight.entry(node).or_default() += 1;
+        for b in &batches {
+            *self.partition_in_flight.entry(b.tp.clone()).or_default() += 1;
+        }
+        let client = self.client.clone();
+        let acks = self.config.acks;
+        let timeout_ms = i32::try_from(self.config.request_timeout.as_millis()).unwrap_or(i32::MAX);
+        self.events.push(
+            async move {
+                let result = produce(&client, node, acks, timeout_ms, encoded).await;
+                Event::Produced { node, batches, result }
+            }
+            .boxed(),
+        );
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Metadata => self.refreshing = false,
+            Event::Identity(result) => self.on_identity(result),
+            Event::Produced { node, batches, result } => {
+                if let Some(n) = self.node_in_flight.get_mut(&node) {
+                    *n = n.saturating_sub(1);
+                }
+                for b in &batches {
+                    if let Some(n) = self.partition_in_flight.get_mut(&b.tp) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                self.on_produced(batches, result);
+            }
+        }
+    }
+
+    fn on_identity(&mut self, result: Result<ProducerIdentity>) {
+        self.identity_pending = false;
+        match (result, self.idem.as_mut()) {
+            (Ok(identity), Some(idem)) => {
+                debug!(producer_id = identity.id, epoch = identity.epoch, "producer id assigned");
+                idem.set_identity(identity);
+            }
+            (Err(e), _) if e.is_retriable() => {
+                debug!(error = %e, "InitProducerId failed; retrying");
+                self.identity_retry_at = Some(Instant::now() + self.config.retry_backoff);
+            }
+            (Err(e), _) => self.fatal(Error::Config(format!(
+                "idempotence needs InitProducerId, which failed: {e} (disable idempotence to \
+                 produce without it)"
+            ))),
+            (Ok(_), None) => {}
+        }
+    }
+
+    fn on_produced(&mut self, batches: Vec<ProducerBatch>, result: Result<Option<ProduceResponse>>) {
+        let response = match result {
+            Ok(Some(response)) => response,
+            Ok(None) => {
+                for batch in batches {
+                    self.finish(batch, Ok(BatchAck { base_offset: -1, log_append_time: -1 }));
+                }
+                return;
+            }
+            Err(e) => {
+                debug!(error = %e, batches = batches.len(), "produce request failed");
+                for batch in batches {
+                    self.on_batch_error(batch, None, -1, e.clone());
+                }
+                return;
+            }
+        };
+        let meta = self.client.metadata();
+        let answers = index_response(&response, &meta);
+        for batch in batches {
+            match answers.get(&(batch.tp.topic.clone(), batch.tp.partition)) {
+                Some(p) if p.error_code == 0 => self.on_success(batch, p),
+                Some(p) => {
+                    let code = ResponseError::try_from_code(p.error_code);
+                    let mut err = Error::from_code(p.error_code, &batch.tp.topic, Some(batch.tp.partition))
+                        .unwrap_or(Error::Closed);
+                    if let (Error::Broker { message, .. }, Some(m)) = (&mut err, &p.error_message) {
+                        *message = Some(m.to_string());
+                    }
+                    self.on_batch_error(batch, code, p.log_start_offset, err);
+                }
+                None => {
+                    let err = Error::protocol(format!("no produce answer for {}", batch.tp));
+                    self.on_batch_error(batch, None, -1, err);
+                }
+            }
+        }
+    }
+
+    fn on_success(&mut self, batch: ProducerBatch, p: &PartitionProduceResponse) {
+        if let (Some(idem), Some(seq)) = (self.idem.as_mut(), batch.sequence) {
+            idem.on_success(&batch.tp, seq, batch.record_count());
+        }
+        let ack = BatchAck { base_offset: p.base_offset, log_append_time: p.log_append_time_ms };
+        self.finish(batch, Ok(ack));
+    }
+
+    fn on_batch_error(
+        &mut self,
+        batch: ProducerBatch,
+        code: Option<ResponseError>,
+        log_start_offset: i64,
+        err: Error,
+    ) {
+        if err.needs_metadata_refresh() {
+            self.client.invalidate(&batch.tp.topic);
+            self.refresh_metadata();
+        }
+        let verdict = match (self.idem.as_mut(), batch.sequence, code) {
+            (Some(idem), Some(seq), Some(code)) => {
+                idem.on_error(&batch.tp, seq, code, log_start_offset, err)
+            }
+            (idem, seq, _) => {
+                if err.is_retriable() {
+                    Verdict::Retry
+                } else {
+                    if let (Some(idem), Some(seq)) = (idem, seq) {
+                        idem.on_abandoned(&batch.tp, seq);
+                    }
+                    Verdict::Fail(err)
+                }
+            }
+        };
+        match verdict {
+            Verdict::Retry => self.retry(batch),
+            Verdict::Success => self.finish(batch, Ok(BatchAck { base_offset: -1, log_append_time: -1 })),
+            Verdict::Fail(e) => self.finish(batch, Err(e)),
+            Verdict::Fatal(e) => {
+                self.finish(batch, Err(e.clone()));
+                self.fatal(e);
+            }
+        }
+    }
+
+    fn retry(&mut self, mut batch: ProducerBatch) {
+        if batch.created.elapsed() >= self.config.delivery_timeout {
+            if let (Some(idem), Some(seq)) = (self.idem.as_mut(), batch.sequence) {
+                idem.on_abandoned(&batch.tp, seq);
+            }
+            return self.finish(batch, Err(Error::DeliveryTimeout(self.config.delivery_timeout)));
+        }
+        debug!(tp = %batch.tp, attempts = batch.attempts, "retrying batch");
+        batch.retry_at = Some(Instant::now() + self.config.retry_backoff);
+        lock(&self.shared.buffers).acc.reenqueue(batch);
+    }
+
+    fn fatal(&mut self, error: Error) {
+        warn!(error = %error, "producer failed fatally");
+        *lock(&self.shared.fatal) = Some(error.clone());
+        let queued = lock(&self.shared.buffers).acc.take_all();
+        for batch in queued {
+            self.finish(batch, Err(error.clone()));
+        }
+    }
+
+    fn finish(&mut self, batch: ProducerBatch, result: Result<BatchAck>) {
+        batch.complete(result);
+        self.shared.memory.add_permits(batch.reserved);
+        lock(&self.shared.incomplete).remove(&batch.id);
+    }
+
+    fn refresh_metadata(&mut self) {
+        if self.refreshing {
+            return;
+        }
+        self.refreshing = true;
+        let client = self.client.clone();
+        let backoff = self.config.retry_backoff;
+        self.events.push(
+            async move {
+                if let Err(e) = client.refresh_metadata(None).await {
+                    debug!(error = %e, "metadata refresh failed");
+                }
+                tokio::time::sleep(backoff).await;
+                Event::Metadata
+            }
+            .boxed(),
+        );
+    }
+}
+
+fn topic_id(meta: &ClusterMetadata, tp: &TopicPartition) -> uuid::Uuid {
+    meta.topics.get(&*tp.topic).map(|t| t.id).unwrap_or_default()
+}
+
+async fn init_producer_id(client: &Client) -> Result<ProducerIdentity> {
+    let conn = client.any_node().await?;
+    let version = conn.version::<InitProducerIdRequest>()?;
+    let mut request = InitProducerIdRequest::default();
+    request.transactional_id = None;
+    request.transaction_timeout_ms = i32::MAX;
+    let response = conn.send(version, &request).await?;
+    if let Some(e) = Error::broker("InitProducerId", response.error_code, None) {
+        return Err(e);
+    }
+    Ok(ProducerIdentity { id: response.producer_id.0, epoch: response.producer_epoch })
+}
+
+/// Builds and sends one Produce request to `node`.
+async fn produce(
+    client: &Client,
+    node: NodeId,
+    acks: Acks,
+    timeout_ms: i32,
+    batches: Vec<(TopicPartition, uuid::Uuid, Bytes)>,
+) -> Result<Option<ProduceResponse>> {
+    let conn = client.node(node).await?;
+    let version = conn.version::<ProduceRequest>()?;
+    let mut topics: BTreeMap<Arc<str>, TopicProduceData> = BTreeMap::new();
+    for (tp, id, records) in batches {
+        let topic = topics.entry(tp.topic.clone()).or_insert_with(|| {
+            let mut t = TopicProduceData::default();
+            if version >= 13 {
+                t.topic_id = id;
+            } else {
+                t.name = TopicName(StrBytes::from_string(tp.topic.to_string()));
+            }
+            t
+        });
+        if version >= 13 && id.is_nil() {
+            return Err(Error::protocol(format!("no topic id known for {}", tp.topic)));
+        }
+        topic.partition_data.push(
+            PartitionProduceData::default().with_index(tp.partition).with_records(Some(records)),
+        );
+    }
+    let request = ProduceRequest::default()
+        .with_acks(acks.as_i16())
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(topics.into_values().collect());
+    if acks == Acks::None {
+        conn.send_no_response(version, &request).await?;
+        return Ok(None);
+    }
+    conn.send(version, &request).await.map(Some)
+}
+
+/// The partition answers of a Produce response by (topic name, partition).
+fn index_response<'a>(
+    response: &'a ProduceResponse,
+    meta: &ClusterMetadata,
+) -> HashMap<(Arc<str>, i32), &'a PartitionProduceResponse> {
+    let mut out = HashMap::new();
+    for topic in &response.responses {
+        let name: Arc<str> = if topic.name.is_empty() {
+            match meta.topic_name(topic.topic_id) {
+                Some(n) => Arc::from(n),
+                None => continue,
+            }
+        } else {
+            Arc::from(topic.name.as_str())
+        };
+        for p in &topic.partition_responses {
+            out.insert((name.clone(), p.index), p);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "sender_tests.rs"]
+mod tests;

@@ -1,0 +1,149 @@
+use super::*;
+
+fn rec(i: usize) -> OutgoingRecord {
+    OutgoingRecord {
+        key: (i % 2 == 0).then(|| Bytes::from(format!("k{i}"))),
+        value: Some(Bytes::from(format!("value-{i}-\u{0}\u{ff}").into_bytes())),
+        headers: vec![("h".into(), Some(Bytes::from_static(b"x")))],
+        timestamp: 1_700_000_000_000 + i as i64,
+    }
+}
+
+/// Rewrites the base offset (as a broker does; outside the CRC).
+fn at_offset(batch: &Bytes, base: i64) -> Bytes {
+    let mut b = BytesMut::from(&batch[..]);
+    b[0..8].copy_from_slice(&base.to_be_bytes());
+    b.freeze()
+}
+
+fn topic() -> Arc<str> {
+    Arc::from("t")
+}
+
+#[test]
+fn round_trips_every_compression() {
+    let records: Vec<_> = (0..50).map(rec).collect();
+    for c in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let batch = at_offset(&encode_batch(&records, BatchIdentity::NONE, c).unwrap(), 100);
+        let out = decode_records(&topic(), 3, 100, batch).unwrap();
+        assert_eq!(out.records.len(), 50, "{c:?}");
+        assert_eq!(out.next_offset, Some(150));
+        for (i, r) in out.records.iter().enumerate() {
+            assert_eq!(r.offset, 100 + i as i64);
+            assert_eq!(r.partition, 3);
+            assert_eq!(r.key, records[i].key);
+            assert_eq!(r.value, records[i].value);
+            assert_eq!(r.timestamp, records[i].timestamp);
+            assert_eq!(r.headers, records[i].headers);
+        }
+    }
+}
+
+#[test]
+fn header_carries_producer_identity() {
+    let id = BatchIdentity { producer_id: 42, producer_epoch: 3, base_sequence: 17 };
+    let batch = encode_batch(&[rec(0), rec(1)], id, Compression::None).unwrap();
+    let h = read_header(&batch).unwrap();
+    assert_eq!(h.record_count, 2);
+    assert_eq!(h.last_offset_delta, 1);
+    assert_eq!(i64::from_be_bytes(batch[43..51].try_into().unwrap()), 42);
+    assert_eq!(i16::from_be_bytes(batch[51..53].try_into().unwrap()), 3);
+    assert_eq!(i32::from_be_bytes(batch[53..57].try_into().unwrap()), 17);
+    // Not idempotent: one batch (not one per record) with base sequence -1.
+    let plain = encode_batch(&[rec(0), rec(1), rec(2)], BatchIdentity::NONE, Compression::None)
+        .unwrap();
+    let h = read_header(&plain).unwrap();
+    assert_eq!((h.record_count, h.total_len), (3, plain.len()));
+    assert_eq!(i32::from_be_bytes(plain[53..57].try_into().unwrap()), -1);
+}
+
+#[test]
+fn skips_records_below_the_fetch_offset_and_ignores_partial_tail() {
+    let b1 = at_offset(&encode_batch(&[rec(0), rec(1), rec(2)], BatchIdentity::NONE, Compression::Lz4).unwrap(), 10);
+    let b2 = at_offset(&encode_batch(&[rec(3), rec(4)], BatchIdentity::NONE, Compression::None).unwrap(), 13);
+    let mut data = BytesMut::new();
+    data.extend_from_slice(&b1);
+    data.extend_from_slice(&b2);
+    data.extend_from_slice(&b2[..b2.len() - 5]); // a cut-off third batch
+    let out = decode_records(&topic(), 0, 12, data.freeze()).unwrap();
+    let offsets: Vec<i64> = out.records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, vec![12, 13, 14]);
+    assert_eq!(out.next_offset, Some(15));
+}
+
+#[test]
+fn control_batches_are_skipped_but_advance_the_position() {
+    let marker = Record {
+        transactional: true,
+        control: true,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: 5,
+        producer_epoch: 0,
+        timestamp_type: TimestampType::Creation,
+        offset: 20,
+        sequence: -1,
+        timestamp: 0,
+        key: Some(Bytes::from_static(&[0, 0, 0, 1])),
+        value: Some(Bytes::from_static(&[0, 0, 0, 0, 0, 0])),
+        headers: IndexMap::new(),
+    };
+    let mut buf = BytesMut::new();
+    let opts = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, [&marker], &opts).unwrap();
+    let data = at_offset(&encode_batch(&[rec(0)], BatchIdentity::NONE, Compression::None).unwrap(), 19);
+    let mut all = BytesMut::from(&data[..]);
+    all.extend_from_slice(&buf);
+    let out = decode_records(&topic(), 0, 19, all.freeze()).unwrap();
+    assert_eq!(out.records.len(), 1);
+    assert_eq!(out.next_offset, Some(21));
+}
+
+#[test]
+fn bad_crc_is_a_typed_error() {
+    let batch = encode_batch(&[rec(0)], BatchIdentity::NONE, Compression::None).unwrap();
+    let mut bad = BytesMut::from(&batch[..]);
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    let err = decode_records(&topic(), 1, 0, bad.freeze()).unwrap_err();
+    assert!(matches!(err, Error::CorruptRecord { partition: 1, .. }), "{err}");
+}
+
+#[test]
+fn lying_record_count_is_refused_without_allocating() {
+    let batch = encode_batch(&[rec(0)], BatchIdentity::NONE, Compression::None).unwrap();
+    let mut bad = BytesMut::from(&batch[..]);
+    bad[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+    let crc = crc32c::crc32c(&bad[21..]);
+    bad[17..21].copy_from_slice(&crc.to_be_bytes());
+    let err = decode_records(&topic(), 0, 0, bad.freeze()).unwrap_err();
+    assert!(err.to_string().contains("cannot fit"), "{err}");
+}
+
+#[test]
+fn garbage_never_panics() {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for len in 0..400usize {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let _ = decode_records(&topic(), 0, 0, Bytes::from(bytes));
+    }
+}
+
+#[test]
+fn compression_names() {
+    assert_eq!(parse_compression("ZSTD").unwrap(), Compression::Zstd);
+    assert!(parse_compression("brotli").is_err());
+}
