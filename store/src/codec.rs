@@ -1,0 +1,313 @@
+//! Value encodings of everything the store keeps besides the batches themselves. Each value
+//! starts with a format version byte (1); all integers are big-endian. Decoding never panics:
+//! a short or unknown value is [`StoreError::CorruptValue`]. The fixture test pins these.
+
+use crate::config::{FsyncPolicy, LogConfig, TimestampType};
+use crate::error::{Result, StoreError};
+use crate::producer_state::{ProducerBatch, ProducerEntry};
+use std::time::Duration;
+
+const VERSION: u8 = 1;
+
+/// Little writer over a `Vec<u8>`.
+pub(crate) struct Enc(Vec<u8>);
+
+impl Enc {
+    fn new(cap: usize) -> Self {
+        let mut v = Vec::with_capacity(cap + 1);
+        v.push(VERSION);
+        Enc(v)
+    }
+    fn i64(&mut self, v: i64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    fn i32(&mut self, v: i32) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    fn i16(&mut self, v: i16) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    fn done(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+/// Little reader; every getter fails with `CorruptValue` past the end.
+pub(crate) struct Dec<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    ks: &'static str,
+}
+
+impl<'a> Dec<'a> {
+    fn new(buf: &'a [u8], ks: &'static str) -> Result<Self> {
+        let mut d = Dec { buf, pos: 0, ks };
+        match d.u8()? {
+            VERSION => Ok(d),
+            v => Err(StoreError::corrupt(ks, format!("unknown value version {v}"))),
+        }
+    }
+    fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let end = self.pos.saturating_add(N);
+        let bytes = self.buf.get(self.pos..end).and_then(|s| s.try_into().ok());
+        self.pos = end;
+        bytes.ok_or_else(|| StoreError::corrupt(self.ks, "value too short"))
+    }
+    fn i64(&mut self) -> Result<i64> {
+        self.take::<8>().map(i64::from_be_bytes)
+    }
+    fn i32(&mut self) -> Result<i32> {
+        self.take::<4>().map(i32::from_be_bytes)
+    }
+    fn i16(&mut self) -> Result<i16> {
+        self.take::<2>().map(i16::from_be_bytes)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        self.take::<1>().map(|b| b[0])
+    }
+}
+
+/// The per-partition record in `meta`: log start, checkpointed high watermark, log config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PartitionRecord {
+    pub log_start: i64,
+    pub high_watermark: i64,
+    pub config: LogConfig,
+}
+
+fn opt(v: Option<i64>) -> i64 {
+    v.unwrap_or(-1)
+}
+
+fn unopt(v: i64) -> Option<i64> {
+    (v >= 0).then_some(v)
+}
+
+impl PartitionRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let c = &self.config;
+        let (tag, ms) = match c.fsync {
+            None => (0, 0),
+            Some(FsyncPolicy::Always) => (1, 0),
+            Some(FsyncPolicy::Never) => (2, 0),
+            Some(FsyncPolicy::Interval(d)) => (3, i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        };
+        let retention_bytes = c.retention_bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX));
+        let segment_bytes = i64::try_from(c.segment_bytes).unwrap_or(i64::MAX);
+        Enc::new(64)
+            .i64(self.log_start)
+            .i64(self.high_watermark)
+            .u8(tag)
+            .i64(ms)
+            .i64(opt(c.retention_ms))
+            .i64(opt(retention_bytes))
+            .i64(segment_bytes)
+            .i64(opt(c.segment_ms))
+            .u8(matches!(c.timestamp_type, TimestampType::LogAppendTime) as u8)
+            .i32(c.max_message_bytes as i32)
+            .done()
+    }
+
+    pub(crate) fn decode(buf: &[u8]) -> Result<Self> {
+        let mut d = Dec::new(buf, "meta")?;
+        let log_start = d.i64()?;
+        let high_watermark = d.i64()?;
+        let fsync = match (d.u8()?, d.i64()?) {
+            (0, _) => None,
+            (1, _) => Some(FsyncPolicy::Always),
+            (2, _) => Some(FsyncPolicy::Never),
+            (3, ms) => Some(FsyncPolicy::Interval(Duration::from_millis(ms.max(1) as u64))),
+            (t, _) => return Err(StoreError::corrupt("meta", format!("fsync tag {t}"))),
+        };
+        let config = LogConfig {
+            fsync,
+            retention_ms: unopt(d.i64()?),
+            retention_bytes: unopt(d.i64()?).map(|b| b as u64),
+            segment_bytes: d.i64()?.max(0) as u64,
+            segment_ms: unopt(d.i64()?),
+            timestamp_type: match d.u8()? {
+                0 => TimestampType::CreateTime,
+                _ => TimestampType::LogAppendTime,
+            },
+            max_message_bytes: d.i32()? as u32,
+        };
+        Ok(PartitionRecord { log_start, high_watermark, config })
+    }
+}
+
+/// Summary of one segment in `meta`, rewritten in the same atomic batch as every append to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentSummary {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    /// Last offset (key) of the batch holding `max_timestamp`.
+    pub max_timestamp_batch: i64,
+    pub size_bytes: u64,
+    pub batch_count: u64,
+    /// Wall-clock time the segment was created (for `segment_ms`).
+    pub created_ms: i64,
+}
+
+impl SegmentSummary {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        Enc::new(56)
+            .i64(self.base_offset)
+            .i64(self.last_offset)
+            .i64(self.max_timestamp)
+            .i64(self.max_timestamp_batch)
+            .i64(self.size_bytes as i64)
+            .i64(self.batch_count as i64)
+            .i64(self.created_ms)
+            .done()
+    }
+
+    pub(crate) fn decode(buf: &[u8]) -> Result<Self> {
+        let mut d = Dec::new(buf, "meta")?;
+        Ok(SegmentSummary {
+            base_offset: d.i64()?,
+            last_offset: d.i64()?,
+            max_timestamp: d.i64()?,
+            max_timestamp_batch: d.i64()?,
+            size_bytes: d.i64()?.max(0) as u64,
+            batch_count: d.i64()?.max(0) as u64,
+            created_ms: d.i64()?,
+        })
+    }
+}
+
+/// One entry of the per-batch index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IndexEntry {
+    pub base_offset: i64,
+    pub max_timestamp: i64,
+    pub size: u32,
+    pub leader_epoch: i32,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub attributes: i16,
+}
+
+impl IndexEntry {
+    pub(crate) fn from_header(h: &crate::batch::BatchHeader, size: usize) -> Self {
+        IndexEntry {
+            base_offset: h.base_offset,
+            max_timestamp: h.max_timestamp,
+            size: u32::try_from(size).unwrap_or(u32::MAX),
+            leader_epoch: h.partition_leader_epoch,
+            producer_id: h.producer_id,
+            producer_epoch: h.producer_epoch,
+            base_sequence: h.base_sequence,
+            attributes: h.attributes,
+        }
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        Enc::new(40)
+            .i64(self.base_offset)
+            .i64(self.max_timestamp)
+            .i32(self.size as i32)
+            .i32(self.leader_epoch)
+            .i64(self.producer_id)
+            .i16(self.producer_epoch)
+            .i32(self.base_sequence)
+            .i16(self.attributes)
+            .done()
+    }
+
+    pub(crate) fn decode(buf: &[u8]) -> Result<Self> {
+        let mut d = Dec::new(buf, "index")?;
+        Ok(IndexEntry {
+            base_offset: d.i64()?,
+            max_timestamp: d.i64()?,
+            size: d.i32()? as u32,
+            leader_epoch: d.i32()?,
+            producer_id: d.i64()?,
+            producer_epoch: d.i16()?,
+            base_sequence: d.i32()?,
+            attributes: d.i16()?,
+        })
+    }
+
+    pub(crate) fn is_control(&self) -> bool {
+        self.attributes & (1 << 5) != 0
+    }
+}
+
+/// A leader-epoch cache entry's value: the epoch's start offset.
+pub(crate) fn encode_epoch_start(start: i64) -> Vec<u8> {
+    Enc::new(8).i64(start).done()
+}
+
+pub(crate) fn decode_epoch_start(buf: &[u8]) -> Result<i64> {
+    Dec::new(buf, "meta")?.i64()
+}
+
+/// Producer state value: epoch, then up to 5 batches (first seq, last seq, base, last offset).
+pub(crate) fn encode_producer(e: &ProducerEntry) -> Vec<u8> {
+    let mut enc = Enc::new(3 + 24 * e.batches.len());
+    enc.i16(e.epoch).u8(e.batches.len().min(255) as u8);
+    for b in &e.batches {
+        enc.i32(b.first_seq).i32(b.last_seq).i64(b.base_offset).i64(b.last_offset);
+    }
+    enc.done()
+}
+
+pub(crate) fn decode_producer(buf: &[u8]) -> Result<ProducerEntry> {
+    let mut d = Dec::new(buf, "producers")?;
+    let epoch = d.i16()?;
+    let n = d.u8()?;
+    let mut batches = std::collections::VecDeque::with_capacity(usize::from(n).min(8));
+    for _ in 0..n {
+        batches.push_back(ProducerBatch {
+            first_seq: d.i32()?,
+            last_seq: d.i32()?,
+            base_offset: d.i64()?,
+            last_offset: d.i64()?,
+        });
+    }
+    Ok(ProducerEntry { epoch, batches })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_and_short_values_fail() {
+        let rec = PartitionRecord {
+            log_start: 3,
+            high_watermark: 9,
+            config: LogConfig {
+                fsync: Some(FsyncPolicy::Interval(Duration::from_millis(20))),
+                retention_bytes: Some(77),
+                ..LogConfig::default()
+            },
+        };
+        let bytes = rec.encode();
+        assert_eq!(PartitionRecord::decode(&bytes).unwrap(), rec);
+        for cut in 0..bytes.len() {
+            assert!(PartitionRecord::decode(&bytes[..cut]).is_err());
+        }
+        let s = SegmentSummary {
+            base_offset: 1,
+            last_offset: 2,
+            max_timestamp: 3,
+            max_timestamp_batch: 2,
+            size_bytes: 4,
+            batch_count: 5,
+            created_ms: 6,
+        };
+        assert_eq!(SegmentSummary::decode(&s.encode()).unwrap(), s);
+        assert!(IndexEntry::decode(&[2, 0, 0]).is_err());
+        assert!(decode_producer(&[1, 0, 1, 9]).is_err());
+    }
+}

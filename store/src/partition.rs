@@ -1,0 +1,194 @@
+//! [`PartitionLog`]: the cheap, cloneable handle to one partition's log.
+//!
+//! Writes are validated on the caller's thread (header, length, CRC: this parallelises), then
+//! queued to the writer thread; the async variants await a oneshot, the `_blocking` ones wait
+//! on a std channel. Reads (see `read.rs`) run on the caller's thread against fjall.
+
+use crate::batch::{self, BatchIter};
+use crate::config::{LogConfig, TimestampType};
+use crate::error::{Result, StoreError};
+use crate::shared::PartitionShared;
+use crate::store::StoreInner;
+use crate::types::{AppendOptions, Appended, LogOffsets, TopicPartition};
+use crate::writer::request::{self, LeaderAppend, Reply, ReplicaAppend, Request};
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::{oneshot, watch};
+
+/// Handle to one partition's log. Clone is cheap; it keeps the store open.
+#[derive(Clone)]
+pub struct PartitionLog {
+    pub(crate) inner: Arc<StoreInner>,
+    pub(crate) shared: Arc<PartitionShared>,
+}
+
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLog")
+            .field("tp", &self.shared.tp)
+            .field("offsets", &self.offsets())
+            .finish()
+    }
+}
+
+impl PartitionLog {
+    /// The partition.
+    pub fn topic_partition(&self) -> TopicPartition {
+        self.shared.tp
+    }
+
+    /// Its current log config.
+    pub fn config(&self) -> LogConfig {
+        self.shared.config()
+    }
+
+    /// Leader append of exactly ONE RecordBatch v2 (the produce path): validates it, answers
+    /// idempotent retries, assigns offsets, makes it durable per the fsync policy, resolves.
+    pub async fn append(&self, batch: Bytes, opts: AppendOptions) -> Result<Appended> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.send(self.leader_request(batch, opts, Reply::Async(tx))?)?;
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// [`PartitionLog::append`] for threads outside an async runtime.
+    pub fn append_blocking(&self, batch: Bytes, opts: AppendOptions) -> Result<Appended> {
+        let (reply, rx) = request::blocking();
+        self.inner.send(self.leader_request(batch, opts, reply)?)?;
+        request::wait(rx)
+    }
+
+    /// Follower append: one or more batches that already carry their offsets (and leader
+    /// epochs). The first base offset must equal the log end; later ones must not go back.
+    pub async fn append_replicated(&self, batches: Bytes) -> Result<Appended> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.send(self.replica_request(batches, Reply::Async(tx))?)?;
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// [`PartitionLog::append_replicated`] for threads outside an async runtime.
+    pub fn append_replicated_blocking(&self, batches: Bytes) -> Result<Appended> {
+        let (reply, rx) = request::blocking();
+        self.inner.send(self.replica_request(batches, reply)?)?;
+        request::wait(rx)
+    }
+
+    fn check_live(&self) -> Result<()> {
+        if self.shared.is_deleted() {
+            return Err(StoreError::UnknownPartition { partition: self.shared.tp });
+        }
+        Ok(())
+    }
+
+    fn leader_request(&self, batch: Bytes, opts: AppendOptions, reply: Reply<Appended>) -> Result<Request> {
+        self.check_live()?;
+        let cfg = self.shared.config();
+        let mut header = batch::validate_produce(&batch, cfg.max_message_bytes)
+            .map_err(|e| e.with_partition(self.shared.tp))?;
+        let mut buf = BytesMut::from(batch);
+        let log_append_time = cfg.timestamp_type == TimestampType::LogAppendTime;
+        if log_append_time {
+            batch::set_log_append_time(&mut buf, opts.now_ms);
+            header = batch::BatchHeader::parse(&buf).map_err(StoreError::from_batch)?;
+        }
+        Ok(Request::Leader(LeaderAppend {
+            part: self.shared.clone(),
+            batch: buf,
+            header,
+            opts,
+            log_append_time,
+            reply,
+        }))
+    }
+
+    fn replica_request(&self, batches: Bytes, reply: Reply<Appended>) -> Result<Request> {
+        self.check_live()?;
+        let mut out = Vec::new();
+        for item in BatchIter::new(&batches) {
+            let (h, range) = item.map_err(|e| StoreError::from_batch(e).with_partition(self.shared.tp))?;
+            out.push((h, batches.slice(range)));
+        }
+        if out.is_empty() {
+            return Err(StoreError::InvalidRequest { reason: "no record batches".into() });
+        }
+        Ok(Request::Replica(ReplicaAppend { part: self.shared.clone(), batches: out, reply }))
+    }
+
+    /// First offset in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.shared.offsets().log_start
+    }
+
+    /// Offset the next record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.shared.offsets().log_end
+    }
+
+    /// The high watermark the broker last set (checkpointed periodically and on shutdown).
+    pub fn high_watermark(&self) -> i64 {
+        self.shared.offsets().high_watermark
+    }
+
+    /// All three offsets at once, consistently.
+    pub fn offsets(&self) -> LogOffsets {
+        self.shared.offsets()
+    }
+
+    /// Sets the high watermark, clamped to `[log_start, log_end]`. No I/O: the writer
+    /// checkpoints it every `hw_checkpoint_interval_ms`, on `flush` and on shutdown.
+    pub fn set_high_watermark(&self, hw: i64) -> Result<()> {
+        self.check_live()?;
+        self.shared.offsets.send_if_modified(|o| {
+            let new = hw.clamp(o.log_start, o.log_end);
+            let changed = new != o.high_watermark;
+            o.high_watermark = new;
+            changed
+        });
+        self.shared.hw_dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Truncates the log to the start of the batch holding `offset` (whole batches go) and
+    /// returns the new log end. At or beyond the log end it does nothing; below the log start
+    /// it empties the log and restarts it at `offset` (as [`PartitionLog::reset_to`]).
+    pub fn truncate_to(&self, offset: i64) -> Result<i64> {
+        let tp = self.shared.tp;
+        self.inner.call(|reply| Request::Truncate { tp, offset, reply })
+    }
+
+    /// Empties the log and restarts it at `offset` (log start = log end = offset). For a
+    /// follower whose log is behind the leader's log start.
+    pub fn reset_to(&self, offset: i64) -> Result<()> {
+        let tp = self.shared.tp;
+        self.inner.call(|reply| Request::ResetTo { tp, offset, reply })
+    }
+
+    /// DeleteRecords: advances the log start to `offset` (at most the log end; the broker
+    /// checks the high watermark) and deletes sealed segments wholly below it. Returns the
+    /// new log start.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
+        let tp = self.shared.tp;
+        self.inner.call(|reply| Request::DeleteRecords { tp, offset, reply })
+    }
+
+    /// Leader-epoch cache lookup (OffsetsForLeaderEpoch, KIP-101): the largest epoch <=
+    /// `leader_epoch` and its end offset; `None` when undefined.
+    pub fn end_offset_for_epoch(&self, leader_epoch: i32) -> Option<(i32, i64)> {
+        self.shared.epochs().end_offset_for(leader_epoch, self.log_end_offset())
+    }
+
+    /// The latest leader epoch in the log, if any.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.shared.epochs().latest_epoch()
+    }
+
+    /// Changes of (log start, log end, high watermark).
+    pub fn subscribe(&self) -> watch::Receiver<LogOffsets> {
+        self.shared.offsets.subscribe()
+    }
+
+    /// Bytes of batches in the log.
+    pub fn size_bytes(&self) -> u64 {
+        self.shared.size_bytes.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,198 @@
+//! Idempotent-producer rules, as plain functions over a producer's state (no I/O).
+//!
+//! Per partition and producer id the store keeps the current epoch and the last 5 appended
+//! batches. The writer checks each leader append in offset order (see `docs/specs/store-api.md`):
+//!
+//! 1. epoch < current → `InvalidProducerEpoch`;
+//! 2. same epoch and (first, last) sequence equal to a cached batch → duplicate, original offsets;
+//! 3. epoch > current → accepted only with first sequence 0 (the KIP-360 bump), state reset;
+//! 4. no state → any sequence accepted;
+//! 5. otherwise first sequence must be last sequence + 1 (wrapping at `i32::MAX` to 0).
+//!
+//! Control batches (transaction markers) are checked for fencing only and do not enter the
+//! 5-batch cache. Replicated batches are recorded without checks (the leader checked them).
+
+use crate::batch::{increment_sequence, BatchHeader};
+use crate::error::{Result, StoreError};
+use crate::TopicPartition;
+use std::collections::VecDeque;
+
+/// How many batches per producer are remembered for duplicate detection (Kafka's 5).
+pub const MAX_CACHED_BATCHES: usize = 5;
+
+/// One remembered batch of a producer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerBatch {
+    /// Sequence of the batch's first record.
+    pub first_seq: i32,
+    /// Sequence of the batch's last record.
+    pub last_seq: i32,
+    /// Offset of the batch's first record.
+    pub base_offset: i64,
+    /// Offset of the batch's last record.
+    pub last_offset: i64,
+}
+
+/// A producer's state as the store keeps it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProducerEntry {
+    /// Current producer epoch.
+    pub epoch: i16,
+    /// Up to [`MAX_CACHED_BATCHES`] most recent batches, oldest first.
+    pub batches: VecDeque<ProducerBatch>,
+}
+
+/// What [`crate::PartitionLog::producer`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProducerSnapshot {
+    /// The producer.
+    pub producer_id: i64,
+    /// Its current epoch.
+    pub epoch: i16,
+    /// Its most recent batches, oldest first.
+    pub batches: Vec<ProducerBatch>,
+}
+
+impl ProducerEntry {
+    /// Highest offset this producer wrote that the store remembers.
+    pub fn last_offset(&self) -> Option<i64> {
+        self.batches.iter().map(|b| b.last_offset).max()
+    }
+
+    /// True when every remembered batch lies below `log_start` (Kafka then forgets the
+    /// producer, as its batches are gone from the log).
+    pub fn is_below(&self, log_start: i64) -> bool {
+        self.last_offset().is_some_and(|last| last < log_start)
+    }
+
+    /// The public view.
+    pub fn snapshot(&self, producer_id: i64) -> ProducerSnapshot {
+        ProducerSnapshot {
+            producer_id,
+            epoch: self.epoch,
+            batches: self.batches.iter().copied().collect(),
+        }
+    }
+}
+
+/// Outcome of checking a leader append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SequenceCheck {
+    /// Append it.
+    Append,
+    /// An idempotent retry: answer with these offsets, write nothing.
+    Duplicate(ProducerBatch),
+}
+
+/// Applies the rules above to a batch of producer `h.producer_id >= 0`.
+pub(crate) fn check(
+    tp: TopicPartition,
+    entry: Option<&ProducerEntry>,
+    h: &BatchHeader,
+) -> Result<SequenceCheck> {
+    let Some(e) = entry else { return Ok(SequenceCheck::Append) };
+    let (first, last) = (h.base_sequence, h.last_sequence());
+    if h.producer_epoch < e.epoch {
+        return Err(StoreError::InvalidProducerEpoch {
+            partition: tp,
+            producer_id: h.producer_id,
+            current: e.epoch,
+            received: h.producer_epoch,
+        });
+    }
+    if h.is_control() {
+        return Ok(SequenceCheck::Append);
+    }
+    let out_of_order = |expected| StoreError::OutOfOrderSequence {
+        partition: tp,
+        producer_id: h.producer_id,
+        epoch: h.producer_epoch,
+        expected,
+        received: first,
+    };
+    if h.producer_epoch > e.epoch {
+        return if first == 0 { Ok(SequenceCheck::Append) } else { Err(out_of_order(0)) };
+    }
+    if let Some(dup) = e.batches.iter().find(|b| b.first_seq == first && b.last_seq == last) {
+        return Ok(SequenceCheck::Duplicate(*dup));
+    }
+    match e.batches.back() {
+        None => Ok(SequenceCheck::Append),
+        Some(prev) => {
+            let expected = increment_sequence(prev.last_seq, 1);
+            if first == expected { Ok(SequenceCheck::Append) } else { Err(out_of_order(expected)) }
+        }
+    }
+}
+
+/// The state after appending batch `h` at `[base_offset, last_offset]`.
+pub(crate) fn record(
+    entry: Option<ProducerEntry>,
+    h: &BatchHeader,
+    base_offset: i64,
+    last_offset: i64,
+) -> ProducerEntry {
+    let mut e = match entry {
+        Some(e) if e.epoch == h.producer_epoch => e,
+        _ => ProducerEntry { epoch: h.producer_epoch, batches: VecDeque::new() },
+    };
+    if !h.is_control() && h.base_sequence >= 0 {
+        e.batches.push_back(ProducerBatch {
+            first_seq: h.base_sequence,
+            last_seq: h.last_sequence(),
+            base_offset,
+            last_offset,
+        });
+        while e.batches.len() > MAX_CACHED_BATCHES {
+            e.batches.pop_front();
+        }
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(epoch: i16, seq: i32, records: i32) -> BatchHeader {
+        BatchHeader {
+            base_offset: 0,
+            batch_length: 49,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: records - 1,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: 7,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            record_count: records,
+        }
+    }
+
+    #[test]
+    fn rules_in_order() {
+        let tp = TopicPartition::new(uuid::Uuid::from_u128(1), 0);
+        let mut e = None;
+        let mut off = 0;
+        for i in 0..7 {
+            let h = header(1, i * 2, 2);
+            assert_eq!(check(tp, e.as_ref(), &h).unwrap(), SequenceCheck::Append);
+            e = Some(record(e, &h, off, off + 1));
+            off += 2;
+        }
+        let st = e.clone().unwrap();
+        assert_eq!(st.batches.len(), MAX_CACHED_BATCHES);
+        // Duplicate of the oldest cached one, and of an evicted one (out of order).
+        assert!(matches!(check(tp, Some(&st), &header(1, 4, 2)), Ok(SequenceCheck::Duplicate(_))));
+        assert!(check(tp, Some(&st), &header(1, 2, 2)).is_err());
+        assert!(matches!(
+            check(tp, Some(&st), &header(0, 14, 2)),
+            Err(StoreError::InvalidProducerEpoch { .. })
+        ));
+        assert!(check(tp, Some(&st), &header(2, 0, 1)).is_ok());
+        assert!(check(tp, Some(&st), &header(2, 5, 1)).is_err());
+    }
+}

@@ -1,0 +1,207 @@
+//! Opening a store: rebuild every partition's state from `meta` without scanning the logs.
+//!
+//! The rules that make every crash point recoverable (see `docs/storage.md`):
+//! - a segment exists iff its summary exists in `meta`; a segment keyspace with no summary
+//!   (a crash between creating it and the first commit into it, or between a committed
+//!   deletion and `delete_keyspace`) is deleted here;
+//! - summaries are written in the same atomic batch as the data they describe, so the active
+//!   segment's summary is exact; the tail batch is still checked (key, length, CRC) and a bad
+//!   one is truncated away by the writer before the store serves anything.
+
+use crate::batch::check_batch;
+use crate::codec::{IndexEntry, PartitionRecord, SegmentSummary, decode_epoch_start};
+use crate::error::Result;
+use crate::keys::{self, META_EPOCH, META_PARTITION, META_SEGMENT};
+use crate::leader_epoch::LeaderEpochCache;
+use crate::shared::{Engine, PartitionShared};
+use crate::types::{LogOffsets, TopicPartition};
+use crate::writer::state::{PartitionState, SegmentState};
+use fjall::{Keyspace, OwnedWriteBatch, PersistMode};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+type Summaries = HashMap<TopicPartition, BTreeMap<i64, SegmentSummary>>;
+
+/// What recovery found.
+pub(crate) struct Recovered {
+    pub parts: HashMap<TopicPartition, PartitionState>,
+    /// Partitions whose tail batch failed its checks: truncate them to this offset.
+    pub truncations: Vec<(TopicPartition, i64)>,
+}
+
+pub(crate) fn recover(e: &Engine) -> Result<Recovered> {
+    let records = load_records(e)?;
+    let mut summaries = load_summaries(e)?;
+    let mut epochs = load_epochs(e)?;
+    let mut keyspaces = segment_keyspaces(e, &records, &summaries)?;
+    let mut wb = e.db.batch();
+    let mut out = Recovered { parts: HashMap::new(), truncations: Vec::new() };
+    for (tp, rec) in records {
+        let sums = summaries.remove(&tp).unwrap_or_default();
+        let epochs = epochs.remove(&tp).unwrap_or_default();
+        let (st, fix) = build(e, tp, rec, sums, &mut keyspaces, epochs, &mut wb)?;
+        out.truncations.extend(fix.map(|offset| (tp, offset)));
+        out.parts.insert(tp, st);
+    }
+    // Leftovers of partitions with no record (cannot happen with atomic deletes; be tidy).
+    for (tp, sums) in summaries {
+        for base in sums.keys() {
+            wb.remove(&e.meta, keys::meta_key(META_SEGMENT, tp, &base.to_be_bytes()));
+        }
+    }
+    for ((tp, base), ks) in keyspaces {
+        tracing::warn!(%tp, offset = base, "deleting segment not reachable from its partition");
+        e.db.delete_keyspace(ks)?;
+    }
+    if !wb.is_empty() {
+        wb.durability(Some(PersistMode::SyncData)).commit()?;
+    }
+    Ok(out)
+}
+
+fn load_records(e: &Engine) -> Result<BTreeMap<TopicPartition, PartitionRecord>> {
+    let mut out = BTreeMap::new();
+    for kv in e.meta.prefix([META_PARTITION]) {
+        let (k, v) = kv.into_inner()?;
+        if let Some((tp, _)) = keys::parse_meta_key(META_PARTITION, &k) {
+            out.insert(tp, PartitionRecord::decode(&v)?);
+        }
+    }
+    Ok(out)
+}
+
+fn load_summaries(e: &Engine) -> Result<Summaries> {
+    let mut out: Summaries = HashMap::new();
+    for kv in e.meta.prefix([META_SEGMENT]) {
+        let (k, v) = kv.into_inner()?;
+        if let Some((tp, _)) = keys::parse_meta_key(META_SEGMENT, &k) {
+            let s = SegmentSummary::decode(&v)?;
+            out.entry(tp).or_default().insert(s.base_offset, s);
+        }
+    }
+    Ok(out)
+}
+
+fn load_epochs(e: &Engine) -> Result<HashMap<TopicPartition, Vec<(i32, i64)>>> {
+    let mut out: HashMap<TopicPartition, Vec<(i32, i64)>> = HashMap::new();
+    for kv in e.meta.prefix([META_EPOCH]) {
+        let (k, v) = kv.into_inner()?;
+        if let Some((tp, suffix)) = keys::parse_meta_key(META_EPOCH, &k)
+            && let Ok(epoch) = <[u8; 4]>::try_from(suffix)
+        {
+            out.entry(tp).or_default().push((i32::from_be_bytes(epoch), decode_epoch_start(&v)?));
+        }
+    }
+    Ok(out)
+}
+
+/// Opens the segment keyspaces that have a summary; deletes the others.
+fn segment_keyspaces(
+    e: &Engine,
+    records: &BTreeMap<TopicPartition, PartitionRecord>,
+    summaries: &Summaries,
+) -> Result<HashMap<(TopicPartition, i64), Keyspace>> {
+    let mut out = HashMap::new();
+    for name in e.db.list_keyspace_names() {
+        let Some((tp, base)) = keys::parse_segment_name(&name) else { continue };
+        let ks = e.open_keyspace(&name)?;
+        let known = records.contains_key(&tp)
+            && summaries.get(&tp).is_some_and(|s| s.contains_key(&base));
+        if known {
+            out.insert((tp, base), ks);
+        } else {
+            tracing::info!(%tp, offset = base, "deleting orphan segment left by an interrupted operation");
+            e.db.delete_keyspace(ks)?;
+        }
+    }
+    Ok(out)
+}
+
+fn build(
+    e: &Engine,
+    tp: TopicPartition,
+    rec: PartitionRecord,
+    sums: BTreeMap<i64, SegmentSummary>,
+    keyspaces: &mut HashMap<(TopicPartition, i64), Keyspace>,
+    epochs: Vec<(i32, i64)>,
+    wb: &mut OwnedWriteBatch,
+) -> Result<(PartitionState, Option<i64>)> {
+    let mut log_start = rec.log_start;
+    let mut segments: Vec<SegmentState> = Vec::new();
+    let mut broken = false;
+    for (base, summary) in sums {
+        let ks = keyspaces.remove(&(tp, base));
+        match ks {
+            Some(keyspace) if !broken => segments.push(SegmentState { summary, keyspace }),
+            _ => {
+                // A segment's data is gone (not a crash our write order can produce).
+                tracing::error!(%tp, offset = base, "segment missing on disk; dropping it and all after it");
+                wb.remove(&e.meta, keys::meta_key(META_SEGMENT, tp, &base.to_be_bytes()));
+                if segments.is_empty() && !broken {
+                    log_start = log_start.max(summary.last_offset + 1);
+                } else {
+                    broken = true;
+                }
+                if let Some(ks) = ks {
+                    e.db.delete_keyspace(ks)?;
+                }
+            }
+        }
+    }
+    if let Some(first) = segments.first() {
+        log_start = log_start.max(first.summary.base_offset);
+    }
+    let fix = match segments.last_mut() {
+        Some(seg) => check_tail(e, tp, seg)?,
+        None => None,
+    };
+    let log_end = segments.last().map_or(log_start, |s| s.summary.last_offset + 1).max(log_start);
+    let hw = rec.high_watermark.clamp(log_start, log_end);
+    let offsets = LogOffsets { log_start, log_end, high_watermark: hw };
+    let shared = Arc::new(PartitionShared::new(tp, offsets, rec.config.clone()));
+    let st = PartitionState {
+        shared,
+        config: rec.config,
+        log_start,
+        log_end,
+        segments,
+        epochs: LeaderEpochCache::from_entries(epochs),
+        producers: HashMap::new(),
+        hw_checkpoint: rec.high_watermark,
+    };
+    st.publish_all();
+    Ok((st, fix))
+}
+
+/// Checks the active segment's last batch against its key and summary. Returns an offset to
+/// truncate to when the batch itself is bad.
+fn check_tail(e: &Engine, tp: TopicPartition, seg: &mut SegmentState) -> Result<Option<i64>> {
+    let Some(kv) = seg.keyspace.last_key_value() else {
+        tracing::warn!(%tp, offset = seg.summary.base_offset, "active segment is empty");
+        return Ok(None);
+    };
+    let (k, v) = kv.into_inner()?;
+    let key_last = keys::parse_entry_key(&k).filter(|(ktp, _)| *ktp == tp).map(|(_, last)| last);
+    let header_ok = check_batch(&v).ok().filter(|h| h.last_offset() == key_last);
+    match (key_last, header_ok) {
+        (Some(last), Some(_)) if last == seg.summary.last_offset => Ok(None),
+        (Some(last), Some(_)) => {
+            tracing::warn!(%tp, offset = last, summary = seg.summary.last_offset, "segment summary disagrees with its data; rebuilding it from the index");
+            seg.summary = crate::writer::recompute_summary(e, tp, &seg.summary, last + 1)?;
+            Ok(None)
+        }
+        (Some(last), None) => {
+            let entry = e.index.get(keys::entry_key(tp, last))?;
+            let base = match entry {
+                Some(v) => IndexEntry::decode(&v)?.base_offset,
+                None => seg.summary.base_offset,
+            };
+            tracing::error!(%tp, offset = base, "corrupt tail batch; truncating it");
+            Ok(Some(base))
+        }
+        (None, _) => {
+            tracing::error!(%tp, "unexpected key in segment; truncating the segment");
+            Ok(Some(seg.summary.base_offset))
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! State shared between the writer thread and readers on any thread.
+//!
+//! The writer owns everything it changes; after each commit it publishes to
+//! [`PartitionShared`]: offsets on a `watch` channel, and small snapshots (`Arc`s) behind std
+//! locks held only to clone or swap a pointer, never across I/O.
+
+use crate::codec::SegmentSummary;
+use crate::config::LogConfig;
+use crate::leader_epoch::LeaderEpochCache;
+use crate::types::{LogOffsets, TopicPartition};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use tokio::sync::watch;
+
+/// The fjall handles every component uses.
+#[derive(Clone)]
+pub(crate) struct Engine {
+    pub db: Database,
+    pub meta: Keyspace,
+    pub index: Keyspace,
+    pub producers: Keyspace,
+    pub memtable_bytes: u64,
+}
+
+impl Engine {
+    pub(crate) fn open_keyspace(&self, name: &str) -> fjall::Result<Keyspace> {
+        let bytes = self.memtable_bytes;
+        self.db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(bytes))
+    }
+}
+
+/// A segment as readers see it.
+#[derive(Clone)]
+pub(crate) struct SegmentView {
+    pub base_offset: i64,
+    pub keyspace: Keyspace,
+    /// The final summary of a sealed segment; `None` for the active (last) one, whose
+    /// summary lives in [`PartitionShared::active`].
+    pub sealed: Option<SegmentSummary>,
+}
+
+/// One partition's published state.
+pub(crate) struct PartitionShared {
+    pub tp: TopicPartition,
+    pub offsets: watch::Sender<LogOffsets>,
+    pub segments: RwLock<Arc<Vec<SegmentView>>>,
+    pub active: Mutex<Option<SegmentSummary>>,
+    pub config: RwLock<LogConfig>,
+    pub epochs: RwLock<Arc<LeaderEpochCache>>,
+    pub size_bytes: AtomicU64,
+    pub deleted: AtomicBool,
+    /// Set by `set_high_watermark`, cleared by the writer's checkpoint.
+    pub hw_dirty: AtomicBool,
+}
+
+impl PartitionShared {
+    pub(crate) fn new(tp: TopicPartition, offsets: LogOffsets, config: LogConfig) -> Self {
+        PartitionShared {
+            tp,
+            offsets: watch::Sender::new(offsets),
+            segments: RwLock::new(Arc::new(Vec::new())),
+            active: Mutex::new(None),
+            config: RwLock::new(config),
+            epochs: RwLock::new(Arc::new(LeaderEpochCache::default())),
+            size_bytes: AtomicU64::new(0),
+            deleted: AtomicBool::new(false),
+            hw_dirty: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn offsets(&self) -> LogOffsets {
+        *self.offsets.borrow()
+    }
+
+    pub(crate) fn segments(&self) -> Arc<Vec<SegmentView>> {
+        self.segments.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub(crate) fn set_segments(&self, views: Vec<SegmentView>) {
+        *self.segments.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(views);
+    }
+
+    pub(crate) fn active(&self) -> Option<SegmentSummary> {
+        *self.active.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn set_active(&self, s: Option<SegmentSummary>) {
+        *self.active.lock().unwrap_or_else(PoisonError::into_inner) = s;
+    }
+
+    pub(crate) fn config(&self) -> LogConfig {
+        self.config.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub(crate) fn set_config(&self, c: LogConfig) {
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = c;
+    }
+
+    pub(crate) fn epochs(&self) -> Arc<LeaderEpochCache> {
+        self.epochs.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub(crate) fn set_epochs(&self, c: LeaderEpochCache) {
+        *self.epochs.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(c);
+    }
+
+    pub(crate) fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    /// Summary of a segment: the sealed one, or the active one's latest.
+    pub(crate) fn summary_of(&self, view: &SegmentView) -> Option<SegmentSummary> {
+        view.sealed.or_else(|| self.active())
+    }
+}
+
+/// Every live partition, for the store handle, the writer and the compaction filters.
+#[derive(Default)]
+pub(crate) struct Registry {
+    map: RwLock<HashMap<TopicPartition, Arc<PartitionShared>>>,
+    /// False until recovery registered every partition: filters keep everything before.
+    ready: AtomicBool,
+}
+
+impl Registry {
+    pub(crate) fn get(&self, tp: &TopicPartition) -> Option<Arc<PartitionShared>> {
+        self.map.read().unwrap_or_else(PoisonError::into_inner).get(tp).cloned()
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<PartitionShared>> {
+        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+        let mut v: Vec<_> = map.values().cloned().collect();
+        v.sort_by_key(|p| p.tp);
+        v
+    }
+
+    pub(crate) fn insert(&self, p: Arc<PartitionShared>) {
+        self.map.write().unwrap_or_else(PoisonError::into_inner).insert(p.tp, p);
+    }
+
+    pub(crate) fn remove(&self, tp: &TopicPartition) {
+        self.map.write().unwrap_or_else(PoisonError::into_inner).remove(tp);
+    }
+
+    pub(crate) fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Log start of a live partition, `None` if it does not exist.
+    pub(crate) fn log_start(&self, tp: &TopicPartition) -> Option<i64> {
+        self.get(tp).map(|p| p.offsets().log_start)
+    }
+}

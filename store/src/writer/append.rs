@@ -1,0 +1,259 @@
+//! Appends inside a group: idempotence, offset assignment, segment rolls, the batch's
+//! log value, index entry and producer state staged into the group's write batch.
+
+use super::request::{LeaderAppend, ReplicaAppend, Request};
+use super::state::{PartitionState, SegmentState};
+use super::{Group, Writer};
+use crate::batch::{self, BatchError, BatchHeader};
+use crate::codec::{IndexEntry, SegmentSummary, decode_producer};
+use crate::error::{Result, StoreError};
+use crate::keys;
+use crate::producer_state::{self, ProducerEntry, SequenceCheck};
+use crate::shared::{Engine, PartitionShared};
+use crate::stats::Counters;
+use crate::types::Appended;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+impl Writer {
+    pub(super) fn append(&mut self, g: &mut Group, req: Request) {
+        match req {
+            Request::Leader(a) => {
+                let LeaderAppend { part, batch, header, opts, log_append_time, reply } = a;
+                let out = self.check_failed().and_then(|()| {
+                    let req = (batch, header, opts, log_append_time);
+                    self.leader_append(g, &part, req)
+                });
+                match out {
+                    Ok(appended) => g.replies.push((reply, appended)),
+                    Err(e) => reply.send(Err(e)),
+                }
+            }
+            Request::Replica(r) => {
+                let ReplicaAppend { part, batches, reply } = r;
+                let out = self.check_failed().and_then(|()| self.replica_append(g, &part, batches));
+                match out {
+                    Ok(appended) => g.replies.push((reply, appended)),
+                    Err(e) => reply.send(Err(e)),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn leader_append(
+        &mut self,
+        g: &mut Group,
+        part: &Arc<PartitionShared>,
+        (mut buf, mut h, opts, log_append_time): (bytes::BytesMut, BatchHeader, crate::AppendOptions, bool),
+    ) -> Result<Appended> {
+        let st = live_state(&mut self.parts, part)?;
+        let tp = st.tp();
+        g.need(st.config.fsync.unwrap_or(self.default_fsync));
+        if h.producer_id >= 0 {
+            let entry = producer_entry(&self.engine, st, h.producer_id)?;
+            if let SequenceCheck::Duplicate(b) = producer_state::check(tp, entry, &h)? {
+                Counters::add(&self.stats.duplicates, 1);
+                tracing::debug!(%tp, producer_id = h.producer_id, offset = b.base_offset, "duplicate batch");
+                return Ok(Appended {
+                    base_offset: b.base_offset,
+                    last_offset: b.last_offset,
+                    log_append_time_ms: -1,
+                    log_start_offset: st.log_start,
+                    duplicate: true,
+                });
+            }
+        }
+        let base = st.log_end;
+        h.base_offset = base;
+        h.partition_leader_epoch = opts.leader_epoch;
+        let last = h.last_offset().ok_or_else(|| bad_offsets(&h))?;
+        batch::set_base_offset(&mut buf, base);
+        batch::set_partition_leader_epoch(&mut buf, opts.leader_epoch);
+        put_batch(&self.engine, g, st, &h, buf.freeze(), opts.now_ms, &self.stats)?;
+        if h.producer_id >= 0 {
+            record_producer(st, g, &h, base, last);
+        }
+        st.log_end = last + 1;
+        Ok(Appended {
+            base_offset: base,
+            last_offset: last,
+            log_append_time_ms: if log_append_time { h.max_timestamp } else { -1 },
+            log_start_offset: st.log_start,
+            duplicate: false,
+        })
+    }
+
+    fn replica_append(
+        &mut self,
+        g: &mut Group,
+        part: &Arc<PartitionShared>,
+        batches: Vec<(BatchHeader, Bytes)>,
+    ) -> Result<Appended> {
+        let st = live_state(&mut self.parts, part)?;
+        g.need(st.config.fsync.unwrap_or(self.default_fsync));
+        // Check everything before staging anything.
+        let mut expected = st.log_end;
+        for (i, (h, _)) in batches.iter().enumerate() {
+            let contiguous = if i == 0 { h.base_offset == expected } else { h.base_offset >= expected };
+            if !contiguous {
+                let reason = BatchError::NotContiguous { expected, found: h.base_offset };
+                return Err(StoreError::InvalidRecord { reason });
+            }
+            expected = h.last_offset().ok_or_else(|| bad_offsets(h))? + 1;
+        }
+        let first = batches.first().map_or(st.log_end, |b| b.0.base_offset);
+        let now_ms = wall_clock_ms();
+        for (h, value) in batches {
+            let last = h.last_offset().ok_or_else(|| bad_offsets(&h))?;
+            if h.producer_id >= 0 {
+                producer_entry(&self.engine, st, h.producer_id)?;
+            }
+            put_batch(&self.engine, g, st, &h, value, now_ms, &self.stats)?;
+            if h.producer_id >= 0 {
+                record_producer(st, g, &h, h.base_offset, last);
+            }
+            st.log_end = last + 1;
+        }
+        Ok(Appended {
+            base_offset: first,
+            last_offset: st.log_end - 1,
+            log_append_time_ms: -1,
+            log_start_offset: st.log_start,
+            duplicate: false,
+        })
+    }
+}
+
+fn bad_offsets(h: &BatchHeader) -> StoreError {
+    let reason =
+        BatchError::BadOffsets { base_offset: h.base_offset, last_offset_delta: h.last_offset_delta };
+    StoreError::InvalidRecord { reason }
+}
+
+pub(crate) fn wall_clock_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The writer's state of a live partition, `UnknownPartition` if it was deleted (or deleted
+/// and recreated since the caller looked it up).
+pub(crate) fn live_state<'a>(
+    parts: &'a mut HashMap<crate::TopicPartition, PartitionState>,
+    part: &Arc<PartitionShared>,
+) -> Result<&'a mut PartitionState> {
+    match parts.get_mut(&part.tp) {
+        Some(st) if Arc::ptr_eq(&st.shared, part) => Ok(st),
+        _ => Err(StoreError::UnknownPartition { partition: part.tp }),
+    }
+}
+
+/// A producer's state, from the writer's cache or from fjall.
+fn producer_entry<'a>(
+    e: &Engine,
+    st: &'a mut PartitionState,
+    pid: i64,
+) -> Result<Option<&'a ProducerEntry>> {
+    if !st.producers.contains_key(&pid)
+        && let Some(v) = e.producers.get(keys::entry_key(st.tp(), pid))?
+    {
+        let entry = decode_producer(&v)?;
+        if !entry.is_below(st.log_start) {
+            st.producers.insert(pid, entry);
+        }
+    }
+    Ok(st.producers.get(&pid))
+}
+
+fn record_producer(st: &mut PartitionState, g: &mut Group, h: &BatchHeader, base: i64, last: i64) {
+    let prev = st.producers.remove(&h.producer_id);
+    st.producers.insert(h.producer_id, producer_state::record(prev, h, base, last));
+    g.producers.insert((st.tp(), h.producer_id));
+}
+
+/// Stages one batch (already carrying its final offsets) into the group.
+pub(crate) fn put_batch(
+    e: &Engine,
+    g: &mut Group,
+    st: &mut PartitionState,
+    h: &BatchHeader,
+    value: Bytes,
+    now_ms: i64,
+    stats: &Counters,
+) -> Result<()> {
+    let tp = st.tp();
+    let last = h.last_offset().ok_or_else(|| bad_offsets(h))?;
+    let size = value.len();
+    maybe_roll(e, g, st, size as u64, h.base_offset, now_ms, stats)?;
+    let Some(seg) = st.segments.last_mut() else {
+        return Err(StoreError::Failed { reason: "no active segment after roll".into() });
+    };
+    let key = keys::entry_key(tp, last);
+    g.wb.insert(&seg.keyspace, key, value);
+    g.wb.insert(&e.index, key, IndexEntry::from_header(h, size).encode());
+    let s = &mut seg.summary;
+    if s.batch_count == 0 || h.max_timestamp > s.max_timestamp {
+        s.max_timestamp = h.max_timestamp;
+        s.max_timestamp_batch = last;
+    }
+    s.last_offset = last;
+    s.size_bytes += size as u64;
+    s.batch_count += 1;
+    if let Some(change) = st.epochs.assign(h.partition_leader_epoch, h.base_offset) {
+        st.put_epoch_changes(e, &mut g.wb, &[change]);
+        g.epochs.insert(tp);
+    }
+    g.touched.insert(tp);
+    Counters::add(&stats.appended_batches, 1);
+    Counters::add(&stats.appended_bytes, size as u64);
+    Ok(())
+}
+
+/// Seals the active segment and creates a new one when the next batch would not fit, or the
+/// active one is older than `segment_ms`. The new keyspace is created (a durable fjall
+/// operation) before the batch that makes it known; a crash in between leaves an empty
+/// keyspace with no summary, which recovery deletes.
+fn maybe_roll(
+    e: &Engine,
+    g: &mut Group,
+    st: &mut PartitionState,
+    size: u64,
+    base: i64,
+    now_ms: i64,
+    stats: &Counters,
+) -> Result<()> {
+    let cfg = &st.config;
+    let roll = match st.segments.last() {
+        None => true,
+        Some(s) => {
+            let s = &s.summary;
+            s.batch_count > 0
+                && (s.size_bytes + size > cfg.segment_bytes
+                    || cfg.segment_ms.is_some_and(|ms| now_ms.saturating_sub(s.created_ms) >= ms))
+        }
+    };
+    if !roll {
+        return Ok(());
+    }
+    let tp = st.tp();
+    if let Some(old) = st.segments.last() {
+        st.put_summary(e, &mut g.wb, &old.summary);
+        g.sealed.push(old.keyspace.clone());
+    }
+    let keyspace = e.open_keyspace(&keys::segment_name(tp, base))?;
+    let summary = SegmentSummary {
+        base_offset: base,
+        last_offset: base - 1,
+        max_timestamp: -1,
+        max_timestamp_batch: -1,
+        size_bytes: 0,
+        batch_count: 0,
+        created_ms: now_ms,
+    };
+    st.segments.push(SegmentState { summary, keyspace });
+    g.structural.insert(tp);
+    Counters::add(&stats.segments_rolled, 1);
+    tracing::debug!(%tp, offset = base, segments = st.segments.len(), "rolled log segment");
+    Ok(())
+}
