@@ -97,7 +97,7 @@ mod tests {
         assert_eq!(c.end_offset_for(0, 20), Some((0, 0)));
         assert_eq!(c.end_offset_for(4, 20), None);
         assert_eq!(c.truncate_from_end(10), vec![EpochChange::Remove(3)]);
-        assert_eq!(c.truncate_from_start(4), vec![EpochChange::Remove(1), EpochChange::Put(1, 4)]);
+        assert_eq!(c.truncate_from_start(4), vec![EpochChange::Put(1, 4)]);
         assert_eq!(c.entries(), &[(1, 4)]);
     }
 }

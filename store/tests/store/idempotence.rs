@@ -1,0 +1,104 @@
+//! Idempotent producer rules, their persistence, and their rebuild after truncation.
+
+use crate::common::*;
+use rafka_store::{LogConfig, StoreError};
+
+#[test]
+fn duplicates_of_each_of_the_last_five_batches() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path())?;
+    let log = store.create_partition(tp(10, 0), LogConfig::default())?;
+    let mut offsets = Vec::new();
+    for i in 0..7 {
+        let a = log.append_blocking(idem(42, 0, i * 3, 3), opts())?;
+        offsets.push((a.base_offset, a.last_offset));
+    }
+    let end = log.log_end_offset();
+    for i in 2..7 {
+        let a = log.append_blocking(idem(42, 0, i * 3, 3), opts())?;
+        assert!(a.duplicate, "batch {i} is a duplicate");
+        assert_eq!((a.base_offset, a.last_offset), offsets[i as usize]);
+    }
+    assert_eq!(log.log_end_offset(), end, "duplicates write nothing");
+    assert_eq!(store.stats().duplicates, 5);
+    // Older than the last five: not recognisable, so out of order.
+    let err = log.append_blocking(idem(42, 0, 3, 3), opts()).expect_err("too old");
+    assert!(matches!(err, StoreError::OutOfOrderSequence { expected: 21, received: 3, .. }));
+    assert_eq!(err.kafka_code(), 45);
+    let snap = log.producer(42)?.expect("state");
+    assert_eq!(snap.epoch, 0);
+    assert_eq!(snap.batches.len(), 5);
+    assert_eq!(snap.batches[4].last_seq, 20);
+    Ok(())
+}
+
+#[test]
+fn sequence_and_epoch_rules() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path())?;
+    let log = store.create_partition(tp(11, 0), LogConfig::default())?;
+    // Unknown producer: any sequence is accepted.
+    assert!(!log.append_blocking(idem(7, 2, 100, 2), opts())?.duplicate);
+    // Gap.
+    let err = log.append_blocking(idem(7, 2, 103, 1), opts()).expect_err("gap");
+    assert!(matches!(err, StoreError::OutOfOrderSequence { expected: 102, .. }));
+    log.append_blocking(idem(7, 2, 102, 1), opts())?;
+    // Fenced: an older epoch.
+    let err = log.append_blocking(idem(7, 1, 103, 1), opts()).expect_err("fenced");
+    assert!(matches!(err, StoreError::InvalidProducerEpoch { current: 2, received: 1, .. }));
+    assert_eq!(err.kafka_code(), 47);
+    // Epoch bump must restart at sequence 0.
+    let err = log.append_blocking(idem(7, 3, 103, 1), opts()).expect_err("bump needs seq 0");
+    assert!(matches!(err, StoreError::OutOfOrderSequence { expected: 0, .. }));
+    log.append_blocking(idem(7, 3, 0, 1), opts())?;
+    assert_eq!(log.producer_epoch(7)?, Some(3));
+    // Sequences wrap at i32::MAX.
+    log.append_blocking(idem(8, 0, i32::MAX - 1, 2), opts())?;
+    log.append_blocking(idem(8, 0, 0, 1), opts())?;
+    // Non-idempotent batches skip all of it.
+    log.append_blocking(simple(1, 1), opts())?;
+    log.append_blocking(simple(1, 1), opts())?;
+    Ok(())
+}
+
+#[test]
+fn producer_state_survives_reopen() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    {
+        let store = open(dir.path())?;
+        let log = store.create_partition(tp(12, 0), LogConfig::default())?;
+        for i in 0..3 {
+            log.append_blocking(idem(5, 1, i * 2, 2), opts())?;
+        }
+    }
+    let store = open(dir.path())?;
+    let log = store.partition(tp(12, 0)).expect("partition");
+    let dup = log.append_blocking(idem(5, 1, 2, 2), opts())?;
+    assert!(dup.duplicate);
+    assert_eq!((dup.base_offset, dup.last_offset), (2, 3));
+    assert!(log.append_blocking(idem(5, 1, 9, 1), opts()).is_err());
+    assert!(matches!(log.append_blocking(idem(5, 0, 6, 1), opts()), Err(StoreError::InvalidProducerEpoch { .. })));
+    assert_eq!(log.append_blocking(idem(5, 1, 6, 1), opts())?.base_offset, 6);
+    Ok(())
+}
+
+#[test]
+fn truncation_rebuilds_producer_state() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path())?;
+    let log = store.create_partition(tp(13, 0), small_segments(2048))?;
+    for i in 0..8 {
+        log.append_blocking(idem(9, 0, i * 2, 2), opts())?; // offsets 2i, 2i+1
+    }
+    // Cut the last three batches (offsets 10..16): the producer's next sequence is 10 again.
+    assert_eq!(log.truncate_to(11)?, 10);
+    let snap = log.producer(9)?.expect("state");
+    assert_eq!(snap.batches.last().map(|b| (b.last_seq, b.last_offset)), Some((9, 9)));
+    assert_eq!(snap.batches.len(), 5);
+    assert!(log.append_blocking(idem(9, 0, 10, 2), opts()).is_ok());
+    // Cut everything the producer wrote: it is forgotten, any sequence goes.
+    log.truncate_to(0)?;
+    assert_eq!(log.producer(9)?, None);
+    log.append_blocking(idem(9, 0, 77, 1), opts())?;
+    Ok(())
+}

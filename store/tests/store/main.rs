@@ -1,0 +1,9 @@
+//! Integration tests of rafka-store, in one binary (one link, and the crash test re-executes
+//! this binary as its child).
+
+mod append_read;
+mod batch;
+mod common;
+mod idempotence;
+mod log_ops;
+mod reopen;
