@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 
 use crate::bootstrap::Bootstrap;
 use crate::connection::mesh::MeshNode;
-use crate::connection::{Connection, ConnectionConfig, Endpoint};
+use crate::connection::{Connection, ConnectionConfig, Endpoint, FrameTransport};
 use crate::error::{Error, Result};
 use crate::metadata::{self, ClusterMetadata, NodeId, TopicInfo};
 
@@ -121,9 +121,14 @@ fn format_host_port(host: &str, port: i32) -> String {
 
 type Slot = Arc<OnceCell<Arc<Connection>>>;
 
+/// Opens a transport to an endpoint; [`Client::connect_with`] uses it instead of TCP or the
+/// mesh (in-memory brokers in tests, custom transports).
+pub type Dialer = Arc<dyn Fn(&Endpoint) -> Result<Arc<dyn FrameTransport>> + Send + Sync>;
+
 struct Inner {
     config: ClientConfig,
     mesh: Option<MeshNode>,
+    dialer: Option<Dialer>,
     routes: Mutex<NodeRoutes>,
     pool: Mutex<HashMap<Endpoint, Slot>>,
     metadata: Mutex<Arc<ClusterMetadata>>,
@@ -158,10 +163,31 @@ impl Client {
                 (Some(node), NodeRoutes::Mesh { peer, addr: base })
             }
         };
+        Client::start(config, mesh, routes, None).await
+    }
+
+    /// Connects through `dialer` instead of TCP or the mesh. The bootstrap must be `HOST:PORT`
+    /// style; the dialer decides what the addresses mean.
+    pub async fn connect_with(config: ClientConfig, dialer: Dialer) -> Result<Client> {
+        config.validate()?;
+        let Bootstrap::Kafka(hosts) = &config.bootstrap else {
+            return Err(Error::Config("connect_with needs a HOST:PORT bootstrap".into()));
+        };
+        let routes = NodeRoutes::Kafka { bootstrap: hosts.clone(), nodes: HashMap::new() };
+        Client::start(config, None, routes, Some(dialer)).await
+    }
+
+    async fn start(
+        config: ClientConfig,
+        mesh: Option<MeshNode>,
+        routes: NodeRoutes,
+        dialer: Option<Dialer>,
+    ) -> Result<Client> {
         let client = Client {
             inner: Arc::new(Inner {
                 config,
                 mesh,
+                dialer,
                 routes: Mutex::new(routes),
                 pool: Mutex::new(HashMap::new()),
                 metadata: Mutex::new(Arc::new(ClusterMetadata::default())),
@@ -221,9 +247,11 @@ impl Client {
         let config = &self.inner.config.connection;
         let conn = slot
             .get_or_try_init(|| async {
-                Connection::open(endpoint.clone(), config, self.inner.mesh.as_ref())
-                    .await
-                    .map(Arc::new)
+                let conn = match &self.inner.dialer {
+                    Some(dial) => Connection::negotiate(dial(&endpoint)?, endpoint.clone(), config).await,
+                    None => Connection::open(endpoint.clone(), config, self.inner.mesh.as_ref()).await,
+                };
+                conn.map(Arc::new)
             })
             .await?;
         Ok(conn.clone())

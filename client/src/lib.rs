@@ -42,3 +42,4 @@ pub use cluster::{Client, ClientConfig};
 pub use config::{Acks, ConsumerConfig, OffsetReset, ProducerConfig};
 pub use error::{Error, Result};
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
+pub mod testing;

@@ -189,10 +189,11 @@ impl Idempotence {
             | ResponseError::TransactionalIdAuthorizationFailed
             | ResponseError::ClusterAuthorizationFailed => Verdict::Fatal(error),
             ResponseError::OutOfOrderSequenceNumber => {
-                if !self.is_next_expected(tp, sequence) {
-                    return Verdict::Retry;
+                // Ahead of the next expected sequence: an earlier batch will resolve it. At it (a
+                // real gap) or behind it (the broker moved past it): restart under a new epoch.
+                if !self.is_ahead_of_expected(tp, sequence) {
+                    self.bump_requested = true;
                 }
-                self.bump_requested = true;
                 Verdict::Retry
             }
             ResponseError::UnknownProducerId => {
@@ -217,10 +218,11 @@ impl Idempotence {
         }
     }
 
-    fn is_next_expected(&self, tp: &TopicPartition, sequence: (i64, i16, i32)) -> bool {
-        let Some(state) = self.partitions.get(tp) else { return true };
+    fn is_ahead_of_expected(&self, tp: &TopicPartition, sequence: (i64, i16, i32)) -> bool {
+        let Some(state) = self.partitions.get(tp) else { return false };
         let expected = state.last_acked.map_or(0, |s| increment_sequence(s, 1));
-        sequence.2 == expected
+        let distance = (i64::from(sequence.2) - i64::from(expected)).rem_euclid(1 << 31);
+        distance != 0 && distance < (1 << 30)
     }
 
     fn current_state(

@@ -132,3 +132,15 @@ fn exhausted_epoch_needs_a_new_producer_id() {
     assert!(!s.bump_epoch());
     assert_eq!(s.identity(), None);
 }
+
+#[test]
+fn out_of_order_behind_the_acked_sequence_bumps() {
+    let mut s = ready();
+    let a = s.assign(&tp(0), 1).unwrap();
+    let b = s.assign(&tp(0), 1).unwrap();
+    // The broker (with no state for us) took `b` first; `a` can never be accepted now.
+    s.on_success(&tp(0), b, 1);
+    let v = s.on_error(&tp(0), a, ResponseError::OutOfOrderSequenceNumber, 0, err(ResponseError::OutOfOrderSequenceNumber));
+    assert_eq!(v, Verdict::Retry);
+    assert!(s.bump_requested());
+}

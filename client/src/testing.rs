@@ -1,0 +1,264 @@
+//! An in-memory Kafka broker for tests: it answers the APIs this client uses, keeps partition
+//! logs and idempotent producer state like a real broker, and can be told to fail requests.
+//!
+//! ```
+//! use rafka_client::testing::FakeBroker;
+//! let broker = FakeBroker::new();
+//! broker.create_topic("t", 3);
+//! assert_eq!(broker.log_end("t", 0), 0);
+//! ```
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::records::RecordBatchDecoder;
+use uuid::Uuid;
+
+use crate::cluster::{Dialer, lock};
+use crate::connection::{CLIENT_VERSIONS, Endpoint, FrameTransport};
+use crate::error::{Error, Result};
+
+#[path = "testing_handlers.rs"]
+mod handlers;
+
+/// One stored batch.
+#[derive(Debug, Clone)]
+pub struct StoredBatch {
+    /// Base offset assigned by the broker.
+    pub base_offset: i64,
+    /// Record count.
+    pub count: i32,
+    /// Producer id, epoch and base sequence from the batch header.
+    pub producer: (i64, i16, i32),
+    /// The batch bytes (base offset rewritten).
+    pub bytes: Bytes,
+}
+
+#[derive(Debug, Default)]
+struct Partition {
+    batches: Vec<StoredBatch>,
+    next_offset: i64,
+    /// Per producer id: epoch and the last batches (first seq, last seq, base offset).
+    producers: HashMap<i64, (i16, VecDeque<(i32, i32, i64)>)>,
+}
+
+#[derive(Debug)]
+struct Topic {
+    id: Uuid,
+    partitions: Vec<Partition>,
+    configs: BTreeMap<String, String>,
+}
+
+/// A produce fault: answer `code` for the next `times` produce attempts on `partition`.
+#[derive(Debug, Clone)]
+struct Fault {
+    topic: String,
+    partition: i32,
+    code: i16,
+    times: usize,
+    /// Append the batch anyway before answering (a lost response).
+    append: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    topics: BTreeMap<String, Topic>,
+    faults: Vec<Fault>,
+    next_producer_id: i64,
+    offsets: HashMap<(String, String, i32), i64>,
+    requests: Vec<(i16, i16)>,
+    produce_log: Vec<(String, i32, (i64, i16, i32), i32)>,
+    version_caps: HashMap<i16, i16>,
+}
+
+/// The in-memory broker (node 1 at `fake:9092`). Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct FakeBroker {
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeBroker {
+    /// An empty broker.
+    pub fn new() -> FakeBroker {
+        FakeBroker::default()
+    }
+
+    /// A [`Dialer`] whose every endpoint is this broker.
+    pub fn dialer(&self) -> Dialer {
+        let broker = self.clone();
+        Arc::new(move |_: &Endpoint| Ok(Arc::new(broker.clone()) as Arc<dyn FrameTransport>))
+    }
+
+    /// Creates a topic.
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let topic = Topic {
+            id: Uuid::new_v4(),
+            partitions: (0..partitions).map(|_| Partition::default()).collect(),
+            configs: BTreeMap::new(),
+        };
+        lock(&self.state).topics.insert(name.to_owned(), topic);
+    }
+
+    /// Fails the next `times` produce attempts on `topic`-`partition` with `code`; with
+    /// `append`, the batch is written first (the answer is what gets lost).
+    pub fn fail_produce(&self, topic: &str, partition: i32, code: i16, times: usize, append: bool) {
+        lock(&self.state).faults.push(Fault {
+            topic: topic.to_owned(),
+            partition,
+            code,
+            times,
+            append,
+        });
+    }
+
+    /// Advertises at most `max` for `api` in ApiVersions.
+    pub fn cap_version(&self, api: ApiKey, max: i16) {
+        lock(&self.state).version_caps.insert(api as i16, max);
+    }
+
+    /// Log end offset of a partition (0 if unknown).
+    pub fn log_end(&self, topic: &str, partition: i32) -> i64 {
+        let state = lock(&self.state);
+        let p = state.topics.get(topic).and_then(|t| t.partitions.get(partition as usize));
+        p.map_or(0, |p| p.next_offset)
+    }
+
+    /// Stored batches of a partition.
+    pub fn batches(&self, topic: &str, partition: i32) -> Vec<StoredBatch> {
+        let state = lock(&self.state);
+        let p = state.topics.get(topic).and_then(|t| t.partitions.get(partition as usize));
+        p.map(|p| p.batches.clone()).unwrap_or_default()
+    }
+
+    /// Every produce attempt seen: (topic, partition, (producer id, epoch, base seq), records).
+    pub fn produce_log(&self) -> Vec<(String, i32, (i64, i16, i32), i32)> {
+        lock(&self.state).produce_log.clone()
+    }
+
+    /// Every request seen: (api key, version).
+    pub fn requests(&self) -> Vec<(i16, i16)> {
+        lock(&self.state).requests.clone()
+    }
+
+    /// Appends a raw batch as a producer would (for consumer tests).
+    pub fn append_raw(&self, topic: &str, partition: i32, batch: Bytes) -> Result<i64> {
+        let mut state = lock(&self.state);
+        handlers::append(&mut state, topic, partition, batch).map_err(|code| {
+            Error::broker("append", code, None).unwrap_or(Error::Closed)
+        })
+    }
+
+    fn handle(&self, mut frame: Bytes) -> Result<Bytes> {
+        let header = kafka_protocol::protocol::decode_request_header_from_buffer(&mut frame)
+            .map_err(|e| Error::protocol(format!("fake broker: {e}")))?;
+        let key = ApiKey::try_from(header.request_api_key)
+            .map_err(|_| Error::protocol("fake broker: unknown api key"))?;
+        let v = header.request_api_version;
+        let mut state = lock(&self.state);
+        state.requests.push((header.request_api_key, v));
+        let state = &mut *state;
+        let body = match key {
+            ApiKey::ApiVersions => encode(&api_versions(state), v),
+            ApiKey::Metadata => encode(&handlers::metadata(state, decode(&mut frame, v)?, v), v),
+            ApiKey::InitProducerId => {
+                state.next_producer_id += 1;
+                let r = InitProducerIdResponse::default()
+                    .with_producer_id(ProducerId(999 + state.next_producer_id))
+                    .with_producer_epoch(0);
+                encode(&r, v)
+            }
+            ApiKey::Produce => {
+                let req: ProduceRequest = decode(&mut frame, v)?;
+                if req.acks == 0 {
+                    handlers::produce(state, req, v);
+                    return Ok(Bytes::new());
+                }
+                encode(&handlers::produce(state, req, v), v)
+            }
+            ApiKey::Fetch => encode(&handlers::fetch(state, decode(&mut frame, v)?, v), v),
+            ApiKey::ListOffsets => encode(&handlers::list_offsets(state, decode(&mut frame, v)?), v),
+            ApiKey::FindCoordinator => encode(&handlers::find_coordinator(decode(&mut frame, v)?, v), v),
+            ApiKey::OffsetCommit => encode(&handlers::offset_commit(state, decode(&mut frame, v)?), v),
+            ApiKey::OffsetFetch => encode(&handlers::offset_fetch(state, decode(&mut frame, v)?, v), v),
+            ApiKey::CreateTopics => encode(&handlers::create_topics(state, decode(&mut frame, v)?), v),
+            ApiKey::DeleteTopics => encode(&handlers::delete_topics(state, decode(&mut frame, v)?, v), v),
+            ApiKey::DescribeConfigs => encode(&handlers::describe_configs(state, decode(&mut frame, v)?), v),
+            _ => return Err(Error::protocol(format!("fake broker: {key:?} not implemented"))),
+        }?;
+        let mut out = BytesMut::new();
+        let header_version = response_header_version(key, v);
+        ResponseHeader::default()
+            .with_correlation_id(header.correlation_id)
+            .encode(&mut out, header_version)
+            .map_err(|e| Error::protocol(e.to_string()))?;
+        out.extend_from_slice(&body);
+        Ok(out.freeze())
+    }
+}
+
+impl FrameTransport for FakeBroker {
+    fn call(&self, frame: Bytes, expect_response: bool) -> BoxFuture<'static, Result<Option<Bytes>>> {
+        let result = self.handle(frame).map(|r| expect_response.then_some(r));
+        futures::future::ready(result).boxed()
+    }
+    fn is_closed(&self) -> bool {
+        false
+    }
+    fn close(&self) {}
+}
+
+fn api_versions(state: &State) -> ApiVersionsResponse {
+    let keys = CLIENT_VERSIONS
+        .iter()
+        .map(|&(key, min, max)| {
+            let cap = state.version_caps.get(&(key as i16)).copied().unwrap_or(max);
+            api_versions_response::ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_min_version(min)
+                .with_max_version(cap.min(max))
+        })
+        .collect();
+    ApiVersionsResponse::default().with_api_keys(keys)
+}
+
+fn response_header_version(key: ApiKey, v: i16) -> i16 {
+    match key {
+        ApiKey::ApiVersions => ApiVersionsResponse::header_version(v),
+        ApiKey::Metadata => MetadataResponse::header_version(v),
+        ApiKey::InitProducerId => InitProducerIdResponse::header_version(v),
+        ApiKey::Produce => ProduceResponse::header_version(v),
+        ApiKey::Fetch => FetchResponse::header_version(v),
+        ApiKey::ListOffsets => ListOffsetsResponse::header_version(v),
+        ApiKey::FindCoordinator => FindCoordinatorResponse::header_version(v),
+        ApiKey::OffsetCommit => OffsetCommitResponse::header_version(v),
+        ApiKey::OffsetFetch => OffsetFetchResponse::header_version(v),
+        ApiKey::CreateTopics => CreateTopicsResponse::header_version(v),
+        ApiKey::DeleteTopics => DeleteTopicsResponse::header_version(v),
+        _ => DescribeConfigsResponse::header_version(v),
+    }
+}
+
+fn decode<T: Decodable>(frame: &mut Bytes, v: i16) -> Result<T> {
+    T::decode(frame, v).map_err(|e| Error::protocol(format!("fake broker decode: {e}")))
+}
+
+fn encode<T: Encodable>(message: &T, v: i16) -> Result<Bytes> {
+    let mut buf = BytesMut::new();
+    message.encode(&mut buf, v).map_err(|e| Error::protocol(format!("fake broker encode: {e}")))?;
+    Ok(buf.freeze())
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+fn batch_identity(batch: &Bytes) -> Option<(i64, i16, i32, i32)> {
+    let info = RecordBatchDecoder::decode_batch_info(&mut batch.clone()).ok()?;
+    let first = info.first()?;
+    Some((first.producer_id, first.producer_epoch, first.base_sequence, first.record_count))
+}
