@@ -108,12 +108,24 @@ impl Writer {
     /// Deletes segment keyspaces whose summaries are already gone. fjall removes the folder
     /// once the last handle (a reader's, a sealed journal's) is dropped.
     pub(super) fn drop_keyspaces(&mut self, keyspaces: Vec<Keyspace>) {
+        if keyspaces.is_empty() {
+            return;
+        }
         for ks in keyspaces {
             let name = ks.name().to_string();
             match self.engine.db.delete_keyspace(ks) {
                 Ok(()) => Counters::add(&self.stats.segments_deleted, 1),
                 // Left for recovery to delete: it has no summary.
                 Err(e) => tracing::warn!(keyspace = %name, error = %e, "could not delete segment"),
+            }
+        }
+        // Sealed journals hold handles to the keyspaces they have data of, so the folders
+        // only go once those journals are deleted, which fjall checks after each flush.
+        // Flushing the small keyspaces lets it happen now rather than at the next roll.
+        let e = &self.engine;
+        for ks in [&e.meta, &e.index, &e.producers] {
+            if let Err(err) = ks.rotate_memtable() {
+                tracing::warn!(keyspace = %ks.name(), error = %err, "could not rotate a memtable");
             }
         }
     }

@@ -196,7 +196,7 @@ impl Writer {
         }
     }
 
-    fn after_commit(&mut self, g: Group) {
+    fn after_commit(&mut self, mut g: Group) {
         for tp in &g.touched {
             if let Some(st) = self.parts.get(tp) {
                 if g.structural.contains(tp) {
@@ -219,9 +219,15 @@ impl Writer {
         }
         // A sealed segment takes no more writes: flush its memtable now rather than holding
         // it in memory (and its journal) until journal pressure forces it.
+        // The small keyspaces written with every batch are flushed too, or the journals
+        // behind them could not be deleted until journal-size pressure forces it.
+        if !g.sealed.is_empty() {
+            let e = &self.engine;
+            g.sealed.extend([e.index.clone(), e.meta.clone(), e.producers.clone()]);
+        }
         for ks in g.sealed {
             if let Err(e) = ks.rotate_memtable() {
-                tracing::warn!(error = %e, "could not rotate a sealed segment's memtable");
+                tracing::warn!(keyspace = %ks.name(), error = %e, "could not rotate a memtable");
             }
         }
     }

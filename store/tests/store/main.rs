@@ -7,3 +7,4 @@ mod common;
 mod idempotence;
 mod log_ops;
 mod reopen;
+mod retention;
