@@ -4,6 +4,8 @@
 mod append_read;
 mod batch;
 mod common;
+mod crash;
+mod group_commit;
 mod idempotence;
 mod log_ops;
 mod reopen;
