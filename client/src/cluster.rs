@@ -99,6 +99,13 @@ impl NodeRoutes {
         }
     }
 
+    /// Adds a node learnt outside Metadata (a FindCoordinator answer).
+    pub fn learn(&mut self, node: NodeId, host: &str, port: i32) {
+        if let NodeRoutes::Kafka { nodes, .. } = self {
+            nodes.entry(node).or_insert_with(|| format_host_port(host, port));
+        }
+    }
+
     /// Takes the brokers of a metadata snapshot into account.
     pub fn update(&mut self, meta: &ClusterMetadata) {
         if let NodeRoutes::Kafka { nodes, .. } = self {
@@ -216,6 +223,11 @@ impl Client {
             reason: "no address known for this node".into(),
         })?;
         self.connection(endpoint).await
+    }
+
+    /// Records the address of a node learnt outside Metadata (FindCoordinator).
+    pub fn learn_node(&self, node: NodeId, host: &str, port: i32) {
+        lock(&self.inner.routes).learn(node, host, port);
     }
 
     /// A connection to any reachable node (known nodes first, then the bootstrap addresses).

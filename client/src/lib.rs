@@ -34,11 +34,15 @@ pub mod connection;
 pub mod error;
 pub mod metadata;
 pub mod config;
+pub mod consumer;
 pub mod producer;
 pub mod records;
 
 pub use bootstrap::Bootstrap;
 pub use cluster::{Client, ClientConfig};
+pub use consumer::{Consumer, SeekTo};
+pub use metadata::TopicPartition;
+pub use records::ConsumerRecord;
 pub use config::{Acks, ConsumerConfig, OffsetReset, ProducerConfig};
 pub use error::{Error, Result};
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};

@@ -6,6 +6,7 @@
 //! backoff), on a broken connection and when a snapshot is older than `metadata_max_age`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -14,6 +15,28 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+
+/// A topic and partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: Arc<str>,
+    /// Partition index.
+    pub partition: i32,
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+impl TopicPartition {
+    /// `topic`-`partition`.
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
+        TopicPartition { topic: topic.into(), partition }
+    }
+}
 
 /// A node id as Kafka numbers brokers.
 pub type NodeId = i32;

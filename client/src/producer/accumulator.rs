@@ -16,20 +16,7 @@ use tokio::sync::watch;
 use crate::error::Error;
 use crate::records::{BATCH_HEADER_BYTES, OutgoingRecord};
 
-/// A topic and partition.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    /// Topic name.
-    pub topic: Arc<str>,
-    /// Partition index.
-    pub partition: i32,
-}
-
-impl std::fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
+pub use crate::metadata::TopicPartition;
 
 /// Where a batch landed: base offset (-1 when unknown, e.g. acks=0) and append time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,288 @@
+//! Offsets: ListOffsets (earliest, latest, by timestamp) and committed offsets of a group
+//! (FindCoordinator + OffsetCommit / OffsetFetch as a "simple consumer": generation -1, empty
+//! member id; group membership comes later).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::{
+    BrokerId, FindCoordinatorRequest, GroupId, ListOffsetsRequest, OffsetCommitRequest,
+    OffsetFetchRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tracing::debug;
+
+use crate::cluster::Client;
+use crate::error::{Error, Result};
+use crate::metadata::{NodeId, TopicPartition};
+
+/// ListOffsets timestamp meaning "the log start".
+pub const EARLIEST: i64 = -2;
+/// ListOffsets timestamp meaning "the log end".
+pub const LATEST: i64 = -1;
+
+fn topic_name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+/// Resolves each partition's offset for its timestamp (`EARLIEST`, `LATEST`, or ms: the first
+/// offset with a timestamp at or after it; the log end when there is none).
+pub async fn list_offsets(
+    client: &Client,
+    wanted: &[(TopicPartition, i64)],
+    read_committed: bool,
+) -> Result<HashMap<TopicPartition, i64>> {
+    let meta = client.metadata();
+    let mut by_leader: BTreeMap<NodeId, Vec<(TopicPartition, i64)>> = BTreeMap::new();
+    for (tp, ts) in wanted {
+        let leader = meta.leader(&tp.topic, tp.partition).ok_or_else(|| Error::LeaderNotAvailable {
+            topic: tp.topic.to_string(),
+        })?;
+        by_leader.entry(leader).or_default().push((tp.clone(), *ts));
+    }
+    let mut out = HashMap::new();
+    for (node, parts) in by_leader {
+        out.extend(list_offsets_on(client, node, parts, read_committed).await?);
+    }
+    Ok(out)
+}
+
+async fn list_offsets_on(
+    client: &Client,
+    node: NodeId,
+    parts: Vec<(TopicPartition, i64)>,
+    read_committed: bool,
+) -> Result<HashMap<TopicPartition, i64>> {
+    let conn = client.node(node).await?;
+    let version = conn.version::<ListOffsetsRequest>()?;
+    let mut topics: BTreeMap<Arc<str>, ListOffsetsTopic> = BTreeMap::new();
+    for (tp, ts) in &parts {
+        let t = topics
+            .entry(tp.topic.clone())
+            .or_insert_with(|| ListOffsetsTopic::default().with_name(topic_name(&tp.topic)));
+        t.partitions
+            .push(ListOffsetsPartition::default().with_partition_index(tp.partition).with_timestamp(*ts));
+    }
+    let mut request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(topics.into_values().collect());
+    if version >= 2 {
+        request.isolation_level = i8::from(read_committed);
+    }
+    let response = conn.send(version, &request).await?;
+    let mut out = HashMap::new();
+    for topic in &response.topics {
+        for p in &topic.partitions {
+            let tp = TopicPartition::new(topic.name.as_str(), p.partition_index);
+            if let Some(e) = Error::from_code(p.error_code, &tp.topic, Some(tp.partition)) {
+                return Err(e);
+            }
+            out.insert(tp, p.offset);
+        }
+    }
+    for (tp, _) in parts {
+        if !out.contains_key(&tp) {
+            return Err(Error::protocol(format!("ListOffsets gave no answer for {tp}")));
+        }
+    }
+    Ok(out)
+}
+
+/// The coordinator node of `group`, retrying "not ready" answers until `wait` has passed.
+pub async fn find_coordinator(client: &Client, group: &str, wait: Duration) -> Result<NodeId> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match find_coordinator_once(client, group).await {
+            Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                debug!(group, error = %e, "coordinator not ready");
+                tokio::time::sleep(client.config().retry_backoff).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn find_coordinator_once(client: &Client, group: &str) -> Result<NodeId> {
+    let conn = client.any_node().await?;
+    let version = conn.version::<FindCoordinatorRequest>()?;
+    let key = StrBytes::from_string(group.to_owned());
+    let mut request = FindCoordinatorRequest::default();
+    if version >= 4 {
+        request.coordinator_keys = vec![key];
+    } else {
+        request.key = key;
+    }
+    let response = conn.send(version, &request).await?;
+    let (code, message, node, host, port) = if version >= 4 {
+        let c = response.coordinators.first().ok_or_else(|| {
+            Error::protocol("FindCoordinator returned no coordinator")
+        })?;
+        (c.error_code, c.error_message.clone(), c.node_id.0, c.host.to_string(), c.port)
+    } else {
+        let r = &response;
+        (r.error_code, r.error_message.clone(), r.node_id.0, r.host.to_string(), r.port)
+    };
+    if let Some(e) = coordinator_error(group, code, message.as_deref()) {
+        return Err(e);
+    }
+    client.learn_node(node, &host, port);
+    Ok(node)
+}
+
+fn coordinator_error(group: &str, code: i16, message: Option<&str>) -> Option<Error> {
+    let error = ResponseError::try_from_code(code)?;
+    Some(match error {
+        ResponseError::CoordinatorLoadInProgress
+        | ResponseError::CoordinatorNotAvailable
+        | ResponseError::NotCoordinator => Error::Coordinator { group: group.to_owned(), error },
+        _ => Error::broker(format!("group {group}"), code, message)?,
+    })
+}
+
+/// Commits `offsets` (the next offset to read, per partition) for `group`.
+pub async fn commit(
+    client: &Client,
+    group: &str,
+    offsets: &[(TopicPartition, i64)],
+    wait: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let result = async {
+            let node = find_coordinator(client, group, wait).await?;
+            commit_once(client, node, group, offsets).await
+        }
+        .await;
+        match result {
+            Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                tokio::time::sleep(client.config().retry_backoff).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn commit_once(
+    client: &Client,
+    node: NodeId,
+    group: &str,
+    offsets: &[(TopicPartition, i64)],
+) -> Result<()> {
+    let conn = client.node(node).await?;
+    let version = conn.version::<OffsetCommitRequest>()?;
+    let mut topics: BTreeMap<Arc<str>, OffsetCommitRequestTopic> = BTreeMap::new();
+    for (tp, offset) in offsets {
+        let t = topics
+            .entry(tp.topic.clone())
+            .or_insert_with(|| OffsetCommitRequestTopic::default().with_name(topic_name(&tp.topic)));
+        t.partitions.push(
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(tp.partition)
+                .with_committed_offset(*offset),
+        );
+    }
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(topics.into_values().collect());
+    let response = conn.send(version, &request).await?;
+    for topic in &response.topics {
+        for p in &topic.partitions {
+            if let Some(e) = coordinator_error(group, p.error_code, None) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The committed offsets of `group` for `partitions` (`None` where nothing is committed).
+pub async fn committed(
+    client: &Client,
+    group: &str,
+    partitions: &[TopicPartition],
+    wait: Duration,
+) -> Result<HashMap<TopicPartition, Option<i64>>> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let result = async {
+            let node = find_coordinator(client, group, wait).await?;
+            committed_once(client, node, group, partitions).await
+        }
+        .await;
+        match result {
+            Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                tokio::time::sleep(client.config().retry_backoff).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn committed_once(
+    client: &Client,
+    node: NodeId,
+    group: &str,
+    partitions: &[TopicPartition],
+) -> Result<HashMap<TopicPartition, Option<i64>>> {
+    let conn = client.node(node).await?;
+    let version = conn.version::<OffsetFetchRequest>()?;
+    let mut by_topic: BTreeMap<Arc<str>, Vec<i32>> = BTreeMap::new();
+    for tp in partitions {
+        by_topic.entry(tp.topic.clone()).or_default().push(tp.partition);
+    }
+    let group_id = GroupId(StrBytes::from_string(group.to_owned()));
+    let mut request = OffsetFetchRequest::default();
+    if version >= 8 {
+        let topics = by_topic.iter().map(|(t, ps)| {
+            OffsetFetchRequestTopics::default().with_name(topic_name(t)).with_partition_indexes(ps.clone())
+        });
+        request.groups = vec![
+            OffsetFetchRequestGroup::default().with_group_id(group_id).with_topics(Some(topics.collect())),
+        ];
+    } else {
+        let topics = by_topic.iter().map(|(t, ps)| {
+            OffsetFetchRequestTopic::default().with_name(topic_name(t)).with_partition_indexes(ps.clone())
+        });
+        request.group_id = group_id;
+        request.topics = Some(topics.collect());
+    }
+    let response = conn.send(version, &request).await?;
+    let mut rows: Vec<(TopicPartition, i64, i16)> = Vec::new();
+    let top_code = if version >= 8 {
+        let g = response.groups.first().ok_or_else(|| Error::protocol("OffsetFetch: no group"))?;
+        for t in &g.topics {
+            for p in &t.partitions {
+                rows.push((TopicPartition::new(t.name.as_str(), p.partition_index), p.committed_offset, p.error_code));
+            }
+        }
+        g.error_code
+    } else {
+        for t in &response.topics {
+            for p in &t.partitions {
+                rows.push((TopicPartition::new(t.name.as_str(), p.partition_index), p.committed_offset, p.error_code));
+            }
+        }
+        response.error_code
+    };
+    if let Some(e) = coordinator_error(group, top_code, None) {
+        return Err(e);
+    }
+    let mut out: HashMap<TopicPartition, Option<i64>> = partitions.iter().map(|tp| (tp.clone(), None)).collect();
+    for (tp, offset, code) in rows {
+        if let Some(e) = coordinator_error(group, code, None) {
+            return Err(e);
+        }
+        out.insert(tp, (offset >= 0).then_some(offset));
+    }
+    Ok(out)
+}
