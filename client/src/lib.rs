@@ -28,6 +28,7 @@
 //! ```
 #![deny(clippy::indexing_slicing)]
 
+pub mod admin;
 pub mod bootstrap;
 pub mod cluster;
 pub mod connection;
@@ -38,6 +39,7 @@ pub mod consumer;
 pub mod producer;
 pub mod records;
 
+pub use admin::{Admin, NewTopic};
 pub use bootstrap::Bootstrap;
 pub use cluster::{Client, ClientConfig};
 pub use consumer::{Consumer, SeekTo};
