@@ -156,6 +156,12 @@ fn build(
         None => None,
     };
     let log_end = segments.last().map_or(log_start, |s| s.summary.last_offset + 1).max(log_start);
+    if broken {
+        // Index entries of the dropped segments would otherwise outlive them.
+        for kv in e.index.range(keys::entry_key(tp, log_end)..=keys::entry_key(tp, i64::MAX)) {
+            wb.remove(&e.index, kv.key()?);
+        }
+    }
     let hw = rec.high_watermark.clamp(log_start, log_end);
     let offsets = LogOffsets { log_start, log_end, high_watermark: hw };
     let shared = Arc::new(PartitionShared::new(tp, offsets, rec.config.clone()));
