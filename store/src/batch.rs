@@ -170,7 +170,9 @@ fn read<const N: usize>(buf: &[u8], at: usize) -> Option<[u8; N]> {
 }
 
 fn write(buf: &mut [u8], at: usize, bytes: &[u8]) -> bool {
-    let Some(end) = at.checked_add(bytes.len()) else { return false };
+    let Some(end) = at.checked_add(bytes.len()) else {
+        return false;
+    };
     match buf.get_mut(at..end) {
         Some(dst) => {
             dst.copy_from_slice(bytes);
@@ -190,7 +192,9 @@ impl BatchHeader {
         let i64_at = |at| read::<8>(h, at).map(i64::from_be_bytes).unwrap_or_default();
         let i32_at = |at| read::<4>(h, at).map(i32::from_be_bytes).unwrap_or_default();
         let i16_at = |at| read::<2>(h, at).map(i16::from_be_bytes).unwrap_or_default();
-        let magic = read::<1>(h, MAGIC_AT).map(i8::from_be_bytes).unwrap_or_default();
+        let magic = read::<1>(h, MAGIC_AT)
+            .map(i8::from_be_bytes)
+            .unwrap_or_default();
         if magic != MAGIC_V2 {
             return Err(BatchError::UnsupportedMagic { magic });
         }
@@ -199,7 +203,9 @@ impl BatchHeader {
             batch_length: i32_at(8),
             partition_leader_epoch: i32_at(12),
             magic,
-            crc: read::<4>(h, CRC_AT).map(u32::from_be_bytes).unwrap_or_default(),
+            crc: read::<4>(h, CRC_AT)
+                .map(u32::from_be_bytes)
+                .unwrap_or_default(),
             attributes: i16_at(21),
             last_offset_delta: i32_at(23),
             base_timestamp: i64_at(27),
@@ -220,12 +226,15 @@ impl BatchHeader {
 
     /// Total size of the batch in bytes (batchLength + 12), `None` when batchLength < 0.
     pub fn total_len(&self) -> Option<usize> {
-        usize::try_from(self.batch_length).ok()?.checked_add(LOG_OVERHEAD)
+        usize::try_from(self.batch_length)
+            .ok()?
+            .checked_add(LOG_OVERHEAD)
     }
 
     /// Offset of the last record, `None` on overflow.
     pub fn last_offset(&self) -> Option<i64> {
-        self.base_offset.checked_add(i64::from(self.last_offset_delta))
+        self.base_offset
+            .checked_add(i64::from(self.last_offset_delta))
     }
 
     /// Compression codec bits (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
@@ -278,10 +287,15 @@ pub fn check_batch(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     }
     let computed = compute_crc(batch).ok_or(BatchError::TooShort { len: batch.len() })?;
     if computed != h.crc {
-        return Err(BatchError::CrcMismatch { stored: h.crc, computed });
+        return Err(BatchError::CrcMismatch {
+            stored: h.crc,
+            computed,
+        });
     }
     if h.compression() > 4 {
-        return Err(BatchError::UnknownCompression { codec: h.compression() });
+        return Err(BatchError::UnknownCompression {
+            codec: h.compression(),
+        });
     }
     if h.base_offset < 0 || h.last_offset_delta < 0 || h.last_offset().is_none() {
         return Err(BatchError::BadOffsets {
@@ -295,7 +309,10 @@ pub fn check_batch(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let payload_len = batch.len().saturating_sub(HEADER_LEN);
     let count = usize::try_from(h.record_count).unwrap_or(usize::MAX);
     if h.compression() == 0 && count.saturating_mul(MIN_RECORD_LEN) > payload_len {
-        return Err(BatchError::TooManyRecords { record_count: h.record_count, payload_len });
+        return Err(BatchError::TooManyRecords {
+            record_count: h.record_count,
+            payload_len,
+        });
     }
     Ok(h)
 }
@@ -312,11 +329,16 @@ fn count_mismatch(h: &BatchHeader) -> BatchError {
 /// than `max_message_bytes`.
 pub fn validate_produce(buf: &[u8], max_message_bytes: u32) -> crate::Result<BatchHeader> {
     if buf.len() > max_message_bytes as usize {
-        return Err(crate::StoreError::RecordTooLarge { size: buf.len(), max: max_message_bytes });
+        return Err(crate::StoreError::RecordTooLarge {
+            size: buf.len(),
+            max: max_message_bytes,
+        });
     }
     let h = check_batch(buf).map_err(crate::StoreError::from_batch)?;
     if h.base_offset != 0 {
-        let reason = BatchError::NonZeroBaseOffset { base_offset: h.base_offset };
+        let reason = BatchError::NonZeroBaseOffset {
+            base_offset: h.base_offset,
+        };
         return Err(crate::StoreError::from_batch(reason));
     }
     if h.record_count < 1 || i64::from(h.record_count) != i64::from(h.last_offset_delta) + 1 {
@@ -341,8 +363,11 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp: i64) -> bool {
     let Some(attrs) = read::<2>(batch, ATTRIBUTES_AT).map(i16::from_be_bytes) else {
         return false;
     };
-    let ok = write(batch, ATTRIBUTES_AT, &(attrs | TIMESTAMP_TYPE_BIT).to_be_bytes())
-        && write(batch, MAX_TIMESTAMP_AT, &timestamp.to_be_bytes());
+    let ok = write(
+        batch,
+        ATTRIBUTES_AT,
+        &(attrs | TIMESTAMP_TYPE_BIT).to_be_bytes(),
+    ) && write(batch, MAX_TIMESTAMP_AT, &timestamp.to_be_bytes());
     match compute_crc(batch) {
         Some(crc) if ok => write(batch, CRC_AT, &crc.to_be_bytes()),
         _ => false,
@@ -361,7 +386,11 @@ pub struct BatchIter<'a> {
 impl<'a> BatchIter<'a> {
     /// Iterates the batches in `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
-        BatchIter { buf, pos: 0, failed: false }
+        BatchIter {
+            buf,
+            pos: 0,
+            failed: false,
+        }
     }
 }
 
@@ -404,8 +433,15 @@ mod tests {
 
     #[test]
     fn short_and_empty_inputs_are_errors() {
-        assert_eq!(BatchHeader::parse(&[]), Err(BatchError::TooShort { len: 0 }));
+        assert_eq!(
+            BatchHeader::parse(&[]),
+            Err(BatchError::TooShort { len: 0 })
+        );
         assert!(check_batch(&[0u8; 60]).is_err());
-        assert!(BatchIter::new(&[1, 2, 3]).next().is_some_and(|r| r.is_err()));
+        assert!(
+            BatchIter::new(&[1, 2, 3])
+                .next()
+                .is_some_and(|r| r.is_err())
+        );
     }
 }

@@ -51,7 +51,10 @@ impl<'a> Dec<'a> {
         let mut d = Dec { buf, pos: 0, ks };
         match d.u8()? {
             VERSION => Ok(d),
-            v => Err(StoreError::corrupt(ks, format!("unknown value version {v}"))),
+            v => Err(StoreError::corrupt(
+                ks,
+                format!("unknown value version {v}"),
+            )),
         }
     }
     fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
@@ -99,7 +102,9 @@ impl PartitionRecord {
             Some(FsyncPolicy::Never) => (2, 0),
             Some(FsyncPolicy::Interval(d)) => (3, i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         };
-        let retention_bytes = c.retention_bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX));
+        let retention_bytes = c
+            .retention_bytes
+            .map(|b| i64::try_from(b).unwrap_or(i64::MAX));
         let segment_bytes = i64::try_from(c.segment_bytes).unwrap_or(i64::MAX);
         Enc::new(64)
             .i64(self.log_start)
@@ -123,7 +128,9 @@ impl PartitionRecord {
             (0, _) => None,
             (1, _) => Some(FsyncPolicy::Always),
             (2, _) => Some(FsyncPolicy::Never),
-            (3, ms) => Some(FsyncPolicy::Interval(Duration::from_millis(ms.max(1) as u64))),
+            (3, ms) => Some(FsyncPolicy::Interval(Duration::from_millis(
+                ms.max(1) as u64
+            ))),
             (t, _) => return Err(StoreError::corrupt("meta", format!("fsync tag {t}"))),
         };
         let config = LogConfig {
@@ -138,7 +145,11 @@ impl PartitionRecord {
             },
             max_message_bytes: d.i32()? as u32,
         };
-        Ok(PartitionRecord { log_start, high_watermark, config })
+        Ok(PartitionRecord {
+            log_start,
+            high_watermark,
+            config,
+        })
     }
 }
 
@@ -256,7 +267,10 @@ pub(crate) fn encode_producer(e: &ProducerEntry) -> Vec<u8> {
     let mut enc = Enc::new(3 + 24 * e.batches.len());
     enc.i16(e.epoch).u8(e.batches.len().min(255) as u8);
     for b in &e.batches {
-        enc.i32(b.first_seq).i32(b.last_seq).i64(b.base_offset).i64(b.last_offset);
+        enc.i32(b.first_seq)
+            .i32(b.last_seq)
+            .i64(b.base_offset)
+            .i64(b.last_offset);
     }
     enc.done()
 }

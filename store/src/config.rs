@@ -43,7 +43,10 @@ impl FromStr for FsyncPolicy {
     type Err = StoreError;
 
     fn from_str(s: &str) -> Result<Self> {
-        let bad = |reason: String| StoreError::InvalidConfig { field: "fsync", reason };
+        let bad = |reason: String| StoreError::InvalidConfig {
+            field: "fsync",
+            reason,
+        };
         match s.trim() {
             "always" => Ok(FsyncPolicy::Always),
             "never" => Ok(FsyncPolicy::Never),
@@ -125,12 +128,20 @@ impl Default for StoreConfig {
 impl StoreConfig {
     /// A default configuration rooted at `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        StoreConfig { data_dir: data_dir.into(), ..StoreConfig::default() }
+        StoreConfig {
+            data_dir: data_dir.into(),
+            ..StoreConfig::default()
+        }
     }
 
     /// Checks every value; fjall panics on some out-of-range values, so this runs in `open`.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field, reason: &str| Err(StoreError::InvalidConfig { field, reason: reason.into() });
+        let bad = |field, reason: &str| {
+            Err(StoreError::InvalidConfig {
+                field,
+                reason: reason.into(),
+            })
+        };
         if self.data_dir.as_os_str().is_empty() {
             return bad("data_dir", "must not be empty");
         }
@@ -198,7 +209,12 @@ impl Default for LogConfig {
 impl LogConfig {
     /// Checks every value.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field, reason: &str| Err(StoreError::InvalidConfig { field, reason: reason.into() });
+        let bad = |field, reason: &str| {
+            Err(StoreError::InvalidConfig {
+                field,
+                reason: reason.into(),
+            })
+        };
         if self.retention_ms.is_some_and(|v| v < 0) {
             return bad("retention_ms", "must be >= 0 (None keeps forever)");
         }
@@ -238,9 +254,15 @@ mod tests {
     fn defaults_validate() {
         StoreConfig::default().validate().unwrap();
         LogConfig::default().validate().unwrap();
-        let cfg = StoreConfig { max_journal_bytes: Some(1), ..StoreConfig::default() };
+        let cfg = StoreConfig {
+            max_journal_bytes: Some(1),
+            ..StoreConfig::default()
+        };
         assert!(cfg.validate().is_err());
-        let log = LogConfig { segment_bytes: 10, ..LogConfig::default() };
+        let log = LogConfig {
+            segment_bytes: 10,
+            ..LogConfig::default()
+        };
         assert!(log.validate().is_err());
     }
 }

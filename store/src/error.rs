@@ -1,7 +1,7 @@
 //! The crate's one error type, with typed context and a stable mapping onto Kafka error codes.
 
-use crate::batch::BatchError;
 use crate::TopicPartition;
+use crate::batch::BatchError;
 
 /// Result alias used across the crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -166,7 +166,11 @@ impl StoreError {
     /// Maps a batch validation failure on the produce path onto the right variant.
     pub(crate) fn from_batch(reason: BatchError) -> Self {
         if reason.is_corruption() {
-            StoreError::CorruptRecord { partition: None, offset: None, reason }
+            StoreError::CorruptRecord {
+                partition: None,
+                offset: None,
+                reason,
+            }
         } else {
             StoreError::InvalidRecord { reason }
         }
@@ -175,16 +179,21 @@ impl StoreError {
     /// Fills in the partition of a `CorruptRecord`.
     pub(crate) fn with_partition(self, tp: TopicPartition) -> Self {
         match self {
-            StoreError::CorruptRecord { offset, reason, .. } => {
-                StoreError::CorruptRecord { partition: Some(tp), offset, reason }
-            }
+            StoreError::CorruptRecord { offset, reason, .. } => StoreError::CorruptRecord {
+                partition: Some(tp),
+                offset,
+                reason,
+            },
             other => other,
         }
     }
 
     /// A corrupt stored value.
     pub(crate) fn corrupt(keyspace: &'static str, reason: impl Into<String>) -> Self {
-        StoreError::CorruptValue { keyspace, reason: reason.into() }
+        StoreError::CorruptValue {
+            keyspace,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -195,12 +204,23 @@ mod tests {
     #[test]
     fn codes_are_stable() {
         let tp = TopicPartition::new(uuid::Uuid::from_u128(1), 0);
-        let oor = StoreError::OffsetOutOfRange { partition: tp, requested: 9, log_start: 0, log_end: 5 };
+        let oor = StoreError::OffsetOutOfRange {
+            partition: tp,
+            requested: 9,
+            log_start: 0,
+            log_end: 5,
+        };
         assert_eq!(oor.kafka_code(), 1);
         assert!(!oor.is_retriable());
-        assert_eq!(StoreError::UnknownPartition { partition: tp }.kafka_code(), 3);
+        assert_eq!(
+            StoreError::UnknownPartition { partition: tp }.kafka_code(),
+            3
+        );
         assert!(StoreError::Closed.is_retriable());
-        let crc = StoreError::from_batch(BatchError::CrcMismatch { stored: 1, computed: 2 });
+        let crc = StoreError::from_batch(BatchError::CrcMismatch {
+            stored: 1,
+            computed: 2,
+        });
         assert_eq!(crc.kafka_code(), 2);
         let magic = StoreError::from_batch(BatchError::UnsupportedMagic { magic: 1 });
         assert_eq!(magic.kafka_code(), 87);

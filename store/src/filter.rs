@@ -7,10 +7,10 @@
 //! the filters keep everything. They hold only a `Weak` reference to the registry, so they
 //! never keep the store's state (and its fjall handles) alive.
 
+use crate::TopicPartition;
 use crate::codec::decode_producer;
 use crate::keys::{self, parse_entry_key};
 use crate::shared::Registry;
-use crate::TopicPartition;
 use fjall::compaction::filter::{CompactionFilter, Context, Factory, ItemAccessor, Verdict};
 use std::sync::{Arc, Weak};
 
@@ -25,10 +25,11 @@ struct LogStartFactory {
     kind: Kind,
 }
 
-/// The assigner handed to `DatabaseBuilder::with_compaction_filter_factories`.
-pub(crate) fn assigner(
-    registry: &Arc<Registry>,
-) -> Arc<dyn Fn(&str) -> Option<Arc<dyn Factory>> + Send + Sync> {
+/// What `DatabaseBuilder::with_compaction_filter_factories` takes.
+pub(crate) type Assigner = Arc<dyn Fn(&str) -> Option<Arc<dyn Factory>> + Send + Sync>;
+
+/// The assigner: filters for `index` and `producers`, none elsewhere.
+pub(crate) fn assigner(registry: &Arc<Registry>) -> Assigner {
     let weak = Arc::downgrade(registry);
     Arc::new(move |name: &str| {
         let kind = match name {
@@ -36,7 +37,10 @@ pub(crate) fn assigner(
             keys::KS_PRODUCERS => Kind::Producers,
             _ => return None,
         };
-        let factory: Arc<dyn Factory> = Arc::new(LogStartFactory { registry: weak.clone(), kind });
+        let factory: Arc<dyn Factory> = Arc::new(LogStartFactory {
+            registry: weak.clone(),
+            kind,
+        });
         Some(factory)
     })
 }
@@ -82,8 +86,12 @@ impl LogStartFilter {
 
 impl CompactionFilter for LogStartFilter {
     fn filter_item(&mut self, item: ItemAccessor<'_>, _ctx: &Context) -> lsm_result::Result {
-        let Some(registry) = self.registry.clone() else { return Ok(Verdict::Keep) };
-        let Some((tp, n)) = parse_entry_key(item.key()) else { return Ok(Verdict::Keep) };
+        let Some(registry) = self.registry.clone() else {
+            return Ok(Verdict::Keep);
+        };
+        let Some((tp, n)) = parse_entry_key(item.key()) else {
+            return Ok(Verdict::Keep);
+        };
         let drop = match self.log_start(&registry, tp) {
             None => true,
             Some(start) => match self.kind {

@@ -63,7 +63,10 @@ pub(crate) fn parse_entry_key(key: &[u8]) -> Option<(TopicPartition, i64)> {
 fn parse_tp(bytes: &[u8]) -> Option<TopicPartition> {
     let id: [u8; 16] = bytes.get(..16)?.try_into().ok()?;
     let p = i32::from_be_bytes(bytes.get(16..TP_LEN)?.try_into().ok()?);
-    Some(TopicPartition { topic_id: uuid::Uuid::from_bytes(id), partition: p })
+    Some(TopicPartition {
+        topic_id: uuid::Uuid::from_bytes(id),
+        partition: p,
+    })
 }
 
 /// A `meta` key: tag · topic id · partition · suffix.
@@ -86,7 +89,12 @@ pub(crate) fn parse_meta_key(tag: u8, key: &[u8]) -> Option<(TopicPartition, &[u
 
 /// Name of a segment keyspace: `s.<topic id as 32 hex digits>.<partition>.<base offset>`.
 pub(crate) fn segment_name(tp: TopicPartition, base_offset: i64) -> String {
-    format!("{SEGMENT_PREFIX}{}.{}.{}", tp.topic_id.simple(), tp.partition, base_offset)
+    format!(
+        "{SEGMENT_PREFIX}{}.{}.{}",
+        tp.topic_id.simple(),
+        tp.partition,
+        base_offset
+    )
 }
 
 /// Inverse of [`segment_name`].
@@ -99,7 +107,13 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<(TopicPartition, i64)> {
     if parts.next().is_some() || partition < 0 || base < 0 {
         return None;
     }
-    Some((TopicPartition { topic_id: id, partition }, base))
+    Some((
+        TopicPartition {
+            topic_id: id,
+            partition,
+        },
+        base,
+    ))
 }
 
 #[cfg(test)]
@@ -116,7 +130,10 @@ mod tests {
         assert_eq!(parse_segment_name(&name), Some((tp, 1234)));
         assert_eq!(parse_segment_name("s.xyz.1.2"), None);
         let mk = meta_key(META_SEGMENT, tp, &9i64.to_be_bytes());
-        assert_eq!(parse_meta_key(META_SEGMENT, &mk), Some((tp, &9i64.to_be_bytes()[..])));
+        assert_eq!(
+            parse_meta_key(META_SEGMENT, &mk),
+            Some((tp, &9i64.to_be_bytes()[..]))
+        );
         assert_eq!(parse_meta_key(META_EPOCH, &mk), None);
     }
 }

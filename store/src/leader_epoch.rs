@@ -42,7 +42,11 @@ impl LeaderEpochCache {
     /// Drops entries starting at or after `end` (the log was truncated to `end`).
     pub(crate) fn truncate_from_end(&mut self, end: i64) -> Vec<EpochChange> {
         let keep = self.entries.partition_point(|e| e.1 < end);
-        self.entries.split_off(keep).into_iter().map(|e| EpochChange::Remove(e.0)).collect()
+        self.entries
+            .split_off(keep)
+            .into_iter()
+            .map(|e| EpochChange::Remove(e.0))
+            .collect()
     }
 
     /// The log start moved to `start`: entries wholly before it go, the one covering it is
@@ -53,8 +57,11 @@ impl LeaderEpochCache {
             return Vec::new();
         }
         let covered = self.entries.get(below).is_none_or(|e| e.1 > start);
-        let mut changes: Vec<EpochChange> =
-            self.entries.drain(..below).map(|e| EpochChange::Remove(e.0)).collect();
+        let mut changes: Vec<EpochChange> = self
+            .entries
+            .drain(..below)
+            .map(|e| EpochChange::Remove(e.0))
+            .collect();
         if covered && let Some(EpochChange::Remove(epoch)) = changes.pop() {
             self.entries.insert(0, (epoch, start));
             changes.push(EpochChange::Put(epoch, start));

@@ -10,7 +10,7 @@ use crate::error::{Result, StoreError};
 use crate::shared::PartitionShared;
 use crate::store::StoreInner;
 use crate::types::{AppendOptions, Appended, LogOffsets, TopicPartition};
-use crate::writer::request::{self, LeaderAppend, Reply, ReplicaAppend, Request};
+use crate::writer::request::{self, LeaderAppend, ReplicaAppend, Reply, Request};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -47,7 +47,8 @@ impl PartitionLog {
     /// idempotent retries, assigns offsets, makes it durable per the fsync policy, resolves.
     pub async fn append(&self, batch: Bytes, opts: AppendOptions) -> Result<Appended> {
         let (tx, rx) = oneshot::channel();
-        self.inner.send(self.leader_request(batch, opts, Reply::Async(tx))?)?;
+        self.inner
+            .send(self.leader_request(batch, opts, Reply::Async(tx))?)?;
         rx.await.unwrap_or(Err(StoreError::Closed))
     }
 
@@ -62,7 +63,8 @@ impl PartitionLog {
     /// epochs). The first base offset must equal the log end; later ones must not go back.
     pub async fn append_replicated(&self, batches: Bytes) -> Result<Appended> {
         let (tx, rx) = oneshot::channel();
-        self.inner.send(self.replica_request(batches, Reply::Async(tx))?)?;
+        self.inner
+            .send(self.replica_request(batches, Reply::Async(tx))?)?;
         rx.await.unwrap_or(Err(StoreError::Closed))
     }
 
@@ -75,12 +77,19 @@ impl PartitionLog {
 
     fn check_live(&self) -> Result<()> {
         if self.shared.is_deleted() {
-            return Err(StoreError::UnknownPartition { partition: self.shared.tp });
+            return Err(StoreError::UnknownPartition {
+                partition: self.shared.tp,
+            });
         }
         Ok(())
     }
 
-    fn leader_request(&self, batch: Bytes, opts: AppendOptions, reply: Reply<Appended>) -> Result<Request> {
+    fn leader_request(
+        &self,
+        batch: Bytes,
+        opts: AppendOptions,
+        reply: Reply<Appended>,
+    ) -> Result<Request> {
         self.check_live()?;
         let cfg = self.shared.config();
         let mut header = batch::validate_produce(&batch, cfg.max_message_bytes)
@@ -105,13 +114,20 @@ impl PartitionLog {
         self.check_live()?;
         let mut out = Vec::new();
         for item in BatchIter::new(&batches) {
-            let (h, range) = item.map_err(|e| StoreError::from_batch(e).with_partition(self.shared.tp))?;
+            let (h, range) =
+                item.map_err(|e| StoreError::from_batch(e).with_partition(self.shared.tp))?;
             out.push((h, batches.slice(range)));
         }
         if out.is_empty() {
-            return Err(StoreError::InvalidRequest { reason: "no record batches".into() });
+            return Err(StoreError::InvalidRequest {
+                reason: "no record batches".into(),
+            });
         }
-        Ok(Request::Replica(ReplicaAppend { part: self.shared.clone(), batches: out, reply }))
+        Ok(Request::Replica(ReplicaAppend {
+            part: self.shared.clone(),
+            batches: out,
+            reply,
+        }))
     }
 
     /// First offset in the log.
@@ -153,14 +169,16 @@ impl PartitionLog {
     /// it empties the log and restarts it at `offset` (as [`PartitionLog::reset_to`]).
     pub fn truncate_to(&self, offset: i64) -> Result<i64> {
         let tp = self.shared.tp;
-        self.inner.call(|reply| Request::Truncate { tp, offset, reply })
+        self.inner
+            .call(|reply| Request::Truncate { tp, offset, reply })
     }
 
     /// Empties the log and restarts it at `offset` (log start = log end = offset). For a
     /// follower whose log is behind the leader's log start.
     pub fn reset_to(&self, offset: i64) -> Result<()> {
         let tp = self.shared.tp;
-        self.inner.call(|reply| Request::ResetTo { tp, offset, reply })
+        self.inner
+            .call(|reply| Request::ResetTo { tp, offset, reply })
     }
 
     /// DeleteRecords: advances the log start to `offset` (at most the log end; the broker
@@ -168,13 +186,16 @@ impl PartitionLog {
     /// new log start.
     pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
         let tp = self.shared.tp;
-        self.inner.call(|reply| Request::DeleteRecords { tp, offset, reply })
+        self.inner
+            .call(|reply| Request::DeleteRecords { tp, offset, reply })
     }
 
     /// Leader-epoch cache lookup (OffsetsForLeaderEpoch, KIP-101): the largest epoch <=
     /// `leader_epoch` and its end offset; `None` when undefined.
     pub fn end_offset_for_epoch(&self, leader_epoch: i32) -> Option<(i32, i64)> {
-        self.shared.epochs().end_offset_for(leader_epoch, self.log_end_offset())
+        self.shared
+            .epochs()
+            .end_offset_for(leader_epoch, self.log_end_offset())
     }
 
     /// The latest leader epoch in the log, if any.

@@ -12,9 +12,9 @@
 //! Control batches (transaction markers) are checked for fencing only and do not enter the
 //! 5-batch cache. Replicated batches are recorded without checks (the leader checked them).
 
-use crate::batch::{increment_sequence, BatchHeader};
-use crate::error::{Result, StoreError};
 use crate::TopicPartition;
+use crate::batch::{BatchHeader, increment_sequence};
+use crate::error::{Result, StoreError};
 use std::collections::VecDeque;
 
 /// How many batches per producer are remembered for duplicate detection (Kafka's 5).
@@ -90,7 +90,9 @@ pub(crate) fn check(
     entry: Option<&ProducerEntry>,
     h: &BatchHeader,
 ) -> Result<SequenceCheck> {
-    let Some(e) = entry else { return Ok(SequenceCheck::Append) };
+    let Some(e) = entry else {
+        return Ok(SequenceCheck::Append);
+    };
     let (first, last) = (h.base_sequence, h.last_sequence());
     if h.producer_epoch < e.epoch {
         return Err(StoreError::InvalidProducerEpoch {
@@ -111,16 +113,28 @@ pub(crate) fn check(
         received: first,
     };
     if h.producer_epoch > e.epoch {
-        return if first == 0 { Ok(SequenceCheck::Append) } else { Err(out_of_order(0)) };
+        return if first == 0 {
+            Ok(SequenceCheck::Append)
+        } else {
+            Err(out_of_order(0))
+        };
     }
-    if let Some(dup) = e.batches.iter().find(|b| b.first_seq == first && b.last_seq == last) {
+    if let Some(dup) = e
+        .batches
+        .iter()
+        .find(|b| b.first_seq == first && b.last_seq == last)
+    {
         return Ok(SequenceCheck::Duplicate(*dup));
     }
     match e.batches.back() {
         None => Ok(SequenceCheck::Append),
         Some(prev) => {
             let expected = increment_sequence(prev.last_seq, 1);
-            if first == expected { Ok(SequenceCheck::Append) } else { Err(out_of_order(expected)) }
+            if first == expected {
+                Ok(SequenceCheck::Append)
+            } else {
+                Err(out_of_order(expected))
+            }
         }
     }
 }
@@ -134,7 +148,10 @@ pub(crate) fn record(
 ) -> ProducerEntry {
     let mut e = match entry {
         Some(e) if e.epoch == h.producer_epoch => e,
-        _ => ProducerEntry { epoch: h.producer_epoch, batches: VecDeque::new() },
+        _ => ProducerEntry {
+            epoch: h.producer_epoch,
+            batches: VecDeque::new(),
+        },
     };
     if !h.is_control() && h.base_sequence >= 0 {
         e.batches.push_back(ProducerBatch {
@@ -186,7 +203,10 @@ mod tests {
         let st = e.clone().unwrap();
         assert_eq!(st.batches.len(), MAX_CACHED_BATCHES);
         // Duplicate of the oldest cached one, and of an evicted one (out of order).
-        assert!(matches!(check(tp, Some(&st), &header(1, 4, 2)), Ok(SequenceCheck::Duplicate(_))));
+        assert!(matches!(
+            check(tp, Some(&st), &header(1, 4, 2)),
+            Ok(SequenceCheck::Duplicate(_))
+        ));
         assert!(check(tp, Some(&st), &header(1, 2, 2)).is_err());
         assert!(matches!(
             check(tp, Some(&st), &header(0, 14, 2)),

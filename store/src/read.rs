@@ -35,7 +35,9 @@ impl PartitionLog {
             return Ok(out);
         }
         let segments = self.shared.segments();
-        let first = segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1);
+        let first = segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
         let mut total = 0usize;
         for seg in segments.get(first..).unwrap_or_default() {
             // Up to the end of the segment: the batch holding `end - 1` may end past it.
@@ -57,8 +59,14 @@ impl PartitionLog {
     /// offset is the key's.
     fn checked_batch(&self, key: &[u8], value: Bytes) -> Result<(BatchHeader, Bytes)> {
         let tp = self.shared.tp;
-        let key_last = keys::parse_entry_key(key).filter(|(ktp, _)| *ktp == tp).map(|k| k.1);
-        let corrupt = |reason| StoreError::CorruptRecord { partition: Some(tp), offset: key_last, reason };
+        let key_last = keys::parse_entry_key(key)
+            .filter(|(ktp, _)| *ktp == tp)
+            .map(|k| k.1);
+        let corrupt = |reason| StoreError::CorruptRecord {
+            partition: Some(tp),
+            offset: key_last,
+            reason,
+        };
         let h = check_batch(&value).map_err(corrupt)?;
         if key_last.is_none() || h.last_offset() != key_last {
             let reason = crate::batch::BatchError::BadOffsets {
@@ -71,7 +79,11 @@ impl PartitionLog {
     }
 
     /// The batch stored under `last_offset` in `seg`, checked.
-    fn batch_at(&self, seg: &SegmentView, last_offset: i64) -> Result<Option<(BatchHeader, Bytes)>> {
+    fn batch_at(
+        &self,
+        seg: &SegmentView,
+        last_offset: i64,
+    ) -> Result<Option<(BatchHeader, Bytes)>> {
         let key = keys::entry_key(self.shared.tp, last_offset);
         match seg.keyspace.get(key)? {
             Some(v) => self.checked_batch(&key, v.into()).map(Some),
@@ -87,7 +99,9 @@ impl PartitionLog {
         let o = self.shared.offsets();
         let tp = self.shared.tp;
         for seg in self.shared.segments().iter() {
-            let Some(summary) = self.shared.summary_of(seg) else { continue };
+            let Some(summary) = self.shared.summary_of(seg) else {
+                continue;
+            };
             let last = summary.last_offset.min(o.log_end - 1);
             if last < o.log_start || summary.max_timestamp < ts {
                 continue;
@@ -95,13 +109,18 @@ impl PartitionLog {
             let from = seg.base_offset.max(o.log_start);
             for kv in self.shared_index_range(from, last) {
                 let (k, v) = kv.into_inner()?;
-                let Some((_, key_last)) = keys::parse_entry_key(&k) else { continue };
+                let Some((_, key_last)) = keys::parse_entry_key(&k) else {
+                    continue;
+                };
                 if IndexEntry::decode(&v)?.max_timestamp < ts {
                     continue;
                 }
-                let Some((h, batch)) = self.batch_at(seg, key_last)? else { continue };
-                let found = find_record(&batch, &h, |r| r.offset >= o.log_start && r.timestamp >= ts)
-                    .map_err(|reason| corrupt_at(tp, key_last, reason))?;
+                let Some((h, batch)) = self.batch_at(seg, key_last)? else {
+                    continue;
+                };
+                let found =
+                    find_record(&batch, &h, |r| r.offset >= o.log_start && r.timestamp >= ts)
+                        .map_err(|reason| corrupt_at(tp, key_last, reason))?;
                 if let Some(RecordTime { offset, timestamp }) = found {
                     return Ok(Some(TimestampOffset { timestamp, offset }));
                 }
@@ -112,7 +131,10 @@ impl PartitionLog {
 
     fn shared_index_range(&self, from: i64, last: i64) -> fjall::Iter {
         let tp = self.shared.tp;
-        self.inner.engine.index.range(keys::entry_key(tp, from)..=keys::entry_key(tp, last))
+        self.inner
+            .engine
+            .index
+            .range(keys::entry_key(tp, from)..=keys::entry_key(tp, last))
     }
 
     /// ListOffsets MAX_TIMESTAMP (-3): the record with the largest timestamp (the first such
@@ -123,7 +145,9 @@ impl PartitionLog {
         // (max timestamp, segment, last offset of the batch holding it)
         let mut best: Option<(i64, SegmentView, i64)> = None;
         for seg in self.shared.segments().iter() {
-            let Some(s) = self.shared.summary_of(seg) else { continue };
+            let Some(s) = self.shared.summary_of(seg) else {
+                continue;
+            };
             if s.batch_count == 0 || s.last_offset < o.log_start {
                 continue;
             }
@@ -138,8 +162,12 @@ impl PartitionLog {
                 best = Some((ts, seg.clone(), batch));
             }
         }
-        let Some((_, seg, key_last)) = best else { return Ok(None) };
-        let Some((h, batch)) = self.batch_at(&seg, key_last)? else { return Ok(None) };
+        let Some((_, seg, key_last)) = best else {
+            return Ok(None);
+        };
+        let Some((h, batch)) = self.batch_at(&seg, key_last)? else {
+            return Ok(None);
+        };
         let mut top: Option<RecordTime> = None;
         find_record(&batch, &h, |r| {
             if r.offset >= o.log_start && top.is_none_or(|t| r.timestamp > t.timestamp) {
@@ -148,7 +176,10 @@ impl PartitionLog {
             false
         })
         .map_err(|reason| corrupt_at(tp, key_last, reason))?;
-        Ok(top.map(|r| TimestampOffset { timestamp: r.timestamp, offset: r.offset }))
+        Ok(top.map(|r| TimestampOffset {
+            timestamp: r.timestamp,
+            offset: r.offset,
+        }))
     }
 
     /// (max timestamp, batch key) over index entries in `[from, last]`.
@@ -156,7 +187,9 @@ impl PartitionLog {
         let mut best: Option<(i64, i64)> = None;
         for kv in self.shared_index_range(from, last) {
             let (k, v) = kv.into_inner()?;
-            let Some((_, key_last)) = keys::parse_entry_key(&k) else { continue };
+            let Some((_, key_last)) = keys::parse_entry_key(&k) else {
+                continue;
+            };
             let ts = IndexEntry::decode(&v)?.max_timestamp;
             if best.is_none_or(|b| ts > b.0) {
                 best = Some((ts, key_last));
@@ -168,7 +201,9 @@ impl PartitionLog {
     /// A producer's state (current epoch, last 5 batches), as last committed.
     pub fn producer(&self, producer_id: i64) -> Result<Option<ProducerSnapshot>> {
         let key = keys::entry_key(self.shared.tp, producer_id);
-        let Some(v) = self.inner.engine.producers.get(key)? else { return Ok(None) };
+        let Some(v) = self.inner.engine.producers.get(key)? else {
+            return Ok(None);
+        };
         let entry = decode_producer(&v)?;
         if entry.is_below(self.log_start_offset()) {
             return Ok(None);
@@ -182,6 +217,14 @@ impl PartitionLog {
     }
 }
 
-fn corrupt_at(tp: crate::TopicPartition, offset: i64, reason: crate::batch::BatchError) -> StoreError {
-    StoreError::CorruptRecord { partition: Some(tp), offset: Some(offset), reason }
+fn corrupt_at(
+    tp: crate::TopicPartition,
+    offset: i64,
+    reason: crate::batch::BatchError,
+) -> StoreError {
+    StoreError::CorruptRecord {
+        partition: Some(tp),
+        offset: Some(offset),
+        reason,
+    }
 }

@@ -34,7 +34,10 @@ pub(crate) fn find_record(
     }
     let payload = batch.slice(HEADER_LEN.min(batch.len())..);
     let records = decompress(payload, header.compression())?;
-    let mut cursor = Cursor { buf: &records, pos: 0 };
+    let mut cursor = Cursor {
+        buf: &records,
+        pos: 0,
+    };
     for _ in 0..header.record_count.max(0) {
         let rt = cursor.record(header)?;
         if pred(rt) {
@@ -64,7 +67,11 @@ struct Cursor<'a> {
 
 impl Cursor<'_> {
     fn byte(&mut self) -> Result<u8, BatchError> {
-        let b = self.buf.get(self.pos).copied().ok_or_else(|| truncated(self.pos))?;
+        let b = self
+            .buf
+            .get(self.pos)
+            .copied()
+            .ok_or_else(|| truncated(self.pos))?;
         self.pos += 1;
         Ok(b)
     }
@@ -79,14 +86,20 @@ impl Cursor<'_> {
                 return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
             }
         }
-        Err(BatchError::BadRecords(format!("varint too long at {}", self.pos)))
+        Err(BatchError::BadRecords(format!(
+            "varint too long at {}",
+            self.pos
+        )))
     }
 
     fn record(&mut self, header: &BatchHeader) -> Result<RecordTime, BatchError> {
         let len = self.varlong()?;
         let len = usize::try_from(len).map_err(|_| bad_len(len))?;
         let start = self.pos;
-        let end = start.checked_add(len).filter(|&e| e <= self.buf.len()).ok_or(bad_len(len as i64))?;
+        let end = start
+            .checked_add(len)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or(bad_len(len as i64))?;
         let _attributes = self.byte()?;
         let ts_delta = self.varlong()?;
         let offset_delta = self.varlong()?;

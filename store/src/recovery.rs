@@ -35,7 +35,10 @@ pub(crate) fn recover(e: &Engine) -> Result<Recovered> {
     let mut epochs = load_epochs(e)?;
     let mut keyspaces = segment_keyspaces(e, &records, &summaries)?;
     let mut wb = e.db.batch();
-    let mut out = Recovered { parts: HashMap::new(), truncations: Vec::new() };
+    let mut out = Recovered {
+        parts: HashMap::new(),
+        truncations: Vec::new(),
+    };
     for (tp, rec) in records {
         let sums = summaries.remove(&tp).unwrap_or_default();
         let epochs = epochs.remove(&tp).unwrap_or_default();
@@ -46,7 +49,10 @@ pub(crate) fn recover(e: &Engine) -> Result<Recovered> {
     // Leftovers of partitions with no record (cannot happen with atomic deletes; be tidy).
     for (tp, sums) in summaries {
         for base in sums.keys() {
-            wb.remove(&e.meta, keys::meta_key(META_SEGMENT, tp, &base.to_be_bytes()));
+            wb.remove(
+                &e.meta,
+                keys::meta_key(META_SEGMENT, tp, &base.to_be_bytes()),
+            );
         }
     }
     for ((tp, base), ks) in keyspaces {
@@ -89,7 +95,9 @@ fn load_epochs(e: &Engine) -> Result<HashMap<TopicPartition, Vec<(i32, i64)>>> {
         if let Some((tp, suffix)) = keys::parse_meta_key(META_EPOCH, &k)
             && let Ok(epoch) = <[u8; 4]>::try_from(suffix)
         {
-            out.entry(tp).or_default().push((i32::from_be_bytes(epoch), decode_epoch_start(&v)?));
+            out.entry(tp)
+                .or_default()
+                .push((i32::from_be_bytes(epoch), decode_epoch_start(&v)?));
         }
     }
     Ok(out)
@@ -103,10 +111,12 @@ fn segment_keyspaces(
 ) -> Result<HashMap<(TopicPartition, i64), Keyspace>> {
     let mut out = HashMap::new();
     for name in e.db.list_keyspace_names() {
-        let Some((tp, base)) = keys::parse_segment_name(&name) else { continue };
+        let Some((tp, base)) = keys::parse_segment_name(&name) else {
+            continue;
+        };
         let ks = e.open_keyspace(&name)?;
-        let known = records.contains_key(&tp)
-            && summaries.get(&tp).is_some_and(|s| s.contains_key(&base));
+        let known =
+            records.contains_key(&tp) && summaries.get(&tp).is_some_and(|s| s.contains_key(&base));
         if known {
             out.insert((tp, base), ks);
         } else {
@@ -136,7 +146,10 @@ fn build(
             _ => {
                 // A segment's data is gone (not a crash our write order can produce).
                 tracing::error!(%tp, offset = base, "segment missing on disk; dropping it and all after it");
-                wb.remove(&e.meta, keys::meta_key(META_SEGMENT, tp, &base.to_be_bytes()));
+                wb.remove(
+                    &e.meta,
+                    keys::meta_key(META_SEGMENT, tp, &base.to_be_bytes()),
+                );
                 if segments.is_empty() && !broken {
                     log_start = log_start.max(summary.last_offset + 1);
                 } else {
@@ -155,15 +168,25 @@ fn build(
         Some(seg) => check_tail(e, tp, seg)?,
         None => None,
     };
-    let log_end = segments.last().map_or(log_start, |s| s.summary.last_offset + 1).max(log_start);
+    let log_end = segments
+        .last()
+        .map_or(log_start, |s| s.summary.last_offset + 1)
+        .max(log_start);
     if broken {
         // Index entries of the dropped segments would otherwise outlive them.
-        for kv in e.index.range(keys::entry_key(tp, log_end)..=keys::entry_key(tp, i64::MAX)) {
+        for kv in e
+            .index
+            .range(keys::entry_key(tp, log_end)..=keys::entry_key(tp, i64::MAX))
+        {
             wb.remove(&e.index, kv.key()?);
         }
     }
     let hw = rec.high_watermark.clamp(log_start, log_end);
-    let offsets = LogOffsets { log_start, log_end, high_watermark: hw };
+    let offsets = LogOffsets {
+        log_start,
+        log_end,
+        high_watermark: hw,
+    };
     let shared = Arc::new(PartitionShared::new(tp, offsets, rec.config.clone()));
     let st = PartitionState {
         shared,
@@ -187,7 +210,9 @@ fn check_tail(e: &Engine, tp: TopicPartition, seg: &mut SegmentState) -> Result<
         return Ok(None);
     };
     let (k, v) = kv.into_inner()?;
-    let key_last = keys::parse_entry_key(&k).filter(|(ktp, _)| *ktp == tp).map(|(_, last)| last);
+    let key_last = keys::parse_entry_key(&k)
+        .filter(|(ktp, _)| *ktp == tp)
+        .map(|(_, last)| last);
     let header_ok = check_batch(&v).ok().filter(|h| h.last_offset() == key_last);
     match (key_last, header_ok) {
         (Some(last), Some(_)) if last == seg.summary.last_offset => Ok(None),

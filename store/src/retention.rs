@@ -9,13 +9,22 @@ use crate::codec::SegmentSummary;
 use crate::config::LogConfig;
 
 /// How many of the oldest segments to delete.
-pub(crate) fn plan(segments: &[SegmentSummary], cfg: &LogConfig, log_start: i64, now_ms: i64) -> usize {
+pub(crate) fn plan(
+    segments: &[SegmentSummary],
+    cfg: &LogConfig,
+    log_start: i64,
+    now_ms: i64,
+) -> usize {
     let mut total: u64 = segments.iter().map(|s| s.size_bytes).sum();
     let sealed = segments.len().saturating_sub(1);
     let mut n = 0;
     for s in segments.iter().take(sealed) {
-        let expired = cfg.retention_ms.is_some_and(|ms| now_ms.saturating_sub(s.max_timestamp) > ms);
-        let oversize = cfg.retention_bytes.is_some_and(|max| total.saturating_sub(s.size_bytes) >= max);
+        let expired = cfg
+            .retention_ms
+            .is_some_and(|ms| now_ms.saturating_sub(s.max_timestamp) > ms);
+        let oversize = cfg
+            .retention_bytes
+            .is_some_and(|max| total.saturating_sub(s.size_bytes) >= max);
         let below_start = s.last_offset < log_start;
         if !(expired || oversize || below_start) {
             break;
@@ -45,18 +54,33 @@ mod tests {
     #[test]
     fn never_the_active_segment() {
         let segs = [seg(0, 100, 0), seg(10, 100, 0), seg(20, 100, 0)];
-        let cfg = LogConfig { retention_ms: Some(10), ..LogConfig::default() };
+        let cfg = LogConfig {
+            retention_ms: Some(10),
+            ..LogConfig::default()
+        };
         assert_eq!(plan(&segs, &cfg, 0, 1_000), 2);
         assert_eq!(plan(&segs, &cfg, 0, 5), 0);
     }
 
     #[test]
     fn by_size_keeps_at_least_retention_bytes() {
-        let segs = [seg(0, 100, 0), seg(10, 100, 0), seg(20, 100, 0), seg(30, 100, 0)];
-        let cfg = LogConfig { retention_ms: None, retention_bytes: Some(150), ..LogConfig::default() };
+        let segs = [
+            seg(0, 100, 0),
+            seg(10, 100, 0),
+            seg(20, 100, 0),
+            seg(30, 100, 0),
+        ];
+        let cfg = LogConfig {
+            retention_ms: None,
+            retention_bytes: Some(150),
+            ..LogConfig::default()
+        };
         // 400 total: dropping two leaves 200 >= 150, a third would leave 100 < 150.
         assert_eq!(plan(&segs, &cfg, 0, 0), 2);
-        let cfg = LogConfig { retention_ms: None, ..LogConfig::default() };
+        let cfg = LogConfig {
+            retention_ms: None,
+            ..LogConfig::default()
+        };
         assert_eq!(plan(&segs, &cfg, 25, 0), 2);
     }
 }

@@ -27,7 +27,9 @@ pub(crate) struct Engine {
 impl Engine {
     pub(crate) fn open_keyspace(&self, name: &str) -> fjall::Result<Keyspace> {
         let bytes = self.memtable_bytes;
-        self.db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(bytes))
+        self.db.keyspace(name, || {
+            KeyspaceCreateOptions::default().max_memtable_size(bytes)
+        })
     }
 }
 
@@ -75,11 +77,17 @@ impl PartitionShared {
     }
 
     pub(crate) fn segments(&self) -> Arc<Vec<SegmentView>> {
-        self.segments.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.segments
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn set_segments(&self, views: Vec<SegmentView>) {
-        *self.segments.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(views);
+        *self
+            .segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(views);
     }
 
     pub(crate) fn active(&self) -> Option<SegmentSummary> {
@@ -91,7 +99,10 @@ impl PartitionShared {
     }
 
     pub(crate) fn config(&self) -> LogConfig {
-        self.config.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn set_config(&self, c: LogConfig) {
@@ -99,7 +110,10 @@ impl PartitionShared {
     }
 
     pub(crate) fn epochs(&self) -> Arc<LeaderEpochCache> {
-        self.epochs.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.epochs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn set_epochs(&self, c: LeaderEpochCache) {
@@ -126,7 +140,11 @@ pub(crate) struct Registry {
 
 impl Registry {
     pub(crate) fn get(&self, tp: &TopicPartition) -> Option<Arc<PartitionShared>> {
-        self.map.read().unwrap_or_else(PoisonError::into_inner).get(tp).cloned()
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(tp)
+            .cloned()
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<PartitionShared>> {
@@ -137,11 +155,17 @@ impl Registry {
     }
 
     pub(crate) fn insert(&self, p: Arc<PartitionShared>) {
-        self.map.write().unwrap_or_else(PoisonError::into_inner).insert(p.tp, p);
+        self.map
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(p.tp, p);
     }
 
     pub(crate) fn remove(&self, tp: &TopicPartition) {
-        self.map.write().unwrap_or_else(PoisonError::into_inner).remove(tp);
+        self.map
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(tp);
     }
 
     pub(crate) fn set_ready(&self) {

@@ -1,5 +1,6 @@
 //! [`Store`]: opening the database, recovering partitions, starting the writer thread.
 
+use crate::LogConfig;
 use crate::config::StoreConfig;
 use crate::error::{Result, StoreError};
 use crate::filter;
@@ -11,7 +12,6 @@ use crate::stats::Counters;
 use crate::types::{RetentionReport, StoreStats, TopicPartition};
 use crate::writer::Writer;
 use crate::writer::request::{self, Reply, Request};
-use crate::LogConfig;
 use fjall::{CompressionType, Database, KeyspaceCreateOptions};
 use std::path::Path;
 use std::sync::Arc;
@@ -69,7 +69,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("data_dir", &self.inner.config.data_dir).finish()
+        f.debug_struct("Store")
+            .field("data_dir", &self.inner.config.data_dir)
+            .finish()
     }
 }
 
@@ -125,10 +127,21 @@ impl Store {
         let handle = std::thread::Builder::new()
             .name("rafka-store-writer".into())
             .spawn(move || writer.run(rx))?;
-        let inner = StoreInner { engine, registry, stats, config, tx: Some(tx), writer: Some(handle) };
-        let store = Store { inner: Arc::new(inner) };
+        let inner = StoreInner {
+            engine,
+            registry,
+            stats,
+            config,
+            tx: Some(tx),
+            writer: Some(handle),
+        };
+        let store = Store {
+            inner: Arc::new(inner),
+        };
         for (tp, offset) in recovered.truncations {
-            store.inner.call(|reply| Request::Truncate { tp, offset, reply })?;
+            store
+                .inner
+                .call(|reply| Request::Truncate { tp, offset, reply })?;
         }
         let elapsed_ms = started.elapsed().as_millis() as u64;
         tracing::info!(partitions, elapsed_ms, dir = %store.inner.config.data_dir.display(), "store opened");
@@ -136,7 +149,10 @@ impl Store {
     }
 
     fn handle(&self, shared: Arc<crate::shared::PartitionShared>) -> PartitionLog {
-        PartitionLog { inner: self.inner.clone(), shared }
+        PartitionLog {
+            inner: self.inner.clone(),
+            shared,
+        }
     }
 
     /// Creates a partition with an empty log starting at offset 0. Idempotent: an existing
@@ -145,7 +161,9 @@ impl Store {
         if let Some(p) = self.partition(tp) {
             return Ok(p);
         }
-        let shared = self.inner.call(|reply| Request::Create { tp, config, reply })?;
+        let shared = self
+            .inner
+            .call(|reply| Request::Create { tp, config, reply })?;
         Ok(self.handle(shared))
     }
 
@@ -156,7 +174,12 @@ impl Store {
 
     /// Every partition, sorted.
     pub fn partitions(&self) -> Vec<PartitionLog> {
-        self.inner.registry.all().into_iter().map(|s| self.handle(s)).collect()
+        self.inner
+            .registry
+            .all()
+            .into_iter()
+            .map(|s| self.handle(s))
+            .collect()
     }
 
     /// Deletes a partition: its keys in one atomic batch, then its segment keyspaces (disk is
@@ -167,12 +190,14 @@ impl Store {
 
     /// Replaces a partition's log config (takes effect for the next append / retention pass).
     pub fn set_log_config(&self, tp: TopicPartition, config: LogConfig) -> Result<()> {
-        self.inner.call(|reply| Request::SetConfig { tp, config, reply })
+        self.inner
+            .call(|reply| Request::SetConfig { tp, config, reply })
     }
 
     /// One retention pass over every partition (the broker calls it periodically).
     pub fn enforce_retention(&self, now_ms: i64) -> Result<RetentionReport> {
-        self.inner.call(|reply| Request::Retention { now_ms, reply })
+        self.inner
+            .call(|reply| Request::Retention { now_ms, reply })
     }
 
     /// Bytes fjall reports on disk (tables and journals).

@@ -17,7 +17,10 @@ pub struct TopicPartition {
 impl TopicPartition {
     /// Shorthand constructor.
     pub fn new(topic_id: TopicId, partition: i32) -> Self {
-        TopicPartition { topic_id, partition }
+        TopicPartition {
+            topic_id,
+            partition,
+        }
     }
 }
 

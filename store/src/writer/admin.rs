@@ -45,12 +45,16 @@ impl Writer {
         Counters::add(&self.stats.fsyncs, 1);
         match wb.durability(Some(PersistMode::SyncData)).commit() {
             Ok(()) => Ok(()),
-            Err(e) => Err(StoreError::Failed { reason: self.fail(e.into()) }),
+            Err(e) => Err(StoreError::Failed {
+                reason: self.fail(e.into()),
+            }),
         }
     }
 
     pub(super) fn state(&mut self, tp: TopicPartition) -> Result<&mut PartitionState> {
-        self.parts.get_mut(&tp).ok_or(StoreError::UnknownPartition { partition: tp })
+        self.parts
+            .get_mut(&tp)
+            .ok_or(StoreError::UnknownPartition { partition: tp })
     }
 
     fn create(&mut self, tp: TopicPartition, config: LogConfig) -> Result<Arc<PartitionShared>> {
@@ -58,10 +62,16 @@ impl Writer {
             return Ok(st.shared.clone());
         }
         if tp.partition < 0 {
-            return Err(StoreError::InvalidRequest { reason: format!("negative partition in {tp}") });
+            return Err(StoreError::InvalidRequest {
+                reason: format!("negative partition in {tp}"),
+            });
         }
         config.validate()?;
-        let shared = Arc::new(PartitionShared::new(tp, LogOffsets::default(), config.clone()));
+        let shared = Arc::new(PartitionShared::new(
+            tp,
+            LogOffsets::default(),
+            config.clone(),
+        ));
         let mut st = PartitionState {
             shared: shared.clone(),
             config,
@@ -84,7 +94,9 @@ impl Writer {
     /// Deletes every key of the partition in one atomic batch, then its segment keyspaces.
     /// A crash in between leaves keyspaces with no summary: recovery deletes them.
     fn delete(&mut self, tp: TopicPartition) -> Result<()> {
-        let Some(st) = self.parts.get(&tp) else { return Ok(()) };
+        let Some(st) = self.parts.get(&tp) else {
+            return Ok(());
+        };
         let e = self.engine.clone();
         let mut wb = e.db.batch();
         let prefix = keys::tp_prefix(tp);
@@ -144,9 +156,12 @@ impl Writer {
     fn flush(&mut self) -> Result<()> {
         self.checkpoint_high_watermarks()?;
         Counters::add(&self.stats.fsyncs, 1);
-        self.engine.db.persist(PersistMode::SyncAll).map_err(|e| StoreError::Failed {
-            reason: self.fail(e.into()),
-        })
+        self.engine
+            .db
+            .persist(PersistMode::SyncAll)
+            .map_err(|e| StoreError::Failed {
+                reason: self.fail(e.into()),
+            })
     }
 
     /// Writes the partition record of every partition whose high watermark changed.
@@ -167,9 +182,11 @@ impl Writer {
             return Ok(());
         }
         Counters::add(&self.stats.commits, 1);
-        wb.durability(Some(PersistMode::Buffer)).commit().map_err(|e| StoreError::Failed {
-            reason: self.fail(e.into()),
-        })
+        wb.durability(Some(PersistMode::Buffer))
+            .commit()
+            .map_err(|e| StoreError::Failed {
+                reason: self.fail(e.into()),
+            })
     }
 }
 
@@ -183,7 +200,9 @@ pub(super) fn remove_prefix(wb: &mut OwnedWriteBatch, ks: &Keyspace, prefix: &[u
 
 fn fail_request(req: Request, e: StoreError) {
     let reason = e.to_string();
-    let err = || StoreError::Failed { reason: reason.clone() };
+    let err = || StoreError::Failed {
+        reason: reason.clone(),
+    };
     match req {
         Request::Create { reply, .. } => reply.send(Err(err())),
         Request::Delete { reply, .. } | Request::SetConfig { reply, .. } => reply.send(Err(err())),

@@ -20,7 +20,14 @@ impl Writer {
     pub(super) fn append(&mut self, g: &mut Group, req: Request) {
         match req {
             Request::Leader(a) => {
-                let LeaderAppend { part, batch, header, opts, log_append_time, reply } = a;
+                let LeaderAppend {
+                    part,
+                    batch,
+                    header,
+                    opts,
+                    log_append_time,
+                    reply,
+                } = a;
                 let out = self.check_failed().and_then(|()| {
                     let req = (batch, header, opts, log_append_time);
                     self.leader_append(g, &part, req)
@@ -31,8 +38,14 @@ impl Writer {
                 }
             }
             Request::Replica(r) => {
-                let ReplicaAppend { part, batches, reply } = r;
-                let out = self.check_failed().and_then(|()| self.replica_append(g, &part, batches));
+                let ReplicaAppend {
+                    part,
+                    batches,
+                    reply,
+                } = r;
+                let out = self
+                    .check_failed()
+                    .and_then(|()| self.replica_append(g, &part, batches));
                 match out {
                     Ok(appended) => g.replies.push((reply, appended)),
                     Err(e) => reply.send(Err(e)),
@@ -46,7 +59,12 @@ impl Writer {
         &mut self,
         g: &mut Group,
         part: &Arc<PartitionShared>,
-        (mut buf, mut h, opts, log_append_time): (bytes::BytesMut, BatchHeader, crate::AppendOptions, bool),
+        (mut buf, mut h, opts, log_append_time): (
+            bytes::BytesMut,
+            BatchHeader,
+            crate::AppendOptions,
+            bool,
+        ),
     ) -> Result<Appended> {
         let st = live_state(&mut self.parts, part)?;
         let tp = st.tp();
@@ -71,7 +89,15 @@ impl Writer {
         let last = h.last_offset().ok_or_else(|| bad_offsets(&h))?;
         batch::set_base_offset(&mut buf, base);
         batch::set_partition_leader_epoch(&mut buf, opts.leader_epoch);
-        put_batch(&self.engine, g, st, &h, buf.freeze(), opts.now_ms, &self.stats)?;
+        put_batch(
+            &self.engine,
+            g,
+            st,
+            &h,
+            buf.freeze(),
+            opts.now_ms,
+            &self.stats,
+        )?;
         if h.producer_id >= 0 {
             record_producer(st, g, &h, base, last);
         }
@@ -96,9 +122,16 @@ impl Writer {
         // Check everything before staging anything.
         let mut expected = st.log_end;
         for (i, (h, _)) in batches.iter().enumerate() {
-            let contiguous = if i == 0 { h.base_offset == expected } else { h.base_offset >= expected };
+            let contiguous = if i == 0 {
+                h.base_offset == expected
+            } else {
+                h.base_offset >= expected
+            };
             if !contiguous {
-                let reason = BatchError::NotContiguous { expected, found: h.base_offset };
+                let reason = BatchError::NotContiguous {
+                    expected,
+                    found: h.base_offset,
+                };
                 return Err(StoreError::InvalidRecord { reason });
             }
             expected = h.last_offset().ok_or_else(|| bad_offsets(h))? + 1;
@@ -127,8 +160,10 @@ impl Writer {
 }
 
 fn bad_offsets(h: &BatchHeader) -> StoreError {
-    let reason =
-        BatchError::BadOffsets { base_offset: h.base_offset, last_offset_delta: h.last_offset_delta };
+    let reason = BatchError::BadOffsets {
+        base_offset: h.base_offset,
+        last_offset_delta: h.last_offset_delta,
+    };
     StoreError::InvalidRecord { reason }
 }
 
@@ -168,7 +203,8 @@ fn producer_entry<'a>(
 
 fn record_producer(st: &mut PartitionState, g: &mut Group, h: &BatchHeader, base: i64, last: i64) {
     let prev = st.producers.remove(&h.producer_id);
-    st.producers.insert(h.producer_id, producer_state::record(prev, h, base, last));
+    st.producers
+        .insert(h.producer_id, producer_state::record(prev, h, base, last));
     g.producers.insert((st.tp(), h.producer_id));
 }
 
@@ -187,7 +223,9 @@ pub(crate) fn put_batch(
     let size = value.len();
     maybe_roll(e, g, st, size as u64, h.base_offset, now_ms, stats)?;
     let Some(seg) = st.segments.last_mut() else {
-        return Err(StoreError::Failed { reason: "no active segment after roll".into() });
+        return Err(StoreError::Failed {
+            reason: "no active segment after roll".into(),
+        });
     };
     let key = keys::entry_key(tp, last);
     g.wb.insert(&seg.keyspace, key, value);
@@ -230,7 +268,9 @@ fn maybe_roll(
             let s = &s.summary;
             s.batch_count > 0
                 && (s.size_bytes + size > cfg.segment_bytes
-                    || cfg.segment_ms.is_some_and(|ms| now_ms.saturating_sub(s.created_ms) >= ms))
+                    || cfg
+                        .segment_ms
+                        .is_some_and(|ms| now_ms.saturating_sub(s.created_ms) >= ms))
         }
     };
     if !roll {

@@ -26,7 +26,9 @@ impl Writer {
             (st.log_start, st.log_end)
         };
         if offset < 0 {
-            return Err(StoreError::InvalidRequest { reason: format!("truncate to {offset}") });
+            return Err(StoreError::InvalidRequest {
+                reason: format!("truncate to {offset}"),
+            });
         }
         if offset >= log_end {
             return Ok(log_end);
@@ -47,7 +49,9 @@ impl Writer {
     /// Empties the log and restarts it at `offset` (Kafka's truncateFullyAndStartAt).
     pub(super) fn reset_to(&mut self, tp: TopicPartition, offset: i64) -> Result<()> {
         if offset < 0 {
-            return Err(StoreError::InvalidRequest { reason: format!("reset to {offset}") });
+            return Err(StoreError::InvalidRequest {
+                reason: format!("reset to {offset}"),
+            });
         }
         let e = self.engine.clone();
         let st = self.state(tp)?;
@@ -87,7 +91,11 @@ impl Writer {
             return Ok(st.log_start);
         }
         let sealed = st.segments.len().saturating_sub(1);
-        let below = st.segments.iter().take(sealed).take_while(|s| s.summary.last_offset < offset);
+        let below = st
+            .segments
+            .iter()
+            .take(sealed)
+            .take_while(|s| s.summary.last_offset < offset);
         let count = below.count();
         self.advance_log_start(tp, offset, count)?;
         Ok(offset)
@@ -99,10 +107,14 @@ impl Writer {
         let mut tps: Vec<TopicPartition> = self.parts.keys().copied().collect();
         tps.sort();
         for tp in tps {
-            let Some(st) = self.parts.get(&tp) else { continue };
+            let Some(st) = self.parts.get(&tp) else {
+                continue;
+            };
             let summaries: Vec<SegmentSummary> = st.segments.iter().map(|s| s.summary).collect();
             let count = crate::retention::plan(&summaries, &st.config, st.log_start, now_ms);
-            let Some(next) = summaries.get(count).filter(|_| count > 0) else { continue };
+            let Some(next) = summaries.get(count).filter(|_| count > 0) else {
+                continue;
+            };
             let new_start = st.log_start.max(next.base_offset);
             let bytes: u64 = summaries.iter().take(count).map(|s| s.size_bytes).sum();
             self.advance_log_start(tp, new_start, count)?;
@@ -115,7 +127,12 @@ impl Writer {
     }
 
     /// Sets the log start to `new_start` and deletes the `count` oldest segments.
-    fn advance_log_start(&mut self, tp: TopicPartition, new_start: i64, count: usize) -> Result<()> {
+    fn advance_log_start(
+        &mut self,
+        tp: TopicPartition,
+        new_start: i64,
+        count: usize,
+    ) -> Result<()> {
         let e = self.engine.clone();
         let st = self.state(tp)?;
         let count = count.min(st.segments.len().saturating_sub(1));
@@ -150,7 +167,10 @@ fn batch_base_containing(e: &Engine, tp: TopicPartition, offset: i64) -> Result<
     let range = keys::entry_key(tp, offset)..=keys::entry_key(tp, i64::MAX);
     match e.index.range(range).next() {
         Some(kv) => Ok(IndexEntry::decode(&kv.value()?)?.base_offset.min(offset)),
-        None => Err(StoreError::corrupt("index", format!("no entry at or after {offset} in {tp}"))),
+        None => Err(StoreError::corrupt(
+            "index",
+            format!("no entry at or after {offset} in {tp}"),
+        )),
     }
 }
 
@@ -162,7 +182,9 @@ fn stage_truncate(
     wb: &mut OwnedWriteBatch,
 ) -> Result<Vec<SegmentState>> {
     let tp = st.tp();
-    let keep = st.segments.partition_point(|s| s.summary.base_offset < new_end);
+    let keep = st
+        .segments
+        .partition_point(|s| s.summary.base_offset < new_end);
     let dropped = st.segments.split_off(keep);
     for s in &dropped {
         st.remove_summary(e, wb, s.summary.base_offset);
@@ -208,7 +230,9 @@ pub(crate) fn recompute_summary(
     let range = keys::entry_key(tp, old.base_offset)..keys::entry_key(tp, new_end);
     for kv in e.index.range(range) {
         let (k, v) = kv.into_inner()?;
-        let Some((_, last)) = keys::parse_entry_key(&k) else { continue };
+        let Some((_, last)) = keys::parse_entry_key(&k) else {
+            continue;
+        };
         let entry = IndexEntry::decode(&v)?;
         if s.batch_count == 0 || entry.max_timestamp > s.max_timestamp {
             s.max_timestamp = entry.max_timestamp;

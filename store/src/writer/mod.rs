@@ -116,7 +116,9 @@ impl Writer {
     pub(crate) fn run(mut self, rx: Receiver<Request>) {
         tracing::debug!(partitions = self.parts.len(), "store writer started");
         loop {
-            let deadline = self.sync_deadline.map_or(self.next_hw_check, |d| d.min(self.next_hw_check));
+            let deadline = self
+                .sync_deadline
+                .map_or(self.next_hw_check, |d| d.min(self.next_hw_check));
             let first = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(req) => req,
                 Err(RecvTimeoutError::Timeout) => {
@@ -162,7 +164,9 @@ impl Writer {
         if g.requests == 0 {
             return;
         }
-        self.stats.largest_group.fetch_max(g.requests, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .largest_group
+            .fetch_max(g.requests, std::sync::atomic::Ordering::Relaxed);
         for tp in &g.touched {
             if let Some(st) = self.parts.get(tp)
                 && let Some(active) = st.segments.last()
@@ -173,12 +177,22 @@ impl Writer {
         for (tp, pid) in &g.producers {
             if let Some(entry) = self.parts.get(tp).and_then(|st| st.producers.get(pid)) {
                 let key = keys::entry_key(*tp, *pid);
-                g.wb.insert(&self.engine.producers, key, crate::codec::encode_producer(entry));
+                g.wb.insert(
+                    &self.engine.producers,
+                    key,
+                    crate::codec::encode_producer(entry),
+                );
             }
         }
         let written = !g.wb.is_empty();
-        let mode = if g.sync { PersistMode::SyncData } else { PersistMode::Buffer };
-        let result = std::mem::replace(&mut g.wb, self.engine.db.batch()).durability(Some(mode)).commit();
+        let mode = if g.sync {
+            PersistMode::SyncData
+        } else {
+            PersistMode::Buffer
+        };
+        let result = std::mem::replace(&mut g.wb, self.engine.db.batch())
+            .durability(Some(mode))
+            .commit();
         if written {
             Counters::add(&self.stats.commits, 1);
             if g.sync {
@@ -190,7 +204,9 @@ impl Writer {
             Err(e) => {
                 let err = self.fail(e.into());
                 for (reply, _) in g.replies {
-                    reply.send(Err(StoreError::Failed { reason: err.clone() }));
+                    reply.send(Err(StoreError::Failed {
+                        reason: err.clone(),
+                    }));
                 }
             }
         }
@@ -223,7 +239,8 @@ impl Writer {
         // behind them could not be deleted until journal-size pressure forces it.
         if !g.sealed.is_empty() {
             let e = &self.engine;
-            g.sealed.extend([e.index.clone(), e.meta.clone(), e.producers.clone()]);
+            g.sealed
+                .extend([e.index.clone(), e.meta.clone(), e.producers.clone()]);
         }
         for ks in g.sealed {
             if let Err(e) = ks.rotate_memtable() {
@@ -241,7 +258,9 @@ impl Writer {
 
     pub(crate) fn check_failed(&self) -> Result<(), StoreError> {
         match &self.failed {
-            Some(reason) => Err(StoreError::Failed { reason: reason.clone() }),
+            Some(reason) => Err(StoreError::Failed {
+                reason: reason.clone(),
+            }),
             None => Ok(()),
         }
     }

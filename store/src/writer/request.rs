@@ -56,14 +56,42 @@ pub(crate) struct ReplicaAppend {
 pub(crate) enum Request {
     Leader(LeaderAppend),
     Replica(ReplicaAppend),
-    Create { tp: TopicPartition, config: LogConfig, reply: Reply<Arc<PartitionShared>> },
-    Delete { tp: TopicPartition, reply: Reply<()> },
-    SetConfig { tp: TopicPartition, config: LogConfig, reply: Reply<()> },
-    Truncate { tp: TopicPartition, offset: i64, reply: Reply<i64> },
-    ResetTo { tp: TopicPartition, offset: i64, reply: Reply<()> },
-    DeleteRecords { tp: TopicPartition, offset: i64, reply: Reply<i64> },
-    Retention { now_ms: i64, reply: Reply<RetentionReport> },
-    Flush { reply: Reply<()> },
+    Create {
+        tp: TopicPartition,
+        config: LogConfig,
+        reply: Reply<Arc<PartitionShared>>,
+    },
+    Delete {
+        tp: TopicPartition,
+        reply: Reply<()>,
+    },
+    SetConfig {
+        tp: TopicPartition,
+        config: LogConfig,
+        reply: Reply<()>,
+    },
+    Truncate {
+        tp: TopicPartition,
+        offset: i64,
+        reply: Reply<i64>,
+    },
+    ResetTo {
+        tp: TopicPartition,
+        offset: i64,
+        reply: Reply<()>,
+    },
+    DeleteRecords {
+        tp: TopicPartition,
+        offset: i64,
+        reply: Reply<i64>,
+    },
+    Retention {
+        now_ms: i64,
+        reply: Reply<RetentionReport>,
+    },
+    Flush {
+        reply: Reply<()>,
+    },
 }
 
 impl Request {

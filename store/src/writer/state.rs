@@ -58,7 +58,11 @@ impl PartitionState {
     pub(crate) fn put_record(&mut self, e: &Engine, wb: &mut OwnedWriteBatch) {
         let rec = self.record();
         self.hw_checkpoint = rec.high_watermark;
-        wb.insert(&e.meta, keys::meta_key(META_PARTITION, self.tp(), &[]), rec.encode());
+        wb.insert(
+            &e.meta,
+            keys::meta_key(META_PARTITION, self.tp(), &[]),
+            rec.encode(),
+        );
     }
 
     pub(crate) fn put_summary(&self, e: &Engine, wb: &mut OwnedWriteBatch, s: &SegmentSummary) {
@@ -67,10 +71,18 @@ impl PartitionState {
     }
 
     pub(crate) fn remove_summary(&self, e: &Engine, wb: &mut OwnedWriteBatch, base: i64) {
-        wb.remove(&e.meta, keys::meta_key(META_SEGMENT, self.tp(), &base.to_be_bytes()));
+        wb.remove(
+            &e.meta,
+            keys::meta_key(META_SEGMENT, self.tp(), &base.to_be_bytes()),
+        );
     }
 
-    pub(crate) fn put_epoch_changes(&self, e: &Engine, wb: &mut OwnedWriteBatch, c: &[EpochChange]) {
+    pub(crate) fn put_epoch_changes(
+        &self,
+        e: &Engine,
+        wb: &mut OwnedWriteBatch,
+        c: &[EpochChange],
+    ) {
         for change in c {
             match *change {
                 EpochChange::Put(epoch, start) => wb.insert(
@@ -78,9 +90,10 @@ impl PartitionState {
                     keys::meta_key(META_EPOCH, self.tp(), &epoch.to_be_bytes()),
                     crate::codec::encode_epoch_start(start),
                 ),
-                EpochChange::Remove(epoch) => {
-                    wb.remove(&e.meta, keys::meta_key(META_EPOCH, self.tp(), &epoch.to_be_bytes()))
-                }
+                EpochChange::Remove(epoch) => wb.remove(
+                    &e.meta,
+                    keys::meta_key(META_EPOCH, self.tp(), &epoch.to_be_bytes()),
+                ),
             }
         }
     }
@@ -93,8 +106,11 @@ impl PartitionState {
             o.log_end = end;
             o.high_watermark = o.high_watermark.clamp(start, end);
         });
-        self.shared.set_active(self.segments.last().map(|s| s.summary));
-        self.shared.size_bytes.store(self.size_bytes(), Ordering::Release);
+        self.shared
+            .set_active(self.segments.last().map(|s| s.summary));
+        self.shared
+            .size_bytes
+            .store(self.size_bytes(), Ordering::Release);
     }
 
     /// Publishes the segment list (after rolls, deletions, truncation).

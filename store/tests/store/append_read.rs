@@ -12,7 +12,13 @@ fn offsets_are_assigned_and_headers_rewritten() -> anyhow::Result<()> {
     let mut expected_base = 0;
     for i in 0..5u64 {
         let n = (i + 1) as usize;
-        let a = log.append_blocking(simple(n, i), AppendOptions { leader_epoch: 3, now_ms: 1 })?;
+        let a = log.append_blocking(
+            simple(n, i),
+            AppendOptions {
+                leader_epoch: 3,
+                now_ms: 1,
+            },
+        )?;
         assert_eq!(a.base_offset, expected_base);
         assert_eq!(a.last_offset, expected_base + n as i64 - 1);
         assert_eq!(a.log_append_time_ms, -1);
@@ -30,7 +36,10 @@ fn offsets_are_assigned_and_headers_rewritten() -> anyhow::Result<()> {
         next = h.last_offset().unwrap() + 1;
     }
     let decoded = decode(&batches);
-    assert_eq!(decoded.iter().map(|r| r.0).collect::<Vec<_>>(), (0..15).collect::<Vec<_>>());
+    assert_eq!(
+        decoded.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (0..15).collect::<Vec<_>>()
+    );
     assert_eq!(decoded[1].2, Some(value_for(1, 0, 100)));
     assert_eq!(log.end_offset_for_epoch(3), Some((3, 15)));
     Ok(())
@@ -45,7 +54,11 @@ fn reads_respect_byte_limits_bounds_and_mid_batch_offsets() -> anyhow::Result<()
         log.append_blocking(simple(10, i), opts())?; // offsets 10*i .. 10*i+9
     }
     let one = log.read(0, 1, i64::MAX)?;
-    assert_eq!(one.len(), 1, "KIP-74: the first batch even when larger than max_bytes");
+    assert_eq!(
+        one.len(),
+        1,
+        "KIP-74: the first batch even when larger than max_bytes"
+    );
     let size = one[0].len();
     assert_eq!(log.read(0, 2 * size, i64::MAX)?.len(), 2);
     assert_eq!(log.read(0, 2 * size - 1, i64::MAX)?.len(), 1);
@@ -61,15 +74,32 @@ fn reads_respect_byte_limits_bounds_and_mid_batch_offsets() -> anyhow::Result<()
     // Bounds.
     assert!(log.read(40, usize::MAX, i64::MAX)?.is_empty());
     match log.read(41, usize::MAX, i64::MAX) {
-        Err(StoreError::OffsetOutOfRange { requested: 41, log_start: 0, log_end: 40, .. }) => {}
+        Err(StoreError::OffsetOutOfRange {
+            requested: 41,
+            log_start: 0,
+            log_end: 40,
+            ..
+        }) => {}
         other => panic!("expected OffsetOutOfRange, got {other:?}"),
     }
-    assert!(matches!(log.read(-1, 1, i64::MAX), Err(StoreError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.read(-1, 1, i64::MAX),
+        Err(StoreError::OffsetOutOfRange { .. })
+    ));
     // Below the log start after DeleteRecords.
     assert_eq!(log.delete_records_before(12)?, 12);
-    assert!(matches!(log.read(11, 1, i64::MAX), Err(StoreError::OffsetOutOfRange { log_start: 12, .. })));
-    assert_eq!(BatchHeader::parse(&log.read(12, 1, i64::MAX)?[0])?.base_offset, 10);
-    assert!(matches!(log.delete_records_before(41), Err(StoreError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.read(11, 1, i64::MAX),
+        Err(StoreError::OffsetOutOfRange { log_start: 12, .. })
+    ));
+    assert_eq!(
+        BatchHeader::parse(&log.read(12, 1, i64::MAX)?[0])?.base_offset,
+        10
+    );
+    assert!(matches!(
+        log.delete_records_before(41),
+        Err(StoreError::OffsetOutOfRange { .. })
+    ));
     Ok(())
 }
 
@@ -77,9 +107,18 @@ fn reads_respect_byte_limits_bounds_and_mid_batch_offsets() -> anyhow::Result<()
 fn log_append_time_is_stamped() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store = open(dir.path())?;
-    let cfg = LogConfig { timestamp_type: TimestampType::LogAppendTime, ..LogConfig::default() };
+    let cfg = LogConfig {
+        timestamp_type: TimestampType::LogAppendTime,
+        ..LogConfig::default()
+    };
     let log = store.create_partition(tp(3, 0), cfg)?;
-    let a = log.append_blocking(simple(3, 1), AppendOptions { leader_epoch: 0, now_ms: 777_000 })?;
+    let a = log.append_blocking(
+        simple(3, 1),
+        AppendOptions {
+            leader_epoch: 0,
+            now_ms: 777_000,
+        },
+    )?;
     assert_eq!(a.log_append_time_ms, 777_000);
     let b = &log.read(0, usize::MAX, i64::MAX)?[0];
     let h = rafka_store::batch::check_batch(b)?;
@@ -95,12 +134,19 @@ fn async_append_and_subscribe() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store = open(dir.path())?;
     let log = store.create_partition(tp(4, 0), LogConfig::default())?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let mut rx = log.subscribe();
     rt.block_on(async {
         let a = log.append(simple(4, 1), opts()).await?;
         assert_eq!(a.last_offset, 3);
-        tokio::time::timeout(std::time::Duration::from_secs(5), rx.wait_for(|o| o.log_end == 4)).await??;
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            rx.wait_for(|o| o.log_end == 4),
+        )
+        .await??;
         anyhow::Ok(())
     })?;
     log.set_high_watermark(100)?;
@@ -117,7 +163,13 @@ fn replicated_appends_keep_offsets_and_epochs() -> anyhow::Result<()> {
     let leader = store.create_partition(tp(5, 0), LogConfig::default())?;
     let follower = store.create_partition(tp(5, 1), LogConfig::default())?;
     for (i, epoch) in [1, 1, 2, 4].into_iter().enumerate() {
-        leader.append_blocking(simple(5, i as u64), AppendOptions { leader_epoch: epoch, now_ms: 1 })?;
+        leader.append_blocking(
+            simple(5, i as u64),
+            AppendOptions {
+                leader_epoch: epoch,
+                now_ms: 1,
+            },
+        )?;
     }
     let fetched: Vec<u8> = leader.read(0, usize::MAX, i64::MAX)?.concat();
     let a = follower.append_replicated_blocking(fetched.clone().into())?;
@@ -128,7 +180,9 @@ fn replicated_appends_keep_offsets_and_epochs() -> anyhow::Result<()> {
     assert_eq!(follower.end_offset_for_epoch(4), Some((4, 20)));
     assert_eq!(follower.latest_epoch(), Some(4));
     // Not contiguous with the log end.
-    let err = follower.append_replicated_blocking(fetched.into()).expect_err("gap");
+    let err = follower
+        .append_replicated_blocking(fetched.into())
+        .expect_err("gap");
     assert_eq!(err.kafka_code(), 87);
     Ok(())
 }
@@ -143,13 +197,18 @@ fn unknown_and_deleted_partitions() -> anyhow::Result<()> {
     assert_eq!(again.config(), LogConfig::default(), "create is idempotent");
     log.append_blocking(simple(1, 1), opts())?;
     store.delete_partition(tp(6, 0))?;
-    let err = log.append_blocking(simple(1, 1), opts()).expect_err("deleted");
+    let err = log
+        .append_blocking(simple(1, 1), opts())
+        .expect_err("deleted");
     assert!(matches!(err, StoreError::UnknownPartition { .. }));
     assert_eq!(err.kafka_code(), 3);
     // Recreated: a fresh, empty log, with no trace of the old one.
     let fresh = store.create_partition(tp(6, 0), LogConfig::default())?;
     assert_eq!(fresh.log_end_offset(), 0);
-    assert!(matches!(log.append_blocking(simple(1, 1), opts()), Err(StoreError::UnknownPartition { .. })));
+    assert!(matches!(
+        log.append_blocking(simple(1, 1), opts()),
+        Err(StoreError::UnknownPartition { .. })
+    ));
     assert_eq!(fresh.append_blocking(simple(2, 2), opts())?.base_offset, 0);
     assert_eq!(decode(&fresh.read(0, usize::MAX, i64::MAX)?).len(), 2);
     Ok(())

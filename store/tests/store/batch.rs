@@ -2,8 +2,8 @@
 
 use crate::common::*;
 use proptest::prelude::*;
-use rafka_store::batch::{self, BatchError, BatchHeader, BatchIter, HEADER_LEN};
 use rafka_store::StoreError;
+use rafka_store::batch::{self, BatchError, BatchHeader, BatchIter, HEADER_LEN};
 
 fn recrc(buf: &mut [u8]) {
     let crc = batch::compute_crc(buf).expect("crc");
@@ -16,7 +16,12 @@ fn produce_err(buf: &[u8], max: u32) -> StoreError {
 
 #[test]
 fn good_batch_parses() {
-    let b = batch(&Spec { records: 3, base_ts: 500, ts_step: 10, ..Spec::default() });
+    let b = batch(&Spec {
+        records: 3,
+        base_ts: 500,
+        ts_step: 10,
+        ..Spec::default()
+    });
     let h = batch::validate_produce(&b, 1 << 20).expect("valid");
     assert_eq!(h.base_offset, 0);
     assert_eq!(h.record_count, 3);
@@ -33,60 +38,115 @@ fn every_corruption_maps_to_its_error() {
     let good = simple(3, 1).to_vec();
     // Too short.
     let e = produce_err(&good[..HEADER_LEN - 1], 1 << 20);
-    assert!(matches!(e, StoreError::CorruptRecord { reason: BatchError::TooShort { .. }, .. }));
+    assert!(matches!(
+        e,
+        StoreError::CorruptRecord {
+            reason: BatchError::TooShort { .. },
+            ..
+        }
+    ));
     assert_eq!(e.kafka_code(), 2);
     // Declared length longer / shorter than the buffer.
     let e = produce_err(&good[..good.len() - 1], 1 << 20);
-    assert!(matches!(e, StoreError::CorruptRecord { reason: BatchError::LengthMismatch { .. }, .. }));
+    assert!(matches!(
+        e,
+        StoreError::CorruptRecord {
+            reason: BatchError::LengthMismatch { .. },
+            ..
+        }
+    ));
     let mut longer = good.clone();
     longer.push(0);
     let e = produce_err(&longer, 1 << 20);
-    assert!(matches!(e, StoreError::CorruptRecord { reason: BatchError::LengthMismatch { .. }, .. }));
+    assert!(matches!(
+        e,
+        StoreError::CorruptRecord {
+            reason: BatchError::LengthMismatch { .. },
+            ..
+        }
+    ));
     // Negative batch length.
     let mut neg = good.clone();
     neg[8..12].copy_from_slice(&(-5i32).to_be_bytes());
-    assert!(matches!(produce_err(&neg, 1 << 20), StoreError::CorruptRecord { .. }));
+    assert!(matches!(
+        produce_err(&neg, 1 << 20),
+        StoreError::CorruptRecord { .. }
+    ));
     // Magic.
     let mut magic = good.clone();
     magic[16] = 1;
     let e = produce_err(&magic, 1 << 20);
-    assert!(matches!(e, StoreError::InvalidRecord { reason: BatchError::UnsupportedMagic { magic: 1 } }));
+    assert!(matches!(
+        e,
+        StoreError::InvalidRecord {
+            reason: BatchError::UnsupportedMagic { magic: 1 }
+        }
+    ));
     assert_eq!(e.kafka_code(), 87);
     // CRC: flip a payload byte.
     let mut crc = good.clone();
     let last = crc.len() - 1;
     crc[last] ^= 0x40;
     let e = produce_err(&crc, 1 << 20);
-    assert!(matches!(e, StoreError::CorruptRecord { reason: BatchError::CrcMismatch { .. }, .. }));
+    assert!(matches!(
+        e,
+        StoreError::CorruptRecord {
+            reason: BatchError::CrcMismatch { .. },
+            ..
+        }
+    ));
     // Base offset must be 0 on the leader path (outside the CRC, so the CRC still holds).
     let mut base = good.clone();
     assert!(batch::set_base_offset(&mut base, 7));
     assert!(batch::check_batch(&base).is_ok());
     let e = produce_err(&base, 1 << 20);
-    assert!(matches!(e, StoreError::InvalidRecord { reason: BatchError::NonZeroBaseOffset { base_offset: 7 } }));
+    assert!(matches!(
+        e,
+        StoreError::InvalidRecord {
+            reason: BatchError::NonZeroBaseOffset { base_offset: 7 }
+        }
+    ));
     // Record count != lastOffsetDelta + 1, and zero records.
     let mut count = good.clone();
     count[57..61].copy_from_slice(&2i32.to_be_bytes());
     recrc(&mut count);
     let e = produce_err(&count, 1 << 20);
-    assert!(matches!(e, StoreError::InvalidRecord { reason: BatchError::RecordCountMismatch { .. } }));
+    assert!(matches!(
+        e,
+        StoreError::InvalidRecord {
+            reason: BatchError::RecordCountMismatch { .. }
+        }
+    ));
     let mut zero = good.clone();
     zero[57..61].copy_from_slice(&0i32.to_be_bytes());
     recrc(&mut zero);
-    assert!(matches!(produce_err(&zero, 1 << 20), StoreError::InvalidRecord { .. }));
+    assert!(matches!(
+        produce_err(&zero, 1 << 20),
+        StoreError::InvalidRecord { .. }
+    ));
     // More records claimed than an uncompressed payload can hold.
     let mut many = good.clone();
     many[23..27].copy_from_slice(&999_999i32.to_be_bytes());
     many[57..61].copy_from_slice(&1_000_000i32.to_be_bytes());
     recrc(&mut many);
     let e = produce_err(&many, 1 << 20);
-    assert!(matches!(e, StoreError::InvalidRecord { reason: BatchError::TooManyRecords { .. } }));
+    assert!(matches!(
+        e,
+        StoreError::InvalidRecord {
+            reason: BatchError::TooManyRecords { .. }
+        }
+    ));
     // Unknown compression codec.
     let mut codec = good.clone();
     codec[21..23].copy_from_slice(&6i16.to_be_bytes());
     recrc(&mut codec);
     let e = produce_err(&codec, 1 << 20);
-    assert!(matches!(e, StoreError::InvalidRecord { reason: BatchError::UnknownCompression { codec: 6 } }));
+    assert!(matches!(
+        e,
+        StoreError::InvalidRecord {
+            reason: BatchError::UnknownCompression { codec: 6 }
+        }
+    ));
     // Too large.
     let e = produce_err(&good, 64);
     assert!(matches!(e, StoreError::RecordTooLarge { max: 64, .. }));
@@ -101,7 +161,12 @@ fn log_append_time_rewrite_keeps_the_crc_valid() {
     assert!(h.is_log_append_time());
     assert_eq!(h.max_timestamp, 123_456);
     assert!(batch::set_partition_leader_epoch(&mut b, 9));
-    assert_eq!(batch::check_batch(&b).expect("valid").partition_leader_epoch, 9);
+    assert_eq!(
+        batch::check_batch(&b)
+            .expect("valid")
+            .partition_leader_epoch,
+        9
+    );
 }
 
 #[test]
@@ -113,7 +178,9 @@ fn batch_iter_walks_concatenated_batches() {
     batch::set_base_offset(&mut b, 12);
     all.extend_from_slice(&a);
     all.extend_from_slice(&b);
-    let got: Vec<_> = BatchIter::new(&all).map(|r| r.expect("ok").0.base_offset).collect();
+    let got: Vec<_> = BatchIter::new(&all)
+        .map(|r| r.expect("ok").0.base_offset)
+        .collect();
     assert_eq!(got, vec![10, 12]);
     all.truncate(all.len() - 3);
     let results: Vec<_> = BatchIter::new(&all).collect();

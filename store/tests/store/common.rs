@@ -3,8 +3,7 @@
 use anyhow::Result;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use rafka_store::{
     AppendOptions, FsyncPolicy, LogConfig, PartitionLog, Store, StoreConfig, TopicPartition,
@@ -81,21 +80,35 @@ pub fn records(spec: &Spec) -> Vec<Record> {
 pub fn batch(spec: &Spec) -> Bytes {
     let recs = records(spec);
     let mut buf = BytesMut::new();
-    let opts = RecordEncodeOptions { version: 2, compression: spec.compression };
+    let opts = RecordEncodeOptions {
+        version: 2,
+        compression: spec.compression,
+    };
     RecordBatchEncoder::encode(&mut buf, recs.iter(), &opts).expect("encode");
     buf.freeze()
 }
 
 pub fn simple(records: usize, tag: u64) -> Bytes {
-    batch(&Spec { records, tag, ..Spec::default() })
+    batch(&Spec {
+        records,
+        tag,
+        ..Spec::default()
+    })
 }
 
 pub fn idem(pid: i64, epoch: i16, seq: i32, records: usize) -> Bytes {
-    batch(&Spec { records, producer: Some((pid, epoch, seq)), ..Spec::default() })
+    batch(&Spec {
+        records,
+        producer: Some((pid, epoch, seq)),
+        ..Spec::default()
+    })
 }
 
 pub fn opts() -> AppendOptions {
-    AppendOptions { leader_epoch: 0, now_ms: 1_000 }
+    AppendOptions {
+        leader_epoch: 0,
+        now_ms: 1_000,
+    }
 }
 
 pub fn config(dir: &Path) -> StoreConfig {
@@ -112,7 +125,12 @@ pub fn open(dir: &Path) -> Result<Store> {
 }
 
 pub fn small_segments(bytes: u64) -> LogConfig {
-    LogConfig { segment_bytes: bytes, retention_ms: None, segment_ms: None, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes: bytes,
+        retention_ms: None,
+        segment_ms: None,
+        ..LogConfig::default()
+    }
 }
 
 /// Decodes every record of the batches; returns (offset, timestamp, value).
@@ -121,7 +139,11 @@ pub fn decode(batches: &[Bytes]) -> Vec<(i64, i64, Option<Bytes>)> {
     for b in batches {
         let mut buf = b.clone();
         let set = RecordBatchDecoder::decode(&mut buf).expect("decode");
-        out.extend(set.records.into_iter().map(|r| (r.offset, r.timestamp, r.value)));
+        out.extend(
+            set.records
+                .into_iter()
+                .map(|r| (r.offset, r.timestamp, r.value)),
+        );
     }
     out
 }
@@ -157,7 +179,9 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// Sum of file sizes under `dir`.
 pub fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         match entry.metadata() {

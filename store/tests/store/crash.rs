@@ -25,18 +25,29 @@ fn child_config(dir: &std::path::Path) -> StoreConfig {
 }
 
 fn log_config() -> LogConfig {
-    LogConfig { segment_bytes: 128 * 1024, ..small_segments(0) }
+    LogConfig {
+        segment_bytes: 128 * 1024,
+        ..small_segments(0)
+    }
 }
 
 fn spec(tag: u64) -> Spec {
-    Spec { records: RECORDS, value_len: VALUE_LEN, tag, base_ts: tag as i64, ..Spec::default() }
+    Spec {
+        records: RECORDS,
+        value_len: VALUE_LEN,
+        tag,
+        base_ts: tag as i64,
+        ..Spec::default()
+    }
 }
 
 /// The child: appends until killed, printing `ACK partition base last tag` per acknowledged batch.
 #[test]
 #[ignore = "run by crash::acknowledged_batches_survive_sigkill as its child process"]
 fn crash_child() -> anyhow::Result<()> {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return Ok(()) };
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return Ok(());
+    };
     let store = Store::open(child_config(dir.as_ref()))?;
     let logs: Vec<_> = (0..PARTITIONS)
         .map(|p| store.create_partition(tp(60, p), log_config()))
@@ -49,7 +60,13 @@ fn crash_child() -> anyhow::Result<()> {
                     let tag = t as u64 * 10_000_000 + i;
                     let a = log.append_blocking(batch(&spec(tag)), opts())?;
                     let mut out = std::io::stdout().lock();
-                    writeln!(out, "ACK {} {} {} {tag}", log.topic_partition().partition, a.base_offset, a.last_offset)?;
+                    writeln!(
+                        out,
+                        "ACK {} {} {} {tag}",
+                        log.topic_partition().partition,
+                        a.base_offset,
+                        a.last_offset
+                    )?;
                     out.flush()?;
                 }
                 Ok(())
@@ -57,7 +74,8 @@ fn crash_child() -> anyhow::Result<()> {
         })
         .collect();
     for h in handles {
-        h.join().map_err(|_| anyhow::anyhow!("appender panicked"))??;
+        h.join()
+            .map_err(|_| anyhow::anyhow!("appender panicked"))??;
     }
     Ok(())
 }
@@ -89,7 +107,12 @@ fn sigkill(pid: u32) {
 /// Runs the child until `kill_after` acks (on top of what the store already holds), kills it.
 fn run_child(dir: &std::path::Path, kill_after: usize) -> anyhow::Result<Vec<Ack>> {
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["--exact", "crash::crash_child", "--nocapture", "--include-ignored"])
+        .args([
+            "--exact",
+            "crash::crash_child",
+            "--nocapture",
+            "--include-ignored",
+        ])
         .env(CHILD_ENV, dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -144,14 +167,23 @@ fn verify(dir: &std::path::Path, acks: &[Ack]) -> anyhow::Result<()> {
     }
     for ack in acks {
         let log = store.partition(tp(60, ack.partition)).expect("partition");
-        assert!(ack.last <= max_last[&ack.partition], "acknowledged batch at {} lost", ack.base);
+        assert!(
+            ack.last <= max_last[&ack.partition],
+            "acknowledged batch at {} lost",
+            ack.base
+        );
         let got = log.read(ack.base, 1, i64::MAX)?;
         let h = rafka_store::batch::check_batch(&got[0])?;
         assert_eq!((h.base_offset, h.last_offset()), (ack.base, Some(ack.last)));
         let records = decode(&got[..1]);
         for (j, r) in records.iter().enumerate() {
             assert_eq!(r.0, ack.base + j as i64);
-            assert_eq!(r.2.as_ref(), Some(&value_for(ack.tag, j, VALUE_LEN)), "content of {}", ack.base);
+            assert_eq!(
+                r.2.as_ref(),
+                Some(&value_for(ack.tag, j, VALUE_LEN)),
+                "content of {}",
+                ack.base
+            );
         }
     }
     Ok(())

@@ -16,11 +16,19 @@ fn fixture_dir() -> PathBuf {
 }
 
 fn fixture_config(dir: &Path) -> StoreConfig {
-    StoreConfig { fsync: FsyncPolicy::Always, ..StoreConfig::new(dir) }
+    StoreConfig {
+        fsync: FsyncPolicy::Always,
+        ..StoreConfig::new(dir)
+    }
 }
 
 fn log_a() -> LogConfig {
-    LogConfig { segment_bytes: 1024, retention_ms: Some(3_600_000), segment_ms: None, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes: 1024,
+        retention_ms: Some(3_600_000),
+        segment_ms: None,
+        ..LogConfig::default()
+    }
 }
 
 fn log_b() -> LogConfig {
@@ -38,7 +46,14 @@ fn spec_a(i: u64) -> Spec {
         5 => Some((1000, 0, 3)),
         _ => None,
     };
-    Spec { records: 3, value_len: 100, base_ts: 10_000 + 10 * i as i64, tag: i, producer, ..Spec::default() }
+    Spec {
+        records: 3,
+        value_len: 100,
+        base_ts: 10_000 + 10 * i as i64,
+        tag: i,
+        producer,
+        ..Spec::default()
+    }
 }
 
 #[test]
@@ -50,13 +65,30 @@ fn generate_fixture() -> anyhow::Result<()> {
     let a = store.create_partition(tp(70, 0), log_a())?;
     for i in 0..6u64 {
         let epoch = if i < 3 { 1 } else { 2 };
-        a.append_blocking(batch(&spec_a(i)), AppendOptions { leader_epoch: epoch, now_ms: 50_000 })?;
+        a.append_blocking(
+            batch(&spec_a(i)),
+            AppendOptions {
+                leader_epoch: epoch,
+                now_ms: 50_000,
+            },
+        )?;
     }
     a.delete_records_before(4)?;
     a.set_high_watermark(15)?;
     let b = store.create_partition(tp(70, 1), log_b())?;
-    let gz = Spec { records: 4, compression: Compression::Gzip, tag: 99, ..Spec::default() };
-    b.append_blocking(batch(&gz), AppendOptions { leader_epoch: 7, now_ms: 5_000 })?;
+    let gz = Spec {
+        records: 4,
+        compression: Compression::Gzip,
+        tag: 99,
+        ..Spec::default()
+    };
+    b.append_blocking(
+        batch(&gz),
+        AppendOptions {
+            leader_epoch: 7,
+            now_ms: 5_000,
+        },
+    )?;
     store.flush()?;
     drop((a, b, store));
     // Journals are preallocated (64 MiB of zeros after the data): keep the data and a little
@@ -105,9 +137,15 @@ fn check_contents(dir: &Path) -> anyhow::Result<()> {
     assert_eq!(store.partitions().len(), 2);
     let a = store.partition(tp(70, 0)).expect("partition a");
     assert_eq!(a.config(), log_a());
-    assert_eq!((a.log_start_offset(), a.log_end_offset(), a.high_watermark()), (4, 18, 15));
+    assert_eq!(
+        (a.log_start_offset(), a.log_end_offset(), a.high_watermark()),
+        (4, 18, 15)
+    );
     let batches = read_all(&a)?;
-    assert_eq!(rafka_store::batch::BatchHeader::parse(&batches[0])?.base_offset, 3);
+    assert_eq!(
+        rafka_store::batch::BatchHeader::parse(&batches[0])?.base_offset,
+        3
+    );
     let records = decode(&batches);
     assert_eq!(records.len(), 15);
     for (n, r) in records.iter().enumerate() {
@@ -120,7 +158,14 @@ fn check_contents(dir: &Path) -> anyhow::Result<()> {
     assert_eq!(a.end_offset_for_epoch(2), Some((2, 18)));
     let p = a.producer(1000)?.expect("producer");
     assert_eq!((p.epoch, p.batches.len()), (0, 2));
-    assert_eq!((p.batches[1].first_seq, p.batches[1].last_seq, p.batches[1].base_offset), (3, 5, 15));
+    assert_eq!(
+        (
+            p.batches[1].first_seq,
+            p.batches[1].last_seq,
+            p.batches[1].base_offset
+        ),
+        (3, 5, 15)
+    );
     assert!(a.append_blocking(batch(&spec_a(5)), opts())?.duplicate);
     assert_eq!(a.offset_for_timestamp(10_041)?.map(|t| t.offset), Some(13));
     let b = store.partition(tp(70, 1)).expect("partition b");
@@ -130,7 +175,10 @@ fn check_contents(dir: &Path) -> anyhow::Result<()> {
     let stored = b.read(0, usize::MAX, i64::MAX)?;
     let h = rafka_store::batch::check_batch(&stored[0])?;
     assert!(h.is_log_append_time());
-    assert_eq!((h.max_timestamp, h.compression(), h.partition_leader_epoch), (5_000, 1, 7));
+    assert_eq!(
+        (h.max_timestamp, h.compression(), h.partition_leader_epoch),
+        (5_000, 1, 7)
+    );
     // (kafka-protocol's decoder reports the records' own create times.)
     let gz = decode(&stored);
     assert_eq!(gz.iter().map(|r| r.0).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
@@ -141,7 +189,11 @@ fn check_contents(dir: &Path) -> anyhow::Result<()> {
 /// Key layout and value encodings, read with fjall directly.
 fn check_raw_format(dir: &Path) -> anyhow::Result<()> {
     let db = fjall::Database::builder(dir).open()?;
-    let mut names: Vec<String> = db.list_keyspace_names().iter().map(|n| n.to_string()).collect();
+    let mut names: Vec<String> = db
+        .list_keyspace_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
     names.sort();
     let tid = |n: u128| format!("{:032x}", 0x5eed_0000u128 + n);
     let expected = vec![
@@ -170,7 +222,12 @@ fn check_raw_format(dir: &Path) -> anyhow::Result<()> {
     }
     let seg = db.keyspace(&expected[4], fjall::KeyspaceCreateOptions::default)?;
     let (k, v) = seg.last_key_value().expect("batch").into_inner()?;
-    raw.push(format!("{}=<{} bytes, crc {:08x}>", hex(&k), v.len(), crc32c::crc32c(&v)));
+    raw.push(format!(
+        "{}=<{} bytes, crc {:08x}>",
+        hex(&k),
+        v.len(),
+        crc32c::crc32c(&v)
+    ));
     let got = raw.join("\n");
     let want = include_str!("../fixtures/store-v1.raw.txt").trim_end();
     if got != want {

@@ -8,7 +8,10 @@ use std::time::Duration;
 #[test]
 fn concurrent_appenders_share_fsyncs() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let store = Store::open(StoreConfig { fsync: FsyncPolicy::Always, ..config(dir.path()) })?;
+    let store = Store::open(StoreConfig {
+        fsync: FsyncPolicy::Always,
+        ..config(dir.path())
+    })?;
     let logs: Vec<_> = (0..4)
         .map(|p| store.create_partition(tp(50, p), LogConfig::default()))
         .collect::<Result<_, _>>()?;
@@ -36,14 +39,23 @@ fn concurrent_appenders_share_fsyncs() -> anyhow::Result<()> {
     let appends = (threads * per_thread) as u64;
     let commits = stats.commits - before.commits;
     let fsyncs = stats.fsyncs - before.fsyncs;
-    eprintln!("{appends} appends, {commits} commits, {fsyncs} fsyncs, largest group {}", stats.largest_group);
+    eprintln!(
+        "{appends} appends, {commits} commits, {fsyncs} fsyncs, largest group {}",
+        stats.largest_group
+    );
     assert_eq!(stats.append_requests - before.append_requests, appends);
-    assert!(fsyncs < appends, "appends shared fsyncs: {fsyncs} fsyncs for {appends} appends");
+    assert!(
+        fsyncs < appends,
+        "appends shared fsyncs: {fsyncs} fsyncs for {appends} appends"
+    );
     assert!(commits < appends);
     assert!(stats.largest_group > 1);
     // Every partition's offsets are contiguous and every batch is readable.
     for log in &logs {
-        assert_eq!(log.log_end_offset(), (threads / logs.len() * per_thread * 5) as i64);
+        assert_eq!(
+            log.log_end_offset(),
+            (threads / logs.len() * per_thread * 5) as i64
+        );
         assert_eq!(decode(&read_all(log)?).len() as i64, log.log_end_offset());
     }
     let mut bases: Vec<_> = appended.iter().map(|a| a.base_offset).collect();
@@ -57,15 +69,31 @@ fn concurrent_appenders_share_fsyncs() -> anyhow::Result<()> {
 fn interval_mode_syncs_on_a_timer_and_never_mode_does_not() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let interval = FsyncPolicy::Interval(Duration::from_millis(20));
-    let store = Store::open(StoreConfig { fsync: FsyncPolicy::Never, ..config(dir.path()) })?;
+    let store = Store::open(StoreConfig {
+        fsync: FsyncPolicy::Never,
+        ..config(dir.path())
+    })?;
     let never = store.create_partition(tp(51, 0), LogConfig::default())?;
-    let timed = store.create_partition(tp(51, 1), LogConfig { fsync: Some(interval), ..LogConfig::default() })?;
+    let timed = store.create_partition(
+        tp(51, 1),
+        LogConfig {
+            fsync: Some(interval),
+            ..LogConfig::default()
+        },
+    )?;
     let base = store.stats().fsyncs;
     for i in 0..20 {
         never.append_blocking(simple(2, i), opts())?;
     }
-    assert_eq!(store.stats().fsyncs, base, "never: no fsync on the append path");
+    assert_eq!(
+        store.stats().fsyncs,
+        base,
+        "never: no fsync on the append path"
+    );
     timed.append_blocking(simple(2, 1), opts())?;
-    assert!(wait_until(Duration::from_secs(5), || store.stats().fsyncs > base), "interval fsync happened");
+    assert!(
+        wait_until(Duration::from_secs(5), || store.stats().fsyncs > base),
+        "interval fsync happened"
+    );
     Ok(())
 }

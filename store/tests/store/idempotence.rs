@@ -22,8 +22,17 @@ fn duplicates_of_each_of_the_last_five_batches() -> anyhow::Result<()> {
     assert_eq!(log.log_end_offset(), end, "duplicates write nothing");
     assert_eq!(store.stats().duplicates, 5);
     // Older than the last five: not recognisable, so out of order.
-    let err = log.append_blocking(idem(42, 0, 3, 3), opts()).expect_err("too old");
-    assert!(matches!(err, StoreError::OutOfOrderSequence { expected: 21, received: 3, .. }));
+    let err = log
+        .append_blocking(idem(42, 0, 3, 3), opts())
+        .expect_err("too old");
+    assert!(matches!(
+        err,
+        StoreError::OutOfOrderSequence {
+            expected: 21,
+            received: 3,
+            ..
+        }
+    ));
     assert_eq!(err.kafka_code(), 45);
     let snap = log.producer(42)?.expect("state");
     assert_eq!(snap.epoch, 0);
@@ -40,16 +49,35 @@ fn sequence_and_epoch_rules() -> anyhow::Result<()> {
     // Unknown producer: any sequence is accepted.
     assert!(!log.append_blocking(idem(7, 2, 100, 2), opts())?.duplicate);
     // Gap.
-    let err = log.append_blocking(idem(7, 2, 103, 1), opts()).expect_err("gap");
-    assert!(matches!(err, StoreError::OutOfOrderSequence { expected: 102, .. }));
+    let err = log
+        .append_blocking(idem(7, 2, 103, 1), opts())
+        .expect_err("gap");
+    assert!(matches!(
+        err,
+        StoreError::OutOfOrderSequence { expected: 102, .. }
+    ));
     log.append_blocking(idem(7, 2, 102, 1), opts())?;
     // Fenced: an older epoch.
-    let err = log.append_blocking(idem(7, 1, 103, 1), opts()).expect_err("fenced");
-    assert!(matches!(err, StoreError::InvalidProducerEpoch { current: 2, received: 1, .. }));
+    let err = log
+        .append_blocking(idem(7, 1, 103, 1), opts())
+        .expect_err("fenced");
+    assert!(matches!(
+        err,
+        StoreError::InvalidProducerEpoch {
+            current: 2,
+            received: 1,
+            ..
+        }
+    ));
     assert_eq!(err.kafka_code(), 47);
     // Epoch bump must restart at sequence 0.
-    let err = log.append_blocking(idem(7, 3, 103, 1), opts()).expect_err("bump needs seq 0");
-    assert!(matches!(err, StoreError::OutOfOrderSequence { expected: 0, .. }));
+    let err = log
+        .append_blocking(idem(7, 3, 103, 1), opts())
+        .expect_err("bump needs seq 0");
+    assert!(matches!(
+        err,
+        StoreError::OutOfOrderSequence { expected: 0, .. }
+    ));
     log.append_blocking(idem(7, 3, 0, 1), opts())?;
     assert_eq!(log.producer_epoch(7)?, Some(3));
     // Sequences wrap at i32::MAX.
@@ -77,8 +105,14 @@ fn producer_state_survives_reopen() -> anyhow::Result<()> {
     assert!(dup.duplicate);
     assert_eq!((dup.base_offset, dup.last_offset), (2, 3));
     assert!(log.append_blocking(idem(5, 1, 9, 1), opts()).is_err());
-    assert!(matches!(log.append_blocking(idem(5, 0, 6, 1), opts()), Err(StoreError::InvalidProducerEpoch { .. })));
-    assert_eq!(log.append_blocking(idem(5, 1, 6, 1), opts())?.base_offset, 6);
+    assert!(matches!(
+        log.append_blocking(idem(5, 0, 6, 1), opts()),
+        Err(StoreError::InvalidProducerEpoch { .. })
+    ));
+    assert_eq!(
+        log.append_blocking(idem(5, 1, 6, 1), opts())?.base_offset,
+        6
+    );
     Ok(())
 }
 
@@ -93,7 +127,10 @@ fn truncation_rebuilds_producer_state() -> anyhow::Result<()> {
     // Cut the last three batches (offsets 10..16): the producer's next sequence is 10 again.
     assert_eq!(log.truncate_to(11)?, 10);
     let snap = log.producer(9)?.expect("state");
-    assert_eq!(snap.batches.last().map(|b| (b.last_seq, b.last_offset)), Some((9, 9)));
+    assert_eq!(
+        snap.batches.last().map(|b| (b.last_seq, b.last_offset)),
+        Some((9, 9))
+    );
     assert_eq!(snap.batches.len(), 5);
     assert!(log.append_blocking(idem(9, 0, 10, 2), opts()).is_ok());
     // Cut everything the producer wrote: it is forgotten, any sequence goes.

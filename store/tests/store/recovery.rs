@@ -38,7 +38,10 @@ fn setup(dir: &Path, tp: TopicPartition) -> anyhow::Result<Vec<i64>> {
     Ok(bases)
 }
 
-fn with_db(dir: &Path, f: impl FnOnce(&fjall::Database) -> anyhow::Result<()>) -> anyhow::Result<()> {
+fn with_db(
+    dir: &Path,
+    f: impl FnOnce(&fjall::Database) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let db = fjall::Database::builder(dir).open()?;
     f(&db)?;
     db.persist(fjall::PersistMode::SyncAll)?;
@@ -52,7 +55,10 @@ fn orphan_segment_from_an_interrupted_roll_is_deleted() -> anyhow::Result<()> {
     setup(dir.path(), tp)?;
     // Crash after creating the next segment's keyspace, before the batch that uses it.
     with_db(dir.path(), |db| {
-        let ks = db.keyspace(&segment_name(tp, 100), fjall::KeyspaceCreateOptions::default)?;
+        let ks = db.keyspace(
+            &segment_name(tp, 100),
+            fjall::KeyspaceCreateOptions::default,
+        )?;
         ks.insert([0u8; 28], b"garbage".as_slice())?;
         Ok(())
     })?;
@@ -62,7 +68,10 @@ fn orphan_segment_from_an_interrupted_roll_is_deleted() -> anyhow::Result<()> {
     assert_eq!(decode(&read_all(&log)?).len(), 100);
     drop((log, store));
     with_db(dir.path(), |db| {
-        assert!(!db.keyspace_exists(&segment_name(tp, 100)), "orphan deleted");
+        assert!(
+            !db.keyspace_exists(&segment_name(tp, 100)),
+            "orphan deleted"
+        );
         Ok(())
     })?;
     // The next roll at that base works.
@@ -105,14 +114,23 @@ fn missing_segment_data_truncates_the_log_there() -> anyhow::Result<()> {
     let bases = setup(dir.path(), tp)?;
     // Not a state our write order produces: a middle segment's data is gone.
     with_db(dir.path(), |db| {
-        let ks = db.keyspace(&segment_name(tp, bases[2]), fjall::KeyspaceCreateOptions::default)?;
+        let ks = db.keyspace(
+            &segment_name(tp, bases[2]),
+            fjall::KeyspaceCreateOptions::default,
+        )?;
         db.delete_keyspace(ks)?;
         Ok(())
     })?;
     let store = open(dir.path())?;
     let log = store.partition(tp).expect("partition");
-    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, bases[2]));
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset()),
+        (0, bases[2])
+    );
     assert_eq!(decode(&read_all(&log)?).len() as i64, bases[2]);
-    assert_eq!(log.append_blocking(simple(1, 1), opts())?.base_offset, bases[2]);
+    assert_eq!(
+        log.append_blocking(simple(1, 1), opts())?.base_offset,
+        bases[2]
+    );
     Ok(())
 }

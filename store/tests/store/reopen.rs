@@ -18,7 +18,13 @@ fn state_survives_reopen() -> anyhow::Result<()> {
         let log = store.create_partition(tp(30, 0), cfg.clone())?;
         for i in 0..30u64 {
             let epoch = (i / 10) as i32 + 1;
-            log.append_blocking(simple(5, i), AppendOptions { leader_epoch: epoch, now_ms: 1_000 + i as i64 })?;
+            log.append_blocking(
+                simple(5, i),
+                AppendOptions {
+                    leader_epoch: epoch,
+                    now_ms: 1_000 + i as i64,
+                },
+            )?;
         }
         log.truncate_to(142)?; // cuts batch 28 (140..144) and 29
         log.delete_records_before(33)?;
@@ -29,17 +35,30 @@ fn state_survives_reopen() -> anyhow::Result<()> {
         expected = (read_all(&log)?, log.offsets(), log.size_bytes());
     }
     let store = open(dir.path())?;
-    assert!(store.partition(tp(30, 1)).is_none(), "deleted stays deleted");
+    assert!(
+        store.partition(tp(30, 1)).is_none(),
+        "deleted stays deleted"
+    );
     assert_eq!(store.partitions().len(), 1);
     let log = store.partition(tp(30, 0)).expect("partition");
     assert_eq!(log.config(), cfg);
     assert_eq!(log.offsets(), expected.1);
-    assert_eq!((log.log_start_offset(), log.log_end_offset(), log.high_watermark()), (33, 140, 120));
+    assert_eq!(
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.high_watermark()
+        ),
+        (33, 140, 120)
+    );
     assert_eq!(log.size_bytes(), expected.2);
     assert_eq!(read_all(&log)?, expected.0);
     assert_eq!(log.end_offset_for_epoch(2), Some((2, 100)));
     assert_eq!(log.end_offset_for_epoch(3), Some((3, 140)));
-    assert_eq!(log.offset_for_timestamp(1_020)?.map(|t| t.offset), Some(100));
+    assert_eq!(
+        log.offset_for_timestamp(1_020)?.map(|t| t.offset),
+        Some(100)
+    );
     // Appends continue where they left off.
     assert_eq!(log.append_blocking(simple(1, 1), opts())?.base_offset, 140);
     Ok(())
@@ -74,7 +93,10 @@ fn open_is_fast_with_many_batches() -> anyhow::Result<()> {
     let started = Instant::now();
     let store = open(dir.path())?;
     let elapsed = started.elapsed();
-    assert_eq!(store.partition(tp(32, 0)).expect("p").log_end_offset(), 40_000);
+    assert_eq!(
+        store.partition(tp(32, 0)).expect("p").log_end_offset(),
+        40_000
+    );
     assert!(elapsed < Duration::from_secs(2), "open took {elapsed:?}");
     Ok(())
 }
