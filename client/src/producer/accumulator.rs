@@ -8,7 +8,6 @@
 //! take it (all request slots busy), which is what makes batching work under load.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;

@@ -1,1 +1,175 @@
-fn main() {}
+//! `rafka`: the command-line client (topics, produce from stdin, consume to stdout).
+
+mod commands;
+mod format;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use rafka_client::bootstrap::DEFAULT_BOOTSTRAP;
+use rafka_client::{Bootstrap, Client, ClientConfig};
+
+/// Command-line client for Rafka (and any Kafka broker, with --kafka).
+#[derive(Debug, Parser)]
+#[command(name = "rafka", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Where to reach the cluster: a multiaddr (`/ip4/127.0.0.1/tcp/7070`, optionally with
+    /// `/p2p/<peer id>`) uses the libp2p mesh; `HOST:PORT` uses plain Kafka over TCP.
+    #[arg(long, global = true, env = "RAFKA_BOOTSTRAP", default_value = DEFAULT_BOOTSTRAP)]
+    pub bootstrap: String,
+    /// Speak plain Kafka over TCP to HOST:PORT[,HOST:PORT...] (overrides --bootstrap).
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub kafka: Option<String>,
+    /// Per-request timeout in milliseconds.
+    #[arg(long, global = true, default_value_t = 30_000, value_name = "MS")]
+    pub request_timeout_ms: u64,
+    /// Client id sent in every request header.
+    #[arg(long, global = true, default_value = "rafka-cli")]
+    pub client_id: String,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(commands::topic::TopicCommand),
+    /// Produce one record per line of standard input.
+    Produce(commands::produce::ProduceArgs),
+    /// Consume records and write them to standard output.
+    Consume(commands::consume::ConsumeArgs),
+}
+
+impl GlobalArgs {
+    /// The client configuration these options describe.
+    pub fn client_config(&self) -> rafka_client::Result<ClientConfig> {
+        let bootstrap = match &self.kafka {
+            Some(hosts) => Bootstrap::kafka(hosts)?,
+            None => Bootstrap::parse(&self.bootstrap)?,
+        };
+        let mut config = ClientConfig::new(bootstrap);
+        config.connection.request_timeout = Duration::from_millis(self.request_timeout_ms.max(1));
+        config.connection.client_id = self.client_id.clone();
+        Ok(config)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rafka: error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rafka: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.global.client_config()?;
+    let client = Client::connect(config.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the cluster at {}: {e}", config.bootstrap))?;
+    let result = match cli.command {
+        Command::Topic(cmd) => commands::topic::run(&client, cmd).await,
+        Command::Produce(args) => commands::produce::run(&client, args).await,
+        Command::Consume(args) => commands::consume::run(&client, args).await,
+    };
+    client.shutdown().await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("rafka").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bootstrap_flags_select_the_transport() {
+        let cli = parse(&["topic", "list"]).unwrap();
+        assert_eq!(cli.global.client_config().unwrap().bootstrap, Bootstrap::default());
+        let cli = parse(&["--kafka", "localhost:9092", "topic", "list"]).unwrap();
+        assert!(matches!(cli.global.client_config().unwrap().bootstrap, Bootstrap::Kafka(_)));
+        let cli = parse(&["topic", "list", "--bootstrap", "h:1"]).unwrap();
+        assert!(matches!(cli.global.client_config().unwrap().bootstrap, Bootstrap::Kafka(_)));
+        let cli = parse(&["--kafka", "/ip4/1.2.3.4/tcp/1", "topic", "list"]).unwrap();
+        assert!(cli.global.client_config().is_err());
+    }
+
+    #[test]
+    fn topic_commands_parse() {
+        let cli = parse(&[
+            "topic", "create", "t", "--partitions", "3", "--replication-factor", "2", "--config",
+            "retention.ms=1000", "--config", "cleanup.policy=compact",
+        ])
+        .unwrap();
+        let Command::Topic(commands::topic::TopicCommand::Create(c)) = cli.command else {
+            panic!("not create")
+        };
+        assert_eq!((c.name.as_str(), c.partitions, c.replication_factor), ("t", Some(3), Some(2)));
+        assert_eq!(c.config.len(), 2);
+        assert!(parse(&["topic", "create", "t", "--config", "novalue"]).is_err());
+        assert!(parse(&["topic", "describe"]).is_err());
+        assert!(parse(&["topic", "delete", "t"]).is_ok());
+    }
+
+    #[test]
+    fn produce_and_consume_options_parse() {
+        let cli = parse(&[
+            "produce", "t", "--key-separator", ":", "--acks", "1", "--partition", "2",
+            "--linger-ms", "5", "--batch-size", "65536", "--compression", "zstd",
+        ])
+        .unwrap();
+        let Command::Produce(p) = cli.command else { panic!("not produce") };
+        assert_eq!(p.key_separator.as_deref(), Some(":"));
+        assert_eq!(p.partition, Some(2));
+        assert!(p.producer_config().is_ok());
+        assert!(parse(&["produce", "t", "--acks", "2"]).is_err());
+        assert!(parse(&["produce", "t", "--compression", "brotli"]).is_err());
+
+        let cli = parse(&[
+            "consume", "t", "--from-beginning", "-n", "10", "--group", "g", "--format", "%k %v\\n",
+            "--timeout-ms", "1000", "--partition", "0", "--partition", "1",
+        ])
+        .unwrap();
+        let Command::Consume(c) = cli.command else { panic!("not consume") };
+        assert_eq!(c.max_messages, Some(10));
+        assert_eq!(c.partition, vec![0, 1]);
+        assert!(parse(&["consume", "t", "--format", "%x"]).is_err());
+        assert!(parse(&["consume", "t", "--offset", "5", "--from-beginning"]).is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! One file per command.
+
+pub mod consume;
+pub mod produce;
+pub mod topic;
