@@ -35,7 +35,12 @@ pub struct NewTopic {
 impl NewTopic {
     /// A topic with `partitions` partitions and the default replication factor.
     pub fn new(name: impl Into<String>, partitions: i32) -> Self {
-        NewTopic { name: name.into(), partitions, replication_factor: -1, configs: BTreeMap::new() }
+        NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: -1,
+            configs: BTreeMap::new(),
+        }
     }
 }
 
@@ -115,7 +120,10 @@ impl Admin {
             }
             return Err(e);
         }
-        self.client.wait_for_topic(&topic.name, self.timeout).await.map(|_| ())
+        self.client
+            .wait_for_topic(&topic.name, self.timeout)
+            .await
+            .map(|_| ())
     }
 
     /// Every topic name, sorted (internal topics included).
@@ -128,14 +136,20 @@ impl Admin {
 
     /// Partitions, leaders and configs of `topic`.
     pub async fn describe_topic(&self, topic: &str) -> Result<TopicDescription> {
-        let meta = self.client.refresh_metadata(Some(&[topic.to_owned()])).await?;
+        let meta = self
+            .client
+            .refresh_metadata(Some(&[topic.to_owned()]))
+            .await?;
         let info = meta.topic(topic)?.clone();
         let configs = match self.describe_configs(topic).await {
             Ok(c) => c,
             Err(Error::UnsupportedVersion { .. }) => Vec::new(),
             Err(e) => return Err(e),
         };
-        Ok(TopicDescription { topic: info, configs })
+        Ok(TopicDescription {
+            topic: info,
+            configs,
+        })
     }
 
     async fn describe_configs(&self, topic: &str) -> Result<Vec<ConfigEntry>> {
@@ -221,8 +235,13 @@ mod tests {
             admin.create_topic(topic.clone()).await.unwrap();
             let err = admin.create_topic(topic).await.unwrap_err();
             assert!(matches!(err, Error::TopicAlreadyExists { .. }), "{err}");
-            let names: Vec<String> =
-                admin.list_topics().await.unwrap().into_iter().map(|t| t.name).collect();
+            let names: Vec<String> = admin
+                .list_topics()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.name)
+                .collect();
             assert_eq!(names, vec!["orders"]);
             let d = admin.describe_topic("orders").await.unwrap();
             assert_eq!(d.topic.partitions.len(), 3);
@@ -231,7 +250,10 @@ mod tests {
             admin.delete_topic("orders").await.unwrap();
             assert!(admin.list_topics().await.unwrap().is_empty());
             let err = admin.delete_topic("orders").await.unwrap_err();
-            assert!(matches!(err, Error::UnknownTopicOrPartition { .. }), "{err}");
+            assert!(
+                matches!(err, Error::UnknownTopicOrPartition { .. }),
+                "{err}"
+            );
         }
     }
 }

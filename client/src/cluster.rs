@@ -47,7 +47,10 @@ impl Default for ClientConfig {
 impl ClientConfig {
     /// A config for `bootstrap` with every other value at its default.
     pub fn new(bootstrap: Bootstrap) -> Self {
-        ClientConfig { bootstrap, ..Default::default() }
+        ClientConfig {
+            bootstrap,
+            ..Default::default()
+        }
     }
 
     /// Checks the values.
@@ -56,7 +59,9 @@ impl ClientConfig {
             return Err(Error::Config("request timeout must be positive".into()));
         }
         if self.connection.max_frame_bytes < 1024 {
-            return Err(Error::Config("max frame bytes must be at least 1 KiB".into()));
+            return Err(Error::Config(
+                "max frame bytes must be at least 1 KiB".into(),
+            ));
         }
         Ok(())
     }
@@ -70,7 +75,10 @@ impl ClientConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeRoutes {
     /// Kafka TCP: node id → `host:port`, plus the bootstrap addresses.
-    Kafka { bootstrap: Vec<String>, nodes: HashMap<NodeId, String> },
+    Kafka {
+        bootstrap: Vec<String>,
+        nodes: HashMap<NodeId, String>,
+    },
     /// Mesh: every node is the dialled peer.
     Mesh { peer: String, addr: String },
 }
@@ -80,9 +88,10 @@ impl NodeRoutes {
     pub fn endpoint(&self, node: NodeId) -> Option<Endpoint> {
         match self {
             NodeRoutes::Kafka { nodes, .. } => nodes.get(&node).cloned().map(Endpoint::Kafka),
-            NodeRoutes::Mesh { peer, addr } => {
-                Some(Endpoint::Mesh { peer: peer.clone(), addr: Some(addr.clone()) })
-            }
+            NodeRoutes::Mesh { peer, addr } => Some(Endpoint::Mesh {
+                peer: peer.clone(),
+                addr: Some(addr.clone()),
+            }),
         }
     }
 
@@ -92,7 +101,12 @@ impl NodeRoutes {
             NodeRoutes::Kafka { bootstrap, nodes } => {
                 let mut all: Vec<String> = nodes.values().cloned().collect();
                 all.sort();
-                all.extend(bootstrap.iter().filter(|b| !nodes.values().any(|n| n == *b)).cloned());
+                all.extend(
+                    bootstrap
+                        .iter()
+                        .filter(|b| !nodes.values().any(|n| n == *b))
+                        .cloned(),
+                );
                 all.into_iter().map(Endpoint::Kafka).collect()
             }
             NodeRoutes::Mesh { .. } => self.endpoint(0).into_iter().collect(),
@@ -102,7 +116,9 @@ impl NodeRoutes {
     /// Adds a node learnt outside Metadata (a FindCoordinator answer).
     pub fn learn(&mut self, node: NodeId, host: &str, port: i32) {
         if let NodeRoutes::Kafka { nodes, .. } = self {
-            nodes.entry(node).or_insert_with(|| format_host_port(host, port));
+            nodes
+                .entry(node)
+                .or_insert_with(|| format_host_port(host, port));
         }
     }
 
@@ -150,7 +166,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("bootstrap", &self.inner.config.bootstrap).finish()
+        f.debug_struct("Client")
+            .field("bootstrap", &self.inner.config.bootstrap)
+            .finish()
     }
 }
 
@@ -159,9 +177,13 @@ impl Client {
     pub async fn connect(config: ClientConfig) -> Result<Client> {
         config.validate()?;
         let (mesh, routes) = match &config.bootstrap {
-            Bootstrap::Kafka(hosts) => {
-                (None, NodeRoutes::Kafka { bootstrap: hosts.clone(), nodes: HashMap::new() })
-            }
+            Bootstrap::Kafka(hosts) => (
+                None,
+                NodeRoutes::Kafka {
+                    bootstrap: hosts.clone(),
+                    nodes: HashMap::new(),
+                },
+            ),
             Bootstrap::Mesh(addr) => {
                 let node = MeshNode::start(config.connection.max_frame_bytes).await?;
                 let peer = node.dial(addr).await?;
@@ -178,9 +200,14 @@ impl Client {
     pub async fn connect_with(config: ClientConfig, dialer: Dialer) -> Result<Client> {
         config.validate()?;
         let Bootstrap::Kafka(hosts) = &config.bootstrap else {
-            return Err(Error::Config("connect_with needs a HOST:PORT bootstrap".into()));
+            return Err(Error::Config(
+                "connect_with needs a HOST:PORT bootstrap".into(),
+            ));
         };
-        let routes = NodeRoutes::Kafka { bootstrap: hosts.clone(), nodes: HashMap::new() };
+        let routes = NodeRoutes::Kafka {
+            bootstrap: hosts.clone(),
+            nodes: HashMap::new(),
+        };
         Client::start(config, None, routes, Some(dialer)).await
     }
 
@@ -233,7 +260,10 @@ impl Client {
     /// A connection to any reachable node (known nodes first, then the bootstrap addresses).
     pub async fn any_node(&self) -> Result<Arc<Connection>> {
         let candidates = lock(&self.inner.routes).any();
-        let mut last = Error::Connect { endpoint: "cluster".into(), reason: "no endpoint".into() };
+        let mut last = Error::Connect {
+            endpoint: "cluster".into(),
+            reason: "no endpoint".into(),
+        };
         for endpoint in candidates {
             match self.connection(endpoint).await {
                 Ok(conn) => return Ok(conn),
@@ -260,8 +290,12 @@ impl Client {
         let conn = slot
             .get_or_try_init(|| async {
                 let conn = match &self.inner.dialer {
-                    Some(dial) => Connection::negotiate(dial(&endpoint)?, endpoint.clone(), config).await,
-                    None => Connection::open(endpoint.clone(), config, self.inner.mesh.as_ref()).await,
+                    Some(dial) => {
+                        Connection::negotiate(dial(&endpoint)?, endpoint.clone(), config).await
+                    }
+                    None => {
+                        Connection::open(endpoint.clone(), config, self.inner.mesh.as_ref()).await
+                    }
                 };
                 conn.map(Arc::new)
             })
@@ -270,22 +304,32 @@ impl Client {
     }
 
     /// Refreshes metadata for `topics` (`None` = all topics, `Some(&[])` = brokers only).
-    pub async fn refresh_metadata(&self, topics: Option<&[String]>) -> Result<Arc<ClusterMetadata>> {
+    pub async fn refresh_metadata(
+        &self,
+        topics: Option<&[String]>,
+    ) -> Result<Arc<ClusterMetadata>> {
         let started = Instant::now();
         let _guard = self.inner.refresh_lock.lock().await;
         // Someone refreshed these topics while we waited: reuse their answer.
         let current = self.metadata();
-        if let Some(names) = topics.filter(|n| !n.is_empty()) {
-            if names.iter().all(|n| current.refreshed.get(n).is_some_and(|t| *t >= started)) {
-                return Ok(current);
-            }
+        if let Some(names) = topics.filter(|n| !n.is_empty())
+            && names
+                .iter()
+                .all(|n| current.refreshed.get(n).is_some_and(|t| *t >= started))
+        {
+            return Ok(current);
         }
         let conn = self.any_node().await?;
         let version = conn.version::<MetadataRequest>()?;
         let auto = self.inner.config.allow_auto_topic_creation;
         let request = metadata::request(version, topics, auto);
         let response = conn.send(version, &request).await?;
-        let next = Arc::new(metadata::merge(&current, &response, topics.is_none(), Instant::now())?);
+        let next = Arc::new(metadata::merge(
+            &current,
+            &response,
+            topics.is_none(),
+            Instant::now(),
+        )?);
         lock(&self.inner.routes).update(&next);
         *lock(&self.inner.metadata) = next.clone();
         Ok(next)
@@ -298,10 +342,8 @@ impl Client {
             .refreshed
             .get(topic)
             .is_some_and(|t| t.elapsed() < self.inner.config.metadata_max_age);
-        if fresh {
-            if let Ok(t) = meta.topic(topic) {
-                return Ok(t.clone());
-            }
+        if fresh && let Ok(t) = meta.topic(topic) {
+            return Ok(t.clone());
         }
         let meta = self.refresh_metadata(Some(&[topic.to_owned()])).await?;
         meta.topic(topic).cloned()
@@ -314,7 +356,9 @@ impl Client {
         loop {
             let err = match self.topic(topic).await {
                 Ok(t) if t.partitions.iter().all(|p| p.leader.is_some()) => return Ok(t),
-                Ok(_) => Error::LeaderNotAvailable { topic: topic.to_owned() },
+                Ok(_) => Error::LeaderNotAvailable {
+                    topic: topic.to_owned(),
+                },
                 Err(e) => e,
             };
             if !err.is_retriable() || Instant::now() + self.inner.config.retry_backoff > deadline {
@@ -364,22 +408,36 @@ mod tests {
 
     #[test]
     fn mesh_routes_map_every_node_to_the_peer() {
-        let routes = NodeRoutes::Mesh { peer: "12D3Koo".into(), addr: "/ip4/1.2.3.4/tcp/1".into() };
+        let routes = NodeRoutes::Mesh {
+            peer: "12D3Koo".into(),
+            addr: "/ip4/1.2.3.4/tcp/1".into(),
+        };
         assert_eq!(routes.endpoint(5), routes.endpoint(9));
         assert_eq!(routes.any().len(), 1);
     }
 
     #[test]
     fn kafka_routes_follow_metadata() {
-        let mut routes = NodeRoutes::Kafka { bootstrap: vec!["b:1".into()], nodes: HashMap::new() };
+        let mut routes = NodeRoutes::Kafka {
+            bootstrap: vec!["b:1".into()],
+            nodes: HashMap::new(),
+        };
         assert_eq!(routes.endpoint(1), None);
         let mut meta = ClusterMetadata::default();
         meta.brokers.insert(
             1,
-            metadata::BrokerInfo { node_id: 1, host: "::1".into(), port: 9092, rack: None },
+            metadata::BrokerInfo {
+                node_id: 1,
+                host: "::1".into(),
+                port: 9092,
+                rack: None,
+            },
         );
         routes.update(&meta);
-        assert_eq!(routes.endpoint(1), Some(Endpoint::Kafka("[::1]:9092".into())));
+        assert_eq!(
+            routes.endpoint(1),
+            Some(Endpoint::Kafka("[::1]:9092".into()))
+        );
         assert_eq!(routes.any().len(), 2);
     }
 }

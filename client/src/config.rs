@@ -34,7 +34,9 @@ impl Acks {
             "0" => Ok(Acks::None),
             "1" => Ok(Acks::Leader),
             "all" | "-1" => Ok(Acks::All),
-            other => Err(Error::Config(format!("acks must be 0, 1 or all, not {other:?}"))),
+            other => Err(Error::Config(format!(
+                "acks must be 0, 1 or all, not {other:?}"
+            ))),
         }
     }
 }
@@ -102,16 +104,22 @@ impl ProducerConfig {
             return Err(Error::Config("idempotence requires acks=all".into()));
         }
         if self.idempotent() && !(1..=5).contains(&self.max_in_flight) {
-            return Err(Error::Config("idempotence allows 1 to 5 requests in flight".into()));
+            return Err(Error::Config(
+                "idempotence allows 1 to 5 requests in flight".into(),
+            ));
         }
         if self.max_in_flight == 0 {
             return Err(Error::Config("max in flight must be at least 1".into()));
         }
         if self.batch_size == 0 || self.max_request_size < 1024 {
-            return Err(Error::Config("batch size must be positive, max request size >= 1 KiB".into()));
+            return Err(Error::Config(
+                "batch size must be positive, max request size >= 1 KiB".into(),
+            ));
         }
         if self.buffer_memory < self.max_request_size {
-            return Err(Error::Config("buffer memory must be at least the max request size".into()));
+            return Err(Error::Config(
+                "buffer memory must be at least the max request size".into(),
+            ));
         }
         if self.delivery_timeout.is_zero() || self.request_timeout.is_zero() {
             return Err(Error::Config("timeouts must be positive".into()));

@@ -34,7 +34,11 @@ pub enum Error {
 
     /// No response within the request timeout.
     #[error("{api} request to {endpoint} timed out after {timeout:?}")]
-    Timeout { api: &'static str, endpoint: String, timeout: Duration },
+    Timeout {
+        api: &'static str,
+        endpoint: String,
+        timeout: Duration,
+    },
 
     /// The broker does not support any version of the API that this client implements.
     #[error("broker at {endpoint} supports no version of {api} this client implements")]
@@ -46,7 +50,12 @@ pub enum Error {
 
     /// A record batch fetched from the broker is corrupt (bad CRC, truncated, bad varints).
     #[error("corrupt record batch in {topic}-{partition} at offset {offset}: {reason}")]
-    CorruptRecord { topic: String, partition: i32, offset: i64, reason: String },
+    CorruptRecord {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        reason: String,
+    },
 
     /// The mesh transport failed (or is not compiled into this build).
     #[error("mesh transport: {0}")]
@@ -62,11 +71,18 @@ pub enum Error {
 
     /// UNKNOWN_TOPIC_OR_PARTITION (3).
     #[error("unknown topic or partition: {topic}{}", partition.map(|p| format!("-{p}")).unwrap_or_default())]
-    UnknownTopicOrPartition { topic: String, partition: Option<i32> },
+    UnknownTopicOrPartition {
+        topic: String,
+        partition: Option<i32>,
+    },
 
     /// OFFSET_OUT_OF_RANGE (1) with `auto.offset.reset = none`.
     #[error("{topic}-{partition}: offset {offset} is out of range")]
-    OffsetOutOfRange { topic: String, partition: i32, offset: i64 },
+    OffsetOutOfRange {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
 
     /// TOPIC_ALREADY_EXISTS (36).
     #[error("topic {topic} already exists")]
@@ -86,7 +102,11 @@ pub enum Error {
 
     /// Any other Kafka error code, with the context it came with.
     #[error("{context}: {error} (code {code}){}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default(), code = error.code())]
-    Broker { context: String, error: ResponseError, message: Option<String> },
+    Broker {
+        context: String,
+        error: ResponseError,
+        message: Option<String>,
+    },
 
     /// The record was not delivered within `delivery_timeout`.
     #[error("record not delivered within {0:?}")]
@@ -221,7 +241,13 @@ mod tests {
         let e = Error::from_code(45, "t", Some(0)).unwrap();
         assert!(matches!(e, Error::OutOfOrderSequence { .. }));
         let e = Error::from_code(87, "t", Some(0)).unwrap();
-        assert!(matches!(e, Error::Broker { error: ResponseError::InvalidRecord, .. }));
+        assert!(matches!(
+            e,
+            Error::Broker {
+                error: ResponseError::InvalidRecord,
+                ..
+            }
+        ));
         assert!(!e.is_retriable());
         assert!(e.to_string().contains("t-0"), "{e}");
     }

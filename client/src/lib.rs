@@ -31,21 +31,21 @@
 pub mod admin;
 pub mod bootstrap;
 pub mod cluster;
+pub mod config;
 pub mod connection;
+pub mod consumer;
 pub mod error;
 pub mod metadata;
-pub mod config;
-pub mod consumer;
 pub mod producer;
 pub mod records;
 
 pub use admin::{Admin, NewTopic};
 pub use bootstrap::Bootstrap;
 pub use cluster::{Client, ClientConfig};
-pub use consumer::{Consumer, SeekTo};
-pub use metadata::TopicPartition;
-pub use records::ConsumerRecord;
 pub use config::{Acks, ConsumerConfig, OffsetReset, ProducerConfig};
+pub use consumer::{Consumer, SeekTo};
 pub use error::{Error, Result};
+pub use metadata::TopicPartition;
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
+pub use records::ConsumerRecord;
 pub mod testing;

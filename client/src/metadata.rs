@@ -34,7 +34,10 @@ impl std::fmt::Display for TopicPartition {
 impl TopicPartition {
     /// `topic`-`partition`.
     pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
-        TopicPartition { topic: topic.into(), partition }
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
     }
 }
 
@@ -115,13 +118,20 @@ impl ClusterMetadata {
             return Ok(t);
         }
         let code = self.topic_errors.get(name).copied().unwrap_or(3);
-        Err(Error::from_code(code, name, None)
-            .unwrap_or_else(|| Error::UnknownTopicOrPartition { topic: name.into(), partition: None }))
+        Err(
+            Error::from_code(code, name, None).unwrap_or_else(|| Error::UnknownTopicOrPartition {
+                topic: name.into(),
+                partition: None,
+            }),
+        )
     }
 
     /// The name of the topic with id `id`.
     pub fn topic_name(&self, id: Uuid) -> Option<&str> {
-        self.topics.values().find(|t| t.id == id).map(|t| t.name.as_str())
+        self.topics
+            .values()
+            .find(|t| t.id == id)
+            .map(|t| t.name.as_str())
     }
 
     /// The leader of `topic`-`partition`, if known.
@@ -181,7 +191,9 @@ pub fn merge(
         next.topic_errors.clear();
     }
     for topic in &response.topics {
-        let Some(name) = topic.name.as_ref().map(|n| n.to_string()) else { continue };
+        let Some(name) = topic.name.as_ref().map(|n| n.to_string()) else {
+            continue;
+        };
         next.refreshed.insert(name.clone(), now);
         if topic.error_code != 0 {
             next.topics.remove(&name);
@@ -202,7 +214,12 @@ pub fn merge(
             })
             .collect();
         partitions.sort_by_key(|p| p.partition);
-        let info = TopicInfo { name: name.clone(), id: topic.topic_id, internal: topic.is_internal, partitions };
+        let info = TopicInfo {
+            name: name.clone(),
+            id: topic.topic_id,
+            internal: topic.is_internal,
+            partitions,
+        };
         next.topics.insert(name, info);
     }
     Ok(next)
@@ -246,23 +263,41 @@ mod tests {
     #[test]
     fn merge_builds_topics_and_brokers() {
         let now = Instant::now();
-        let m = merge(&ClusterMetadata::default(), &response("t", 3, 1), false, now).unwrap();
+        let m = merge(
+            &ClusterMetadata::default(),
+            &response("t", 3, 1),
+            false,
+            now,
+        )
+        .unwrap();
         let t = m.topic("t").unwrap();
         assert_eq!(t.partitions.len(), 3);
         assert_eq!(m.leader("t", 2), Some(1));
         assert_eq!(m.topic_name(Uuid::from_u128(7)), Some("t"));
         assert_eq!(m.brokers[&1].port, 9092);
-        assert!(matches!(m.topic("u"), Err(Error::UnknownTopicOrPartition { .. })));
+        assert!(matches!(
+            m.topic("u"),
+            Err(Error::UnknownTopicOrPartition { .. })
+        ));
     }
 
     #[test]
     fn topic_errors_replace_known_topics() {
         let now = Instant::now();
-        let m = merge(&ClusterMetadata::default(), &response("t", 1, 1), false, now).unwrap();
+        let m = merge(
+            &ClusterMetadata::default(),
+            &response("t", 1, 1),
+            false,
+            now,
+        )
+        .unwrap();
         let mut gone = response("t", 0, 1);
         gone.topics[0].error_code = 3;
         let m = merge(&m, &gone, false, now).unwrap();
-        assert!(matches!(m.topic("t"), Err(Error::UnknownTopicOrPartition { .. })));
+        assert!(matches!(
+            m.topic("t"),
+            Err(Error::UnknownTopicOrPartition { .. })
+        ));
     }
 
     #[test]

@@ -14,8 +14,7 @@ use kafka_protocol::compression::{self as cmpr, Decompressor};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 use crate::error::{Error, Result};
@@ -42,7 +41,11 @@ impl OutgoingRecord {
     /// An upper bound of the record's encoded size, used for batch sizing.
     pub fn estimated_size(&self) -> usize {
         let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
-        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + len(v) + 10).sum();
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + len(v) + 10)
+            .sum();
         len(&self.key) + len(&self.value) + headers + 5 + 1 + 10 + 5 + 5 + 5 + 5
     }
 }
@@ -60,8 +63,11 @@ pub struct BatchIdentity {
 
 impl BatchIdentity {
     /// No producer id: not idempotent.
-    pub const NONE: BatchIdentity =
-        BatchIdentity { producer_id: -1, producer_epoch: -1, base_sequence: -1 };
+    pub const NONE: BatchIdentity = BatchIdentity {
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+    };
 }
 
 /// Encodes `records` as one RecordBatch v2 with offsets 0..n (the broker assigns real ones).
@@ -100,7 +106,10 @@ pub fn encode_batch(
         .collect();
     let estimate: usize = records.iter().map(OutgoingRecord::estimated_size).sum();
     let mut buf = BytesMut::with_capacity(BATCH_HEADER_BYTES + estimate);
-    let options = RecordEncodeOptions { version: 2, compression };
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
     RecordBatchEncoder::encode(&mut buf, &wire, &options)
         .map_err(|e| Error::protocol(format!("encode record batch: {e}")))?;
     Ok(buf.freeze())
@@ -191,7 +200,10 @@ pub fn decode_records(
         let batch = data.split_to(header.total_len);
         let at = header.base_offset;
         if header.magic != 2 {
-            return Err(corrupt(at, format!("unsupported message format v{}", header.magic)));
+            return Err(corrupt(
+                at,
+                format!("unsupported message format v{}", header.magic),
+            ));
         }
         let covered = batch.get(21..).unwrap_or_default();
         if crc32c::crc32c(covered) != header.crc {
@@ -202,8 +214,15 @@ pub fn decode_records(
         if header.attributes & (1 << 5) != 0 || last < fetch_offset {
             continue; // control batch (transaction marker), or wholly below the position
         }
-        decode_batch(topic, partition, fetch_offset, header, batch, &mut out.records)
-            .map_err(|reason| corrupt(at, reason))?;
+        decode_batch(
+            topic,
+            partition,
+            fetch_offset,
+            header,
+            batch,
+            &mut out.records,
+        )
+        .map_err(|reason| corrupt(at, reason))?;
     }
     Ok(out)
 }
@@ -225,7 +244,10 @@ fn decode_batch(
     let decompress = move |buf: &mut Bytes, c: Compression| -> anyhow::Result<Bytes> {
         let raw = decompress(buf, c)?;
         if count.saturating_mul(MIN_RECORD_BYTES) > raw.len() {
-            anyhow::bail!("{count} records cannot fit in {} decompressed bytes", raw.len());
+            anyhow::bail!(
+                "{count} records cannot fit in {} decompressed bytes",
+                raw.len()
+            );
         }
         Ok(raw)
     };
@@ -244,7 +266,11 @@ fn decode_batch(
             log_append_time: r.timestamp_type == TimestampType::LogAppend,
             key: r.key,
             value: r.value,
-            headers: r.headers.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            headers: r
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
         });
     }
     Ok(())

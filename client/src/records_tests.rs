@@ -2,7 +2,7 @@ use super::*;
 
 fn rec(i: usize) -> OutgoingRecord {
     OutgoingRecord {
-        key: (i % 2 == 0).then(|| Bytes::from(format!("k{i}"))),
+        key: i.is_multiple_of(2).then(|| Bytes::from(format!("k{i}"))),
         value: Some(Bytes::from(format!("value-{i}-\u{0}\u{ff}").into_bytes())),
         headers: vec![("h".into(), Some(Bytes::from_static(b"x")))],
         timestamp: 1_700_000_000_000 + i as i64,
@@ -30,7 +30,10 @@ fn round_trips_every_compression() {
         Compression::Lz4,
         Compression::Zstd,
     ] {
-        let batch = at_offset(&encode_batch(&records, BatchIdentity::NONE, c).unwrap(), 100);
+        let batch = at_offset(
+            &encode_batch(&records, BatchIdentity::NONE, c).unwrap(),
+            100,
+        );
         let out = decode_records(&topic(), 3, 100, batch).unwrap();
         assert_eq!(out.records.len(), 50, "{c:?}");
         assert_eq!(out.next_offset, Some(150));
@@ -47,7 +50,11 @@ fn round_trips_every_compression() {
 
 #[test]
 fn header_carries_producer_identity() {
-    let id = BatchIdentity { producer_id: 42, producer_epoch: 3, base_sequence: 17 };
+    let id = BatchIdentity {
+        producer_id: 42,
+        producer_epoch: 3,
+        base_sequence: 17,
+    };
     let batch = encode_batch(&[rec(0), rec(1)], id, Compression::None).unwrap();
     let h = read_header(&batch).unwrap();
     assert_eq!(h.record_count, 2);
@@ -56,8 +63,12 @@ fn header_carries_producer_identity() {
     assert_eq!(i16::from_be_bytes(batch[51..53].try_into().unwrap()), 3);
     assert_eq!(i32::from_be_bytes(batch[53..57].try_into().unwrap()), 17);
     // Not idempotent: one batch (not one per record) with base sequence -1.
-    let plain = encode_batch(&[rec(0), rec(1), rec(2)], BatchIdentity::NONE, Compression::None)
-        .unwrap();
+    let plain = encode_batch(
+        &[rec(0), rec(1), rec(2)],
+        BatchIdentity::NONE,
+        Compression::None,
+    )
+    .unwrap();
     let h = read_header(&plain).unwrap();
     assert_eq!((h.record_count, h.total_len), (3, plain.len()));
     assert_eq!(i32::from_be_bytes(plain[53..57].try_into().unwrap()), -1);
@@ -65,8 +76,19 @@ fn header_carries_producer_identity() {
 
 #[test]
 fn skips_records_below_the_fetch_offset_and_ignores_partial_tail() {
-    let b1 = at_offset(&encode_batch(&[rec(0), rec(1), rec(2)], BatchIdentity::NONE, Compression::Lz4).unwrap(), 10);
-    let b2 = at_offset(&encode_batch(&[rec(3), rec(4)], BatchIdentity::NONE, Compression::None).unwrap(), 13);
+    let b1 = at_offset(
+        &encode_batch(
+            &[rec(0), rec(1), rec(2)],
+            BatchIdentity::NONE,
+            Compression::Lz4,
+        )
+        .unwrap(),
+        10,
+    );
+    let b2 = at_offset(
+        &encode_batch(&[rec(3), rec(4)], BatchIdentity::NONE, Compression::None).unwrap(),
+        13,
+    );
     let mut data = BytesMut::new();
     data.extend_from_slice(&b1);
     data.extend_from_slice(&b2);
@@ -95,9 +117,15 @@ fn control_batches_are_skipped_but_advance_the_position() {
         headers: IndexMap::new(),
     };
     let mut buf = BytesMut::new();
-    let opts = RecordEncodeOptions { version: 2, compression: Compression::None };
+    let opts = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
     RecordBatchEncoder::encode(&mut buf, [&marker], &opts).unwrap();
-    let data = at_offset(&encode_batch(&[rec(0)], BatchIdentity::NONE, Compression::None).unwrap(), 19);
+    let data = at_offset(
+        &encode_batch(&[rec(0)], BatchIdentity::NONE, Compression::None).unwrap(),
+        19,
+    );
     let mut all = BytesMut::from(&data[..]);
     all.extend_from_slice(&buf);
     let out = decode_records(&topic(), 0, 19, all.freeze()).unwrap();
@@ -112,7 +140,10 @@ fn bad_crc_is_a_typed_error() {
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
     let err = decode_records(&topic(), 1, 0, bad.freeze()).unwrap_err();
-    assert!(matches!(err, Error::CorruptRecord { partition: 1, .. }), "{err}");
+    assert!(
+        matches!(err, Error::CorruptRecord { partition: 1, .. }),
+        "{err}"
+    );
 }
 
 #[test]

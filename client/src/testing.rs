@@ -39,12 +39,17 @@ pub struct StoredBatch {
     pub bytes: Bytes,
 }
 
+/// Recent batches of one producer: (first sequence, last sequence, base offset).
+type RecentBatches = VecDeque<(i32, i32, i64)>;
+/// One produce attempt: (topic, partition, (producer id, epoch, base sequence), records).
+pub type ProduceAttempt = (String, i32, (i64, i16, i32), i32);
+
 #[derive(Debug, Default)]
 struct Partition {
     batches: Vec<StoredBatch>,
     next_offset: i64,
     /// Per producer id: epoch and the last batches (first seq, last seq, base offset).
-    producers: HashMap<i64, (i16, VecDeque<(i32, i32, i64)>)>,
+    producers: HashMap<i64, (i16, RecentBatches)>,
 }
 
 #[derive(Debug)]
@@ -72,7 +77,7 @@ struct State {
     next_producer_id: i64,
     offsets: HashMap<(String, String, i32), i64>,
     requests: Vec<(i16, i16)>,
-    produce_log: Vec<(String, i32, (i64, i16, i32), i32)>,
+    produce_log: Vec<ProduceAttempt>,
     version_caps: HashMap<i16, i16>,
 }
 
@@ -124,19 +129,25 @@ impl FakeBroker {
     /// Log end offset of a partition (0 if unknown).
     pub fn log_end(&self, topic: &str, partition: i32) -> i64 {
         let state = lock(&self.state);
-        let p = state.topics.get(topic).and_then(|t| t.partitions.get(partition as usize));
+        let p = state
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(partition as usize));
         p.map_or(0, |p| p.next_offset)
     }
 
     /// Stored batches of a partition.
     pub fn batches(&self, topic: &str, partition: i32) -> Vec<StoredBatch> {
         let state = lock(&self.state);
-        let p = state.topics.get(topic).and_then(|t| t.partitions.get(partition as usize));
+        let p = state
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(partition as usize));
         p.map(|p| p.batches.clone()).unwrap_or_default()
     }
 
     /// Every produce attempt seen: (topic, partition, (producer id, epoch, base seq), records).
-    pub fn produce_log(&self) -> Vec<(String, i32, (i64, i16, i32), i32)> {
+    pub fn produce_log(&self) -> Vec<ProduceAttempt> {
         lock(&self.state).produce_log.clone()
     }
 
@@ -148,9 +159,8 @@ impl FakeBroker {
     /// Appends a raw batch as a producer would (for consumer tests).
     pub fn append_raw(&self, topic: &str, partition: i32, batch: Bytes) -> Result<i64> {
         let mut state = lock(&self.state);
-        handlers::append(&mut state, topic, partition, batch).map_err(|code| {
-            Error::broker("append", code, None).unwrap_or(Error::Closed)
-        })
+        handlers::append(&mut state, topic, partition, batch)
+            .map_err(|code| Error::broker("append", code, None).unwrap_or(Error::Closed))
     }
 
     fn handle(&self, mut frame: Bytes) -> Result<Bytes> {
@@ -181,14 +191,34 @@ impl FakeBroker {
                 encode(&handlers::produce(state, req, v), v)
             }
             ApiKey::Fetch => encode(&handlers::fetch(state, decode(&mut frame, v)?, v), v),
-            ApiKey::ListOffsets => encode(&handlers::list_offsets(state, decode(&mut frame, v)?), v),
-            ApiKey::FindCoordinator => encode(&handlers::find_coordinator(decode(&mut frame, v)?, v), v),
-            ApiKey::OffsetCommit => encode(&handlers::offset_commit(state, decode(&mut frame, v)?), v),
-            ApiKey::OffsetFetch => encode(&handlers::offset_fetch(state, decode(&mut frame, v)?, v), v),
-            ApiKey::CreateTopics => encode(&handlers::create_topics(state, decode(&mut frame, v)?), v),
-            ApiKey::DeleteTopics => encode(&handlers::delete_topics(state, decode(&mut frame, v)?, v), v),
-            ApiKey::DescribeConfigs => encode(&handlers::describe_configs(state, decode(&mut frame, v)?), v),
-            _ => return Err(Error::protocol(format!("fake broker: {key:?} not implemented"))),
+            ApiKey::ListOffsets => {
+                encode(&handlers::list_offsets(state, decode(&mut frame, v)?), v)
+            }
+            ApiKey::FindCoordinator => {
+                encode(&handlers::find_coordinator(decode(&mut frame, v)?, v), v)
+            }
+            ApiKey::OffsetCommit => {
+                encode(&handlers::offset_commit(state, decode(&mut frame, v)?), v)
+            }
+            ApiKey::OffsetFetch => {
+                encode(&handlers::offset_fetch(state, decode(&mut frame, v)?, v), v)
+            }
+            ApiKey::CreateTopics => {
+                encode(&handlers::create_topics(state, decode(&mut frame, v)?), v)
+            }
+            ApiKey::DeleteTopics => encode(
+                &handlers::delete_topics(state, decode(&mut frame, v)?, v),
+                v,
+            ),
+            ApiKey::DescribeConfigs => encode(
+                &handlers::describe_configs(state, decode(&mut frame, v)?),
+                v,
+            ),
+            _ => {
+                return Err(Error::protocol(format!(
+                    "fake broker: {key:?} not implemented"
+                )));
+            }
         }?;
         let mut out = BytesMut::new();
         let header_version = response_header_version(key, v);
@@ -202,7 +232,11 @@ impl FakeBroker {
 }
 
 impl FrameTransport for FakeBroker {
-    fn call(&self, frame: Bytes, expect_response: bool) -> BoxFuture<'static, Result<Option<Bytes>>> {
+    fn call(
+        &self,
+        frame: Bytes,
+        expect_response: bool,
+    ) -> BoxFuture<'static, Result<Option<Bytes>>> {
         let result = self.handle(frame).map(|r| expect_response.then_some(r));
         futures::future::ready(result).boxed()
     }
@@ -216,7 +250,11 @@ fn api_versions(state: &State) -> ApiVersionsResponse {
     let keys = CLIENT_VERSIONS
         .iter()
         .map(|&(key, min, max)| {
-            let cap = state.version_caps.get(&(key as i16)).copied().unwrap_or(max);
+            let cap = state
+                .version_caps
+                .get(&(key as i16))
+                .copied()
+                .unwrap_or(max);
             api_versions_response::ApiVersion::default()
                 .with_api_key(key as i16)
                 .with_min_version(min)
@@ -249,7 +287,9 @@ fn decode<T: Decodable>(frame: &mut Bytes, v: i16) -> Result<T> {
 
 fn encode<T: Encodable>(message: &T, v: i16) -> Result<Bytes> {
     let mut buf = BytesMut::new();
-    message.encode(&mut buf, v).map_err(|e| Error::protocol(format!("fake broker encode: {e}")))?;
+    message
+        .encode(&mut buf, v)
+        .map_err(|e| Error::protocol(format!("fake broker encode: {e}")))?;
     Ok(buf.freeze())
 }
 
@@ -260,5 +300,10 @@ fn name(s: &str) -> TopicName {
 fn batch_identity(batch: &Bytes) -> Option<(i64, i16, i32, i32)> {
     let info = RecordBatchDecoder::decode_batch_info(&mut batch.clone()).ok()?;
     let first = info.first()?;
-    Some((first.producer_id, first.producer_epoch, first.base_sequence, first.record_count))
+    Some((
+        first.producer_id,
+        first.producer_epoch,
+        first.base_sequence,
+        first.record_count,
+    ))
 }

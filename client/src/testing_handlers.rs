@@ -7,19 +7,28 @@ use kafka_protocol::protocol::StrBytes;
 use super::{Fault, Partition, State, StoredBatch, Topic, batch_identity, name};
 
 fn topic_by_id(state: &State, id: uuid::Uuid) -> Option<String> {
-    state.topics.iter().find(|(_, t)| t.id == id).map(|(n, _)| n.clone())
+    state
+        .topics
+        .iter()
+        .find(|(_, t)| t.id == id)
+        .map(|(n, _)| n.clone())
 }
 
 pub(super) fn metadata(state: &State, req: MetadataRequest, _v: i16) -> MetadataResponse {
     use metadata_response::*;
     let names: Vec<String> = match &req.topics {
         None => state.topics.keys().cloned().collect(),
-        Some(ts) => ts.iter().filter_map(|t| t.name.as_ref().map(|n| n.to_string())).collect(),
+        Some(ts) => ts
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+            .collect(),
     };
     let topics = names
         .iter()
         .map(|n| match state.topics.get(n) {
-            None => MetadataResponseTopic::default().with_name(Some(name(n))).with_error_code(3),
+            None => MetadataResponseTopic::default()
+                .with_name(Some(name(n)))
+                .with_error_code(3),
             Some(t) => MetadataResponseTopic::default()
                 .with_name(Some(name(n)))
                 .with_topic_id(t.id)
@@ -56,18 +65,28 @@ pub(super) fn append(state: &mut State, topic: &str, p: i32, batch: Bytes) -> Re
         .and_then(|t| t.partitions.get_mut(p as usize))
         .ok_or(3i16)?;
     let (pid, epoch, seq, count) = batch_identity(&batch).ok_or(2i16)?;
-    if pid >= 0 {
-        if let Some(offset) = check_sequence(part, pid, epoch, seq, count)? {
-            return Ok(offset);
-        }
+    if pid >= 0
+        && let Some(offset) = check_sequence(part, pid, epoch, seq, count)?
+    {
+        return Ok(offset);
     }
     let base = part.next_offset;
     let mut bytes = BytesMut::from(&batch[..]);
-    bytes[0..8].copy_from_slice(&base.to_be_bytes());
-    part.batches.push(StoredBatch { base_offset: base, count, producer: (pid, epoch, seq), bytes: bytes.freeze() });
+    if let Some(head) = bytes.get_mut(0..8) {
+        head.copy_from_slice(&base.to_be_bytes());
+    }
+    part.batches.push(StoredBatch {
+        base_offset: base,
+        count,
+        producer: (pid, epoch, seq),
+        bytes: bytes.freeze(),
+    });
     part.next_offset += i64::from(count);
     if pid >= 0 {
-        let entry = part.producers.entry(pid).or_insert((epoch, Default::default()));
+        let entry = part
+            .producers
+            .entry(pid)
+            .or_insert((epoch, Default::default()));
         if entry.0 != epoch {
             *entry = (epoch, Default::default());
         }
@@ -80,15 +99,26 @@ pub(super) fn append(state: &mut State, topic: &str, p: i32, batch: Bytes) -> Re
 }
 
 /// `Ok(Some(offset))` for a duplicate, `Ok(None)` to append, `Err(code)` to refuse.
-fn check_sequence(part: &Partition, pid: i64, epoch: i16, seq: i32, count: i32) -> Result<Option<i64>, i16> {
-    let Some((current, recent)) = part.producers.get(&pid) else { return Ok(None) };
+fn check_sequence(
+    part: &Partition,
+    pid: i64,
+    epoch: i16,
+    seq: i32,
+    count: i32,
+) -> Result<Option<i64>, i16> {
+    let Some((current, recent)) = part.producers.get(&pid) else {
+        return Ok(None);
+    };
     if epoch < *current {
         return Err(47);
     }
     if epoch > *current {
         return if seq == 0 { Ok(None) } else { Err(45) };
     }
-    if let Some(&(_, _, base)) = recent.iter().find(|(f, l, _)| *f == seq && *l == seq + count - 1) {
+    if let Some(&(_, _, base)) = recent
+        .iter()
+        .find(|(f, l, _)| *f == seq && *l == seq + count - 1)
+    {
         return Ok(Some(base));
     }
     match recent.back() {
@@ -99,7 +129,10 @@ fn check_sequence(part: &Partition, pid: i64, epoch: i16, seq: i32, count: i32) 
 }
 
 fn take_fault(state: &mut State, topic: &str, p: i32) -> Option<Fault> {
-    let i = state.faults.iter().position(|f| f.topic == topic && f.partition == p && f.times > 0)?;
+    let i = state
+        .faults
+        .iter()
+        .position(|f| f.topic == topic && f.partition == p && f.times > 0)?;
     let fault = state.faults.get_mut(i)?;
     fault.times -= 1;
     Some(fault.clone())
@@ -109,12 +142,18 @@ pub(super) fn produce(state: &mut State, req: ProduceRequest, v: i16) -> Produce
     use produce_response::*;
     let mut responses = Vec::new();
     for t in req.topic_data {
-        let topic = if v >= 13 { topic_by_id(state, t.topic_id).unwrap_or_default() } else { t.name.to_string() };
+        let topic = if v >= 13 {
+            topic_by_id(state, t.topic_id).unwrap_or_default()
+        } else {
+            t.name.to_string()
+        };
         let mut parts = Vec::new();
         for pd in t.partition_data {
             let batch = pd.records.unwrap_or_default();
             if let Some((pid, epoch, seq, count)) = batch_identity(&batch) {
-                state.produce_log.push((topic.clone(), pd.index, (pid, epoch, seq), count));
+                state
+                    .produce_log
+                    .push((topic.clone(), pd.index, (pid, epoch, seq), count));
             }
             let fault = take_fault(state, &topic, pd.index);
             let result = match &fault {
@@ -125,7 +164,9 @@ pub(super) fn produce(state: &mut State, req: ProduceRequest, v: i16) -> Produce
                 (Ok(_), Some(f)) => Err(f.code),
                 (r, _) => r,
             };
-            let mut r = PartitionProduceResponse::default().with_index(pd.index).with_log_start_offset(0);
+            let mut r = PartitionProduceResponse::default()
+                .with_index(pd.index)
+                .with_log_start_offset(0);
             match result {
                 Ok(base) => r.base_offset = base,
                 Err(code) => r.error_code = code,
@@ -147,19 +188,33 @@ pub(super) fn fetch(state: &State, req: FetchRequest, v: i16) -> FetchResponse {
     use fetch_response::*;
     let mut responses = Vec::new();
     for t in req.topics {
-        let topic = if v >= 13 { topic_by_id(state, t.topic_id).unwrap_or_default() } else { t.topic.to_string() };
+        let topic = if v >= 13 {
+            topic_by_id(state, t.topic_id).unwrap_or_default()
+        } else {
+            t.topic.to_string()
+        };
         let mut parts = Vec::new();
         for fp in t.partitions {
             let mut pd = PartitionData::default().with_partition_index(fp.partition);
-            match state.topics.get(&topic).and_then(|x| x.partitions.get(fp.partition as usize)) {
+            match state
+                .topics
+                .get(&topic)
+                .and_then(|x| x.partitions.get(fp.partition as usize))
+            {
                 None => pd.error_code = 3,
                 Some(part) if fp.fetch_offset > part.next_offset || fp.fetch_offset < 0 => {
                     pd.error_code = 1;
                 }
                 Some(part) => {
                     let mut data = BytesMut::new();
-                    for b in part.batches.iter().filter(|b| b.base_offset + i64::from(b.count) > fp.fetch_offset) {
-                        if !data.is_empty() && data.len() + b.bytes.len() > fp.partition_max_bytes as usize {
+                    for b in part
+                        .batches
+                        .iter()
+                        .filter(|b| b.base_offset + i64::from(b.count) > fp.fetch_offset)
+                    {
+                        if !data.is_empty()
+                            && data.len() + b.bytes.len() > fp.partition_max_bytes as usize
+                        {
                             break;
                         }
                         data.extend_from_slice(&b.bytes);
@@ -193,14 +248,22 @@ pub(super) fn list_offsets(state: &State, req: ListOffsetsRequest) -> ListOffset
                 .partitions
                 .iter()
                 .map(|p| {
-                    let mut r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-                    match state.topics.get(t.name.as_str()).and_then(|x| x.partitions.get(p.partition_index as usize)) {
+                    let mut r = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    match state
+                        .topics
+                        .get(t.name.as_str())
+                        .and_then(|x| x.partitions.get(p.partition_index as usize))
+                    {
                         None => r.error_code = 3,
                         Some(part) => {
                             r.offset = match p.timestamp {
                                 -2 => 0,
                                 -1 => part.next_offset,
-                                _ => part.batches.first().map_or(part.next_offset, |b| b.base_offset),
+                                _ => part
+                                    .batches
+                                    .first()
+                                    .map_or(part.next_offset, |b| b.base_offset),
                             };
                             r.timestamp = -1;
                         }
@@ -208,7 +271,9 @@ pub(super) fn list_offsets(state: &State, req: ListOffsetsRequest) -> ListOffset
                     r
                 })
                 .collect();
-            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(parts)
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(parts)
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
@@ -221,11 +286,20 @@ pub(super) fn find_coordinator(req: FindCoordinatorRequest, v: i16) -> FindCoord
         let coordinators = req
             .coordinator_keys
             .into_iter()
-            .map(|k| Coordinator::default().with_key(k).with_node_id(BrokerId(1)).with_host(host.clone()).with_port(9092))
+            .map(|k| {
+                Coordinator::default()
+                    .with_key(k)
+                    .with_node_id(BrokerId(1))
+                    .with_host(host.clone())
+                    .with_port(9092)
+            })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    FindCoordinatorResponse::default().with_node_id(BrokerId(1)).with_host(host).with_port(9092)
+    FindCoordinatorResponse::default()
+        .with_node_id(BrokerId(1))
+        .with_host(host)
+        .with_port(9092)
 }
 
 pub(super) fn offset_commit(state: &mut State, req: OffsetCommitRequest) -> OffsetCommitResponse {
@@ -244,7 +318,9 @@ pub(super) fn offset_commit(state: &mut State, req: OffsetCommitRequest) -> Offs
                     OffsetCommitResponsePartition::default().with_partition_index(p.partition_index)
                 })
                 .collect();
-            OffsetCommitResponseTopic::default().with_name(t.name).with_partitions(parts)
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(parts)
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
@@ -252,7 +328,13 @@ pub(super) fn offset_commit(state: &mut State, req: OffsetCommitRequest) -> Offs
 
 pub(super) fn offset_fetch(state: &State, req: OffsetFetchRequest, v: i16) -> OffsetFetchResponse {
     use offset_fetch_response::*;
-    let lookup = |g: &str, t: &str, p: i32| state.offsets.get(&(g.to_owned(), t.to_owned(), p)).copied().unwrap_or(-1);
+    let lookup = |g: &str, t: &str, p: i32| {
+        state
+            .offsets
+            .get(&(g.to_owned(), t.to_owned(), p))
+            .copied()
+            .unwrap_or(-1)
+    };
     if v >= 8 {
         let groups = req
             .groups
@@ -264,9 +346,13 @@ pub(super) fn offset_fetch(state: &State, req: OffsetFetchRequest, v: i16) -> Of
                             .with_partition_index(p)
                             .with_committed_offset(lookup(&g.group_id, &t.name, p))
                     });
-                    OffsetFetchResponseTopics::default().with_name(t.name.clone()).with_partitions(parts.collect())
+                    OffsetFetchResponseTopics::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(parts.collect())
                 });
-                OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone()).with_topics(topics.collect())
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id.clone())
+                    .with_topics(topics.collect())
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
@@ -277,7 +363,9 @@ pub(super) fn offset_fetch(state: &State, req: OffsetFetchRequest, v: i16) -> Of
                 .with_partition_index(p)
                 .with_committed_offset(lookup(&req.group_id, &t.name, p))
         });
-        OffsetFetchResponseTopic::default().with_name(t.name.clone()).with_partitions(parts.collect())
+        OffsetFetchResponseTopic::default()
+            .with_name(t.name.clone())
+            .with_partitions(parts.collect())
     });
     OffsetFetchResponse::default().with_topics(topics.collect())
 }
@@ -294,8 +382,19 @@ pub(super) fn create_topics(state: &mut State, req: CreateTopicsRequest) -> Crea
             } else {
                 let topic = Topic {
                     id: uuid::Uuid::new_v4(),
-                    partitions: (0..t.num_partitions.max(1)).map(|_| Partition::default()).collect(),
-                    configs: t.configs.iter().map(|c| (c.name.to_string(), c.value.as_deref().unwrap_or("").to_owned())).collect(),
+                    partitions: (0..t.num_partitions.max(1))
+                        .map(|_| Partition::default())
+                        .collect(),
+                    configs: t
+                        .configs
+                        .iter()
+                        .map(|c| {
+                            (
+                                c.name.to_string(),
+                                c.value.as_deref().unwrap_or("").to_owned(),
+                            )
+                        })
+                        .collect(),
                 };
                 state.topics.insert(t.name.to_string(), topic);
             }
@@ -305,24 +404,40 @@ pub(super) fn create_topics(state: &mut State, req: CreateTopicsRequest) -> Crea
     CreateTopicsResponse::default().with_topics(results)
 }
 
-pub(super) fn delete_topics(state: &mut State, req: DeleteTopicsRequest, v: i16) -> DeleteTopicsResponse {
+pub(super) fn delete_topics(
+    state: &mut State,
+    req: DeleteTopicsRequest,
+    v: i16,
+) -> DeleteTopicsResponse {
     use delete_topics_response::DeletableTopicResult;
     let names: Vec<String> = if v >= 6 {
-        req.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.to_string())).collect()
+        req.topics
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+            .collect()
     } else {
         req.topic_names.iter().map(|n| n.to_string()).collect()
     };
     let results = names
         .into_iter()
         .map(|n| {
-            let code = if state.topics.remove(&n).is_some() { 0 } else { 3 };
-            DeletableTopicResult::default().with_name(Some(name(&n))).with_error_code(code)
+            let code = if state.topics.remove(&n).is_some() {
+                0
+            } else {
+                3
+            };
+            DeletableTopicResult::default()
+                .with_name(Some(name(&n)))
+                .with_error_code(code)
         })
         .collect();
     DeleteTopicsResponse::default().with_responses(results)
 }
 
-pub(super) fn describe_configs(state: &State, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub(super) fn describe_configs(
+    state: &State,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     use describe_configs_response::*;
     let results = req
         .resources

@@ -47,25 +47,33 @@ mod imp {
                 .await
                 .map_err(|e| Error::Mesh(e.to_string()))?;
             debug!(peer = %mesh.local_peer_id(), "mesh client started");
-            Ok(MeshNode { mesh, _inbound: inbound })
+            Ok(MeshNode {
+                mesh,
+                _inbound: inbound,
+            })
         }
 
         /// Dials `addr` (the `/p2p/<peer id>` suffix optional) and returns the peer id (base58).
         pub async fn dial(&self, addr: &str) -> Result<String> {
-            let addr: Multiaddr =
-                addr.parse().map_err(|e| Error::Mesh(format!("bad multiaddr {addr:?}: {e}")))?;
+            let addr: Multiaddr = addr
+                .parse()
+                .map_err(|e| Error::Mesh(format!("bad multiaddr {addr:?}: {e}")))?;
             let peer = self
                 .mesh
                 .dial(addr.clone())
                 .await
-                .map_err(|e| Error::Connect { endpoint: addr.to_string(), reason: e.to_string() })?;
+                .map_err(|e| Error::Connect {
+                    endpoint: addr.to_string(),
+                    reason: e.to_string(),
+                })?;
             Ok(peer.to_base58())
         }
 
         /// A transport to `peer` (already dialled, or reachable through the mesh).
         pub fn transport(&self, peer: &str) -> Result<MeshTransport> {
-            let peer: PeerId =
-                peer.parse().map_err(|e| Error::Mesh(format!("bad peer id {peer:?}: {e}")))?;
+            let peer: PeerId = peer
+                .parse()
+                .map_err(|e| Error::Mesh(format!("bad peer id {peer:?}: {e}")))?;
             Ok(MeshTransport {
                 mesh: self.mesh.clone(),
                 peer,
@@ -102,7 +110,10 @@ mod imp {
                     if matches!(e, rafka_mesh::MeshError::Closed) {
                         closed.store(true, Ordering::Release);
                     }
-                    Error::Disconnected { endpoint: peer.to_string(), reason: e.to_string() }
+                    Error::Disconnected {
+                        endpoint: peer.to_string(),
+                        reason: e.to_string(),
+                    }
                 })?;
                 match (expect, response.is_empty()) {
                     (false, _) => Ok(None),

@@ -39,7 +39,10 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Kafka(a) => write!(f, "{a}"),
-            Endpoint::Mesh { peer, addr: Some(a) } => write!(f, "{a}/p2p/{peer}"),
+            Endpoint::Mesh {
+                peer,
+                addr: Some(a),
+            } => write!(f, "{a}/p2p/{peer}"),
             Endpoint::Mesh { peer, addr: None } => write!(f, "/p2p/{peer}"),
         }
     }
@@ -52,7 +55,11 @@ impl fmt::Display for Endpoint {
 /// once the frame is handed to the network.
 pub trait FrameTransport: Send + Sync + 'static {
     /// Sends one frame.
-    fn call(&self, frame: Bytes, expect_response: bool) -> BoxFuture<'static, Result<Option<Bytes>>>;
+    fn call(
+        &self,
+        frame: Bytes,
+        expect_response: bool,
+    ) -> BoxFuture<'static, Result<Option<Bytes>>>;
     /// Whether the transport is known to be unusable (the pool then reconnects).
     fn is_closed(&self) -> bool;
     /// Closes the transport; pending calls fail.
@@ -92,7 +99,9 @@ pub struct Connection {
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connection").field("endpoint", &self.endpoint).finish_non_exhaustive()
+        f.debug_struct("Connection")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
     }
 }
 
@@ -138,7 +147,8 @@ impl Connection {
                     .find(|k| k.api_key == ApiKey::ApiVersions as i16)
                     .map(|k| k.max_version)
                     .unwrap_or(0);
-                conn.api_versions(theirs.clamp(0, versions::API_VERSIONS_MAX)).await?
+                conn.api_versions(theirs.clamp(0, versions::API_VERSIONS_MAX))
+                    .await?
             }
             code => {
                 return Err(Error::broker("ApiVersions", code, None)
@@ -191,10 +201,12 @@ impl Connection {
 
     /// The negotiated version for request type `R`.
     pub fn version<R: Request>(&self) -> Result<i16> {
-        self.versions.get(R::KEY).ok_or_else(|| Error::UnsupportedVersion {
-            api: api_name(R::KEY),
-            endpoint: self.endpoint.to_string(),
-        })
+        self.versions
+            .get(R::KEY)
+            .ok_or_else(|| Error::UnsupportedVersion {
+                api: api_name(R::KEY),
+                endpoint: self.endpoint.to_string(),
+            })
     }
 
     /// Whether the underlying transport is closed.
@@ -256,7 +268,13 @@ impl Connection {
             .encode(&mut buf, header_version)
             .and_then(|_| request.encode(&mut buf, version))
             .map_err(|e| Error::protocol(format!("{} v{version}: {e}", api_name(R::KEY))))?;
-        trace!(api = api_name(R::KEY), version, correlation_id, bytes = buf.len(), "request");
+        trace!(
+            api = api_name(R::KEY),
+            version,
+            correlation_id,
+            bytes = buf.len(),
+            "request"
+        );
         Ok((buf.freeze(), correlation_id))
     }
 }

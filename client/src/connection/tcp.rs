@@ -46,14 +46,23 @@ pub struct TcpTransport {
 impl TcpTransport {
     /// Connects to `addr` (`host:port`).
     pub async fn connect(addr: &str, config: &ConnectionConfig) -> Result<TcpTransport> {
-        let connect_error = |reason: String| Error::Connect { endpoint: addr.to_owned(), reason };
+        let connect_error = |reason: String| Error::Connect {
+            endpoint: addr.to_owned(),
+            reason,
+        };
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| connect_error(format!("timed out after {CONNECT_TIMEOUT:?}")))?
             .map_err(|e| connect_error(e.to_string()))?;
-        stream.set_nodelay(true).map_err(|e| connect_error(e.to_string()))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| connect_error(e.to_string()))?;
         debug!(endpoint = addr, "tcp connected");
-        Ok(TcpTransport::from_stream(stream, addr.to_owned(), config.max_frame_bytes))
+        Ok(TcpTransport::from_stream(
+            stream,
+            addr.to_owned(),
+            config.max_frame_bytes,
+        ))
     }
 
     fn from_stream(stream: TcpStream, endpoint: String, max_frame: usize) -> TcpTransport {
@@ -69,16 +78,28 @@ impl TcpTransport {
             endpoint.clone(),
             closed.clone(),
         ));
-        TcpTransport { tx, closed, endpoint, tasks: [writer, reader] }
+        TcpTransport {
+            tx,
+            closed,
+            endpoint,
+            tasks: [writer, reader],
+        }
     }
 
     fn disconnected(&self, reason: &str) -> Error {
-        Error::Disconnected { endpoint: self.endpoint.clone(), reason: reason.to_owned() }
+        Error::Disconnected {
+            endpoint: self.endpoint.clone(),
+            reason: reason.to_owned(),
+        }
     }
 }
 
 impl FrameTransport for TcpTransport {
-    fn call(&self, frame: Bytes, expect_response: bool) -> BoxFuture<'static, Result<Option<Bytes>>> {
+    fn call(
+        &self,
+        frame: Bytes,
+        expect_response: bool,
+    ) -> BoxFuture<'static, Result<Option<Bytes>>> {
         if self.is_closed() {
             return futures::future::ready(Err(self.disconnected("connection closed"))).boxed();
         }
@@ -86,7 +107,13 @@ impl FrameTransport for TcpTransport {
         let tx = self.tx.clone();
         let lost = self.disconnected("connection closed while the request was pending");
         async move {
-            tx.send(Outgoing { frame, reply, expect_response }).await.map_err(|_| lost.clone())?;
+            tx.send(Outgoing {
+                frame,
+                reply,
+                expect_response,
+            })
+            .await
+            .map_err(|_| lost.clone())?;
             rx.await.map_err(|_| lost)?
         }
         .boxed()
@@ -199,10 +226,15 @@ async fn read_frame(
     })?;
     let len = usize::try_from(len).map_err(|e| e.to_string())?;
     if len > max_frame {
-        return Err(format!("response of {len} bytes exceeds the {max_frame}-byte limit"));
+        return Err(format!(
+            "response of {len} bytes exceeds the {max_frame}-byte limit"
+        ));
     }
     let mut buf = vec![0u8; len];
-    reader.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+    reader
+        .read_exact(&mut buf)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(Bytes::from(buf))
 }
 
@@ -219,7 +251,9 @@ mod tests {
         tokio::spawn(async move {
             let (mut sock, _) = listener.accept().await.unwrap();
             loop {
-                let Ok(len) = sock.read_u32().await else { return };
+                let Ok(len) = sock.read_u32().await else {
+                    return;
+                };
                 let mut buf = vec![0u8; len as usize];
                 sock.read_exact(&mut buf).await.unwrap();
                 sock.write_u32(len).await.unwrap();
@@ -232,7 +266,11 @@ mod tests {
     #[tokio::test]
     async fn pipelined_calls_get_their_own_answers() {
         let addr = echo_server().await;
-        let t = Arc::new(TcpTransport::connect(&addr, &ConnectionConfig::default()).await.unwrap());
+        let t = Arc::new(
+            TcpTransport::connect(&addr, &ConnectionConfig::default())
+                .await
+                .unwrap(),
+        );
         let calls: Vec<_> = (0..50u32)
             .map(|i| t.call(Bytes::from(i.to_be_bytes().to_vec()), true))
             .collect();
@@ -250,7 +288,9 @@ mod tests {
             let (sock, _) = listener.accept().await.unwrap();
             drop(sock);
         });
-        let t = TcpTransport::connect(&addr, &ConnectionConfig::default()).await.unwrap();
+        let t = TcpTransport::connect(&addr, &ConnectionConfig::default())
+            .await
+            .unwrap();
         let err = t.call(Bytes::from_static(b"x"), true).await.unwrap_err();
         assert!(matches!(err, Error::Disconnected { .. }), "{err}");
         assert!(t.is_closed());
@@ -266,7 +306,10 @@ mod tests {
             sock.write_u32(u32::MAX).await.unwrap();
             let _ = sock.read_u8().await;
         });
-        let config = ConnectionConfig { max_frame_bytes: 1024, ..Default::default() };
+        let config = ConnectionConfig {
+            max_frame_bytes: 1024,
+            ..Default::default()
+        };
         let t = TcpTransport::connect(&addr, &config).await.unwrap();
         let err = t.call(Bytes::from_static(b"x"), true).await.unwrap_err();
         assert!(err.to_string().contains("exceeds"), "{err}");

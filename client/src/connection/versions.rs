@@ -53,7 +53,10 @@ impl NegotiatedVersions {
 
     /// Every API at the client's maximum (for tests and fake transports).
     pub fn client_max() -> Self {
-        let chosen = CLIENT_VERSIONS.iter().map(|&(k, _, max)| (k as i16, max)).collect();
+        let chosen = CLIENT_VERSIONS
+            .iter()
+            .map(|&(k, _, max)| (k as i16, max))
+            .collect();
         NegotiatedVersions { chosen }
     }
 
@@ -113,7 +116,11 @@ mod tests {
         let v = NegotiatedVersions::from_response(&resp);
         assert_eq!(v.get(ApiKey::Produce as i16), Some(9));
         assert_eq!(v.get(ApiKey::Fetch as i16), Some(18));
-        assert_eq!(v.get(ApiKey::Metadata as i16), None, "no overlap with 1..=13");
+        assert_eq!(
+            v.get(ApiKey::Metadata as i16),
+            None,
+            "no overlap with 1..=13"
+        );
         assert_eq!(v.get(ApiKey::OffsetCommit as i16), None, "not advertised");
     }
 

@@ -20,14 +20,20 @@ async fn client(broker: &FakeBroker) -> Client {
 fn fill(broker: &FakeBroker, topic: &str, p: i32, values: &[&str], compression: Compression) {
     let records: Vec<OutgoingRecord> = values
         .iter()
-        .map(|v| OutgoingRecord { value: Some(Bytes::from(v.to_string())), ..Default::default() })
+        .map(|v| OutgoingRecord {
+            value: Some(Bytes::from(v.to_string())),
+            ..Default::default()
+        })
         .collect();
     let batch = encode_batch(&records, BatchIdentity::NONE, compression).unwrap();
     broker.append_raw(topic, p, batch).unwrap();
 }
 
 fn values(records: &[ConsumerRecord]) -> Vec<String> {
-    records.iter().map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap()).collect()
+    records
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
+        .collect()
 }
 
 async fn drain(c: &mut Consumer, n: usize) -> Vec<ConsumerRecord> {
@@ -46,12 +52,18 @@ async fn reads_from_the_beginning_across_batches_and_codecs() {
     broker.create_topic("t", 1);
     fill(&broker, "t", 0, &["a", "b"], Compression::None);
     fill(&broker, "t", 0, &["c", "d", "e"], Compression::Gzip);
-    let config = ConsumerConfig { auto_offset_reset: OffsetReset::Earliest, ..Default::default() };
+    let config = ConsumerConfig {
+        auto_offset_reset: OffsetReset::Earliest,
+        ..Default::default()
+    };
     let mut c = Consumer::new(client(&broker).await, config).unwrap();
     c.assign_topic("t", Duration::from_secs(1)).await.unwrap();
     let got = drain(&mut c, 5).await;
     assert_eq!(values(&got), vec!["a", "b", "c", "d", "e"]);
-    assert_eq!(got.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        got.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
     let tp = TopicPartition::new("t", 0);
     assert_eq!(c.position(&tp), Some(5));
     assert_eq!(c.high_watermark(&tp), Some(5));
@@ -89,13 +101,19 @@ async fn out_of_range_resets_per_policy() {
     broker.create_topic("t", 1);
     fill(&broker, "t", 0, &["a"], Compression::None);
     let tp = TopicPartition::new("t", 0);
-    let config = ConsumerConfig { auto_offset_reset: OffsetReset::Earliest, ..Default::default() };
+    let config = ConsumerConfig {
+        auto_offset_reset: OffsetReset::Earliest,
+        ..Default::default()
+    };
     let mut c = Consumer::new(client(&broker).await, config).unwrap();
     c.assign([tp.clone()]);
     c.seek(&tp, SeekTo::Offset(99)).unwrap();
     assert_eq!(values(&drain(&mut c, 1).await), vec!["a"]);
 
-    let config = ConsumerConfig { auto_offset_reset: OffsetReset::None, ..Default::default() };
+    let config = ConsumerConfig {
+        auto_offset_reset: OffsetReset::None,
+        ..Default::default()
+    };
     let mut c = Consumer::new(client(&broker).await, config).unwrap();
     c.assign([tp.clone()]);
     c.seek(&tp, SeekTo::Offset(99)).unwrap();
@@ -106,7 +124,10 @@ async fn out_of_range_resets_per_policy() {
             break;
         }
     }
-    assert!(matches!(result, Err(Error::OffsetOutOfRange { offset: 99, .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::OffsetOutOfRange { offset: 99, .. })),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
@@ -128,13 +149,23 @@ async fn group_offsets_are_committed_and_resumed() {
         c.assign([tp0.clone()]);
         drain(&mut c, 3).await;
         c.commit_offsets(&[(tp0.clone(), 2)]).await.unwrap();
-        assert_eq!(c.committed(&[tp0.clone()]).await.unwrap()[&tp0], Some(2));
+        assert_eq!(
+            c.committed(std::slice::from_ref(&tp0)).await.unwrap()[&tp0],
+            Some(2)
+        );
 
         let mut again = Consumer::new(client(&broker).await, config).unwrap();
-        again.assign_topic("t", Duration::from_secs(1)).await.unwrap();
+        again
+            .assign_topic("t", Duration::from_secs(1))
+            .await
+            .unwrap();
         let mut got = values(&drain(&mut again, 2).await);
         got.sort();
-        assert_eq!(got, vec!["c", "x"], "partition 0 resumes at 2, partition 1 from the start");
+        assert_eq!(
+            got,
+            vec!["c", "x"],
+            "partition 0 resumes at 2, partition 1 from the start"
+        );
     }
 }
 

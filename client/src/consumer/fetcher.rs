@@ -43,7 +43,10 @@ pub fn request(
         if version >= 13 {
             let info = meta.topic(&tp.topic)?;
             if info.id.is_nil() {
-                return Err(Error::protocol(format!("no topic id known for {}", tp.topic)));
+                return Err(Error::protocol(format!(
+                    "no topic id known for {}",
+                    tp.topic
+                )));
             }
             topic.topic_id = info.id;
         } else {
@@ -107,7 +110,11 @@ pub fn parse(
                 continue;
             };
             let mut error = Error::from_code(p.error_code, &tp.topic, Some(tp.partition));
-            if let Some(Error::Broker { error: kafka_protocol::ResponseError::OffsetOutOfRange, .. }) = error {
+            if let Some(Error::Broker {
+                error: kafka_protocol::ResponseError::OffsetOutOfRange,
+                ..
+            }) = error
+            {
                 error = Some(Error::OffsetOutOfRange {
                     topic: tp.topic.to_string(),
                     partition: tp.partition,
@@ -115,13 +122,15 @@ pub fn parse(
                 });
             }
             let records = match (&error, p.records) {
-                (None, Some(bytes)) => match decode_records(&tp.topic, tp.partition, *offset, bytes) {
-                    Ok(records) => records,
-                    Err(e) => {
-                        error = Some(e);
-                        DecodedRecords::default()
+                (None, Some(bytes)) => {
+                    match decode_records(&tp.topic, tp.partition, *offset, bytes) {
+                        Ok(records) => records,
+                        Err(e) => {
+                            error = Some(e);
+                            DecodedRecords::default()
+                        }
                     }
-                },
+                }
                 _ => DecodedRecords::default(),
             };
             trace!(tp = %tp, offset, records = records.records.len(), "fetched");
@@ -155,7 +164,10 @@ mod tests {
                 partitions: vec![],
             },
         );
-        let tp = TopicPartition { topic: Arc::from("t"), partition: 0 };
+        let tp = TopicPartition {
+            topic: Arc::from("t"),
+            partition: 0,
+        };
         for v in 4..=18 {
             let req = request(v, &ConsumerConfig::default(), &[(tp.clone(), 7)], &meta).unwrap();
             let mut buf = bytes::BytesMut::new();

@@ -44,7 +44,11 @@ struct PartitionState {
     high_watermark: Option<i64>,
 }
 
-type FetchResult = (NodeId, Vec<(TopicPartition, i64)>, Result<Vec<PartitionFetch>>);
+type FetchResult = (
+    NodeId,
+    Vec<(TopicPartition, i64)>,
+    Result<Vec<PartitionFetch>>,
+);
 
 /// A consumer of explicitly assigned partitions.
 pub struct Consumer {
@@ -60,7 +64,9 @@ pub struct Consumer {
 
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consumer").field("partitions", &self.partitions.len()).finish_non_exhaustive()
+        f.debug_struct("Consumer")
+            .field("partitions", &self.partitions.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -89,16 +95,24 @@ impl Consumer {
             self.partitions.entry(tp).or_default();
         }
         self.buffered.retain(|r| {
-            self.partitions.contains_key(&TopicPartition::new(r.topic.clone(), r.partition))
+            self.partitions
+                .contains_key(&TopicPartition::new(r.topic.clone(), r.partition))
         });
     }
 
     /// Assigns every partition of `topic` (waiting up to `wait` for its metadata).
-    pub async fn assign_topic(&mut self, topic: &str, wait: Duration) -> Result<Vec<TopicPartition>> {
+    pub async fn assign_topic(
+        &mut self,
+        topic: &str,
+        wait: Duration,
+    ) -> Result<Vec<TopicPartition>> {
         let info = self.client.wait_for_topic(topic, wait).await?;
         let topic: Arc<str> = Arc::from(topic);
-        let tps: Vec<TopicPartition> =
-            info.partitions.iter().map(|p| TopicPartition::new(topic.clone(), p.partition)).collect();
+        let tps: Vec<TopicPartition> = info
+            .partitions
+            .iter()
+            .map(|p| TopicPartition::new(topic.clone(), p.partition))
+            .collect();
         let mut all: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
         all.extend(tps.iter().cloned());
         self.assign(all);
@@ -112,12 +126,14 @@ impl Consumer {
 
     /// Moves the position of `tp` (resolved at the next `poll`).
     pub fn seek(&mut self, tp: &TopicPartition, to: SeekTo) -> Result<()> {
-        let state = self.partitions.get_mut(tp).ok_or_else(|| {
-            Error::Config(format!("{tp} is not assigned to this consumer"))
-        })?;
+        let state = self
+            .partitions
+            .get_mut(tp)
+            .ok_or_else(|| Error::Config(format!("{tp} is not assigned to this consumer")))?;
         state.seek = Some(to);
         state.position = None;
-        self.buffered.retain(|r| !(*r.topic == *tp.topic && r.partition == tp.partition));
+        self.buffered
+            .retain(|r| !(*r.topic == *tp.topic && r.partition == tp.partition));
         Ok(())
     }
 
@@ -191,7 +207,10 @@ impl Consumer {
     }
 
     fn group(&self) -> Result<&str> {
-        self.config.group_id.as_deref().ok_or_else(|| Error::Config("no group id configured".into()))
+        self.config
+            .group_id
+            .as_deref()
+            .ok_or_else(|| Error::Config("no group id configured".into()))
     }
 
     /// Loads metadata for assigned topics the client does not know yet.
@@ -243,7 +262,9 @@ impl Consumer {
         }
         let mut lookups = Vec::new();
         for tp in unknown {
-            let Some(state) = self.partitions.get_mut(&tp) else { continue };
+            let Some(state) = self.partitions.get_mut(&tp) else {
+                continue;
+            };
             let ts = match state.seek.take() {
                 Some(SeekTo::Offset(o)) => {
                     state.position = Some(o);
@@ -256,7 +277,9 @@ impl Consumer {
                     OffsetReset::Earliest => offsets::EARLIEST,
                     OffsetReset::Latest => offsets::LATEST,
                     OffsetReset::None => {
-                        return Err(Error::Config(format!("no committed offset for {tp} and auto offset reset is none")));
+                        return Err(Error::Config(format!(
+                            "no committed offset for {tp} and auto offset reset is none"
+                        )));
                     }
                 },
             };
@@ -268,7 +291,8 @@ impl Consumer {
         for (tp, _) in &lookups {
             self.client.topic(&tp.topic).await?;
         }
-        let resolved = offsets::list_offsets(&self.client, &lookups, self.config.read_committed).await?;
+        let resolved =
+            offsets::list_offsets(&self.client, &lookups, self.config.read_committed).await?;
         for (tp, offset) in resolved {
             if let Some(s) = self.partitions.get_mut(&tp) {
                 debug!(tp = %tp, offset, "position resolved");
@@ -284,18 +308,26 @@ impl Consumer {
             return;
         }
         let meta = self.client.metadata();
-        let buffered: HashSet<(Arc<str>, i32)> =
-            self.buffered.iter().map(|r| (r.topic.clone(), r.partition)).collect();
+        let buffered: HashSet<(Arc<str>, i32)> = self
+            .buffered
+            .iter()
+            .map(|r| (r.topic.clone(), r.partition))
+            .collect();
         let mut by_leader: BTreeMap<NodeId, Vec<(TopicPartition, i64)>> = BTreeMap::new();
         for (tp, state) in &self.partitions {
-            let Some(position) = state.position else { continue };
+            let Some(position) = state.position else {
+                continue;
+            };
             if self.in_fetch.contains(tp) || buffered.contains(&(tp.topic.clone(), tp.partition)) {
                 continue;
             }
-            if let Some(leader) = meta.leader(&tp.topic, tp.partition) {
-                if !self.fetching.contains(&leader) {
-                    by_leader.entry(leader).or_default().push((tp.clone(), position));
-                }
+            if let Some(leader) = meta.leader(&tp.topic, tp.partition)
+                && !self.fetching.contains(&leader)
+            {
+                by_leader
+                    .entry(leader)
+                    .or_default()
+                    .push((tp.clone(), position));
             }
         }
         for (node, parts) in by_leader {
@@ -324,7 +356,9 @@ impl Consumer {
         };
         let mut failures = Vec::new();
         for f in fetched {
-            let Some(state) = self.partitions.get_mut(&f.tp) else { continue };
+            let Some(state) = self.partitions.get_mut(&f.tp) else {
+                continue;
+            };
             if state.position != Some(f.fetch_offset) {
                 continue; // sought elsewhere meanwhile
             }
@@ -338,7 +372,9 @@ impl Consumer {
                     }
                     self.buffered.extend(f.records.records);
                 }
-                Some(Error::OffsetOutOfRange { .. }) if self.config.auto_offset_reset != OffsetReset::None => {
+                Some(Error::OffsetOutOfRange { .. })
+                    if self.config.auto_offset_reset != OffsetReset::None =>
+                {
                     debug!(tp = %f.tp, offset = f.fetch_offset, "offset out of range: resetting");
                     state.position = None;
                     state.seek = Some(match self.config.auto_offset_reset {
@@ -361,7 +397,11 @@ impl Consumer {
                 self.client.invalidate(&tp.topic);
             }
             let client = self.client.clone();
-            let topics: Vec<String> = self.partitions.keys().map(|tp| tp.topic.to_string()).collect();
+            let topics: Vec<String> = self
+                .partitions
+                .keys()
+                .map(|tp| tp.topic.to_string())
+                .collect();
             tokio::spawn(async move {
                 if let Err(e) = client.refresh_metadata(Some(&topics)).await {
                     debug!(error = %e, "metadata refresh failed");

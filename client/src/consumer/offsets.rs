@@ -44,9 +44,11 @@ pub async fn list_offsets(
     let meta = client.metadata();
     let mut by_leader: BTreeMap<NodeId, Vec<(TopicPartition, i64)>> = BTreeMap::new();
     for (tp, ts) in wanted {
-        let leader = meta.leader(&tp.topic, tp.partition).ok_or_else(|| Error::LeaderNotAvailable {
-            topic: tp.topic.to_string(),
-        })?;
+        let leader =
+            meta.leader(&tp.topic, tp.partition)
+                .ok_or_else(|| Error::LeaderNotAvailable {
+                    topic: tp.topic.to_string(),
+                })?;
         by_leader.entry(leader).or_default().push((tp.clone(), *ts));
     }
     let mut out = HashMap::new();
@@ -69,8 +71,11 @@ async fn list_offsets_on(
         let t = topics
             .entry(tp.topic.clone())
             .or_insert_with(|| ListOffsetsTopic::default().with_name(topic_name(&tp.topic)));
-        t.partitions
-            .push(ListOffsetsPartition::default().with_partition_index(tp.partition).with_timestamp(*ts));
+        t.partitions.push(
+            ListOffsetsPartition::default()
+                .with_partition_index(tp.partition)
+                .with_timestamp(*ts),
+        );
     }
     let mut request = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
@@ -91,7 +96,9 @@ async fn list_offsets_on(
     }
     for (tp, _) in parts {
         if !out.contains_key(&tp) {
-            return Err(Error::protocol(format!("ListOffsets gave no answer for {tp}")));
+            return Err(Error::protocol(format!(
+                "ListOffsets gave no answer for {tp}"
+            )));
         }
     }
     Ok(out)
@@ -123,13 +130,26 @@ async fn find_coordinator_once(client: &Client, group: &str) -> Result<NodeId> {
     }
     let response = conn.send(version, &request).await?;
     let (code, message, node, host, port) = if version >= 4 {
-        let c = response.coordinators.first().ok_or_else(|| {
-            Error::protocol("FindCoordinator returned no coordinator")
-        })?;
-        (c.error_code, c.error_message.clone(), c.node_id.0, c.host.to_string(), c.port)
+        let c = response
+            .coordinators
+            .first()
+            .ok_or_else(|| Error::protocol("FindCoordinator returned no coordinator"))?;
+        (
+            c.error_code,
+            c.error_message.clone(),
+            c.node_id.0,
+            c.host.to_string(),
+            c.port,
+        )
     } else {
         let r = &response;
-        (r.error_code, r.error_message.clone(), r.node_id.0, r.host.to_string(), r.port)
+        (
+            r.error_code,
+            r.error_message.clone(),
+            r.node_id.0,
+            r.host.to_string(),
+            r.port,
+        )
     };
     if let Some(e) = coordinator_error(group, code, message.as_deref()) {
         return Err(e);
@@ -143,7 +163,10 @@ fn coordinator_error(group: &str, code: i16, message: Option<&str>) -> Option<Er
     Some(match error {
         ResponseError::CoordinatorLoadInProgress
         | ResponseError::CoordinatorNotAvailable
-        | ResponseError::NotCoordinator => Error::Coordinator { group: group.to_owned(), error },
+        | ResponseError::NotCoordinator => Error::Coordinator {
+            group: group.to_owned(),
+            error,
+        },
         _ => Error::broker(format!("group {group}"), code, message)?,
     })
 }
@@ -181,9 +204,9 @@ async fn commit_once(
     let version = conn.version::<OffsetCommitRequest>()?;
     let mut topics: BTreeMap<Arc<str>, OffsetCommitRequestTopic> = BTreeMap::new();
     for (tp, offset) in offsets {
-        let t = topics
-            .entry(tp.topic.clone())
-            .or_insert_with(|| OffsetCommitRequestTopic::default().with_name(topic_name(&tp.topic)));
+        let t = topics.entry(tp.topic.clone()).or_insert_with(|| {
+            OffsetCommitRequestTopic::default().with_name(topic_name(&tp.topic))
+        });
         t.partitions.push(
             OffsetCommitRequestPartition::default()
                 .with_partition_index(tp.partition)
@@ -238,20 +261,29 @@ async fn committed_once(
     let version = conn.version::<OffsetFetchRequest>()?;
     let mut by_topic: BTreeMap<Arc<str>, Vec<i32>> = BTreeMap::new();
     for tp in partitions {
-        by_topic.entry(tp.topic.clone()).or_default().push(tp.partition);
+        by_topic
+            .entry(tp.topic.clone())
+            .or_default()
+            .push(tp.partition);
     }
     let group_id = GroupId(StrBytes::from_string(group.to_owned()));
     let mut request = OffsetFetchRequest::default();
     if version >= 8 {
         let topics = by_topic.iter().map(|(t, ps)| {
-            OffsetFetchRequestTopics::default().with_name(topic_name(t)).with_partition_indexes(ps.clone())
+            OffsetFetchRequestTopics::default()
+                .with_name(topic_name(t))
+                .with_partition_indexes(ps.clone())
         });
         request.groups = vec![
-            OffsetFetchRequestGroup::default().with_group_id(group_id).with_topics(Some(topics.collect())),
+            OffsetFetchRequestGroup::default()
+                .with_group_id(group_id)
+                .with_topics(Some(topics.collect())),
         ];
     } else {
         let topics = by_topic.iter().map(|(t, ps)| {
-            OffsetFetchRequestTopic::default().with_name(topic_name(t)).with_partition_indexes(ps.clone())
+            OffsetFetchRequestTopic::default()
+                .with_name(topic_name(t))
+                .with_partition_indexes(ps.clone())
         });
         request.group_id = group_id;
         request.topics = Some(topics.collect());
@@ -259,17 +291,28 @@ async fn committed_once(
     let response = conn.send(version, &request).await?;
     let mut rows: Vec<(TopicPartition, i64, i16)> = Vec::new();
     let top_code = if version >= 8 {
-        let g = response.groups.first().ok_or_else(|| Error::protocol("OffsetFetch: no group"))?;
+        let g = response
+            .groups
+            .first()
+            .ok_or_else(|| Error::protocol("OffsetFetch: no group"))?;
         for t in &g.topics {
             for p in &t.partitions {
-                rows.push((TopicPartition::new(t.name.as_str(), p.partition_index), p.committed_offset, p.error_code));
+                rows.push((
+                    TopicPartition::new(t.name.as_str(), p.partition_index),
+                    p.committed_offset,
+                    p.error_code,
+                ));
             }
         }
         g.error_code
     } else {
         for t in &response.topics {
             for p in &t.partitions {
-                rows.push((TopicPartition::new(t.name.as_str(), p.partition_index), p.committed_offset, p.error_code));
+                rows.push((
+                    TopicPartition::new(t.name.as_str(), p.partition_index),
+                    p.committed_offset,
+                    p.error_code,
+                ));
             }
         }
         response.error_code
@@ -277,7 +320,8 @@ async fn committed_once(
     if let Some(e) = coordinator_error(group, top_code, None) {
         return Err(e);
     }
-    let mut out: HashMap<TopicPartition, Option<i64>> = partitions.iter().map(|tp| (tp.clone(), None)).collect();
+    let mut out: HashMap<TopicPartition, Option<i64>> =
+        partitions.iter().map(|tp| (tp.clone(), None)).collect();
     for (tp, offset, code) in rows {
         if let Some(e) = coordinator_error(group, code, None) {
             return Err(e);

@@ -104,7 +104,13 @@ pub struct Accumulator {
 impl Accumulator {
     /// An empty accumulator.
     pub fn new(batch_size: usize, linger: Duration) -> Self {
-        Accumulator { batch_size, linger, queues: HashMap::new(), next_id: 0, flushing: 0 }
+        Accumulator {
+            batch_size,
+            linger,
+            queues: HashMap::new(),
+            next_id: 0,
+            flushing: 0,
+        }
     }
 
     /// Whether a record of `size` would open a new batch in `tp` (the sticky partitioner moves on
@@ -131,12 +137,14 @@ impl Accumulator {
         now: Instant,
     ) -> Appended {
         let batch_size = self.batch_size;
-        let fits = self.queues.get(&tp).and_then(|q| q.back()).is_some_and(|b| self.fits(b, size));
+        let fits = self
+            .queues
+            .get(&tp)
+            .and_then(|q| q.back())
+            .is_some_and(|b| self.fits(b, size));
         let queue = self.queues.entry(tp.clone()).or_default();
-        if fits {
-            if let Some(batch) = queue.back_mut() {
-                return push_record(batch, record, size, batch_size, false);
-            }
+        if fits && let Some(batch) = queue.back_mut() {
+            return push_record(batch, record, size, batch_size, false);
         }
         let (outcome, _) = watch::channel(None);
         let mut batch = ProducerBatch {
@@ -164,7 +172,9 @@ impl Accumulator {
             let Some(front) = queue.front() else { continue };
             let at = match front.retry_at {
                 Some(at) => at,
-                None if queue.len() > 1 || front.size >= self.batch_size || self.flushing > 0 => now,
+                None if queue.len() > 1 || front.size >= self.batch_size || self.flushing > 0 => {
+                    now
+                }
                 None => front.created + self.linger,
             };
             if at <= now {
@@ -200,7 +210,10 @@ impl Accumulator {
     /// Puts a batch back for a retry, in creation order ahead of newer batches.
     pub fn reenqueue(&mut self, batch: ProducerBatch) {
         let queue = self.queues.entry(batch.tp.clone()).or_default();
-        let at = queue.iter().position(|b| b.id > batch.id).unwrap_or(queue.len());
+        let at = queue
+            .iter()
+            .position(|b| b.id > batch.id)
+            .unwrap_or(queue.len());
         queue.insert(at, batch);
     }
 

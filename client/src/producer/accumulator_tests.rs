@@ -5,11 +5,17 @@ use bytes::Bytes;
 use super::*;
 
 fn tp(p: i32) -> TopicPartition {
-    TopicPartition { topic: Arc::from("t"), partition: p }
+    TopicPartition {
+        topic: Arc::from("t"),
+        partition: p,
+    }
 }
 
 fn record(n: usize) -> (OutgoingRecord, usize) {
-    let r = OutgoingRecord { value: Some(Bytes::from(vec![b'x'; n])), ..Default::default() };
+    let r = OutgoingRecord {
+        value: Some(Bytes::from(vec![b'x'; n])),
+        ..Default::default()
+    };
     let size = r.estimated_size();
     (r, size)
 }
@@ -42,7 +48,10 @@ fn batches_split_by_size() {
     let r = acc.ready(now);
     assert!(r.ready.is_empty());
     assert_eq!(r.next_check, Some(now + Duration::from_millis(50)));
-    assert_eq!(acc.ready(now + Duration::from_millis(50)).ready, vec![tp(0)]);
+    assert_eq!(
+        acc.ready(now + Duration::from_millis(50)).ready,
+        vec![tp(0)]
+    );
 }
 
 #[test]
@@ -96,15 +105,26 @@ fn retries_go_back_in_order_and_wait_for_backoff() {
     let mut b0 = b0;
     b0.retry_at = Some(now + Duration::from_millis(100));
     acc.reenqueue(b0);
-    let ids: Vec<u64> = acc.queue_mut(&tp(0)).unwrap().iter().map(|b| b.id).collect();
+    let ids: Vec<u64> = acc
+        .queue_mut(&tp(0))
+        .unwrap()
+        .iter()
+        .map(|b| b.id)
+        .collect();
     assert_eq!(ids, vec![0, 1, 2]);
     // A retried batch is closed to new records.
     let (r, size) = record(1);
     assert!(acc.would_open_batch(&tp(0), size));
-    assert!(acc.would_open_batch(&tp(5), size), "no batch yet: a new one opens");
+    assert!(
+        acc.would_open_batch(&tp(5), size),
+        "no batch yet: a new one opens"
+    );
     acc.append(tp(0), r, size, now);
     assert!(acc.ready(now).ready.is_empty(), "front is backing off");
-    assert_eq!(acc.ready(now + Duration::from_millis(100)).ready, vec![tp(0)]);
+    assert_eq!(
+        acc.ready(now + Duration::from_millis(100)).ready,
+        vec![tp(0)]
+    );
 }
 
 #[test]
@@ -131,6 +151,12 @@ fn outcome_reaches_every_record() {
     let b = acc.append(tp(0), r, size, now);
     assert_eq!((a.index, b.index), (0, 1));
     let batch = acc.drain_front(&tp(0)).unwrap();
-    batch.complete(Ok(BatchAck { base_offset: 7, log_append_time: -1 }));
-    assert!(matches!(*b.outcome.borrow(), Some(Ok(BatchAck { base_offset: 7, .. }))));
+    batch.complete(Ok(BatchAck {
+        base_offset: 7,
+        log_append_time: -1,
+    }));
+    assert!(matches!(
+        *b.outcome.borrow(),
+        Some(Ok(BatchAck { base_offset: 7, .. }))
+    ));
 }

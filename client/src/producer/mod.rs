@@ -8,8 +8,8 @@
 
 pub mod accumulator;
 pub mod partitioner;
-pub mod sequence;
 mod sender;
+pub mod sequence;
 
 use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
@@ -103,14 +103,22 @@ pub struct DeliveryFuture {
 impl DeliveryFuture {
     /// Waits for the outcome.
     pub async fn wait(mut self) -> Result<RecordMetadata> {
-        let outcome = self.outcome.wait_for(Option::is_some).await.map_err(|_| Error::Closed)?;
+        let outcome = self
+            .outcome
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| Error::Closed)?;
         match outcome.as_ref() {
             Some(Ok(ack)) => {
                 let index = i64::try_from(self.index).unwrap_or(i64::MAX);
                 Ok(RecordMetadata {
                     topic: self.tp.topic.clone(),
                     partition: self.tp.partition,
-                    offset: if ack.base_offset >= 0 { ack.base_offset + index } else { -1 },
+                    offset: if ack.base_offset >= 0 {
+                        ack.base_offset + index
+                    } else {
+                        -1
+                    },
                     timestamp: if ack.log_append_time >= 0 {
                         ack.log_append_time
                     } else {
@@ -158,7 +166,9 @@ pub struct Producer {
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Producer").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Producer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -167,7 +177,9 @@ impl Producer {
     pub fn new(client: Client, config: ProducerConfig) -> Result<Producer> {
         config.validate()?;
         let seed = config.partitioner_seed.unwrap_or_else(|| {
-            SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
         });
         let shared = Arc::new(Shared {
             buffers: std::sync::Mutex::new(Buffers {
@@ -182,7 +194,12 @@ impl Producer {
         });
         let task = sender::Sender::new(client.clone(), config.clone(), shared.clone());
         let handle = tokio::spawn(task.run());
-        Ok(Producer { client, config, shared, sender: std::sync::Mutex::new(Some(handle)) })
+        Ok(Producer {
+            client,
+            config,
+            shared,
+            sender: std::sync::Mutex::new(Some(handle)),
+        })
     }
 
     /// Queues `record`; the returned future resolves to its partition and offset.
@@ -206,10 +223,18 @@ impl Producer {
         };
         let size = outgoing.estimated_size();
         if size > self.config.max_request_size {
-            return Err(Error::RecordTooLarge { size, max: self.config.max_request_size });
+            return Err(Error::RecordTooLarge {
+                size,
+                max: self.config.max_request_size,
+            });
         }
         let permits = u32::try_from(size).unwrap_or(u32::MAX);
-        self.shared.memory.acquire_many(permits).await.map_err(|_| Error::Closed)?.forget();
+        self.shared
+            .memory
+            .acquire_many(permits)
+            .await
+            .map_err(|_| Error::Closed)?
+            .forget();
         let (tp, appended) = {
             let mut buffers = lock(&self.shared.buffers);
             let partition = match record.partition {
@@ -222,10 +247,21 @@ impl Producer {
                         partition: Some(p),
                     });
                 }
-                None => buffers.choose(&record.topic, outgoing.key.as_deref(), size, &available, num_partitions),
+                None => buffers.choose(
+                    &record.topic,
+                    outgoing.key.as_deref(),
+                    size,
+                    &available,
+                    num_partitions,
+                ),
             };
-            let tp = TopicPartition { topic: record.topic, partition };
-            let appended = buffers.acc.append(tp.clone(), outgoing, size, Instant::now());
+            let tp = TopicPartition {
+                topic: record.topic,
+                partition,
+            };
+            let appended = buffers
+                .acc
+                .append(tp.clone(), outgoing, size, Instant::now());
             (tp, appended)
         };
         if appended.new_batch {
@@ -234,7 +270,12 @@ impl Producer {
         if appended.new_batch || appended.batch_full {
             self.shared.wake.notify_one();
         }
-        Ok(DeliveryFuture { outcome: appended.outcome, tp, index: appended.index, timestamp })
+        Ok(DeliveryFuture {
+            outcome: appended.outcome,
+            tp,
+            index: appended.index,
+            timestamp,
+        })
     }
 
     async fn partitions_of(&self, topic: &str) -> Result<(i32, Vec<i32>)> {
@@ -245,10 +286,18 @@ impl Producer {
             .is_some_and(|t| t.elapsed() < self.client.config().metadata_max_age);
         let info = match meta.topic(topic) {
             Ok(info) if fresh => info.clone(),
-            _ => self.client.wait_for_topic(topic, self.config.max_block).await?,
+            _ => {
+                self.client
+                    .wait_for_topic(topic, self.config.max_block)
+                    .await?
+            }
         };
         let n = i32::try_from(info.partitions.len()).unwrap_or(i32::MAX);
-        let available = info.partitions.iter().filter(|p| p.leader.is_some()).map(|p| p.partition);
+        let available = info
+            .partitions
+            .iter()
+            .filter(|p| p.leader.is_some())
+            .map(|p| p.partition);
         Ok((n, available.collect()))
     }
 
@@ -305,9 +354,13 @@ impl Buffers {
             return partition_for_key(key, num_partitions);
         }
         let current = self.sticky.partition(topic, available, num_partitions);
-        let tp = TopicPartition { topic: Arc::from(topic), partition: current };
+        let tp = TopicPartition {
+            topic: Arc::from(topic),
+            partition: current,
+        };
         if self.acc.would_open_batch(&tp, size) {
-            self.sticky.next(topic, Some(current), available, num_partitions)
+            self.sticky
+                .next(topic, Some(current), available, num_partitions)
         } else {
             current
         }

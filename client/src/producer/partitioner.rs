@@ -12,7 +12,10 @@ pub fn murmur2(data: &[u8]) -> i32 {
     let mut h: u32 = SEED ^ (len as u32);
     let mut chunks = data.chunks_exact(4);
     for chunk in &mut chunks {
-        let mut k = chunk.iter().rev().fold(0u32, |acc, &b| (acc << 8) | u32::from(b));
+        let mut k = chunk
+            .iter()
+            .rev()
+            .fold(0u32, |acc, &b| (acc << 8) | u32::from(b));
         k = k.wrapping_mul(M);
         k ^= k >> R;
         k = k.wrapping_mul(M);
@@ -59,15 +62,18 @@ pub struct StickyPartitions {
 impl StickyPartitions {
     /// A new chooser; `seed` makes the random choices reproducible.
     pub fn new(seed: u64) -> Self {
-        StickyPartitions { current: HashMap::new(), rng: seed | 1 }
+        StickyPartitions {
+            current: HashMap::new(),
+            rng: seed | 1,
+        }
     }
 
     /// The sticky partition of `topic`, choosing one if there is none yet.
     pub fn partition(&mut self, topic: &str, available: &[i32], num_partitions: i32) -> i32 {
-        if let Some(&p) = self.current.get(topic) {
-            if p < num_partitions {
-                return p;
-            }
+        if let Some(&p) = self.current.get(topic)
+            && p < num_partitions
+        {
+            return p;
         }
         self.next(topic, None, available, num_partitions)
     }
@@ -85,9 +91,16 @@ impl StickyPartitions {
         } else {
             available.to_vec()
         };
-        let others: Vec<i32> =
-            candidates.iter().copied().filter(|&p| Some(p) != previous).collect();
-        let pool = if others.is_empty() { &candidates } else { &others };
+        let others: Vec<i32> = candidates
+            .iter()
+            .copied()
+            .filter(|&p| Some(p) != previous)
+            .collect();
+        let pool = if others.is_empty() {
+            &candidates
+        } else {
+            &others
+        };
         let pick = self.random() as usize % pool.len().max(1);
         let p = pool.get(pick).copied().unwrap_or(0);
         self.current.insert(topic.to_owned(), p);
@@ -115,11 +128,19 @@ mod tests {
             (b"foobar", -790332482),
             (b"a-little-bit-long-string", -985981536),
             (b"a-little-bit-longer-string", -1486304829),
-            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58897971,
+            ),
             (b"abc", 479470107),
         ];
         for &(input, expected) in cases {
-            assert_eq!(murmur2(input), expected, "{}", String::from_utf8_lossy(input));
+            assert_eq!(
+                murmur2(input),
+                expected,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 

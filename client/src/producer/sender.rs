@@ -35,7 +35,11 @@ use crate::records::{BatchIdentity, encode_batch};
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
 enum Event {
-    Produced { node: NodeId, batches: Vec<ProducerBatch>, result: Result<Option<ProduceResponse>> },
+    Produced {
+        node: NodeId,
+        batches: Vec<ProducerBatch>,
+        result: Result<Option<ProduceResponse>>,
+    },
     Metadata,
     Identity(Result<ProducerIdentity>),
 }
@@ -102,18 +106,25 @@ impl Sender {
     }
 
     fn expire(&mut self, now: Instant) {
-        let Some(deadline) = now.checked_sub(self.config.delivery_timeout) else { return };
+        let Some(deadline) = now.checked_sub(self.config.delivery_timeout) else {
+            return;
+        };
         let expired = lock(&self.shared.buffers).acc.expire(deadline);
         for batch in expired {
             if let (Some(idem), Some(seq)) = (self.idem.as_mut(), batch.sequence) {
                 idem.on_abandoned(&batch.tp, seq);
             }
-            self.finish(batch, Err(Error::DeliveryTimeout(self.config.delivery_timeout)));
+            self.finish(
+                batch,
+                Err(Error::DeliveryTimeout(self.config.delivery_timeout)),
+            );
         }
     }
 
     fn maintain_identity(&mut self, now: Instant) {
-        let Some(idem) = self.idem.as_mut() else { return };
+        let Some(idem) = self.idem.as_mut() else {
+            return;
+        };
         if idem.bump_requested() && !idem.bump_epoch() {
             debug!("producer epoch exhausted: asking for a new producer id");
         }
@@ -124,7 +135,8 @@ impl Sender {
         self.identity_pending = true;
         self.identity_retry_at = None;
         let client = self.client.clone();
-        self.events.push(async move { Event::Identity(init_producer_id(&client).await) }.boxed());
+        self.events
+            .push(async move { Event::Identity(init_producer_id(&client).await) }.boxed());
     }
 
     /// Drains ready batches into requests while leaders have request slots; returns when the
@@ -175,7 +187,9 @@ impl Sender {
             if !self.may_send_front(acc, &tp) {
                 continue;
             }
-            let Some(mut batch) = acc.drain_front(&tp) else { continue };
+            let Some(mut batch) = acc.drain_front(&tp) else {
+                continue;
+            };
             if let (Some(idem), None) = (self.idem.as_mut(), batch.sequence) {
                 batch.sequence = idem.assign(&tp, batch.record_count());
             }
@@ -183,14 +197,19 @@ impl Sender {
             building.push(batch);
         }
         let requests = requests.into_iter().filter(|(_, (_, b))| !b.is_empty());
-        (requests.map(|(node, (_, b))| (node, b)).collect(), missing_leader)
+        (
+            requests.map(|(node, (_, b))| (node, b)).collect(),
+            missing_leader,
+        )
     }
 
     /// The ordering gates: idempotence rules, or (without idempotence) one retry at a time.
     fn may_send_front(&mut self, acc: &mut Accumulator, tp: &TopicPartition) -> bool {
         let in_flight = self.partition_in_flight.get(tp).copied().unwrap_or(0);
         let Some(idem) = self.idem.as_mut() else {
-            return acc.front(tp).is_some_and(|b| b.attempts == 0 || in_flight == 0);
+            return acc
+                .front(tp)
+                .is_some_and(|b| b.attempts == 0 || in_flight == 0);
         };
         if idem.identity().is_none() {
             return false;
@@ -213,9 +232,13 @@ impl Sender {
         for (i, batch) in batches.iter_mut().enumerate() {
             batch.attempts += 1;
             batch.retry_at = None;
-            let identity = batch.sequence.map_or(BatchIdentity::NONE, |(id, epoch, seq)| {
-                BatchIdentity { producer_id: id, producer_epoch: epoch, base_sequence: seq }
-            });
+            let identity = batch
+                .sequence
+                .map_or(BatchIdentity::NONE, |(id, epoch, seq)| BatchIdentity {
+                    producer_id: id,
+                    producer_epoch: epoch,
+                    base_sequence: seq,
+                });
             match encode_batch(&batch.records, identity, self.config.compression) {
                 Ok(bytes) => encoded.push((batch.tp.clone(), topic_id(meta, &batch.tp), bytes)),
                 Err(e) => failed.push((i, e)),
@@ -238,7 +261,11 @@ impl Sender {
         self.events.push(
             async move {
                 let result = produce(&client, node, acks, timeout_ms, encoded).await;
-                Event::Produced { node, batches, result }
+                Event::Produced {
+                    node,
+                    batches,
+                    result,
+                }
             }
             .boxed(),
         );
@@ -248,7 +275,11 @@ impl Sender {
         match event {
             Event::Metadata => self.refreshing = false,
             Event::Identity(result) => self.on_identity(result),
-            Event::Produced { node, batches, result } => {
+            Event::Produced {
+                node,
+                batches,
+                result,
+            } => {
                 if let Some(n) = self.node_in_flight.get_mut(&node) {
                     *n = n.saturating_sub(1);
                 }
@@ -266,7 +297,11 @@ impl Sender {
         self.identity_pending = false;
         match (result, self.idem.as_mut()) {
             (Ok(identity), Some(idem)) => {
-                debug!(producer_id = identity.id, epoch = identity.epoch, "producer id assigned");
+                debug!(
+                    producer_id = identity.id,
+                    epoch = identity.epoch,
+                    "producer id assigned"
+                );
                 idem.set_identity(identity);
             }
             (Err(e), _) if e.is_retriable() => {
@@ -281,12 +316,22 @@ impl Sender {
         }
     }
 
-    fn on_produced(&mut self, batches: Vec<ProducerBatch>, result: Result<Option<ProduceResponse>>) {
+    fn on_produced(
+        &mut self,
+        batches: Vec<ProducerBatch>,
+        result: Result<Option<ProduceResponse>>,
+    ) {
         let response = match result {
             Ok(Some(response)) => response,
             Ok(None) => {
                 for batch in batches {
-                    self.finish(batch, Ok(BatchAck { base_offset: -1, log_append_time: -1 }));
+                    self.finish(
+                        batch,
+                        Ok(BatchAck {
+                            base_offset: -1,
+                            log_append_time: -1,
+                        }),
+                    );
                 }
                 return;
             }
@@ -305,8 +350,9 @@ impl Sender {
                 Some(p) if p.error_code == 0 => self.on_success(batch, p),
                 Some(p) => {
                     let code = ResponseError::try_from_code(p.error_code);
-                    let mut err = Error::from_code(p.error_code, &batch.tp.topic, Some(batch.tp.partition))
-                        .unwrap_or(Error::Closed);
+                    let mut err =
+                        Error::from_code(p.error_code, &batch.tp.topic, Some(batch.tp.partition))
+                            .unwrap_or(Error::Closed);
                     if let (Error::Broker { message, .. }, Some(m)) = (&mut err, &p.error_message) {
                         *message = Some(m.to_string());
                     }
@@ -324,7 +370,10 @@ impl Sender {
         if let (Some(idem), Some(seq)) = (self.idem.as_mut(), batch.sequence) {
             idem.on_success(&batch.tp, seq, batch.record_count());
         }
-        let ack = BatchAck { base_offset: p.base_offset, log_append_time: p.log_append_time_ms };
+        let ack = BatchAck {
+            base_offset: p.base_offset,
+            log_append_time: p.log_append_time_ms,
+        };
         self.finish(batch, Ok(ack));
     }
 
@@ -356,7 +405,13 @@ impl Sender {
         };
         match verdict {
             Verdict::Retry => self.retry(batch),
-            Verdict::Success => self.finish(batch, Ok(BatchAck { base_offset: -1, log_append_time: -1 })),
+            Verdict::Success => self.finish(
+                batch,
+                Ok(BatchAck {
+                    base_offset: -1,
+                    log_append_time: -1,
+                }),
+            ),
             Verdict::Fail(e) => self.finish(batch, Err(e)),
             Verdict::Fatal(e) => {
                 self.finish(batch, Err(e.clone()));
@@ -370,7 +425,10 @@ impl Sender {
             if let (Some(idem), Some(seq)) = (self.idem.as_mut(), batch.sequence) {
                 idem.on_abandoned(&batch.tp, seq);
             }
-            return self.finish(batch, Err(Error::DeliveryTimeout(self.config.delivery_timeout)));
+            return self.finish(
+                batch,
+                Err(Error::DeliveryTimeout(self.config.delivery_timeout)),
+            );
         }
         debug!(tp = %batch.tp, attempts = batch.attempts, "retrying batch");
         batch.retry_at = Some(Instant::now() + self.config.retry_backoff);
@@ -413,7 +471,10 @@ impl Sender {
 }
 
 fn topic_id(meta: &ClusterMetadata, tp: &TopicPartition) -> uuid::Uuid {
-    meta.topics.get(&*tp.topic).map(|t| t.id).unwrap_or_default()
+    meta.topics
+        .get(&*tp.topic)
+        .map(|t| t.id)
+        .unwrap_or_default()
 }
 
 async fn init_producer_id(client: &Client) -> Result<ProducerIdentity> {
@@ -426,7 +487,10 @@ async fn init_producer_id(client: &Client) -> Result<ProducerIdentity> {
     if let Some(e) = Error::broker("InitProducerId", response.error_code, None) {
         return Err(e);
     }
-    Ok(ProducerIdentity { id: response.producer_id.0, epoch: response.producer_epoch })
+    Ok(ProducerIdentity {
+        id: response.producer_id.0,
+        epoch: response.producer_epoch,
+    })
 }
 
 /// Builds and sends one Produce request to `node`.
@@ -451,10 +515,15 @@ async fn produce(
             t
         });
         if version >= 13 && id.is_nil() {
-            return Err(Error::protocol(format!("no topic id known for {}", tp.topic)));
+            return Err(Error::protocol(format!(
+                "no topic id known for {}",
+                tp.topic
+            )));
         }
         topic.partition_data.push(
-            PartitionProduceData::default().with_index(tp.partition).with_records(Some(records)),
+            PartitionProduceData::default()
+                .with_index(tp.partition)
+                .with_records(Some(records)),
         );
     }
     let request = ProduceRequest::default()

@@ -8,7 +8,9 @@ use kafka_protocol::records::Compression;
 use crate::producer::partitioner::partition_for_key;
 use crate::records::decode_records;
 use crate::testing::FakeBroker;
-use crate::{Acks, Bootstrap, Client, ClientConfig, Error, Producer, ProducerConfig, ProducerRecord};
+use crate::{
+    Acks, Bootstrap, Client, ClientConfig, Error, Producer, ProducerConfig, ProducerRecord,
+};
 
 async fn producer(broker: &FakeBroker, config: ProducerConfig) -> Producer {
     let mut cc = ClientConfig::new(Bootstrap::parse("fake:9092").unwrap());
@@ -18,14 +20,21 @@ async fn producer(broker: &FakeBroker, config: ProducerConfig) -> Producer {
 }
 
 fn fast() -> ProducerConfig {
-    ProducerConfig { retry_backoff: Duration::from_millis(1), ..Default::default() }
+    ProducerConfig {
+        retry_backoff: Duration::from_millis(1),
+        ..Default::default()
+    }
 }
 
 fn values(broker: &FakeBroker, topic: &str, p: i32) -> Vec<String> {
     broker
         .batches(topic, p)
         .into_iter()
-        .flat_map(|b| decode_records(&std::sync::Arc::from(topic), p, 0, b.bytes).unwrap().records)
+        .flat_map(|b| {
+            decode_records(&std::sync::Arc::from(topic), p, 0, b.bytes)
+                .unwrap()
+                .records
+        })
         .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
         .collect()
 }
@@ -38,7 +47,11 @@ async fn keyed_records_land_where_java_puts_them_with_offsets() {
     let mut futures = Vec::new();
     for i in 0..100 {
         let key = format!("key-{}", i % 10);
-        futures.push(p.send(ProducerRecord::new("t", format!("v{i}")).with_key(key)).await.unwrap());
+        futures.push(
+            p.send(ProducerRecord::new("t", format!("v{i}")).with_key(key))
+                .await
+                .unwrap(),
+        );
     }
     let mut next = [0i64; 3];
     for (i, f) in futures.into_iter().enumerate() {
@@ -46,7 +59,10 @@ async fn keyed_records_land_where_java_puts_them_with_offsets() {
         let key = format!("key-{}", i % 10);
         assert_eq!(md.partition, partition_for_key(key.as_bytes(), 3));
         let slot = &mut next[md.partition as usize];
-        assert_eq!(md.offset, *slot, "offsets are consecutive per partition in send order");
+        assert_eq!(
+            md.offset, *slot,
+            "offsets are consecutive per partition in send order"
+        );
         *slot += 1;
     }
     assert_eq!(next.iter().sum::<i64>(), 100);
@@ -58,24 +74,53 @@ async fn explicit_partition_and_unknown_partition() {
     let broker = FakeBroker::new();
     broker.create_topic("t", 2);
     let p = producer(&broker, fast()).await;
-    let md = p.send(ProducerRecord::new("t", "x").with_partition(1)).await.unwrap().await.unwrap();
+    let md = p
+        .send(ProducerRecord::new("t", "x").with_partition(1))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     assert_eq!((md.partition, md.offset), (1, 0));
-    let err = p.send(ProducerRecord::new("t", "x").with_partition(2)).await.unwrap_err();
-    assert!(matches!(err, Error::UnknownTopicOrPartition { partition: Some(2), .. }));
+    let err = p
+        .send(ProducerRecord::new("t", "x").with_partition(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::UnknownTopicOrPartition {
+            partition: Some(2),
+            ..
+        }
+    ));
 }
 
 #[tokio::test]
 async fn retries_keep_order_and_sequences() {
     let broker = FakeBroker::new();
     broker.create_topic("t", 1);
-    let p = producer(&broker, ProducerConfig { batch_size: 200, ..fast() }).await;
-    p.send(ProducerRecord::new("t", "000")).await.unwrap().await.unwrap();
+    let p = producer(
+        &broker,
+        ProducerConfig {
+            batch_size: 200,
+            ..fast()
+        },
+    )
+    .await;
+    p.send(ProducerRecord::new("t", "000"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     // NOT_LEADER_OR_FOLLOWER for the next three attempts; batches pipelined behind them get
     // OUT_OF_ORDER_SEQUENCE_NUMBER from the broker and are retried in order.
     broker.fail_produce("t", 0, 6, 3, false);
     let mut futures = Vec::new();
     for i in 1..50 {
-        futures.push(p.send(ProducerRecord::new("t", format!("{i:03}"))).await.unwrap());
+        futures.push(
+            p.send(ProducerRecord::new("t", format!("{i:03}")))
+                .await
+                .unwrap(),
+        );
     }
     for (i, f) in futures.into_iter().enumerate() {
         assert_eq!(f.await.unwrap().offset, i as i64 + 1);
@@ -96,7 +141,12 @@ async fn lost_responses_are_deduplicated_by_sequence() {
     broker.create_topic("t", 1);
     broker.fail_produce("t", 0, 7, 1, true); // written, but the answer is REQUEST_TIMED_OUT
     let p = producer(&broker, fast()).await;
-    let md = p.send(ProducerRecord::new("t", "once")).await.unwrap().await.unwrap();
+    let md = p
+        .send(ProducerRecord::new("t", "once"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     assert_eq!(md.offset, 0);
     assert_eq!(values(&broker, "t", 0), vec!["once"]);
     assert!(broker.produce_log().len() >= 2, "it was retried");
@@ -107,9 +157,18 @@ async fn sequence_gap_on_the_head_bumps_the_epoch() {
     let broker = FakeBroker::new();
     broker.create_topic("t", 1);
     let p = producer(&broker, fast()).await;
-    p.send(ProducerRecord::new("t", "a")).await.unwrap().await.unwrap();
+    p.send(ProducerRecord::new("t", "a"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     broker.fail_produce("t", 0, 45, 1, false);
-    let md = p.send(ProducerRecord::new("t", "b")).await.unwrap().await.unwrap();
+    let md = p
+        .send(ProducerRecord::new("t", "b"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     assert_eq!(md.offset, 1);
     let log = broker.produce_log();
     let last = log.last().unwrap();
@@ -124,7 +183,12 @@ async fn fencing_is_fatal() {
     broker.create_topic("t", 1);
     broker.fail_produce("t", 0, 90, 1, false); // PRODUCER_FENCED
     let p = producer(&broker, fast()).await;
-    let err = p.send(ProducerRecord::new("t", "a")).await.unwrap().await.unwrap_err();
+    let err = p
+        .send(ProducerRecord::new("t", "a"))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::ProducerFenced(_)), "{err}");
     assert!(p.send(ProducerRecord::new("t", "b")).await.is_err());
     assert!(p.fatal_error().is_some());
@@ -136,10 +200,20 @@ async fn non_retriable_errors_fail_the_batch() {
     broker.create_topic("t", 1);
     broker.fail_produce("t", 0, 87, 1, false); // INVALID_RECORD
     let p = producer(&broker, fast()).await;
-    let err = p.send(ProducerRecord::new("t", "a")).await.unwrap().await.unwrap_err();
+    let err = p
+        .send(ProducerRecord::new("t", "a"))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
     assert_eq!(err.kafka_code(), Some(87));
     // The producer goes on (with a bumped epoch: the failed batch left a sequence gap).
-    let md = p.send(ProducerRecord::new("t", "b")).await.unwrap().await.unwrap();
+    let md = p
+        .send(ProducerRecord::new("t", "b"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     assert_eq!(md.offset, 0);
 }
 
@@ -147,13 +221,24 @@ async fn non_retriable_errors_fail_the_batch() {
 async fn acks_zero_reports_no_offsets() {
     let broker = FakeBroker::new();
     broker.create_topic("t", 1);
-    let config = ProducerConfig { acks: Acks::None, ..fast() };
+    let config = ProducerConfig {
+        acks: Acks::None,
+        ..fast()
+    };
     let p = producer(&broker, config).await;
-    let md = p.send(ProducerRecord::new("t", "a")).await.unwrap().await.unwrap();
+    let md = p
+        .send(ProducerRecord::new("t", "a"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     assert_eq!(md.offset, -1);
     p.flush().await;
     assert_eq!(broker.log_end("t", 0), 1);
-    assert!(broker.produce_log().iter().all(|e| (e.2).0 == -1), "not idempotent");
+    assert!(
+        broker.produce_log().iter().all(|e| (e.2).0 == -1),
+        "not idempotent"
+    );
 }
 
 #[tokio::test]
@@ -162,11 +247,18 @@ async fn compressed_batches_and_older_produce_versions() {
         let broker = FakeBroker::new();
         broker.cap_version(ApiKey::Produce, cap);
         broker.create_topic("t", 1);
-        let config = ProducerConfig { compression: Compression::Zstd, ..fast() };
+        let config = ProducerConfig {
+            compression: Compression::Zstd,
+            ..fast()
+        };
         let p = producer(&broker, config).await;
         let mut futures = Vec::new();
         for i in 0..20 {
-            futures.push(p.send(ProducerRecord::new("t", format!("z{i}"))).await.unwrap());
+            futures.push(
+                p.send(ProducerRecord::new("t", format!("z{i}")))
+                    .await
+                    .unwrap(),
+            );
         }
         for f in futures {
             f.await.unwrap();
@@ -179,17 +271,29 @@ async fn compressed_batches_and_older_produce_versions() {
 #[tokio::test]
 async fn unknown_topic_fails_after_max_block() {
     let broker = FakeBroker::new();
-    let config = ProducerConfig { max_block: Duration::from_millis(20), ..fast() };
+    let config = ProducerConfig {
+        max_block: Duration::from_millis(20),
+        ..fast()
+    };
     let p = producer(&broker, config).await;
-    let err = p.send(ProducerRecord::new("missing", "a")).await.unwrap_err();
-    assert!(matches!(err, Error::UnknownTopicOrPartition { .. }), "{err}");
+    let err = p
+        .send(ProducerRecord::new("missing", "a"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::UnknownTopicOrPartition { .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn flush_waits_for_lingering_batches() {
     let broker = FakeBroker::new();
     broker.create_topic("t", 1);
-    let config = ProducerConfig { linger: Duration::from_secs(3600), ..fast() };
+    let config = ProducerConfig {
+        linger: Duration::from_secs(3600),
+        ..fast()
+    };
     let p = producer(&broker, config).await;
     let f = p.send(ProducerRecord::new("t", "a")).await.unwrap();
     p.flush().await;
@@ -201,7 +305,11 @@ async fn flush_waits_for_lingering_batches() {
 async fn null_keys_stick_to_a_partition_per_batch() {
     let broker = FakeBroker::new();
     broker.create_topic("t", 4);
-    let config = ProducerConfig { partitioner_seed: Some(3), linger: Duration::from_secs(3600), ..fast() };
+    let config = ProducerConfig {
+        partitioner_seed: Some(3),
+        linger: Duration::from_secs(3600),
+        ..fast()
+    };
     let p = producer(&broker, config).await;
     let mut parts = Vec::new();
     for _ in 0..10 {
@@ -212,5 +320,8 @@ async fn null_keys_stick_to_a_partition_per_batch() {
     for f in parts {
         partitions.push(f.await.unwrap().partition);
     }
-    assert!(partitions.windows(2).all(|w| w[0] == w[1]), "{partitions:?}");
+    assert!(
+        partitions.windows(2).all(|w| w[0] == w[1]),
+        "{partitions:?}"
+    );
 }

@@ -63,7 +63,11 @@ struct PartitionSequences {
 
 impl PartitionSequences {
     fn new(id: ProducerIdentity) -> Self {
-        PartitionSequences { producer_id: id.id, epoch: id.epoch, ..Default::default() }
+        PartitionSequences {
+            producer_id: id.id,
+            epoch: id.epoch,
+            ..Default::default()
+        }
     }
 }
 
@@ -77,7 +81,11 @@ pub struct Idempotence {
 
 /// Kafka's sequence arithmetic: wraps at `i32::MAX` to 0.
 pub fn increment_sequence(seq: i32, by: i32) -> i32 {
-    if seq > i32::MAX - by { by - (i32::MAX - seq) - 1 } else { seq + by }
+    if seq > i32::MAX - by {
+        by - (i32::MAX - seq) - 1
+    } else {
+        seq + by
+    }
 }
 
 impl Idempotence {
@@ -100,7 +108,9 @@ impl Idempotence {
     /// Bumps the epoch locally. Returns `false` when the epoch is exhausted and a new producer id
     /// is needed (the caller then runs InitProducerId and calls [`Idempotence::set_identity`]).
     pub fn bump_epoch(&mut self) -> bool {
-        let Some(identity) = self.identity.as_mut() else { return false };
+        let Some(identity) = self.identity.as_mut() else {
+            return false;
+        };
         if identity.epoch >= i16::MAX - 1 {
             self.identity = None;
             return false;
@@ -121,14 +131,17 @@ impl Idempotence {
     /// Restarts `tp` at sequence 0 under the current epoch (only with nothing in flight).
     pub fn reset_partition(&mut self, tp: &TopicPartition) {
         if let Some(id) = self.identity {
-            self.partitions.insert(tp.clone(), PartitionSequences::new(id));
+            self.partitions
+                .insert(tp.clone(), PartitionSequences::new(id));
         }
     }
 
     /// Whether a batch may be sent now: a retry (`sequence` set) only as the oldest unacked
     /// batch under the current epoch; a new batch while fewer than 5 are unacked.
     pub fn can_send(&self, tp: &TopicPartition, sequence: Option<(i64, i16, i32)>) -> bool {
-        let Some(id) = self.identity else { return false };
+        let Some(id) = self.identity else {
+            return false;
+        };
         if self.bump_requested {
             return false;
         }
@@ -219,7 +232,9 @@ impl Idempotence {
     }
 
     fn is_ahead_of_expected(&self, tp: &TopicPartition, sequence: (i64, i16, i32)) -> bool {
-        let Some(state) = self.partitions.get(tp) else { return false };
+        let Some(state) = self.partitions.get(tp) else {
+            return false;
+        };
         let expected = state.last_acked.map_or(0, |s| increment_sequence(s, 1));
         let distance = (i64::from(sequence.2) - i64::from(expected)).rem_euclid(1 << 31);
         distance != 0 && distance < (1 << 30)

@@ -3,7 +3,10 @@ use std::sync::Arc;
 use super::*;
 
 fn tp(p: i32) -> TopicPartition {
-    TopicPartition { topic: Arc::from("t"), partition: p }
+    TopicPartition {
+        topic: Arc::from("t"),
+        partition: p,
+    }
 }
 
 fn ready() -> Idempotence {
@@ -57,8 +60,26 @@ fn retries_go_out_oldest_first() {
     let a = s.assign(&tp(0), 2).unwrap();
     let b = s.assign(&tp(0), 2).unwrap();
     // Both failed with NOT_LEADER: only the oldest may go again.
-    assert_eq!(s.on_error(&tp(0), b, ResponseError::NotLeaderOrFollower, -1, err(ResponseError::NotLeaderOrFollower)), Verdict::Retry);
-    assert_eq!(s.on_error(&tp(0), a, ResponseError::NotLeaderOrFollower, -1, err(ResponseError::NotLeaderOrFollower)), Verdict::Retry);
+    assert_eq!(
+        s.on_error(
+            &tp(0),
+            b,
+            ResponseError::NotLeaderOrFollower,
+            -1,
+            err(ResponseError::NotLeaderOrFollower)
+        ),
+        Verdict::Retry
+    );
+    assert_eq!(
+        s.on_error(
+            &tp(0),
+            a,
+            ResponseError::NotLeaderOrFollower,
+            -1,
+            err(ResponseError::NotLeaderOrFollower)
+        ),
+        Verdict::Retry
+    );
     assert!(!s.can_send(&tp(0), Some(b)));
     assert!(s.can_send(&tp(0), Some(a)));
     s.on_success(&tp(0), a, 2);
@@ -70,7 +91,13 @@ fn out_of_order_on_a_later_batch_retries_without_bump() {
     let mut s = ready();
     let _a = s.assign(&tp(0), 1).unwrap();
     let b = s.assign(&tp(0), 1).unwrap();
-    let v = s.on_error(&tp(0), b, ResponseError::OutOfOrderSequenceNumber, 0, err(ResponseError::OutOfOrderSequenceNumber));
+    let v = s.on_error(
+        &tp(0),
+        b,
+        ResponseError::OutOfOrderSequenceNumber,
+        0,
+        err(ResponseError::OutOfOrderSequenceNumber),
+    );
     assert_eq!(v, Verdict::Retry);
     assert!(!s.bump_requested());
 }
@@ -82,14 +109,23 @@ fn out_of_order_on_the_head_bumps_the_epoch_and_restarts_sequences() {
     s.on_success(&tp(0), a, 3);
     let b = s.assign(&tp(0), 1).unwrap();
     assert_eq!(b.2, 3);
-    let v = s.on_error(&tp(0), b, ResponseError::OutOfOrderSequenceNumber, 0, err(ResponseError::OutOfOrderSequenceNumber));
+    let v = s.on_error(
+        &tp(0),
+        b,
+        ResponseError::OutOfOrderSequenceNumber,
+        0,
+        err(ResponseError::OutOfOrderSequenceNumber),
+    );
     assert_eq!(v, Verdict::Retry);
     assert!(s.bump_requested());
     assert!(!s.can_send(&tp(0), None), "no sends until the bump is done");
     assert!(s.bump_epoch());
     assert_eq!(s.identity(), Some(ProducerIdentity { id: 9, epoch: 1 }));
     assert!(s.is_stale(&tp(0)));
-    assert!(!s.can_send(&tp(0), Some(b)), "old-epoch sequence is not resent");
+    assert!(
+        !s.can_send(&tp(0), Some(b)),
+        "old-epoch sequence is not resent"
+    );
     s.reset_partition(&tp(0));
     assert!(!s.is_stale(&tp(0)));
     assert_eq!(s.assign(&tp(0), 1), Some((9, 1, 0)));
@@ -99,9 +135,21 @@ fn out_of_order_on_the_head_bumps_the_epoch_and_restarts_sequences() {
 fn fencing_is_fatal_and_duplicates_are_success() {
     let mut s = ready();
     let a = s.assign(&tp(0), 1).unwrap();
-    let v = s.on_error(&tp(0), a, ResponseError::ProducerFenced, 0, err(ResponseError::ProducerFenced));
+    let v = s.on_error(
+        &tp(0),
+        a,
+        ResponseError::ProducerFenced,
+        0,
+        err(ResponseError::ProducerFenced),
+    );
     assert!(matches!(v, Verdict::Fatal(Error::ProducerFenced(_))));
-    let v = s.on_error(&tp(0), a, ResponseError::DuplicateSequenceNumber, 0, err(ResponseError::DuplicateSequenceNumber));
+    let v = s.on_error(
+        &tp(0),
+        a,
+        ResponseError::DuplicateSequenceNumber,
+        0,
+        err(ResponseError::DuplicateSequenceNumber),
+    );
     assert_eq!(v, Verdict::Success);
 }
 
@@ -109,7 +157,13 @@ fn fencing_is_fatal_and_duplicates_are_success() {
 fn permanent_failure_leaves_a_gap_and_asks_for_a_bump() {
     let mut s = ready();
     let a = s.assign(&tp(0), 1).unwrap();
-    let v = s.on_error(&tp(0), a, ResponseError::InvalidRecord, 0, err(ResponseError::InvalidRecord));
+    let v = s.on_error(
+        &tp(0),
+        a,
+        ResponseError::InvalidRecord,
+        0,
+        err(ResponseError::InvalidRecord),
+    );
     assert!(matches!(v, Verdict::Fail(_)));
     assert!(s.bump_requested());
 }
@@ -119,16 +173,25 @@ fn unknown_producer_id_without_log_start_just_retries() {
     let mut s = ready();
     let a = s.assign(&tp(0), 1).unwrap();
     let e = err(ResponseError::UnknownProducerId);
-    assert_eq!(s.on_error(&tp(0), a, ResponseError::UnknownProducerId, -1, e.clone()), Verdict::Retry);
+    assert_eq!(
+        s.on_error(&tp(0), a, ResponseError::UnknownProducerId, -1, e.clone()),
+        Verdict::Retry
+    );
     assert!(!s.bump_requested());
-    assert_eq!(s.on_error(&tp(0), a, ResponseError::UnknownProducerId, 0, e), Verdict::Retry);
+    assert_eq!(
+        s.on_error(&tp(0), a, ResponseError::UnknownProducerId, 0, e),
+        Verdict::Retry
+    );
     assert!(s.bump_requested());
 }
 
 #[test]
 fn exhausted_epoch_needs_a_new_producer_id() {
     let mut s = Idempotence::default();
-    s.set_identity(ProducerIdentity { id: 1, epoch: i16::MAX - 1 });
+    s.set_identity(ProducerIdentity {
+        id: 1,
+        epoch: i16::MAX - 1,
+    });
     assert!(!s.bump_epoch());
     assert_eq!(s.identity(), None);
 }
@@ -140,7 +203,13 @@ fn out_of_order_behind_the_acked_sequence_bumps() {
     let b = s.assign(&tp(0), 1).unwrap();
     // The broker (with no state for us) took `b` first; `a` can never be accepted now.
     s.on_success(&tp(0), b, 1);
-    let v = s.on_error(&tp(0), a, ResponseError::OutOfOrderSequenceNumber, 0, err(ResponseError::OutOfOrderSequenceNumber));
+    let v = s.on_error(
+        &tp(0),
+        a,
+        ResponseError::OutOfOrderSequenceNumber,
+        0,
+        err(ResponseError::OutOfOrderSequenceNumber),
+    );
     assert_eq!(v, Verdict::Retry);
     assert!(s.bump_requested());
 }

@@ -135,7 +135,10 @@ mod tests {
             log_append_time: false,
             key: Some(Bytes::from_static(b"k\xff")),
             value: Some(Bytes::from_static(b"v\x00\xfe")),
-            headers: vec![("a".into(), Some(Bytes::from_static(b"1"))), ("b".into(), None)],
+            headers: vec![
+                ("a".into(), Some(Bytes::from_static(b"1"))),
+                ("b".into(), None),
+            ],
         }
     }
 
@@ -153,7 +156,10 @@ mod tests {
     #[test]
     fn placeholders_and_escapes() {
         let out = render("%T/%p@%o %t [%k] %K %S %h 100%%\\t\\\\é", &record());
-        assert_eq!(out, b"t/2@41 1700 [k\xff] 2 3 a=1,b= 100%\t\\\xc3\xa9".to_vec());
+        assert_eq!(
+            out,
+            b"t/2@41 1700 [k\xff] 2 3 a=1,b= 100%\t\\\xc3\xa9".to_vec()
+        );
         let mut null = record();
         null.key = None;
         assert_eq!(render("%k|%K", &null), b"|-1");

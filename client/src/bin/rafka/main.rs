@@ -73,7 +73,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("rafka: error: cannot start the runtime: {e}");
@@ -121,11 +124,20 @@ mod tests {
     #[test]
     fn bootstrap_flags_select_the_transport() {
         let cli = parse(&["topic", "list"]).unwrap();
-        assert_eq!(cli.global.client_config().unwrap().bootstrap, Bootstrap::default());
+        assert_eq!(
+            cli.global.client_config().unwrap().bootstrap,
+            Bootstrap::default()
+        );
         let cli = parse(&["--kafka", "localhost:9092", "topic", "list"]).unwrap();
-        assert!(matches!(cli.global.client_config().unwrap().bootstrap, Bootstrap::Kafka(_)));
+        assert!(matches!(
+            cli.global.client_config().unwrap().bootstrap,
+            Bootstrap::Kafka(_)
+        ));
         let cli = parse(&["topic", "list", "--bootstrap", "h:1"]).unwrap();
-        assert!(matches!(cli.global.client_config().unwrap().bootstrap, Bootstrap::Kafka(_)));
+        assert!(matches!(
+            cli.global.client_config().unwrap().bootstrap,
+            Bootstrap::Kafka(_)
+        ));
         let cli = parse(&["--kafka", "/ip4/1.2.3.4/tcp/1", "topic", "list"]).unwrap();
         assert!(cli.global.client_config().is_err());
     }
@@ -133,14 +145,26 @@ mod tests {
     #[test]
     fn topic_commands_parse() {
         let cli = parse(&[
-            "topic", "create", "t", "--partitions", "3", "--replication-factor", "2", "--config",
-            "retention.ms=1000", "--config", "cleanup.policy=compact",
+            "topic",
+            "create",
+            "t",
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "2",
+            "--config",
+            "retention.ms=1000",
+            "--config",
+            "cleanup.policy=compact",
         ])
         .unwrap();
         let Command::Topic(commands::topic::TopicCommand::Create(c)) = cli.command else {
             panic!("not create")
         };
-        assert_eq!((c.name.as_str(), c.partitions, c.replication_factor), ("t", Some(3), Some(2)));
+        assert_eq!(
+            (c.name.as_str(), c.partitions, c.replication_factor),
+            ("t", Some(3), Some(2))
+        );
         assert_eq!(c.config.len(), 2);
         assert!(parse(&["topic", "create", "t", "--config", "novalue"]).is_err());
         assert!(parse(&["topic", "describe"]).is_err());
@@ -150,11 +174,25 @@ mod tests {
     #[test]
     fn produce_and_consume_options_parse() {
         let cli = parse(&[
-            "produce", "t", "--key-separator", ":", "--acks", "1", "--partition", "2",
-            "--linger-ms", "5", "--batch-size", "65536", "--compression", "zstd",
+            "produce",
+            "t",
+            "--key-separator",
+            ":",
+            "--acks",
+            "1",
+            "--partition",
+            "2",
+            "--linger-ms",
+            "5",
+            "--batch-size",
+            "65536",
+            "--compression",
+            "zstd",
         ])
         .unwrap();
-        let Command::Produce(p) = cli.command else { panic!("not produce") };
+        let Command::Produce(p) = cli.command else {
+            panic!("not produce")
+        };
         assert_eq!(p.key_separator.as_deref(), Some(":"));
         assert_eq!(p.partition, Some(2));
         assert!(p.producer_config().is_ok());
@@ -162,11 +200,26 @@ mod tests {
         assert!(parse(&["produce", "t", "--compression", "brotli"]).is_err());
 
         let cli = parse(&[
-            "consume", "t", "--from-beginning", "-n", "10", "--group", "g", "--format", "%k %v\\n",
-            "--timeout-ms", "1000", "--partition", "0", "--partition", "1",
+            "consume",
+            "t",
+            "--from-beginning",
+            "-n",
+            "10",
+            "--group",
+            "g",
+            "--format",
+            "%k %v\\n",
+            "--timeout-ms",
+            "1000",
+            "--partition",
+            "0",
+            "--partition",
+            "1",
         ])
         .unwrap();
-        let Command::Consume(c) = cli.command else { panic!("not consume") };
+        let Command::Consume(c) = cli.command else {
+            panic!("not consume")
+        };
         assert_eq!(c.max_messages, Some(10));
         assert_eq!(c.partition, vec![0, 1]);
         assert!(parse(&["consume", "t", "--format", "%x"]).is_err());

@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use rafka_client::{
-    Client, Consumer, ConsumerConfig, OffsetReset, SeekTo, TopicPartition,
-};
+use rafka_client::{Client, Consumer, ConsumerConfig, OffsetReset, SeekTo, TopicPartition};
 
 use crate::format::{DEFAULT_FORMAT, Format};
 
@@ -48,7 +46,11 @@ const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
     let config = ConsumerConfig {
         group_id: args.group.clone(),
-        auto_offset_reset: if args.from_beginning { OffsetReset::Earliest } else { OffsetReset::Latest },
+        auto_offset_reset: if args.from_beginning {
+            OffsetReset::Earliest
+        } else {
+            OffsetReset::Latest
+        },
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(client.clone(), config)?;
@@ -58,10 +60,16 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("consume {}", args.topic))?;
     if !args.partition.is_empty() {
-        let chosen: Vec<TopicPartition> =
-            all.into_iter().filter(|tp| args.partition.contains(&tp.partition)).collect();
+        let chosen: Vec<TopicPartition> = all
+            .into_iter()
+            .filter(|tp| args.partition.contains(&tp.partition))
+            .collect();
         if chosen.len() != args.partition.len() {
-            anyhow::bail!("topic {} has no partition among {:?}", args.topic, args.partition);
+            anyhow::bail!(
+                "topic {} has no partition among {:?}",
+                args.topic,
+                args.partition
+            );
         }
         consumer.assign(chosen);
     }
@@ -95,7 +103,9 @@ async fn consume_loop(consumer: &mut Consumer, args: &ConsumeArgs) -> anyhow::Re
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     loop {
-        let budget = idle.map_or(Duration::from_secs(1), |i| i.saturating_sub(last_record.elapsed()));
+        let budget = idle.map_or(Duration::from_secs(1), |i| {
+            i.saturating_sub(last_record.elapsed())
+        });
         let records = tokio::select! {
             r = consumer.poll(budget.min(Duration::from_secs(1))) => r?,
             _ = &mut interrupted => break,
@@ -115,7 +125,10 @@ async fn consume_loop(consumer: &mut Consumer, args: &ConsumeArgs) -> anyhow::Re
                 return stdout_closed(e, printed);
             }
             printed.count += 1;
-            printed.next.insert(TopicPartition::new(r.topic.clone(), r.partition), r.offset + 1);
+            printed.next.insert(
+                TopicPartition::new(r.topic.clone(), r.partition),
+                r.offset + 1,
+            );
         }
         if let Err(e) = out.flush() {
             return stdout_closed(e, printed);
@@ -150,7 +163,10 @@ async fn commit(consumer: &mut Consumer, printed: &mut Printed) -> anyhow::Resul
     if pending.is_empty() {
         return Ok(());
     }
-    consumer.commit_offsets(&pending).await.context("commit offsets")?;
+    consumer
+        .commit_offsets(&pending)
+        .await
+        .context("commit offsets")?;
     printed.committed.extend(pending);
     Ok(())
 }
@@ -160,7 +176,9 @@ async fn commit_printed(
     args: &ConsumeArgs,
     result: &anyhow::Result<Printed>,
 ) -> anyhow::Result<()> {
-    let (Some(_), Ok(printed)) = (&args.group, result) else { return Ok(()) };
+    let (Some(_), Ok(printed)) = (&args.group, result) else {
+        return Ok(());
+    };
     let mut printed = Printed {
         count: printed.count,
         next: printed.next.clone(),

@@ -112,7 +112,10 @@ pub async fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
         return Err(e);
     }
     if let Some(e) = first_error {
-        bail!("{} of {sent} records were not delivered; first error: {e}", sent - delivered);
+        bail!(
+            "{} of {sent} records were not delivered; first error: {e}",
+            sent - delivered
+        );
     }
     tracing::info!(records = sent, topic = %topic, "produced");
     Ok(())
@@ -243,7 +246,12 @@ mod tests {
         let input = b"a\r\n\n\xff\x00bin\nlast";
         assert_eq!(
             lines_of(input),
-            vec![b"a\r".to_vec(), vec![], b"\xff\x00bin".to_vec(), b"last".to_vec()]
+            vec![
+                b"a\r".to_vec(),
+                vec![],
+                b"\xff\x00bin".to_vec(),
+                b"last".to_vec()
+            ]
         );
         assert!(lines_of(b"").is_empty());
     }

@@ -5,8 +5,8 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use rafka_client::admin::{Admin, NewTopic};
 use rafka_client::Client;
+use rafka_client::admin::{Admin, NewTopic};
 
 /// Topic administration.
 #[derive(Debug, Subcommand)]
@@ -44,7 +44,9 @@ pub struct CreateArgs {
 }
 
 fn parse_config(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
     if k.is_empty() {
         return Err("empty config key".into());
     }
@@ -63,7 +65,10 @@ pub async fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
                 replication_factor: args.replication_factor.unwrap_or(-1),
                 configs: args.config.into_iter().collect::<BTreeMap<_, _>>(),
             };
-            admin.create_topic(topic).await.with_context(|| format!("create topic {}", args.name))?;
+            admin
+                .create_topic(topic)
+                .await
+                .with_context(|| format!("create topic {}", args.name))?;
             writeln!(out, "Created topic {}.", args.name)?;
         }
         TopicCommand::List => {
@@ -72,7 +77,10 @@ pub async fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
             }
         }
         TopicCommand::Describe { name } => {
-            let d = admin.describe_topic(&name).await.with_context(|| format!("describe topic {name}"))?;
+            let d = admin
+                .describe_topic(&name)
+                .await
+                .with_context(|| format!("describe topic {name}"))?;
             let rf = d.topic.partitions.first().map_or(0, |p| p.replicas.len());
             let configs: Vec<String> = d
                 .configs
@@ -104,7 +112,10 @@ pub async fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
             }
         }
         TopicCommand::Delete { name } => {
-            admin.delete_topic(&name).await.with_context(|| format!("delete topic {name}"))?;
+            admin
+                .delete_topic(&name)
+                .await
+                .with_context(|| format!("delete topic {name}"))?;
             writeln!(out, "Deleted topic {name}.")?;
         }
     }
