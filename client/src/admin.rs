@@ -99,10 +99,22 @@ impl Admin {
                     .with_value(Some(StrBytes::from_string(v.clone())))
             })
             .collect();
+        // Broker defaults (-1) need CreateTopics v4+ (KIP-464); older brokers get 1.
+        let defaults_ok = version >= 4;
+        let partitions = if topic.partitions < 0 && !defaults_ok {
+            1
+        } else {
+            topic.partitions
+        };
+        let rf = if topic.replication_factor < 0 && !defaults_ok {
+            1
+        } else {
+            topic.replication_factor
+        };
         let creatable = CreatableTopic::default()
             .with_name(TopicName(StrBytes::from_string(topic.name.clone())))
-            .with_num_partitions(topic.partitions)
-            .with_replication_factor(topic.replication_factor)
+            .with_num_partitions(partitions)
+            .with_replication_factor(rf)
             .with_configs(configs);
         let timeout_ms = i32::try_from(self.timeout.as_millis()).unwrap_or(i32::MAX);
         let request = CreateTopicsRequest::default()

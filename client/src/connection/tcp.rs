@@ -70,7 +70,13 @@ impl TcpTransport {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (pending_tx, pending_rx) = mpsc::unbounded_channel();
         let closed = Arc::new(AtomicBool::new(false));
-        let writer = tokio::spawn(write_loop(rx, write, pending_tx, closed.clone()));
+        let writer = tokio::spawn(write_loop(
+            rx,
+            write,
+            pending_tx,
+            endpoint.clone(),
+            closed.clone(),
+        ));
         let reader = tokio::spawn(read_loop(
             BufReader::with_capacity(64 * 1024, read),
             pending_rx,
@@ -141,6 +147,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Outgoing>,
     write: OwnedWriteHalf,
     pending: mpsc::UnboundedSender<Reply>,
+    endpoint: String,
     closed: Arc<AtomicBool>,
 ) {
     let mut writer = BufWriter::with_capacity(64 * 1024, write);
@@ -151,7 +158,7 @@ async fn write_loop(
             let result = write_frame(&mut writer, &out.frame).await;
             if let Err(e) = result {
                 let _ = out.reply.send(Err(Error::Disconnected {
-                    endpoint: String::new(),
+                    endpoint,
                     reason: e.to_string(),
                 }));
                 closed.store(true, Ordering::Release);

@@ -93,6 +93,7 @@ pub struct RecordMetadata {
 
 /// Resolves once the record's batch is acknowledged (or has failed). `.await` it directly.
 #[derive(Debug)]
+#[must_use = "a delivery future reports whether the record was written"]
 pub struct DeliveryFuture {
     outcome: watch::Receiver<BatchOutcome>,
     tp: TopicPartition,
