@@ -29,7 +29,7 @@ struct Args {
 
 fn parse_args() -> Result<Args> {
     let mut args = Args {
-        records: 2_000_000,
+        records: 5_000_000,
         modes: vec![
             FsyncPolicy::Always,
             FsyncPolicy::Interval(Duration::from_millis(100)),

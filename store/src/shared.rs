@@ -25,6 +25,15 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
+    /// `meta`, `index` and `producers`: written with every batch, never large.
+    pub(crate) fn small_keyspaces(&self) -> [Keyspace; 3] {
+        [
+            self.meta.clone(),
+            self.index.clone(),
+            self.producers.clone(),
+        ]
+    }
+
     pub(crate) fn open_keyspace(&self, name: &str) -> fjall::Result<Keyspace> {
         let bytes = self.memtable_bytes;
         self.db.keyspace(name, || {

@@ -134,12 +134,7 @@ impl Writer {
         // Sealed journals hold handles to the keyspaces they have data of, so the folders
         // only go once those journals are deleted, which fjall checks after each flush.
         // Flushing the small keyspaces lets it happen now rather than at the next roll.
-        let e = &self.engine;
-        for ks in [&e.meta, &e.index, &e.producers] {
-            if let Err(err) = ks.rotate_memtable() {
-                tracing::warn!(keyspace = %ks.name(), error = %err, "could not rotate a memtable");
-            }
-        }
+        super::rotate(&self.engine.small_keyspaces());
     }
 
     fn set_config(&mut self, tp: TopicPartition, config: LogConfig) -> Result<()> {

@@ -243,6 +243,7 @@ pub(crate) fn put_batch(
         g.epochs.insert(tp);
     }
     g.touched.insert(tp);
+    g.bytes += size as u64;
     Counters::add(&stats.appended_batches, 1);
     Counters::add(&stats.appended_bytes, size as u64);
     Ok(())

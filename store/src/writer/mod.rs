@@ -33,6 +33,9 @@ use std::time::{Duration, Instant};
 
 /// At most this many requests per group commit.
 const MAX_GROUP_REQUESTS: usize = 2_048;
+/// Appended bytes after which `meta`, `index` and `producers` are flushed (fjall rotates its
+/// journal at 64 MB; a journal can only be deleted once every keyspace in it is flushed).
+const SMALL_FLUSH_BYTES: u64 = 64 * 1024 * 1024;
 /// At most this many bytes of batches per group commit.
 const MAX_GROUP_BYTES: usize = 64 * 1024 * 1024;
 
@@ -46,6 +49,8 @@ pub(crate) struct Writer {
     next_hw_check: Instant,
     sync_deadline: Option<Instant>,
     failed: Option<String>,
+    /// Bytes committed since `meta`, `index` and `producers` were last flushed.
+    unflushed_small: u64,
 }
 
 /// One group commit in the making.
@@ -60,6 +65,7 @@ pub(crate) struct Group {
     pub producers: HashSet<(TopicPartition, i64)>,
     pub sealed: Vec<Keyspace>,
     pub requests: u64,
+    pub bytes: u64,
 }
 
 impl Group {
@@ -75,6 +81,7 @@ impl Group {
             producers: HashSet::new(),
             sealed: Vec::new(),
             requests: 0,
+            bytes: 0,
         }
     }
 
@@ -109,6 +116,7 @@ impl Writer {
             next_hw_check: Instant::now() + hw_interval,
             sync_deadline: None,
             failed: None,
+            unflushed_small: 0,
         }
     }
 
@@ -234,18 +242,31 @@ impl Writer {
             reply.send(Ok(appended));
         }
         // A sealed segment takes no more writes: flush its memtable now rather than holding
-        // it in memory (and its journal) until journal pressure forces it.
-        // The small keyspaces written with every batch are flushed too, or the journals
-        // behind them could not be deleted until journal-size pressure forces it.
-        if !g.sealed.is_empty() {
-            let e = &self.engine;
-            g.sealed
-                .extend([e.index.clone(), e.meta.clone(), e.producers.clone()]);
+        // it in memory (and its journal) until journal pressure forces it. The small
+        // keyspaces written with every batch never fill a memtable: flush them after each
+        // roll and every 64 MiB of appends (fjall's journal size), or every journal behind them would stay
+        // (and be replayed at open) until journal-size pressure forces a flush.
+        self.unflushed_small += g.bytes;
+        if !g.sealed.is_empty() || self.unflushed_small >= SMALL_FLUSH_BYTES {
+            self.unflushed_small = 0;
+            g.sealed.extend(self.engine.small_keyspaces());
         }
-        for ks in g.sealed {
-            if let Err(e) = ks.rotate_memtable() {
-                tracing::warn!(keyspace = %ks.name(), error = %e, "could not rotate a memtable");
-            }
+        rotate(&g.sealed);
+    }
+
+    /// Flushes every memtable and waits (up to `timeout`) until fjall has written them and
+    /// deleted the journals they made obsolete, so the next open replays almost nothing.
+    fn flush_memtables(&self, timeout: Duration) {
+        let mut all: Vec<Keyspace> = self.engine.small_keyspaces().to_vec();
+        let segments = self.parts.values().flat_map(|st| st.segments.iter());
+        all.extend(segments.map(|s| s.keyspace.clone()));
+        rotate(&all);
+        let deadline = Instant::now() + timeout;
+        let db = &self.engine.db;
+        while Instant::now() < deadline
+            && !(db.journal_count() == 1 && all.iter().all(|k| k.sealed_memtable_count() == 0))
+        {
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
@@ -288,10 +309,21 @@ impl Writer {
         if let Err(e) = self.checkpoint_high_watermarks() {
             tracing::warn!(error = %e, "final high watermark checkpoint failed");
         }
+        if self.failed.is_none() {
+            self.flush_memtables(Duration::from_secs(10));
+        }
         match self.engine.db.persist(PersistMode::SyncAll) {
             Ok(()) => Counters::add(&self.stats.fsyncs, 1),
             Err(e) => tracing::warn!(error = %e, "final fsync failed"),
         }
         tracing::debug!("store writer stopped");
+    }
+}
+
+fn rotate(keyspaces: &[Keyspace]) {
+    for ks in keyspaces {
+        if let Err(e) = ks.rotate_memtable() {
+            tracing::warn!(keyspace = %ks.name(), error = %e, "could not rotate a memtable");
+        }
     }
 }
