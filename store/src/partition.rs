@@ -45,11 +45,24 @@ impl PartitionLog {
 
     /// Leader append of exactly ONE RecordBatch v2 (the produce path): validates it, answers
     /// idempotent retries, assigns offsets, makes it durable per the fsync policy, resolves.
-    pub async fn append(&self, batch: Bytes, opts: AppendOptions) -> Result<Appended> {
+    ///
+    /// The batch is validated and queued to the writer when `append` is CALLED, not when the
+    /// future is first polled: appends from one caller land in call order (the broker relies
+    /// on it for pipelined produce requests). While the writer's queue is full the call
+    /// blocks (backpressure).
+    pub fn append(
+        &self,
+        batch: Bytes,
+        opts: AppendOptions,
+    ) -> impl Future<Output = Result<Appended>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        self.inner
-            .send(self.leader_request(batch, opts, Reply::Async(tx))?)?;
-        rx.await.unwrap_or(Err(StoreError::Closed))
+        let queued = self
+            .leader_request(batch, opts, Reply::Async(tx))
+            .and_then(|req| self.inner.send(req));
+        async move {
+            queued?;
+            rx.await.unwrap_or(Err(StoreError::Closed))
+        }
     }
 
     /// [`PartitionLog::append`] for threads outside an async runtime.
@@ -61,11 +74,19 @@ impl PartitionLog {
 
     /// Follower append: one or more batches that already carry their offsets (and leader
     /// epochs). The first base offset must equal the log end; later ones must not go back.
-    pub async fn append_replicated(&self, batches: Bytes) -> Result<Appended> {
+    /// Queued when called, like [`PartitionLog::append`].
+    pub fn append_replicated(
+        &self,
+        batches: Bytes,
+    ) -> impl Future<Output = Result<Appended>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        self.inner
-            .send(self.replica_request(batches, Reply::Async(tx))?)?;
-        rx.await.unwrap_or(Err(StoreError::Closed))
+        let queued = self
+            .replica_request(batches, Reply::Async(tx))
+            .and_then(|req| self.inner.send(req));
+        async move {
+            queued?;
+            rx.await.unwrap_or(Err(StoreError::Closed))
+        }
     }
 
     /// [`PartitionLog::append_replicated`] for threads outside an async runtime.

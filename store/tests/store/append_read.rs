@@ -213,3 +213,30 @@ fn unknown_and_deleted_partitions() -> anyhow::Result<()> {
     assert_eq!(decode(&fresh.read(0, usize::MAX, i64::MAX)?).len(), 2);
     Ok(())
 }
+
+#[test]
+fn append_is_queued_when_called_not_when_polled() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path())?;
+    let log = store.create_partition(tp(7, 0), LogConfig::default())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Futures created in order, polled in reverse: offsets follow creation order.
+    let futures: Vec<_> = (0..5).map(|i| log.append(simple(1, i), opts())).collect();
+    let results = rt.block_on(async {
+        let mut out = Vec::new();
+        for f in futures.into_iter().rev() {
+            out.push(f.await?.base_offset);
+        }
+        anyhow::Ok(out)
+    })?;
+    assert_eq!(results, vec![4, 3, 2, 1, 0]);
+    // A future dropped unpolled still appended.
+    drop(log.append(simple(1, 9), opts()));
+    let log2 = log.clone();
+    assert!(wait_until(std::time::Duration::from_secs(5), move || log2
+        .log_end_offset()
+        == 6));
+    Ok(())
+}
