@@ -79,6 +79,7 @@ struct State {
     requests: Vec<(i16, i16)>,
     produce_log: Vec<ProduceAttempt>,
     version_caps: HashMap<i16, i16>,
+    advertised: Option<(String, i32)>,
 }
 
 /// The in-memory broker (node 1 at `fake:9092`). Cheap to clone.
@@ -156,6 +157,22 @@ impl FakeBroker {
         lock(&self.state).requests.clone()
     }
 
+    /// Serves this broker on a TCP listener (Kafka framing) at `addr` (e.g. `127.0.0.1:0`),
+    /// advertising the bound address in Metadata. Returns the address; the server runs until
+    /// the runtime stops.
+    pub async fn serve_tcp(&self, addr: &str) -> std::io::Result<std::net::SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        lock(&self.state).advertised = Some((local.ip().to_string(), i32::from(local.port())));
+        let broker = self.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(serve_connection(broker.clone(), socket));
+            }
+        });
+        Ok(local)
+    }
+
     /// Appends a raw batch as a producer would (for consumer tests).
     pub fn append_raw(&self, topic: &str, partition: i32, batch: Bytes) -> Result<i64> {
         let mut state = lock(&self.state);
@@ -194,9 +211,10 @@ impl FakeBroker {
             ApiKey::ListOffsets => {
                 encode(&handlers::list_offsets(state, decode(&mut frame, v)?), v)
             }
-            ApiKey::FindCoordinator => {
-                encode(&handlers::find_coordinator(decode(&mut frame, v)?, v), v)
-            }
+            ApiKey::FindCoordinator => encode(
+                &handlers::find_coordinator(state, decode(&mut frame, v)?, v),
+                v,
+            ),
             ApiKey::OffsetCommit => {
                 encode(&handlers::offset_commit(state, decode(&mut frame, v)?), v)
             }
@@ -244,6 +262,37 @@ impl FrameTransport for FakeBroker {
         false
     }
     fn close(&self) {}
+}
+
+async fn serve_connection(broker: FakeBroker, socket: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = socket.set_nodelay(true);
+    let (read, write) = socket.into_split();
+    let mut read = tokio::io::BufReader::with_capacity(1 << 20, read);
+    let mut write = tokio::io::BufWriter::with_capacity(1 << 16, write);
+    loop {
+        let Ok(len) = read.read_u32().await else {
+            return;
+        };
+        let mut frame = vec![0u8; len as usize];
+        if read.read_exact(&mut frame).await.is_err() {
+            return;
+        }
+        let Ok(response) = broker.handle(Bytes::from(frame)) else {
+            return;
+        };
+        if response.is_empty() {
+            continue;
+        }
+        let written = async {
+            write.write_u32(response.len() as u32).await?;
+            write.write_all(&response).await?;
+            write.flush().await
+        };
+        if written.await.is_err() {
+            return;
+        }
+    }
 }
 
 fn api_versions(state: &State) -> ApiVersionsResponse {

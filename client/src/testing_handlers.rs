@@ -45,12 +45,16 @@ pub(super) fn metadata(state: &State, req: MetadataRequest, _v: i16) -> Metadata
                 ),
         })
         .collect();
+    let (host, port) = state
+        .advertised
+        .clone()
+        .unwrap_or_else(|| ("fake".into(), 9092));
     MetadataResponse::default()
         .with_brokers(vec![
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(1))
-                .with_host(StrBytes::from_static_str("fake"))
-                .with_port(9092),
+                .with_host(StrBytes::from_string(host))
+                .with_port(port),
         ])
         .with_controller_id(BrokerId(1))
         .with_topics(topics)
@@ -279,9 +283,17 @@ pub(super) fn list_offsets(state: &State, req: ListOffsetsRequest) -> ListOffset
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-pub(super) fn find_coordinator(req: FindCoordinatorRequest, v: i16) -> FindCoordinatorResponse {
+pub(super) fn find_coordinator(
+    state: &State,
+    req: FindCoordinatorRequest,
+    v: i16,
+) -> FindCoordinatorResponse {
     use find_coordinator_response::Coordinator;
-    let host = StrBytes::from_static_str("fake");
+    let (host, port) = state
+        .advertised
+        .clone()
+        .unwrap_or_else(|| ("fake".into(), 9092));
+    let host = StrBytes::from_string(host);
     if v >= 4 {
         let coordinators = req
             .coordinator_keys
@@ -291,7 +303,7 @@ pub(super) fn find_coordinator(req: FindCoordinatorRequest, v: i16) -> FindCoord
                     .with_key(k)
                     .with_node_id(BrokerId(1))
                     .with_host(host.clone())
-                    .with_port(9092)
+                    .with_port(port)
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
@@ -299,7 +311,7 @@ pub(super) fn find_coordinator(req: FindCoordinatorRequest, v: i16) -> FindCoord
     FindCoordinatorResponse::default()
         .with_node_id(BrokerId(1))
         .with_host(host)
-        .with_port(9092)
+        .with_port(port)
 }
 
 pub(super) fn offset_commit(state: &mut State, req: OffsetCommitRequest) -> OffsetCommitResponse {

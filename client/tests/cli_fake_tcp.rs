@@ -1,0 +1,179 @@
+//! The `rafka` binary over real Kafka TCP framing, against the in-memory broker served on a
+//! loopback port (no rafka-node needed).
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use rafka_client::testing::FakeBroker;
+
+struct Served {
+    broker: FakeBroker,
+    addr: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn serve() -> Served {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let broker = FakeBroker::new();
+    let addr = runtime
+        .block_on(broker.serve_tcp("127.0.0.1:0"))
+        .unwrap()
+        .to_string();
+    Served {
+        broker,
+        addr,
+        _runtime: runtime,
+    }
+}
+
+fn rafka(addr: &str, args: &[&str], stdin: Vec<u8>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rafka"))
+        .args(["--kafka", addr])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || input.write_all(&stdin));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    out
+}
+
+fn ok(out: Output) -> Vec<u8> {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn binary_lines(n: u32) -> Vec<u8> {
+    let mut input = Vec::new();
+    for i in 0..n {
+        let mut line = format!("{i}:").into_bytes();
+        line.extend_from_slice(&[0xff, 0x00, b'\r', (i % 256) as u8, 0xc3]);
+        line.retain(|&b| b != b'\n');
+        input.extend_from_slice(&line);
+        input.push(b'\n');
+        if i % 97 == 0 {
+            input.push(b'\n'); // empty records too
+        }
+    }
+    input
+}
+
+#[test]
+fn produce_then_consume_is_byte_identical() {
+    let s = serve();
+    ok(rafka(
+        &s.addr,
+        &["topic", "create", "t", "--partitions", "3"],
+        vec![],
+    ));
+    let input = binary_lines(20_000);
+    let lines = input.iter().filter(|&&b| b == b'\n').count().to_string();
+    ok(rafka(
+        &s.addr,
+        &["produce", "t", "--partition", "1", "--compression", "gzip"],
+        input.clone(),
+    ));
+    assert_eq!(s.broker.log_end("t", 1).to_string(), lines);
+    let out = ok(rafka(
+        &s.addr,
+        &[
+            "consume",
+            "t",
+            "--partition",
+            "1",
+            "--from-beginning",
+            "-n",
+            &lines,
+            "--timeout-ms",
+            "5000",
+        ],
+        vec![],
+    ));
+    assert!(
+        out == input,
+        "consumed {} bytes, produced {}",
+        out.len(),
+        input.len()
+    );
+}
+
+#[test]
+fn keys_formats_and_group_resume() {
+    let s = serve();
+    s.broker.create_topic("k", 1);
+    ok(rafka(
+        &s.addr,
+        &["produce", "k", "--key-separator", "\t"],
+        b"a\t1\nb\t2\nnokey\n".to_vec(),
+    ));
+    let args = [
+        "consume",
+        "k",
+        "--group",
+        "g",
+        "--from-beginning",
+        "-n",
+        "2",
+        "--timeout-ms",
+        "5000",
+    ];
+    let out = ok(rafka(
+        &s.addr,
+        &[&args[..], &["--format", "%k=%v@%p/%o\\n"]].concat(),
+        vec![],
+    ));
+    assert_eq!(out, b"a=1@0/0\nb=2@0/1\n");
+    // The group resumes after the two printed records.
+    let resume = ["consume", "k", "--group", "g", "-n", "1", "--timeout-ms", "5000"];
+    let out = ok(rafka(&s.addr, &resume, vec![]));
+    assert_eq!(out, b"nokey\n");
+}
+
+#[test]
+fn errors_are_one_line_and_nonzero() {
+    let s = serve();
+    let out = rafka(
+        &s.addr,
+        &["produce", "missing", "--max-block-ms", "200"],
+        b"x\n".to_vec(),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("missing"), "{stderr}");
+    let out = rafka("127.0.0.1:1", &["topic", "list"], vec![]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+}
+
+/// Throughput of `rafka produce` (run with `--ignored --nocapture`, ideally in release).
+#[test]
+#[ignore]
+fn produce_a_million_lines() {
+    let s = serve();
+    s.broker.create_topic("perf", 1);
+    let input: Vec<u8> = (0..1_000_000u32)
+        .flat_map(|i| format!("record number {i:08}\n").into_bytes())
+        .collect();
+    let started = Instant::now();
+    ok(rafka(&s.addr, &["produce", "perf"], input));
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(s.broker.log_end("perf", 0), 1_000_000);
+    println!(
+        "1,000,000 records in {secs:.2} s: {:.0} records/s",
+        1e6 / secs
+    );
+}
