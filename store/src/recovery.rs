@@ -127,16 +127,16 @@ fn segment_keyspaces(
     Ok(out)
 }
 
-fn build(
+/// The partition's segments in order, from the summaries that have a keyspace. Summaries
+/// without one at the head move the log start up; after a hole, everything is dropped.
+fn assemble_segments(
     e: &Engine,
     tp: TopicPartition,
-    rec: PartitionRecord,
     sums: BTreeMap<i64, SegmentSummary>,
     keyspaces: &mut HashMap<(TopicPartition, i64), Keyspace>,
-    epochs: Vec<(i32, i64)>,
+    log_start: &mut i64,
     wb: &mut OwnedWriteBatch,
-) -> Result<(PartitionState, Option<i64>)> {
-    let mut log_start = rec.log_start;
+) -> Result<(Vec<SegmentState>, bool)> {
     let mut segments: Vec<SegmentState> = Vec::new();
     let mut broken = false;
     for (base, summary) in sums {
@@ -151,7 +151,7 @@ fn build(
                     keys::meta_key(META_SEGMENT, tp, &base.to_be_bytes()),
                 );
                 if segments.is_empty() && !broken {
-                    log_start = log_start.max(summary.last_offset + 1);
+                    *log_start = (*log_start).max(summary.last_offset + 1);
                 } else {
                     broken = true;
                 }
@@ -161,6 +161,20 @@ fn build(
             }
         }
     }
+    Ok((segments, broken))
+}
+
+fn build(
+    e: &Engine,
+    tp: TopicPartition,
+    rec: PartitionRecord,
+    sums: BTreeMap<i64, SegmentSummary>,
+    keyspaces: &mut HashMap<(TopicPartition, i64), Keyspace>,
+    epochs: Vec<(i32, i64)>,
+    wb: &mut OwnedWriteBatch,
+) -> Result<(PartitionState, Option<i64>)> {
+    let mut log_start = rec.log_start;
+    let (mut segments, broken) = assemble_segments(e, tp, sums, keyspaces, &mut log_start, wb)?;
     if let Some(first) = segments.first() {
         log_start = log_start.max(first.summary.base_offset);
     }

@@ -255,25 +255,55 @@ fn rebuild_producers(
     wb: &mut OwnedWriteBatch,
 ) -> Result<()> {
     let tp = st.tp();
+    let affected = producers_past(e, st, new_end)?;
+    if affected.is_empty() {
+        return Ok(());
+    }
+    let mut rebuilt = scan_index_for(e, tp, st.log_start, new_end, &affected)?;
+    for pid in affected {
+        let key = keys::entry_key(tp, pid);
+        match rebuilt.remove(&pid) {
+            Some(p) => {
+                wb.insert(&e.producers, key, crate::codec::encode_producer(&p));
+                st.producers.insert(pid, p);
+            }
+            None => {
+                wb.remove(&e.producers, key);
+                st.producers.remove(&pid);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Producers (persisted or cached) with a remembered batch at or after `new_end`.
+fn producers_past(e: &Engine, st: &PartitionState, new_end: i64) -> Result<HashSet<i64>> {
     let mut all: HashMap<i64, ProducerEntry> = HashMap::new();
-    for kv in e.producers.prefix(keys::tp_prefix(tp)) {
+    for kv in e.producers.prefix(keys::tp_prefix(st.tp())) {
         let (k, v) = kv.into_inner()?;
         if let Some((_, pid)) = keys::parse_entry_key(&k) {
             all.insert(pid, decode_producer(&v)?);
         }
     }
     all.extend(st.producers.iter().map(|(pid, p)| (*pid, p.clone())));
-    let affected: HashSet<i64> = all
-        .iter()
+    Ok(all
+        .into_iter()
         .filter(|(_, p)| p.last_offset().is_some_and(|last| last >= new_end))
-        .map(|(pid, _)| *pid)
-        .collect();
-    if affected.is_empty() {
-        return Ok(());
-    }
+        .map(|(pid, _)| pid)
+        .collect())
+}
+
+/// Walks the index backwards from `new_end` collecting each affected producer's latest batches.
+fn scan_index_for(
+    e: &Engine,
+    tp: TopicPartition,
+    log_start: i64,
+    new_end: i64,
+    affected: &HashSet<i64>,
+) -> Result<HashMap<i64, ProducerEntry>> {
     let mut rebuilt: HashMap<i64, ProducerEntry> = HashMap::new();
     let mut done: HashSet<i64> = HashSet::new();
-    let range = keys::entry_key(tp, st.log_start)..keys::entry_key(tp, new_end);
+    let range = keys::entry_key(tp, log_start)..keys::entry_key(tp, new_end);
     for kv in e.index.range(range).rev() {
         if done.len() == affected.len() {
             break;
@@ -305,18 +335,5 @@ fn rebuild_producers(
             done.insert(pid);
         }
     }
-    for pid in affected {
-        let key = keys::entry_key(tp, pid);
-        match rebuilt.remove(&pid) {
-            Some(p) => {
-                wb.insert(&e.producers, key, crate::codec::encode_producer(&p));
-                st.producers.insert(pid, p);
-            }
-            None => {
-                wb.remove(&e.producers, key);
-                st.producers.remove(&pid);
-            }
-        }
-    }
-    Ok(())
+    Ok(rebuilt)
 }
