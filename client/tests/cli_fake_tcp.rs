@@ -137,7 +137,16 @@ fn keys_formats_and_group_resume() {
     ));
     assert_eq!(out, b"a=1@0/0\nb=2@0/1\n");
     // The group resumes after the two printed records.
-    let resume = ["consume", "k", "--group", "g", "-n", "1", "--timeout-ms", "5000"];
+    let resume = [
+        "consume",
+        "k",
+        "--group",
+        "g",
+        "-n",
+        "1",
+        "--timeout-ms",
+        "5000",
+    ];
     let out = ok(rafka(&s.addr, &resume, vec![]));
     assert_eq!(out, b"nokey\n");
 }
@@ -173,7 +182,16 @@ fn produce_a_million_lines() {
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(s.broker.log_end("perf", 0), 1_000_000);
     println!(
-        "1,000,000 records in {secs:.2} s: {:.0} records/s",
+        "produce: 1,000,000 records in {secs:.2} s: {:.0} records/s",
+        1e6 / secs
+    );
+    let started = Instant::now();
+    let args = ["consume", "perf", "--from-beginning", "-n", "1000000"];
+    let out = ok(rafka(&s.addr, &args, vec![]));
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1_000_000);
+    println!(
+        "consume: 1,000,000 records in {secs:.2} s: {:.0} records/s",
         1e6 / secs
     );
 }
