@@ -186,7 +186,8 @@ impl Connection {
         let frame = self.encode(version, &request)?;
         let correlation_id = frame.1;
         let response = self.round_trip::<ApiVersionsRequest>(frame.0, true).await?;
-        let mut body = check_header::<ApiVersionsRequest>(response, version, correlation_id)?;
+        let mut body = check_header::<ApiVersionsRequest>(response, version, correlation_id)
+            .inspect_err(|_| self.transport.close())?;
         let copy = body.clone();
         // An UNSUPPORTED_VERSION answer is a v0 body whatever version was asked (KIP-511).
         ApiVersionsResponse::decode(&mut body, version)
@@ -223,7 +224,9 @@ impl Connection {
     pub async fn send<R: Request>(&self, version: i16, request: &R) -> Result<R::Response> {
         let (frame, correlation_id) = self.encode(version, request)?;
         let response = self.round_trip::<R>(frame, true).await?;
-        let mut body = check_header::<R>(response, version, correlation_id)?;
+        // A bad header means the byte stream is out of step: the connection is unusable.
+        let mut body = check_header::<R>(response, version, correlation_id)
+            .inspect_err(|_| self.transport.close())?;
         R::Response::decode(&mut body, version).map_err(|e| {
             self.transport.close();
             Error::protocol(format!("{} v{version} response: {e}", api_name(R::KEY)))
@@ -317,3 +320,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<(RequestHeader, Bytes)> {
         .map_err(|e| Error::protocol(format!("request header: {e}")))?;
     Ok((header, frame))
 }
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;
