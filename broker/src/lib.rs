@@ -1,1 +1,41 @@
-//! placeholder
+//! The Rafka node.
+//!
+//! Component map:
+//! - [`config`]: [`NodeConfig`], layered flags > `RAFKA_*` env > TOML file > defaults.
+//! - [`node`]: start-up and shutdown of everything below, in order.
+//! - [`broker`]: [`Broker`], the shared context handlers read (metadata, store, coordinators).
+//! - [`metadata`]: the metadata state machine ([`metadata::MetadataImage`]) and its service.
+//! - [`replica`]: keeps this node's partition logs in line with the metadata.
+//! - [`api`]: one file per Kafka API, and [`api::dispatch`], which decodes a frame, checks the
+//!   version and calls the handler. Handlers are transport-agnostic.
+//! - [`transport`]: the Kafka TCP listener and the libp2p (`/rafka/kafka/1`) listener: both feed
+//!   the same frames to [`api::dispatch`].
+//! - [`group`]: committed group offsets, kept in the internal `__consumer_offsets` partitions.
+//! - [`producer_ids`]: producer id blocks for idempotent producers.
+//! - [`http`]: `/health`, `/ready`, `/metrics`.
+//! - [`metrics`]: metric names.
+//!
+//! ```
+//! let config = rafka_broker::NodeConfig::default();
+//! assert_eq!(config.kafka_addr.port(), 9092);
+//! assert!(config.validate().is_ok());
+//! ```
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod endpoint;
+pub mod error;
+pub mod group;
+pub mod http;
+pub mod metadata;
+pub mod metrics;
+pub mod node;
+pub mod producer_ids;
+pub mod replica;
+pub mod transport;
+
+pub use broker::Broker;
+pub use config::{NodeArgs, NodeConfig};
+pub use error::NodeError;
+pub use node::Node;

@@ -185,6 +185,24 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Moves the high watermark forward to `hw` (clamped to the log end); never moves it back.
+    /// Leaders call it as acknowledged appends complete, in whatever order they complete.
+    pub fn advance_high_watermark(&self, hw: i64) -> Result<()> {
+        self.check_live()?;
+        let advanced = self.shared.offsets.send_if_modified(|o| {
+            let new = hw.min(o.log_end);
+            let changed = new > o.high_watermark;
+            if changed {
+                o.high_watermark = new;
+            }
+            changed
+        });
+        if advanced {
+            self.shared.hw_dirty.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
     /// Truncates the log to the start of the batch holding `offset` (whole batches go) and
     /// returns the new log end. At or beyond the log end it does nothing; below the log start
     /// it empties the log and restarts it at `offset` (as [`PartitionLog::reset_to`]).

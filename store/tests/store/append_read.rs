@@ -153,6 +153,12 @@ fn async_append_and_subscribe() -> anyhow::Result<()> {
     assert_eq!(log.high_watermark(), 4, "clamped to the log end");
     log.set_high_watermark(2)?;
     assert_eq!(rx.borrow().high_watermark, 2);
+    log.advance_high_watermark(1)?;
+    assert_eq!(log.high_watermark(), 2, "advance never moves back");
+    log.advance_high_watermark(3)?;
+    assert_eq!(log.high_watermark(), 3);
+    log.advance_high_watermark(99)?;
+    assert_eq!(log.high_watermark(), 4, "advance stops at the log end");
     Ok(())
 }
 

@@ -1,0 +1,146 @@
+//! CreateTopics.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::RequestContext;
+use super::topics::{self, NewTopic};
+use crate::Broker;
+use crate::metadata::{MetadataError, TopicImage, topic_config};
+
+/// Kafka's config source code for a topic override.
+const SOURCE_TOPIC: i8 = 1;
+/// Kafka's config source code for a default.
+const SOURCE_DEFAULT: i8 = 5;
+
+/// Creates the requested topics, each independently.
+pub async fn handle(
+    broker: &Broker,
+    ctx: &RequestContext,
+    request: CreateTopicsRequest,
+) -> CreateTopicsResponse {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        results.push(create_one(broker, ctx, topic, request.validate_only).await);
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+async fn create_one(
+    broker: &Broker,
+    ctx: &RequestContext,
+    topic: CreatableTopic,
+    validate_only: bool,
+) -> CreatableTopicResult {
+    let name = topic.name.0.to_string();
+    let result = CreatableTopicResult::default().with_name(topic.name.clone());
+    let fail = |code: i16, message: String| {
+        tracing::info!(topic = %name, %message, "CreateTopics refused");
+        result
+            .clone()
+            .with_error_code(code)
+            .with_error_message(Some(StrBytes::from_string(message)))
+    };
+    if !topic.assignments.is_empty() {
+        let own = broker.local().node_id;
+        let only_local = topic
+            .assignments
+            .iter()
+            .all(|a| a.broker_ids.iter().all(|b| b.0 == own));
+        if !only_local {
+            return fail(
+                ResponseError::InvalidReplicaAssignment.code(),
+                "replica assignments may only name existing nodes".into(),
+            );
+        }
+    }
+    let mut configs = BTreeMap::new();
+    for config in &topic.configs {
+        match &config.value {
+            Some(value) => {
+                configs.insert(config.name.to_string(), value.to_string());
+            }
+            None => {
+                return fail(
+                    ResponseError::InvalidConfig.code(),
+                    format!("config '{}' has no value", config.name.as_str()),
+                );
+            }
+        }
+    }
+    let partitions = match topic.num_partitions {
+        -1 if topic.assignments.is_empty() => None,
+        -1 => i32::try_from(topic.assignments.len()).ok(),
+        n => Some(n),
+    };
+    let replication_factor = match topic.replication_factor {
+        -1 => None,
+        n => Some(n),
+    };
+    let new = NewTopic {
+        name: name.clone(),
+        partitions,
+        replication_factor,
+        configs,
+    };
+    let created = if validate_only {
+        topics::validate(broker, &new).map(|()| None)
+    } else {
+        topics::create(broker, new).await.map(Some)
+    };
+    match created {
+        Ok(Some(image)) => {
+            tracing::info!(topic = %name, partitions = image.partitions.len(), "created topic");
+            describe_created(broker, ctx, result, &image)
+        }
+        Ok(None) => result
+            .with_num_partitions(partitions.unwrap_or(broker.config().num_partitions))
+            .with_replication_factor(replication_factor.unwrap_or(1)),
+        Err(e) => fail(e.kafka_code(), error_message(&e)),
+    }
+}
+
+fn error_message(error: &MetadataError) -> String {
+    error.to_string()
+}
+
+fn describe_created(
+    broker: &Broker,
+    ctx: &RequestContext,
+    result: CreatableTopicResult,
+    topic: &TopicImage,
+) -> CreatableTopicResult {
+    let result = result
+        .with_topic_id(topic.id)
+        .with_num_partitions(i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX))
+        .with_replication_factor(topic.replication_factor);
+    if ctx.version < 5 {
+        return result;
+    }
+    let defaults = broker.topic_defaults();
+    let configs = topic_config::KEYS
+        .iter()
+        .map(|key| {
+            let explicit = topic.configs.get(key.name);
+            CreatableTopicConfigs::default()
+                .with_name(StrBytes::from_static_str(key.name))
+                .with_value(
+                    topic_config::effective(&topic.configs, defaults, key.name)
+                        .map(StrBytes::from_string),
+                )
+                .with_config_source(if explicit.is_some() {
+                    SOURCE_TOPIC
+                } else {
+                    SOURCE_DEFAULT
+                })
+        })
+        .collect();
+    result.with_configs(Some(configs))
+}

@@ -1,0 +1,244 @@
+//! Frame in, response out: decodes the header and body, checks the version, calls the handler and
+//! encodes its response. Both transports call [`handle_frame`].
+//!
+//! Requests of one connection are *started* in order (a produce handler queues its appends before
+//! returning), while their responses may complete later: the transport keeps the returned futures
+//! in order, so pipelined produce requests share group commits and responses keep Kafka's order.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::future::BoxFuture;
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+
+use super::versions;
+use crate::Broker;
+use crate::metrics;
+
+/// Who is on the other end of a connection.
+#[derive(Clone, Debug)]
+pub enum ConnectionInfo {
+    /// A Kafka client over TCP.
+    Tcp(SocketAddr),
+    /// A mesh peer over libp2p.
+    Mesh(rafka_mesh::PeerId),
+}
+
+impl std::fmt::Display for ConnectionInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "tcp:{addr}"),
+            Self::Mesh(peer) => write!(f, "p2p:{peer}"),
+        }
+    }
+}
+
+/// One decoded request's context.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    /// The API.
+    pub api_key: ApiKey,
+    /// Its version.
+    pub version: i16,
+    /// The request header.
+    pub header: RequestHeader,
+    /// The connection.
+    pub connection: ConnectionInfo,
+    /// When the frame arrived.
+    pub received: Instant,
+}
+
+/// What the transport should do with a request.
+pub enum Handled {
+    /// Send the response frame this future yields (header + body, no size prefix); an `Err` closes
+    /// the connection instead.
+    Respond(BoxFuture<'static, Result<Bytes, String>>),
+    /// Send nothing (acks=0 produce); an `Err` from the future closes the connection, which is how
+    /// Kafka tells an acks=0 producer that something failed.
+    Silent(BoxFuture<'static, Result<(), String>>),
+    /// Close the connection now.
+    Close(String),
+}
+
+/// Decodes and handles one request frame.
+pub async fn handle_frame(broker: &Broker, connection: &ConnectionInfo, frame: Bytes) -> Handled {
+    let received = Instant::now();
+    let Some((raw_key, version, correlation_id)) = fixed_header(&frame) else {
+        return close(
+            connection,
+            format!("frame of {} bytes is too short for a header", frame.len()),
+        );
+    };
+    let Ok(api_key) = ApiKey::try_from(raw_key) else {
+        metrics::unsupported_request(raw_key, version);
+        return close(connection, format!("unknown API key {raw_key}"));
+    };
+    let served = versions::served(api_key).filter(|s| (s.min..=s.max).contains(&version));
+    if served.is_none() {
+        metrics::unsupported_request(raw_key, version);
+        if api_key == ApiKey::ApiVersions {
+            // KIP-511: answer an unknown ApiVersions version with v0 and UNSUPPORTED_VERSION, so the
+            // client can retry with a version both sides know.
+            return ready_frame(super::api_versions::unsupported_version_frame(
+                correlation_id,
+            ));
+        }
+        return close(
+            connection,
+            format!("{api_key:?} v{version} is not supported"),
+        );
+    }
+    let mut buf = frame;
+    let header = match RequestHeader::decode(&mut buf, api_key.request_header_version(version)) {
+        Ok(header) => header,
+        Err(e) => {
+            return close(
+                connection,
+                format!("malformed {api_key:?} v{version} header: {e}"),
+            );
+        }
+    };
+    let request = match RequestKind::decode(api_key, &mut buf, version) {
+        Ok(request) => request,
+        Err(e) => {
+            return close(
+                connection,
+                format!("malformed {api_key:?} v{version} body: {e:#}"),
+            );
+        }
+    };
+    let ctx = RequestContext {
+        api_key,
+        version,
+        header,
+        connection: connection.clone(),
+        received,
+    };
+    route(broker, ctx, request).await
+}
+
+async fn route(broker: &Broker, ctx: RequestContext, request: RequestKind) -> Handled {
+    use super::*;
+    match request {
+        RequestKind::ApiVersions(r) => respond(ctx, api_versions::handle(&r)),
+        RequestKind::Metadata(r) => {
+            let response = metadata::handle(broker, &ctx, r).await;
+            respond(ctx, response)
+        }
+        RequestKind::CreateTopics(r) => {
+            let response = create_topics::handle(broker, &ctx, r).await;
+            respond(ctx, response)
+        }
+        RequestKind::DeleteTopics(r) => {
+            let response = delete_topics::handle(broker, &ctx, r).await;
+            respond(ctx, response)
+        }
+        RequestKind::Produce(r) => produce::handle(broker, ctx, r),
+        RequestKind::Fetch(r) => {
+            let future = fetch::handle(broker.clone(), ctx.clone(), r);
+            respond_later(ctx, future)
+        }
+        RequestKind::ListOffsets(r) => respond(ctx.clone(), list_offsets::handle(broker, &ctx, r)),
+        RequestKind::FindCoordinator(r) => {
+            respond(ctx.clone(), find_coordinator::handle(broker, &ctx, r))
+        }
+        RequestKind::OffsetCommit(r) => {
+            let response = offset_commit::handle(broker, &ctx, r).await;
+            respond(ctx, response)
+        }
+        RequestKind::OffsetFetch(r) => respond(ctx.clone(), offset_fetch::handle(broker, &ctx, r)),
+        RequestKind::DescribeConfigs(r) => {
+            respond(ctx.clone(), describe_configs::handle(broker, &ctx, r))
+        }
+        RequestKind::InitProducerId(r) => {
+            let response = init_producer_id::handle(broker, &ctx, r).await;
+            respond(ctx, response)
+        }
+        _ => {
+            // Unreachable while `versions::SERVED` and this match agree; a test checks they do.
+            let reason = format!("no handler for {:?}", ctx.api_key);
+            close(&ctx.connection, reason)
+        }
+    }
+}
+
+/// Reads api key, api version and correlation id without trusting the frame's length.
+fn fixed_header(frame: &[u8]) -> Option<(i16, i16, i32)> {
+    let mut head = frame.get(..8)?;
+    Some((head.get_i16(), head.get_i16(), head.get_i32()))
+}
+
+fn close(connection: &ConnectionInfo, reason: String) -> Handled {
+    tracing::warn!(%connection, %reason, "closing connection");
+    Handled::Close(reason)
+}
+
+fn ready_frame(frame: Result<Bytes, String>) -> Handled {
+    Handled::Respond(Box::pin(std::future::ready(frame)))
+}
+
+/// A response available now.
+pub fn respond<R>(ctx: RequestContext, response: R) -> Handled
+where
+    R: Encodable + HeaderVersion + Send + 'static,
+{
+    ready_frame(encode_response(&ctx, &response))
+}
+
+/// A response that a future will produce.
+pub fn respond_later<R, F>(ctx: RequestContext, future: F) -> Handled
+where
+    R: Encodable + HeaderVersion + Send + 'static,
+    F: Future<Output = R> + Send + 'static,
+{
+    Handled::Respond(Box::pin(async move {
+        let response = future.await;
+        encode_response(&ctx, &response)
+    }))
+}
+
+/// Encodes a response header and body for the request in `ctx`, and records its metrics.
+pub fn encode_response<R: Encodable + HeaderVersion>(
+    ctx: &RequestContext,
+    response: &R,
+) -> Result<Bytes, String> {
+    let header = ResponseHeader::default().with_correlation_id(ctx.header.correlation_id);
+    let header_version = ctx.api_key.response_header_version(ctx.version);
+    let size = header
+        .compute_size(header_version)
+        .and_then(|h| response.compute_size(ctx.version).map(|b| h + b));
+    let mut buf = BytesMut::with_capacity(size.unwrap_or(64));
+    let encoded = header
+        .encode(&mut buf, header_version)
+        .and_then(|()| response.encode(&mut buf, ctx.version));
+    match encoded {
+        Ok(()) => {
+            metrics::request_done(ctx.api_key, ctx.received.elapsed());
+            Ok(buf.freeze())
+        }
+        Err(e) => {
+            // A handler filled a field this version cannot carry: a bug, reported loudly.
+            tracing::error!(api = ?ctx.api_key, version = ctx.version, error = %e, "cannot encode response");
+            Err(format!(
+                "cannot encode {:?} v{} response: {e}",
+                ctx.api_key, ctx.version
+            ))
+        }
+    }
+}
+
+/// Encodes a response with the given header version, for frames answered before decoding.
+pub fn encode_raw<R: Encodable>(
+    correlation_id: i32,
+    response: &R,
+    version: i16,
+) -> Result<Bytes, String> {
+    let mut buf = BytesMut::new();
+    buf.put_i32(correlation_id);
+    response
+        .encode(&mut buf, version)
+        .map_err(|e| e.to_string())?;
+    Ok(buf.freeze())
+}

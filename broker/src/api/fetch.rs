@@ -1,0 +1,274 @@
+//! Fetch: whole batches up to the high watermark, within the request's byte limits, with
+//! `max_wait_ms` / `min_bytes` long-polling on the partitions' offset watches (no busy polling).
+//!
+//! Fetch sessions (KIP-227) are not kept: every response carries session id 0, which tells clients
+//! to send full requests, as Kafka does when its session cache is full.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::select_all;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::fetch_request::FetchPartition;
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use rafka_store::{LogOffsets, PartitionLog, StoreError};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::RequestContext;
+use crate::broker::Leadership;
+use crate::metadata::TopicImage;
+use crate::{Broker, metrics};
+
+/// One requested partition, resolved.
+struct Target {
+    topic: usize,
+    partition: i32,
+    state: TargetState,
+}
+
+enum TargetState {
+    Failed(ResponseError, Option<(i32, i32)>),
+    Readable {
+        log: PartitionLog,
+        fetch_offset: i64,
+        max_bytes: usize,
+    },
+}
+
+/// Answers a Fetch request, waiting up to `max_wait_ms` for `min_bytes`.
+pub async fn handle(broker: Broker, ctx: RequestContext, request: FetchRequest) -> FetchResponse {
+    if ctx.version >= 7 && request.session_id != 0 {
+        return FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+    }
+    let image = broker.image();
+    let mut topics: Vec<(TopicName, Uuid)> = Vec::with_capacity(request.topics.len());
+    let mut targets = Vec::new();
+    for topic in &request.topics {
+        let resolved = if ctx.version >= 13 {
+            image.topic_by_id(&topic.topic_id).cloned()
+        } else {
+            image.topic(topic.topic.0.as_str()).cloned()
+        };
+        let unknown = if ctx.version >= 13 {
+            ResponseError::UnknownTopicId
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        };
+        for partition in &topic.partitions {
+            let state = match &resolved {
+                Some(t) => resolve(&broker, t, partition),
+                None => TargetState::Failed(unknown, None),
+            };
+            targets.push(Target {
+                topic: topics.len(),
+                partition: partition.partition,
+                state,
+            });
+        }
+        topics.push((topic.topic.clone(), topic.topic_id));
+    }
+    let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
+    let deadline = tokio::time::Instant::from_std(ctx.received) + max_wait;
+    let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
+    let max_bytes = usize::try_from(request.max_bytes).unwrap_or(usize::MAX);
+    let mut watches = watches(&targets);
+    let targets = std::sync::Arc::new(targets);
+    loop {
+        let reading = targets.clone();
+        let read = tokio::task::spawn_blocking(move || read_all(&reading, max_bytes)).await;
+        let (partitions, bytes, has_error) = match read {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!(error = %e, "fetch read task failed");
+                return FetchResponse::default()
+                    .with_error_code(ResponseError::UnknownServerError.code());
+            }
+        };
+        let done = bytes >= min_bytes.max(1)
+            || has_error
+            || tokio::time::Instant::now() >= deadline
+            || broker.shutdown_token().is_cancelled();
+        if done || !wait_for_change(&mut watches, deadline).await {
+            metrics::fetch_bytes(bytes);
+            return build(&topics, partitions, ctx.version);
+        }
+    }
+}
+
+fn resolve(broker: &Broker, topic: &TopicImage, partition: &FetchPartition) -> TargetState {
+    match broker.leadership(topic, partition.partition) {
+        Leadership::Leader(log, image) => {
+            let requested_epoch = partition.current_leader_epoch;
+            if requested_epoch >= 0 && requested_epoch < image.leader_epoch {
+                return TargetState::Failed(ResponseError::FencedLeaderEpoch, None);
+            }
+            if requested_epoch > image.leader_epoch {
+                return TargetState::Failed(ResponseError::UnknownLeaderEpoch, None);
+            }
+            let max_bytes = usize::try_from(partition.partition_max_bytes).unwrap_or(0);
+            TargetState::Readable {
+                log,
+                fetch_offset: partition.fetch_offset,
+                max_bytes,
+            }
+        }
+        Leadership::NotLeader => {
+            let leader = usize::try_from(partition.partition)
+                .ok()
+                .and_then(|i| topic.partitions.get(i))
+                .map(|p| (p.leader, p.leader_epoch));
+            TargetState::Failed(ResponseError::NotLeaderOrFollower, leader)
+        }
+        Leadership::Unknown => TargetState::Failed(ResponseError::UnknownTopicOrPartition, None),
+    }
+}
+
+fn watches(targets: &[Target]) -> Vec<watch::Receiver<LogOffsets>> {
+    targets
+        .iter()
+        .filter_map(|t| match &t.state {
+            TargetState::Readable { log, .. } => {
+                let mut rx = log.subscribe();
+                rx.borrow_and_update();
+                Some(rx)
+            }
+            TargetState::Failed(..) => None,
+        })
+        .collect()
+}
+
+/// Waits until any partition's offsets change; false at the deadline.
+async fn wait_for_change(
+    watches: &mut [watch::Receiver<LogOffsets>],
+    deadline: tokio::time::Instant,
+) -> bool {
+    if watches.is_empty() {
+        tokio::time::sleep_until(deadline).await;
+        return false;
+    }
+    let changes = select_all(watches.iter_mut().map(|rx| Box::pin(rx.changed())));
+    matches!(
+        tokio::time::timeout_at(deadline, changes).await,
+        Ok((Ok(()), _, _))
+    )
+}
+
+/// Reads every target within the byte limits: (partition responses, bytes, any error).
+fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<(usize, PartitionData)>, usize, bool) {
+    let mut total = 0usize;
+    let mut has_error = false;
+    let mut out = Vec::with_capacity(targets.len());
+    for target in targets {
+        let data = PartitionData::default().with_partition_index(target.partition);
+        let data = match &target.state {
+            TargetState::Failed(code, leader) => {
+                has_error = true;
+                failed(data, *code, *leader)
+            }
+            TargetState::Readable {
+                log,
+                fetch_offset,
+                max_bytes: partition_max,
+            } => {
+                let budget = (*partition_max).min(max_bytes.saturating_sub(total));
+                match read_partition(log, *fetch_offset, budget, total == 0) {
+                    Ok((data, bytes)) => {
+                        total += bytes;
+                        data.with_partition_index(target.partition)
+                    }
+                    Err(e) => {
+                        has_error = true;
+                        let code = ResponseError::try_from_code(e.kafka_code())
+                            .unwrap_or(ResponseError::UnknownServerError);
+                        failed(data, code, None)
+                            .with_high_watermark(log.high_watermark())
+                            .with_last_stable_offset(log.high_watermark())
+                            .with_log_start_offset(log.log_start_offset())
+                    }
+                }
+            }
+        };
+        out.push((target.topic, data));
+    }
+    (out, total, has_error)
+}
+
+fn failed(data: PartitionData, code: ResponseError, leader: Option<(i32, i32)>) -> PartitionData {
+    let data = data.with_error_code(code.code()).with_high_watermark(-1);
+    match leader {
+        Some((id, epoch)) => data.with_current_leader(
+            LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(id))
+                .with_leader_epoch(epoch),
+        ),
+        None => data,
+    }
+}
+
+/// One partition: its batches from `offset` up to the high watermark.
+fn read_partition(
+    log: &PartitionLog,
+    offset: i64,
+    budget: usize,
+    first: bool,
+) -> Result<(PartitionData, usize), StoreError> {
+    let high_watermark = log.high_watermark();
+    let data = PartitionData::default()
+        .with_high_watermark(high_watermark)
+        // No transactions yet: the last stable offset is the high watermark.
+        .with_last_stable_offset(high_watermark)
+        .with_log_start_offset(log.log_start_offset());
+    // Between the high watermark and the log end there is nothing a consumer may see yet.
+    if offset >= high_watermark && offset <= log.log_end_offset() {
+        return Ok((data.with_records(Some(Bytes::new())), 0));
+    }
+    let batches = log.read(offset, budget.max(1), high_watermark)?;
+    let size: usize = batches.iter().map(Bytes::len).sum();
+    // KIP-74: only the first partition with data may exceed the budget (by its first batch).
+    if size > budget && !first {
+        return Ok((data.with_records(Some(Bytes::new())), 0));
+    }
+    Ok((data.with_records(Some(concat(batches, size))), size))
+}
+
+fn concat(mut batches: Vec<Bytes>, size: usize) -> Bytes {
+    if batches.len() == 1 {
+        return batches.pop().unwrap_or_default();
+    }
+    let mut buf = BytesMut::with_capacity(size);
+    for batch in &batches {
+        buf.extend_from_slice(batch);
+    }
+    buf.freeze()
+}
+
+fn build(
+    topics: &[(TopicName, Uuid)],
+    partitions: Vec<(usize, PartitionData)>,
+    version: i16,
+) -> FetchResponse {
+    let mut responses: Vec<FetchableTopicResponse> = topics
+        .iter()
+        .map(|(name, id)| {
+            FetchableTopicResponse::default()
+                .with_topic(name.clone())
+                .with_topic_id(*id)
+        })
+        .collect();
+    for (topic, data) in partitions {
+        if let Some(response) = responses.get_mut(topic) {
+            let data = if version < 12 {
+                data.with_current_leader(LeaderIdAndEpoch::default())
+            } else {
+                data
+            };
+            response.partitions.push(data);
+        }
+    }
+    FetchResponse::default().with_responses(responses)
+}

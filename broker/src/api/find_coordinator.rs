@@ -1,0 +1,100 @@
+//! FindCoordinator: v0-3 answer one key in top-level fields, v4+ answer a list (KIP-699).
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::RequestContext;
+use crate::Broker;
+use crate::group::OFFSETS_TOPIC;
+
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+/// Where one key's coordinator is: (node id, host, port) or an error and its message.
+type Answer = Result<(i32, String, i32), (ResponseError, &'static str)>;
+
+/// Answers a FindCoordinator request.
+pub fn handle(
+    broker: &Broker,
+    ctx: &RequestContext,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    if ctx.version < 4 {
+        let answer = find(broker, &request.key, request.key_type);
+        let response = FindCoordinatorResponse::default();
+        return match answer {
+            Ok((node, host, port)) => response
+                .with_node_id(BrokerId(node))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port),
+            Err((code, message)) => response
+                .with_error_code(code.code())
+                .with_error_message(Some(StrBytes::from_static_str(message)))
+                .with_node_id(BrokerId(-1))
+                .with_host(StrBytes::default())
+                .with_port(-1),
+        };
+    }
+    let coordinators = request
+        .coordinator_keys
+        .iter()
+        .map(|key| {
+            let coordinator = Coordinator::default().with_key(key.clone());
+            match find(broker, key, request.key_type) {
+                Ok((node, host, port)) => coordinator
+                    .with_node_id(BrokerId(node))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(port),
+                Err((code, message)) => coordinator
+                    .with_error_code(code.code())
+                    .with_error_message(Some(StrBytes::from_static_str(message)))
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1),
+            }
+        })
+        .collect();
+    FindCoordinatorResponse::default().with_coordinators(coordinators)
+}
+
+fn find(broker: &Broker, key: &StrBytes, key_type: i8) -> Answer {
+    match key_type {
+        KEY_TYPE_GROUP => {}
+        KEY_TYPE_TRANSACTION => {
+            return Err((
+                ResponseError::CoordinatorNotAvailable,
+                "transactions are not supported yet",
+            ));
+        }
+        _ => {
+            return Err((
+                ResponseError::InvalidRequest,
+                "unknown coordinator key type",
+            ));
+        }
+    }
+    let image = broker.image();
+    let Some(topic) = image.topic(OFFSETS_TOPIC) else {
+        return Err((
+            ResponseError::CoordinatorNotAvailable,
+            "the offsets topic does not exist yet",
+        ));
+    };
+    let partition = broker.groups().partition_of(key.as_str());
+    let leader = usize::try_from(partition)
+        .ok()
+        .and_then(|i| topic.partitions.get(i))
+        .map(|p| p.leader);
+    match leader.and_then(|id| image.nodes.get(&id)) {
+        Some(node) => Ok((
+            node.node_id,
+            node.kafka_host.clone(),
+            i32::from(node.kafka_port),
+        )),
+        None => Err((
+            ResponseError::CoordinatorNotAvailable,
+            "the group's coordinator is not available",
+        )),
+    }
+}

@@ -1,0 +1,131 @@
+//! Metadata: brokers, topics (with ids), partitions and their leaders; auto-creates topics.
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::RequestContext;
+use super::topics::{self, NewTopic};
+use crate::Broker;
+use crate::metadata::{MetadataError, MetadataImage, TopicImage};
+
+/// Answers a Metadata request.
+pub async fn handle(
+    broker: &Broker,
+    ctx: &RequestContext,
+    request: MetadataRequest,
+) -> MetadataResponse {
+    let image = broker.image();
+    let topics = match &request.topics {
+        // v0: an empty list means all topics; v1+: null means all, empty means none.
+        None => all_topics(&image),
+        Some(list) if list.is_empty() && ctx.version == 0 => all_topics(&image),
+        Some(list) => {
+            let allow_auto_create = ctx.version < 4 || request.allow_auto_topic_creation;
+            let mut out = Vec::with_capacity(list.len());
+            for requested in list {
+                out.push(requested_topic(broker, &image, requested, allow_auto_create).await);
+            }
+            out
+        }
+    };
+    // Auto-creation may have moved the image on.
+    let image = broker.image();
+    let brokers = image
+        .nodes
+        .values()
+        .map(|node| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(node.node_id))
+                .with_host(StrBytes::from_string(node.kafka_host.clone()))
+                .with_port(i32::from(node.kafka_port))
+        })
+        .collect();
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
+        .with_controller_id(BrokerId(broker.local().node_id))
+        .with_topics(topics)
+}
+
+fn all_topics(image: &MetadataImage) -> Vec<MetadataResponseTopic> {
+    image.topics().map(describe).collect()
+}
+
+async fn requested_topic(
+    broker: &Broker,
+    image: &MetadataImage,
+    requested: &kafka_protocol::messages::metadata_request::MetadataRequestTopic,
+    allow_auto_create: bool,
+) -> MetadataResponseTopic {
+    // v10+ may name a topic by id only.
+    let Some(name) = requested.name.as_ref().map(|n| n.0.to_string()) else {
+        return match image.topic_by_id(&requested.topic_id) {
+            Some(topic) => describe(topic),
+            None => MetadataResponseTopic::default()
+                .with_topic_id(requested.topic_id)
+                .with_error_code(ResponseError::UnknownTopicId.code()),
+        };
+    };
+    if let Some(topic) = image.topic(&name) {
+        return describe(topic);
+    }
+    let error = |e: MetadataError| {
+        MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(name.clone()))))
+            .with_error_code(e.kafka_code())
+    };
+    if !(allow_auto_create && broker.config().auto_create_topics) {
+        return error(MetadataError::UnknownTopic(name.clone()));
+    }
+    let new = NewTopic {
+        name: name.clone(),
+        partitions: None,
+        replication_factor: None,
+        configs: Default::default(),
+    };
+    match topics::create(broker, new).await {
+        Ok(topic) => {
+            tracing::info!(topic = %name, "auto-created topic");
+            describe(&topic)
+        }
+        // Lost a race with another creator: the topic exists now.
+        Err(MetadataError::TopicExists(_)) => match broker.image().topic(&name) {
+            Some(topic) => describe(topic),
+            None => error(MetadataError::UnknownTopic(name.clone())),
+        },
+        Err(e) => error(e),
+    }
+}
+
+/// A topic as Metadata describes it.
+pub fn describe(topic: &Arc<TopicImage>) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|p| {
+            let error = if p.leader < 0 {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
+            MetadataResponsePartition::default()
+                .with_error_code(error)
+                .with_partition_index(p.index)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
+                .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_topic_id(topic.id)
+        .with_is_internal(topic.internal)
+        .with_partitions(partitions)
+}

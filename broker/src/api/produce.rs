@@ -1,0 +1,220 @@
+//! Produce: validates each partition's batch, queues the appends in request order, and answers once
+//! they are durable per the topic's fsync policy (acks=1/all) or not at all (acks=0).
+//!
+//! The appends are queued before this function returns (the store enqueues when `append` is
+//! called), so pipelined requests on one connection append in order and share group commits.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::future::{BoxFuture, join_all};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use rafka_store::batch::BatchHeader;
+use rafka_store::{AppendOptions, Appended, StoreError};
+
+use super::dispatch::{Handled, RequestContext, respond_later};
+use crate::broker::Leadership;
+use crate::metadata::{TopicImage, topic_config};
+use crate::{Broker, metrics};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The outcome of one partition, possibly still in flight.
+enum Pending {
+    Failed(Failure),
+    Appending(BoxFuture<'static, Result<Appended, StoreError>>),
+}
+
+/// A failed partition: the error, a message, and the current leader (id, epoch) if known.
+struct Failure(ResponseError, Option<String>, Option<(i32, i32)>);
+
+fn fail(code: ResponseError, message: Option<String>) -> Pending {
+    Pending::Failed(Failure(code, message, None))
+}
+
+/// Handles a Produce request.
+pub fn handle(broker: &Broker, ctx: RequestContext, request: ProduceRequest) -> Handled {
+    let acks = request.acks;
+    let image = broker.image();
+    let now = now_ms();
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    for topic_data in request.topic_data {
+        let topic = if ctx.version >= 13 {
+            image.topic_by_id(&topic_data.topic_id).cloned()
+        } else {
+            image.topic(topic_data.name.0.as_str()).cloned()
+        };
+        let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
+        for data in topic_data.partition_data {
+            let pending = if !matches!(acks, -1..=1) {
+                fail(ResponseError::InvalidRequiredAcks, None)
+            } else if request.transactional_id.is_some() {
+                let message = "transactions are not supported yet".to_string();
+                fail(
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    Some(message),
+                )
+            } else {
+                start_append(
+                    broker,
+                    topic.as_deref(),
+                    data.index,
+                    data.records,
+                    acks,
+                    now,
+                )
+            };
+            partitions.push((data.index, pending));
+        }
+        topics.push((topic_data.name, topic_data.topic_id, partitions));
+    }
+    if acks == 0 {
+        return Handled::Silent(Box::pin(async move {
+            for (_, _, partitions) in topics {
+                for (index, pending) in partitions {
+                    if let Err(Failure(code, message, _)) = finish(pending).await {
+                        let message = message.unwrap_or_default();
+                        return Err(format!(
+                            "acks=0 produce to partition {index} failed: {code:?} {message}"
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }));
+    }
+    let version = ctx.version;
+    respond_later(ctx, async move {
+        let mut responses = Vec::with_capacity(topics.len());
+        for (name, topic_id, partitions) in topics {
+            let results = join_all(partitions.into_iter().map(|(index, pending)| async move {
+                partition_response(index, finish(pending).await, version)
+            }))
+            .await;
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_topic_id(topic_id)
+                    .with_partition_responses(results),
+            );
+        }
+        ProduceResponse::default().with_responses(responses)
+    })
+}
+
+fn start_append(
+    broker: &Broker,
+    topic: Option<&TopicImage>,
+    partition: i32,
+    records: Option<Bytes>,
+    acks: i16,
+    now: i64,
+) -> Pending {
+    let Some(topic) = topic else {
+        return fail(ResponseError::UnknownTopicOrPartition, None);
+    };
+    let (log, partition_image) = match broker.leadership(topic, partition) {
+        Leadership::Leader(log, image) => (log, image),
+        Leadership::NotLeader => {
+            let leader = usize::try_from(partition)
+                .ok()
+                .and_then(|i| topic.partitions.get(i))
+                .map(|p| (p.leader, p.leader_epoch));
+            return Pending::Failed(Failure(ResponseError::NotLeaderOrFollower, None, leader));
+        }
+        Leadership::Unknown => {
+            return fail(ResponseError::UnknownTopicOrPartition, None);
+        }
+    };
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return fail(ResponseError::InvalidRecord, Some("no record batch".into()));
+    };
+    match BatchHeader::parse(&records)
+        .ok()
+        .and_then(|h| h.total_len())
+    {
+        Some(len) if len == records.len() => {}
+        Some(_) => {
+            let message = "exactly one record batch per partition is allowed".to_string();
+            return fail(ResponseError::InvalidRecord, Some(message));
+        }
+        None => {
+            return fail(
+                ResponseError::CorruptMessage,
+                Some("unreadable record batch".into()),
+            );
+        }
+    }
+    if acks == -1 {
+        let min_isr = topic_config::min_insync_replicas(&topic.configs);
+        if partition_image.isr.len() < usize::try_from(min_isr).unwrap_or(usize::MAX) {
+            let message = format!(
+                "{} in-sync replica(s), min.insync.replicas is {min_isr}",
+                partition_image.isr.len()
+            );
+            return fail(ResponseError::NotEnoughReplicas, Some(message));
+        }
+    }
+    metrics::produce_bytes(records.len());
+    let options = AppendOptions {
+        leader_epoch: partition_image.leader_epoch,
+        now_ms: now,
+    };
+    let appending = log.append(records, options);
+    Pending::Appending(Box::pin(async move {
+        let appended = appending.await?;
+        // A single replica: acknowledged means committed, so the high watermark follows.
+        log.advance_high_watermark(appended.last_offset + 1)?;
+        Ok(appended)
+    }))
+}
+
+async fn finish(pending: Pending) -> Result<Appended, Failure> {
+    match pending {
+        Pending::Failed(failure) => Err(failure),
+        Pending::Appending(future) => future.await.map_err(|e| {
+            let code = ResponseError::try_from_code(e.kafka_code())
+                .unwrap_or(ResponseError::UnknownServerError);
+            tracing::debug!(error = %e, "append refused");
+            Failure(code, Some(e.to_string()), None)
+        }),
+    }
+}
+
+fn partition_response(
+    index: i32,
+    result: Result<Appended, Failure>,
+    version: i16,
+) -> PartitionProduceResponse {
+    let response = PartitionProduceResponse::default().with_index(index);
+    match result {
+        Ok(appended) => response
+            .with_base_offset(appended.base_offset)
+            .with_log_append_time_ms(appended.log_append_time_ms)
+            .with_log_start_offset(appended.log_start_offset),
+        Err(Failure(code, message, leader)) => {
+            let response = response
+                .with_error_code(code.code())
+                .with_base_offset(-1)
+                .with_error_message(message.map(StrBytes::from_string));
+            match leader {
+                Some((id, epoch)) if version >= 10 && id >= 0 => response.with_current_leader(
+                    LeaderIdAndEpoch::default()
+                        .with_leader_id(BrokerId(id))
+                        .with_leader_epoch(epoch),
+                ),
+                _ => response,
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Topic creation and deletion shared by CreateTopics, DeleteTopics and Metadata's auto-creation.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::Broker;
+use crate::metadata::{
+    MetadataCommand, MetadataError, TopicImage, topic_config, validate_topic_name,
+};
+
+/// A topic to create.
+#[derive(Debug)]
+pub struct NewTopic {
+    /// Name.
+    pub name: String,
+    /// Partitions; `None` takes the node default.
+    pub partitions: Option<i32>,
+    /// Replication factor; `None` takes the default (1 until replication lands).
+    pub replication_factor: Option<i16>,
+    /// Config overrides.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Validates without creating (CreateTopics' `validate_only`).
+pub fn validate(broker: &Broker, topic: &NewTopic) -> Result<(), MetadataError> {
+    validate_topic_name(&topic.name)?;
+    topic_config::validate(&topic.configs)?;
+    let image = broker.image();
+    if image.topic(&topic.name).is_some() {
+        return Err(MetadataError::TopicExists(topic.name.clone()));
+    }
+    let partitions = topic.partitions.unwrap_or(broker.config().num_partitions);
+    if !(1..=100_000).contains(&partitions) {
+        return Err(MetadataError::InvalidPartitions(partitions));
+    }
+    let factor = topic.replication_factor.unwrap_or(1);
+    if factor < 1 || usize::try_from(factor).unwrap_or(usize::MAX) > image.nodes.len() {
+        return Err(MetadataError::InvalidReplicationFactor {
+            requested: i32::from(factor),
+            available: image.nodes.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Creates a topic and its local partition logs; returns the new topic.
+pub async fn create(broker: &Broker, topic: NewTopic) -> Result<Arc<TopicImage>, MetadataError> {
+    validate(broker, &topic)?;
+    let command = MetadataCommand::CreateTopic {
+        name: topic.name.clone(),
+        topic_id: uuid::Uuid::new_v4(),
+        partitions: topic.partitions.unwrap_or(broker.config().num_partitions),
+        replication_factor: topic.replication_factor.unwrap_or(1),
+        configs: topic.configs,
+        internal: topic.name.starts_with("__"),
+    };
+    broker.metadata().propose(command).await?;
+    reconcile(broker).await?;
+    let image = broker.image();
+    image
+        .topic(&topic.name)
+        .cloned()
+        .ok_or(MetadataError::UnknownTopic(topic.name))
+}
+
+/// Deletes a topic and its local partition logs.
+pub async fn delete(broker: &Broker, topic: &TopicImage) -> Result<(), MetadataError> {
+    if topic.internal {
+        return Err(MetadataError::InternalTopic(topic.name.clone()));
+    }
+    broker
+        .metadata()
+        .propose(MetadataCommand::DeleteTopic { topic_id: topic.id })
+        .await?;
+    reconcile(broker).await
+}
+
+/// Brings local partition logs in line with the current image.
+pub async fn reconcile(broker: &Broker) -> Result<(), MetadataError> {
+    let image = broker.image();
+    broker
+        .replicas()
+        .reconcile(&image)
+        .await
+        .map_err(|e| MetadataError::Storage(e.to_string()))
+}

@@ -1,0 +1,309 @@
+//! Node configuration: flags over `RAFKA_*` environment variables over a TOML file over defaults.
+//!
+//! clap resolves flag-over-environment; [`NodeConfig::load`] lays the result over the optional file
+//! and the defaults, and keeps the cause when a value is wrong.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use rafka_mesh::Multiaddr;
+use rafka_store::FsyncPolicy;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+
+/// Command-line flags of `rafka-node`. Every flag can also be set with the `RAFKA_*` variable named
+/// in its help, or in the TOML file given by `--config` (keys as the flag names, with `_`).
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "rafka-node",
+    version,
+    about = "A Rafka broker node: Kafka's model, no setup."
+)]
+pub struct NodeArgs {
+    /// TOML configuration file; flags and RAFKA_* variables override its values.
+    #[arg(long, env = "RAFKA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the node keeps its data (partition logs, metadata, node key). [default: ./rafka-data]
+    #[arg(long, env = "RAFKA_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Kafka protocol listener (TCP). Port 0 lets the OS choose. [default: 127.0.0.1:9092]
+    #[arg(long, env = "RAFKA_KAFKA_ADDR", value_name = "HOST:PORT")]
+    pub kafka_addr: Option<SocketAddr>,
+    /// Address Kafka clients are told to connect to. [default: derived from --kafka-addr]
+    #[arg(long, env = "RAFKA_ADVERTISED_KAFKA_ADDR", value_name = "HOST:PORT")]
+    pub advertised_kafka_addr: Option<String>,
+    /// libp2p listen address of the mesh. [default: /ip4/0.0.0.0/tcp/7070]
+    #[arg(long, env = "RAFKA_P2P_ADDR", value_name = "MULTIADDR")]
+    pub p2p_addr: Option<Multiaddr>,
+    /// HTTP admin endpoint: /health, /ready, /metrics. [default: 127.0.0.1:9644]
+    #[arg(long, env = "RAFKA_HTTP_ADDR", value_name = "HOST:PORT")]
+    pub http_addr: Option<SocketAddr>,
+    /// Default fsync policy of partition logs: always | never | interval:MS. [default: always]
+    #[arg(long, env = "RAFKA_FSYNC", value_name = "POLICY")]
+    pub fsync: Option<FsyncPolicy>,
+    /// Create topics on first produce or metadata request, as Kafka does. [default: true]
+    #[arg(long, env = "RAFKA_AUTO_CREATE_TOPICS", value_name = "BOOL")]
+    pub auto_create_topics: Option<bool>,
+    /// Form a new cluster once this many fresh nodes see each other (1 for a single node). A node
+    /// restarted on an existing data dir resumes its cluster with or without it.
+    #[arg(long, env = "RAFKA_BOOTSTRAP_EXPECT", value_name = "N")]
+    pub bootstrap_expect: Option<u32>,
+    /// Partitions of auto-created topics and of CreateTopics requests that leave it to the broker. [default: 1]
+    #[arg(long, env = "RAFKA_NUM_PARTITIONS", value_name = "N")]
+    pub num_partitions: Option<i32>,
+    /// Largest request accepted, in bytes (Kafka's socket.request.max.bytes). [default: 104857600]
+    #[arg(long, env = "RAFKA_MAX_REQUEST_BYTES", value_name = "BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Default retention time of topics in ms; -1 keeps data forever. [default: 604800000]
+    #[arg(long, env = "RAFKA_RETENTION_MS", value_name = "MS")]
+    pub retention_ms: Option<i64>,
+    /// Default retention size per partition in bytes; -1 means unlimited. [default: -1]
+    #[arg(long, env = "RAFKA_RETENTION_BYTES", value_name = "BYTES")]
+    pub retention_bytes: Option<i64>,
+    /// Default segment size in bytes: retention drops whole segments. [default: 1073741824]
+    #[arg(long, env = "RAFKA_SEGMENT_BYTES", value_name = "BYTES")]
+    pub segment_bytes: Option<u64>,
+    /// How often retention is enforced, in ms. [default: 30000]
+    #[arg(long, env = "RAFKA_RETENTION_CHECK_INTERVAL_MS", value_name = "MS")]
+    pub retention_check_interval_ms: Option<u64>,
+    /// Partitions of the internal group-offsets topic (fixed once created). [default: 8]
+    #[arg(long, env = "RAFKA_OFFSETS_TOPIC_PARTITIONS", value_name = "N")]
+    pub offsets_topic_partitions: Option<i32>,
+}
+
+/// The node's resolved configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Kafka TCP listener.
+    pub kafka_addr: SocketAddr,
+    /// Advertised Kafka address (`host:port`), if not derived.
+    pub advertised_kafka_addr: Option<String>,
+    /// Mesh listen address.
+    pub p2p_addr: Multiaddr,
+    /// HTTP admin listener.
+    pub http_addr: SocketAddr,
+    /// Default fsync policy.
+    pub fsync: FsyncPolicy,
+    /// Auto-create topics.
+    pub auto_create_topics: bool,
+    /// Nodes expected to form a new cluster.
+    pub bootstrap_expect: Option<u32>,
+    /// Default partition count.
+    pub num_partitions: i32,
+    /// Request size limit.
+    pub max_request_bytes: usize,
+    /// Default retention time (ms, -1 = forever).
+    pub retention_ms: i64,
+    /// Default retention bytes (-1 = unlimited).
+    pub retention_bytes: i64,
+    /// Default segment size.
+    pub segment_bytes: u64,
+    /// Retention enforcement period (ms).
+    pub retention_check_interval_ms: u64,
+    /// Partitions of `__consumer_offsets`.
+    pub offsets_topic_partitions: i32,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./rafka-data"),
+            kafka_addr: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_kafka_addr: None,
+            p2p_addr: rafka_mesh::config::default_listen(),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 9644)),
+            fsync: FsyncPolicy::Always,
+            auto_create_topics: true,
+            bootstrap_expect: None,
+            num_partitions: 1,
+            max_request_bytes: 100 * 1024 * 1024,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            segment_bytes: 1 << 30,
+            retention_check_interval_ms: 30_000,
+            offsets_topic_partitions: 8,
+        }
+    }
+}
+
+macro_rules! overlay {
+    ($config:ident, $args:ident, $($field:ident),* $(,)?) => {
+        $( if let Some(value) = $args.$field { $config.$field = value; } )*
+    };
+}
+
+impl NodeConfig {
+    /// Defaults, then the file named by `--config` (if any), then flags and environment.
+    pub fn load(args: NodeArgs) -> Result<Self, ConfigError> {
+        let mut config = match &args.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        if let Some(addr) = args.advertised_kafka_addr {
+            config.advertised_kafka_addr = Some(addr);
+        }
+        if let Some(n) = args.bootstrap_expect {
+            config.bootstrap_expect = Some(n);
+        }
+        overlay!(
+            config,
+            args,
+            data_dir,
+            kafka_addr,
+            p2p_addr,
+            http_addr,
+            fsync,
+            auto_create_topics,
+            num_partitions,
+            max_request_bytes,
+            retention_ms,
+            retention_bytes,
+            segment_bytes,
+            retention_check_interval_ms,
+            offsets_topic_partitions,
+        );
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a TOML file; unknown keys are errors (a typo must not be silently ignored).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Checks values and their combinations.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            key: key.into(),
+            reason,
+        };
+        if self.num_partitions < 1 {
+            return Err(invalid(
+                "num_partitions",
+                format!("{} is below 1", self.num_partitions),
+            ));
+        }
+        if self.offsets_topic_partitions < 1 {
+            return Err(invalid(
+                "offsets_topic_partitions",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.max_request_bytes < 1024 {
+            return Err(invalid("max_request_bytes", "must be at least 1024".into()));
+        }
+        if self.retention_ms < -1 || self.retention_ms == 0 {
+            return Err(invalid(
+                "retention_ms",
+                format!("{} (use -1 or a positive value)", self.retention_ms),
+            ));
+        }
+        if self.retention_bytes < -1 || self.retention_bytes == 0 {
+            return Err(invalid(
+                "retention_bytes",
+                format!("{} (use -1 or a positive value)", self.retention_bytes),
+            ));
+        }
+        if self.segment_bytes < 1024 * 1024 {
+            return Err(invalid("segment_bytes", "must be at least 1 MiB".into()));
+        }
+        if self.retention_check_interval_ms == 0 {
+            return Err(invalid(
+                "retention_check_interval_ms",
+                "must be positive".into(),
+            ));
+        }
+        if let Some(0) = self.bootstrap_expect {
+            return Err(invalid("bootstrap_expect", "must be at least 1".into()));
+        }
+        if let Some(addr) = &self.advertised_kafka_addr {
+            crate::endpoint::parse_host_port(addr)
+                .map_err(|reason| invalid("advertised_kafka_addr", reason))?;
+        }
+        Ok(())
+    }
+
+    /// The retention check period.
+    pub fn retention_check_interval(&self) -> Duration {
+        Duration::from_millis(self.retention_check_interval_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "num_partitions = 3\nfsync = \"never\"\nkafka_addr = \"127.0.0.1:19092\"\n",
+        )
+        .unwrap();
+        let args = NodeArgs {
+            config: Some(file),
+            num_partitions: Some(5),
+            ..NodeArgs::default()
+        };
+        let config = NodeConfig::load(args).unwrap();
+        assert_eq!(config.num_partitions, 5, "flag wins over file");
+        assert_eq!(config.fsync, FsyncPolicy::Never, "file wins over default");
+        assert_eq!(config.kafka_addr.port(), 19092);
+        assert_eq!(
+            config.http_addr,
+            NodeConfig::default().http_addr,
+            "default kept"
+        );
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_values_name_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(&file, "num_partitons = 3\n").unwrap();
+        let err = NodeConfig::from_file(&file).unwrap_err().to_string();
+        assert!(err.contains("num_partitons"), "{err}");
+
+        let args = NodeArgs {
+            num_partitions: Some(0),
+            ..NodeArgs::default()
+        };
+        let err = NodeConfig::load(args).unwrap_err().to_string();
+        assert!(err.contains("num_partitions"), "{err}");
+    }
+
+    #[test]
+    fn help_documents_every_flag() {
+        use clap::CommandFactory;
+        let help = NodeArgs::command().render_long_help().to_string();
+        for flag in [
+            "--data-dir",
+            "--kafka-addr",
+            "--advertised-kafka-addr",
+            "--p2p-addr",
+            "--http-addr",
+            "--fsync",
+            "--auto-create-topics",
+            "--config",
+            "--bootstrap-expect",
+            "RAFKA_FSYNC",
+        ] {
+            assert!(help.contains(flag), "--help lacks {flag}");
+        }
+    }
+}

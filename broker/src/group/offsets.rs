@@ -1,0 +1,382 @@
+//! Committed group offsets, kept in the internal `__consumer_offsets` partitions so that
+//! replication covers them; the in-memory map is rebuilt from those partitions at start-up.
+//!
+//! Each group maps to one partition (Java's `abs(groupId.hashCode()) % partitions`, as Kafka).
+//! Commits to one partition are serialised by that partition's mutex, held across the append, so
+//! the in-memory map always reflects the log in offset order. The log would grow with every commit;
+//! instead of a key-compacting cleaner, once enough superseded commits pile up the writer appends a
+//! snapshot of the live commits and advances the log start past everything older.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use rafka_store::{AppendOptions, PartitionLog, StoreError};
+use tokio::sync::Mutex;
+
+use super::codec::{CommitKey, CommitValue};
+
+/// Name of the internal topic.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// A committed offset.
+pub type CommittedOffset = CommitValue;
+
+/// Records per batch when writing snapshots.
+const SNAPSHOT_CHUNK: usize = 1000;
+/// Superseded records tolerated before a snapshot.
+const SNAPSHOT_MIN_RECORDS: u64 = 10_000;
+/// Bytes read per step when replaying a partition.
+const REPLAY_READ_BYTES: usize = 4 * 1024 * 1024;
+
+/// Why a commit failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommitError {
+    /// The metadata string is longer than Kafka's 4096 bytes.
+    #[error("offset metadata is {0} bytes; at most 4096 are allowed")]
+    MetadataTooLarge(usize),
+    /// A name cannot be encoded.
+    #[error("group or topic name too long")]
+    NameTooLong,
+    /// The group's offsets partition is not here.
+    #[error("this node is not the coordinator of the group")]
+    NotCoordinator,
+    /// Writing the commit failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Java's `String.hashCode` (over UTF-16 code units), as Kafka uses to place groups.
+pub fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    })
+}
+
+/// The offsets partition of `group` among `partitions`.
+pub fn partition_for_group(group: &str, partitions: i32) -> i32 {
+    // Kafka's Utils.abs maps i32::MIN to 0 rather than overflowing.
+    let hash = java_string_hash(group);
+    let positive = if hash == i32::MIN { 0 } else { hash.abs() };
+    positive % partitions.max(1)
+}
+
+type GroupMap = HashMap<String, HashMap<(String, i32), CommitValue>>;
+
+struct Writer {
+    log: PartitionLog,
+    records_since_snapshot: u64,
+}
+
+/// The committed offsets of every group (cheap to clone).
+#[derive(Clone)]
+pub struct GroupOffsets {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    offsets: RwLock<GroupMap>,
+    writers: Vec<Mutex<Writer>>,
+}
+
+impl GroupOffsets {
+    /// Rebuilds the map by replaying every offsets partition (`logs[i]` is partition `i`).
+    pub async fn load(logs: Vec<PartitionLog>) -> Result<Self, StoreError> {
+        let replay_logs = logs.clone();
+        let (offsets, counts) = tokio::task::spawn_blocking(move || replay(&replay_logs))
+            .await
+            .map_err(|e| task_failed("offset replay", &e))??;
+        let writers = logs
+            .into_iter()
+            .zip(counts)
+            .map(|(log, records_since_snapshot)| {
+                Mutex::new(Writer {
+                    log,
+                    records_since_snapshot,
+                })
+            })
+            .collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                offsets: RwLock::new(offsets),
+                writers,
+            }),
+        })
+    }
+
+    /// Number of offsets partitions.
+    pub fn partitions(&self) -> i32 {
+        i32::try_from(self.inner.writers.len()).unwrap_or(i32::MAX)
+    }
+
+    /// The offsets partition of `group`.
+    pub fn partition_of(&self, group: &str) -> i32 {
+        partition_for_group(group, self.partitions())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, GroupMap> {
+        // Writers replace whole entries under the lock; a panic elsewhere cannot leave one torn.
+        self.inner
+            .offsets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, GroupMap> {
+        self.inner
+            .offsets
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The committed offset of one partition.
+    pub fn fetch(&self, group: &str, topic: &str, partition: i32) -> Option<CommitValue> {
+        self.read()
+            .get(group)?
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    /// Every committed offset of a group.
+    pub fn fetch_group(&self, group: &str) -> Vec<(String, i32, CommitValue)> {
+        let map = self.read();
+        let mut all: Vec<_> = map
+            .get(group)
+            .map(|offsets| {
+                offsets
+                    .iter()
+                    .map(|((t, p), v)| (t.clone(), *p, v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        all.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        all
+    }
+
+    /// Groups with committed offsets.
+    pub fn groups(&self) -> Vec<String> {
+        let mut groups: Vec<_> = self.read().keys().cloned().collect();
+        groups.sort();
+        groups
+    }
+
+    /// Durably records `entries` for `group`, then makes them visible.
+    pub async fn commit(
+        &self,
+        group: &str,
+        entries: Vec<(String, i32, CommitValue)>,
+        options: AppendOptions,
+    ) -> Result<(), CommitError> {
+        let mut records = Vec::with_capacity(entries.len());
+        for (topic, partition, value) in &entries {
+            if value.metadata.len() > 4096 {
+                return Err(CommitError::MetadataTooLarge(value.metadata.len()));
+            }
+            let key = CommitKey {
+                group: group.to_string(),
+                topic: topic.clone(),
+                partition: *partition,
+            };
+            records.push((key.encode(), value.encode()));
+        }
+        let records: Vec<(Bytes, Option<Bytes>)> = records
+            .into_iter()
+            .map(|(k, v)| Some((k?, Some(v?))))
+            .collect::<Option<_>>()
+            .ok_or(CommitError::NameTooLong)?;
+        let index = usize::try_from(self.partition_of(group)).unwrap_or(0);
+        let writer = self
+            .inner
+            .writers
+            .get(index)
+            .ok_or(CommitError::NotCoordinator)?;
+        let mut writer = writer.lock().await;
+        append_records(&writer.log, &records, options).await?;
+        writer.records_since_snapshot += records.len() as u64;
+        {
+            let mut map = self.write();
+            let group_map = map.entry(group.to_string()).or_default();
+            for (topic, partition, value) in entries {
+                group_map.insert((topic, partition), value);
+            }
+        }
+        self.maybe_snapshot(index, &mut writer, options).await
+    }
+
+    async fn maybe_snapshot(
+        &self,
+        index: usize,
+        writer: &mut Writer,
+        options: AppendOptions,
+    ) -> Result<(), CommitError> {
+        let partitions = self.partitions();
+        let live: Vec<(Bytes, Option<Bytes>)> = {
+            let map = self.read();
+            map.iter()
+                .filter(|(group, _)| partition_for_group(group, partitions) as usize == index)
+                .flat_map(|(group, offsets)| {
+                    offsets
+                        .iter()
+                        .filter_map(move |((topic, partition), value)| {
+                            let key = CommitKey {
+                                group: group.clone(),
+                                topic: topic.clone(),
+                                partition: *partition,
+                            };
+                            Some((key.encode()?, Some(value.encode()?)))
+                        })
+                })
+                .collect()
+        };
+        let live_count = live.len() as u64;
+        if writer.records_since_snapshot < SNAPSHOT_MIN_RECORDS.max(2 * live_count) {
+            return Ok(());
+        }
+        let mut first_offset = None;
+        for chunk in live.chunks(SNAPSHOT_CHUNK) {
+            let appended = append_records(&writer.log, chunk, options).await?;
+            first_offset.get_or_insert(appended);
+        }
+        let start = first_offset.unwrap_or_else(|| writer.log.log_end_offset());
+        let log = writer.log.clone();
+        tokio::task::spawn_blocking(move || log.delete_records_before(start))
+            .await
+            .map_err(|e| task_failed("offsets snapshot", &e))??;
+        tracing::info!(
+            partition = index,
+            live = live_count,
+            start,
+            "compacted group offsets"
+        );
+        writer.records_since_snapshot = live_count;
+        Ok(())
+    }
+}
+
+fn task_failed(what: &str, error: &tokio::task::JoinError) -> StoreError {
+    StoreError::Io(std::io::Error::other(format!(
+        "{what} task failed: {error}"
+    )))
+}
+
+fn corrupt(reason: String) -> StoreError {
+    StoreError::CorruptValue {
+        keyspace: OFFSETS_TOPIC,
+        reason,
+    }
+}
+
+/// Appends one batch of records; returns its base offset.
+async fn append_records(
+    log: &PartitionLog,
+    records: &[(Bytes, Option<Bytes>)],
+    options: AppendOptions,
+) -> Result<i64, StoreError> {
+    let batch = encode_batch(records, options.now_ms)?;
+    let appended = log.append(batch, options).await?;
+    log.advance_high_watermark(appended.last_offset + 1)?;
+    Ok(appended.base_offset)
+}
+
+fn encode_batch(records: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<Bytes, StoreError> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: now_ms,
+            key: Some(key.clone()),
+            value: value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options)
+        .map_err(|e| corrupt(format!("cannot encode offset commit: {e}")))?;
+    Ok(buf.freeze())
+}
+
+fn replay(logs: &[PartitionLog]) -> Result<(GroupMap, Vec<u64>), StoreError> {
+    let mut map = GroupMap::new();
+    let mut counts = Vec::with_capacity(logs.len());
+    for log in logs {
+        let mut offset = log.log_start_offset();
+        let end = log.log_end_offset();
+        let mut records = 0u64;
+        while offset < end {
+            let batches = log.read(offset, REPLAY_READ_BYTES, end)?;
+            if batches.is_empty() {
+                break;
+            }
+            for batch in batches {
+                let mut buf = batch.clone();
+                let sets = RecordBatchDecoder::decode_all(&mut buf)
+                    .map_err(|e| corrupt(format!("unreadable record batch: {e}")))?;
+                for record in sets.into_iter().flat_map(|set| set.records) {
+                    offset = offset.max(record.offset + 1);
+                    records += 1;
+                    apply_record(&mut map, &record);
+                }
+            }
+        }
+        counts.push(records);
+    }
+    Ok((map, counts))
+}
+
+fn apply_record(map: &mut GroupMap, record: &Record) {
+    let Some(key) = record.key.as_deref().and_then(CommitKey::decode) else {
+        tracing::warn!(
+            offset = record.offset,
+            "skipping unreadable offsets record key"
+        );
+        return;
+    };
+    match record.value.as_deref().map(CommitValue::decode) {
+        Some(Some(value)) => {
+            map.entry(key.group)
+                .or_default()
+                .insert((key.topic, key.partition), value);
+        }
+        Some(None) => tracing::warn!(offset = record.offset, "skipping unreadable offsets record"),
+        None => {
+            if let Some(group) = map.get_mut(&key.group) {
+                group.remove(&(key.topic, key.partition));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_land_where_kafka_puts_them() {
+        assert_eq!(java_string_hash(""), 0);
+        assert_eq!(java_string_hash("a"), 97);
+        assert_eq!(java_string_hash("ab"), 97 * 31 + 98);
+        // "hello".hashCode() in Java.
+        assert_eq!(java_string_hash("hello"), 99_162_322);
+        assert_eq!(partition_for_group("hello", 50), 99_162_322 % 50);
+        for p in 1..64 {
+            let partition = partition_for_group("any-group", p);
+            assert!((0..p).contains(&partition));
+        }
+    }
+}

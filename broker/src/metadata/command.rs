@@ -1,0 +1,79 @@
+//! Commands of the metadata log.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::NodeId;
+
+/// A change to the cluster metadata. Commands are deterministic: everything random (ids) is chosen
+/// before the command is proposed, so every replica of the log applies the same thing.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum MetadataCommand {
+    /// Forms the cluster (first command of the log).
+    Form {
+        /// Cluster id, Kafka style (22 characters of URL-safe base64 of a UUID).
+        cluster_id: String,
+    },
+    /// A node (re)joins: same peer id keeps its node id; the broker epoch grows.
+    RegisterNode {
+        /// libp2p peer id (string form).
+        peer_id: String,
+        /// Advertised Kafka endpoint.
+        kafka_host: String,
+        /// Advertised Kafka port.
+        kafka_port: u16,
+    },
+    /// Creates a topic.
+    CreateTopic {
+        /// Name.
+        name: String,
+        /// Topic id, chosen by the proposer.
+        topic_id: Uuid,
+        /// Partition count.
+        partitions: i32,
+        /// Replication factor.
+        replication_factor: i16,
+        /// Explicit config overrides (already validated).
+        configs: BTreeMap<String, String>,
+        /// Internal topic (`__consumer_offsets`).
+        internal: bool,
+    },
+    /// Deletes a topic.
+    DeleteTopic {
+        /// Topic id.
+        topic_id: Uuid,
+    },
+    /// Replaces a topic's config overrides.
+    SetTopicConfig {
+        /// Topic id.
+        topic_id: Uuid,
+        /// The new overrides.
+        configs: BTreeMap<String, String>,
+    },
+    /// Reserves a block of producer ids.
+    AllocateProducerIds {
+        /// How many.
+        count: i64,
+    },
+}
+
+/// What applying a command produced.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Nothing beyond the new image.
+    Done,
+    /// The node id (and broker epoch) of a registered node.
+    Registered {
+        /// Node id.
+        node_id: NodeId,
+        /// Broker epoch.
+        broker_epoch: i64,
+    },
+    /// The first id of an allocated block.
+    ProducerIds {
+        /// First id of the block.
+        first: i64,
+    },
+}

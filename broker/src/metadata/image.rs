@@ -1,0 +1,397 @@
+//! The metadata image: a pure state machine over [`MetadataCommand`]s.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{MetadataCommand, MetadataError, NodeId, Outcome, validate_topic_name};
+
+/// A registered node.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NodeImage {
+    /// Node id.
+    pub node_id: NodeId,
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Grows every time the node registers (restarts).
+    pub broker_epoch: i64,
+    /// Advertised Kafka host.
+    pub kafka_host: String,
+    /// Advertised Kafka port.
+    pub kafka_port: u16,
+}
+
+/// One partition's placement.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PartitionImage {
+    /// Partition index.
+    pub index: i32,
+    /// Current leader (-1: none).
+    pub leader: NodeId,
+    /// Grows with every leader change.
+    pub leader_epoch: i32,
+    /// Grows with every change of this partition.
+    pub partition_epoch: i32,
+    /// Assigned replicas.
+    pub replicas: Vec<NodeId>,
+    /// In-sync replicas.
+    pub isr: Vec<NodeId>,
+}
+
+/// One topic.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TopicImage {
+    /// Name.
+    pub name: String,
+    /// Topic id.
+    pub id: Uuid,
+    /// Partitions, indexed by partition number.
+    pub partitions: Vec<PartitionImage>,
+    /// Replication factor.
+    pub replication_factor: i16,
+    /// Explicit config overrides.
+    pub configs: BTreeMap<String, String>,
+    /// Internal topic.
+    pub internal: bool,
+}
+
+/// Everything the metadata log decides, as of one applied index.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MetadataImage {
+    /// Cluster id; empty until formed.
+    pub cluster_id: String,
+    /// Number of commands applied.
+    pub version: u64,
+    /// Nodes by id.
+    pub nodes: BTreeMap<NodeId, NodeImage>,
+    topics: BTreeMap<String, Arc<TopicImage>>,
+    #[serde(skip)]
+    topic_names_by_id: HashMap<Uuid, String>,
+    /// Next producer id not yet handed out.
+    pub next_producer_id: i64,
+}
+
+impl MetadataImage {
+    /// True once a `Form` command has been applied.
+    pub fn is_formed(&self) -> bool {
+        !self.cluster_id.is_empty()
+    }
+
+    /// Topics, by name.
+    pub fn topics(&self) -> impl Iterator<Item = &Arc<TopicImage>> {
+        self.topics.values()
+    }
+
+    /// A topic by name.
+    pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {
+        self.topics.get(name)
+    }
+
+    /// A topic by id.
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<&Arc<TopicImage>> {
+        self.topic_names_by_id
+            .get(id)
+            .and_then(|name| self.topics.get(name))
+    }
+
+    /// The node registered with this peer id.
+    pub fn node_by_peer(&self, peer_id: &str) -> Option<&NodeImage> {
+        self.nodes.values().find(|node| node.peer_id == peer_id)
+    }
+
+    /// Rebuilds derived indexes after deserialisation.
+    pub fn rebuild_indexes(&mut self) {
+        self.topic_names_by_id = self
+            .topics
+            .values()
+            .map(|topic| (topic.id, topic.name.clone()))
+            .collect();
+    }
+
+    /// Applies one command. On error the image is unchanged.
+    pub fn apply(&mut self, command: &MetadataCommand) -> Result<Outcome, MetadataError> {
+        if !self.is_formed() && !matches!(command, MetadataCommand::Form { .. }) {
+            return Err(MetadataError::NotFormed);
+        }
+        let outcome = match command {
+            MetadataCommand::Form { cluster_id } => {
+                if !self.is_formed() {
+                    self.cluster_id.clone_from(cluster_id);
+                    self.next_producer_id = 1000;
+                }
+                Outcome::Done
+            }
+            MetadataCommand::RegisterNode {
+                peer_id,
+                kafka_host,
+                kafka_port,
+            } => self.register_node(peer_id, kafka_host, *kafka_port),
+            MetadataCommand::CreateTopic {
+                name,
+                topic_id,
+                partitions,
+                replication_factor,
+                configs,
+                internal,
+            } => self.create_topic(
+                name,
+                *topic_id,
+                *partitions,
+                *replication_factor,
+                configs,
+                *internal,
+            )?,
+            MetadataCommand::DeleteTopic { topic_id } => {
+                let name = self
+                    .topic_names_by_id
+                    .remove(topic_id)
+                    .ok_or_else(|| MetadataError::UnknownTopic(topic_id.to_string()))?;
+                self.topics.remove(&name);
+                Outcome::Done
+            }
+            MetadataCommand::SetTopicConfig { topic_id, configs } => {
+                let topic = self
+                    .topic_by_id(topic_id)
+                    .ok_or_else(|| MetadataError::UnknownTopic(topic_id.to_string()))?;
+                let mut updated = TopicImage::clone(topic);
+                updated.configs.clone_from(configs);
+                self.topics.insert(updated.name.clone(), Arc::new(updated));
+                Outcome::Done
+            }
+            MetadataCommand::AllocateProducerIds { count } => {
+                let first = self.next_producer_id;
+                self.next_producer_id = first.saturating_add((*count).max(1));
+                Outcome::ProducerIds { first }
+            }
+        };
+        self.version += 1;
+        Ok(outcome)
+    }
+
+    fn register_node(&mut self, peer_id: &str, host: &str, port: u16) -> Outcome {
+        let existing = self.nodes.values_mut().find(|node| node.peer_id == peer_id);
+        let node = match existing {
+            Some(node) => {
+                node.broker_epoch += 1;
+                node.kafka_host = host.to_string();
+                node.kafka_port = port;
+                node.clone()
+            }
+            None => {
+                let node_id = self.nodes.keys().next_back().map_or(1, |last| last + 1);
+                let node = NodeImage {
+                    node_id,
+                    peer_id: peer_id.to_string(),
+                    broker_epoch: 1,
+                    kafka_host: host.to_string(),
+                    kafka_port: port,
+                };
+                self.nodes.insert(node_id, node.clone());
+                node
+            }
+        };
+        Outcome::Registered {
+            node_id: node.node_id,
+            broker_epoch: node.broker_epoch,
+        }
+    }
+
+    fn create_topic(
+        &mut self,
+        name: &str,
+        topic_id: Uuid,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &BTreeMap<String, String>,
+        internal: bool,
+    ) -> Result<Outcome, MetadataError> {
+        validate_topic_name(name)?;
+        if self.topics.contains_key(name) {
+            return Err(MetadataError::TopicExists(name.to_string()));
+        }
+        if !(1..=100_000).contains(&partitions) {
+            return Err(MetadataError::InvalidPartitions(partitions));
+        }
+        let nodes: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let factor = usize::try_from(replication_factor).unwrap_or(0);
+        if factor == 0 || factor > nodes.len() {
+            return Err(MetadataError::InvalidReplicationFactor {
+                requested: i32::from(replication_factor),
+                available: nodes.len(),
+            });
+        }
+        let partitions = (0..partitions)
+            .map(|index| {
+                let replicas = place_replicas(&nodes, index, factor);
+                PartitionImage {
+                    index,
+                    leader: replicas.first().copied().unwrap_or(-1),
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                    isr: replicas.clone(),
+                    replicas,
+                }
+            })
+            .collect();
+        let topic = TopicImage {
+            name: name.to_string(),
+            id: topic_id,
+            partitions,
+            replication_factor,
+            configs: configs.clone(),
+            internal,
+        };
+        self.topic_names_by_id.insert(topic_id, name.to_string());
+        self.topics.insert(name.to_string(), Arc::new(topic));
+        Ok(Outcome::Done)
+    }
+}
+
+/// Round-robin placement: partition `index` starts at node `index % n`, so leaders spread evenly.
+fn place_replicas(nodes: &[NodeId], index: i32, factor: usize) -> Vec<NodeId> {
+    let n = nodes.len();
+    let start = usize::try_from(index).unwrap_or(0) % n.max(1);
+    (0..factor)
+        .filter_map(|i| nodes.get((start + i) % n).copied())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn formed() -> MetadataImage {
+        let mut image = MetadataImage::default();
+        image
+            .apply(&MetadataCommand::Form {
+                cluster_id: "c1".into(),
+            })
+            .unwrap();
+        image
+            .apply(&MetadataCommand::RegisterNode {
+                peer_id: "peer-a".into(),
+                kafka_host: "h".into(),
+                kafka_port: 9092,
+            })
+            .unwrap();
+        image
+    }
+
+    fn create(name: &str, partitions: i32) -> MetadataCommand {
+        MetadataCommand::CreateTopic {
+            name: name.into(),
+            topic_id: Uuid::new_v4(),
+            partitions,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+            internal: false,
+        }
+    }
+
+    #[test]
+    fn nothing_applies_before_formation() {
+        let mut image = MetadataImage::default();
+        assert!(matches!(
+            image.apply(&create("t", 1)),
+            Err(MetadataError::NotFormed)
+        ));
+    }
+
+    #[test]
+    fn nodes_keep_their_id_and_bump_their_epoch() {
+        let mut image = formed();
+        let register = MetadataCommand::RegisterNode {
+            peer_id: "peer-a".into(),
+            kafka_host: "h2".into(),
+            kafka_port: 1,
+        };
+        assert_eq!(
+            image.apply(&register).unwrap(),
+            Outcome::Registered {
+                node_id: 1,
+                broker_epoch: 2
+            }
+        );
+        let other = MetadataCommand::RegisterNode {
+            peer_id: "peer-b".into(),
+            kafka_host: "h".into(),
+            kafka_port: 1,
+        };
+        assert_eq!(
+            image.apply(&other).unwrap(),
+            Outcome::Registered {
+                node_id: 2,
+                broker_epoch: 1
+            }
+        );
+    }
+
+    #[test]
+    fn topics_are_created_once_and_deleted_by_id() {
+        let mut image = formed();
+        image.apply(&create("orders", 3)).unwrap();
+        let topic = image.topic("orders").unwrap().clone();
+        assert_eq!(topic.partitions.len(), 3);
+        assert!(
+            topic
+                .partitions
+                .iter()
+                .all(|p| p.leader == 1 && p.isr == vec![1])
+        );
+        assert_eq!(image.topic_by_id(&topic.id).unwrap().name, "orders");
+        assert!(matches!(
+            image.apply(&create("orders", 1)),
+            Err(MetadataError::TopicExists(_))
+        ));
+        image
+            .apply(&MetadataCommand::DeleteTopic { topic_id: topic.id })
+            .unwrap();
+        assert!(image.topic("orders").is_none() && image.topic_by_id(&topic.id).is_none());
+    }
+
+    #[test]
+    fn invalid_topics_are_refused_without_changing_the_image() {
+        let mut image = formed();
+        let version = image.version;
+        assert!(image.apply(&create("bad name", 1)).is_err());
+        assert!(image.apply(&create("t", 0)).is_err());
+        let mut rf2 = create("t", 1);
+        if let MetadataCommand::CreateTopic {
+            replication_factor, ..
+        } = &mut rf2
+        {
+            *replication_factor = 2;
+        }
+        assert!(matches!(
+            image.apply(&rf2),
+            Err(MetadataError::InvalidReplicationFactor {
+                requested: 2,
+                available: 1
+            })
+        ));
+        assert_eq!(image.version, version);
+    }
+
+    #[test]
+    fn producer_id_blocks_do_not_overlap() {
+        let mut image = formed();
+        let a = image
+            .apply(&MetadataCommand::AllocateProducerIds { count: 100 })
+            .unwrap();
+        let b = image
+            .apply(&MetadataCommand::AllocateProducerIds { count: 100 })
+            .unwrap();
+        assert_eq!(a, Outcome::ProducerIds { first: 1000 });
+        assert_eq!(b, Outcome::ProducerIds { first: 1100 });
+    }
+
+    #[test]
+    fn placement_spreads_leaders() {
+        let nodes = [1, 2, 3];
+        let leaders: Vec<_> = (0..6).map(|i| place_replicas(&nodes, i, 2)[0]).collect();
+        assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
+        assert_eq!(place_replicas(&nodes, 2, 3), vec![3, 1, 2]);
+    }
+}

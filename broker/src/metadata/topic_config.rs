@@ -1,0 +1,316 @@
+//! Topic configuration: the keys Rafka understands, their validation, defaults and mapping onto the
+//! store's [`LogConfig`].
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use rafka_store::{FsyncPolicy, LogConfig, TimestampType};
+
+/// A bad topic config.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopicConfigError {
+    /// The key is not a topic config Rafka knows.
+    #[error("unknown topic config '{0}'")]
+    Unknown(String),
+    /// The value does not parse or is out of range.
+    #[error("invalid value {value:?} for topic config '{key}': {reason}")]
+    Invalid {
+        /// The key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What is expected.
+        reason: String,
+    },
+}
+
+/// Kafka's type codes for DescribeConfigs v3+.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i8)]
+pub enum ConfigType {
+    /// BOOLEAN.
+    Boolean = 1,
+    /// STRING.
+    String = 2,
+    /// INT.
+    Int = 3,
+    /// LONG.
+    Long = 5,
+}
+
+/// One known key: its type and documentation.
+#[derive(Debug)]
+pub struct ConfigKey {
+    /// Kafka name.
+    pub name: &'static str,
+    /// Type.
+    pub kind: ConfigType,
+    /// One-line documentation.
+    pub doc: &'static str,
+}
+
+/// Every topic config Rafka understands.
+pub const KEYS: &[ConfigKey] = &[
+    ConfigKey {
+        name: "cleanup.policy",
+        kind: ConfigType::String,
+        doc: "delete (compaction is not implemented yet)",
+    },
+    ConfigKey {
+        name: "compression.type",
+        kind: ConfigType::String,
+        doc: "producer: batches are stored as the producer compressed them",
+    },
+    ConfigKey {
+        name: "max.message.bytes",
+        kind: ConfigType::Int,
+        doc: "largest record batch accepted",
+    },
+    ConfigKey {
+        name: "message.timestamp.type",
+        kind: ConfigType::String,
+        doc: "CreateTime or LogAppendTime",
+    },
+    ConfigKey {
+        name: "min.insync.replicas",
+        kind: ConfigType::Int,
+        doc: "replicas that must have a write before acks=all succeeds",
+    },
+    ConfigKey {
+        name: "rafka.fsync",
+        kind: ConfigType::String,
+        doc: "always | never | interval:MS; overrides the node's --fsync",
+    },
+    ConfigKey {
+        name: "retention.bytes",
+        kind: ConfigType::Long,
+        doc: "size kept per partition; -1 unlimited",
+    },
+    ConfigKey {
+        name: "retention.ms",
+        kind: ConfigType::Long,
+        doc: "time data is kept; -1 forever",
+    },
+    ConfigKey {
+        name: "segment.bytes",
+        kind: ConfigType::Int,
+        doc: "segment size: retention drops whole segments",
+    },
+    ConfigKey {
+        name: "segment.ms",
+        kind: ConfigType::Long,
+        doc: "segment age after which a new one is rolled",
+    },
+    ConfigKey {
+        name: "unclean.leader.election.enable",
+        kind: ConfigType::Boolean,
+        doc: "elect an out-of-sync replica when none is in sync (may lose data)",
+    },
+];
+
+/// Node-level defaults that topic configs override.
+#[derive(Clone, Debug)]
+pub struct TopicDefaults {
+    /// Node fsync policy.
+    pub fsync: FsyncPolicy,
+    /// Default retention.ms.
+    pub retention_ms: i64,
+    /// Default retention.bytes.
+    pub retention_bytes: i64,
+    /// Default segment.bytes.
+    pub segment_bytes: u64,
+}
+
+impl TopicDefaults {
+    /// The default value of a key, as a string.
+    pub fn default_value(&self, key: &str) -> Option<String> {
+        let value = match key {
+            "cleanup.policy" => "delete".to_string(),
+            "compression.type" => "producer".to_string(),
+            "max.message.bytes" => LogConfig::default().max_message_bytes.to_string(),
+            "message.timestamp.type" => "CreateTime".to_string(),
+            "min.insync.replicas" => "1".to_string(),
+            "rafka.fsync" => self.fsync.to_string(),
+            "retention.bytes" => self.retention_bytes.to_string(),
+            "retention.ms" => self.retention_ms.to_string(),
+            "segment.bytes" => self.segment_bytes.to_string(),
+            "segment.ms" => "604800000".to_string(),
+            "unclean.leader.election.enable" => "false".to_string(),
+            _ => return None,
+        };
+        Some(value)
+    }
+}
+
+/// Validates explicit overrides (as given to CreateTopics or AlterConfigs).
+pub fn validate(configs: &BTreeMap<String, String>) -> Result<(), TopicConfigError> {
+    for (key, value) in configs {
+        validate_one(key, value)?;
+    }
+    Ok(())
+}
+
+fn validate_one(key: &str, value: &str) -> Result<(), TopicConfigError> {
+    let invalid = |reason: &str| TopicConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    let long_at_least = |min: i64| -> Result<(), TopicConfigError> {
+        match value.parse::<i64>() {
+            Ok(v) if v >= min => Ok(()),
+            _ => Err(invalid(&format!("an integer >= {min}"))),
+        }
+    };
+    match key {
+        "cleanup.policy" if value == "delete" => Ok(()),
+        "cleanup.policy" => Err(invalid(
+            "only 'delete' is supported; key compaction is not implemented yet",
+        )),
+        "compression.type" if value == "producer" => Ok(()),
+        "compression.type" => Err(invalid(
+            "only 'producer' is supported: batches are stored verbatim",
+        )),
+        "max.message.bytes" => long_at_least(0).and_then(|()| {
+            value
+                .parse::<u32>()
+                .map(|_| ())
+                .map_err(|_| invalid("at most 4294967295"))
+        }),
+        "message.timestamp.type" if matches!(value, "CreateTime" | "LogAppendTime") => Ok(()),
+        "message.timestamp.type" => Err(invalid("CreateTime or LogAppendTime")),
+        "min.insync.replicas" => long_at_least(1),
+        "rafka.fsync" => FsyncPolicy::from_str(value)
+            .map(|_| ())
+            .map_err(|e| invalid(&e.to_string())),
+        "retention.bytes" | "retention.ms" => match value.parse::<i64>() {
+            Ok(-1) => Ok(()),
+            Ok(v) if v > 0 => Ok(()),
+            _ => Err(invalid("-1 or a positive integer")),
+        },
+        "segment.bytes" => long_at_least(1024),
+        "segment.ms" => long_at_least(1),
+        "unclean.leader.election.enable" if matches!(value, "true" | "false") => Ok(()),
+        "unclean.leader.election.enable" => Err(invalid("true or false")),
+        _ => Err(TopicConfigError::Unknown(key.to_string())),
+    }
+}
+
+/// The effective value of `key` for a topic with these overrides.
+pub fn effective(
+    configs: &BTreeMap<String, String>,
+    defaults: &TopicDefaults,
+    key: &str,
+) -> Option<String> {
+    configs
+        .get(key)
+        .cloned()
+        .or_else(|| defaults.default_value(key))
+}
+
+/// The store's view of a topic's config.
+pub fn log_config(configs: &BTreeMap<String, String>, defaults: &TopicDefaults) -> LogConfig {
+    let get = |key: &str| effective(configs, defaults, key).unwrap_or_default();
+    let positive = |key: &str| get(key).parse::<i64>().ok().filter(|v| *v > 0);
+    let base = LogConfig::default();
+    LogConfig {
+        fsync: configs
+            .get("rafka.fsync")
+            .and_then(|v| FsyncPolicy::from_str(v).ok()),
+        retention_ms: positive("retention.ms"),
+        retention_bytes: positive("retention.bytes").and_then(|v| u64::try_from(v).ok()),
+        segment_bytes: positive("segment.bytes")
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(base.segment_bytes),
+        segment_ms: positive("segment.ms"),
+        timestamp_type: if get("message.timestamp.type") == "LogAppendTime" {
+            TimestampType::LogAppendTime
+        } else {
+            TimestampType::CreateTime
+        },
+        max_message_bytes: get("max.message.bytes")
+            .parse()
+            .unwrap_or(base.max_message_bytes),
+        ..base
+    }
+}
+
+/// `min.insync.replicas` of a topic.
+pub fn min_insync_replicas(configs: &BTreeMap<String, String>) -> i32 {
+    configs
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> TopicDefaults {
+        TopicDefaults {
+            fsync: FsyncPolicy::Always,
+            retention_ms: 1000,
+            retention_bytes: -1,
+            segment_bytes: 1 << 20,
+        }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn known_keys_validate_and_unknown_keys_do_not() {
+        assert!(
+            validate(&map(&[
+                ("retention.ms", "-1"),
+                ("rafka.fsync", "interval:50")
+            ]))
+            .is_ok()
+        );
+        assert!(matches!(
+            validate(&map(&[("retention.mss", "1")])),
+            Err(TopicConfigError::Unknown(_))
+        ));
+        for (k, v) in [
+            ("retention.ms", "0"),
+            ("cleanup.policy", "compact"),
+            ("rafka.fsync", "sometimes"),
+            ("message.timestamp.type", "Now"),
+            ("segment.bytes", "12"),
+        ] {
+            assert!(validate(&map(&[(k, v)])).is_err(), "{k}={v} accepted");
+        }
+        for key in KEYS {
+            assert!(
+                defaults().default_value(key.name).is_some(),
+                "{} has no default",
+                key.name
+            );
+        }
+    }
+
+    #[test]
+    fn overrides_map_onto_the_log_config() {
+        let config = log_config(
+            &map(&[
+                ("retention.bytes", "4096"),
+                ("message.timestamp.type", "LogAppendTime"),
+                ("rafka.fsync", "never"),
+            ]),
+            &defaults(),
+        );
+        assert_eq!(config.retention_bytes, Some(4096));
+        assert_eq!(config.retention_ms, Some(1000), "node default applies");
+        assert_eq!(config.timestamp_type, TimestampType::LogAppendTime);
+        assert_eq!(config.fsync, Some(FsyncPolicy::Never));
+        assert_eq!(config.segment_bytes, 1 << 20);
+        let forever = log_config(&map(&[("retention.ms", "-1")]), &defaults());
+        assert_eq!(forever.retention_ms, None);
+    }
+}

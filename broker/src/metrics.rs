@@ -1,0 +1,83 @@
+//! Metric names and the small helpers that record them. Only the binary installs a recorder; without
+//! one these calls cost next to nothing.
+
+use std::time::Duration;
+
+use kafka_protocol::messages::ApiKey;
+
+/// Requests handled, by API.
+pub const REQUESTS: &str = "rafka_requests_total";
+/// Request latency from frame arrival to encoded response, by API (a histogram).
+pub const REQUEST_SECONDS: &str = "rafka_request_duration_seconds";
+/// Requests of an unknown API or unsupported version (the connection was closed).
+pub const UNSUPPORTED_REQUESTS: &str = "rafka_unsupported_requests_total";
+/// Bytes received in request frames, by listener.
+pub const BYTES_IN: &str = "rafka_bytes_in_total";
+/// Bytes sent in response frames, by listener.
+pub const BYTES_OUT: &str = "rafka_bytes_out_total";
+/// Record batch bytes accepted by Produce.
+pub const PRODUCE_BYTES: &str = "rafka_produce_bytes_total";
+/// Record batch bytes returned by Fetch.
+pub const FETCH_BYTES: &str = "rafka_fetch_bytes_total";
+/// Open client connections, by listener.
+pub const CONNECTIONS: &str = "rafka_connections";
+/// Log end offset of each local partition.
+pub const LOG_END_OFFSET: &str = "rafka_partition_log_end_offset";
+/// Log start offset of each local partition.
+pub const LOG_START_OFFSET: &str = "rafka_partition_log_start_offset";
+/// High watermark of each local partition.
+pub const HIGH_WATERMARK: &str = "rafka_partition_high_watermark";
+/// Bytes the partition store occupies on disk.
+pub const STORAGE_BYTES: &str = "rafka_storage_bytes";
+
+/// Histogram buckets of request latency, in seconds (50 µs to 10 s).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+
+/// Records a handled request.
+pub fn request_done(api: ApiKey, elapsed: Duration) {
+    let name = format!("{api:?}");
+    metrics::counter!(REQUESTS, "api" => name.clone()).increment(1);
+    metrics::histogram!(REQUEST_SECONDS, "api" => name).record(elapsed.as_secs_f64());
+}
+
+/// Records a refused request.
+pub fn unsupported_request(api_key: i16, version: i16) {
+    metrics::counter!(UNSUPPORTED_REQUESTS, "api_key" => api_key.to_string(), "version" => version.to_string())
+        .increment(1);
+}
+
+/// Records bytes read and written on a listener.
+pub fn transferred(listener: &'static str, bytes_in: usize, bytes_out: usize) {
+    metrics::counter!(BYTES_IN, "listener" => listener).increment(bytes_in as u64);
+    metrics::counter!(BYTES_OUT, "listener" => listener).increment(bytes_out as u64);
+}
+
+/// Records produced bytes.
+pub fn produce_bytes(bytes: usize) {
+    metrics::counter!(PRODUCE_BYTES).increment(bytes as u64);
+}
+
+/// Records fetched bytes.
+pub fn fetch_bytes(bytes: usize) {
+    metrics::counter!(FETCH_BYTES).increment(bytes as u64);
+}
+
+/// Tracks an open connection until dropped.
+pub struct ConnectionGauge(&'static str);
+
+impl ConnectionGauge {
+    /// Counts a new connection on `listener`.
+    pub fn open(listener: &'static str) -> Self {
+        metrics::gauge!(CONNECTIONS, "listener" => listener).increment(1.0);
+        Self(listener)
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        metrics::gauge!(CONNECTIONS, "listener" => self.0).decrement(1.0);
+    }
+}
