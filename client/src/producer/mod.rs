@@ -8,6 +8,7 @@
 
 pub mod accumulator;
 pub mod partitioner;
+mod request;
 mod sender;
 pub mod sequence;
 

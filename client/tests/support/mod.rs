@@ -54,6 +54,10 @@ impl Node {
             .args(["--p2p-addr", "/ip4/127.0.0.1/tcp/0"])
             .args(["--http-addr", "127.0.0.1:0"])
             .args(["--bootstrap-expect", "1"])
+            .env(
+                "RUST_LOG",
+                std::env::var("RAFKA_NODE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
