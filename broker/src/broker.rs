@@ -179,7 +179,7 @@ impl Broker {
 /// Node-level defaults for topic configs.
 pub fn topic_defaults(config: &NodeConfig) -> TopicDefaults {
     TopicDefaults {
-        fsync: config.fsync.clone(),
+        fsync: config.fsync,
         retention_ms: config.retention_ms,
         retention_bytes: config.retention_bytes,
         segment_bytes: config.segment_bytes,

@@ -14,6 +14,7 @@
 //! - [`producer_ids`]: producer id blocks for idempotent producers.
 //! - [`http`]: `/health`, `/ready`, `/metrics`.
 //! - [`metrics`]: metric names.
+//! - [`alloc`]: the node's allocator, which keeps wire-controlled pre-allocations from aborting it.
 //!
 //! ```
 //! let config = rafka_broker::NodeConfig::default();
@@ -21,6 +22,7 @@
 //! assert!(config.validate().is_ok());
 //! ```
 
+pub mod alloc;
 pub mod api;
 pub mod broker;
 pub mod config;

@@ -6,6 +6,10 @@ use clap::Parser;
 use rafka_broker::{Node, NodeArgs, NodeConfig, metrics};
 use tokio_util::sync::CancellationToken;
 
+/// Large pre-allocations driven by wire input must not abort the node (see `alloc`).
+#[global_allocator]
+static ALLOCATOR: rafka_broker::alloc::LazyLargeAlloc = rafka_broker::alloc::LazyLargeAlloc;
+
 fn main() -> ExitCode {
     let args = NodeArgs::parse();
     init_tracing();

@@ -208,7 +208,7 @@ fn open_metadata(dir: &Path) -> Result<Metadata, NodeError> {
 
 fn open_store(config: &NodeConfig, data_dir: &Path) -> Result<Store, NodeError> {
     let mut store_config = StoreConfig::new(data_dir.join("partitions"));
-    store_config.fsync = config.fsync.clone();
+    store_config.fsync = config.fsync;
     Ok(Store::open(store_config)?)
 }
 

@@ -203,19 +203,17 @@ impl EventLoop {
                 listener_id,
                 addresses,
                 reason,
-            } => {
-                if self.listeners_starting.remove(&listener_id) {
-                    let reason = match reason {
-                        Ok(()) => "closed".to_string(),
-                        Err(e) => e.to_string(),
-                    };
-                    let addr = addresses
-                        .into_iter()
-                        .next()
-                        .unwrap_or_else(Multiaddr::empty);
-                    self.listen_failure = Some(MeshError::Listen { addr, reason });
-                    self.notify_listen_waiters();
-                }
+            } if self.listeners_starting.remove(&listener_id) => {
+                let reason = match reason {
+                    Ok(()) => "closed".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                let addr = addresses
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(Multiaddr::empty);
+                self.listen_failure = Some(MeshError::Listen { addr, reason });
+                self.notify_listen_waiters();
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,

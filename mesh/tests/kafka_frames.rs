@@ -1,4 +1,5 @@
 //! Two real swarms on loopback exchange Kafka frames over `/rafka/kafka/1`.
+#![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
 use rafka_mesh::{Keypair, Mesh, MeshConfig, Multiaddr, Role};

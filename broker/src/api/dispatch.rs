@@ -100,12 +100,22 @@ pub async fn handle_frame(broker: &Broker, connection: &ConnectionInfo, frame: B
             );
         }
     };
-    let request = match RequestKind::decode(api_key, &mut buf, version) {
-        Ok(request) => request,
-        Err(e) => {
+    // The decoder may panic ("capacity overflow") on absurd element counts: treat it as malformed.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        RequestKind::decode(api_key, &mut buf, version)
+    }));
+    let request = match decoded {
+        Ok(Ok(request)) => request,
+        Ok(Err(e)) => {
             return close(
                 connection,
                 format!("malformed {api_key:?} v{version} body: {e:#}"),
+            );
+        }
+        Err(_) => {
+            return close(
+                connection,
+                format!("malformed {api_key:?} v{version} body: decoder panicked"),
             );
         }
     };

@@ -232,7 +232,6 @@ pub fn log_config(configs: &BTreeMap<String, String>, defaults: &TopicDefaults) 
         max_message_bytes: get("max.message.bytes")
             .parse()
             .unwrap_or(base.max_message_bytes),
-        ..base
     }
 }
 
