@@ -4,10 +4,11 @@
 //! request header + body without size prefix; the answer is the response header + body, or an
 //! empty frame for "no response" (acks=0).
 //!
-//! Ordering: each request travels on its own libp2p substream, so two requests in flight to the
-//! same peer may be processed out of order. The producer copes (idempotent sequence numbers make
-//! the broker refuse a batch that overtook its predecessor, and it is retried in order), but
-//! this transport does not give the per-connection ordering a Kafka TCP socket gives.
+//! Ordering: frames are handed to the swarm in call order, but each request travels on its own
+//! libp2p substream, so two requests in flight to the same peer may still arrive out of order.
+//! The producer copes (idempotent sequence numbers make the broker refuse a batch that overtook
+//! its predecessor, and it is retried in order), but this transport does not give the strict
+//! per-connection ordering a Kafka TCP socket gives.
 //!
 //! Without the `mesh` cargo feature, this module only reports that the transport is missing.
 
@@ -17,10 +18,12 @@ mod imp {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use bytes::Bytes;
-    use futures::FutureExt;
     use futures::future::BoxFuture;
+    use futures::stream::FuturesUnordered;
+    use futures::{FutureExt, StreamExt};
     use rafka_mesh::{Keypair, Mesh, MeshConfig, Multiaddr, PeerId, Role};
-    use tokio::sync::mpsc;
+    use tokio::sync::{mpsc, oneshot};
+    use tokio::task::JoinHandle;
     use tracing::debug;
 
     use crate::connection::FrameTransport;
@@ -74,10 +77,14 @@ mod imp {
             let peer: PeerId = peer
                 .parse()
                 .map_err(|e| Error::Mesh(format!("bad peer id {peer:?}: {e}")))?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            let closed = Arc::new(AtomicBool::new(false));
+            let task = tokio::spawn(forward(self.mesh.clone(), peer, rx, closed.clone()));
             Ok(MeshTransport {
-                mesh: self.mesh.clone(),
+                tx,
                 peer,
-                closed: Arc::new(AtomicBool::new(false)),
+                closed,
+                task,
             })
         }
 
@@ -87,34 +94,67 @@ mod imp {
         }
     }
 
-    /// Frames to one peer over the mesh.
+    type Reply = oneshot::Sender<Result<Bytes>>;
+
+    /// Frames to one peer over the mesh, handed to the swarm in call order.
     pub struct MeshTransport {
-        mesh: Mesh,
+        tx: mpsc::UnboundedSender<(Bytes, Reply)>,
         peer: PeerId,
         closed: Arc<AtomicBool>,
+        task: JoinHandle<()>,
+    }
+
+    /// Hands each frame to the swarm before taking the next (so requests leave in call order),
+    /// then waits for the answers concurrently.
+    async fn forward(
+        mesh: Mesh,
+        peer: PeerId,
+        mut rx: mpsc::UnboundedReceiver<(Bytes, Reply)>,
+        closed: Arc<AtomicBool>,
+    ) {
+        let mut waiting = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                next = rx.recv() => {
+                    let Some((frame, reply)) = next else { break };
+                    let mesh = mesh.clone();
+                    let closed = closed.clone();
+                    let mut call = Box::pin(async move {
+                        let result = mesh.kafka_request(peer, frame).await.map_err(|e| {
+                            if matches!(e, rafka_mesh::MeshError::Closed) {
+                                closed.store(true, Ordering::Release);
+                            }
+                            Error::Disconnected { endpoint: peer.to_string(), reason: e.to_string() }
+                        });
+                        let _ = reply.send(result);
+                    });
+                    // The first poll enqueues the request in the swarm's command queue.
+                    if futures::poll!(&mut call).is_pending() {
+                        waiting.push(call);
+                    }
+                }
+                Some(()) = waiting.next(), if !waiting.is_empty() => {}
+            }
+        }
+        while waiting.next().await.is_some() {}
     }
 
     impl FrameTransport for MeshTransport {
         fn call(&self, frame: Bytes, expect: bool) -> BoxFuture<'static, Result<Option<Bytes>>> {
-            let mesh = self.mesh.clone();
-            let peer = self.peer;
-            let closed = self.closed.clone();
+            let disconnected = |reason: &str| Error::Disconnected {
+                endpoint: self.peer.to_string(),
+                reason: reason.to_owned(),
+            };
+            if self.is_closed() {
+                return futures::future::ready(Err(disconnected("closed"))).boxed();
+            }
+            let (reply, rx) = oneshot::channel();
+            if self.tx.send((frame, reply)).is_err() {
+                return futures::future::ready(Err(disconnected("closed"))).boxed();
+            }
+            let lost = disconnected("the mesh transport stopped");
             async move {
-                if closed.load(Ordering::Acquire) {
-                    return Err(Error::Disconnected {
-                        endpoint: peer.to_string(),
-                        reason: "closed".into(),
-                    });
-                }
-                let response = mesh.kafka_request(peer, frame).await.map_err(|e| {
-                    if matches!(e, rafka_mesh::MeshError::Closed) {
-                        closed.store(true, Ordering::Release);
-                    }
-                    Error::Disconnected {
-                        endpoint: peer.to_string(),
-                        reason: e.to_string(),
-                    }
-                })?;
+                let response = rx.await.map_err(|_| lost)??;
                 match (expect, response.is_empty()) {
                     (false, _) => Ok(None),
                     (true, false) => Ok(Some(response)),
@@ -125,11 +165,18 @@ mod imp {
         }
 
         fn is_closed(&self) -> bool {
-            self.closed.load(Ordering::Acquire)
+            self.closed.load(Ordering::Acquire) || self.task.is_finished()
         }
 
         fn close(&self) {
             self.closed.store(true, Ordering::Release);
+            self.task.abort();
+        }
+    }
+
+    impl Drop for MeshTransport {
+        fn drop(&mut self) {
+            self.task.abort();
         }
     }
 }

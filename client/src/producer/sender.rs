@@ -188,8 +188,10 @@ impl Sender {
             let Some(mut batch) = acc.drain_front(&tp) else {
                 continue;
             };
-            if let (Some(idem), None) = (self.idem.as_mut(), batch.sequence) {
-                batch.sequence = idem.assign(&tp, batch.record_count());
+            match (self.idem.as_mut(), batch.sequence) {
+                (Some(idem), None) => batch.sequence = idem.assign(&tp, batch.record_count()),
+                (Some(idem), Some(seq)) => idem.on_sent(&tp, seq),
+                (None, _) => {}
             }
             *size += batch.size;
             building.push(batch);
@@ -284,6 +286,9 @@ impl Sender {
                 for b in &batches {
                     if let Some(n) = self.partition_in_flight.get_mut(&b.tp) {
                         *n = n.saturating_sub(1);
+                    }
+                    if let (Some(idem), Some(seq)) = (self.idem.as_mut(), b.sequence) {
+                        idem.on_returned(&b.tp, seq);
                     }
                 }
                 self.on_produced(batches, result);
@@ -402,7 +407,8 @@ impl Sender {
             }
         };
         match verdict {
-            Verdict::Retry => self.retry(batch),
+            Verdict::Retry => self.retry(batch, self.config.retry_backoff),
+            Verdict::RetryInOrder => self.retry(batch, Duration::ZERO),
             Verdict::Success => self.finish(
                 batch,
                 Ok(BatchAck {
@@ -418,7 +424,7 @@ impl Sender {
         }
     }
 
-    fn retry(&mut self, mut batch: ProducerBatch) {
+    fn retry(&mut self, mut batch: ProducerBatch, backoff: Duration) {
         if batch.created.elapsed() >= self.config.delivery_timeout {
             if let (Some(idem), Some(seq)) = (self.idem.as_mut(), batch.sequence) {
                 idem.on_abandoned(&batch.tp, seq);
@@ -429,7 +435,7 @@ impl Sender {
             );
         }
         debug!(tp = %batch.tp, attempts = batch.attempts, "retrying batch");
-        batch.retry_at = Some(Instant::now() + self.config.retry_backoff);
+        batch.retry_at = Some(Instant::now() + backoff);
         lock(&self.shared.buffers).acc.reenqueue(batch);
     }
 

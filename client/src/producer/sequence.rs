@@ -8,8 +8,10 @@
 //!   remembers the last 5 for de-duplication).
 //! - A retried batch is sent only when it is the oldest unacknowledged batch of its partition, so
 //!   retries cannot reorder records.
-//! - OUT_OF_ORDER_SEQUENCE_NUMBER on a batch that is not the next expected one: retry as is (an
-//!   earlier batch will resolve it). On the next expected batch it is a real gap: bump the epoch.
+//! - OUT_OF_ORDER_SEQUENCE_NUMBER on a batch ahead of the next expected one: it overtook an
+//!   earlier batch (possible over the mesh, where requests use separate streams); resend it, with
+//!   no backoff, once the earlier batches are resolved. On the next expected batch it is a real
+//!   gap, and behind it the broker has moved on: bump the epoch.
 //! - UNKNOWN_PRODUCER_ID: retry while the broker gives no log start offset, else bump the epoch.
 //! - INVALID_PRODUCER_EPOCH / PRODUCER_FENCED: fatal; the producer fails every later send.
 //! - DUPLICATE_SEQUENCE_NUMBER: success (the batch was already written).
@@ -41,8 +43,10 @@ pub struct ProducerIdentity {
 /// What the sender should do with a failed batch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    /// Put it back and retry (after backoff).
+    /// Put it back and retry after the retry backoff.
     Retry,
+    /// Put it back and resend as soon as its predecessors are resolved (it only overtook one).
+    RetryInOrder,
     /// Treat as delivered.
     Success,
     /// Fail this batch with the error.
@@ -59,6 +63,8 @@ struct PartitionSequences {
     last_acked: Option<i32>,
     /// Base sequences handed out and not yet resolved, in order.
     unacked: VecDeque<i32>,
+    /// Base sequences of batches on the wire now.
+    sending: Vec<i32>,
 }
 
 impl PartitionSequences {
@@ -136,8 +142,9 @@ impl Idempotence {
         }
     }
 
-    /// Whether a batch may be sent now: a retry (`sequence` set) only as the oldest unacked
-    /// batch under the current epoch; a new batch while fewer than 5 are unacked.
+    /// Whether a batch may be sent now: a retry (`sequence` set) only as the oldest unacked batch
+    /// not already on the wire, under the current epoch (retries go out in sequence order, and
+    /// pipelined); a new batch while fewer than 5 are unacked.
     pub fn can_send(&self, tp: &TopicPartition, sequence: Option<(i64, i16, i32)>) -> bool {
         let Some(id) = self.identity else {
             return false;
@@ -150,7 +157,8 @@ impl Idempotence {
             Some((pid, epoch, base)) => {
                 pid == id.id
                     && epoch == id.epoch
-                    && state.and_then(|s| s.unacked.front()) == Some(&base)
+                    && state.and_then(|s| s.unacked.iter().find(|q| !s.sending.contains(q)))
+                        == Some(&base)
             }
             None => state.is_none_or(|s| {
                 s.producer_id == id.id
@@ -173,7 +181,22 @@ impl Idempotence {
         let base = state.next;
         state.next = increment_sequence(base, count);
         state.unacked.push_back(base);
+        state.sending.push(base);
         Some((id.id, id.epoch, base))
+    }
+
+    /// A retried batch went on the wire again.
+    pub fn on_sent(&mut self, tp: &TopicPartition, sequence: (i64, i16, i32)) {
+        if let Some(state) = self.current_state(tp, sequence) {
+            state.sending.push(sequence.2);
+        }
+    }
+
+    /// A batch came back (answer or transport error), before its outcome is handled.
+    pub fn on_returned(&mut self, tp: &TopicPartition, sequence: (i64, i16, i32)) {
+        if let Some(state) = self.current_state(tp, sequence) {
+            state.sending.retain(|&s| s != sequence.2);
+        }
     }
 
     /// A batch was acknowledged.
@@ -204,9 +227,10 @@ impl Idempotence {
             ResponseError::OutOfOrderSequenceNumber => {
                 // Ahead of the next expected sequence: an earlier batch will resolve it. At it (a
                 // real gap) or behind it (the broker moved past it): restart under a new epoch.
-                if !self.is_ahead_of_expected(tp, sequence) {
-                    self.bump_requested = true;
+                if self.is_ahead_of_expected(tp, sequence) {
+                    return Verdict::RetryInOrder;
                 }
+                self.bump_requested = true;
                 Verdict::Retry
             }
             ResponseError::UnknownProducerId => {

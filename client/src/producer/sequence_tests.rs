@@ -55,35 +55,29 @@ fn at_most_five_unacked_batches_per_partition() {
 }
 
 #[test]
-fn retries_go_out_oldest_first() {
+fn retries_go_out_in_sequence_order() {
     let mut s = ready();
     let a = s.assign(&tp(0), 2).unwrap();
     let b = s.assign(&tp(0), 2).unwrap();
-    // Both failed with NOT_LEADER: only the oldest may go again.
-    assert_eq!(
-        s.on_error(
-            &tp(0),
-            b,
-            ResponseError::NotLeaderOrFollower,
-            -1,
-            err(ResponseError::NotLeaderOrFollower)
-        ),
-        Verdict::Retry
-    );
-    assert_eq!(
-        s.on_error(
-            &tp(0),
-            a,
-            ResponseError::NotLeaderOrFollower,
-            -1,
-            err(ResponseError::NotLeaderOrFollower)
-        ),
-        Verdict::Retry
-    );
-    assert!(!s.can_send(&tp(0), Some(b)));
+    let c = s.assign(&tp(0), 2).unwrap();
+    // All three failed with NOT_LEADER and came back.
+    let e = || err(ResponseError::NotLeaderOrFollower);
+    for seq in [c, b, a] {
+        s.on_returned(&tp(0), seq);
+        let v = s.on_error(&tp(0), seq, ResponseError::NotLeaderOrFollower, -1, e());
+        assert_eq!(v, Verdict::Retry);
+    }
+    assert!(!s.can_send(&tp(0), Some(b)), "b may not overtake a");
     assert!(s.can_send(&tp(0), Some(a)));
-    s.on_success(&tp(0), a, 2);
+    s.on_sent(&tp(0), a);
+    // Once `a` is on the wire again, `b` may follow it (in order, pipelined); `c` waits for `b`.
     assert!(s.can_send(&tp(0), Some(b)));
+    assert!(!s.can_send(&tp(0), Some(c)));
+    s.on_sent(&tp(0), b);
+    assert!(s.can_send(&tp(0), Some(c)));
+    s.on_returned(&tp(0), a);
+    s.on_success(&tp(0), a, 2);
+    assert!(s.can_send(&tp(0), Some(c)));
 }
 
 #[test]
@@ -98,7 +92,7 @@ fn out_of_order_on_a_later_batch_retries_without_bump() {
         0,
         err(ResponseError::OutOfOrderSequenceNumber),
     );
-    assert_eq!(v, Verdict::Retry);
+    assert_eq!(v, Verdict::RetryInOrder);
     assert!(!s.bump_requested());
 }
 
