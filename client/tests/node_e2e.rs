@@ -129,11 +129,15 @@ async fn group_offsets(bootstrap: Bootstrap) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rafka-node answers OffsetCommit with COORDINATOR_NOT_AVAILABLE for now (its offsets \
-            partition append fails: 'batch declares 114 bytes but 342 are available')"]
 async fn group_offsets_over_kafka_tcp() {
     let Some(node) = Node::start() else { return };
     group_offsets(Bootstrap::kafka(&node.kafka).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_offsets_over_the_mesh() {
+    let Some(node) = Node::start() else { return };
+    group_offsets(Bootstrap::parse(&node.p2p).unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,4 +237,106 @@ fn cli_round_trip_over_kafka_tcp() {
 fn cli_round_trip_over_the_mesh() {
     let Some(node) = Node::start() else { return };
     cli_round_trip(&["--bootstrap", &node.p2p]);
+}
+
+fn kcat(args: &[&str], stdin: &[u8]) -> Option<std::process::Output> {
+    let mut child = match Command::new("kcat")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(_) => {
+            eprintln!("SKIPPED: kcat is not installed");
+            return None;
+        }
+    };
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || input.write_all(&data));
+    let out = child.wait_with_output().expect("kcat output");
+    writer.join().unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "kcat: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(out)
+}
+
+/// Records produced by librdkafka (kcat, compressed) are read by the CLI, and the other way.
+#[test]
+fn interoperates_with_kcat() {
+    let Some(node) = Node::start() else { return };
+    let boot = ["--kafka", node.kafka.as_str()];
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let input: Vec<u8> = (0..500)
+        .flat_map(|i| format!("kcat line {i} \u{e9}\n").into_bytes())
+        .collect();
+    ok(rafka(
+        &boot,
+        &["topic", "create", "from-kcat", "--partitions", "1"],
+        b"",
+    ));
+    let b = format!("-b{}", node.kafka);
+    if kcat(&[&b, "-P", "-t", "from-kcat", "-z", "snappy"], &input).is_none() {
+        return;
+    }
+    let out = ok(rafka(
+        &boot,
+        &[
+            "consume",
+            "from-kcat",
+            "--from-beginning",
+            "-n",
+            "500",
+            "--timeout-ms",
+            "10000",
+        ],
+        b"",
+    ));
+    assert!(
+        out == input,
+        "records written by kcat read back differently"
+    );
+
+    ok(rafka(
+        &boot,
+        &["topic", "create", "to-kcat", "--partitions", "1"],
+        b"",
+    ));
+    ok(rafka(
+        &boot,
+        &["produce", "to-kcat", "--compression", "zstd"],
+        &input,
+    ));
+    let out = kcat(
+        &[
+            &b,
+            "-C",
+            "-t",
+            "to-kcat",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%s\\n",
+        ],
+        b"",
+    )
+    .unwrap();
+    assert!(
+        out.stdout == input,
+        "records written by rafka read back differently by kcat"
+    );
 }
