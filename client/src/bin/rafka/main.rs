@@ -12,13 +12,23 @@ use rafka_client::{Bootstrap, Client, ClientConfig};
 
 /// Command-line client for Rafka (and any Kafka broker, with --kafka).
 #[derive(Debug, Parser)]
-#[command(name = "rafka", version, about, long_about = None)]
+#[command(name = "rafka", version, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
 }
+
+const AFTER_HELP: &str = "\
+Examples:
+  rafka topic create orders --partitions 3
+  seq 1000 | rafka produce orders
+  rafka consume orders --from-beginning -n 1000 --format '%p:%o %k=%v\\n'
+  rafka --kafka localhost:9092 topic list
+
+Errors are one line on stderr with a non-zero exit code. Logs go to stderr; set RUST_LOG
+(e.g. RUST_LOG=rafka_client=debug) for more.";
 
 /// Options every command takes.
 #[derive(Debug, Args)]
