@@ -151,8 +151,7 @@ impl Consumer {
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let deadline = Instant::now() + timeout;
         loop {
-            self.ensure_metadata().await?;
-            self.resolve_positions().await?;
+            self.prepare().await?;
             if !self.buffered.is_empty() {
                 self.start_fetches();
                 return Ok(self.buffered.drain(..).collect());
@@ -211,6 +210,19 @@ impl Consumer {
             .group_id
             .as_deref()
             .ok_or_else(|| Error::Config("no group id configured".into()))
+    }
+
+    /// Metadata and positions; retriable failures (leader moves, coordinator loads) wait for the
+    /// backoff, anything else is the caller's.
+    async fn prepare(&mut self) -> Result<()> {
+        if self.retry_at.is_some_and(|r| r > Instant::now()) {
+            return Ok(());
+        }
+        self.ensure_metadata().await?;
+        match self.resolve_positions().await {
+            Ok(()) => Ok(()),
+            Err(e) => self.on_retriable(e),
+        }
     }
 
     /// Loads metadata for assigned topics the client does not know yet.
