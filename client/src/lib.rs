@@ -14,17 +14,42 @@
 //!   numbers for idempotence, and the sender task.
 //! - [`consumer`]: [`Consumer`] — assignment, seek, long-poll fetch, simple group offsets.
 //! - [`admin`]: [`Admin`] — create, list, describe and delete topics.
+//! - [`config`]: [`ProducerConfig`] and [`ConsumerConfig`] with Kafka's defaults.
 //! - [`error`]: [`Error`], with Kafka error codes mapped to typed variants.
+//! - [`testing`]: an in-memory broker (also servable over TCP) for tests and examples.
 //!
 //! ```
-//! use rafka_client::{Bootstrap, ProducerConfig, producer::partitioner::murmur2};
+//! # use std::time::Duration;
+//! use rafka_client::testing::FakeBroker;
+//! use rafka_client::{
+//!     Bootstrap, Client, ClientConfig, Consumer, ConsumerConfig, Producer, ProducerConfig,
+//!     ProducerRecord, SeekTo, TopicPartition, producer::partitioner::murmur2,
+//! };
 //!
 //! // A multiaddr selects the mesh transport, HOST:PORT selects Kafka over TCP.
 //! assert!(matches!(Bootstrap::parse("/ip4/127.0.0.1/tcp/7070"), Ok(Bootstrap::Mesh(_))));
-//! assert!(matches!(Bootstrap::parse("localhost:9092"), Ok(Bootstrap::Kafka(_))));
 //! // Keys land on the same partitions as with the Java client.
 //! assert_eq!(murmur2(b"21"), -973932308);
-//! assert!(ProducerConfig::default().validate().is_ok());
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! // An in-memory broker stands in for a node here; `Client::connect` reaches a real one.
+//! let broker = FakeBroker::new();
+//! broker.create_topic("greetings", 1);
+//! let config = ClientConfig::new(Bootstrap::parse("localhost:9092")?);
+//! let client = Client::connect_with(config, broker.dialer()).await?;
+//!
+//! let producer = Producer::new(client.clone(), ProducerConfig::default())?;
+//! let delivery = producer.send(ProducerRecord::new("greetings", "hello").with_key("k")).await?;
+//! assert_eq!(delivery.await?.offset, 0);
+//! producer.close().await;
+//!
+//! let mut consumer = Consumer::new(client, ConsumerConfig::default())?;
+//! let tp = TopicPartition::new("greetings", 0);
+//! consumer.assign([tp.clone()]);
+//! consumer.seek(&tp, SeekTo::Beginning)?;
+//! let records = consumer.poll(Duration::from_secs(5)).await?;
+//! assert_eq!(records[0].value.as_deref(), Some(&b"hello"[..]));
+//! # Ok::<(), rafka_client::Error>(()) }).unwrap();
 //! ```
 #![deny(clippy::indexing_slicing)]
 
