@@ -1,5 +1,10 @@
 //! Keeps this node's partition logs in line with the metadata image: creates the logs of partitions
 //! assigned here, applies config changes, and deletes logs of partitions no longer assigned here.
+//!
+//! A partition this node leads whose ISR is this node alone has its high watermark at its log end,
+//! as Kafka's leader computes it (the minimum log end over the ISR). The store checkpoints the high
+//! watermark only now and then, so after a crash the recovered log end is ahead of it: without
+//! this, records acknowledged before a SIGKILL would stay invisible until the next append.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,12 +42,16 @@ impl Replicas {
             return Ok(());
         }
         let desired = self.desired(image);
+        let sole_replica = self.sole_in_sync_leader(image);
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || apply(&store, desired))
-            .await
-            .map_err(|e| {
-                StoreError::Io(std::io::Error::other(format!("reconcile task failed: {e}")))
-            })??;
+        tokio::task::spawn_blocking(move || {
+            apply(&store, desired)?;
+            advance_to_log_end(&store, &sole_replica)
+        })
+        .await
+        .map_err(|e| {
+            StoreError::Io(std::io::Error::other(format!("reconcile task failed: {e}")))
+        })??;
         *applied = image.version;
         Ok(())
     }
@@ -63,6 +72,33 @@ impl Replicas {
         }
         desired
     }
+
+    /// Partitions this node leads with an ISR of this node alone.
+    fn sole_in_sync_leader(&self, image: &MetadataImage) -> Vec<TopicPartition> {
+        image
+            .topics()
+            .flat_map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .filter(|p| p.leader == self.local && p.isr == [self.local])
+                    .map(|p| TopicPartition {
+                        topic_id: topic.id,
+                        partition: p.index,
+                    })
+            })
+            .collect()
+    }
+}
+
+/// Moves the high watermark of each of `partitions` to its log end.
+fn advance_to_log_end(store: &Store, partitions: &[TopicPartition]) -> Result<(), StoreError> {
+    for tp in partitions {
+        if let Some(log) = store.partition(*tp) {
+            log.advance_high_watermark(log.log_end_offset())?;
+        }
+    }
+    Ok(())
 }
 
 fn apply(store: &Store, mut desired: HashMap<TopicPartition, LogConfig>) -> Result<(), StoreError> {
