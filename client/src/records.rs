@@ -19,6 +19,8 @@ use kafka_protocol::records::{
 
 use crate::error::{Error, Result};
 
+mod guard;
+
 /// Size of the RecordBatch v2 header.
 pub const BATCH_HEADER_BYTES: usize = 61;
 /// Smallest possible encoded record (length, attributes, deltas, key, value, header count).
@@ -243,15 +245,16 @@ fn decode_batch(
     }
     let decompress = move |buf: &mut Bytes, c: Compression| -> anyhow::Result<Bytes> {
         let raw = decompress(buf, c)?;
-        if count.saturating_mul(MIN_RECORD_BYTES) > raw.len() {
-            anyhow::bail!(
-                "{count} records cannot fit in {} decompressed bytes",
-                raw.len()
-            );
-        }
+        guard::check_records(&raw, count).map_err(anyhow::Error::msg)?;
         Ok(raw)
     };
-    let set = RecordBatchDecoder::decode_with_custom_compression(&mut batch, Some(decompress))
+    // The guard bounds every count the decoder allocates by; catch_unwind turns any remaining
+    // decoder panic into an error instead of taking the consumer down.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        RecordBatchDecoder::decode_with_custom_compression(&mut batch, Some(decompress))
+    }));
+    let set = decoded
+        .map_err(|_| "the record decoder panicked".to_owned())?
         .map_err(|e| e.to_string())?;
     into.reserve(set.records.len());
     for r in set.records {

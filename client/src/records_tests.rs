@@ -178,3 +178,45 @@ fn compression_names() {
     assert_eq!(parse_compression("ZSTD").unwrap(), Compression::Zstd);
     assert!(parse_compression("brotli").is_err());
 }
+
+#[test]
+fn header_counts_beyond_the_bytes_are_refused_before_decoding() {
+    let plain = OutgoingRecord {
+        value: Some(Bytes::from_static(b"v")),
+        ..Default::default()
+    };
+    let batch = encode_batch(&[plain], BatchIdentity::NONE, Compression::None).unwrap();
+    let mut bad = BytesMut::from(&batch[..]);
+    let last = bad.len() - 1;
+    assert_eq!(bad[last], 0, "the record ends with its header count");
+    bad[last] = 126; // zigzag(63): 63 headers in 0 bytes
+    let crc = crc32c::crc32c(&bad[21..]);
+    bad[17..21].copy_from_slice(&crc.to_be_bytes());
+    let err = decode_records(&topic(), 0, 0, bad.freeze()).unwrap_err();
+    assert!(err.to_string().contains("more headers than bytes"), "{err}");
+}
+
+#[test]
+fn mutated_batches_never_panic() {
+    let records: Vec<_> = (0..5).map(rec).collect();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for c in [Compression::None, Compression::Gzip, Compression::Lz4] {
+        let batch = encode_batch(&records, BatchIdentity::NONE, c).unwrap();
+        for _ in 0..2000 {
+            let mut bad = BytesMut::from(&batch[..]);
+            for _ in 0..1 + next() % 4 {
+                let at = 21 + (next() as usize) % (bad.len() - 21);
+                bad[at] = next() as u8;
+            }
+            let crc = crc32c::crc32c(&bad[21..]);
+            bad[17..21].copy_from_slice(&crc.to_be_bytes());
+            let _ = decode_records(&topic(), 0, 0, bad.freeze());
+        }
+    }
+}

@@ -227,10 +227,24 @@ impl Connection {
         // A bad header means the byte stream is out of step: the connection is unusable.
         let mut body = check_header::<R>(response, version, correlation_id)
             .inspect_err(|_| self.transport.close())?;
-        R::Response::decode(&mut body, version).map_err(|e| {
-            self.transport.close();
-            Error::protocol(format!("{} v{version} response: {e}", api_name(R::KEY)))
-        })
+        // Decoders return errors on bad bytes; catch_unwind also turns a decoder panic into one.
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            R::Response::decode(&mut body, version)
+        }));
+        let api = api_name(R::KEY);
+        match decoded {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => {
+                self.transport.close();
+                Err(Error::protocol(format!("{api} v{version} response: {e}")))
+            }
+            Err(_) => {
+                self.transport.close();
+                Err(Error::protocol(format!(
+                    "{api} v{version} response: decoder panicked"
+                )))
+            }
+        }
     }
 
     /// Sends `request` without waiting for a response (acks=0 produce).
