@@ -59,9 +59,10 @@ struct Topic {
     configs: BTreeMap<String, String>,
 }
 
-/// A produce fault: answer `code` for the next `times` produce attempts on `partition`.
+/// A fault: answer `code` for the next `times` attempts of `api` on `partition`.
 #[derive(Debug, Clone)]
 struct Fault {
+    api: ApiKey,
     topic: String,
     partition: i32,
     code: i16,
@@ -74,6 +75,7 @@ struct Fault {
 struct State {
     topics: BTreeMap<String, Topic>,
     faults: Vec<Fault>,
+    disconnects: usize,
     next_producer_id: i64,
     offsets: HashMap<(String, String, i32), i64>,
     requests: Vec<(i16, i16)>,
@@ -114,12 +116,38 @@ impl FakeBroker {
     /// `append`, the batch is written first (the answer is what gets lost).
     pub fn fail_produce(&self, topic: &str, partition: i32, code: i16, times: usize, append: bool) {
         lock(&self.state).faults.push(Fault {
+            api: ApiKey::Produce,
             topic: topic.to_owned(),
             partition,
             code,
             times,
             append,
         });
+    }
+
+    /// Fails the next `times` fetches of `topic`-`partition` with `code`.
+    pub fn fail_fetch(&self, topic: &str, partition: i32, code: i16, times: usize) {
+        lock(&self.state).faults.push(Fault {
+            api: ApiKey::Fetch,
+            topic: topic.to_owned(),
+            partition,
+            code,
+            times,
+            append: false,
+        });
+    }
+
+    /// Over TCP ([`FakeBroker::serve_tcp`]): the next `n` requests are handled, then the
+    /// connection is dropped instead of answering (lost responses).
+    pub fn drop_answers(&self, n: usize) {
+        lock(&self.state).disconnects += n;
+    }
+
+    fn take_disconnect(&self) -> bool {
+        let mut state = lock(&self.state);
+        let hit = state.disconnects > 0;
+        state.disconnects = state.disconnects.saturating_sub(1);
+        hit
     }
 
     /// Advertises at most `max` for `api` in ApiVersions.
@@ -281,6 +309,9 @@ async fn serve_connection(broker: FakeBroker, socket: tokio::net::TcpStream) {
         let Ok(response) = broker.handle(Bytes::from(frame)) else {
             return;
         };
+        if broker.take_disconnect() {
+            return;
+        }
         if response.is_empty() {
             continue;
         }

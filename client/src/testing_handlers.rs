@@ -132,11 +132,11 @@ fn check_sequence(
     }
 }
 
-fn take_fault(state: &mut State, topic: &str, p: i32) -> Option<Fault> {
+fn take_fault(state: &mut State, api: ApiKey, topic: &str, p: i32) -> Option<Fault> {
     let i = state
         .faults
         .iter()
-        .position(|f| f.topic == topic && f.partition == p && f.times > 0)?;
+        .position(|f| f.api == api && f.topic == topic && f.partition == p && f.times > 0)?;
     let fault = state.faults.get_mut(i)?;
     fault.times -= 1;
     Some(fault.clone())
@@ -159,7 +159,7 @@ pub(super) fn produce(state: &mut State, req: ProduceRequest, v: i16) -> Produce
                     .produce_log
                     .push((topic.clone(), pd.index, (pid, epoch, seq), count));
             }
-            let fault = take_fault(state, &topic, pd.index);
+            let fault = take_fault(state, ApiKey::Produce, &topic, pd.index);
             let result = match &fault {
                 Some(f) if !f.append => Err(f.code),
                 _ => append(state, &topic, pd.index, batch),
@@ -188,7 +188,7 @@ pub(super) fn produce(state: &mut State, req: ProduceRequest, v: i16) -> Produce
     ProduceResponse::default().with_responses(responses)
 }
 
-pub(super) fn fetch(state: &State, req: FetchRequest, v: i16) -> FetchResponse {
+pub(super) fn fetch(state: &mut State, req: FetchRequest, v: i16) -> FetchResponse {
     use fetch_response::*;
     let mut responses = Vec::new();
     for t in req.topics {
@@ -200,6 +200,11 @@ pub(super) fn fetch(state: &State, req: FetchRequest, v: i16) -> FetchResponse {
         let mut parts = Vec::new();
         for fp in t.partitions {
             let mut pd = PartitionData::default().with_partition_index(fp.partition);
+            if let Some(fault) = take_fault(state, ApiKey::Fetch, &topic, fp.partition) {
+                pd.error_code = fault.code;
+                parts.push(pd);
+                continue;
+            }
             match state
                 .topics
                 .get(&topic)

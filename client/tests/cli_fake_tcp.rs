@@ -197,3 +197,64 @@ fn produce_a_million_lines() {
         1e6 / secs
     );
 }
+
+/// Answers lost with the connection: the producer reconnects and retries with the same
+/// sequence numbers, and the broker's de-duplication keeps every record exactly once.
+#[test]
+fn lost_answers_over_tcp_are_retried_exactly_once() {
+    let s = serve();
+    s.broker.create_topic("lost", 1);
+    let input: Vec<u8> = (0..5000)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect();
+    // Drop the connection right after a produce request was applied, twice.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let broker = s.broker.clone();
+    let addr = s.addr.clone();
+    let delivered = runtime.block_on(async move {
+        use rafka_client::{
+            Bootstrap, Client, ClientConfig, Producer, ProducerConfig, ProducerRecord,
+        };
+        let client = Client::connect(ClientConfig::new(Bootstrap::kafka(&addr).unwrap()))
+            .await
+            .unwrap();
+        let config = ProducerConfig {
+            retry_backoff: std::time::Duration::from_millis(5),
+            ..Default::default()
+        };
+        let producer = Producer::new(client, config).unwrap();
+        producer
+            .send(ProducerRecord::new("lost", "first"))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        broker.drop_answers(2);
+        let mut deliveries = Vec::new();
+        for line in input.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            deliveries.push(
+                producer
+                    .send(ProducerRecord::new("lost", line.to_vec()))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut offsets = Vec::new();
+        for d in deliveries {
+            offsets.push(d.await.unwrap().offset);
+        }
+        producer.close().await;
+        offsets
+    });
+    assert_eq!(delivered, (1..=5000).collect::<Vec<i64>>());
+    assert_eq!(s.broker.log_end("lost", 0), 5001, "no duplicates");
+    let attempts = s.broker.produce_log().len();
+    let stored = s.broker.batches("lost", 0).len();
+    assert!(
+        attempts > stored,
+        "requests were retried ({attempts} attempts, {stored} batches)"
+    );
+}

@@ -184,3 +184,42 @@ async fn older_fetch_versions_work() {
         assert!(broker.requests().contains(&(1, cap)));
     }
 }
+
+#[tokio::test]
+async fn fetch_errors_are_retried_after_a_metadata_refresh() {
+    let broker = FakeBroker::new();
+    broker.create_topic("t", 1);
+    fill(&broker, "t", 0, &["a", "b"], Compression::None);
+    broker.fail_fetch("t", 0, 6, 2); // NOT_LEADER_OR_FOLLOWER twice
+    broker.fail_fetch("t", 0, 2, 1); // CORRUPT_MESSAGE once
+    let config = ConsumerConfig {
+        auto_offset_reset: OffsetReset::Earliest,
+        ..Default::default()
+    };
+    let mut c = Consumer::new(client(&broker).await, config).unwrap();
+    c.assign_topic("t", Duration::from_secs(1)).await.unwrap();
+    let metadata_before = broker.requests().iter().filter(|r| r.0 == 3).count();
+    assert_eq!(values(&drain(&mut c, 2).await), vec!["a", "b"]);
+    let metadata_after = broker.requests().iter().filter(|r| r.0 == 3).count();
+    assert!(
+        metadata_after > metadata_before,
+        "NOT_LEADER triggers a metadata refresh"
+    );
+}
+
+#[tokio::test]
+async fn fatal_fetch_errors_reach_the_caller() {
+    let broker = FakeBroker::new();
+    broker.create_topic("t", 1);
+    broker.fail_fetch("t", 0, 29, 1); // TOPIC_AUTHORIZATION_FAILED
+    let mut c = Consumer::new(client(&broker).await, ConsumerConfig::default()).unwrap();
+    c.assign_topic("t", Duration::from_secs(1)).await.unwrap();
+    let mut result = Ok(Vec::new());
+    for _ in 0..10 {
+        result = c.poll(Duration::from_secs(1)).await;
+        if result.is_err() {
+            break;
+        }
+    }
+    assert_eq!(result.unwrap_err().kafka_code(), Some(29));
+}
