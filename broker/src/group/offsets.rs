@@ -294,7 +294,9 @@ fn encode_batch(records: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<Bytes
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // kafka-protocol starts a new batch wherever `offset - sequence` changes: keep it
+            // constant so the records make one batch (base sequence -1, as without a producer id).
+            sequence: (i as i32).wrapping_sub(1),
             timestamp: now_ms,
             key: Some(key.clone()),
             value: value.clone(),
@@ -378,5 +380,35 @@ mod tests {
             let partition = partition_for_group("any-group", p);
             assert!((0..p).contains(&partition));
         }
+    }
+
+    #[test]
+    fn a_commit_of_many_partitions_is_one_batch() {
+        let records: Vec<(Bytes, Option<Bytes>)> = (0..5)
+            .map(|i| {
+                (
+                    Bytes::from(format!("key-{i}")),
+                    Some(Bytes::from(format!("value-{i}"))),
+                )
+            })
+            .collect();
+        let batch = encode_batch(&records, 1_700_000_000_000).unwrap();
+        let header = rafka_store::batch::BatchHeader::parse(&batch).unwrap();
+        assert_eq!(header.total_len(), Some(batch.len()));
+        assert_eq!(header.base_sequence, -1);
+        let mut buf = batch.clone();
+        let sets = RecordBatchDecoder::decode_all(&mut buf).unwrap();
+        assert_eq!(sets.len(), 1);
+        let keys: Vec<_> = sets[0]
+            .records
+            .iter()
+            .map(|r| r.key.clone().unwrap())
+            .collect();
+        let offsets: Vec<_> = sets[0].records.iter().map(|r| r.offset).collect();
+        assert_eq!(
+            keys,
+            records.iter().map(|r| r.0.clone()).collect::<Vec<_>>()
+        );
+        assert_eq!(offsets, vec![0, 1, 2, 3, 4]);
     }
 }
