@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::metadata_response::MetadataResponsePartition;
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -140,6 +141,17 @@ impl ClusterMetadata {
     }
 }
 
+fn partition_info(p: &MetadataResponsePartition) -> PartitionInfo {
+    PartitionInfo {
+        partition: p.partition_index,
+        leader: (p.leader_id.0 >= 0).then_some(p.leader_id.0),
+        leader_epoch: p.leader_epoch,
+        replicas: p.replica_nodes.iter().map(|n| n.0).collect(),
+        isr: p.isr_nodes.iter().map(|n| n.0).collect(),
+        error_code: p.error_code,
+    }
+}
+
 /// Builds a Metadata request for `topics` (`None` = every topic) at `version`.
 pub fn request(version: i16, topics: Option<&[String]>, auto_create: bool) -> MetadataRequest {
     let mut req = MetadataRequest::default();
@@ -201,18 +213,8 @@ pub fn merge(
             continue;
         }
         next.topic_errors.remove(&name);
-        let mut partitions: Vec<PartitionInfo> = topic
-            .partitions
-            .iter()
-            .map(|p| PartitionInfo {
-                partition: p.partition_index,
-                leader: (p.leader_id.0 >= 0).then_some(p.leader_id.0),
-                leader_epoch: p.leader_epoch,
-                replicas: p.replica_nodes.iter().map(|n| n.0).collect(),
-                isr: p.isr_nodes.iter().map(|n| n.0).collect(),
-                error_code: p.error_code,
-            })
-            .collect();
+        let mut partitions: Vec<PartitionInfo> =
+            topic.partitions.iter().map(partition_info).collect();
         partitions.sort_by_key(|p| p.partition);
         let info = TopicInfo {
             name: name.clone(),

@@ -259,27 +259,59 @@ impl Consumer {
             return Ok(());
         }
         if self.config.group_id.is_some() {
-            let fresh: Vec<TopicPartition> = unknown
-                .iter()
-                .filter(|tp| self.partitions.get(*tp).is_some_and(|s| s.seek.is_none()))
-                .cloned()
-                .collect();
-            if !fresh.is_empty() {
-                for (tp, committed) in self.committed(&fresh).await? {
-                    if let (Some(offset), Some(s)) = (committed, self.partitions.get_mut(&tp)) {
-                        s.seek = Some(SeekTo::Offset(offset));
-                    }
-                }
+            self.seek_to_committed(&unknown).await?;
+        }
+        let lookups = self.timestamps_to_look_up(&unknown)?;
+        if lookups.is_empty() {
+            return Ok(());
+        }
+        for (tp, _) in &lookups {
+            self.client.topic(&tp.topic).await?;
+        }
+        let resolved =
+            offsets::list_offsets(&self.client, &lookups, self.config.read_committed).await?;
+        for (tp, offset) in resolved {
+            if let Some(s) = self.partitions.get_mut(&tp) {
+                debug!(tp = %tp, offset, "position resolved");
+                s.position = Some(offset);
+                s.seek = None;
             }
         }
+        Ok(())
+    }
+
+    /// Partitions without an explicit seek start at the group's committed offset, if any.
+    async fn seek_to_committed(&mut self, unknown: &[TopicPartition]) -> Result<()> {
+        let fresh: Vec<TopicPartition> = unknown
+            .iter()
+            .filter(|tp| self.partitions.get(*tp).is_some_and(|s| s.seek.is_none()))
+            .cloned()
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        for (tp, committed) in self.committed(&fresh).await? {
+            if let (Some(offset), Some(s)) = (committed, self.partitions.get_mut(&tp)) {
+                s.seek = Some(SeekTo::Offset(offset));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies exact-offset seeks; returns the ListOffsets timestamps the others need.
+    fn timestamps_to_look_up(
+        &mut self,
+        unknown: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, i64)>> {
         let mut lookups = Vec::new();
         for tp in unknown {
-            let Some(state) = self.partitions.get_mut(&tp) else {
+            let Some(state) = self.partitions.get_mut(tp) else {
                 continue;
             };
-            let ts = match state.seek.take() {
+            let ts = match state.seek {
                 Some(SeekTo::Offset(o)) => {
                     state.position = Some(o);
+                    state.seek = None;
                     continue;
                 }
                 Some(SeekTo::Beginning) => offsets::EARLIEST,
@@ -295,23 +327,9 @@ impl Consumer {
                     }
                 },
             };
-            lookups.push((tp, ts));
+            lookups.push((tp.clone(), ts));
         }
-        if lookups.is_empty() {
-            return Ok(());
-        }
-        for (tp, _) in &lookups {
-            self.client.topic(&tp.topic).await?;
-        }
-        let resolved =
-            offsets::list_offsets(&self.client, &lookups, self.config.read_committed).await?;
-        for (tp, offset) in resolved {
-            if let Some(s) = self.partitions.get_mut(&tp) {
-                debug!(tp = %tp, offset, "position resolved");
-                s.position = Some(offset);
-            }
-        }
-        Ok(())
+        Ok(lookups)
     }
 
     /// Starts one fetch per leader for partitions with a position and no fetch in flight.

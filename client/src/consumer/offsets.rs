@@ -16,7 +16,7 @@ use kafka_protocol::messages::offset_fetch_request::{
 };
 use kafka_protocol::messages::{
     BrokerId, FindCoordinatorRequest, GroupId, ListOffsetsRequest, OffsetCommitRequest,
-    OffsetFetchRequest, TopicName,
+    OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
@@ -259,6 +259,29 @@ async fn committed_once(
 ) -> Result<HashMap<TopicPartition, Option<i64>>> {
     let conn = client.node(node).await?;
     let version = conn.version::<OffsetFetchRequest>()?;
+    let request = offset_fetch_request(version, group, partitions);
+    let response = conn.send(version, &request).await?;
+    let (top_code, rows) = offset_fetch_rows(version, &response)?;
+    if let Some(e) = coordinator_error(group, top_code, None) {
+        return Err(e);
+    }
+    let mut out: HashMap<TopicPartition, Option<i64>> =
+        partitions.iter().map(|tp| (tp.clone(), None)).collect();
+    for (tp, offset, code) in rows {
+        if let Some(e) = coordinator_error(group, code, None) {
+            return Err(e);
+        }
+        out.insert(tp, (offset >= 0).then_some(offset));
+    }
+    Ok(out)
+}
+
+/// OffsetFetch for one group: v8+ nests the group in `groups[]`.
+fn offset_fetch_request(
+    version: i16,
+    group: &str,
+    partitions: &[TopicPartition],
+) -> OffsetFetchRequest {
     let mut by_topic: BTreeMap<Arc<str>, Vec<i32>> = BTreeMap::new();
     for tp in partitions {
         by_topic
@@ -288,45 +311,32 @@ async fn committed_once(
         request.group_id = group_id;
         request.topics = Some(topics.collect());
     }
-    let response = conn.send(version, &request).await?;
-    let mut rows: Vec<(TopicPartition, i64, i16)> = Vec::new();
-    let top_code = if version >= 8 {
+    request
+}
+
+/// The group error code and (partition, committed offset, error code) rows of a response.
+type OffsetRows = (i16, Vec<(TopicPartition, i64, i16)>);
+
+fn offset_fetch_rows(version: i16, response: &OffsetFetchResponse) -> Result<OffsetRows> {
+    let mut rows = Vec::new();
+    if version >= 8 {
         let g = response
             .groups
             .first()
             .ok_or_else(|| Error::protocol("OffsetFetch: no group"))?;
         for t in &g.topics {
             for p in &t.partitions {
-                rows.push((
-                    TopicPartition::new(t.name.as_str(), p.partition_index),
-                    p.committed_offset,
-                    p.error_code,
-                ));
+                let tp = TopicPartition::new(t.name.as_str(), p.partition_index);
+                rows.push((tp, p.committed_offset, p.error_code));
             }
         }
-        g.error_code
-    } else {
-        for t in &response.topics {
-            for p in &t.partitions {
-                rows.push((
-                    TopicPartition::new(t.name.as_str(), p.partition_index),
-                    p.committed_offset,
-                    p.error_code,
-                ));
-            }
-        }
-        response.error_code
-    };
-    if let Some(e) = coordinator_error(group, top_code, None) {
-        return Err(e);
+        return Ok((g.error_code, rows));
     }
-    let mut out: HashMap<TopicPartition, Option<i64>> =
-        partitions.iter().map(|tp| (tp.clone(), None)).collect();
-    for (tp, offset, code) in rows {
-        if let Some(e) = coordinator_error(group, code, None) {
-            return Err(e);
+    for t in &response.topics {
+        for p in &t.partitions {
+            let tp = TopicPartition::new(t.name.as_str(), p.partition_index);
+            rows.push((tp, p.committed_offset, p.error_code));
         }
-        out.insert(tp, (offset >= 0).then_some(offset));
     }
-    Ok(out)
+    Ok((response.error_code, rows))
 }

@@ -216,6 +216,16 @@ impl Producer {
             return Err(e);
         }
         let (num_partitions, available) = self.partitions_of(&record.topic).await?;
+        if let Some(p) = record
+            .partition
+            .filter(|p| !(0..num_partitions).contains(p))
+        {
+            let topic = record.topic.to_string();
+            return Err(Error::UnknownTopicOrPartition {
+                topic,
+                partition: Some(p),
+            });
+        }
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let outgoing = OutgoingRecord {
             key: record.key,
@@ -224,38 +234,21 @@ impl Producer {
             timestamp,
         };
         let size = outgoing.estimated_size();
-        if size > self.config.max_request_size {
-            return Err(Error::RecordTooLarge {
-                size,
-                max: self.config.max_request_size,
-            });
+        let max = self.config.max_request_size;
+        if size > max {
+            return Err(Error::RecordTooLarge { size, max });
         }
         let permits = u32::try_from(size).unwrap_or(u32::MAX);
-        self.shared
-            .memory
-            .acquire_many(permits)
-            .await
-            .map_err(|_| Error::Closed)?
-            .forget();
+        let memory = self.shared.memory.acquire_many(permits).await;
+        memory.map_err(|_| Error::Closed)?.forget();
         let (tp, appended) = {
             let mut buffers = lock(&self.shared.buffers);
             let partition = match record.partition {
-                Some(p) if (0..num_partitions).contains(&p) => p,
-                Some(p) => {
-                    drop(buffers);
-                    self.shared.memory.add_permits(size);
-                    return Err(Error::UnknownTopicOrPartition {
-                        topic: record.topic.to_string(),
-                        partition: Some(p),
-                    });
+                Some(p) => p,
+                None => {
+                    let key = outgoing.key.as_deref();
+                    buffers.choose(&record.topic, key, size, &available, num_partitions)
                 }
-                None => buffers.choose(
-                    &record.topic,
-                    outgoing.key.as_deref(),
-                    size,
-                    &available,
-                    num_partitions,
-                ),
             };
             let tp = TopicPartition {
                 topic: record.topic,
@@ -272,10 +265,11 @@ impl Producer {
         if appended.new_batch || appended.batch_full {
             self.shared.wake.notify_one();
         }
+        let index = appended.index;
         Ok(DeliveryFuture {
             outcome: appended.outcome,
             tp,
-            index: appended.index,
+            index,
             timestamp,
         })
     }

@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use rafka_client::Client;
-use rafka_client::admin::{Admin, NewTopic};
+use rafka_client::admin::{Admin, NewTopic, TopicDescription};
 
 /// Topic administration.
 #[derive(Debug, Subcommand)]
@@ -53,6 +53,40 @@ fn parse_config(s: &str) -> Result<(String, String), String> {
     Ok((k.to_owned(), v.to_owned()))
 }
 
+/// Prints a description the way `kafka-topics.sh --describe` does.
+fn describe(out: &mut impl Write, d: &TopicDescription) -> std::io::Result<()> {
+    let rf = d.topic.partitions.first().map_or(0, |p| p.replicas.len());
+    let configs: Vec<String> = d
+        .configs
+        .iter()
+        .filter(|c| !c.is_default)
+        .map(|c| format!("{}={}", c.name, c.value.as_deref().unwrap_or("")))
+        .collect();
+    writeln!(
+        out,
+        "Topic: {}\tTopicId: {}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}",
+        d.topic.name,
+        d.topic.id,
+        d.topic.partitions.len(),
+        rf,
+        configs.join(",")
+    )?;
+    let list = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    for p in &d.topic.partitions {
+        let leader = p.leader.map_or("none".to_owned(), |l| l.to_string());
+        writeln!(
+            out,
+            "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",
+            d.topic.name,
+            p.partition,
+            leader,
+            list(&p.replicas),
+            list(&p.isr)
+        )?;
+    }
+    Ok(())
+}
+
 /// Runs a topic command.
 pub async fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
     let admin = Admin::new(client.clone());
@@ -81,35 +115,7 @@ pub async fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
                 .describe_topic(&name)
                 .await
                 .with_context(|| format!("describe topic {name}"))?;
-            let rf = d.topic.partitions.first().map_or(0, |p| p.replicas.len());
-            let configs: Vec<String> = d
-                .configs
-                .iter()
-                .filter(|c| !c.is_default)
-                .map(|c| format!("{}={}", c.name, c.value.as_deref().unwrap_or("")))
-                .collect();
-            writeln!(
-                out,
-                "Topic: {}\tTopicId: {}\tPartitionCount: {}\tReplicationFactor: {}\tConfigs: {}",
-                d.topic.name,
-                d.topic.id,
-                d.topic.partitions.len(),
-                rf,
-                configs.join(",")
-            )?;
-            for p in &d.topic.partitions {
-                let list = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
-                let leader = p.leader.map_or("none".to_owned(), |l| l.to_string());
-                writeln!(
-                    out,
-                    "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",
-                    d.topic.name,
-                    p.partition,
-                    leader,
-                    list(&p.replicas),
-                    list(&p.isr)
-                )?;
-            }
+            describe(&mut out, &d)?;
         }
         TopicCommand::Delete { name } => {
             admin
