@@ -269,10 +269,7 @@ pub(super) fn list_offsets(state: &State, req: ListOffsetsRequest) -> ListOffset
                             r.offset = match p.timestamp {
                                 -2 => 0,
                                 -1 => part.next_offset,
-                                _ => part
-                                    .batches
-                                    .first()
-                                    .map_or(part.next_offset, |b| b.base_offset),
+                                ts => first_batch_at(part, ts),
                             };
                             r.timestamp = -1;
                         }
@@ -286,6 +283,20 @@ pub(super) fn list_offsets(state: &State, req: ListOffsetsRequest) -> ListOffset
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// Base offset of the first batch whose max timestamp is at or after `ts` (-1: none).
+fn first_batch_at(part: &Partition, ts: i64) -> i64 {
+    let max_ts = |b: &StoredBatch| {
+        b.bytes
+            .get(35..43)
+            .and_then(|s| s.try_into().ok())
+            .map_or(i64::MIN, i64::from_be_bytes)
+    };
+    part.batches
+        .iter()
+        .find(|b| max_ts(b) >= ts)
+        .map_or(-1, |b| b.base_offset)
 }
 
 pub(super) fn find_coordinator(

@@ -223,3 +223,27 @@ async fn fatal_fetch_errors_reach_the_caller() {
     }
     assert_eq!(result.unwrap_err().kafka_code(), Some(29));
 }
+
+#[tokio::test]
+async fn seek_by_timestamp() {
+    let broker = FakeBroker::new();
+    broker.create_topic("t", 1);
+    for (ts, v) in [(1_000, "early"), (2_000, "late")] {
+        let r = OutgoingRecord {
+            value: Some(Bytes::from(v)),
+            timestamp: ts,
+            ..Default::default()
+        };
+        let batch = encode_batch(&[r], BatchIdentity::NONE, Compression::None).unwrap();
+        broker.append_raw("t", 0, batch).unwrap();
+    }
+    let mut c = Consumer::new(client(&broker).await, ConsumerConfig::default()).unwrap();
+    let tp = TopicPartition::new("t", 0);
+    c.assign([tp.clone()]);
+    c.seek(&tp, SeekTo::Timestamp(1_500)).unwrap();
+    assert_eq!(values(&drain(&mut c, 1).await), vec!["late"]);
+    // Past every record: the position is the log end.
+    c.seek(&tp, SeekTo::Timestamp(9_000)).unwrap();
+    assert!(c.poll(Duration::from_millis(20)).await.unwrap().is_empty());
+    assert_eq!(c.position(&tp), Some(2));
+}

@@ -271,11 +271,17 @@ impl Consumer {
         let resolved =
             offsets::list_offsets(&self.client, &lookups, self.config.read_committed).await?;
         for (tp, offset) in resolved {
-            if let Some(s) = self.partitions.get_mut(&tp) {
-                debug!(tp = %tp, offset, "position resolved");
-                s.position = Some(offset);
-                s.seek = None;
+            let Some(s) = self.partitions.get_mut(&tp) else {
+                continue;
+            };
+            if offset < 0 {
+                // No record at or after the timestamp: start at the end, as Kafka's seek does.
+                s.seek = Some(SeekTo::End);
+                continue;
             }
+            debug!(tp = %tp, offset, "position resolved");
+            s.position = Some(offset);
+            s.seek = None;
         }
         Ok(())
     }
