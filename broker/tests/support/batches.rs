@@ -14,7 +14,12 @@ pub fn batch(values: &[&[u8]], idempotence: Idempotence, timestamp: i64) -> Byte
 }
 
 /// One batch, compressed as asked.
-pub fn batch_with(values: &[&[u8]], idempotence: Idempotence, timestamp: i64, compression: Compression) -> Bytes {
+pub fn batch_with(
+    values: &[&[u8]],
+    idempotence: Idempotence,
+    timestamp: i64,
+    compression: Compression,
+) -> Bytes {
     let (producer_id, producer_epoch, base_sequence) = idempotence.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = values
         .iter()
@@ -28,7 +33,11 @@ pub fn batch_with(values: &[&[u8]], idempotence: Idempotence, timestamp: i64, co
             producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: if base_sequence < 0 { -1 } else { base_sequence + i as i32 },
+            sequence: if base_sequence < 0 {
+                -1
+            } else {
+                base_sequence + i as i32
+            },
             timestamp,
             key: None,
             value: Some(Bytes::copy_from_slice(value)),
@@ -36,7 +45,15 @@ pub fn batch_with(values: &[&[u8]], idempotence: Idempotence, timestamp: i64, co
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).unwrap();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .unwrap();
     buf.freeze()
 }
 

@@ -10,16 +10,20 @@ use std::time::{Duration, Instant};
 
 /// Path of a binary built from this workspace (`rafka-node`, `rafka`).
 pub fn workspace_binary(name: &str) -> PathBuf {
-    if name == "rafka-node" {
-        if let Some(path) = option_env!("CARGO_BIN_EXE_rafka-node") {
-            return PathBuf::from(path);
-        }
+    if name == "rafka-node"
+        && let Some(path) = option_env!("CARGO_BIN_EXE_rafka-node")
+    {
+        return PathBuf::from(path);
     }
     // target/<profile>/deps/<test binary> → target/<profile>/<name>
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap();
     let path = profile_dir.join(name);
-    assert!(path.exists(), "{} not built; run `cargo build --workspace --bins` first", path.display());
+    assert!(
+        path.exists(),
+        "{} not built; run `cargo build --workspace --bins` first",
+        path.display()
+    );
     path
 }
 
@@ -52,20 +56,36 @@ fn parse_ready(line: &str) -> Option<Ready> {
             _ => {}
         }
     }
-    Some(Ready { kafka: kafka?, http: http?, p2p: p2p? })
+    Some(Ready {
+        kafka: kafka?,
+        http: http?,
+        p2p: p2p?,
+    })
 }
 
 impl NodeProcess {
     /// Starts a node on `data_dir` with extra flags; waits (up to 60 s) for its ready line.
     pub fn start(data_dir: &Path, extra: &[&str]) -> NodeProcess {
         let log = data_dir.with_extension("log");
-        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let mut child = Command::new(workspace_binary("rafka-node"))
             .args(["--data-dir", data_dir.to_str().unwrap()])
             .args(["--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-            .args(["--p2p-addr", "/ip4/127.0.0.1/tcp/0", "--bootstrap-expect", "1"])
+            .args([
+                "--p2p-addr",
+                "/ip4/127.0.0.1/tcp/0",
+                "--bootstrap-expect",
+                "1",
+            ])
             .args(extra)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -87,7 +107,12 @@ impl NodeProcess {
                 panic!("rafka-node did not become ready within 60 s; log:\n{log_text}");
             }
         };
-        NodeProcess { child, ready, data_dir: data_dir.to_path_buf(), log }
+        NodeProcess {
+            child,
+            ready,
+            data_dir: data_dir.to_path_buf(),
+            log,
+        }
     }
 
     /// SIGKILL, and reap.

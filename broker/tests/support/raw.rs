@@ -19,7 +19,10 @@ impl RawClient {
     pub async fn connect(addr: SocketAddr) -> RawClient {
         let stream = TcpStream::connect(addr).await.unwrap();
         stream.set_nodelay(true).unwrap();
-        RawClient { stream, correlation_id: 0 }
+        RawClient {
+            stream,
+            correlation_id: 0,
+        }
     }
 
     /// Encodes `request` at `version` into a frame body (header + body, no size prefix).
@@ -32,7 +35,9 @@ impl RawClient {
             .with_correlation_id(self.correlation_id)
             .with_client_id(Some(StrBytes::from_static_str("raw-test")));
         let mut buf = BytesMut::new();
-        header.encode(&mut buf, api_key.request_header_version(version)).unwrap();
+        header
+            .encode(&mut buf, api_key.request_header_version(version))
+            .unwrap();
         request.encode(&mut buf, version).unwrap();
         (self.correlation_id, buf.freeze())
     }
@@ -54,19 +59,30 @@ impl RawClient {
             self.stream.read_exact(&mut body).await.ok()?;
             Some(Bytes::from(body))
         };
-        tokio::time::timeout(Duration::from_secs(30), read).await.expect("no response within 30 s")
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("no response within 30 s")
     }
 
     /// Sends `request` at `version` and decodes the response.
     pub async fn send<R: Request>(&mut self, request: &R, version: i16) -> R::Response {
         let (correlation_id, frame) = self.encode(request, version);
         self.send_frame(&frame).await.unwrap();
-        let mut response = self.read_frame().await.expect("connection closed instead of a response");
+        let mut response = self
+            .read_frame()
+            .await
+            .expect("connection closed instead of a response");
         let api_key = ApiKey::try_from(R::KEY).unwrap();
-        let header = ResponseHeader::decode(&mut response, api_key.response_header_version(version)).unwrap();
+        let header =
+            ResponseHeader::decode(&mut response, api_key.response_header_version(version))
+                .unwrap();
         assert_eq!(header.correlation_id, correlation_id);
         let decoded = R::Response::decode(&mut response, version).unwrap();
-        assert_eq!(response.remaining(), 0, "trailing bytes in {api_key:?} v{version} response");
+        assert_eq!(
+            response.remaining(),
+            0,
+            "trailing bytes in {api_key:?} v{version} response"
+        );
         decoded
     }
 
