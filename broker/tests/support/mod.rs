@@ -5,6 +5,7 @@
 pub mod batches;
 pub mod process;
 pub mod raw;
+pub mod run;
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,10 @@ where
         if condition().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -58,8 +62,14 @@ impl TestNode {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
         adjust(&mut config);
-        let node = Node::start(config.clone(), None, CancellationToken::new()).await.unwrap();
-        TestNode { node: Some(node), dir, config }
+        let node = Node::start(config.clone(), None, CancellationToken::new())
+            .await
+            .unwrap();
+        TestNode {
+            node: Some(node),
+            dir,
+            config,
+        }
     }
 
     /// The Kafka listener.
@@ -77,6 +87,10 @@ impl TestNode {
         self.node.take().unwrap().shutdown().await;
         let mut config = self.config.clone();
         config.bootstrap_expect = None;
-        self.node = Some(Node::start(config, None, CancellationToken::new()).await.unwrap());
+        self.node = Some(
+            Node::start(config, None, CancellationToken::new())
+                .await
+                .unwrap(),
+        );
     }
 }
