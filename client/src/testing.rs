@@ -76,6 +76,7 @@ struct State {
     topics: BTreeMap<String, Topic>,
     faults: Vec<Fault>,
     disconnects: usize,
+    hide_topic_ids: bool,
     next_producer_id: i64,
     offsets: HashMap<(String, String, i32), i64>,
     requests: Vec<(i16, i16)>,
@@ -148,6 +149,11 @@ impl FakeBroker {
         let hit = state.disconnects > 0;
         state.disconnects = state.disconnects.saturating_sub(1);
         hit
+    }
+
+    /// Answers Metadata without topic ids (as brokers before KIP-516 do).
+    pub fn hide_topic_ids(&self) {
+        lock(&self.state).hide_topic_ids = true;
     }
 
     /// Advertises at most `max` for `api` in ApiVersions.

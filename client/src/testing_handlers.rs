@@ -31,7 +31,11 @@ pub(super) fn metadata(state: &State, req: MetadataRequest, _v: i16) -> Metadata
                 .with_error_code(3),
             Some(t) => MetadataResponseTopic::default()
                 .with_name(Some(name(n)))
-                .with_topic_id(t.id)
+                .with_topic_id(if state.hide_topic_ids {
+                    uuid::Uuid::nil()
+                } else {
+                    t.id
+                })
                 .with_partitions(
                     (0..t.partitions.len() as i32)
                         .map(|p| {

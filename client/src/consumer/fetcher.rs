@@ -76,8 +76,13 @@ pub async fn fetch(
     partitions: Vec<(TopicPartition, i64)>,
 ) -> Result<Vec<PartitionFetch>> {
     let conn = client.node(node).await?;
-    let version = conn.version::<FetchRequest>()?;
     let meta = client.metadata();
+    // Fetch v13+ names topics by id; without ids (an older metadata answer) stay below it.
+    let has_ids = partitions
+        .iter()
+        .all(|(tp, _)| meta.topic(&tp.topic).is_ok_and(|t| !t.id.is_nil()));
+    let version = conn.version::<FetchRequest>()?;
+    let version = if has_ids { version } else { version.min(12) };
     let req = request(version, &config, &partitions, &meta)?;
     let response = conn.send(version, &req).await?;
     if let Some(e) = Error::broker("Fetch", response.error_code, None) {

@@ -50,6 +50,9 @@ pub(super) async fn produce(
 ) -> Result<Option<ProduceResponse>> {
     let conn = client.node(node).await?;
     let version = conn.version::<ProduceRequest>()?;
+    // Produce v13 names topics by id; without ids (an older metadata answer) stay below it.
+    let has_ids = batches.iter().all(|(_, id, _)| !id.is_nil());
+    let version = if has_ids { version } else { version.min(12) };
     let mut topics: BTreeMap<Arc<str>, TopicProduceData> = BTreeMap::new();
     for (tp, id, records) in batches {
         let topic = topics.entry(tp.topic.clone()).or_insert_with(|| {

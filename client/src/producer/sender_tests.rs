@@ -325,3 +325,28 @@ async fn null_keys_stick_to_a_partition_per_batch() {
         "{partitions:?}"
     );
 }
+
+#[tokio::test]
+async fn without_topic_ids_produce_and_fetch_stay_below_v13() {
+    let broker = FakeBroker::new();
+    broker.hide_topic_ids();
+    broker.create_topic("t", 1);
+    let p = producer(&broker, fast()).await;
+    p.send(ProducerRecord::new("t", "a"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(broker.requests().contains(&(0, 12)), "Produce v12");
+    let client = {
+        let mut cc = ClientConfig::new(Bootstrap::parse("fake:9092").unwrap());
+        cc.retry_backoff = Duration::from_millis(1);
+        Client::connect_with(cc, broker.dialer()).await.unwrap()
+    };
+    let mut c = crate::Consumer::new(client, crate::ConsumerConfig::default()).unwrap();
+    let tp = crate::TopicPartition::new("t", 0);
+    c.assign([tp.clone()]);
+    c.seek(&tp, crate::SeekTo::Beginning).unwrap();
+    assert_eq!(c.poll(Duration::from_secs(5)).await.unwrap().len(), 1);
+    assert!(broker.requests().contains(&(1, 12)), "Fetch v12");
+}
