@@ -60,6 +60,7 @@ pub struct Consumer {
     fetching: HashSet<NodeId>,
     in_fetch: HashSet<TopicPartition>,
     retry_at: Option<Instant>,
+    refresh_metadata: bool,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -83,6 +84,7 @@ impl Consumer {
             fetching: HashSet::new(),
             in_fetch: HashSet::new(),
             retry_at: None,
+            refresh_metadata: false,
         })
     }
 
@@ -217,6 +219,18 @@ impl Consumer {
     async fn prepare(&mut self) -> Result<()> {
         if self.retry_at.is_some_and(|r| r > Instant::now()) {
             return Ok(());
+        }
+        if std::mem::take(&mut self.refresh_metadata) {
+            let mut topics: Vec<String> = self
+                .partitions
+                .keys()
+                .map(|tp| tp.topic.to_string())
+                .collect();
+            topics.dedup();
+            if let Err(e) = self.client.refresh_metadata(Some(&topics)).await {
+                debug!(error = %e, "metadata refresh failed");
+                return self.on_retriable(e);
+            }
         }
         self.ensure_metadata().await?;
         match self.resolve_positions().await {
@@ -428,22 +442,7 @@ impl Consumer {
         if !e.is_retriable() {
             return Err(e);
         }
-        if e.needs_metadata_refresh() {
-            for tp in self.partitions.keys() {
-                self.client.invalidate(&tp.topic);
-            }
-            let client = self.client.clone();
-            let topics: Vec<String> = self
-                .partitions
-                .keys()
-                .map(|tp| tp.topic.to_string())
-                .collect();
-            tokio::spawn(async move {
-                if let Err(e) = client.refresh_metadata(Some(&topics)).await {
-                    debug!(error = %e, "metadata refresh failed");
-                }
-            });
-        }
+        self.refresh_metadata |= e.needs_metadata_refresh();
         self.retry_at = Some(Instant::now() + self.client.config().retry_backoff);
         Ok(())
     }
