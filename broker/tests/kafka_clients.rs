@@ -21,7 +21,9 @@ use kafka_protocol::protocol::StrBytes;
 use serde_json::Value;
 use support::process::NodeProcess;
 use support::raw::RawClient;
-use support::run::{Output, confluent_kafka_available, kcat_available, rafka, run};
+use support::run::{
+    Output, confluent_kafka_available, kcat_available, rafka, run, spawn, wait_for,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -656,6 +658,8 @@ fn python_produce(
     args.extend_from_slice(extra);
     let report = python("produce.py", &args);
     assert_no_errors(&report, "produce.py");
+    assert_eq!(report["client_errors"], Value::Array(vec![]), "produce.py");
+    assert_eq!(report["fatal"], Value::Array(vec![]), "produce.py");
     assert_eq!(report["undelivered"], 0);
     let deliveries = rows(&report, "delivered", [0, 1, 2, 3]);
     assert_eq!(
@@ -915,4 +919,66 @@ fn process_confluent_kafka_compressed_batches_read_by_the_rafka_cli() {
             "{codec}: rafka consume read different bytes than librdkafka produced"
         );
     }
+}
+
+/// The sum of `topic`'s partition high watermarks, from the node's `/metrics`.
+fn high_watermark_sum(node: &NodeProcess, topic: &str) -> i64 {
+    let metrics = node.http_get("/metrics").unwrap_or_default();
+    let prefix = format!("rafka_partition_high_watermark{{topic=\"{topic}\",");
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(&prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|hw| hw as i64)
+        .sum()
+}
+
+#[test]
+fn process_confluent_kafka_idempotent_producer_survives_sigkill() {
+    const RECORDS: usize = 300_000;
+    const PARTITIONS: i32 = 3;
+    const TOPIC: &str = "py-crash";
+    if !confluent_kafka_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let started = Instant::now();
+    let mut node = start(&dir);
+    create_topic(&node, TOPIC, PARTITIONS);
+
+    // The producer is mid-stream (acks=all, idempotent, up to 5 requests in flight per
+    // partition) when the node is killed; the node comes back on the same port, the producer
+    // retries what was in flight, and nothing may be lost or written twice.
+    let bootstrap = kafka(&node);
+    let mut command = Command::new("python3");
+    command.arg(script("produce.py")).args([&bootstrap, TOPIC, "--count", &RECORDS.to_string()]);
+    command.args(["--idempotence", "true", "--acks", "all"]);
+    let producer = spawn(command, b"");
+    wait_for(Duration::from_secs(120), "the producer to be under way", || {
+        high_watermark_sum(&node, TOPIC) >= 50_000
+    });
+    node.kill();
+    let killed_at = started.elapsed();
+    let node = NodeProcess::start_on(&dir, &bootstrap, &[]);
+    eprintln!("killed at {killed_at:?}, restarted at {:?}", started.elapsed());
+    let report: Value = serde_json::from_slice(&producer.wait(TIMEOUT).ok()).unwrap();
+    eprintln!("producer: client errors {}", report["client_errors"]);
+    assert_no_errors(&report, "produce.py across the kill");
+    assert_eq!(report["fatal"], Value::Array(vec![]), "no fatal (idempotence) error");
+    assert_eq!(report["undelivered"], 0);
+    let deliveries = rows(&report, "delivered", [0, 1, 2, 3]);
+    assert_eq!(deliveries.len(), RECORDS, "every record acknowledged once");
+    let acked: Log = deliveries.into_iter().map(|(p, o, k, v)| ((p, o), (k, v))).collect();
+    assert_eq!(acked.len(), RECORDS, "no two acknowledgements share a (partition, offset)");
+
+    let partitions = PARTITIONS.to_string();
+    let args = [bootstrap.as_str(), TOPIC, "--partitions", &partitions, "--group", "crash"];
+    let read = python("consume.py", &args);
+    assert_no_errors(&read, "consume.py");
+    let log = contiguous_log(rows(&read, "records", [2, 0, 1, 3]), "after the kill");
+    assert_eq!(log.len(), RECORDS, "no record lost, none written twice");
+    assert!(log == acked, "every acknowledged record is where its acknowledgement said");
+    drop(node);
+    eprintln!("process_confluent_kafka_idempotent_producer_survives_sigkill: {:?}", started.elapsed());
 }

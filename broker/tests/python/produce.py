@@ -7,7 +7,9 @@ Usage: produce.py BOOTSTRAP TOPIC --count N [--idempotence true|false] [--acks a
 Record i has key "key-<i mod K>" and a value "value-<i>-" followed by 40 bytes that are not valid
 UTF-8 (never a newline). Output (stdout), one JSON object:
   {"delivered": [[key, partition, offset, value_hex], ...] in delivery order,
-   "errors": ["...", ...], "undelivered": n, "librdkafka": "2.x"}
+   "errors": ["...", ...] (failed deliveries),
+   "client_errors": ["...", ...] (error_cb: a lost connection, say), "fatal": ["...", ...],
+   "undelivered": n, "librdkafka": "2.x"}
 """
 
 import argparse
@@ -36,6 +38,11 @@ def main():
 
     delivered = []
     errors = []
+    client_errors = []
+    fatal = []
+
+    def on_error(err):
+        (fatal if err.fatal() else client_errors).append(str(err))
 
     def on_delivery(err, msg):
         if err is not None:
@@ -52,7 +59,7 @@ def main():
             "partitioner": args.partitioner,
             "linger.ms": 5,
             "message.timeout.ms": 120000,
-            "error_cb": lambda e: errors.append(f"client error: {e}"),
+            "error_cb": on_error,
         }
     )
     for i in range(args.count):
@@ -70,6 +77,8 @@ def main():
         {
             "delivered": delivered,
             "errors": errors,
+            "client_errors": client_errors,
+            "fatal": fatal,
             "undelivered": undelivered,
             "librdkafka": libversion()[0],
         },

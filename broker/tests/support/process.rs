@@ -66,6 +66,12 @@ fn parse_ready(line: &str) -> Option<Ready> {
 impl NodeProcess {
     /// Starts a node on `data_dir` with extra flags; waits (up to 60 s) for its ready line.
     pub fn start(data_dir: &Path, extra: &[&str]) -> NodeProcess {
+        Self::start_on(data_dir, "127.0.0.1:0", extra)
+    }
+
+    /// As [`NodeProcess::start`], with the Kafka listener on `kafka_addr` (to restart a node on the
+    /// port its clients know).
+    pub fn start_on(data_dir: &Path, kafka_addr: &str, extra: &[&str]) -> NodeProcess {
         let log = data_dir.with_extension("log");
         let stderr = std::fs::OpenOptions::new()
             .create(true)
@@ -74,7 +80,7 @@ impl NodeProcess {
             .unwrap();
         let mut child = Command::new(workspace_binary("rafka-node"))
             .args(["--data-dir", data_dir.to_str().unwrap()])
-            .args(["--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--kafka-addr", kafka_addr, "--http-addr", "127.0.0.1:0"])
             .args([
                 "--p2p-addr",
                 "/ip4/127.0.0.1/tcp/0",
@@ -139,6 +145,22 @@ impl NodeProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The body of `GET path` on the node's HTTP admin endpoint (`/metrics`, `/health`, ...).
+    pub fn http_get(&self, path: &str) -> std::io::Result<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.ready.http)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let host = self.ready.http;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let (_, body) = response.split_once("\r\n\r\n").unwrap_or_default();
+        Ok(body.to_string())
     }
 
     /// The node's log so far (stderr).

@@ -66,9 +66,18 @@ fn collect(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
     })
 }
 
-/// Runs `command` with `stdin` as its standard input; panics (after killing it) if it has not
-/// exited within `timeout`.
-pub fn run(mut command: Command, stdin: &[u8], timeout: Duration) -> Output {
+/// A program started in the background: stdin being fed, stdout and stderr being collected.
+pub struct Running {
+    guard: Guard,
+    text: String,
+    started: Instant,
+    writer: JoinHandle<()>,
+    stdout: JoinHandle<Vec<u8>>,
+    stderr: JoinHandle<Vec<u8>>,
+}
+
+/// Starts `command` with `stdin` as its standard input, in the background.
+pub fn spawn(mut command: Command, stdin: &[u8]) -> Running {
     let text = describe(&command);
     let started = Instant::now();
     let child = command
@@ -86,30 +95,62 @@ pub fn run(mut command: Command, stdin: &[u8], timeout: Duration) -> Output {
     });
     let stdout = collect(guard.0.stdout.take().unwrap());
     let stderr = collect(guard.0.stderr.take().unwrap());
-    let deadline = started + timeout;
-    let status = loop {
-        if let Some(status) = guard.0.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            drop(guard);
-            let err = stderr.join().unwrap_or_default();
-            panic!(
-                "`{text}` did not finish within {timeout:?}; killed. stderr:\n{}",
-                String::from_utf8_lossy(&err)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    writer.join().unwrap();
-    let stdout = stdout.join().unwrap();
-    let stderr = stderr.join().unwrap();
-    Output {
-        status,
+    Running {
+        guard,
+        text,
+        started,
+        writer,
         stdout,
         stderr,
-        elapsed: started.elapsed(),
-        command: text,
+    }
+}
+
+impl Running {
+    /// Waits for the program to exit; panics (after killing it) if it has not within `timeout`
+    /// of its start.
+    pub fn wait(mut self, timeout: Duration) -> Output {
+        let deadline = self.started + timeout;
+        let status = loop {
+            if let Some(status) = self.guard.0.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                drop(self.guard);
+                let err = self.stderr.join().unwrap_or_default();
+                panic!(
+                    "`{}` did not finish within {timeout:?}; killed. stderr:\n{}",
+                    self.text,
+                    String::from_utf8_lossy(&err)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        self.writer.join().unwrap();
+        Output {
+            status,
+            stdout: self.stdout.join().unwrap(),
+            stderr: self.stderr.join().unwrap(),
+            elapsed: self.started.elapsed(),
+            command: self.text,
+        }
+    }
+}
+
+/// Runs `command` with `stdin` as its standard input; panics (after killing it) if it has not
+/// exited within `timeout`.
+pub fn run(command: Command, stdin: &[u8], timeout: Duration) -> Output {
+    spawn(command, stdin).wait(timeout)
+}
+
+/// Polls `condition` until it holds; panics with `what` once `timeout` has passed.
+pub fn wait_for(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
