@@ -952,33 +952,64 @@ fn process_confluent_kafka_idempotent_producer_survives_sigkill() {
     // retries what was in flight, and nothing may be lost or written twice.
     let bootstrap = kafka(&node);
     let mut command = Command::new("python3");
-    command.arg(script("produce.py")).args([&bootstrap, TOPIC, "--count", &RECORDS.to_string()]);
+    command
+        .arg(script("produce.py"))
+        .args([&bootstrap, TOPIC, "--count", &RECORDS.to_string()]);
     command.args(["--idempotence", "true", "--acks", "all"]);
     let producer = spawn(command, b"");
-    wait_for(Duration::from_secs(120), "the producer to be under way", || {
-        high_watermark_sum(&node, TOPIC) >= 50_000
-    });
+    wait_for(
+        Duration::from_secs(120),
+        "the producer to be under way",
+        || high_watermark_sum(&node, TOPIC) >= 50_000,
+    );
     node.kill();
     let killed_at = started.elapsed();
     let node = NodeProcess::start_on(&dir, &bootstrap, &[]);
-    eprintln!("killed at {killed_at:?}, restarted at {:?}", started.elapsed());
+    eprintln!(
+        "killed at {killed_at:?}, restarted at {:?}",
+        started.elapsed()
+    );
     let report: Value = serde_json::from_slice(&producer.wait(TIMEOUT).ok()).unwrap();
     eprintln!("producer: client errors {}", report["client_errors"]);
     assert_no_errors(&report, "produce.py across the kill");
-    assert_eq!(report["fatal"], Value::Array(vec![]), "no fatal (idempotence) error");
+    assert_eq!(
+        report["fatal"],
+        Value::Array(vec![]),
+        "no fatal (idempotence) error"
+    );
     assert_eq!(report["undelivered"], 0);
     let deliveries = rows(&report, "delivered", [0, 1, 2, 3]);
     assert_eq!(deliveries.len(), RECORDS, "every record acknowledged once");
-    let acked: Log = deliveries.into_iter().map(|(p, o, k, v)| ((p, o), (k, v))).collect();
-    assert_eq!(acked.len(), RECORDS, "no two acknowledgements share a (partition, offset)");
+    let acked: Log = deliveries
+        .into_iter()
+        .map(|(p, o, k, v)| ((p, o), (k, v)))
+        .collect();
+    assert_eq!(
+        acked.len(),
+        RECORDS,
+        "no two acknowledgements share a (partition, offset)"
+    );
 
     let partitions = PARTITIONS.to_string();
-    let args = [bootstrap.as_str(), TOPIC, "--partitions", &partitions, "--group", "crash"];
+    let args = [
+        bootstrap.as_str(),
+        TOPIC,
+        "--partitions",
+        &partitions,
+        "--group",
+        "crash",
+    ];
     let read = python("consume.py", &args);
     assert_no_errors(&read, "consume.py");
     let log = contiguous_log(rows(&read, "records", [2, 0, 1, 3]), "after the kill");
     assert_eq!(log.len(), RECORDS, "no record lost, none written twice");
-    assert!(log == acked, "every acknowledged record is where its acknowledgement said");
+    assert!(
+        log == acked,
+        "every acknowledged record is where its acknowledgement said"
+    );
     drop(node);
-    eprintln!("process_confluent_kafka_idempotent_producer_survives_sigkill: {:?}", started.elapsed());
+    eprintln!(
+        "process_confluent_kafka_idempotent_producer_survives_sigkill: {:?}",
+        started.elapsed()
+    );
 }
