@@ -1,13 +1,13 @@
 //! CreateTopics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
-use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::RequestContext;
@@ -26,11 +26,34 @@ pub async fn handle(
     ctx: &RequestContext,
     request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
+    let duplicates = duplicate_names(&request.topics);
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
-        results.push(create_one(broker, ctx, topic, request.validate_only).await);
+        if !duplicates.contains(topic.name.0.as_str()) {
+            results.push(create_one(broker, ctx, topic, request.validate_only).await);
+        }
+    }
+    // As Kafka: a name given twice gets one INVALID_REQUEST result and is not created.
+    for name in duplicates {
+        tracing::info!(topic = %name, "CreateTopics refused: duplicate name");
+        results.push(
+            CreatableTopicResult::default()
+                .with_name(TopicName(StrBytes::from_string(name)))
+                .with_error_code(ResponseError::InvalidRequest.code())
+                .with_error_message(Some(StrBytes::from_static_str("Duplicate topic name."))),
+        );
     }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// Names that occur more than once in the request.
+fn duplicate_names(topics: &[CreatableTopic]) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    topics
+        .iter()
+        .map(|t| t.name.0.to_string())
+        .filter(|name| !seen.insert(name.clone()))
+        .collect()
 }
 
 async fn create_one(

@@ -12,7 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::RequestContext;
 use super::topics::{self, NewTopic};
 use crate::Broker;
-use crate::metadata::{MetadataError, MetadataImage, TopicImage};
+use crate::metadata::{MetadataError, MetadataImage, TopicImage, validate_topic_name};
 
 /// Answers a Metadata request.
 pub async fn handle(
@@ -81,7 +81,12 @@ async fn requested_topic(
             .with_error_code(e.kafka_code())
     };
     if !(allow_auto_create && broker.config().auto_create_topics) {
-        return error(MetadataError::UnknownTopic(name.clone()));
+        // Kafka names an invalid name as such whether or not it would have created the topic.
+        return error(
+            validate_topic_name(&name)
+                .err()
+                .unwrap_or(MetadataError::UnknownTopic(name.clone())),
+        );
     }
     let new = NewTopic {
         name: name.clone(),

@@ -65,14 +65,12 @@ pub fn handle(broker: &Broker, ctx: RequestContext, request: ProduceRequest) -> 
                     Some(message),
                 )
             } else {
-                start_append(
-                    broker,
-                    topic.as_deref(),
-                    data.index,
-                    data.records,
-                    acks,
-                    now,
-                )
+                match topic.as_deref() {
+                    // v13 names topics by id only (KIP-516): an unknown id is UNKNOWN_TOPIC_ID.
+                    None if ctx.version >= 13 => fail(ResponseError::UnknownTopicId, None),
+                    None => fail(ResponseError::UnknownTopicOrPartition, None),
+                    Some(topic) => start_append(broker, topic, data.index, data.records, acks, now),
+                }
             };
             partitions.push((data.index, pending));
         }
@@ -114,15 +112,12 @@ pub fn handle(broker: &Broker, ctx: RequestContext, request: ProduceRequest) -> 
 
 fn start_append(
     broker: &Broker,
-    topic: Option<&TopicImage>,
+    topic: &TopicImage,
     partition: i32,
     records: Option<Bytes>,
     acks: i16,
     now: i64,
 ) -> Pending {
-    let Some(topic) = topic else {
-        return fail(ResponseError::UnknownTopicOrPartition, None);
-    };
     let (log, partition_image) = match broker.leadership(topic, partition) {
         Leadership::Leader(log, image) => (log, image),
         Leadership::NotLeader => {
@@ -139,20 +134,25 @@ fn start_append(
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return fail(ResponseError::InvalidRecord, Some("no record batch".into()));
     };
-    match BatchHeader::parse(&records)
-        .ok()
-        .and_then(|h| h.total_len())
-    {
-        Some(len) if len == records.len() => {}
-        Some(_) => {
+    match BatchHeader::parse(&records).map(|h| h.total_len()) {
+        Ok(Some(len)) if len == records.len() => {}
+        Ok(Some(len)) if len < records.len() => {
             let message = "exactly one record batch per partition is allowed".to_string();
             return fail(ResponseError::InvalidRecord, Some(message));
         }
-        None => {
-            return fail(
-                ResponseError::CorruptMessage,
-                Some("unreadable record batch".into()),
-            );
+        Ok(_) => {
+            let message = "record batch shorter than its declared length".to_string();
+            return fail(ResponseError::CorruptMessage, Some(message));
+        }
+        // As Kafka: damaged bytes are CORRUPT_MESSAGE; a readable header breaking the rules (magic
+        // other than 2) is INVALID_RECORD.
+        Err(e) => {
+            let code = if e.is_corruption() {
+                ResponseError::CorruptMessage
+            } else {
+                ResponseError::InvalidRecord
+            };
+            return fail(code, Some(format!("unreadable record batch: {e}")));
         }
     }
     if acks == -1 {
