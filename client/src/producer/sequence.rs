@@ -5,7 +5,9 @@
 //! - A batch gets `(producer id, epoch, base sequence)` when first drained and keeps them across
 //!   retries. Sequences count records per partition from 0 and wrap at `i32::MAX` to 0.
 //! - At most [`MAX_IN_FLIGHT_PER_PARTITION`] unacknowledged batches per partition (the broker
-//!   remembers the last 5 for de-duplication).
+//!   remembers the last 5 for de-duplication), and only one until the partition's first batch
+//!   under this producer id and epoch is acknowledged: a broker with no state for the producer
+//!   accepts any sequence, so a batch that overtook the first one must not reach it first.
 //! - A retried batch is sent only when it is the oldest unacknowledged batch of its partition, so
 //!   retries cannot reorder records.
 //! - OUT_OF_ORDER_SEQUENCE_NUMBER on a batch ahead of the next expected one: it overtook an
@@ -160,10 +162,14 @@ impl Idempotence {
                     && state.and_then(|s| s.unacked.iter().find(|q| !s.sending.contains(q)))
                         == Some(&base)
             }
+            // Until the broker acknowledged one batch it may hold no state for this producer
+            // and accept any sequence, so a later batch that overtook the first (possible over
+            // the mesh) would be written first: the first batch goes alone.
             None => state.is_none_or(|s| {
                 s.producer_id == id.id
                     && s.epoch == id.epoch
                     && s.unacked.len() < MAX_IN_FLIGHT_PER_PARTITION
+                    && (s.last_acked.is_some() || s.unacked.is_empty())
             }),
         }
     }

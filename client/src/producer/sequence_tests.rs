@@ -42,15 +42,33 @@ fn sequence_wraps_to_zero_like_kafka() {
 }
 
 #[test]
+fn the_first_batch_of_a_partition_goes_alone() {
+    let mut s = ready();
+    let a = s.assign(&tp(0), 1).unwrap();
+    assert!(
+        !s.can_send(&tp(0), None),
+        "no pipelining before the broker knows the producer"
+    );
+    assert!(s.can_send(&tp(1), None), "other partitions are independent");
+    s.on_returned(&tp(0), a);
+    s.on_success(&tp(0), a, 1);
+    assert!(s.can_send(&tp(0), None));
+    s.assign(&tp(0), 1);
+    assert!(s.can_send(&tp(0), None), "pipelined from then on");
+}
+
+#[test]
 fn at_most_five_unacked_batches_per_partition() {
     let mut s = ready();
+    let first = s.assign(&tp(0), 1).unwrap();
+    s.on_success(&tp(0), first, 1);
     for _ in 0..5 {
         assert!(s.can_send(&tp(0), None));
         s.assign(&tp(0), 1);
     }
     assert!(!s.can_send(&tp(0), None));
     assert!(s.can_send(&tp(1), None));
-    s.on_success(&tp(0), (9, 0, 0), 1);
+    s.on_success(&tp(0), (9, 0, 1), 1);
     assert!(s.can_send(&tp(0), None));
 }
 
