@@ -4,7 +4,7 @@
 //! - [`partitioner`]: Kafka's murmur2 partitioner and KIP-480 sticky partitions.
 //! - [`accumulator`]: per-partition batches (size, linger, retries in order). Pure.
 //! - [`sequence`]: idempotence (producer id, epoch, sequences, error verdicts). Pure.
-//! - [`sender`]: the task that owns the I/O.
+//! - `sender` (private): the task that owns the I/O; `request` builds its Produce requests.
 
 pub mod accumulator;
 pub mod partitioner;
