@@ -555,3 +555,30 @@ async fn describe_configs_of_topics_and_the_broker_at_every_version() {
     }
     wire::stop(node).await;
 }
+
+#[tokio::test]
+async fn configs_the_store_cannot_hold_are_refused_and_break_nothing() {
+    let node = TestNode::start().await;
+    let mut client = node.connect().await;
+    // Below a batch header: no batch could ever be stored.
+    let results = create(
+        &mut client,
+        7,
+        vec![creatable("ct-tiny-batches", 1, 1, &[("max.message.bytes", "10")])],
+        false,
+    )
+    .await;
+    expect_error(&results[0], ResponseError::InvalidConfig, 7);
+    assert_eq!(
+        describe(&mut client, "ct-tiny-batches").await.0,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    // Topics created afterwards get their logs and take records.
+    for i in 0..3 {
+        let topic = wire::create_topic(&mut client, &format!("ct-after-{i}"), 2).await;
+        for p in 0..2 {
+            assert_eq!(wire::produce_values(&mut client, &topic, p, &[b"ok"]).await, 0);
+        }
+    }
+    wire::stop(node).await;
+}

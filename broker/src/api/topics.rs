@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use rafka_store::StoreError;
+
 use crate::Broker;
 use crate::metadata::{
-    MetadataCommand, MetadataError, TopicImage, topic_config, validate_topic_name,
+    MetadataCommand, MetadataError, TopicConfigError, TopicImage, topic_config, validate_topic_name,
 };
 
 /// A topic to create.
@@ -25,6 +27,7 @@ pub struct NewTopic {
 pub fn validate(broker: &Broker, topic: &NewTopic) -> Result<(), MetadataError> {
     validate_topic_name(&topic.name)?;
     topic_config::validate(&topic.configs)?;
+    validate_log_config(broker, &topic.configs)?;
     let image = broker.image();
     if image.topic(&topic.name).is_some() {
         return Err(MetadataError::TopicExists(topic.name.clone()));
@@ -41,6 +44,28 @@ pub fn validate(broker: &Broker, topic: &NewTopic) -> Result<(), MetadataError> 
         });
     }
     Ok(())
+}
+
+/// Refuses overrides the store would refuse when creating the partition logs. Past this check the
+/// topic is in the metadata log, and a log config the store refuses would fail every later
+/// reconciliation (and the node's next start).
+fn validate_log_config(
+    broker: &Broker,
+    configs: &BTreeMap<String, String>,
+) -> Result<(), MetadataError> {
+    let log_config = topic_config::log_config(configs, broker.topic_defaults());
+    match log_config.validate() {
+        Ok(()) => Ok(()),
+        Err(StoreError::InvalidConfig { field, reason }) => {
+            let key = match field {
+                "fsync" => "rafka.fsync".to_string(),
+                other => other.replace('_', "."),
+            };
+            let value = configs.get(&key).cloned().unwrap_or_default();
+            Err(TopicConfigError::Invalid { key, value, reason }.into())
+        }
+        Err(e) => Err(MetadataError::Storage(e.to_string())),
+    }
 }
 
 /// Creates a topic and its local partition logs; returns the new topic.
