@@ -877,7 +877,7 @@ fn first_batch_codec(node: &NodeProcess, topic: &str, partition: i32) -> i16 {
 }
 
 #[test]
-fn process_confluent_kafka_compressed_batches_read_by_the_rafka_cli() {
+fn process_compressed_batches_cross_between_librdkafka_and_the_rafka_cli() {
     const RECORDS: usize = 10_000;
     if !confluent_kafka_available() {
         return;
@@ -917,6 +917,56 @@ fn process_confluent_kafka_compressed_batches_read_by_the_rafka_cli() {
         assert!(
             log == produced,
             "{codec}: rafka consume read different bytes than librdkafka produced"
+        );
+
+        // The other way: batches the rafka client compressed, decompressed by librdkafka.
+        let topic = format!("rafka-{codec}");
+        create_topic(&node, &topic, 3);
+        let mut input = Vec::new();
+        for (i, line) in lines(&binary_lines(RECORDS, codec)).into_iter().enumerate() {
+            input.extend_from_slice(format!("key{}:", i % 100).as_bytes());
+            input.extend_from_slice(line);
+            input.push(b'\n');
+        }
+        cli(
+            &node,
+            &[
+                "produce",
+                &topic,
+                "--key-separator",
+                ":",
+                "--compression",
+                codec,
+            ],
+            &input,
+        );
+        assert_eq!(
+            first_batch_codec(&node, &topic, 0),
+            id,
+            "{codec}: the rafka client compressed"
+        );
+        let bootstrap = kafka(&node);
+        let args = [
+            bootstrap.as_str(),
+            &topic,
+            "--partitions",
+            "3",
+            "--group",
+            "g",
+        ];
+        let report = python("consume.py", &args);
+        assert_no_errors(&report, "consume.py");
+        let log = contiguous_log(rows(&report, "records", [2, 0, 1, 3]), codec);
+        let mut got: Vec<Vec<u8>> = log
+            .into_values()
+            .map(|(key, value)| [&key[..], b":", &value[..]].concat())
+            .collect();
+        got.sort();
+        let mut want: Vec<Vec<u8>> = lines(&input).into_iter().map(<[u8]>::to_vec).collect();
+        want.sort();
+        assert!(
+            got == want,
+            "{codec}: librdkafka read different bytes than the rafka client produced"
         );
     }
 }
