@@ -16,6 +16,7 @@ use kafka_protocol::messages::fetch_response::{
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use rafka_store::{LogOffsets, PartitionLog, StoreError};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::RequestContext;
@@ -93,7 +94,7 @@ pub async fn handle(broker: Broker, ctx: RequestContext, request: FetchRequest) 
             || has_error
             || tokio::time::Instant::now() >= deadline
             || broker.shutdown_token().is_cancelled();
-        if done || !wait_for_change(&mut watches, deadline).await {
+        if done || !wait_for_change(&mut watches, deadline, broker.shutdown_token()).await {
             metrics::fetch_bytes(bytes);
             return build(&topics, partitions, ctx.version);
         }
@@ -142,20 +143,28 @@ fn watches(targets: &[Target]) -> Vec<watch::Receiver<LogOffsets>> {
         .collect()
 }
 
-/// Waits until any partition's offsets change; false at the deadline.
+/// Waits until any partition's offsets change; false at the deadline or when the node shuts down
+/// (a parked fetch is answered with what it has rather than holding up the shutdown).
 async fn wait_for_change(
     watches: &mut [watch::Receiver<LogOffsets>],
     deadline: tokio::time::Instant,
+    shutdown: &CancellationToken,
 ) -> bool {
-    if watches.is_empty() {
-        tokio::time::sleep_until(deadline).await;
-        return false;
+    let changed = async {
+        if watches.is_empty() {
+            tokio::time::sleep_until(deadline).await;
+            return false;
+        }
+        let changes = select_all(watches.iter_mut().map(|rx| Box::pin(rx.changed())));
+        matches!(
+            tokio::time::timeout_at(deadline, changes).await,
+            Ok((Ok(()), _, _))
+        )
+    };
+    tokio::select! {
+        changed = changed => changed,
+        () = shutdown.cancelled() => false,
     }
-    let changes = select_all(watches.iter_mut().map(|rx| Box::pin(rx.changed())));
-    matches!(
-        tokio::time::timeout_at(deadline, changes).await,
-        Ok((Ok(()), _, _))
-    )
 }
 
 /// Reads every target within the byte limits: (partition responses, bytes, any error).
