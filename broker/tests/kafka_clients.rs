@@ -272,7 +272,7 @@ fn process_kcat_lists_the_broker_and_topics() {
         }
     }
 
-    // One topic by name; an unknown one is reported, not auto-created, by a metadata-only call.
+    // One topic by name.
     let one = kcat(&node, &["-L", "-t", "listed-three"], b"").ok();
     let one = parse_listing(&String::from_utf8(one).unwrap());
     assert_eq!(one.topics.keys().collect::<Vec<_>>(), ["listed-three"]);
