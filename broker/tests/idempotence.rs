@@ -300,3 +300,52 @@ async fn pipelined_plain_produce_requests_keep_their_order_too() {
     );
     wire::stop(node).await;
 }
+
+#[tokio::test]
+async fn sequences_wrap_from_i32_max_to_zero() {
+    let node = TestNode::start().await;
+    let mut client = node.connect().await;
+    let topic = wire::create_topic(&mut client, "idem-wrap", 1).await;
+    let producer = wire::init_producer_id(&mut client).await;
+    // No state yet: any sequence is accepted; this batch holds i32::MAX - 1 and i32::MAX.
+    assert_eq!(
+        produce_idempotent(&mut client, &topic, producer, i32::MAX - 1, &[b"y", b"z"]).await,
+        (0, 0)
+    );
+    assert_eq!(
+        produce_idempotent(&mut client, &topic, producer, 0, &[b"wrapped"]).await,
+        (0, 2)
+    );
+    assert_eq!(
+        produce_idempotent(&mut client, &topic, producer, 1, &[b"next"]).await,
+        (0, 3)
+    );
+    // The batch before the wrap is still a recognised duplicate.
+    assert_eq!(
+        produce_idempotent(&mut client, &topic, producer, i32::MAX - 1, &[b"y", b"z"]).await,
+        (0, 0)
+    );
+    assert_eq!(wire::log_end(&mut client, &topic, 0).await, 4);
+    wire::stop(node).await;
+}
+
+#[tokio::test]
+async fn producer_state_is_per_partition() {
+    let node = TestNode::start().await;
+    let mut client = node.connect().await;
+    let topic = wire::create_topic(&mut client, "idem-partitions", 2).await;
+    let producer = wire::init_producer_id(&mut client).await;
+    for partition in 0..2 {
+        let batch = wire::batch(&[b"first"], Some((producer.0, producer.1, 0)), T);
+        let response = wire::produce_at(&mut client, &topic, partition, batch, wire::PRODUCE).await;
+        assert_eq!(
+            (response.error_code, response.base_offset),
+            (0, 0),
+            "partition {partition}"
+        );
+    }
+    let batch = wire::batch(&[b"second"], Some((producer.0, producer.1, 1)), T);
+    let response = wire::produce_at(&mut client, &topic, 1, batch, wire::PRODUCE).await;
+    assert_eq!((response.error_code, response.base_offset), (0, 1));
+    wire::stop(node).await;
+}

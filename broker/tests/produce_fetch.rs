@@ -367,3 +367,116 @@ async fn produce_to_many_partitions_in_one_request() {
     }
     wire::stop(node).await;
 }
+
+#[tokio::test]
+async fn acks_all_needs_min_insync_replicas() {
+    let node = TestNode::start().await;
+    let mut client = node.connect().await;
+    let topic = wire::create_topic_with(
+        &mut client,
+        "pr-min-isr",
+        1,
+        &[("min.insync.replicas", "2")],
+    )
+    .await;
+    let response = client
+        .send(
+            &wire::produce_request(&topic, 0, Some(wire::batch(&[b"x"], None, 0)), -1, 9),
+            9,
+        )
+        .await;
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(
+        partition.error_code,
+        ResponseError::NotEnoughReplicas.code()
+    );
+    assert_eq!(
+        wire::log_end(&mut client, &topic, 0).await,
+        0,
+        "nothing written"
+    );
+    let response = client
+        .send(
+            &wire::produce_request(&topic, 0, Some(wire::batch(&[b"y"], None, 0)), 1, 9),
+            9,
+        )
+        .await;
+    assert_eq!(
+        response.responses[0].partition_responses[0].error_code, 0,
+        "acks=1 needs only the leader"
+    );
+    wire::stop(node).await;
+}
+
+#[tokio::test]
+async fn log_append_time_topics_stamp_the_broker_time() {
+    let node = TestNode::start().await;
+    let mut client = node.connect().await;
+    let topic = wire::create_topic_with(
+        &mut client,
+        "pr-append-time",
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    )
+    .await;
+    let before = rafka_broker::api::now_ms();
+    let response = wire::produce_at(
+        &mut client,
+        &topic,
+        0,
+        wire::batch(&[b"a", b"b"], None, 1000),
+        9,
+    )
+    .await;
+    let after = rafka_broker::api::now_ms();
+    assert_eq!(response.error_code, 0);
+    let stamped = response.log_append_time_ms;
+    assert!(
+        (before..=after).contains(&stamped),
+        "log_append_time_ms {stamped} not in [{before}, {after}]"
+    );
+    let data = wire::fetch_at(&mut client, &topic, 0, 0, wire::FETCH).await;
+    let records = data.records.unwrap();
+    // Header: attributes at 21 (bit 3: LogAppendTime), max timestamp at 35 (the append time,
+    // which consumers report for every record of such a batch).
+    let attributes = i16::from_be_bytes(records[21..23].try_into().unwrap());
+    assert_ne!(attributes & 0b1000, 0, "timestamp type bit");
+    let max_timestamp = i64::from_be_bytes(records[35..43].try_into().unwrap());
+    assert_eq!(max_timestamp, stamped);
+    // ListOffsets by time sees the append time, not the producer's.
+    let found = wire::list_offset(&mut client, &topic, 0, 2000, wire::LIST_OFFSETS).await;
+    assert_eq!((found.offset, found.timestamp), (0, stamped));
+    wire::stop(node).await;
+}
+
+#[tokio::test]
+async fn read_committed_sees_the_same_as_read_uncommitted_without_transactions() {
+    let node = TestNode::start().await;
+    let mut client = node.connect().await;
+    let topic = wire::create_topic(&mut client, "fe-isolation", 1).await;
+    wire::produce_values(&mut client, &topic, 0, &[b"a", b"b"]).await;
+    for version in [4, 11, 12, 15, 18] {
+        let request = wire::fetch_request(&topic, 0, 0, version).with_isolation_level(1);
+        let data = wire::only_partition(&client.send(&request, version).await);
+        assert_eq!(data.error_code, 0);
+        assert_eq!(
+            (data.high_watermark, data.last_stable_offset),
+            (2, 2),
+            "v{version}"
+        );
+        assert_eq!(
+            batches::decode(&data.records.unwrap()).len(),
+            2,
+            "v{version}"
+        );
+    }
+    for version in [2, 7, 10] {
+        let request = wire::list_offsets_request(&topic, 0, -1).with_isolation_level(1);
+        let response = client.send(&request, version).await;
+        assert_eq!(
+            response.topics[0].partitions[0].offset, 2,
+            "v{version}: latest stable offset"
+        );
+    }
+    wire::stop(node).await;
+}
