@@ -10,6 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest, ProduceRequest};
+use kafka_protocol::records::Compression;
 use support::TestNode;
 use support::process::NodeProcess;
 use wire::{Socket, Topic};
@@ -453,4 +454,75 @@ fn huge_array_lengths_do_not_take_the_node_down() {
         "rafka-node did not stop cleanly; log:\n{}",
         node.log_text()
     );
+}
+
+/// A gzip batch of two records whose compressed payload is noise, with the CRC recomputed.
+fn bad_gzip_batch() -> Bytes {
+    let good = wire::batch_with(&[b"key", b"value"], None, T, Compression::Gzip);
+    let mut bad = good.to_vec();
+    for byte in bad.iter_mut().skip(61) {
+        *byte = 0xa5;
+    }
+    let crc = rafka_store::batch::compute_crc(&bad).unwrap();
+    bad[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(bad)
+}
+
+#[tokio::test]
+async fn clients_cannot_write_into_the_offsets_topic() {
+    let mut node = TestNode::start().await;
+    let mut client = node.connect().await;
+    let topic = wire::create_topic(&mut client, "bi-offsets", 1).await;
+    let commit = kafka_protocol::messages::OffsetCommitRequest::default()
+        .with_group_id(kafka_protocol::messages::GroupId(wire::str("bi-group")))
+        .with_topics(vec![
+            kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(wire::topic_name(&topic.name))
+                .with_partitions(vec![
+                    kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_committed_offset(17),
+                ]),
+        ]);
+    assert_eq!(
+        client.send(&commit, 8).await.topics[0].partitions[0].error_code,
+        0
+    );
+
+    // Garbage keys and values, as a confused or hostile client would send them.
+    let metadata = client
+        .send(
+            &MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default()
+                    .with_name(Some(wire::topic_name("__consumer_offsets"))),
+            ])),
+            12,
+        )
+        .await;
+    let internal = Topic {
+        name: "__consumer_offsets".into(),
+        id: metadata.topics[0].topic_id,
+    };
+    for partition in 0..2 {
+        let garbage = wire::batch(&[b"\x00\x01garbage", b"\xff\xff\xff"], None, T);
+        // A gzip batch whose compressed bytes are noise under a correct CRC: the store would take
+        // it (batches are never decompressed on the produce path), but nothing could replay it.
+        for (what, batch) in [("garbage", garbage), ("bad gzip", bad_gzip_batch())] {
+            let response =
+                wire::produce_at(&mut client, &internal, partition, batch, wire::PRODUCE).await;
+            assert_eq!(
+                response.error_code,
+                ResponseError::InvalidTopicException.code(),
+                "{what} to partition {partition}"
+            );
+        }
+    }
+    drop(client);
+    node.restart().await;
+    let mut client = node.connect().await;
+    let fetch = kafka_protocol::messages::OffsetFetchRequest::default()
+        .with_group_id(kafka_protocol::messages::GroupId(wire::str("bi-group")))
+        .with_topics(None);
+    let response = client.send(&fetch, 7).await;
+    assert_eq!(response.topics[0].partitions[0].committed_offset, 17);
+    wire::stop(node).await;
 }

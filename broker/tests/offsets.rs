@@ -449,3 +449,56 @@ async fn commits_survive_a_restart() {
     );
     wire::stop(node).await;
 }
+
+#[tokio::test]
+async fn an_undecodable_batch_in_the_offsets_topic_does_not_stop_the_node() {
+    let mut node = TestNode::start().await;
+    let mut client = node.connect().await;
+    wire::create_topic(&mut client, "oc-poison", 1).await;
+    let request = commit_request("oc-p", "oc-poison", &[(0, 5, 0, "")]);
+    assert_eq!(commit(&mut client, 9, &request).await, [(0, 0)]);
+
+    // Written behind the API's back (clients are refused; see bad_input.rs): a gzip batch whose
+    // payload is noise under a valid CRC, in every offsets partition, between two commits.
+    let broker = node.node.as_ref().unwrap().broker().clone();
+    let image = broker.image();
+    let offsets_topic = image.topic("__consumer_offsets").unwrap();
+    let good = wire::batch_with(
+        &[b"k", b"v"],
+        None,
+        0,
+        kafka_protocol::records::Compression::Gzip,
+    );
+    let mut bad = good.to_vec();
+    bad.iter_mut().skip(61).for_each(|b| *b = 0xa5);
+    let crc = rafka_store::batch::compute_crc(&bad).unwrap();
+    bad[17..21].copy_from_slice(&crc.to_be_bytes());
+    for p in &offsets_topic.partitions {
+        let tp = rafka_store::TopicPartition {
+            topic_id: offsets_topic.id,
+            partition: p.index,
+        };
+        let log = broker.store().partition(tp).unwrap();
+        let options = rafka_store::AppendOptions {
+            leader_epoch: p.leader_epoch,
+            now_ms: 0,
+        };
+        let appended = log
+            .append(bytes::Bytes::from(bad.clone()), options)
+            .await
+            .unwrap();
+        log.advance_high_watermark(appended.last_offset + 1)
+            .unwrap();
+    }
+    drop((broker, image));
+    let request = commit_request("oc-p", "oc-poison", &[(0, 6, 0, "after")]);
+    assert_eq!(commit(&mut client, 9, &request).await, [(0, 0)]);
+    drop(client);
+
+    node.restart().await;
+    let mut client = node.connect().await;
+    let (error, rows) = fetch(&mut client, 9, "oc-p", None).await;
+    assert_eq!(error, 0);
+    assert_eq!(rows, [row("oc-poison", 0, 6, 0, "after")]);
+    wire::stop(node).await;
+}

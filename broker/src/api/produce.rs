@@ -118,6 +118,12 @@ fn start_append(
     acks: i16,
     now: i64,
 ) -> Pending {
+    if topic.internal {
+        // As Kafka: only the broker writes its internal topics (what a client wrote there would be
+        // replayed as group state at the next start).
+        let message = format!("cannot append to internal topic {}", topic.name);
+        return fail(ResponseError::InvalidTopicException, Some(message));
+    }
     let (log, partition_image) = match broker.leadership(topic, partition) {
         Leadership::Leader(log, image) => (log, image),
         Leadership::NotLeader => {

@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use rafka_store::batch::BatchHeader;
 use rafka_store::{AppendOptions, PartitionLog, StoreError};
 use tokio::sync::Mutex;
 
@@ -327,8 +328,21 @@ fn replay(logs: &[PartitionLog]) -> Result<(GroupMap, Vec<u64>), StoreError> {
             }
             for batch in batches {
                 let mut buf = batch.clone();
-                let sets = RecordBatchDecoder::decode_all(&mut buf)
-                    .map_err(|e| corrupt(format!("unreadable record batch: {e}")))?;
+                let sets = match RecordBatchDecoder::decode_all(&mut buf) {
+                    Ok(sets) => sets,
+                    Err(e) => {
+                        // The CRC held (the store checks it on read), so these bytes are what
+                        // was written: not ours, and no commit of ours is in them. Skip them
+                        // rather than refuse to start.
+                        let last = BatchHeader::parse(&batch)
+                            .ok()
+                            .and_then(|h| h.last_offset())
+                            .ok_or_else(|| corrupt(format!("unreadable record batch: {e}")))?;
+                        tracing::warn!(offset, error = %e, "skipping undecodable offsets batch");
+                        offset = offset.max(last + 1);
+                        continue;
+                    }
+                };
                 for record in sets.into_iter().flat_map(|set| set.records) {
                     offset = offset.max(record.offset + 1);
                     records += 1;
