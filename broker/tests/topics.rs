@@ -564,7 +564,12 @@ async fn configs_the_store_cannot_hold_are_refused_and_break_nothing() {
     let results = create(
         &mut client,
         7,
-        vec![creatable("ct-tiny-batches", 1, 1, &[("max.message.bytes", "10")])],
+        vec![creatable(
+            "ct-tiny-batches",
+            1,
+            1,
+            &[("max.message.bytes", "10")],
+        )],
         false,
     )
     .await;
@@ -577,8 +582,33 @@ async fn configs_the_store_cannot_hold_are_refused_and_break_nothing() {
     for i in 0..3 {
         let topic = wire::create_topic(&mut client, &format!("ct-after-{i}"), 2).await;
         for p in 0..2 {
-            assert_eq!(wire::produce_values(&mut client, &topic, p, &[b"ok"]).await, 0);
+            assert_eq!(
+                wire::produce_values(&mut client, &topic, p, &[b"ok"]).await,
+                0
+            );
         }
     }
+    wire::stop(node).await;
+}
+
+#[tokio::test]
+async fn user_topics_named_with_two_underscores_are_ordinary_topics() {
+    let node = TestNode::start().await;
+    let mut client = node.connect().await;
+    let topic = wire::create_topic(&mut client, "__user-topic", 1).await;
+    let request = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(topic_name("__user-topic"))),
+    ]));
+    let metadata = client.send(&request, 12).await;
+    assert!(
+        !metadata.topics[0].is_internal,
+        "only Kafka's own internal topics are internal"
+    );
+    assert_eq!(
+        wire::produce_values(&mut client, &topic, 0, &[b"mine"]).await,
+        0
+    );
+    let results = delete_names(&mut client, 6, &["__user-topic"]).await;
+    assert_eq!(results[0].error_code, 0, "{:?}", results[0].error_message);
     wire::stop(node).await;
 }

@@ -6,9 +6,14 @@ use std::sync::Arc;
 use rafka_store::StoreError;
 
 use crate::Broker;
+use crate::group::OFFSETS_TOPIC;
 use crate::metadata::{
     MetadataCommand, MetadataError, TopicConfigError, TopicImage, topic_config, validate_topic_name,
 };
+
+/// Kafka's internal topics: written only by the broker, never deleted by clients. Other names
+/// starting with `__` are ordinary topics, as in Kafka.
+const INTERNAL_TOPICS: &[&str] = &[OFFSETS_TOPIC, "__transaction_state"];
 
 /// A topic to create.
 #[derive(Debug)]
@@ -77,7 +82,7 @@ pub async fn create(broker: &Broker, topic: NewTopic) -> Result<Arc<TopicImage>,
         partitions: topic.partitions.unwrap_or(broker.config().num_partitions),
         replication_factor: topic.replication_factor.unwrap_or(1),
         configs: topic.configs,
-        internal: topic.name.starts_with("__"),
+        internal: INTERNAL_TOPICS.contains(&topic.name.as_str()),
     };
     broker.metadata().propose(command).await?;
     reconcile(broker).await?;
