@@ -612,3 +612,97 @@ async fn user_topics_named_with_two_underscores_are_ordinary_topics() {
     assert_eq!(results[0].error_code, 0, "{:?}", results[0].error_message);
     wire::stop(node).await;
 }
+
+#[tokio::test]
+async fn concurrent_creations_of_one_name_make_one_topic() {
+    let node = TestNode::start().await;
+    let addr = node.kafka_addr();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            tokio::spawn(async move {
+                let mut client = RawClient::connect(addr).await;
+                if i % 2 == 0 {
+                    let results =
+                        create(&mut client, 7, vec![creatable("ct-race", 2, 1, &[])], false).await;
+                    (results[0].error_code, results[0].topic_id)
+                } else {
+                    // Metadata auto-creation racing the explicit creations.
+                    let request = MetadataRequest::default().with_topics(Some(vec![
+                        MetadataRequestTopic::default().with_name(Some(topic_name("ct-race"))),
+                    ]));
+                    let response = client.send(&request, 12).await;
+                    (response.topics[0].error_code, response.topics[0].topic_id)
+                }
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    let mut client = node.connect().await;
+    let request = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(topic_name("ct-race"))),
+    ]));
+    let topic = &client.send(&request, 12).await.topics[0];
+    assert_eq!(topic.error_code, 0);
+    let id = topic.topic_id;
+    for (code, seen) in &outcomes {
+        assert!(
+            *code == 0 || *code == ResponseError::TopicAlreadyExists.code(),
+            "unexpected outcome {outcomes:?}"
+        );
+        if *code == 0 {
+            assert_eq!(*seen, id, "every success names the one topic: {outcomes:?}");
+        }
+    }
+    let created = wire::Topic {
+        name: "ct-race".into(),
+        id,
+    };
+    for p in 0..topic.partitions.len() as i32 {
+        assert_eq!(
+            wire::produce_values(&mut client, &created, p, &[b"one"]).await,
+            0
+        );
+    }
+    wire::stop(node).await;
+}
+
+#[tokio::test]
+async fn deleting_a_topic_answers_fetches_parked_on_it() {
+    let node = TestNode::start().await;
+    let mut consumer = node.connect().await;
+    let mut admin = node.connect().await;
+    let topic = wire::create_topic(&mut admin, "dt-parked", 1).await;
+    let request = wire::fetch_request(&topic, 0, 0, wire::FETCH)
+        .with_max_wait_ms(20_000)
+        .with_min_bytes(1);
+    let (correlation_id, frame) = consumer.encode(&request, wire::FETCH);
+    consumer.send_frame(&frame).await.unwrap();
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), consumer.read_frame())
+            .await
+            .is_err()
+    );
+    let deleted = std::time::Instant::now();
+    assert_eq!(
+        delete_names(&mut admin, 6, &["dt-parked"]).await[0].error_code,
+        0
+    );
+    let frame = consumer.read_frame().await.unwrap();
+    let waited = deleted.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "the parked fetch waited {waited:?} after the delete"
+    );
+    let response =
+        wire::decode::<kafka_protocol::messages::FetchRequest>(frame, wire::FETCH, correlation_id);
+    let data = wire::only_partition(&response);
+    assert_eq!(
+        data.error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    assert!(data.records.unwrap_or_default().is_empty());
+    wire::stop(node).await;
+}

@@ -4,6 +4,7 @@
 //! Fetch sessions (KIP-227) are not kept: every response carries session id 0, which tells clients
 //! to send full requests, as Kafka does when its session cache is full.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -21,7 +22,7 @@ use uuid::Uuid;
 
 use super::RequestContext;
 use crate::broker::Leadership;
-use crate::metadata::TopicImage;
+use crate::metadata::{MetadataImage, TopicImage};
 use crate::{Broker, metrics};
 
 /// One requested partition, resolved.
@@ -46,39 +47,19 @@ pub async fn handle(broker: Broker, ctx: RequestContext, request: FetchRequest) 
         return FetchResponse::default()
             .with_error_code(ResponseError::FetchSessionIdNotFound.code());
     }
-    let image = broker.image();
-    let mut topics: Vec<(TopicName, Uuid)> = Vec::with_capacity(request.topics.len());
-    let mut targets = Vec::new();
-    for topic in &request.topics {
-        let resolved = if ctx.version >= 13 {
-            image.topic_by_id(&topic.topic_id).cloned()
-        } else {
-            image.topic(topic.topic.0.as_str()).cloned()
-        };
-        let unknown = if ctx.version >= 13 {
-            ResponseError::UnknownTopicId
-        } else {
-            ResponseError::UnknownTopicOrPartition
-        };
-        for partition in &topic.partitions {
-            let state = match &resolved {
-                Some(t) => resolve(&broker, t, partition),
-                None => TargetState::Failed(unknown, None),
-            };
-            targets.push(Target {
-                topic: topics.len(),
-                partition: partition.partition,
-                state,
-            });
-        }
-        topics.push((topic.topic.clone(), topic.topic_id));
-    }
+    let mut images = broker.metadata().subscribe();
+    let image = images.borrow_and_update().clone();
+    let topics: Vec<(TopicName, Uuid)> = request
+        .topics
+        .iter()
+        .map(|t| (t.topic.clone(), t.topic_id))
+        .collect();
+    let mut targets = Arc::new(resolve_all(&broker, &image, &request, ctx.version));
     let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
     let deadline = tokio::time::Instant::from_std(ctx.received) + max_wait;
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
     let max_bytes = usize::try_from(request.max_bytes).unwrap_or(usize::MAX);
     let mut watches = watches(&targets);
-    let targets = std::sync::Arc::new(targets);
     loop {
         let reading = targets.clone();
         let read = tokio::task::spawn_blocking(move || read_all(&reading, max_bytes)).await;
@@ -94,11 +75,60 @@ pub async fn handle(broker: Broker, ctx: RequestContext, request: FetchRequest) 
             || has_error
             || tokio::time::Instant::now() >= deadline
             || broker.shutdown_token().is_cancelled();
-        if done || !wait_for_change(&mut watches, deadline, broker.shutdown_token()).await {
-            metrics::fetch_bytes(bytes);
-            return build(&topics, partitions, ctx.version);
+        let wake = if done {
+            Wake::Respond
+        } else {
+            wait_for_change(&mut watches, &mut images, deadline, broker.shutdown_token()).await
+        };
+        match wake {
+            Wake::Data => {}
+            // A topic deleted or a leader moved: resolve again, so a parked fetch answers with
+            // the partition's error now rather than at max_wait (as Kafka completes it).
+            Wake::Metadata => {
+                let image = images.borrow_and_update().clone();
+                targets = Arc::new(resolve_all(&broker, &image, &request, ctx.version));
+                watches = self::watches(&targets);
+            }
+            Wake::Respond => {
+                metrics::fetch_bytes(bytes);
+                return build(&topics, partitions, ctx.version);
+            }
         }
     }
+}
+
+/// Every requested partition against `image`, in request order.
+fn resolve_all(
+    broker: &Broker,
+    image: &MetadataImage,
+    request: &FetchRequest,
+    version: i16,
+) -> Vec<Target> {
+    let unknown = if version >= 13 {
+        ResponseError::UnknownTopicId
+    } else {
+        ResponseError::UnknownTopicOrPartition
+    };
+    let mut targets = Vec::new();
+    for (index, topic) in request.topics.iter().enumerate() {
+        let resolved = if version >= 13 {
+            image.topic_by_id(&topic.topic_id)
+        } else {
+            image.topic(topic.topic.0.as_str())
+        };
+        for partition in &topic.partitions {
+            let state = match resolved {
+                Some(t) => resolve(broker, t, partition),
+                None => TargetState::Failed(unknown, None),
+            };
+            targets.push(Target {
+                topic: index,
+                partition: partition.partition,
+                state,
+            });
+        }
+    }
+    targets
 }
 
 fn resolve(broker: &Broker, topic: &TopicImage, partition: &FetchPartition) -> TargetState {
@@ -143,27 +173,43 @@ fn watches(targets: &[Target]) -> Vec<watch::Receiver<LogOffsets>> {
         .collect()
 }
 
-/// Waits until any partition's offsets change; false at the deadline or when the node shuts down
-/// (a parked fetch is answered with what it has rather than holding up the shutdown).
+/// Why a parked fetch woke up.
+enum Wake {
+    /// A partition's offsets changed: read again.
+    Data,
+    /// The metadata changed: resolve the partitions again, then read.
+    Metadata,
+    /// The deadline passed or the node is shutting down: answer with what was read.
+    Respond,
+}
+
+/// Waits until any partition's offsets or the metadata change, the deadline passes, or the node
+/// shuts down (a parked fetch is answered with what it has rather than holding up the shutdown).
 async fn wait_for_change(
     watches: &mut [watch::Receiver<LogOffsets>],
+    images: &mut watch::Receiver<Arc<MetadataImage>>,
     deadline: tokio::time::Instant,
     shutdown: &CancellationToken,
-) -> bool {
-    let changed = async {
+) -> Wake {
+    let data = async {
         if watches.is_empty() {
-            tokio::time::sleep_until(deadline).await;
-            return false;
+            return std::future::pending().await;
         }
         let changes = select_all(watches.iter_mut().map(|rx| Box::pin(rx.changed())));
-        matches!(
-            tokio::time::timeout_at(deadline, changes).await,
-            Ok((Ok(()), _, _))
-        )
+        match changes.await {
+            (Ok(()), _, _) => Wake::Data,
+            // A partition's log went away: its topic was deleted.
+            (Err(_), _, _) => Wake::Metadata,
+        }
     };
     tokio::select! {
-        changed = changed => changed,
-        () = shutdown.cancelled() => false,
+        wake = data => wake,
+        changed = images.changed() => match changed {
+            Ok(()) => Wake::Metadata,
+            Err(_) => Wake::Respond,
+        },
+        () = tokio::time::sleep_until(deadline) => Wake::Respond,
+        () = shutdown.cancelled() => Wake::Respond,
     }
 }
 
