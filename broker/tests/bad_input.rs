@@ -526,3 +526,47 @@ async fn clients_cannot_write_into_the_offsets_topic() {
     assert_eq!(response.topics[0].partitions[0].committed_offset, 17);
     wire::stop(node).await;
 }
+
+/// `batch` with `set` OR-ed into its attributes and the CRC recomputed.
+fn with_attributes(batch: &Bytes, set: i16) -> Bytes {
+    let mut bytes = batch.to_vec();
+    let attributes = i16::from_be_bytes(bytes[21..23].try_into().unwrap()) | set;
+    bytes[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let crc = rafka_store::batch::compute_crc(&bytes).unwrap();
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(bytes)
+}
+
+#[tokio::test]
+async fn batches_only_the_broker_may_write_are_refused() {
+    let mut f = Fixture::start().await;
+    // Control batches (transaction markers) come from the broker only.
+    let control = with_attributes(&one_record(), 0b10_0000);
+    assert_eq!(
+        f.produce_error(0, Some(control)).await,
+        ResponseError::InvalidRecord.code(),
+        "control batch"
+    );
+    // Transactional batches need a transaction, which Rafka does not have yet.
+    let transactional = with_attributes(&wire::batch(&[b"t"], Some((1, 0, 0)), T), 0b1_0000);
+    let code = f.produce_error(0, Some(transactional)).await;
+    assert_eq!(
+        code,
+        ResponseError::TransactionalIdAuthorizationFailed.code(),
+        "transactional batch"
+    );
+    // A producer id needs a sequence.
+    let mut unsequenced = wire::batch(&[b"s"], None, T).to_vec();
+    unsequenced[43..51].copy_from_slice(&5i64.to_be_bytes());
+    unsequenced[51..53].copy_from_slice(&0i16.to_be_bytes());
+    let crc = rafka_store::batch::compute_crc(&unsequenced).unwrap();
+    unsequenced[17..21].copy_from_slice(&crc.to_be_bytes());
+    let code = f.produce_error(0, Some(Bytes::from(unsequenced))).await;
+    assert_eq!(
+        code,
+        ResponseError::InvalidRecord.code(),
+        "producer id without a sequence"
+    );
+    f.assert_intact("batches only the broker may write").await;
+    f.stop().await;
+}

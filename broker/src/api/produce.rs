@@ -140,26 +140,8 @@ fn start_append(
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return fail(ResponseError::InvalidRecord, Some("no record batch".into()));
     };
-    match BatchHeader::parse(&records).map(|h| h.total_len()) {
-        Ok(Some(len)) if len == records.len() => {}
-        Ok(Some(len)) if len < records.len() => {
-            let message = "exactly one record batch per partition is allowed".to_string();
-            return fail(ResponseError::InvalidRecord, Some(message));
-        }
-        Ok(_) => {
-            let message = "record batch shorter than its declared length".to_string();
-            return fail(ResponseError::CorruptMessage, Some(message));
-        }
-        // As Kafka: damaged bytes are CORRUPT_MESSAGE; a readable header breaking the rules (magic
-        // other than 2) is INVALID_RECORD.
-        Err(e) => {
-            let code = if e.is_corruption() {
-                ResponseError::CorruptMessage
-            } else {
-                ResponseError::InvalidRecord
-            };
-            return fail(code, Some(format!("unreadable record batch: {e}")));
-        }
+    if let Err(refused) = check_client_batch(&records) {
+        return refused;
     }
     if acks == -1 {
         let min_isr = topic_config::min_insync_replicas(&topic.configs);
@@ -183,6 +165,55 @@ fn start_append(
         log.advance_high_watermark(appended.last_offset + 1)?;
         Ok(appended)
     }))
+}
+
+/// Kafka's checks of a client's batch before the store sees it: one whole v2 batch, no control
+/// records, a sequence with a producer id, and no transaction (Rafka has none yet).
+fn check_client_batch(records: &[u8]) -> Result<(), Pending> {
+    let refuse = |code, message: String| Err(fail(code, Some(message)));
+    let header = match BatchHeader::parse(records) {
+        Ok(header) => header,
+        // As Kafka: damaged bytes are CORRUPT_MESSAGE; a readable header breaking the rules
+        // (magic other than 2) is INVALID_RECORD.
+        Err(e) if e.is_corruption() => {
+            return refuse(
+                ResponseError::CorruptMessage,
+                format!("unreadable record batch: {e}"),
+            );
+        }
+        Err(e) => return refuse(ResponseError::InvalidRecord, e.to_string()),
+    };
+    match header.total_len() {
+        Some(len) if len == records.len() => {}
+        Some(len) if len < records.len() => {
+            let message = "exactly one record batch per partition is allowed".to_string();
+            return refuse(ResponseError::InvalidRecord, message);
+        }
+        _ => {
+            let message = "record batch shorter than its declared length".to_string();
+            return refuse(ResponseError::CorruptMessage, message);
+        }
+    }
+    if header.is_control() {
+        let message = "clients are not allowed to write control records".to_string();
+        return refuse(ResponseError::InvalidRecord, message);
+    }
+    if header.producer_id >= 0 && header.base_sequence < 0 {
+        let message = format!(
+            "invalid sequence number {} in record batch with producer id {}",
+            header.base_sequence, header.producer_id
+        );
+        return refuse(ResponseError::InvalidRecord, message);
+    }
+    if header.is_transactional() {
+        let message =
+            "transactional batches need a transaction; transactions are not supported yet";
+        return refuse(
+            ResponseError::TransactionalIdAuthorizationFailed,
+            message.to_string(),
+        );
+    }
+    Ok(())
 }
 
 async fn finish(pending: Pending) -> Result<Appended, Failure> {
