@@ -570,3 +570,47 @@ async fn batches_only_the_broker_may_write_are_refused() {
     f.assert_intact("batches only the broker may write").await;
     f.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_of_exactly_max_request_bytes_is_served() {
+    let mut f = Fixture::start().await;
+    // Grow one value until the whole frame body is exactly the limit.
+    let mut size = MAX_REQUEST_BYTES - 200;
+    let frame = loop {
+        let value = vec![b'x'; size];
+        let batch = wire::batch(&[&value], None, T);
+        let request = wire::produce_request(&f.topic, 0, Some(batch), -1, wire::PRODUCE);
+        let frame = wire::frame::<ProduceRequest>(&request, wire::PRODUCE, 77);
+        let body = frame.len() - 4;
+        if body == MAX_REQUEST_BYTES {
+            break frame;
+        }
+        assert!(body < MAX_REQUEST_BYTES, "overshot: {body}");
+        size += MAX_REQUEST_BYTES - body;
+    };
+    let mut socket = f.socket().await;
+    socket.write(&frame).await.unwrap();
+    let answer = socket
+        .read_frame()
+        .await
+        .expect("a request at the limit is answered");
+    let response = wire::decode::<ProduceRequest>(answer, wire::PRODUCE, 77);
+    // Over the topic's max.message.bytes, but read and answered.
+    let code = response.responses[0].partition_responses[0].error_code;
+    assert_eq!(code, ResponseError::MessageTooLarge.code());
+    f.assert_intact("a request at the limit").await;
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn an_acks_zero_produce_to_an_unknown_topic_closes_the_connection() {
+    let mut f = Fixture::start().await;
+    let unknown = Topic {
+        name: "bad-input-nowhere".into(),
+        id: uuid::Uuid::new_v4(),
+    };
+    let request = wire::produce_request(&unknown, 0, Some(one_record()), 0, wire::PRODUCE);
+    let frame = wire::frame::<ProduceRequest>(&request, wire::PRODUCE, 5);
+    f.assert_closes("acks=0 to an unknown topic", &frame).await;
+    f.stop().await;
+}

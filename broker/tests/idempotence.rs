@@ -349,3 +349,17 @@ async fn producer_state_is_per_partition() {
     assert_eq!((response.error_code, response.base_offset), (0, 1));
     wire::stop(node).await;
 }
+
+#[tokio::test]
+async fn producer_ids_stay_unique_across_block_refills() {
+    let node = TestNode::start().await;
+    let mut client = node.connect().await;
+    let mut seen = std::collections::HashSet::new();
+    // Ids are reserved 1000 at a time in the metadata log: cross a refill.
+    for _ in 0..1050 {
+        let (id, epoch) = wire::init_producer_id(&mut client).await;
+        assert_eq!(epoch, 0);
+        assert!(seen.insert(id), "producer id {id} handed out twice");
+    }
+    wire::stop(node).await;
+}
