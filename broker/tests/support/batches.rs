@@ -33,8 +33,10 @@ pub fn batch_with(
             producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
+            // The encoder starts a new batch whenever offset - sequence changes, so a batch
+            // without a producer keeps that difference constant while its base sequence stays -1.
             sequence: if base_sequence < 0 {
-                -1
+                i as i32 - 1
             } else {
                 base_sequence + i as i32
             },
