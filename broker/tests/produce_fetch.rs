@@ -65,9 +65,13 @@ async fn produce_at_every_version_with_every_acks() {
                 .map(|(i, v)| (next + i as i64, Bytes::from(v.clone()))),
         );
         // `send` checks the correlation id of the answer: it is the ListOffsets', not the Produce's.
-        // The broker starts the next request while the acks=0 append is still in flight (Kafka
-        // would finish the append first), hence the wait.
-        wire::wait_for_log_end(&mut client, &topic, 0, next + 2).await;
+        // As on Kafka, a request after a produce on the same connection starts only once that
+        // produce's append is done, so it sees the records at once.
+        assert_eq!(
+            wire::log_end(&mut client, &topic, 0).await,
+            next + 2,
+            "v{version}"
+        );
 
         // Invalid acks: refused per partition, nothing written.
         let batch = wire::batch(&[b"never"], None, 1_700_000_000_000);
@@ -476,6 +480,36 @@ async fn read_committed_sees_the_same_as_read_uncommitted_without_transactions()
         assert_eq!(
             response.topics[0].partitions[0].offset, 2,
             "v{version}: latest stable offset"
+        );
+    }
+    wire::stop(node).await;
+}
+
+#[tokio::test]
+async fn a_fetch_pipelined_behind_a_produce_sees_its_records() {
+    let node = TestNode::start().await;
+    let mut client = node.connect().await;
+    let topic = wire::create_topic(&mut client, "pr-pipelined-fetch", 1).await;
+    let mut socket = wire::Socket::connect(node.kafka_addr()).await;
+    for round in 0..20i64 {
+        let batch = wire::batch(&[b"pipelined"], None, 1_700_000_000_000);
+        let produce = wire::frame(&wire::produce_request(&topic, 0, Some(batch), 1, 9), 9, 1);
+        let fetch = wire::frame(&wire::fetch_request(&topic, 0, round, 11), 11, 2);
+        // Both requests in one write: the broker must finish the produce before starting the fetch.
+        socket.write(&[produce, fetch].concat()).await.unwrap();
+        let produced = wire::decode::<ProduceRequest>(socket.read_frame().await.unwrap(), 9, 1);
+        assert_eq!(
+            produced.responses[0].partition_responses[0].base_offset,
+            round
+        );
+        let fetched = wire::decode::<FetchRequest>(socket.read_frame().await.unwrap(), 11, 2);
+        let partition = wire::only_partition(&fetched);
+        assert_eq!(partition.high_watermark, round + 1, "round {round}");
+        let records = batches::decode(partition.records.as_ref().unwrap());
+        assert_eq!(
+            records.last().map(|(offset, _)| *offset),
+            Some(round),
+            "round {round}"
         );
     }
     wire::stop(node).await;

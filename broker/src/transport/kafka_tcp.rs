@@ -77,44 +77,40 @@ async fn connection(
         .new_codec();
     let mut frames = FramedRead::with_capacity(read, codec, 64 * 1024);
     let mut writer = BufWriter::with_capacity(64 * 1024, write);
-    let info = ConnectionInfo::Tcp(peer);
-    let mut in_flight: FuturesOrdered<BoxFuture<'static, Outcome>> = FuturesOrdered::new();
+    let mut pipeline = Pipeline::new(broker, ConnectionInfo::Tcp(peer));
     let mut reading = true;
     loop {
-        if !reading && in_flight.is_empty() {
+        if !reading && pipeline.in_flight.is_empty() {
             break;
         }
         tokio::select! {
             biased;
-            Some(outcome) = in_flight.next(), if !in_flight.is_empty() => match outcome {
-                Outcome::Respond(frame) => {
-                    let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-                    writer.write_all(&len.to_be_bytes()).await?;
-                    writer.write_all(&frame).await?;
-                    metrics::transferred(LISTENER, 0, frame.len() + 4);
-                    if in_flight.is_empty() {
-                        writer.flush().await?;
+            Some((produce, outcome)) = pipeline.in_flight.next(), if !pipeline.in_flight.is_empty() => {
+                match outcome {
+                    Outcome::Respond(frame) => {
+                        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+                        writer.write_all(&len.to_be_bytes()).await?;
+                        writer.write_all(&frame).await?;
+                        metrics::transferred(LISTENER, 0, frame.len() + 4);
+                        if pipeline.in_flight.is_empty() {
+                            writer.flush().await?;
+                        }
+                    }
+                    Outcome::Nothing => {}
+                    Outcome::Close(reason) => {
+                        tracing::info!(%peer, %reason, "closing Kafka connection");
+                        break;
                     }
                 }
-                Outcome::Nothing => {}
-                Outcome::Close(reason) => {
-                    tracing::info!(%peer, %reason, "closing Kafka connection");
-                    break;
+                if !pipeline.completed(produce).await {
+                    reading = false;
                 }
             },
-            frame = frames.next(), if reading && in_flight.len() < MAX_IN_FLIGHT => match frame {
+            frame = frames.next(), if reading && pipeline.accepts() => match frame {
                 Some(Ok(frame)) => {
                     metrics::transferred(LISTENER, frame.len() + 4, 0);
-                    match handle_frame(&broker, &info, frame.freeze()).await {
-                        Handled::Respond(future) => in_flight.push_back(future.map(|r| match r {
-                            Ok(frame) => Outcome::Respond(frame),
-                            Err(reason) => Outcome::Close(reason),
-                        }).boxed()),
-                        Handled::Silent(future) => in_flight.push_back(future.map(|r| match r {
-                            Ok(()) => Outcome::Nothing,
-                            Err(reason) => Outcome::Close(reason),
-                        }).boxed()),
-                        Handled::Close(_) => reading = false,
+                    if !pipeline.arrived(frame.freeze()).await {
+                        reading = false;
                     }
                 }
                 Some(Err(e)) => {
@@ -130,4 +126,86 @@ async fn connection(
     }
     writer.flush().await?;
     writer.into_inner().shutdown().await
+}
+
+/// The requests of one connection: started in order, answered in order.
+///
+/// Produce requests are pipelined (their appends queue in order and share group commits). Any
+/// other request waits until the produce requests before it have completed, as on a Kafka broker,
+/// which handles one request per connection at a time: a Fetch or ListOffsets sent right after an
+/// acknowledged produce sees its records.
+struct Pipeline {
+    broker: Broker,
+    info: ConnectionInfo,
+    in_flight: FuturesOrdered<BoxFuture<'static, (bool, Outcome)>>,
+    produces: usize,
+    held: Option<Bytes>,
+}
+
+impl Pipeline {
+    fn new(broker: Broker, info: ConnectionInfo) -> Self {
+        Self {
+            broker,
+            info,
+            in_flight: FuturesOrdered::new(),
+            produces: 0,
+            held: None,
+        }
+    }
+
+    /// Whether another frame may be read now.
+    fn accepts(&self) -> bool {
+        self.held.is_none() && self.in_flight.len() < MAX_IN_FLIGHT
+    }
+
+    /// A frame arrived: start it, or hold it behind earlier produce requests. False: close.
+    async fn arrived(&mut self, frame: Bytes) -> bool {
+        let produce = is_produce(&frame);
+        if !produce && self.produces > 0 {
+            self.held = Some(frame);
+            return true;
+        }
+        self.start(frame, produce).await
+    }
+
+    /// A request completed; starts a held request once no produce is ahead of it. False: close.
+    async fn completed(&mut self, produce: bool) -> bool {
+        if produce {
+            self.produces = self.produces.saturating_sub(1);
+        }
+        match self.held.take() {
+            Some(frame) if self.produces == 0 => self.start(frame, false).await,
+            held => {
+                self.held = held;
+                true
+            }
+        }
+    }
+
+    async fn start(&mut self, frame: Bytes, produce: bool) -> bool {
+        let future = match handle_frame(&self.broker, &self.info, frame).await {
+            Handled::Respond(future) => future
+                .map(move |r| match r {
+                    Ok(frame) => (produce, Outcome::Respond(frame)),
+                    Err(reason) => (produce, Outcome::Close(reason)),
+                })
+                .boxed(),
+            Handled::Silent(future) => future
+                .map(move |r| match r {
+                    Ok(()) => (produce, Outcome::Nothing),
+                    Err(reason) => (produce, Outcome::Close(reason)),
+                })
+                .boxed(),
+            Handled::Close(_) => return false,
+        };
+        if produce {
+            self.produces += 1;
+        }
+        self.in_flight.push_back(future);
+        true
+    }
+}
+
+fn is_produce(frame: &[u8]) -> bool {
+    matches!(frame.get(..2), Some([0, 0]))
 }
