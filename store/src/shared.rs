@@ -8,7 +8,11 @@ use crate::codec::SegmentSummary;
 use crate::config::LogConfig;
 use crate::leader_epoch::LeaderEpochCache;
 use crate::types::{LogOffsets, TopicPartition};
+use fjall::config::{BlockSizePolicy, CompressionPolicy, FilterPolicy};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+
+/// Data block size of segment keyspaces.
+const SEGMENT_BLOCK_BYTES: u32 = 64 * 1024;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -34,10 +38,18 @@ impl Engine {
         ]
     }
 
+    /// A segment keyspace. Values are whole record batches, stored verbatim: producers compress
+    /// them already (or chose not to), so block compression would spend the flush thread's CPU for
+    /// nothing; reads are range seeks, never point lookups, so no bloom filters; blocks are large
+    /// because batches are.
     pub(crate) fn open_keyspace(&self, name: &str) -> fjall::Result<Keyspace> {
         let bytes = self.memtable_bytes;
         self.db.keyspace(name, || {
-            KeyspaceCreateOptions::default().max_memtable_size(bytes)
+            KeyspaceCreateOptions::default()
+                .max_memtable_size(bytes)
+                .data_block_compression_policy(CompressionPolicy::disabled())
+                .filter_policy(FilterPolicy::disabled())
+                .data_block_size_policy(BlockSizePolicy::all(SEGMENT_BLOCK_BYTES))
         })
     }
 }
