@@ -7,6 +7,10 @@
 //! - [`behaviour`]: the composed `NetworkBehaviour` (one behaviour per concern).
 //! - [`event_loop`]: the single task that owns the `Swarm`.
 //! - [`handle`]: [`Mesh`], the cheap cloneable handle callers use, and [`InboundKafka`].
+//! - [`membership`]: gossip membership (scuttlebutt anti-entropy plus own-state broadcasts), a
+//!   sans-IO core the event loop drives with `tick(now)` / `handle(now, from, message)` /
+//!   `poll_output()`; its messages are `proto/membership.proto` ([`membership::codec`]).
+//! - [`failure_detector`]: phi-accrual failure detection, pure (time is an argument).
 //!
 //! The mesh knows nothing of topics or partitions: it moves opaque Kafka frames between peers.
 //!
@@ -22,8 +26,10 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod event_loop;
+pub mod failure_detector;
 pub mod handle;
 pub mod identity;
+pub mod membership;
 
 pub use config::{MeshConfig, Role};
 pub use error::MeshError;
