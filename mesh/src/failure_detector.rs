@@ -76,8 +76,11 @@ impl FailureDetectorConfig {
     /// Checks the values make sense.
     pub fn validate(&self) -> Result<(), MeshError> {
         let bad = |m: String| Err(MeshError::Config(format!("failure detector: {m}")));
-        if !self.phi_suspect.is_finite() || self.phi_suspect <= 0.0 {
-            return bad(format!("phi_suspect {} must be positive", self.phi_suspect));
+        if !self.phi_suspect.is_finite() || !(1.0..=30.0).contains(&self.phi_suspect) {
+            return bad(format!(
+                "phi_suspect {} is outside 1..=30",
+                self.phi_suspect
+            ));
         }
         if self.window_size < 2 {
             return bad(format!("window_size {} is below 2", self.window_size));
@@ -95,6 +98,19 @@ impl FailureDetectorConfig {
     pub fn dead_after(&self) -> Duration {
         Duration::from_millis(self.dead_after_ms)
     }
+
+    /// How many standard deviations above the mean interval phi reaches `phi_suspect` (5.23 for
+    /// 8): the real root of the cubic `0.070566 y³ + 1.5976 y + ln(P / (1 - P)) = 0`, with
+    /// `P = 10^-phi`, by Cardano's formula. With it, the time a peer becomes suspect is known
+    /// when its heartbeat arrives, instead of computing phi for every peer at every tick.
+    pub fn suspect_sigmas(&self) -> f64 {
+        let p_late = 10f64.powf(-self.phi_suspect);
+        let log_odds = p_late.ln() - (-p_late).ln_1p();
+        let (a, b) = (1.5976, 0.070566);
+        let (p, q) = (a / b, log_odds / b);
+        let root = (q * q / 4.0 + p * p * p / 27.0).sqrt();
+        (-q / 2.0 + root).cbrt() + (-q / 2.0 - root).cbrt()
+    }
 }
 
 /// Intervals between heartbeat arrivals of one peer, and when the last one arrived.
@@ -102,6 +118,10 @@ impl FailureDetectorConfig {
 pub struct ArrivalWindow {
     intervals: VecDeque<f64>,
     capacity: usize,
+    sum: f64,
+    sum_of_squares: f64,
+    /// Pushes since the sums were last recomputed from scratch (bounding float drift).
+    pushes: usize,
     mean: f64,
     std_dev: f64,
     last_arrival: Duration,
@@ -114,6 +134,9 @@ impl ArrivalWindow {
         let mut window = Self {
             intervals: VecDeque::with_capacity(config.window_size.min(1024)),
             capacity: config.window_size.max(2),
+            sum: 0.0,
+            sum_of_squares: 0.0,
+            pushes: 0,
             mean: 0.0,
             std_dev: 0.0,
             last_arrival: now,
@@ -152,21 +175,34 @@ impl ArrivalWindow {
         )
     }
 
+    /// When phi reaches `phi_suspect` if no heartbeat arrives before.
+    pub fn suspect_at(&self, config: &FailureDetectorConfig) -> Duration {
+        let std_dev = self.std_dev.max(config.min_std_dev_ms as f64);
+        let after_ms = self.mean + config.suspect_sigmas() * std_dev;
+        self.last_arrival + Duration::from_secs_f64(after_ms.max(0.0) / 1000.0)
+    }
+
     fn push(&mut self, interval: f64) {
-        if self.intervals.len() >= self.capacity {
-            self.intervals.pop_front();
+        if self.intervals.len() >= self.capacity
+            && let Some(old) = self.intervals.pop_front()
+        {
+            self.sum -= old;
+            self.sum_of_squares -= old * old;
         }
         self.intervals.push_back(interval);
-        // Recomputed rather than kept as running sums: no drift, and the window is small.
+        self.sum += interval;
+        self.sum_of_squares += interval * interval;
+        self.pushes += 1;
+        if self.pushes >= self.capacity {
+            self.pushes = 0;
+            self.sum = self.intervals.iter().sum();
+            self.sum_of_squares = self.intervals.iter().map(|i| i * i).sum();
+        }
         let n = self.intervals.len() as f64;
-        self.mean = self.intervals.iter().sum::<f64>() / n;
-        let variance = self
-            .intervals
-            .iter()
-            .map(|i| (i - self.mean).powi(2))
-            .sum::<f64>()
-            / n;
-        self.std_dev = variance.sqrt();
+        self.mean = self.sum / n;
+        self.std_dev = (self.sum_of_squares / n - self.mean * self.mean)
+            .max(0.0)
+            .sqrt();
     }
 }
 
@@ -205,13 +241,17 @@ pub struct PeerDetector {
     window: ArrivalWindow,
     liveness: Liveness,
     since: Duration,
+    /// When phi reaches the threshold, absent a heartbeat (computed at each arrival).
+    suspect_at: Duration,
 }
 
 impl PeerDetector {
     /// A detector for a peer first heard of at `now`, alive.
     pub fn new(now: Duration, config: &FailureDetectorConfig) -> Self {
+        let window = ArrivalWindow::new(now, config);
         Self {
-            window: ArrivalWindow::new(now, config),
+            suspect_at: window.suspect_at(config),
+            window,
             liveness: Liveness::Alive,
             since: now,
         }
@@ -240,15 +280,15 @@ impl PeerDetector {
             Liveness::Dead => self.window = ArrivalWindow::new(now, config),
             Liveness::Alive | Liveness::Suspect => self.window.heartbeat(now, config),
         }
+        self.suspect_at = self.window.suspect_at(config);
         self.set(Liveness::Alive, now)
     }
 
-    /// Re-evaluates at `now`. Returns the old liveness if it changed.
+    /// Re-evaluates at `now` (cheap: a comparison while alive). Returns the old liveness if it
+    /// changed.
     pub fn check(&mut self, now: Duration, config: &FailureDetectorConfig) -> Option<Liveness> {
         match self.liveness {
-            Liveness::Alive if self.window.phi(now, config) >= config.phi_suspect => {
-                self.set(Liveness::Suspect, now)
-            }
+            Liveness::Alive if now >= self.suspect_at => self.set(Liveness::Suspect, now),
             Liveness::Suspect if now.saturating_sub(self.since) >= config.dead_after() => {
                 self.set(Liveness::Dead, now)
             }
@@ -319,6 +359,49 @@ mod tests {
         assert!(phi(1e9, 1000.0, 250.0).is_infinite());
         assert_eq!(phi(10.0, 1000.0, 0.0), 0.0);
         assert_eq!(phi(f64::NAN, 1000.0, 250.0), 0.0);
+    }
+
+    #[test]
+    fn the_suspect_deadline_is_where_phi_crosses_the_threshold() {
+        for phi_suspect in [1.0, 3.0, 8.0, 12.0, 16.0] {
+            let c = FailureDetectorConfig {
+                phi_suspect,
+                ..FailureDetectorConfig::default()
+            };
+            let y = c.suspect_sigmas();
+            let p = phi(1000.0 + y * 250.0, 1000.0, 250.0);
+            assert!(
+                (p - phi_suspect).abs() < 1e-6,
+                "{phi_suspect}: y {y}, phi {p}"
+            );
+            let mut d = regular(1000, 30_000, &c);
+            let at = d.window().suspect_at(&c);
+            assert!(d.window().phi(at - ms(2), &c) < phi_suspect);
+            assert!(d.window().phi(at + ms(2), &c) >= phi_suspect);
+            assert_eq!(d.check(at - ms(1), &c), None);
+            assert_eq!(d.check(at, &c), Some(Liveness::Alive));
+        }
+        let y = FailureDetectorConfig::default().suspect_sigmas();
+        assert!((y - 5.23).abs() < 0.01, "{y}");
+    }
+
+    #[test]
+    fn running_sums_match_a_recomputation() {
+        let c = FailureDetectorConfig {
+            window_size: 7,
+            ..FailureDetectorConfig::default()
+        };
+        let mut w = ArrivalWindow::new(ms(0), &c);
+        let mut t = 0;
+        for i in 0..1_000u64 {
+            t += 500 + (i * 7919) % 1000;
+            w.heartbeat(ms(t), &c);
+            let n = w.intervals.len() as f64;
+            let mean = w.intervals.iter().sum::<f64>() / n;
+            let var = w.intervals.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+            assert!((w.stats().0 - mean).abs() < 1e-6);
+            assert!((w.stats().1 - var.sqrt()).abs() < 1e-3);
+        }
     }
 
     #[test]
@@ -410,7 +493,7 @@ mod tests {
         assert!(FailureDetectorConfig::default().validate().is_ok());
         for bad in [
             FailureDetectorConfig {
-                phi_suspect: 0.0,
+                phi_suspect: 0.5,
                 ..Default::default()
             },
             FailureDetectorConfig {

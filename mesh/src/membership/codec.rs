@@ -243,6 +243,12 @@ fn u64_field_len(value: u64) -> usize {
     }
 }
 
+/// Encoded length of a peer id, without allocating its bytes.
+fn peer_id_len(id: &PeerId) -> usize {
+    let multihash: &libp2p::multihash::Multihash<64> = id.as_ref();
+    multihash.encoded_len()
+}
+
 fn element_len(inner: usize) -> usize {
     1 + encoded_len_varint(inner as u64) + inner
 }
@@ -256,7 +262,7 @@ pub fn envelope_overhead(cluster_id: &str) -> usize {
 /// Encoded size of one node's entry in a digest.
 pub fn node_digest_len(node: &NodeDigest) -> usize {
     element_len(
-        bytes_field_len(node.id.to_bytes().len())
+        bytes_field_len(peer_id_len(&node.id))
             + u64_field_len(node.generation.0)
             + u64_field_len(node.heartbeat)
             + u64_field_len(node.max_version),
@@ -273,7 +279,7 @@ pub fn node_delta_header_len(
     max_to_version: u64,
 ) -> usize {
     1 + NESTED_LEN_RESERVE
-        + bytes_field_len(id.to_bytes().len())
+        + bytes_field_len(peer_id_len(id))
         + u64_field_len(generation.0)
         + u64_field_len(heartbeat)
         + 2 // left, when true
@@ -469,6 +475,7 @@ mod tests {
         }
         .encoded_len();
         assert_eq!(node_digest_len(&d), element_len(exact));
+        assert_eq!(peer_id_len(&d.id), d.id.to_bytes().len());
     }
 
     fn arb_entry() -> impl Strategy<Value = (String, Option<String>)> {
