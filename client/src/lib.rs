@@ -14,6 +14,7 @@
 //!   numbers for idempotence, and the sender task.
 //! - [`consumer`]: [`Consumer`] — assignment, seek, long-poll fetch, simple group offsets.
 //! - [`admin`]: [`Admin`] — create, list, describe and delete topics.
+//! - [`bench`]: the `rafka bench` runners (producer, consumer and end-to-end latency).
 //! - [`config`]: [`ProducerConfig`] and [`ConsumerConfig`] with Kafka's defaults.
 //! - [`error`]: [`Error`], with Kafka error codes mapped to typed variants.
 //! - [`testing`]: an in-memory broker (also servable over TCP) for tests and examples.
@@ -54,6 +55,7 @@
 #![deny(clippy::indexing_slicing)]
 
 pub mod admin;
+pub mod bench;
 pub mod bootstrap;
 pub mod cluster;
 pub mod config;

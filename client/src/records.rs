@@ -1,25 +1,28 @@
 //! RecordBatch v2: encoding the producer's batches and decoding fetched ones.
 //!
-//! Encoding and decoding are `kafka-protocol`'s ([`RecordBatchEncoder`], [`RecordBatchDecoder`]).
-//! This module adds what a client needs around them: splitting a fetched byte range into whole
-//! batches (a fetch may end in a partial batch, which is not an error), verifying each batch's
-//! CRC-32C with a typed error, refusing record counts the bytes cannot hold (the decoder
-//! pre-allocates by count), skipping control batches, and dropping records below the requested
-//! offset.
+//! - [`builder`]: the producer writes each record straight into its batch buffer
+//!   ([`BatchBuilder`]); the header and CRC are filled once when the batch is sent.
+//! - [`decode_records`]: splits a fetched byte range into whole batches (a fetch may end in a
+//!   partial batch, which is not an error), verifies each batch's CRC-32C (as Kafka consumers do
+//!   with `check.crcs=true`), decompresses, and walks the records into [`ConsumerRecord`]s whose
+//!   keys and values are slices of the fetched buffer (no copy, no allocation per record unless
+//!   it has headers). Every length and count is checked against the bytes before use; control
+//!   batches and records below the requested offset are skipped.
+//!
+//! Compression codecs are `kafka-protocol`'s.
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::compression::{self as cmpr, Decompressor};
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 
 use crate::error::{Error, Result};
 
-mod guard;
+pub mod builder;
+mod varint;
+
+pub use builder::{BatchBuilder, RecordParts};
 
 /// Size of the RecordBatch v2 header.
 pub const BATCH_HEADER_BYTES: usize = 61;
@@ -42,13 +45,7 @@ pub struct OutgoingRecord {
 impl OutgoingRecord {
     /// An upper bound of the record's encoded size, used for batch sizing.
     pub fn estimated_size(&self) -> usize {
-        let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(k, v)| k.len() + len(v) + 10)
-            .sum();
-        len(&self.key) + len(&self.value) + headers + 5 + 1 + 10 + 5 + 5 + 5 + 5
+        self.parts().estimated_size()
     }
 }
 
@@ -78,43 +75,23 @@ pub fn encode_batch(
     identity: BatchIdentity,
     compression: Compression,
 ) -> Result<Bytes> {
-    let wire: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let i = i32::try_from(i).unwrap_or(i32::MAX);
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: identity.producer_id,
-                producer_epoch: identity.producer_epoch,
-                timestamp_type: TimestampType::Creation,
-                offset: i64::from(i),
-                // The encoder keeps (offset - sequence) constant within a batch and derives the
-                // base sequence from the first record; the broker wraps sequences itself.
-                sequence: identity.base_sequence.wrapping_add(i),
-                timestamp: r.timestamp,
-                key: r.key.clone(),
-                value: r.value.clone(),
-                headers: r
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (StrBytes::from_string(k.clone()), v.clone()))
-                    .collect::<IndexMap<_, _>>(),
-            }
-        })
-        .collect();
     let estimate: usize = records.iter().map(OutgoingRecord::estimated_size).sum();
-    let mut buf = BytesMut::with_capacity(BATCH_HEADER_BYTES + estimate);
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression,
-    };
-    RecordBatchEncoder::encode(&mut buf, &wire, &options)
-        .map_err(|e| Error::protocol(format!("encode record batch: {e}")))?;
-    Ok(buf.freeze())
+    let mut batch = BatchBuilder::with_capacity(BATCH_HEADER_BYTES + estimate);
+    for r in records {
+        batch.append(r.timestamp, &r.parts())?;
+    }
+    batch.build(identity, compression)
+}
+
+impl OutgoingRecord {
+    /// The record's key, value and headers, borrowed for a [`BatchBuilder`].
+    pub fn parts(&self) -> RecordParts<'_> {
+        RecordParts {
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            headers: &self.headers,
+        }
+    }
 }
 
 /// A record read from a partition.
@@ -156,6 +133,8 @@ struct BatchHeader {
     crc: u32,
     attributes: i16,
     last_offset_delta: i32,
+    first_timestamp: i64,
+    max_timestamp: i64,
     record_count: i32,
 }
 
@@ -172,6 +151,8 @@ fn read_header(buf: &[u8]) -> Option<BatchHeader> {
         crc: u32::from_be_bytes(be(buf, 17)?),
         attributes: i16::from_be_bytes(be(buf, 21)?),
         last_offset_delta: i32::from_be_bytes(be(buf, 23)?),
+        first_timestamp: i64::from_be_bytes(be(buf, 27)?),
+        max_timestamp: i64::from_be_bytes(be(buf, 35)?),
         record_count: i32::from_be_bytes(be(buf, 57)?),
     })
 }
@@ -195,7 +176,8 @@ pub fn decode_records(
             reason,
         };
         let header = read_header(&data)
-            .ok_or_else(|| corrupt(fetch_offset, "negative batch length".into()))?;
+            .filter(|h| h.total_len >= BATCH_HEADER_BYTES)
+            .ok_or_else(|| corrupt(fetch_offset, "batch length below the header size".into()))?;
         if header.total_len > data.len() {
             break;
         }
@@ -234,49 +216,134 @@ fn decode_batch(
     partition: i32,
     fetch_offset: i64,
     header: BatchHeader,
-    mut batch: Bytes,
+    batch: Bytes,
     into: &mut Vec<ConsumerRecord>,
 ) -> std::result::Result<(), String> {
     let count = usize::try_from(header.record_count).map_err(|_| "negative record count")?;
-    let body_len = header.total_len.saturating_sub(BATCH_HEADER_BYTES);
-    let compressed = header.attributes & 0x7 != 0;
-    if !compressed && count.saturating_mul(MIN_RECORD_BYTES) > body_len {
-        return Err(format!("{count} records cannot fit in {body_len} bytes"));
-    }
-    let decompress = move |buf: &mut Bytes, c: Compression| -> anyhow::Result<Bytes> {
-        let raw = decompress(buf, c)?;
-        guard::check_records(&raw, count).map_err(anyhow::Error::msg)?;
-        Ok(raw)
-    };
-    // The guard bounds every count the decoder allocates by; catch_unwind turns any remaining
-    // decoder panic into an error instead of taking the consumer down.
-    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        RecordBatchDecoder::decode_with_custom_compression(&mut batch, Some(decompress))
-    }));
-    let set = decoded
-        .map_err(|_| "the record decoder panicked".to_owned())?
-        .map_err(|e| e.to_string())?;
-    into.reserve(set.records.len());
-    for r in set.records {
-        if r.offset < fetch_offset {
-            continue;
+    let mut body = batch.slice(BATCH_HEADER_BYTES.min(batch.len())..);
+    let raw = match header.attributes & 0x7 {
+        0 => body,
+        codec => {
+            let compression = match codec {
+                1 => Compression::Gzip,
+                2 => Compression::Snappy,
+                3 => Compression::Lz4,
+                4 => Compression::Zstd,
+                other => return Err(format!("unknown compression codec {other}")),
+            };
+            decompress(&mut body, compression).map_err(|e| format!("decompress: {e:#}"))?
         }
-        into.push(ConsumerRecord {
-            topic: topic.clone(),
-            partition,
-            offset: r.offset,
-            timestamp: r.timestamp,
-            log_append_time: r.timestamp_type == TimestampType::LogAppend,
-            key: r.key,
-            value: r.value,
-            headers: r
-                .headers
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-        });
+    };
+    // Counts are checked against the bytes before anything is allocated by them.
+    if count.saturating_mul(MIN_RECORD_BYTES) > raw.len() {
+        return Err(format!("{count} records cannot fit in {} bytes", raw.len()));
+    }
+    let batch = BatchContext {
+        topic,
+        partition,
+        header: &header,
+        log_append_time: header.attributes & (1 << 3) != 0,
+    };
+    into.reserve(count);
+    let mut at = 0usize;
+    for i in 0..count {
+        let len = varint::read(&raw, &mut at)
+            .and_then(|l| usize::try_from(l).ok())
+            .ok_or_else(|| format!("record {i}: bad length"))?;
+        let end = at
+            .checked_add(len)
+            .filter(|&e| e <= raw.len())
+            .ok_or_else(|| format!("record {i}: {len} bytes do not fit"))?;
+        let record = batch
+            .record(&raw, at, end)
+            .map_err(|e| format!("record {i}: {e}"))?;
+        if record.offset >= fetch_offset {
+            into.push(record);
+        }
+        at = end;
+    }
+    if at != raw.len() {
+        return Err(format!(
+            "{} bytes after the {count} declared records",
+            raw.len() - at
+        ));
     }
     Ok(())
+}
+
+/// What every record of a batch shares.
+struct BatchContext<'a> {
+    topic: &'a Arc<str>,
+    partition: i32,
+    header: &'a BatchHeader,
+    log_append_time: bool,
+}
+
+/// Each header needs at least a key length and a value length (one byte each).
+const MIN_HEADER_BYTES: usize = 2;
+
+impl BatchContext<'_> {
+    /// Decodes the record in `raw[start..end]` (after its length prefix).
+    fn record(
+        &self,
+        raw: &Bytes,
+        start: usize,
+        end: usize,
+    ) -> std::result::Result<ConsumerRecord, &'static str> {
+        let buf = raw.get(..end).unwrap_or_default();
+        let mut at = start + 1; // attributes: unused in v2 records
+        let ts_delta = varint::read(buf, &mut at).ok_or("bad timestamp delta")?;
+        let offset_delta = varint::read(buf, &mut at).ok_or("bad offset delta")?;
+        let offset_delta = i32::try_from(offset_delta).map_err(|_| "offset delta out of range")?;
+        let key = nullable(raw, buf, &mut at).ok_or("bad key length")?;
+        let value = nullable(raw, buf, &mut at).ok_or("bad value length")?;
+        let count = varint::read(buf, &mut at).ok_or("bad header count")?;
+        let count = usize::try_from(count).map_err(|_| "negative header count")?;
+        if count.saturating_mul(MIN_HEADER_BYTES) > buf.len().saturating_sub(at) {
+            return Err("more headers than bytes");
+        }
+        let mut headers = Vec::with_capacity(count);
+        for _ in 0..count {
+            let name = nullable(raw, buf, &mut at)
+                .ok_or("bad header key length")?
+                .ok_or("null header key")?;
+            let name = String::from_utf8(name.to_vec()).map_err(|_| "header key not UTF-8")?;
+            let value = nullable(raw, buf, &mut at).ok_or("bad header value length")?;
+            headers.push((name, value));
+        }
+        if at != end {
+            return Err("record length does not match its fields");
+        }
+        let h = self.header;
+        Ok(ConsumerRecord {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: h.base_offset.saturating_add(i64::from(offset_delta)),
+            timestamp: if self.log_append_time {
+                h.max_timestamp
+            } else {
+                h.first_timestamp.wrapping_add(ts_delta)
+            },
+            log_append_time: self.log_append_time,
+            key,
+            value,
+            headers,
+        })
+    }
+}
+
+/// A varint-length-prefixed byte field (-1 = null), sliced out of `raw` without copying.
+fn nullable(raw: &Bytes, buf: &[u8], at: &mut usize) -> Option<Option<Bytes>> {
+    match varint::read(buf, at)? {
+        -1 => Some(None),
+        n => {
+            let n = usize::try_from(n).ok()?;
+            let end = at.checked_add(n).filter(|&e| e <= buf.len())?;
+            let field = raw.slice(*at..end);
+            *at = end;
+            Some(Some(field))
+        }
+    }
 }
 
 fn decompress(buf: &mut Bytes, compression: Compression) -> anyhow::Result<Bytes> {

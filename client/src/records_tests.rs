@@ -1,3 +1,10 @@
+use bytes::BytesMut;
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::records::{
+    Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use super::builder::restamp;
 use super::*;
 
 fn rec(i: usize) -> OutgoingRecord {
@@ -218,5 +225,114 @@ fn mutated_batches_never_panic() {
             bad[17..21].copy_from_slice(&crc.to_be_bytes());
             let _ = decode_records(&topic(), 0, 0, bad.freeze());
         }
+    }
+}
+
+/// The in-place builder agrees with `kafka-protocol`'s independent decoder (CRC, deltas,
+/// identity, headers), for every codec.
+#[test]
+fn built_batches_decode_with_kafka_protocol() {
+    let records: Vec<_> = (0..20).map(rec).collect();
+    let id = BatchIdentity {
+        producer_id: 9,
+        producer_epoch: 1,
+        base_sequence: 100,
+    };
+    for c in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let batch = encode_batch(&records, id, c).unwrap();
+        let set = RecordBatchDecoder::decode(&mut batch.clone()).unwrap();
+        assert_eq!(set.records.len(), 20, "{c:?}");
+        for (i, r) in set.records.iter().enumerate() {
+            assert_eq!(r.offset, i as i64);
+            assert_eq!(r.sequence, 100 + i as i32);
+            assert_eq!((r.producer_id, r.producer_epoch), (9, 1));
+            assert_eq!(r.timestamp, records[i].timestamp);
+            assert_eq!(r.key, records[i].key);
+            assert_eq!(r.value, records[i].value);
+            assert_eq!(r.headers.len(), 1);
+        }
+    }
+}
+
+#[test]
+fn restamping_changes_identity_and_keeps_the_crc_valid() {
+    let batch = encode_batch(&[rec(0), rec(1)], BatchIdentity::NONE, Compression::Lz4).unwrap();
+    let id = BatchIdentity {
+        producer_id: 77,
+        producer_epoch: 4,
+        base_sequence: 12,
+    };
+    let again = restamp(&batch, id);
+    assert_eq!(again.len(), batch.len());
+    let set = RecordBatchDecoder::decode(&mut again.clone()).unwrap();
+    assert_eq!(set.records[1].sequence, 13);
+    assert_eq!(set.records[0].producer_id, 77);
+    let out = decode_records(&topic(), 0, 0, again).unwrap();
+    assert_eq!(out.records.len(), 2);
+}
+
+#[test]
+fn builder_sizes_are_exact_and_timestamps_relative_to_the_first() {
+    let mut b = BatchBuilder::with_capacity(16);
+    assert!(b.is_empty());
+    let mut expected = BATCH_HEADER_BYTES;
+    for (i, ts) in [1_000i64, 900, 5_000_000, 1_000].into_iter().enumerate() {
+        let r = rec(i);
+        let size = b.size_of(ts, &r.parts());
+        b.append(ts, &r.parts()).unwrap();
+        expected += size;
+        assert_eq!(b.size(), expected);
+    }
+    let batch = b.build(BatchIdentity::NONE, Compression::None).unwrap();
+    let h = read_header(&batch).unwrap();
+    assert_eq!((h.first_timestamp, h.max_timestamp), (1_000, 5_000_000));
+    let out = decode_records(&topic(), 0, 0, batch).unwrap();
+    let ts: Vec<i64> = out.records.iter().map(|r| r.timestamp).collect();
+    assert_eq!(ts, vec![1_000, 900, 5_000_000, 1_000]);
+}
+
+#[test]
+fn log_append_time_batches_report_the_batch_time() {
+    let batch = encode_batch(&[rec(0), rec(1)], BatchIdentity::NONE, Compression::None).unwrap();
+    let mut b = BytesMut::from(&batch[..]);
+    b[21..23].copy_from_slice(&(1i16 << 3).to_be_bytes());
+    b[35..43].copy_from_slice(&42i64.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    let out = decode_records(&topic(), 0, 0, b.freeze()).unwrap();
+    assert!(
+        out.records
+            .iter()
+            .all(|r| r.log_append_time && r.timestamp == 42)
+    );
+}
+
+#[test]
+fn trailing_bytes_after_the_records_are_corrupt() {
+    let batch = encode_batch(&[rec(0)], BatchIdentity::NONE, Compression::None).unwrap();
+    let mut b = BytesMut::from(&batch[..]);
+    b.extend_from_slice(&[0, 0]);
+    let len = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    let err = decode_records(&topic(), 0, 0, b.freeze()).unwrap_err();
+    assert!(err.to_string().contains("after the 1 declared"), "{err}");
+}
+
+#[test]
+fn keys_and_values_share_the_fetched_buffer() {
+    let batch = encode_batch(&[rec(0), rec(1)], BatchIdentity::NONE, Compression::None).unwrap();
+    let range = batch.as_ptr() as usize..batch.as_ptr() as usize + batch.len();
+    let out = decode_records(&topic(), 0, 0, batch.clone()).unwrap();
+    for r in &out.records {
+        let v = r.value.as_ref().unwrap();
+        assert!(range.contains(&(v.as_ptr() as usize)), "value was copied");
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -237,12 +237,19 @@ async fn read_frame(
             "response of {len} bytes exceeds the {max_frame}-byte limit"
         ));
     }
-    let mut buf = vec![0u8; len];
-    reader
-        .read_exact(&mut buf)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(Bytes::from(buf))
+    // Read into spare capacity: no zeroing of (up to 100 MiB) buffers that are overwritten.
+    let mut buf = BytesMut::with_capacity(len);
+    while buf.len() < len {
+        let want = len - buf.len();
+        let n = reader
+            .read_buf(&mut (&mut buf).limit(want))
+            .await
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed by the broker mid-frame".to_owned());
+        }
+    }
+    Ok(buf.freeze())
 }
 
 #[cfg(test)]

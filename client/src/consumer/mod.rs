@@ -10,7 +10,7 @@
 pub mod fetcher;
 pub mod offsets;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,7 +55,9 @@ pub struct Consumer {
     client: Client,
     config: ConsumerConfig,
     partitions: BTreeMap<TopicPartition, PartitionState>,
-    buffered: VecDeque<ConsumerRecord>,
+    /// Records fetched and not yet returned by `poll`, and the partitions they are from.
+    buffered: Vec<ConsumerRecord>,
+    buffered_from: HashSet<TopicPartition>,
     fetches: JoinSet<FetchResult>,
     fetching: HashSet<NodeId>,
     in_fetch: HashSet<TopicPartition>,
@@ -79,7 +81,8 @@ impl Consumer {
             client,
             config,
             partitions: BTreeMap::new(),
-            buffered: VecDeque::new(),
+            buffered: Vec::new(),
+            buffered_from: HashSet::new(),
             fetches: JoinSet::new(),
             fetching: HashSet::new(),
             in_fetch: HashSet::new(),
@@ -96,10 +99,18 @@ impl Consumer {
         for tp in wanted {
             self.partitions.entry(tp).or_default();
         }
-        self.buffered.retain(|r| {
-            self.partitions
-                .contains_key(&TopicPartition::new(r.topic.clone(), r.partition))
-        });
+        if self
+            .buffered_from
+            .iter()
+            .any(|tp| !self.partitions.contains_key(tp))
+        {
+            self.buffered.retain(|r| {
+                self.partitions
+                    .contains_key(&TopicPartition::new(r.topic.clone(), r.partition))
+            });
+            self.buffered_from
+                .retain(|tp| self.partitions.contains_key(tp));
+        }
     }
 
     /// Assigns every partition of `topic` (waiting up to `wait` for its metadata).
@@ -134,8 +145,10 @@ impl Consumer {
             .ok_or_else(|| Error::Config(format!("{tp} is not assigned to this consumer")))?;
         state.seek = Some(to);
         state.position = None;
-        self.buffered
-            .retain(|r| !(*r.topic == *tp.topic && r.partition == tp.partition));
+        if self.buffered_from.remove(tp) {
+            self.buffered
+                .retain(|r| !(*r.topic == *tp.topic && r.partition == tp.partition));
+        }
         Ok(())
     }
 
@@ -150,13 +163,18 @@ impl Consumer {
     }
 
     /// Returns buffered records, or waits up to `timeout` for some.
+    ///
+    /// Before returning records it starts the next fetch of their partitions, so the network
+    /// and the broker work while the caller handles them.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let deadline = Instant::now() + timeout;
         loop {
             self.prepare().await?;
             if !self.buffered.is_empty() {
+                let records = std::mem::take(&mut self.buffered);
+                self.buffered_from.clear();
                 self.start_fetches();
-                return Ok(self.buffered.drain(..).collect());
+                return Ok(records);
             }
             self.start_fetches();
             let now = Instant::now();
@@ -358,17 +376,12 @@ impl Consumer {
             return;
         }
         let meta = self.client.metadata();
-        let buffered: HashSet<(Arc<str>, i32)> = self
-            .buffered
-            .iter()
-            .map(|r| (r.topic.clone(), r.partition))
-            .collect();
         let mut by_leader: BTreeMap<NodeId, Vec<(TopicPartition, i64)>> = BTreeMap::new();
         for (tp, state) in &self.partitions {
             let Some(position) = state.position else {
                 continue;
             };
-            if self.in_fetch.contains(tp) || buffered.contains(&(tp.topic.clone(), tp.partition)) {
+            if self.in_fetch.contains(tp) || self.buffered_from.contains(tp) {
                 continue;
             }
             if let Some(leader) = meta.leader(&tp.topic, tp.partition)
@@ -420,7 +433,14 @@ impl Consumer {
                     if let Some(next) = f.records.next_offset {
                         state.position = Some(next.max(f.fetch_offset));
                     }
-                    self.buffered.extend(f.records.records);
+                    if !f.records.records.is_empty() {
+                        self.buffered_from.insert(f.tp);
+                        if self.buffered.is_empty() {
+                            self.buffered = f.records.records;
+                        } else {
+                            self.buffered.extend(f.records.records);
+                        }
+                    }
                 }
                 Some(Error::OffsetOutOfRange { .. })
                     if self.config.auto_offset_reset != OffsetReset::None =>

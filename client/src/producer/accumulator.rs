@@ -1,6 +1,7 @@
 //! The record accumulator: per-partition queues of batches, with no I/O and no clock of its own.
 //!
-//! `send` appends to the last batch of the partition (or opens a new one); the sender asks which
+//! `send` encodes the record straight into the last batch of the partition (or opens a new one:
+//! no per-record allocation, the batch buffer is the wire format); the sender asks which
 //! partitions are [`Accumulator::ready`] at `now` and drains the front batch of those it can send
 //! to. A batch is ready when it is full (or a newer batch exists behind it), when it has waited
 //! `linger`, while a flush or close is under way, or, for a retried batch, once its backoff ends.
@@ -8,26 +9,30 @@
 //! take it (all request slots busy), which is what makes batching work under load.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use bytes::Bytes;
+use kafka_protocol::records::Compression;
 
-use crate::error::Error;
-use crate::records::{BATCH_HEADER_BYTES, OutgoingRecord};
+pub use super::delivery::{BatchAck, BatchCompletion};
+use crate::error::{Error, Result};
+use crate::records::builder::restamp;
+use crate::records::{BATCH_HEADER_BYTES, BatchBuilder, BatchIdentity, RecordParts};
 
 pub use crate::metadata::TopicPartition;
 
-/// Where a batch landed: base offset (-1 when unknown, e.g. acks=0) and append time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchAck {
-    /// Offset of the first record.
-    pub base_offset: i64,
-    /// Broker append time (LogAppendTime topics), else -1.
-    pub log_append_time: i64,
+/// A batch's bytes: open (records appended in place) until its first send, then sealed.
+#[derive(Debug)]
+enum Body {
+    Open(BatchBuilder),
+    Sealed {
+        identity: BatchIdentity,
+        bytes: Bytes,
+    },
+    /// Only while sealing.
+    Taken,
 }
-
-/// The eventual outcome of a batch, shared by the delivery futures of its records.
-pub type BatchOutcome = Option<Result<BatchAck, Error>>;
 
 /// A batch of records for one partition.
 #[derive(Debug)]
@@ -36,9 +41,9 @@ pub struct ProducerBatch {
     pub id: u64,
     /// Destination.
     pub tp: TopicPartition,
-    /// The records.
-    pub records: Vec<OutgoingRecord>,
-    /// Estimated encoded size.
+    body: Body,
+    count: i32,
+    /// Uncompressed encoded size, header included.
     pub size: usize,
     /// When the first record arrived.
     pub created: Instant,
@@ -51,18 +56,58 @@ pub struct ProducerBatch {
     /// Bytes of producer buffer this batch holds.
     pub reserved: usize,
     /// Where the outcome is published.
-    pub outcome: watch::Sender<BatchOutcome>,
+    pub completion: Arc<BatchCompletion>,
 }
 
 impl ProducerBatch {
     /// Publishes the outcome to every delivery future of this batch.
     pub fn complete(&self, result: Result<BatchAck, Error>) {
-        self.outcome.send_replace(Some(result));
+        self.completion.complete(result);
     }
 
     /// Record count as Kafka counts it.
     pub fn record_count(&self) -> i32 {
-        i32::try_from(self.records.len()).unwrap_or(i32::MAX)
+        self.count
+    }
+
+    /// The wire bytes with `identity` in the header. The first call seals the batch (header,
+    /// compression, CRC); later calls reuse those bytes, re-stamped if the identity changed.
+    pub fn encoded(&mut self, identity: BatchIdentity, compression: Compression) -> Result<Bytes> {
+        match std::mem::replace(&mut self.body, Body::Taken) {
+            Body::Open(builder) => {
+                let bytes = builder.build(identity, compression)?;
+                self.body = Body::Sealed {
+                    identity,
+                    bytes: bytes.clone(),
+                };
+                Ok(bytes)
+            }
+            Body::Sealed {
+                identity: old,
+                bytes,
+            } => {
+                let bytes = if old == identity {
+                    bytes
+                } else {
+                    restamp(&bytes, identity)
+                };
+                self.body = Body::Sealed {
+                    identity,
+                    bytes: bytes.clone(),
+                };
+                Ok(bytes)
+            }
+            Body::Taken => Err(Error::protocol("batch body missing")),
+        }
+    }
+}
+
+impl Drop for ProducerBatch {
+    fn drop(&mut self) {
+        // A batch dropped unresolved (the producer went away) must not leave futures waiting.
+        if self.completion.get().is_none() {
+            self.completion.complete(Err(Error::Closed));
+        }
     }
 }
 
@@ -71,8 +116,8 @@ impl ProducerBatch {
 pub struct Appended {
     /// Id of the batch the record joined.
     pub batch_id: u64,
-    /// The batch's outcome channel.
-    pub outcome: watch::Receiver<BatchOutcome>,
+    /// The batch's outcome.
+    pub completion: Arc<BatchCompletion>,
     /// Index of the record in its batch.
     pub index: usize,
     /// A new batch was opened (the sender may have something new to do).
@@ -113,56 +158,59 @@ impl Accumulator {
         }
     }
 
-    /// Whether a record of `size` would open a new batch in `tp` (the sticky partitioner moves on
+    /// Whether `record` would open a new batch in `tp` (the sticky partitioner moves on
     /// whenever a new batch starts, KIP-480's `onNewBatch`).
-    pub fn would_open_batch(&self, tp: &TopicPartition, size: usize) -> bool {
+    pub fn would_open_batch(
+        &self,
+        tp: &TopicPartition,
+        timestamp: i64,
+        record: &RecordParts<'_>,
+    ) -> bool {
+        let batch_size = self.batch_size;
         match self.queues.get(tp).and_then(|q| q.back()) {
-            Some(last) => !self.fits(last, size),
+            Some(last) => fits(last, batch_size, timestamp, record).is_none(),
             None => true,
         }
     }
 
-    fn fits(&self, batch: &ProducerBatch, size: usize) -> bool {
-        batch.sequence.is_none()
-            && batch.attempts == 0
-            && (batch.records.is_empty() || batch.size + size <= self.batch_size)
-    }
-
-    /// Appends `record` (of estimated `size`) to `tp`.
+    /// Appends `record` to `tp`, encoding it into the partition's open batch (or a new one).
+    /// `reserved` is the buffer memory it holds until its batch completes.
     pub fn append(
         &mut self,
-        tp: TopicPartition,
-        record: OutgoingRecord,
-        size: usize,
+        tp: &TopicPartition,
+        timestamp: i64,
+        record: &RecordParts<'_>,
+        reserved: usize,
         now: Instant,
-    ) -> Appended {
+    ) -> Result<Appended> {
         let batch_size = self.batch_size;
-        let fits = self
-            .queues
-            .get(&tp)
-            .and_then(|q| q.back())
-            .is_some_and(|b| self.fits(b, size));
-        let queue = self.queues.entry(tp.clone()).or_default();
-        if fits && let Some(batch) = queue.back_mut() {
-            return push_record(batch, record, size, batch_size, false);
+        if let Some(queue) = self.queues.get_mut(tp)
+            && let Some(batch) = queue.back_mut()
+            && let Some(size) = fits(batch, batch_size, timestamp, record)
+        {
+            debug_assert!(batch.size + size <= batch_size || batch.count == 0);
+            return push_record(batch, timestamp, record, reserved, batch_size, false);
         }
-        let (outcome, _) = watch::channel(None);
         let mut batch = ProducerBatch {
             id: self.next_id,
-            tp,
-            records: Vec::new(),
+            tp: tp.clone(),
+            body: Body::Open(BatchBuilder::with_capacity(batch_size)),
+            count: 0,
             size: BATCH_HEADER_BYTES,
             created: now,
             attempts: 0,
             retry_at: None,
             sequence: None,
             reserved: 0,
-            outcome,
+            completion: Arc::new(BatchCompletion::default()),
         };
         self.next_id += 1;
-        let appended = push_record(&mut batch, record, size, batch_size, true);
-        queue.push_back(batch);
-        appended
+        let appended = push_record(&mut batch, timestamp, record, reserved, batch_size, true)?;
+        self.queues
+            .entry(batch.tp.clone())
+            .or_default()
+            .push_back(batch);
+        Ok(appended)
     }
 
     /// Which partitions have a sendable front batch at `now`.
@@ -247,23 +295,47 @@ impl Accumulator {
     }
 }
 
+/// The record's exact size if it may join `batch`: the batch is still open (never sent) and
+/// either empty or has room for it.
+fn fits(
+    batch: &ProducerBatch,
+    batch_size: usize,
+    timestamp: i64,
+    record: &RecordParts<'_>,
+) -> Option<usize> {
+    if batch.sequence.is_some() || batch.attempts > 0 || batch.count == i32::MAX {
+        return None;
+    }
+    let empty = batch.count == 0;
+    let Body::Open(builder) = &batch.body else {
+        return None;
+    };
+    let size = builder.size_of(timestamp, record);
+    (empty || batch.size + size <= batch_size).then_some(size)
+}
+
 fn push_record(
     batch: &mut ProducerBatch,
-    record: OutgoingRecord,
-    size: usize,
+    timestamp: i64,
+    record: &RecordParts<'_>,
+    reserved: usize,
     batch_size: usize,
     new_batch: bool,
-) -> Appended {
-    batch.records.push(record);
-    batch.size += size;
-    batch.reserved += size;
-    Appended {
+) -> Result<Appended> {
+    let Body::Open(builder) = &mut batch.body else {
+        return Err(Error::protocol("appending to a sealed batch"));
+    };
+    builder.append(timestamp, record)?;
+    batch.size = builder.size();
+    batch.count += 1;
+    batch.reserved += reserved;
+    Ok(Appended {
         batch_id: batch.id,
-        outcome: batch.outcome.subscribe(),
-        index: batch.records.len() - 1,
+        completion: batch.completion.clone(),
+        index: usize::try_from(batch.count - 1).unwrap_or(0),
         new_batch,
         batch_full: batch.size >= batch_size,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -7,28 +7,28 @@
 //! - `sender` (private): the task that owns the I/O; `request` builds its Produce requests.
 
 pub mod accumulator;
+mod delivery;
 pub mod partitioner;
 mod request;
 mod sender;
 pub mod sequence;
 
 use std::collections::HashMap;
-use std::future::{Future, IntoFuture};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 
-use self::accumulator::{Accumulator, BatchOutcome, TopicPartition};
+use self::accumulator::{Accumulator, Appended, BatchCompletion, TopicPartition};
+pub use self::delivery::{BatchAck, DeliveryFuture, RecordMetadata};
 use self::partitioner::{StickyPartitions, partition_for_key};
 use crate::cluster::{Client, lock};
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
-use crate::records::OutgoingRecord;
+use crate::records::RecordParts;
 
 /// A record to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,83 +79,32 @@ impl ProducerRecord {
     }
 }
 
-/// Where a record was written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordMetadata {
-    /// Topic.
-    pub topic: Arc<str>,
-    /// Partition.
-    pub partition: i32,
-    /// Offset (base offset of the batch + index in it); -1 with acks=0.
-    pub offset: i64,
-    /// Create time, or the broker's append time for LogAppendTime topics.
-    pub timestamp: i64,
-}
-
-/// Resolves once the record's batch is acknowledged (or has failed). `.await` it directly.
-#[derive(Debug)]
-#[must_use = "a delivery future reports whether the record was written"]
-pub struct DeliveryFuture {
-    outcome: watch::Receiver<BatchOutcome>,
-    tp: TopicPartition,
-    index: usize,
-    timestamp: i64,
-}
-
-impl DeliveryFuture {
-    /// Waits for the outcome.
-    pub async fn wait(mut self) -> Result<RecordMetadata> {
-        let outcome = self
-            .outcome
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| Error::Closed)?;
-        match outcome.as_ref() {
-            Some(Ok(ack)) => {
-                let index = i64::try_from(self.index).unwrap_or(i64::MAX);
-                Ok(RecordMetadata {
-                    topic: self.tp.topic.clone(),
-                    partition: self.tp.partition,
-                    offset: if ack.base_offset >= 0 {
-                        ack.base_offset + index
-                    } else {
-                        -1
-                    },
-                    timestamp: if ack.log_append_time >= 0 {
-                        ack.log_append_time
-                    } else {
-                        self.timestamp
-                    },
-                })
-            }
-            Some(Err(e)) => Err(e.clone()),
-            None => Err(Error::Closed),
-        }
-    }
-}
-
-impl IntoFuture for DeliveryFuture {
-    type Output = Result<RecordMetadata>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.wait())
-    }
-}
-
 /// State shared by the producer handle and its sender task.
 struct Shared {
     buffers: std::sync::Mutex<Buffers>,
     wake: Notify,
     memory: Semaphore,
     closing: AtomicBool,
+    /// Set with `fatal`, so `send` checks an atomic instead of taking a lock.
+    failed: AtomicBool,
     fatal: std::sync::Mutex<Option<Error>>,
-    /// Outcome channels of batches not yet completed, by batch id (for `flush`).
-    incomplete: std::sync::Mutex<HashMap<u64, watch::Receiver<BatchOutcome>>>,
+    /// Outcomes of batches not yet completed, by batch id (for `flush`).
+    incomplete: std::sync::Mutex<HashMap<u64, Arc<BatchCompletion>>>,
 }
 
+/// What `send` needs under one lock: the batches, the partition counts and sticky choices.
 struct Buffers {
     acc: Accumulator,
     sticky: StickyPartitions,
+    routes: HashMap<Arc<str>, TopicRoute>,
+}
+
+/// A topic's partitions as of its last metadata lookup, and its sticky partition.
+struct TopicRoute {
+    partitions: i32,
+    available: Vec<i32>,
+    looked_up: Instant,
+    sticky: Option<i32>,
 }
 
 /// A Kafka producer. Cheap to share behind an `Arc`; `send` takes `&self`.
@@ -187,10 +136,12 @@ impl Producer {
             buffers: std::sync::Mutex::new(Buffers {
                 acc: Accumulator::new(config.batch_size, config.linger),
                 sticky: StickyPartitions::new(seed),
+                routes: HashMap::new(),
             }),
             wake: Notify::new(),
             memory: Semaphore::new(config.buffer_memory),
             closing: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             fatal: std::sync::Mutex::new(None),
             incomplete: std::sync::Mutex::new(HashMap::new()),
         });
@@ -207,74 +158,104 @@ impl Producer {
     /// Queues `record`; the returned future resolves to its partition and offset.
     ///
     /// Waits only for topic metadata (up to `max_block`) and for buffer memory when the
-    /// producer is saturated.
+    /// producer is saturated. The record is encoded into its batch before this returns.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        // A loop of sends that never waits would otherwise keep the sender task (woken on
+        // this worker) from running.
+        tokio::task::consume_budget().await;
         if self.shared.closing.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        if let Some(e) = lock(&self.shared.fatal).clone() {
+        if self.shared.failed.load(Ordering::Acquire)
+            && let Some(e) = lock(&self.shared.fatal).clone()
+        {
             return Err(e);
         }
-        let (num_partitions, available) = self.partitions_of(&record.topic).await?;
-        if let Some(p) = record
-            .partition
-            .filter(|p| !(0..num_partitions).contains(p))
-        {
-            let topic = record.topic.to_string();
-            return Err(Error::UnknownTopicOrPartition {
-                topic,
-                partition: Some(p),
-            });
-        }
-        let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let outgoing = OutgoingRecord {
-            key: record.key,
-            value: record.value,
-            headers: record.headers,
+        let ProducerRecord {
+            topic,
+            partition,
+            key,
+            value,
+            headers,
             timestamp,
+        } = record;
+        let timestamp = timestamp.unwrap_or_else(now_ms);
+        let parts = RecordParts {
+            key: key.as_deref(),
+            value: value.as_deref(),
+            headers: &headers,
         };
-        let size = outgoing.estimated_size();
+        let size = parts.estimated_size();
         let max = self.config.max_request_size;
         if size > max {
             return Err(Error::RecordTooLarge { size, max });
         }
-        let permits = u32::try_from(size).unwrap_or(u32::MAX);
-        let memory = self.shared.memory.acquire_many(permits).await;
-        memory.map_err(|_| Error::Closed)?.forget();
-        let (tp, appended) = {
-            let mut buffers = lock(&self.shared.buffers);
-            let partition = match record.partition {
-                Some(p) => p,
-                None => {
-                    let key = outgoing.key.as_deref();
-                    buffers.choose(&record.topic, key, size, &available, num_partitions)
-                }
-            };
-            let tp = TopicPartition {
-                topic: record.topic,
+        self.reserve(size).await?;
+        let mut tp = TopicPartition {
+            topic,
+            partition: 0,
+        };
+        let appended = loop {
+            let now = Instant::now();
+            let attempt = lock(&self.shared.buffers).append(
+                &mut tp,
                 partition,
-            };
-            let appended = buffers
-                .acc
-                .append(tp.clone(), outgoing, size, Instant::now());
-            (tp, appended)
+                timestamp,
+                &parts,
+                size,
+                now,
+                self.client.config().metadata_max_age,
+            );
+            match attempt {
+                Ok(Some(appended)) => break appended,
+                Ok(None) => {}
+                Err(e) => {
+                    self.shared.memory.add_permits(size);
+                    return Err(e);
+                }
+            }
+            match self.look_up(&tp.topic).await {
+                Ok(route) => {
+                    lock(&self.shared.buffers)
+                        .routes
+                        .insert(tp.topic.clone(), route);
+                }
+                Err(e) => {
+                    self.shared.memory.add_permits(size);
+                    return Err(e);
+                }
+            }
         };
         if appended.new_batch {
-            lock(&self.shared.incomplete).insert(appended.batch_id, appended.outcome.clone());
+            lock(&self.shared.incomplete).insert(appended.batch_id, appended.completion.clone());
         }
         if appended.new_batch || appended.batch_full {
             self.shared.wake.notify_one();
         }
-        let index = appended.index;
         Ok(DeliveryFuture {
-            outcome: appended.outcome,
+            batch: appended.completion,
             tp,
-            index,
+            index: appended.index,
             timestamp,
         })
     }
 
-    async fn partitions_of(&self, topic: &str) -> Result<(i32, Vec<i32>)> {
+    /// Takes `size` bytes of buffer memory, waiting while the producer is saturated.
+    async fn reserve(&self, size: usize) -> Result<()> {
+        let permits = u32::try_from(size).unwrap_or(u32::MAX);
+        match self.shared.memory.try_acquire_many(permits) {
+            Ok(p) => p.forget(),
+            Err(TryAcquireError::Closed) => return Err(Error::Closed),
+            Err(TryAcquireError::NoPermits) => {
+                let p = self.shared.memory.acquire_many(permits).await;
+                p.map_err(|_| Error::Closed)?.forget();
+            }
+        }
+        Ok(())
+    }
+
+    /// The partitions of `topic` from fresh metadata (waiting up to `max_block` for it).
+    async fn look_up(&self, topic: &str) -> Result<TopicRoute> {
         let meta = self.client.metadata();
         let fresh = meta
             .refreshed
@@ -288,13 +269,17 @@ impl Producer {
                     .await?
             }
         };
-        let n = i32::try_from(info.partitions.len()).unwrap_or(i32::MAX);
-        let available = info
-            .partitions
-            .iter()
-            .filter(|p| p.leader.is_some())
-            .map(|p| p.partition);
-        Ok((n, available.collect()))
+        Ok(TopicRoute {
+            partitions: i32::try_from(info.partitions.len()).unwrap_or(i32::MAX),
+            available: info
+                .partitions
+                .iter()
+                .filter(|p| p.leader.is_some())
+                .map(|p| p.partition)
+                .collect(),
+            looked_up: Instant::now(),
+            sticky: None,
+        })
     }
 
     /// Sends everything queued now and waits until those records are acknowledged or failed.
@@ -302,8 +287,8 @@ impl Producer {
         let pending: Vec<_> = lock(&self.shared.incomplete).values().cloned().collect();
         lock(&self.shared.buffers).acc.flushing += 1;
         self.shared.wake.notify_one();
-        for mut rx in pending {
-            let _ = rx.wait_for(Option::is_some).await;
+        for batch in pending {
+            batch.wait().await;
         }
         let mut buffers = lock(&self.shared.buffers);
         buffers.acc.flushing = buffers.acc.flushing.saturating_sub(1);
@@ -337,29 +322,56 @@ impl Drop for Producer {
 }
 
 impl Buffers {
-    /// Kafka's default partitioner: murmur2 of the key, else the sticky partition.
-    fn choose(
+    /// Chooses the partition (explicit, Kafka's murmur2 of the key, else sticky) and appends.
+    /// `Ok(None)`: the topic's partitions are unknown or stale; look them up and call again.
+    #[allow(clippy::too_many_arguments)]
+    fn append(
         &mut self,
-        topic: &str,
-        key: Option<&[u8]>,
-        size: usize,
-        available: &[i32],
-        num_partitions: i32,
-    ) -> i32 {
-        if let Some(key) = key {
-            return partition_for_key(key, num_partitions);
-        }
-        let current = self.sticky.partition(topic, available, num_partitions);
-        let tp = TopicPartition {
-            topic: Arc::from(topic),
-            partition: current,
+        tp: &mut TopicPartition,
+        partition: Option<i32>,
+        timestamp: i64,
+        record: &RecordParts<'_>,
+        reserved: usize,
+        now: Instant,
+        max_age: std::time::Duration,
+    ) -> Result<Option<Appended>> {
+        let Buffers {
+            acc,
+            sticky,
+            routes,
+        } = self;
+        let Some(route) = routes
+            .get_mut(&tp.topic)
+            .filter(|r| now.saturating_duration_since(r.looked_up) < max_age)
+        else {
+            return Ok(None);
         };
-        if self.acc.would_open_batch(&tp, size) {
-            self.sticky
-                .next(topic, Some(current), available, num_partitions)
-        } else {
-            current
-        }
+        let n = route.partitions;
+        tp.partition = match (partition, record.key) {
+            (Some(p), _) if (0..n).contains(&p) => p,
+            (Some(p), _) => {
+                return Err(Error::UnknownTopicOrPartition {
+                    topic: tp.topic.to_string(),
+                    partition: Some(p),
+                });
+            }
+            (None, Some(key)) => partition_for_key(key, n),
+            (None, None) => {
+                let current = match route.sticky.filter(|&p| p < n) {
+                    Some(p) => p,
+                    None => sticky.next(None, &route.available, n),
+                };
+                tp.partition = current;
+                let chosen = if acc.would_open_batch(tp, timestamp, record) {
+                    sticky.next(Some(current), &route.available, n)
+                } else {
+                    current
+                };
+                route.sticky = Some(chosen);
+                chosen
+            }
+        };
+        acc.append(tp, timestamp, record, reserved, now).map(Some)
     }
 }
 

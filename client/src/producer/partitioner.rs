@@ -1,7 +1,5 @@
 //! Kafka's default partitioner: murmur2 of the key, sticky partitions for null keys (KIP-480).
 
-use std::collections::HashMap;
-
 /// Kafka's `Utils.murmur2` (a 32-bit MurmurHash2 with seed `0x9747b28c`), bit for bit.
 pub fn murmur2(data: &[u8]) -> i32 {
     const SEED: u32 = 0x9747_b28c;
@@ -50,61 +48,49 @@ pub fn partition_for_key(key: &[u8], num_partitions: i32) -> i32 {
 
 /// Sticky partition choice for records without key or explicit partition (KIP-480).
 ///
-/// A topic sticks to one partition until the batch there fills up; then the accumulator calls
+/// A topic sticks to one partition until the batch there fills up; then the producer calls
 /// [`StickyPartitions::next`] and a different partition (random, among those with a leader) is
-/// chosen. Deterministic given its seed.
+/// chosen. The producer keeps each topic's current choice next to its cached partition count;
+/// this holds the random source. Deterministic given its seed.
 #[derive(Debug, Clone)]
 pub struct StickyPartitions {
-    current: HashMap<String, i32>,
     rng: u64,
 }
 
 impl StickyPartitions {
     /// A new chooser; `seed` makes the random choices reproducible.
     pub fn new(seed: u64) -> Self {
-        StickyPartitions {
-            current: HashMap::new(),
-            rng: seed | 1,
-        }
+        StickyPartitions { rng: seed | 1 }
     }
 
-    /// The sticky partition of `topic`, choosing one if there is none yet.
-    pub fn partition(&mut self, topic: &str, available: &[i32], num_partitions: i32) -> i32 {
-        if let Some(&p) = self.current.get(topic)
-            && p < num_partitions
-        {
-            return p;
-        }
-        self.next(topic, None, available, num_partitions)
-    }
-
-    /// Moves `topic` to another partition (called when the batch of `previous` is full).
-    pub fn next(
-        &mut self,
-        topic: &str,
-        previous: Option<i32>,
-        available: &[i32],
-        num_partitions: i32,
-    ) -> i32 {
-        let candidates: Vec<i32> = if available.is_empty() {
-            (0..num_partitions.max(1)).collect()
+    /// A partition other than `previous` (unless it is the only one), among `available` (or
+    /// all `num_partitions` when none is known to have a leader).
+    pub fn next(&mut self, previous: Option<i32>, available: &[i32], num_partitions: i32) -> i32 {
+        let all = 0..num_partitions.max(1);
+        let candidates = if available.is_empty() {
+            all.len()
         } else {
-            available.to_vec()
+            available.len()
         };
-        let others: Vec<i32> = candidates
-            .iter()
-            .copied()
+        let candidate = |i: usize| {
+            if available.is_empty() {
+                i32::try_from(i).unwrap_or(0)
+            } else {
+                available.get(i).copied().unwrap_or(0)
+            }
+        };
+        let others = (0..candidates)
+            .filter(|&i| Some(candidate(i)) != previous)
+            .count();
+        if others == 0 {
+            return candidate(0);
+        }
+        let pick = self.random() as usize % others;
+        (0..candidates)
+            .map(candidate)
             .filter(|&p| Some(p) != previous)
-            .collect();
-        let pool = if others.is_empty() {
-            &candidates
-        } else {
-            &others
-        };
-        let pick = self.random() as usize % pool.len().max(1);
-        let p = pool.get(pick).copied().unwrap_or(0);
-        self.current.insert(topic.to_owned(), p);
-        p
+            .nth(pick)
+            .unwrap_or(0)
     }
 
     fn random(&mut self) -> u64 {
@@ -158,20 +144,21 @@ mod tests {
     }
 
     #[test]
-    fn sticky_stays_until_moved_and_then_changes() {
+    fn sticky_moves_to_another_available_partition() {
         let mut s = StickyPartitions::new(7);
-        let first = s.partition("t", &[0, 1, 2, 3], 4);
-        assert_eq!(s.partition("t", &[0, 1, 2, 3], 4), first);
-        let second = s.next("t", Some(first), &[0, 1, 2, 3], 4);
+        let first = s.next(None, &[0, 1, 2, 3], 4);
+        let second = s.next(Some(first), &[0, 1, 2, 3], 4);
         assert_ne!(first, second);
-        assert_eq!(s.partition("t", &[0, 1, 2, 3], 4), second);
         // Only one available partition: it is chosen even if it was the previous one.
-        assert_eq!(s.next("u", Some(2), &[2], 4), 2);
+        assert_eq!(s.next(Some(2), &[2], 4), 2);
+        // No leader known anywhere: any partition.
+        assert!((0..4).contains(&s.next(None, &[], 4)));
         // Spreads over the available partitions.
         let mut seen = std::collections::HashSet::new();
         let mut prev = None;
         for _ in 0..100 {
-            let p = s.next("v", prev, &[1, 3, 5], 6);
+            let p = s.next(prev, &[1, 3, 5], 6);
+            assert_ne!(Some(p), prev);
             seen.insert(p);
             prev = Some(p);
         }

@@ -27,7 +27,7 @@ use crate::cluster::{Client, lock};
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
 use crate::metadata::{ClusterMetadata, NodeId};
-use crate::records::{BatchIdentity, encode_batch};
+use crate::records::BatchIdentity;
 
 /// Longest sleep when nothing is scheduled.
 const IDLE_TICK: Duration = Duration::from_secs(1);
@@ -239,7 +239,7 @@ impl Sender {
                     producer_epoch: epoch,
                     base_sequence: seq,
                 });
-            match encode_batch(&batch.records, identity, self.config.compression) {
+            match batch.encoded(identity, self.config.compression) {
                 Ok(bytes) => encoded.push((batch.tp.clone(), topic_id(meta, &batch.tp), bytes)),
                 Err(e) => failed.push((i, e)),
             }
@@ -442,6 +442,7 @@ impl Sender {
     fn fatal(&mut self, error: Error) {
         warn!(error = %error, "producer failed fatally");
         *lock(&self.shared.fatal) = Some(error.clone());
+        self.shared.failed.store(true, Ordering::Release);
         let queued = lock(&self.shared.buffers).acc.take_all();
         for batch in queued {
             self.finish(batch, Err(error.clone()));

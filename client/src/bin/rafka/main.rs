@@ -26,6 +26,7 @@ Examples:
   seq 1000 | rafka produce orders
   rafka consume orders --from-beginning -n 1000 --format '%p:%o %k=%v\\n'
   rafka --kafka localhost:9092 topic list
+  rafka --kafka localhost:9092 bench produce --topic perf --records 5000000 --record-size 100
 
 Errors are one line on stderr with a non-zero exit code. Logs go to stderr; set RUST_LOG
 (e.g. RUST_LOG=rafka_client=debug) for more.";
@@ -58,6 +59,9 @@ pub enum Command {
     Produce(commands::produce::ProduceArgs),
     /// Consume records and write them to standard output.
     Consume(commands::consume::ConsumeArgs),
+    /// Benchmarks: producer and consumer throughput, end-to-end latency.
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
 }
 
 impl GlobalArgs {
@@ -111,6 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(cmd) => commands::topic::run(&client, cmd).await,
         Command::Produce(args) => commands::produce::run(&client, args).await,
         Command::Consume(args) => commands::consume::run(&client, args).await,
+        Command::Bench(cmd) => commands::bench::run(&client, &config, cmd).await,
     };
     client.shutdown().await;
     result

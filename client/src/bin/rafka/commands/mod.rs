@@ -1,5 +1,6 @@
 //! One file per command.
 
+pub mod bench;
 pub mod consume;
 pub mod produce;
 pub mod topic;

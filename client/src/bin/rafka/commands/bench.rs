@@ -1,0 +1,346 @@
+//! `rafka bench produce | consume | e2e`: the library's benchmark runners with
+//! kafka-producer-perf-test style options, progress lines on stderr and the result on stdout
+//! (text, or one JSON object with `--json`).
+//!
+//! Defaults are Kafka 3.8's producer and consumer defaults. Each producer and consumer gets its
+//! own client (its own connections), as separate Kafka client instances would.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use kafka_protocol::records::Compression;
+use rafka_client::bench::consume::{ConsumeBench, StartAt};
+use rafka_client::bench::e2e::E2eBench;
+use rafka_client::bench::produce::ProduceBench;
+use rafka_client::bench::stats::Progress;
+use rafka_client::bench::{OnProgress, Report};
+use rafka_client::records::parse_compression;
+use rafka_client::{Acks, Client, ClientConfig, ConsumerConfig, ProducerConfig};
+
+/// `bench`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Producer throughput and latency (after kafka-producer-perf-test).
+    Produce(ProduceArgs),
+    /// Consumer throughput (after kafka-consumer-perf-test).
+    Consume(ConsumeArgs),
+    /// End-to-end latency, one record at a time (after Kafka's EndToEndLatency).
+    E2e(E2eArgs),
+}
+
+/// Options of every benchmark.
+#[derive(Debug, Args)]
+pub struct Output {
+    /// Print the result as one JSON object on stdout (progress lines stay on stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds between progress lines on stderr.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub report_interval: f64,
+    /// PID of a broker on this machine: its CPU time over the run is reported.
+    #[arg(long, value_name = "PID")]
+    pub broker_pid: Option<u32>,
+}
+
+/// `bench produce`.
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Topic (created with --partitions if missing).
+    #[arg(long)]
+    pub topic: String,
+    /// Records to send (over all producers).
+    #[arg(long, short = 'n')]
+    pub records: u64,
+    /// Bytes of each record's value (random, incompressible).
+    #[arg(long, value_name = "BYTES")]
+    pub record_size: usize,
+    /// Bytes of each record's key (default: null keys, sticky partitioning).
+    #[arg(long, value_name = "BYTES")]
+    pub key_size: Option<usize>,
+    /// Acknowledgements: 0, 1 or all.
+    #[arg(long, default_value = "all", value_parser = parse_acks)]
+    pub acks: Acks,
+    /// batch.size in bytes.
+    #[arg(long, default_value_t = 16384, value_name = "BYTES")]
+    pub batch_size: usize,
+    /// linger.ms.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub linger_ms: u64,
+    /// max.in.flight.requests.per.connection.
+    #[arg(long, default_value_t = 5)]
+    pub max_in_flight: usize,
+    /// buffer.memory in bytes.
+    #[arg(long, default_value_t = 32 * 1024 * 1024, value_name = "BYTES")]
+    pub buffer_memory: usize,
+    /// compression.type: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none", value_parser = parse_codec)]
+    pub compression: Compression,
+    /// Turn idempotence off (it is on by default with acks=all, as in Kafka).
+    #[arg(long)]
+    pub no_idempotence: bool,
+    /// Partitions of the topic if it is created.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: i32,
+    /// Producers, each with its own connections.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub producers: u16,
+    /// Records per second over all producers (-1: unlimited).
+    #[arg(long, default_value_t = -1.0, allow_negative_numbers = true)]
+    pub throughput: f64,
+    /// Seed of the payloads.
+    #[arg(long, default_value_t = 0x5eed)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// `bench consume`.
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Topic (must exist).
+    #[arg(long)]
+    pub topic: String,
+    /// Records to read (over all consumers).
+    #[arg(long, short = 'n')]
+    pub records: u64,
+    /// Consumers, each assigned a share of the partitions (no group).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub consumers: u16,
+    /// Where to start in every partition.
+    #[arg(long, value_enum, default_value_t = From::Earliest)]
+    pub from: From,
+    /// max.partition.fetch.bytes.
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
+    pub fetch_size: i32,
+    /// fetch.max.bytes.
+    #[arg(long, default_value_t = 50 * 1024 * 1024, value_name = "BYTES")]
+    pub fetch_max_bytes: i32,
+    /// fetch.max.wait.ms.
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    pub max_wait_ms: u64,
+    /// Give up when no record arrives for this long.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    pub timeout_ms: u64,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// Where `bench consume` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum From {
+    /// The log start.
+    Earliest,
+    /// The log end.
+    Latest,
+}
+
+/// `bench e2e`.
+#[derive(Debug, Args)]
+pub struct E2eArgs {
+    /// Topic (created with one partition if missing).
+    #[arg(long, default_value = "rafka-bench-e2e")]
+    pub topic: String,
+    /// Round trips to measure.
+    #[arg(long, short = 'n')]
+    pub records: u64,
+    /// Bytes of each record's value.
+    #[arg(long, default_value_t = 100, value_name = "BYTES")]
+    pub record_size: usize,
+    /// Acknowledgements: 0, 1 or all.
+    #[arg(long, default_value = "all", value_parser = parse_acks)]
+    pub acks: Acks,
+    /// The consumer's long-poll wait, fetch.max.wait.ms (at least 100).
+    #[arg(long, default_value_t = 500, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(100..))]
+    pub max_wait_ms: u64,
+    /// Unmeasured round trips first.
+    #[arg(long, default_value_t = 10)]
+    pub warmup: u64,
+    /// A round trip taking longer fails the run.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    pub timeout_ms: u64,
+    /// Seed of the payloads.
+    #[arg(long, default_value_t = 0xe2e)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+fn parse_acks(s: &str) -> Result<Acks, String> {
+    Acks::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_codec(s: &str) -> Result<Compression, String> {
+    parse_compression(s).map_err(|e| e.to_string())
+}
+
+impl Output {
+    fn every(&self) -> Duration {
+        Duration::try_from_secs_f64(self.report_interval).unwrap_or(Duration::from_secs(5))
+    }
+}
+
+impl ProduceArgs {
+    /// The producer settings (Kafka 3.8's defaults unless given).
+    pub fn producer_config(&self) -> rafka_client::Result<ProducerConfig> {
+        let config = ProducerConfig {
+            acks: self.acks,
+            enable_idempotence: self.no_idempotence.then_some(false),
+            batch_size: self.batch_size,
+            linger: Duration::from_millis(self.linger_ms),
+            compression: self.compression,
+            max_in_flight: self.max_in_flight,
+            buffer_memory: self.buffer_memory,
+            ..ProducerConfig::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The benchmark these options describe.
+    pub fn bench(&self) -> rafka_client::Result<ProduceBench> {
+        Ok(ProduceBench {
+            topic: self.topic.clone(),
+            records: self.records,
+            record_size: self.record_size,
+            key_size: self.key_size,
+            partitions: self.partitions,
+            producers: usize::from(self.producers),
+            throughput: self.throughput,
+            producer: self.producer_config()?,
+            report_every: self.output.every(),
+            broker_pid: self.output.broker_pid,
+            seed: self.seed,
+        })
+    }
+}
+
+impl ConsumeArgs {
+    /// The benchmark these options describe.
+    pub fn bench(&self) -> rafka_client::Result<ConsumeBench> {
+        let consumer = ConsumerConfig {
+            fetch_max_wait: Duration::from_millis(self.max_wait_ms),
+            fetch_max_bytes: self.fetch_max_bytes,
+            max_partition_fetch_bytes: self.fetch_size,
+            ..ConsumerConfig::default()
+        };
+        consumer.validate()?;
+        Ok(ConsumeBench {
+            topic: self.topic.clone(),
+            records: self.records,
+            consumers: usize::from(self.consumers),
+            start_at: match self.from {
+                From::Earliest => StartAt::Earliest,
+                From::Latest => StartAt::Latest,
+            },
+            consumer,
+            timeout: Duration::from_millis(self.timeout_ms),
+            report_every: self.output.every(),
+            broker_pid: self.output.broker_pid,
+        })
+    }
+}
+
+impl E2eArgs {
+    /// The benchmark these options describe.
+    pub fn bench(&self) -> rafka_client::Result<E2eBench> {
+        let producer = ProducerConfig {
+            acks: self.acks,
+            ..ProducerConfig::default()
+        };
+        producer.validate()?;
+        Ok(E2eBench {
+            topic: self.topic.clone(),
+            records: self.records,
+            record_size: self.record_size,
+            producer,
+            max_wait: Duration::from_millis(self.max_wait_ms),
+            timeout: Duration::from_millis(self.timeout_ms),
+            warmup: self.warmup,
+            report_every: self.output.every(),
+            broker_pid: self.output.broker_pid,
+            seed: self.seed,
+        })
+    }
+}
+
+/// Runs a benchmark; `client` is the first of the clients it uses, `config` makes the others.
+pub async fn run(client: &Client, config: &ClientConfig, cmd: BenchCommand) -> anyhow::Result<()> {
+    let print = |p: &Progress| eprintln!("{p}");
+    let on_progress: OnProgress<'_> = &print;
+    let (report, json, wanted) = match cmd {
+        BenchCommand::Produce(args) => {
+            let bench = args.bench()?;
+            let clients = clients(client, config, bench.producers).await?;
+            let report = bench.run(&clients, on_progress).await;
+            shutdown(&clients).await;
+            (report?, args.output.json, args.records)
+        }
+        BenchCommand::Consume(args) => {
+            let bench = args.bench()?;
+            let clients = clients(client, config, bench.consumers).await?;
+            let report = bench.run(&clients, on_progress).await;
+            shutdown(&clients).await;
+            (report?, args.output.json, args.records)
+        }
+        BenchCommand::E2e(args) => {
+            let bench = args.bench()?;
+            let clients = clients(client, config, 2).await?;
+            let [producer, consumer] = clients.as_slice() else {
+                bail!("two clients expected");
+            };
+            let report = bench.run(producer, consumer, on_progress).await;
+            shutdown(&clients).await;
+            (report?, args.output.json, args.records)
+        }
+    };
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{report}");
+    }
+    check(&report, wanted)
+}
+
+/// A run that lost records or read fewer than asked fails (after its report is printed).
+fn check(report: &Report, wanted: u64) -> anyhow::Result<()> {
+    if report.errors > 0 {
+        bail!(
+            "{} records failed; first error: {}",
+            report.errors,
+            report.first_error.as_deref().unwrap_or("?")
+        );
+    }
+    if report.records < wanted {
+        bail!(
+            "{} of {wanted} records completed{}",
+            report.records,
+            report
+                .first_error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `client` and `n - 1` more clients of the same cluster.
+async fn clients(client: &Client, config: &ClientConfig, n: usize) -> anyhow::Result<Vec<Client>> {
+    let mut all = vec![client.clone()];
+    while all.len() < n {
+        let next = Client::connect(config.clone())
+            .await
+            .with_context(|| format!("client {} of {n}", all.len() + 1))?;
+        all.push(next);
+    }
+    Ok(all)
+}
+
+/// Closes every client but the first (the caller's).
+async fn shutdown(clients: &[Client]) {
+    for c in clients.iter().skip(1) {
+        c.shutdown().await;
+    }
+}
