@@ -1,28 +1,34 @@
 //! Phi-accrual failure detection (Hayashibara et al. 2004, as in Akka and Cassandra), pure: the
 //! caller passes `now` in every call, so nothing here reads a clock.
 //!
-//! Per peer, an [`ArrivalWindow`] keeps the last `window_size` intervals between heartbeat
-//! arrivals (an arrival is a heartbeat *counter increase*, however it reached us: broadcast or
-//! anti-entropy). `phi(now)` says how unlikely it is, under a normal distribution fitted to those
-//! intervals, that the next heartbeat is merely late: `phi = -log10(P(interval > elapsed))`.
-//! A [`PeerDetector`] turns phi into [`Liveness`]: `Alive` → `Suspect` once phi reaches
-//! `phi_suspect`, → `Dead` after `dead_after` of uninterrupted suspicion; any heartbeat brings it
-//! back to `Alive`.
+//! Per peer, an [`ArrivalWindow`] keeps the last `window_size` intervals between heartbeats (a
+//! heartbeat is a *counter increase*, however it reached us, dated from when the peer sent it as
+//! best known: on arrival when it came from the peer itself, earlier by the age the relaying peer
+//! reports when it came through anti-entropy). `phi(now)` says how unlikely it is, under a normal
+//! distribution fitted to those intervals, that the next heartbeat is merely late:
+//! `phi = -log10(P(interval > elapsed))`. A [`PeerDetector`] turns phi into [`Liveness`]:
+//! `Alive` → `Suspect` once phi reaches `phi_suspect`, → `Dead` after `dead_after` of
+//! uninterrupted suspicion; a heartbeat recent enough brings it back to `Alive`. Since phi only
+//! grows between heartbeats, the moment it will cross the threshold is computed when a heartbeat
+//! arrives ([`FailureDetectorConfig::suspect_sigmas`]), and checking a peer is a comparison.
 //!
 //! # Detection time at the defaults
 //!
 //! Heartbeats every 1 s give intervals of ~1 s with a small spread, so the standard deviation is
 //! floored by `min_std_dev` (250 ms). phi reaches 8 when `P(interval > t) = 1e-8`, i.e. when
 //! `t = mean + 5.23 σ` (5.23 solves the logistic approximation below for phi = 8), so a peer is
-//! suspected 1 s + 5.23 × 0.25 s ≈ **2.3 s** after its last heartbeat arrived, and declared dead
-//! `dead_after` (1.5 s) later: **≈ 3.8 s**, plus up to one tick (100 ms) of the caller. That leaves
-//! ~1 s of the 5 s budget for a last heartbeat that reached an observer late (through
-//! anti-entropy instead of the lost broadcast), or for a window whose spread has grown with loss:
-//! at 10 % loss the mean is ~1.1 s and σ ~0.3 s, giving 2.7 s + 1.5 s = 4.2 s.
+//! suspected 1 s + 5.23 × 0.25 s ≈ **2.3 s** after it sent its last heartbeat, and declared dead
+//! `dead_after` (1.5 s) later: **≈ 3.8 s**. A crashed node sent its last heartbeat 0-1 s before
+//! crashing, so every peer declares it dead **2.8-3.8 s after the crash**, plus up to one tick of
+//! the caller (100 ms) and a network hop. Relayed heartbeats are dated from when they were sent,
+//! so a peer that missed the last broadcast and got it later through anti-entropy is not late.
+//! The margin to 5 s (~1.1 s) absorbs a window whose spread grew with loss: at 10 % loss the
+//! mean is ~1.1 s and σ ~0.3 s, giving 2.7 s + 1.5 s = 4.2 s after the last heartbeat.
 //!
-//! The other way round, a live peer is declared dead only after ~3.8 s with *no* heartbeat by any
-//! path: at the 1 s heartbeat plus anti-entropy every second, that takes several consecutive
-//! losses on every path at once.
+//! The other way round, a live peer is declared dead only after ~3.8 s with no heartbeat by any
+//! path: two lost broadcasts in a row and no anti-entropy news make it suspect (the membership
+//! core then probes it directly), and staying suspect for 1.5 s more takes several more losses on
+//! every path at once.
 //!
 //! # Flaws of the reference avoided
 //!
@@ -146,13 +152,17 @@ impl ArrivalWindow {
         window
     }
 
-    /// Records a heartbeat arriving at `now`.
-    pub fn heartbeat(&mut self, now: Duration, config: &FailureDetectorConfig) {
-        let interval = now.saturating_sub(self.last_arrival).as_secs_f64() * 1000.0;
+    /// Records a heartbeat sent (as best known) at `sent`. One dated no later than the previous
+    /// one (an estimate off by a hop's latency) moves nothing and is not sampled.
+    pub fn heartbeat(&mut self, sent: Duration, config: &FailureDetectorConfig) {
+        if sent <= self.last_arrival {
+            return;
+        }
+        let interval = (sent - self.last_arrival).as_secs_f64() * 1000.0;
         if interval <= config.max_interval_ms as f64 {
             self.push(interval);
         }
-        self.last_arrival = self.last_arrival.max(now);
+        self.last_arrival = sent;
     }
 
     /// When the last heartbeat arrived.
@@ -272,16 +282,35 @@ impl PeerDetector {
         &self.window
     }
 
-    /// Records a heartbeat arriving at `now`. Returns the old liveness if it changed (a suspect or
-    /// dead peer is alive again). A dead peer's window starts afresh: the silence that killed it
-    /// says nothing about its heartbeat rhythm.
-    pub fn heartbeat(&mut self, now: Duration, config: &FailureDetectorConfig) -> Option<Liveness> {
+    /// Records, at `now`, a heartbeat sent at `sent` (as best known: `now` when it came straight
+    /// from the peer, earlier when relayed). Returns the old liveness if it changed: a suspect or
+    /// dead peer is alive again, unless the news is already too old to keep it from suspicion.
+    /// A dead peer's window starts afresh: the silence that killed it says nothing about its
+    /// heartbeat rhythm.
+    pub fn heartbeat(
+        &mut self,
+        sent: Duration,
+        now: Duration,
+        config: &FailureDetectorConfig,
+    ) -> Option<Liveness> {
         match self.liveness {
-            Liveness::Dead => self.window = ArrivalWindow::new(now, config),
-            Liveness::Alive | Liveness::Suspect => self.window.heartbeat(now, config),
+            Liveness::Dead => self.window = ArrivalWindow::new(sent, config),
+            Liveness::Alive | Liveness::Suspect => self.window.heartbeat(sent, config),
         }
         self.suspect_at = self.window.suspect_at(config);
-        self.set(Liveness::Alive, now)
+        if now < self.suspect_at {
+            self.set(Liveness::Alive, now)
+        } else {
+            None
+        }
+    }
+
+    /// Shifts the detector's clock by `by`: this node itself stopped (a stall of its event loop,
+    /// a paused process), so the silence it saw says nothing about the peer.
+    pub fn pause(&mut self, by: Duration) {
+        self.window.last_arrival += by;
+        self.suspect_at += by;
+        self.since += by;
     }
 
     /// Re-evaluates at `now` (cheap: a comparison while alive). Returns the old liveness if it
@@ -320,7 +349,7 @@ mod tests {
         let mut d = PeerDetector::new(ms(0), config);
         let mut t = interval;
         while t <= until {
-            d.heartbeat(ms(t), config);
+            d.heartbeat(ms(t), ms(t), config);
             t += interval;
         }
         d
@@ -440,7 +469,10 @@ mod tests {
         let c = FailureDetectorConfig::default();
         let mut d = regular(1000, 10_000, &c);
         first_time(&mut d, 10_000, Liveness::Dead, &c);
-        assert_eq!(d.heartbeat(ms(30_000), &c), Some(Liveness::Dead));
+        assert_eq!(
+            d.heartbeat(ms(30_000), ms(30_000), &c),
+            Some(Liveness::Dead)
+        );
         assert_eq!(d.liveness(), Liveness::Alive);
         assert_eq!(d.since(), ms(30_000));
         // A fresh window: the 20 s silence was not sampled.
@@ -449,8 +481,41 @@ mod tests {
         // Suspect → Alive too.
         let mut d = regular(1000, 10_000, &c);
         first_time(&mut d, 10_000, Liveness::Suspect, &c);
-        assert_eq!(d.heartbeat(ms(12_600), &c), Some(Liveness::Suspect));
-        assert_eq!(d.heartbeat(ms(13_600), &c), None);
+        assert_eq!(
+            d.heartbeat(ms(12_600), ms(12_600), &c),
+            Some(Liveness::Suspect)
+        );
+        assert_eq!(d.heartbeat(ms(13_600), ms(13_600), &c), None);
+    }
+
+    #[test]
+    fn old_news_does_not_revive_and_relayed_heartbeats_count_from_when_they_were_sent() {
+        let c = FailureDetectorConfig::default();
+        let mut d = regular(1000, 10_000, &c);
+        first_time(&mut d, 10_000, Liveness::Dead, &c);
+        // Sent at 10.2 s, learnt at 14 s: the news is older than a fresh window tolerates.
+        assert_eq!(d.heartbeat(ms(10_200), ms(14_000), &c), None);
+        assert_eq!(d.liveness(), Liveness::Dead);
+        // Sent at 12.5 s, relayed to arrive at 12.9 s: alive, the clock running from 12.5 s.
+        let mut d = regular(1000, 10_000, &c);
+        first_time(&mut d, 10_000, Liveness::Suspect, &c);
+        assert_eq!(
+            d.heartbeat(ms(12_500), ms(12_900), &c),
+            Some(Liveness::Suspect)
+        );
+        assert_eq!(d.window().last_arrival(), ms(12_500));
+        let at = d.window().suspect_at(&c);
+        assert_eq!(d.check(at - ms(1), &c), None);
+        assert_eq!(d.check(at, &c), Some(Liveness::Alive));
+    }
+
+    #[test]
+    fn a_pause_of_the_observer_is_not_blamed_on_the_peer() {
+        let c = FailureDetectorConfig::default();
+        let mut d = regular(1000, 10_000, &c);
+        d.pause(ms(5_000));
+        assert_eq!(d.check(ms(15_000), &c), None);
+        assert_eq!(d.check(ms(17_400), &c), Some(Liveness::Alive));
     }
 
     #[test]
@@ -480,7 +545,7 @@ mod tests {
         let mut t = 0;
         for i in 0..100u64 {
             t += if i % 2 == 0 { 600 } else { 1400 };
-            d.heartbeat(ms(t), &c);
+            d.heartbeat(ms(t), ms(t), &c);
         }
         let (_, std_dev) = d.window().stats();
         assert!(std_dev > 350.0, "{std_dev}");

@@ -120,6 +120,7 @@ fn delta_to_proto(delta: &Delta) -> proto::Delta {
                 id: n.id.to_bytes(),
                 generation: n.generation.0,
                 heartbeat: n.heartbeat,
+                heartbeat_age_ms: n.heartbeat_age_ms,
                 left: n.left,
                 from_version: n.from_version,
                 to_version: n.to_version,
@@ -208,6 +209,7 @@ fn node_delta_from_proto(n: proto::NodeDelta) -> Result<NodeDelta, DecodeError> 
         id,
         generation: Generation(n.generation),
         heartbeat: n.heartbeat,
+        heartbeat_age_ms: n.heartbeat_age_ms,
         left: n.left,
         from_version: n.from_version,
         to_version: n.to_version,
@@ -275,6 +277,7 @@ pub fn node_delta_header_len(
     id: &PeerId,
     generation: Generation,
     heartbeat: u64,
+    heartbeat_age_ms: u64,
     from_version: u64,
     max_to_version: u64,
 ) -> usize {
@@ -282,6 +285,7 @@ pub fn node_delta_header_len(
         + bytes_field_len(peer_id_len(id))
         + u64_field_len(generation.0)
         + u64_field_len(heartbeat)
+        + u64_field_len(heartbeat_age_ms)
         + 2 // left, when true
         + u64_field_len(from_version)
         + u64_field_len(max_to_version)
@@ -309,6 +313,7 @@ mod tests {
                 id: peer(1),
                 generation: Generation(1_700_000_000_000),
                 heartbeat: 42,
+                heartbeat_age_ms: 1_250,
                 left: true,
                 from_version: 3,
                 to_version: 9,
@@ -436,7 +441,7 @@ mod tests {
         let delta = sample_delta();
         let node = &delta.nodes[0];
         let mut expected = envelope_overhead("dev-a")
-            + node_delta_header_len(&node.id, node.generation, node.heartbeat, 3, 9);
+            + node_delta_header_len(&node.id, node.generation, node.heartbeat, 1_250, 3, 9);
         for e in &node.entries {
             expected += key_entry_len(&e.key, e.value.as_deref(), e.version);
         }
@@ -485,35 +490,37 @@ mod tests {
     fn arb_message() -> impl Strategy<Value = Message> {
         let node_delta = (
             0u8..8,
-            any::<u64>(),
-            any::<u64>(),
+            (any::<u64>(), any::<u64>(), any::<u64>()),
             any::<bool>(),
             0u64..1_000,
             proptest::collection::vec((arb_entry(), 1u64..5), 0..6),
         )
-            .prop_map(|(p, generation, heartbeat, left, from, entries)| {
-                let mut version = from;
-                let entries = entries
-                    .into_iter()
-                    .map(|((key, value), step)| {
-                        version += step;
-                        KeyEntry {
-                            key,
-                            value,
-                            version,
-                        }
-                    })
-                    .collect();
-                NodeDelta {
-                    id: peer(p),
-                    generation: Generation(generation),
-                    heartbeat,
-                    left,
-                    from_version: from,
-                    to_version: version + 1,
-                    entries,
-                }
-            });
+            .prop_map(
+                |(p, (generation, heartbeat, heartbeat_age_ms), left, from, entries)| {
+                    let mut version = from;
+                    let entries = entries
+                        .into_iter()
+                        .map(|((key, value), step)| {
+                            version += step;
+                            KeyEntry {
+                                key,
+                                value,
+                                version,
+                            }
+                        })
+                        .collect();
+                    NodeDelta {
+                        id: peer(p),
+                        generation: Generation(generation),
+                        heartbeat,
+                        heartbeat_age_ms,
+                        left,
+                        from_version: from,
+                        to_version: version + 1,
+                        entries,
+                    }
+                },
+            );
         let delta = proptest::collection::vec(node_delta, 0..4)
             .prop_map(|nodes| Delta { nodes })
             .boxed();

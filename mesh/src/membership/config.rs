@@ -22,6 +22,9 @@ pub struct MembershipConfig {
     /// How often the caller should call `tick` (suspicion is re-evaluated at each tick, so this
     /// adds to the detection time).
     pub tick_interval_ms: u64,
+    /// A gap between two ticks longer than this means this node itself stalled (a blocked event
+    /// loop, a paused process): the silence of peers during the gap is not held against them.
+    pub stall_threshold_ms: u64,
     /// Largest encoded message produced, broadcasts included. gossipsub refuses messages over
     /// 64 KiB by default (its own framing included), hence 60 KiB.
     pub max_message_bytes: usize,
@@ -50,6 +53,7 @@ impl Default for MembershipConfig {
             heartbeat_interval_ms: 1_000,
             gossip_interval_ms: 1_000,
             tick_interval_ms: 100,
+            stall_threshold_ms: 1_000,
             max_message_bytes: 60 * 1024,
             max_key_bytes: 256,
             max_value_bytes: 16 * 1024,
@@ -82,6 +86,9 @@ impl MembershipConfig {
             if value == 0 {
                 return bad(format!("{name} must be positive"));
             }
+        }
+        if self.stall_threshold_ms <= self.tick_interval_ms {
+            return bad("stall_threshold_ms must exceed tick_interval_ms".into());
         }
         if !(4 * 1024..=1024 * 1024).contains(&self.max_message_bytes) {
             return bad(format!(
@@ -121,6 +128,11 @@ impl MembershipConfig {
     /// [`Self::tick_interval_ms`] as a `Duration`.
     pub fn tick_interval(&self) -> Duration {
         Duration::from_millis(self.tick_interval_ms)
+    }
+
+    /// [`Self::stall_threshold_ms`] as a `Duration`.
+    pub fn stall_threshold(&self) -> Duration {
+        Duration::from_millis(self.stall_threshold_ms)
     }
 
     /// [`Self::gc_after_ms`] as a `Duration`.

@@ -12,6 +12,8 @@ use super::{MemberId, MemberStatus, Membership};
 struct Stale<'a> {
     id: MemberId,
     state: &'a NodeState,
+    /// How long ago this node learnt that heartbeat.
+    heartbeat_age_ms: u64,
     floor: Version,
     staleness: usize,
     tie: u64,
@@ -54,14 +56,18 @@ impl Membership {
     pub(super) fn delta_for(&mut self, digest: &Digest, budget: usize) -> Delta {
         let known: BTreeMap<MemberId, &NodeDigest> =
             digest.nodes.iter().map(|n| (n.id, n)).collect();
-        let candidates = std::iter::once((self.id, &self.own)).chain(
+        let now = self.now;
+        let candidates = std::iter::once((self.id, &self.own, 0)).chain(
             self.peers
                 .iter()
                 .filter(|(_, p)| matches!(p.status, MemberStatus::Alive | MemberStatus::Left))
-                .map(|(id, p)| (*id, &p.state)),
+                .map(|(id, p)| {
+                    let age = now.saturating_sub(p.last_heard).as_millis();
+                    (*id, &p.state, u64::try_from(age).unwrap_or(u64::MAX))
+                }),
         );
         let mut stale = Vec::new();
-        for (id, state) in candidates {
+        for (id, state, heartbeat_age_ms) in candidates {
             let (floor, newer_heartbeat) = match known.get(&id) {
                 None if state.left => continue,
                 None => (0, true),
@@ -77,6 +83,7 @@ impl Membership {
             stale.push(Stale {
                 id,
                 state,
+                heartbeat_age_ms,
                 floor,
                 staleness: stale_entries + usize::from(newer_heartbeat || stale_entries == 0),
                 tie: self.rng.next_u64(),
@@ -139,6 +146,7 @@ fn node_delta(s: &Stale<'_>, remaining: &mut usize) -> Option<NodeDelta> {
         &s.id,
         state.generation,
         state.heartbeat,
+        s.heartbeat_age_ms,
         s.floor,
         complete_to,
     );
@@ -163,6 +171,7 @@ fn node_delta(s: &Stale<'_>, remaining: &mut usize) -> Option<NodeDelta> {
         id: s.id,
         generation: state.generation,
         heartbeat: state.heartbeat,
+        heartbeat_age_ms: s.heartbeat_age_ms,
         left: state.left,
         from_version: s.floor,
         to_version,

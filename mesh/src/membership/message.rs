@@ -89,6 +89,10 @@ pub struct NodeDelta {
     pub generation: Generation,
     /// Its heartbeat.
     pub heartbeat: u64,
+    /// How long before sending the sender learnt that heartbeat (0 from the node itself): a
+    /// heartbeat relayed by anti-entropy is dated from when the node sent it, give or take the
+    /// hops' latency, so old news neither delays failure detection nor revives a dead node.
+    pub heartbeat_age_ms: u64,
     /// It announced that it left.
     pub left: bool,
     /// Entries above this version follow; 0 means the whole state.

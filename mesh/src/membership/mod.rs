@@ -19,6 +19,33 @@
 //! out as [`MemberEvent`]s. Dead and left nodes are forgotten after `gc_after`, keeping a
 //! tombstone of their generation for as long again so stale gossip cannot bring them back.
 //!
+//! # Driving it (the event loop's side)
+//!
+//! - `Membership::new(peer_id, Generation(start_time_ms), config, seed)`; `set` the keys peers need
+//!   (listen addresses, endpoints, ...); `add_seed` for bootstrap and discovered peers.
+//! - `tick(now)` every `tick_interval` (100 ms), `now` a monotonic `Duration` since any epoch.
+//! - `handle(now, from, message)` for every message: `codec::decode(bytes,
+//!   config.max_message_bytes)` first (drop what fails). `from` is where answers go: the sender of
+//!   a direct message; for a gossipsub `Update`, its author (answers are never sent to it).
+//! - Drain `poll_output()` after each call: `Send` goes to one peer (dial it if need be; a failed
+//!   send is just a lost message), `Broadcast` is published on the membership gossipsub topic,
+//!   `Event` updates the view the rest of the node watches (`members()` is the full snapshot).
+//! - Shutdown: `leave()`, then keep ticking and sending for ~600 ms (the departure is rebroadcast
+//!   three times, 200 ms apart) if shutdown allows; peers mark the node `Left` at once.
+//!
+//! # Choices
+//!
+//! - Only first-hand-fresh states are relayed: a node's own, and peers it observes alive (left
+//!   ones only to nodes that know them). Relayed heartbeats carry their age, so old news neither
+//!   delays detection nor revives a dead node.
+//! - A delta carries each node's entries in version order from the receiver's version on; a
+//!   receiver applies it only if it continues what it has (so a truncated or out-of-order
+//!   delta never hides a missing change), and a new incarnation only from a whole state.
+//! - Removed keys stay as tombstones for the life of the generation (nodes gossip a handful of
+//!   keys; a generation resets them).
+//! - A peer turning suspect is probed with a `Syn` at once; a stall of this node (a tick gap
+//!   over `stall_threshold`) is not blamed on its peers.
+//!
 //! ```
 //! use std::time::Duration;
 //! use rafka_mesh::PeerId;
@@ -95,6 +122,7 @@ pub struct Membership {
     seeds: BTreeSet<MemberId>,
     outputs: VecDeque<Output>,
     now: Duration,
+    last_tick: Option<Duration>,
     next_heartbeat: Option<Duration>,
     next_gossip: Option<Duration>,
     /// Own versions up to this one were broadcast.
@@ -127,6 +155,7 @@ impl Membership {
             seeds: BTreeSet::new(),
             outputs: VecDeque::new(),
             now: Duration::ZERO,
+            last_tick: None,
             next_heartbeat: None,
             next_gossip: None,
             broadcast_version: 0,
@@ -165,6 +194,15 @@ impl Membership {
     pub fn tick(&mut self, now: Duration) {
         self.now = self.now.max(now);
         let now = self.now;
+        if let Some(gap) = self.last_tick.map(|last| now.saturating_sub(last))
+            && gap > self.config.stall_threshold()
+        {
+            let stalled = gap.saturating_sub(self.config.tick_interval());
+            for peer in self.peers.values_mut() {
+                peer.detector.pause(stalled);
+            }
+        }
+        self.last_tick = Some(now);
         self.detect(now);
         self.heartbeat(now);
         if self.next_gossip.is_none_or(|at| now >= at) {

@@ -184,6 +184,7 @@ impl Membership {
             &self.id,
             own.generation,
             own.heartbeat,
+            0,
             own.max_version,
             own.max_version,
         );
@@ -218,6 +219,7 @@ impl Membership {
             id: self.id,
             generation: self.own.generation,
             heartbeat: self.own.heartbeat,
+            heartbeat_age_ms: 0,
             left: self.own.left,
             from_version,
             to_version: self.own.max_version,

@@ -36,7 +36,8 @@ pub(crate) struct Peer {
     pub(crate) detector: PeerDetector,
     pub(crate) status: MemberStatus,
     pub(crate) status_since: Duration,
-    /// When its heartbeat last increased (or it was first heard of).
+    /// When it sent its latest heartbeat known, as best known: arrival time less the age the
+    /// relaying peer reported (this node's clock).
     pub(crate) last_heard: Duration,
 }
 
@@ -48,16 +49,19 @@ pub(crate) struct Merge {
 }
 
 impl Peer {
-    /// A peer first heard of at `now` through `delta` (a whole state: `from_version` 0).
+    /// A peer first heard of at `now` through `delta` (a whole state: `from_version` 0). Its
+    /// detector starts at `now` whatever the age of that first news: a node that just learnt of
+    /// a peer gives it the initial interval to be heard from before suspecting it.
     pub(crate) fn new(now: Duration, delta: &NodeDelta, config: &FailureDetectorConfig) -> Self {
         let mut state = NodeState::new(delta.generation);
         state.heartbeat = delta.heartbeat;
+        let sent = now.saturating_sub(Duration::from_millis(delta.heartbeat_age_ms));
         Self {
             state,
             detector: PeerDetector::new(now, config),
             status: MemberStatus::Alive,
             status_since: now,
-            last_heard: now,
+            last_heard: sent,
         }
     }
 
@@ -70,8 +74,12 @@ impl Peer {
     ) -> Merge {
         if delta.heartbeat > self.state.heartbeat {
             self.state.heartbeat = delta.heartbeat;
-            self.last_heard = now;
-            self.detector.heartbeat(now, config);
+            // A newer heartbeat was sent after the previous one, whatever the ages say.
+            let sent = now
+                .saturating_sub(Duration::from_millis(delta.heartbeat_age_ms))
+                .max(self.last_heard);
+            self.last_heard = sent;
+            self.detector.heartbeat(sent, now, config);
         }
         let keys = self.state.apply_entries(delta);
         // A departure is final for the generation, whatever else the delta lacks.

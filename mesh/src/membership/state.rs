@@ -135,6 +135,7 @@ mod tests {
             id: MemberId::random(),
             generation: Generation(1),
             heartbeat: 0,
+            heartbeat_age_ms: 0,
             left: false,
             from_version: from,
             to_version: to,

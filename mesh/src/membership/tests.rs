@@ -282,6 +282,18 @@ fn a_silent_node_turns_suspect_then_dead_and_a_heartbeat_revives_it() {
 }
 
 #[test]
+fn a_stall_of_this_node_is_not_blamed_on_its_peers() {
+    let mut nodes = cluster(3);
+    run(&mut nodes, 0, 20);
+    // Node 1 stops ticking (and receiving) for 4 s, then ticks before the others' messages
+    // are handled: no suspicion.
+    nodes[0].tick(ms(24_000));
+    let e = events(&drain(&mut nodes[0]));
+    assert!(e.is_empty(), "{e:?}");
+    assert_eq!(nodes[0].status(&peer(2)), Some(MemberStatus::Alive));
+}
+
+#[test]
 fn a_new_generation_replaces_the_old_state_and_stale_ones_are_ignored() {
     let mut nodes = cluster(2);
     nodes[1].set("before", "restart").expect("set");

@@ -72,8 +72,9 @@ fn no_false_deaths_over_five_minutes_with_loss() {
     // broadcasts in a row for that observer and peer (one loss leaves a 2 s gap), which happens
     // with probability loss² per observer-peer-second; anti-entropy (two exchanges a second per
     // node) must then also miss for ~1.3 s. Require it to rescue at least 3 out of 4: at most a
-    // quarter of loss² × observer-peer-seconds. And each suspicion ends within a round trip of
-    // the probe it triggers, far below the 1.5 s after which the peer would be declared dead.
+    // quarter of loss² × observer-peer-seconds. Each suspicion ends with the answer to the probe
+    // it triggers (a round trip) or, if that is lost too, the next heartbeat: always before the
+    // 1.5 s after which the peer would be declared dead.
     let pair_seconds = 50.0 * 49.0 * 60.0;
     let mut report = Vec::new();
     for ((loss, _, _), count) in phases.iter().zip(&per_phase) {
@@ -91,7 +92,7 @@ fn no_false_deaths_over_five_minutes_with_loss() {
         sim.stats,
         started.elapsed()
     );
-    assert!(longest < ms(500), "a suspicion lasted {longest:?}");
+    assert!(longest < ms(1_500), "a suspicion lasted {longest:?}");
     assert_eq!(end, sim.now);
     sim.loss = 0.0;
     sim.wait_until(secs(10), ms(500), Sim::converged)

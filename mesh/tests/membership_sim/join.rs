@@ -1,6 +1,6 @@
 //! Nodes join through a few seed nodes (not all-to-all) and converge.
 
-use rafka_mesh::membership::{MemberStatus, MembershipConfig};
+use rafka_mesh::membership::{MemberEvent, MemberStatus, MembershipConfig};
 
 use crate::sim::{self, Sim, ms, secs};
 
@@ -30,13 +30,15 @@ fn sixty_nodes_join_through_three_seeds_and_converge() {
     // which spreads in O(log n) rounds of 1 s.
     assert!(took <= secs(8), "converged only after {took:?}");
     // Nobody was ever suspected while joining.
-    let suspicions = sim
+    let suspicions: Vec<String> = sim
         .log
         .iter()
-        .filter(|o| {
-            matches!(o.event, rafka_mesh::membership::MemberEvent::StatusChanged { new, .. }
-                if new != MemberStatus::Alive)
+        .filter_map(|o| match &o.event {
+            MemberEvent::StatusChanged { id, new, .. } if *new != MemberStatus::Alive => {
+                Some(format!("{} saw {id} {new:?} at {:?}", o.observer, o.at))
+            }
+            _ => None,
         })
-        .count();
-    assert_eq!(suspicions, 0);
+        .collect();
+    assert!(suspicions.is_empty(), "{suspicions:?}");
 }
