@@ -3,76 +3,119 @@
 use std::time::Duration;
 
 use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
 use serde::{Deserialize, Serialize};
 
 use crate::MeshError;
+use crate::membership::MembershipConfig;
 
-/// Whether this peer serves Kafka requests (a broker node) or only sends them (a client).
+/// Whether this peer serves requests (a broker node) or only sends them (a client).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
-    /// A broker node: listens and accepts inbound Kafka frames.
+    /// A broker node: both planes, membership, inbound Kafka and Raft.
     Node,
-    /// A light client peer: dials out only.
+    /// A light client peer: the data plane only, dialling out.
     Client,
 }
 
 /// Configuration of the mesh layer.
 #[derive(Clone, Debug)]
 pub struct MeshConfig {
-    /// Addresses to listen on (nodes); empty for clients.
+    /// Data-plane listen addresses (the user-facing p2p address); empty for clients.
     pub listen: Vec<Multiaddr>,
+    /// Control-plane listen addresses (nodes); OS-assigned port by default, learned by peers.
+    pub control_listen: Vec<Multiaddr>,
     /// Node or client.
     pub role: Role,
+    /// LAN discovery through mDNS (IPv4).
+    pub mdns: bool,
+    /// How often mDNS queries the network.
+    pub mdns_query_interval: Duration,
+    /// Data-plane addresses of known nodes to join through (`/p2p/<peer id>` optional).
+    pub bootstrap: Vec<Multiaddr>,
     /// Largest Kafka frame accepted or sent (Kafka's `socket.request.max.bytes`).
     pub max_frame_bytes: usize,
-    /// How long an outbound request may take, end to end.
+    /// How long an outbound Kafka request may take, end to end.
     pub request_timeout: Duration,
-    /// Connections idle this long are closed (and re-dialled on demand).
+    /// How long a Raft RPC may take before the transport gives up.
+    pub raft_request_timeout: Duration,
+    /// Data-plane connections idle this long are closed (and re-dialled on demand). The control
+    /// plane keeps its connections for as long as the peers are members.
     pub idle_connection_timeout: Duration,
     /// Inbound requests processed concurrently per connection before new streams are refused.
     pub max_concurrent_streams: usize,
+    /// Gossip membership settings (nodes).
+    pub membership: MembershipConfig,
+    /// This incarnation's generation: must grow across restarts (milliseconds since the Unix epoch
+    /// at start-up is the usual choice).
+    pub generation: u64,
+    /// Seed of the membership protocol's random choices.
+    pub seed: u64,
 }
 
 impl Default for MeshConfig {
     fn default() -> Self {
         Self {
             listen: vec![default_listen()],
+            control_listen: vec![default_control_listen()],
             role: Role::Node,
+            mdns: true,
+            mdns_query_interval: Duration::from_secs(5),
+            bootstrap: Vec::new(),
             max_frame_bytes: 100 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            raft_request_timeout: Duration::from_secs(10),
             idle_connection_timeout: Duration::from_secs(300),
             max_concurrent_streams: 256,
+            membership: MembershipConfig::default(),
+            generation: 1,
+            seed: 0,
         }
     }
 }
 
 /// `/ip4/0.0.0.0/tcp/7070`.
 pub fn default_listen() -> Multiaddr {
-    Multiaddr::from(std::net::Ipv4Addr::UNSPECIFIED).with(libp2p::multiaddr::Protocol::Tcp(7070))
+    Multiaddr::from(std::net::Ipv4Addr::UNSPECIFIED).with(Protocol::Tcp(7070))
+}
+
+/// `/ip4/0.0.0.0/tcp/0`: an OS-assigned port.
+pub fn default_control_listen() -> Multiaddr {
+    Multiaddr::from(std::net::Ipv4Addr::UNSPECIFIED).with(Protocol::Tcp(0))
 }
 
 impl MeshConfig {
+    /// A light client's configuration: no listeners, no membership.
+    pub fn client() -> Self {
+        Self {
+            listen: vec![],
+            control_listen: vec![],
+            role: Role::Client,
+            ..Self::default()
+        }
+    }
+
     /// Checks the values make sense together.
     pub fn validate(&self) -> Result<(), MeshError> {
+        let bad = |reason: String| Err(MeshError::Config(reason));
         if self.max_frame_bytes < 1024 {
-            return Err(MeshError::Config(format!(
+            return bad(format!(
                 "max_frame_bytes {} is below 1 KiB",
                 self.max_frame_bytes
-            )));
-        }
-        if self.request_timeout.is_zero() {
-            return Err(MeshError::Config("request_timeout must be positive".into()));
-        }
-        if self.role == Role::Node && self.listen.is_empty() {
-            return Err(MeshError::Config(
-                "a node needs at least one listen address".into(),
             ));
+        }
+        if self.request_timeout.is_zero() || self.raft_request_timeout.is_zero() {
+            return bad("request timeouts must be positive".into());
+        }
+        if self.role == Role::Node && (self.listen.is_empty() || self.control_listen.is_empty()) {
+            return bad("a node needs a data-plane and a control-plane listen address".into());
         }
         if self.max_concurrent_streams == 0 {
-            return Err(MeshError::Config(
-                "max_concurrent_streams must be positive".into(),
-            ));
+            return bad("max_concurrent_streams must be positive".into());
         }
-        Ok(())
+        if self.mdns_query_interval.is_zero() {
+            return bad("mdns_query_interval must be positive".into());
+        }
+        self.membership.validate()
     }
 }

@@ -1,18 +1,22 @@
-//! [`Mesh`]: the handle callers hold; the swarm itself lives in [`crate::event_loop`].
+//! [`Mesh`]: the handle callers hold; the swarms themselves live in [`crate::event_loop`].
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use libp2p::{Multiaddr, PeerId, identity::Keypair};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::event_loop::{Command, EventLoop};
+use crate::view::MembershipView;
 use crate::{MeshConfig, MeshError};
 
-/// Capacity of the inbound Kafka request queue handed to the broker.
+/// Capacity of the inbound request queues handed to the broker.
 const INBOUND_QUEUE: usize = 4096;
 /// Capacity of the command queue into the swarm task.
 const COMMAND_QUEUE: usize = 4096;
 /// How long [`Mesh::start`] waits for its listeners to bind.
-const LISTEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An inbound Kafka request frame from a peer, with the slot for its response.
 #[derive(Debug)]
@@ -25,31 +29,50 @@ pub struct InboundKafka {
     pub reply: oneshot::Sender<Bytes>,
 }
 
+/// An inbound Raft RPC from a peer (opaque bytes for the metadata log), with its reply slot.
+#[derive(Debug)]
+pub struct InboundRaft {
+    /// The peer that sent it.
+    pub peer: PeerId,
+    /// The encoded RPC.
+    pub payload: Bytes,
+    /// Where the encoded answer goes.
+    pub reply: oneshot::Sender<Bytes>,
+}
+
+/// Inbound requests for the broker.
+#[derive(Debug)]
+pub struct Inbound {
+    /// Kafka frames (data plane).
+    pub kafka: mpsc::Receiver<InboundKafka>,
+    /// Raft RPCs (control plane).
+    pub raft: mpsc::Receiver<InboundRaft>,
+}
+
 /// Cheap, cloneable handle to the mesh task.
 #[derive(Clone, Debug)]
 pub struct Mesh {
     commands: mpsc::Sender<Command>,
     local_peer_id: PeerId,
+    view: watch::Receiver<Arc<MembershipView>>,
 }
 
 impl Mesh {
     /// Starts the swarm task and returns once every listener is bound (ports the OS assigned are
-    /// then visible through [`Mesh::listen_addrs`]).
-    ///
-    /// Inbound Kafka frames (role [`crate::Role::Node`]) arrive on the returned receiver.
-    pub async fn start(
-        keypair: Keypair,
-        config: MeshConfig,
-    ) -> Result<(Mesh, mpsc::Receiver<InboundKafka>), MeshError> {
+    /// then visible through [`Mesh::listen_addrs`] and [`Mesh::control_addrs`]).
+    pub async fn start(keypair: Keypair, config: MeshConfig) -> Result<(Mesh, Inbound), MeshError> {
         config.validate()?;
         let local_peer_id = keypair.public().to_peer_id();
-        let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+        let (kafka_tx, kafka) = mpsc::channel(INBOUND_QUEUE);
+        let (raft_tx, raft) = mpsc::channel(INBOUND_QUEUE);
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
-        let event_loop = EventLoop::new(keypair, &config, command_rx, inbound_tx)?;
+        let (view_tx, view) = watch::channel(Arc::new(MembershipView::default()));
+        let event_loop = EventLoop::new(keypair, &config, command_rx, kafka_tx, raft_tx, view_tx)?;
         tokio::spawn(event_loop.run());
         let mesh = Mesh {
             commands,
             local_peer_id,
+            view,
         };
         let listening = mesh.call(|reply| Command::WaitListening { reply });
         match tokio::time::timeout(LISTEN_TIMEOUT, listening).await {
@@ -62,31 +85,92 @@ impl Mesh {
                 ));
             }
         }
-        Ok((mesh, inbound_rx))
+        Ok((mesh, Inbound { kafka, raft }))
     }
 
-    /// This peer's id.
+    /// This peer's id (the same on both planes).
     pub fn local_peer_id(&self) -> PeerId {
         self.local_peer_id
     }
 
-    /// The addresses the swarm listens on now (with OS-assigned ports resolved).
+    /// Data-plane listen addresses (with OS-assigned ports resolved).
     pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
-        self.call(|reply| Command::ListenAddrs { reply })
+        self.call(|reply| Command::ListenAddrs {
+            control: false,
+            reply,
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// Control-plane listen addresses.
+    pub async fn control_addrs(&self) -> Vec<Multiaddr> {
+        self.call(|reply| Command::ListenAddrs {
+            control: true,
+            reply,
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// The membership view, updated as it changes (nodes; clients see what `cluster_info` told).
+    pub fn membership(&self) -> watch::Receiver<Arc<MembershipView>> {
+        self.view.clone()
+    }
+
+    /// Dials a data-plane address (the `/p2p/<peer id>` suffix is optional) and resolves with the
+    /// peer's id once connected.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, MeshError> {
+        self.call(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Peers found on the data plane so far (mDNS, bootstrap, cluster information).
+    pub async fn known_peers(&self) -> Vec<PeerId> {
+        self.call(|reply| Command::KnownPeers { reply })
             .await
             .unwrap_or_default()
     }
 
-    /// Dials `addr` (the `/p2p/<peer id>` suffix is optional) and resolves with the peer's id once
-    /// connected.
-    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, MeshError> {
-        self.call(|reply| Command::Dial { addr, reply }).await?
+    /// Asks `peer` which members it knows; their data addresses become dialable.
+    pub async fn cluster_info(&self, peer: PeerId) -> Result<MembershipView, MeshError> {
+        self.call(|reply| Command::ClusterInfo { peer, reply })
+            .await?
     }
 
     /// Sends one Kafka request frame to `peer` and returns its response frame (empty: no response).
     pub async fn kafka_request(&self, peer: PeerId, frame: Bytes) -> Result<Bytes, MeshError> {
         self.call(|reply| Command::KafkaRequest { peer, frame, reply })
             .await?
+    }
+
+    /// Sends one Raft RPC to `peer` over the control plane and returns its answer.
+    pub async fn raft_request(&self, peer: PeerId, payload: Bytes) -> Result<Bytes, MeshError> {
+        self.call(|reply| Command::RaftRequest {
+            peer,
+            payload,
+            reply,
+        })
+        .await?
+    }
+
+    /// Sets (or with `None` removes) a key of this node's gossiped state.
+    pub async fn set_state(&self, key: &str, value: Option<String>) -> Result<(), MeshError> {
+        let key = key.to_string();
+        self.call(|reply| Command::SetState { key, value, reply })
+            .await?
+    }
+
+    /// Fixes this node's cluster id: from now on nodes of other clusters are ignored.
+    pub async fn set_cluster_id(&self, cluster_id: &str) -> Result<(), MeshError> {
+        let cluster_id = cluster_id.to_string();
+        self.call(|reply| Command::SetClusterId { cluster_id, reply })
+            .await?
+    }
+
+    /// Announces that this node leaves (peers mark it `left` at once); resolves once the notice
+    /// went out.
+    pub async fn leave(&self) {
+        let _ = self.call(|reply| Command::Leave { reply }).await;
     }
 
     /// Stops the swarm task: listeners close and connections drop.

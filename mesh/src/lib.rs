@@ -3,10 +3,14 @@
 //! Component map:
 //! - [`identity`]: the node's ed25519 key, persisted in the data dir so the peer id survives restarts.
 //! - [`config`]: [`MeshConfig`] and the [`Role`] of this peer (a broker node or a light client).
-//! - [`codec`]: the `/rafka/kafka/1` request-response codec carrying Kafka frames verbatim.
-//! - [`behaviour`]: the composed `NetworkBehaviour` (one behaviour per concern).
-//! - [`event_loop`]: the single task that owns the `Swarm`.
-//! - [`handle`]: [`Mesh`], the cheap cloneable handle callers use, and [`InboundKafka`].
+//! - [`codec`]: the length-prefixed frame codec of Rafka's request-response protocols.
+//! - [`data`]: the data plane (`/rafka/kafka/1`, `/rafka/cluster/1`, mDNS) on the user-facing p2p
+//!   address; bulk traffic stays here.
+//! - [`control`]: the control plane (membership gossip, Raft RPCs, Kademlia) on a second swarm with
+//!   the same identity and its own, OS-assigned listener, so heartbeats never queue behind data.
+//! - `event_loop`: the single task that owns both swarms and drives the membership core.
+//! - [`handle`]: [`Mesh`], the cheap cloneable handle callers use, and the inbound queues.
+//! - [`view`]: the membership view the broker reads, and the `/rafka/cluster/1` encoding.
 //! - [`membership`]: gossip membership (scuttlebutt anti-entropy plus own-state broadcasts), a
 //!   sans-IO core the event loop drives with `tick(now)` / `handle(now, from, message)` /
 //!   `poll_output()`; its messages are `proto/membership.proto` ([`membership::codec`]).
@@ -16,26 +20,30 @@
 //!
 //! ```
 //! use rafka_mesh::{MeshConfig, Role};
-//! let config = MeshConfig { role: Role::Client, listen: vec![], ..MeshConfig::default() };
+//! let config = MeshConfig::client();
+//! assert_eq!(config.role, Role::Client);
 //! assert!(config.validate().is_ok());
 //! ```
 #![deny(clippy::indexing_slicing)]
 
-pub mod behaviour;
 pub mod codec;
 pub mod config;
+pub mod control;
+pub mod data;
 pub mod error;
-pub mod event_loop;
+mod event_loop;
 pub mod failure_detector;
 pub mod handle;
 pub mod identity;
 pub mod membership;
+pub mod view;
 
 pub use config::{MeshConfig, Role};
 pub use error::MeshError;
-pub use handle::{InboundKafka, Mesh};
+pub use handle::{Inbound, InboundKafka, InboundRaft, Mesh};
 pub use identity::load_or_create_identity;
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol};
+pub use view::{MemberInfo, MembershipView};
 
 /// Splits a multiaddr into the dialable part and the optional trailing `/p2p/<peer id>`.
 pub fn split_peer_id(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {

@@ -2,13 +2,22 @@
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
-use rafka_mesh::{Keypair, Mesh, MeshConfig, Multiaddr, Role};
+use rafka_mesh::{Keypair, Mesh, MeshConfig, Multiaddr};
 
 fn node_config() -> MeshConfig {
     MeshConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        control_listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        mdns: false,
         max_frame_bytes: 64 * 1024,
         ..MeshConfig::default()
+    }
+}
+
+fn client_config() -> MeshConfig {
+    MeshConfig {
+        mdns: false,
+        ..MeshConfig::client()
     }
 }
 
@@ -23,9 +32,10 @@ async fn listen_addr(mesh: &Mesh) -> Multiaddr {
 
 #[tokio::test]
 async fn client_sends_frames_and_node_answers() {
-    let (node, mut inbound) = Mesh::start(Keypair::generate_ed25519(), node_config())
+    let (node, inbound) = Mesh::start(Keypair::generate_ed25519(), node_config())
         .await
         .unwrap();
+    let mut inbound = inbound.kafka;
     tokio::spawn(async move {
         while let Some(request) = inbound.recv().await {
             let mut answer = b"echo:".to_vec();
@@ -35,12 +45,7 @@ async fn client_sends_frames_and_node_answers() {
     });
     let addr = listen_addr(&node).await;
 
-    let client_config = MeshConfig {
-        role: Role::Client,
-        listen: vec![],
-        ..MeshConfig::default()
-    };
-    let (client, _) = Mesh::start(Keypair::generate_ed25519(), client_config)
+    let (client, _) = Mesh::start(Keypair::generate_ed25519(), client_config())
         .await
         .unwrap();
     let peer = client.dial(addr.clone()).await.unwrap();
@@ -79,12 +84,7 @@ async fn client_sends_frames_and_node_answers() {
 
 #[tokio::test]
 async fn dialing_nothing_fails_cleanly() {
-    let client_config = MeshConfig {
-        role: Role::Client,
-        listen: vec![],
-        ..MeshConfig::default()
-    };
-    let (client, _) = Mesh::start(Keypair::generate_ed25519(), client_config)
+    let (client, _) = Mesh::start(Keypair::generate_ed25519(), client_config())
         .await
         .unwrap();
     // Port 1 on loopback: nothing listens there.

@@ -21,7 +21,7 @@ mod imp {
     use futures::future::BoxFuture;
     use futures::stream::FuturesUnordered;
     use futures::{FutureExt, StreamExt};
-    use rafka_mesh::{Keypair, Mesh, MeshConfig, Multiaddr, PeerId, Role};
+    use rafka_mesh::{Keypair, Mesh, MeshConfig, Multiaddr, PeerId};
     use tokio::sync::{mpsc, oneshot};
     use tokio::task::JoinHandle;
     use tracing::debug;
@@ -34,17 +34,16 @@ mod imp {
     pub struct MeshNode {
         mesh: Mesh,
         // Kept so the mesh task never sees its inbound queue closed (a client gets no requests).
-        _inbound: mpsc::Receiver<rafka_mesh::InboundKafka>,
+        _inbound: rafka_mesh::Inbound,
     }
 
     impl MeshNode {
         /// Starts a client-role mesh peer with a fresh identity.
         pub async fn start(max_frame_bytes: usize) -> Result<MeshNode> {
             let config = MeshConfig {
-                listen: vec![],
-                role: Role::Client,
                 max_frame_bytes: max_frame_bytes.max(1024),
-                ..MeshConfig::default()
+                mdns: false,
+                ..MeshConfig::client()
             };
             let (mesh, inbound) = Mesh::start(Keypair::generate_ed25519(), config)
                 .await

@@ -1,0 +1,75 @@
+//! The data plane: Kafka frames (`/rafka/kafka/1`), cluster information (`/rafka/cluster/1`) and
+//! mDNS discovery, on the swarm that listens on the user-facing p2p address. Bulk traffic lives
+//! here so it never queues in front of membership heartbeats or Raft messages, which use the
+//! control plane's own connections (see [`crate::control`]).
+
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{StreamProtocol, identify, identity::Keypair, mdns, request_response};
+
+use crate::codec::{FrameCodec, KAFKA_PROTOCOL};
+use crate::{MeshConfig, MeshError, Role};
+
+/// Agent string announced through identify.
+pub const AGENT: &str = concat!("rafka/", env!("CARGO_PKG_VERSION"));
+/// Identify protocol name of Rafka's data plane.
+pub const IDENTIFY_PROTOCOL: &str = "/rafka/id/1";
+/// The cluster information protocol.
+pub const CLUSTER_PROTOCOL: StreamProtocol = StreamProtocol::new("/rafka/cluster/1");
+
+/// Everything the data plane speaks.
+#[derive(NetworkBehaviour)]
+pub struct DataBehaviour {
+    /// Kafka frames between clients and nodes, and between nodes.
+    pub kafka: request_response::Behaviour<FrameCodec>,
+    /// Who is in the cluster, with their addresses.
+    pub cluster: request_response::Behaviour<FrameCodec>,
+    /// Learns the peer's listen and observed addresses.
+    pub identify: identify::Behaviour,
+    /// LAN discovery (nodes announce their data addresses; clients listen).
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+impl DataBehaviour {
+    /// Builds the data plane for `config.role`.
+    pub fn new(keypair: &Keypair, config: &MeshConfig) -> Result<Self, MeshError> {
+        let support = match config.role {
+            Role::Node => request_response::ProtocolSupport::Full,
+            Role::Client => request_response::ProtocolSupport::Outbound,
+        };
+        let rr_config = request_response::Config::default()
+            .with_request_timeout(config.request_timeout)
+            .with_max_concurrent_streams(config.max_concurrent_streams);
+        let kafka = request_response::Behaviour::with_codec(
+            FrameCodec::new(config.max_frame_bytes),
+            [(KAFKA_PROTOCOL, support.clone())],
+            rr_config.clone(),
+        );
+        let cluster = request_response::Behaviour::with_codec(
+            FrameCodec::new(4 * 1024 * 1024),
+            [(CLUSTER_PROTOCOL, support)],
+            rr_config,
+        );
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.to_string(), keypair.public())
+                .with_agent_version(AGENT.to_string()),
+        );
+        let mdns = if config.mdns {
+            let mdns_config = mdns::Config {
+                query_interval: config.mdns_query_interval,
+                ..mdns::Config::default()
+            };
+            let behaviour = mdns::tokio::Behaviour::new(mdns_config, keypair.public().to_peer_id())
+                .map_err(|e| MeshError::Build(format!("mDNS: {e}")))?;
+            Some(behaviour)
+        } else {
+            None
+        };
+        Ok(Self {
+            kafka,
+            cluster,
+            identify,
+            mdns: Toggle::from(mdns),
+        })
+    }
+}
