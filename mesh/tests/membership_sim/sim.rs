@@ -583,6 +583,18 @@ impl Sim {
     }
 }
 
+impl Drop for Sim {
+    fn drop(&mut self) {
+        eprintln!(
+            "simulated {:?} of virtual time with {} nodes (seed {}); {:?}",
+            self.now,
+            self.nodes.len(),
+            self.seed,
+            self.stats
+        );
+    }
+}
+
 /// Min, mean and max of durations, for reports.
 pub fn summary(durations: &[Duration]) -> String {
     let max = durations.iter().max().copied().unwrap_or_default();
