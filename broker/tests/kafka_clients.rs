@@ -1,7 +1,10 @@
 //! Real Kafka clients no one here wrote, against a `rafka-node` process: kcat 1.7 and
 //! confluent-kafka for Python (both librdkafka). They list metadata, produce (idempotent or not,
 //! keyed, compressed) and consume (assign, committed offsets, read_committed) byte-identically, and
-//! what they write the `rafka` CLI reads, and the other way round.
+//! what they write the `rafka` CLI reads, and the other way round. Each also produces a million
+//! keyed records and reads them back byte-identical per partition, before and after a clean
+//! restart and a SIGKILL (the acceptance criterion; e2e_cli.rs does the same for the
+//! `rafka` CLI).
 //!
 //! Each test skips with a message when its client is missing, and fails instead when
 //! `RAFKA_REQUIRE_EXTERNAL_CLIENTS=1` (CI). `scripts/install-test-deps.sh` installs both.
@@ -605,9 +608,14 @@ fn script(name: &str) -> PathBuf {
 }
 
 fn python(script_name: &str, args: &[&str]) -> Value {
+    python_with_stdin(script_name, args, b"")
+}
+
+/// Runs a script with `stdin` as its standard input; its stdout is one JSON object.
+fn python_with_stdin(script_name: &str, args: &[&str], stdin: &[u8]) -> Value {
     let mut command = Command::new("python3");
     command.arg(script(script_name)).args(args);
-    let out = run(command, b"", TIMEOUT);
+    let out = run(command, stdin, TIMEOUT);
     eprintln!("{script_name} {args:?}: {:?}", out.elapsed);
     let stdout = out.ok();
     serde_json::from_slice(&stdout).unwrap_or_else(|e| panic!("{script_name}: not JSON ({e})"))
@@ -1061,5 +1069,345 @@ fn process_confluent_kafka_idempotent_producer_survives_sigkill() {
     eprintln!(
         "process_confluent_kafka_idempotent_producer_survives_sigkill: {:?}",
         started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A million records with each client, read back before and after a clean restart and a SIGKILL
+
+const MILLION: usize = 1_000_000;
+const MILLION_PARTITIONS: i32 = 4;
+
+/// `count` lines `key-<i mod 5000>:<value>`, each value 100 bytes and distinct: `v<i>-` (9 bytes),
+/// 88 pseudo-random bytes of the whole range but `\n` (so `:`, spaces, invalid UTF-8 too), then
+/// a space, a NUL and a `\r`.
+fn million_input(count: usize) -> Vec<u8> {
+    let mut input = Vec::with_capacity(count * 111);
+    for i in 0..count {
+        input.extend_from_slice(format!("key-{}:v{i:07}-", i % 5000).as_bytes());
+        let mut state = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..11 {
+            // xorshift64*
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let bits = state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+            input.extend(bits.iter().map(|&b| if b == b'\n' { b'\t' } else { b }));
+        }
+        input.extend_from_slice(b" \0\r\n");
+    }
+    input
+}
+
+/// The input's `KEY:VALUE` lines per partition, in input order: where Kafka's murmur2
+/// partitioner puts each key, and the order an idempotent producer must keep.
+fn by_partition(input: &[u8], partitions: i32) -> Vec<Vec<&[u8]>> {
+    let mut expected = vec![Vec::new(); partitions as usize];
+    for line in lines(input) {
+        let colon = line.iter().position(|&b| b == b':').unwrap();
+        expected[kafka_partition(&line[..colon], partitions) as usize].push(line);
+    }
+    expected
+}
+
+/// A record for messages: at most 120 bytes of it, escaped.
+fn shown(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(120)];
+    format!("{:?}", String::from_utf8_lossy(cut))
+}
+
+/// Checks `PARTITION OFFSET KEY VALUE` lines (kcat's `-f '%p %o %k %s\n'`, consume.py's `--out`)
+/// against `expected`: per partition, offsets contiguous from 0 in read order and every record
+/// byte-identical to the input line at that position, and nothing missing at the end.
+fn verify_per_partition(expected: &[Vec<&[u8]>], output: &[u8], what: &str) {
+    let mut next = vec![0usize; expected.len()];
+    for line in lines(output) {
+        let mut fields = line.splitn(4, |&b| b == b' ');
+        let mut number = |name: &str| -> usize {
+            let field = fields.next().unwrap_or_default();
+            text(field)
+                .parse()
+                .unwrap_or_else(|_| panic!("{what}: bad {name} in {}", shown(line)))
+        };
+        let (partition, offset) = (number("partition"), number("offset"));
+        let key = fields.next().unwrap_or_default();
+        let value = fields.next().unwrap_or_default();
+        assert!(partition < expected.len(), "{what}: partition {partition}");
+        assert_eq!(
+            offset, next[partition],
+            "{what}: partition {partition} read out of order, with a gap or a duplicate"
+        );
+        let want = expected[partition].get(offset).unwrap_or_else(|| {
+            panic!("{what}: partition {partition} has more records than were produced")
+        });
+        let same = want.len() == key.len() + 1 + value.len()
+            && want.starts_with(key)
+            && want[key.len()] == b':'
+            && &want[key.len() + 1..] == value;
+        assert!(
+            same,
+            "{what}: partition {partition} offset {offset}: read key {} value {}, produced {}",
+            shown(key),
+            shown(value),
+            shown(want)
+        );
+        next[partition] += 1;
+    }
+    for (partition, want) in expected.iter().enumerate() {
+        assert_eq!(
+            next[partition],
+            want.len(),
+            "{what}: partition {partition} record count"
+        );
+    }
+}
+
+/// (partition, offset, key, value)
+type Read = (usize, usize, Vec<u8>, Vec<u8>);
+
+/// `records` as kcat's `-f '%p %o %k %s\n'` prints them.
+fn printed(records: &[Read]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (partition, offset, key, value) in records {
+        out.extend_from_slice(format!("{partition} {offset} ").as_bytes());
+        out.extend_from_slice(key);
+        out.push(b' ');
+        out.extend_from_slice(value);
+        out.push(b'\n');
+    }
+    out
+}
+
+#[test]
+fn the_million_record_check_rejects_reorder_loss_duplicates_and_corruption() {
+    let input = million_input(2000);
+    let expected = by_partition(&input, MILLION_PARTITIONS);
+    // What a faithful client reads, partitions interleaved.
+    let mut faithful: Vec<Read> = Vec::new();
+    for offset in 0..expected.iter().map(Vec::len).max().unwrap() {
+        for (partition, list) in expected.iter().enumerate() {
+            if let Some(line) = list.get(offset) {
+                let colon = line.iter().position(|&b| b == b':').unwrap();
+                let (key, value) = (line[..colon].to_vec(), line[colon + 1..].to_vec());
+                faithful.push((partition, offset, key, value));
+            }
+        }
+    }
+    verify_per_partition(&expected, &printed(&faithful), "faithful");
+
+    let at = |partition, offset| {
+        faithful
+            .iter()
+            .position(|r| (r.0, r.1) == (partition, offset))
+            .unwrap()
+    };
+    let mut reordered = faithful.clone();
+    let (first, second) = (at(0, 0), at(0, 1));
+    let swapped = (faithful[second].2.clone(), faithful[second].3.clone());
+    (reordered[first].2, reordered[first].3) = swapped;
+    (reordered[second].2, reordered[second].3) =
+        (faithful[first].2.clone(), faithful[first].3.clone());
+    let mut lost = faithful.clone();
+    lost.remove(at(1, 5));
+    let mut lost_last = faithful.clone();
+    lost_last.remove(at(2, expected[2].len() - 1));
+    let mut duplicated = faithful.clone();
+    duplicated.insert(at(3, 7) + 1, faithful[at(3, 7)].clone());
+    let mut flipped = faithful.clone();
+    flipped[at(0, 10)].3[50] ^= 0x01;
+    let mut other_key = faithful.clone();
+    other_key[at(2, 3)].2 = b"key-1".to_vec();
+    let mut extra = faithful.clone();
+    extra.push((0, expected[0].len(), b"key-0".to_vec(), b"v".to_vec()));
+    for (what, records) in [
+        ("reordered", reordered),
+        ("lost", lost),
+        ("lost at the end", lost_last),
+        ("duplicated", duplicated),
+        ("flipped", flipped),
+        ("other key", other_key),
+        ("extra", extra),
+    ] {
+        let output = printed(&records);
+        let caught = std::panic::catch_unwind(|| verify_per_partition(&expected, &output, what));
+        assert!(caught.is_err(), "the check accepted a {what} read");
+    }
+}
+
+/// Produces a million keyed records with one client into a fresh multi-partition topic, reads
+/// them all back with the same client, then again after a SIGTERM restart and after a SIGKILL
+/// restart (same data dir), each time checking every partition byte for byte.
+///
+/// `produce(node, topic, input, counts)` must produce the input lines (`KEY:VALUE`) in order
+/// (`counts`: how many records each partition should get); `read(node, topic, round)` returns
+/// the whole topic as `PARTITION OFFSET KEY VALUE` lines.
+fn million_records_survive_restart_and_kill(
+    test: &str,
+    topic: &str,
+    produce: impl Fn(&NodeProcess, &str, &[u8], &[usize]),
+    read: impl Fn(&NodeProcess, &str, usize) -> Vec<u8>,
+) {
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let input = million_input(MILLION);
+    let expected = by_partition(&input, MILLION_PARTITIONS);
+    let counts: Vec<usize> = expected.iter().map(Vec::len).collect();
+    eprintln!(
+        "{test}: {} input bytes, per partition {counts:?}",
+        input.len()
+    );
+    assert!(
+        counts.iter().all(|&n| n > 0),
+        "every partition gets records"
+    );
+
+    let mut node = start(&dir);
+    create_topic(&node, topic, MILLION_PARTITIONS);
+    let at = Instant::now();
+    produce(&node, topic, &input, &counts);
+    eprintln!("{test}: produced in {:?}", at.elapsed());
+
+    let check = |node: &NodeProcess, round: usize, what: &str| {
+        let at = Instant::now();
+        let output = read(node, topic, round);
+        let read_in = at.elapsed();
+        verify_per_partition(&expected, &output, what);
+        eprintln!(
+            "{test}: {what}: read in {read_in:?}, checked in {:?}",
+            at.elapsed() - read_in
+        );
+    };
+    check(&node, 0, "first read");
+
+    assert!(
+        node.terminate(),
+        "SIGTERM: clean exit; log:\n{}",
+        node.log_text()
+    );
+    let mut node = start(&dir);
+    check(&node, 1, "after a clean restart");
+
+    node.kill();
+    let node = start(&dir);
+    check(&node, 2, "after SIGKILL");
+    drop(node);
+    eprintln!("{test}: {:?}", started.elapsed());
+}
+
+#[test]
+fn process_kcat_million_records_survive_restart_and_kill() {
+    if !kcat_available() {
+        return;
+    }
+    million_records_survive_restart_and_kill(
+        "process_kcat_million_records_survive_restart_and_kill",
+        "kcat-million",
+        |node, topic, input, _| {
+            // Idempotent (so retries cannot reorder a partition), acks=all, Kafka's partitioner;
+            // kcat exits non-zero if any delivery report failed.
+            let args = [
+                "-P",
+                "-t",
+                topic,
+                "-K:",
+                "-X",
+                "acks=all",
+                "-X",
+                "enable.idempotence=true",
+                "-X",
+                "partitioner=murmur2_random",
+            ];
+            kcat(node, &args, input).ok();
+        },
+        |node, topic, _| {
+            // librdkafka 2.0 stops fetching once 100000 records wait in kcat's queue and resumes
+            // only on its next ~1 s wakeup; let the whole topic queue instead.
+            let args = [
+                "-C",
+                "-t",
+                topic,
+                "-e",
+                "-o",
+                "beginning",
+                "-f",
+                "%p %o %k %s\n",
+                "-X",
+                "queued.min.messages=1000000",
+                "-X",
+                "queued.max.messages.kbytes=1048576",
+            ];
+            kcat(node, &args, b"").ok()
+        },
+    );
+}
+
+#[test]
+fn process_confluent_kafka_million_records_survive_restart_and_kill() {
+    if !confluent_kafka_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    million_records_survive_restart_and_kill(
+        "process_confluent_kafka_million_records_survive_restart_and_kill",
+        "py-million",
+        |node, topic, input, counts| {
+            let bootstrap = kafka(node);
+            let args = [
+                bootstrap.as_str(),
+                topic,
+                "--from-stdin",
+                "--report",
+                "summary",
+                "--idempotence",
+                "true",
+                "--acks",
+                "all",
+            ];
+            let report = python_with_stdin("produce.py", &args, input);
+            assert_no_errors(&report, "produce.py");
+            assert_eq!(report["client_errors"], Value::Array(vec![]), "produce.py");
+            assert_eq!(report["fatal"], Value::Array(vec![]), "produce.py");
+            assert_eq!(report["undelivered"], 0, "produce.py");
+            assert_eq!(
+                report["delivered_count"], MILLION,
+                "one successful delivery report per record"
+            );
+            // Per partition, the acknowledged offsets run 0, 1, 2, ... in delivery order.
+            for (partition, &n) in counts.iter().enumerate() {
+                let got = &report["partitions"][partition.to_string()];
+                assert_eq!(
+                    (&got["count"], &got["first"], &got["last"], &got["gaps"]),
+                    (
+                        &Value::from(n),
+                        &Value::from(0),
+                        &Value::from(n - 1),
+                        &Value::from(0)
+                    ),
+                    "partition {partition}: deliveries"
+                );
+            }
+        },
+        |node, topic, round| {
+            let out = tmp.path().join(format!("read-{round}"));
+            let bootstrap = kafka(node);
+            let partitions = MILLION_PARTITIONS.to_string();
+            let args = [
+                bootstrap.as_str(),
+                topic,
+                "--partitions",
+                &partitions,
+                "--group",
+                "million",
+                "--out",
+                out.to_str().unwrap(),
+            ];
+            let report = python("consume.py", &args);
+            assert_no_errors(&report, "consume.py");
+            assert_eq!(report["read"], MILLION, "consume.py");
+            let output = std::fs::read(&out).unwrap();
+            std::fs::remove_file(&out).unwrap();
+            output
+        },
     );
 }

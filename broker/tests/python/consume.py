@@ -4,12 +4,15 @@ optionally commits offsets synchronously, and prints what it read as JSON.
 
 Usage: consume.py BOOTSTRAP TOPIC --partitions N --group G [--start beginning|stored]
                   [--commit none|half|end] [--isolation read_committed|read_uncommitted]
-                  [--timeout-s S]
+                  [--timeout-s S] [--out FILE]
 
 --start stored resumes from the group's committed offsets (earliest where none). --commit half
 commits, per partition, the offset of the middle record read; --commit end the next offset to
-read. Output (stdout), one JSON object:
-  {"records": [[partition, offset, key, value_hex], ...] in the order read,
+read. --out FILE writes the records to FILE instead of the JSON, one line each in the order read:
+"PARTITION OFFSET KEY VALUE\n", key and value as raw bytes (kcat's -f '%p %o %k %s\n'), so that
+a million records need neither be held nor hex-encoded. Output (stdout), one JSON object:
+  {"records": [[partition, offset, key, value_hex], ...] in the order read (without --out),
+   "read": n,
    "committed": {"<partition>": offset, ...} as read back with committed(),
    "errors": ["...", ...]}
 """
@@ -26,6 +29,7 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     TopicPartition,
+    libversion,
 )
 
 
@@ -39,11 +43,19 @@ def main():
     parser.add_argument("--commit", choices=["none", "half", "end"], default="none")
     parser.add_argument("--isolation", default="read_committed")
     parser.add_argument("--timeout-s", type=float, default=120)
+    parser.add_argument("--out", help="write records to this file instead of the JSON")
     args = parser.parse_args()
 
     errors = []
+    config = {}
+    if libversion()[1] >= 0x020300FF:
+        # Once queued.min.messages (100000) records wait in the client, librdkafka >= 2.3 stops
+        # fetching for fetch.queue.backoff.ms (1 s by default), which caps this loop at ~100k
+        # records/s; retry soon instead.
+        config["fetch.queue.backoff.ms"] = 10
     consumer = Consumer(
         {
+            **config,
             "bootstrap.servers": args.bootstrap,
             "group.id": args.group,
             "enable.auto.commit": False,
@@ -58,19 +70,30 @@ def main():
     consumer.assign([TopicPartition(args.topic, p, start) for p in range(args.partitions)])
 
     records = []
+    out = open(args.out, "wb") if args.out else None
+    read = 0
+    # The offsets read, per partition, only where a commit needs them.
     per_partition = {p: [] for p in range(args.partitions)}
+    track = args.commit != "none"
     at_end = set()
     deadline = time.monotonic() + args.timeout_s
     while len(at_end) < args.partitions:
         if time.monotonic() > deadline:
-            errors.append(f"timed out with {len(records)} records; at the end of {sorted(at_end)}")
+            errors.append(f"timed out with {read} records; at the end of {sorted(at_end)}")
             break
         for msg in consumer.consume(num_messages=1000, timeout=1.0):
             err = msg.error()
             if err is None:
-                records.append([msg.partition(), msg.offset(), msg.key().decode(), msg.value().hex()])
-                per_partition[msg.partition()].append(msg.offset())
-                at_end.discard(msg.partition())
+                partition = msg.partition()
+                offset = msg.offset()
+                if out is not None:
+                    out.write(b"%d %d %s %s\n" % (partition, offset, msg.key(), msg.value()))
+                else:
+                    records.append([partition, offset, msg.key().decode(), msg.value().hex()])
+                read += 1
+                if track:
+                    per_partition[partition].append(offset)
+                at_end.discard(partition)
             elif err.code() == KafkaError._PARTITION_EOF:
                 at_end.add(msg.partition())
             else:
@@ -93,7 +116,12 @@ def main():
             errors.append(f"committed({tp.partition}): {tp.error}")
         committed[str(tp.partition)] = tp.offset
     consumer.close()
-    json.dump({"records": records, "committed": committed, "errors": errors}, sys.stdout)
+    report = {"read": read, "committed": committed, "errors": errors}
+    if out is not None:
+        out.close()
+    else:
+        report["records"] = records
+    json.dump(report, sys.stdout)
 
 
 if __name__ == "__main__":
