@@ -61,7 +61,7 @@ impl Node {
         })?;
         let keypair = rafka_mesh::load_or_create_identity(&data_dir)?;
         let peer_id = keypair.public().to_peer_id();
-        let metadata = open_metadata(&data_dir.join("metadata"))?;
+        let metadata = open_metadata(&data_dir.join("raft"), &peer_id).await?;
         form_or_wait(&metadata, &config, &shutdown).await?;
 
         let store = open_store(&config, &data_dir)?;
@@ -192,18 +192,25 @@ impl Node {
             Ok(Err(e)) => tracing::error!(error = %e, "final store flush failed"),
             Err(e) => tracing::error!(error = %e, "final store flush task failed"),
         }
+        self.broker.metadata().shutdown().await;
         self.mesh.shutdown().await;
         tracing::info!("stopped");
     }
 }
 
-fn open_metadata(dir: &Path) -> Result<Metadata, NodeError> {
-    Metadata::open(dir).map_err(|e| match e {
-        MetadataError::Storage(reason) if reason.contains("ock") => {
-            NodeError::DataDirLocked(dir.to_owned())
-        }
-        other => other.into(),
-    })
+/// Opens the metadata log in `dir`. Single-node stage: no transport reaches other nodes yet.
+async fn open_metadata(dir: &Path, peer_id: &rafka_mesh::PeerId) -> Result<Metadata, NodeError> {
+    let node = crate::metadata::raft::RaftNode::new(peer_id, Vec::new());
+    let transport = std::sync::Arc::new(crate::metadata::raft::NoPeers);
+    let config = crate::metadata::raft::RaftConfig::default();
+    Metadata::open(dir, node, transport, config)
+        .await
+        .map_err(|e| match e {
+            MetadataError::Storage(reason) if reason.contains("ock") => {
+                NodeError::DataDirLocked(dir.to_owned())
+            }
+            other => other.into(),
+        })
 }
 
 fn open_store(config: &NodeConfig, data_dir: &Path) -> Result<Store, NodeError> {
@@ -226,6 +233,7 @@ async fn form_or_wait(
         Some(1) => {
             let cluster_id = new_cluster_id();
             tracing::info!(%cluster_id, "forming a new single-node cluster");
+            metadata.initialize(vec![metadata.node().clone()]).await?;
             metadata
                 .propose(MetadataCommand::Form { cluster_id })
                 .await?;

@@ -60,7 +60,7 @@ pub enum MetadataCommand {
 }
 
 /// What applying a command produced.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
     /// Nothing beyond the new image.
     Done,

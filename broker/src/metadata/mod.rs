@@ -2,25 +2,26 @@
 //!
 //! [`MetadataImage`] is a pure state machine: [`MetadataCommand`]s go in through
 //! [`MetadataImage::apply`], and the image is what every handler reads. [`Metadata`] is the service
-//! that orders commands, persists them and publishes each new image on a `watch` channel. At this
-//! stage the log is local to the node (one voter); the mesh issue replaces the persistence with a
-//! Raft log while the state machine stays as it is.
+//! that orders commands through a Raft-replicated log ([`raft`], openraft on fjall), applies them
+//! on every replica and publishes each new image on a `watch` channel.
 
 mod command;
 mod image;
+pub mod raft;
 mod service;
 pub mod topic_config;
 
 pub use command::{MetadataCommand, Outcome};
 pub use image::{MetadataImage, NodeImage, PartitionImage, TopicImage};
-pub use service::Metadata;
+pub use service::{Metadata, MetadataStatus, RaftRole};
 pub use topic_config::{TopicConfigError, TopicDefaults};
 
 /// Kafka node id (int32), allocated by the metadata log.
 pub type NodeId = i32;
 
-/// Errors of the metadata layer.
-#[derive(Debug, thiserror::Error)]
+/// Errors of the metadata layer. Serialisable: a command refused by the state machine on the
+/// leader travels back to a follower that forwarded it.
+#[derive(Clone, Debug, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum MetadataError {
     /// A topic with this name exists.
@@ -60,6 +61,20 @@ pub enum MetadataError {
     /// Persistence failed.
     #[error("metadata storage: {0}")]
     Storage(String),
+    /// No leader of the metadata log could be reached in time: an election is running, or a
+    /// majority of the voters is down or cut off. Retriable.
+    #[error("no metadata leader available: {0}")]
+    NoLeader(String),
+    /// The proposal was not committed in time. It may still commit later. Retriable (commands
+    /// are safe to repeat: a repeated creation answers "exists").
+    #[error("metadata change not committed within {0} ms (it may still apply)")]
+    Timeout(u64),
+    /// A membership change was refused (not one voter at a time, unknown node, one in progress).
+    #[error("metadata membership change refused: {0}")]
+    Membership(String),
+    /// The metadata log's configuration is inconsistent (timeouts, sizes).
+    #[error("invalid metadata log config: {0}")]
+    RaftConfig(String),
 }
 
 impl MetadataError {
@@ -76,8 +91,17 @@ impl MetadataError {
             Self::InternalTopic(_) => E::InvalidRequest,
             Self::NotFormed => E::CoordinatorNotAvailable,
             Self::Storage(_) => E::KafkaStorageError,
+            Self::NoLeader(_) => E::NotController,
+            Self::Timeout(_) => E::RequestTimedOut,
+            Self::Membership(_) => E::InvalidRequest,
+            Self::RaftConfig(_) => E::InvalidConfig,
         };
         error.code()
+    }
+
+    /// True when the same request may succeed later (no leader yet, a timeout).
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Self::NotFormed | Self::NoLeader(_) | Self::Timeout(_))
     }
 }
 

@@ -1,20 +1,28 @@
-//! The metadata service: orders commands, persists the image, publishes it.
+//! The metadata service: proposes commands to the Raft-replicated metadata log and publishes
+//! each applied image.
 //!
-//! Single-voter stage: the image is persisted (fsynced) in its own fjall Database after every
-//! command, so its fsyncs never queue behind partition data. Proposals are serialised by one async
-//! mutex; readers never wait: they take the current `Arc<MetadataImage>` from a watch channel.
+//! Proposals go through `Raft::client_write` on the leader; on a follower they are forwarded to
+//! the leader over the [`RaftTransport`]. Readers never wait: they take the current
+//! `Arc<MetadataImage>` from a watch channel the state machine updates as entries apply.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use tokio::sync::{Mutex, watch};
+use openraft::error::{InitializeError, RaftError};
+use openraft::{RaftMetrics, ServerState};
+use serde::Serialize;
+use tokio::sync::watch;
 
+use super::raft::{
+    Closed, Disk, LeaderOp, LogStore, Network, Raft, RaftConfig, RaftNode, RaftNodeId,
+    RaftTransport, Router, StateMachine, handle_rpc, wait_metrics,
+};
 use super::{MetadataCommand, MetadataError, MetadataImage, Outcome};
 
-const IMAGE_KEY: &[u8] = b"image";
-/// Version tag in front of the encoded image; bump when the encoding changes.
-const FORMAT: u8 = 1;
+/// How long `shutdown` waits for the metadata Database to close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Handle to the metadata service (cheap to clone).
 #[derive(Clone)]
@@ -23,18 +31,81 @@ pub struct Metadata {
 }
 
 struct Inner {
-    db: Database,
-    images: Keyspace,
-    proposals: Mutex<()>,
-    current: watch::Sender<Arc<MetadataImage>>,
+    raft: Raft,
+    node: RaftNode,
+    id: RaftNodeId,
+    router: Router,
+    images: watch::Sender<Arc<MetadataImage>>,
+    forward_timeout: Duration,
+    closed: std::sync::Mutex<Option<Closed>>,
 }
 
 impl std::fmt::Debug for Metadata {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metadata")
+            .field("raft_node_id", &self.inner.id)
             .field("version", &self.image().version)
             .finish()
     }
+}
+
+/// This node's role in the metadata log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RaftRole {
+    /// Leads: proposals are appended here.
+    Leader,
+    /// Votes and replicates.
+    Follower,
+    /// Running an election.
+    Candidate,
+    /// Replicates without voting.
+    Learner,
+    /// Not a member of any metadata log yet: fresh, waiting to form one or to be added.
+    Detached,
+    /// Stopped.
+    Shutdown,
+}
+
+impl From<ServerState> for RaftRole {
+    fn from(state: ServerState) -> Self {
+        match state {
+            ServerState::Leader => Self::Leader,
+            ServerState::Follower => Self::Follower,
+            ServerState::Candidate => Self::Candidate,
+            ServerState::Learner => Self::Learner,
+            ServerState::Shutdown => Self::Shutdown,
+        }
+    }
+}
+
+/// The metadata log as this node sees it (for `rafka cluster` and `/ready`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MetadataStatus {
+    /// This node's Raft id.
+    pub node_id: RaftNodeId,
+    /// This node's role.
+    pub role: RaftRole,
+    /// The leader this node knows of.
+    pub leader: Option<RaftNodeId>,
+    /// The leader's peer id.
+    pub leader_peer_id: Option<String>,
+    /// Current term.
+    pub term: u64,
+    /// Voters (all configs while a membership change is in progress).
+    pub voters: BTreeMap<RaftNodeId, RaftNode>,
+    /// Non-voting members.
+    pub learners: BTreeMap<RaftNodeId, RaftNode>,
+    /// Last index in this node's log.
+    pub last_log_index: Option<u64>,
+    /// Last index this node knows committed (`None` if the log is stopped).
+    pub committed: Option<u64>,
+    /// Last index applied to this node's image.
+    pub last_applied: Option<u64>,
+    /// Last index in this node's snapshot.
+    pub snapshot: Option<u64>,
+    /// Last index purged from this node's log.
+    pub purged: Option<u64>,
 }
 
 fn storage(e: impl std::fmt::Display) -> MetadataError {
@@ -42,89 +113,276 @@ fn storage(e: impl std::fmt::Display) -> MetadataError {
 }
 
 impl Metadata {
-    /// Opens (or creates) the metadata store in `dir` and loads the last image.
-    pub fn open(dir: &Path) -> Result<Self, MetadataError> {
-        let db = Database::builder(dir).open().map_err(storage)?;
-        let images = db
-            .keyspace("image", KeyspaceCreateOptions::default)
-            .map_err(storage)?;
-        let image = match images.get(IMAGE_KEY).map_err(storage)? {
-            Some(bytes) => decode(&bytes)?,
-            None => MetadataImage::default(),
-        };
-        let (current, _) = watch::channel(Arc::new(image));
-        Ok(Self {
-            inner: Arc::new(Inner {
-                db,
-                images,
-                proposals: Mutex::new(()),
-                current,
-            }),
+    /// Opens (or creates) the metadata log in `dir` (`<data_dir>/raft`) for the node `node`,
+    /// reaching other nodes through `transport`. The image is restored (last snapshot, then the
+    /// committed entries after it) before this returns. A fresh node is not a member of anything:
+    /// form a cluster with [`Metadata::initialize`] or wait to be added by its leader.
+    pub async fn open(
+        dir: &Path,
+        node: RaftNode,
+        transport: Arc<dyn RaftTransport>,
+        config: RaftConfig,
+    ) -> Result<Self, MetadataError> {
+        let id = node.id()?;
+        config.validate()?;
+        let raft_config = Arc::new(config.to_openraft()?);
+        let (images, _) = watch::channel(Arc::new(MetadataImage::default()));
+        let dir = dir.to_owned();
+        let sm_images = images.clone();
+        let (disk, closed, machine) = tokio::task::spawn_blocking(move || {
+            let (disk, closed) = Disk::open(&dir).map_err(storage)?;
+            let machine = StateMachine::open(disk.clone(), sm_images).map_err(storage)?;
+            Ok::<_, MetadataError>((disk, closed, machine))
         })
+        .await
+        .map_err(storage)??;
+        let network = Network::new(id, transport.clone());
+        let raft = Raft::new(id, raft_config, network, LogStore::new(disk), machine)
+            .await
+            .map_err(storage)?;
+        let router = Router {
+            raft: raft.clone(),
+            id,
+            transport,
+            timeout: config.propose_timeout,
+        };
+        let metadata = Self {
+            inner: Arc::new(Inner {
+                raft,
+                node,
+                id,
+                router,
+                images,
+                forward_timeout: config.propose_timeout,
+                closed: std::sync::Mutex::new(Some(closed)),
+            }),
+        };
+        metadata.settle_sole_voter(config.propose_timeout).await;
+        tracing::info!(
+            raft_node_id = id,
+            version = metadata.image().version,
+            "metadata log open"
+        );
+        Ok(metadata)
+    }
+
+    /// A sole voter leads again at once on restart and commits its whole log; waits (bounded)
+    /// until that is applied, so the image is complete when `open` returns even if the last
+    /// committed index was not on disk.
+    async fn settle_sole_voter(&self, timeout: Duration) {
+        // Answered by the core after its startup, whose metrics are then published.
+        let id = self.inner.id;
+        let sole = self
+            .inner
+            .raft
+            .with_raft_state(move |state| state.membership_state.effective().voter_ids().eq([id]));
+        if !matches!(sole.await, Ok(true)) {
+            return;
+        }
+        let last_log = self.raft_metrics().borrow().last_log_index;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let applied = wait_metrics(&self.inner.raft, deadline, |m| {
+            (m.last_applied.map(|id| id.index) >= last_log).then_some(())
+        })
+        .await;
+        if applied.is_none() {
+            tracing::warn!(
+                ?last_log,
+                "metadata log not applied to its end after {timeout:?}"
+            );
+        }
     }
 
     /// The current image.
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.inner.current.borrow().clone()
+        self.inner.images.borrow().clone()
     }
 
     /// Every future image.
     pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
-        self.inner.current.subscribe()
+        self.inner.images.subscribe()
     }
 
-    /// Applies `command`, persists the result durably, then publishes it.
+    /// Appends `command` to the metadata log (on the leader, forwarded there if needed) and
+    /// returns what applying it answered, once this node's image includes it.
+    ///
+    /// Retriable failures: [`MetadataError::NoLeader`] (no leader reachable within the propose
+    /// timeout: an election, or a majority down) and [`MetadataError::Timeout`] (not committed
+    /// in time; it may still apply).
     pub async fn propose(&self, command: MetadataCommand) -> Result<Outcome, MetadataError> {
-        let _ordered = self.inner.proposals.lock().await;
-        let mut next = MetadataImage::clone(&self.image());
-        let outcome = next.apply(&command)?;
-        let encoded = encode(&next)?;
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), MetadataError> {
-            inner.images.insert(IMAGE_KEY, encoded).map_err(storage)?;
-            inner.db.persist(PersistMode::SyncAll).map_err(storage)
-        })
-        .await
-        .map_err(storage)??;
-        tracing::debug!(version = next.version, ?command, "metadata applied");
-        self.inner.current.send_replace(Arc::new(next));
-        Ok(outcome)
+        let (_, result) = self.inner.router.run(LeaderOp::Propose(command)).await?;
+        result
     }
-}
 
-fn encode(image: &MetadataImage) -> Result<Vec<u8>, MetadataError> {
-    let mut out = vec![FORMAT];
-    let body =
-        bincode::serde::encode_to_vec(image, bincode::config::standard()).map_err(storage)?;
-    out.extend_from_slice(&body);
-    Ok(out)
-}
+    /// This node's Raft id.
+    pub fn node_id(&self) -> RaftNodeId {
+        self.inner.id
+    }
 
-fn decode(bytes: &[u8]) -> Result<MetadataImage, MetadataError> {
-    match bytes.split_first() {
-        Some((&FORMAT, body)) => {
-            let (mut image, _): (MetadataImage, usize) =
-                bincode::serde::decode_from_slice(body, bincode::config::standard())
-                    .map_err(|e| storage(format!("corrupt metadata image: {e}")))?;
-            image.rebuild_indexes();
-            Ok(image)
+    /// This node as a member of the metadata log.
+    pub fn node(&self) -> &RaftNode {
+        &self.inner.node
+    }
+
+    /// Forms a new metadata log with `voters` (this node among them). Returns `false` when this
+    /// node already belongs to a log: a node never re-initialises.
+    pub async fn initialize(&self, voters: Vec<RaftNode>) -> Result<bool, MetadataError> {
+        let mut members = BTreeMap::new();
+        for node in voters {
+            let id = node.id()?;
+            if let Some(other) = members.insert(id, node.clone())
+                && other.peer_id != node.peer_id
+            {
+                return Err(MetadataError::Membership(format!(
+                    "peers {} and {} hash to the same raft id {id}",
+                    other.peer_id, node.peer_id
+                )));
+            }
         }
-        Some((other, _)) => Err(storage(format!("unknown metadata format version {other}"))),
-        None => Err(storage("empty metadata image")),
+        match self.inner.raft.initialize(members).await {
+            Ok(()) => Ok(true),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(false),
+            Err(RaftError::APIError(e)) => Err(MetadataError::Membership(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(storage(e)),
+        }
+    }
+
+    /// Adds `node` as a learner (it replicates without voting). Returns once the membership
+    /// change is committed; the learner catches up in the background (see [`Self::status`]).
+    pub async fn add_learner(&self, node: RaftNode) -> Result<(), MetadataError> {
+        let id = node.id()?;
+        let known = self
+            .raft_metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned();
+        if let Some(known) = known.filter(|known| known.peer_id != node.peer_id) {
+            return Err(MetadataError::Membership(format!(
+                "peer {} hashes to raft id {id}, already taken by {}",
+                node.peer_id, known.peer_id
+            )));
+        }
+        self.leader_op(LeaderOp::AddLearner(id, node)).await
+    }
+
+    /// Makes `voters` the voting members: at most one voter added (an existing learner) or
+    /// removed per call. Voters left out stay as learners.
+    pub async fn change_membership(
+        &self,
+        voters: BTreeSet<RaftNodeId>,
+    ) -> Result<(), MetadataError> {
+        self.leader_op(LeaderOp::ChangeVoters(voters)).await
+    }
+
+    /// Removes a member (voter or learner) from the metadata log entirely.
+    pub async fn remove_node(&self, id: RaftNodeId) -> Result<(), MetadataError> {
+        self.leader_op(LeaderOp::RemoveNode(id)).await
+    }
+
+    async fn leader_op(&self, op: LeaderOp) -> Result<(), MetadataError> {
+        let (_, result) = self.inner.router.run(op).await?;
+        result.map(|_| ())
+    }
+
+    /// Leader, term, members and log positions as this node sees them.
+    pub async fn status(&self) -> MetadataStatus {
+        let metrics = self.raft_metrics().borrow().clone();
+        let committed = self
+            .inner
+            .raft
+            .with_raft_state(|state| state.committed.map(|id| id.index))
+            .await
+            .ok()
+            .flatten();
+        let membership = metrics.membership_config.membership();
+        let voter_ids: BTreeSet<RaftNodeId> = membership.voter_ids().collect();
+        let (voters, learners) = membership
+            .nodes()
+            .map(|(id, node)| (*id, node.clone()))
+            .partition(|(id, _)| voter_ids.contains(id));
+        let member = membership.get_node(&self.inner.id).is_some();
+        MetadataStatus {
+            node_id: self.inner.id,
+            role: if member || metrics.state == ServerState::Shutdown {
+                metrics.state.into()
+            } else {
+                RaftRole::Detached
+            },
+            leader: metrics.current_leader,
+            leader_peer_id: metrics
+                .current_leader
+                .and_then(|id| membership.get_node(&id))
+                .map(|node| node.peer_id.clone()),
+            term: metrics.current_term,
+            voters,
+            learners,
+            last_log_index: metrics.last_log_index,
+            committed,
+            last_applied: metrics.last_applied.map(|id| id.index),
+            snapshot: metrics.snapshot.map(|id| id.index),
+            purged: metrics.purged.map(|id| id.index),
+        }
+    }
+
+    /// openraft's metrics of this node, to wait on changes (leader, membership, progress).
+    pub fn raft_metrics(&self) -> watch::Receiver<RaftMetrics<RaftNodeId, RaftNode>> {
+        self.inner.raft.metrics()
+    }
+
+    /// Serves one metadata-log RPC another node sent through its [`RaftTransport`]: the mesh
+    /// calls this with the request bytes and sends back the bytes returned. Never fails: errors
+    /// travel inside the answer.
+    pub async fn handle_rpc(&self, request: &[u8]) -> Vec<u8> {
+        handle_rpc(&self.inner.raft, self.inner.forward_timeout, request).await
+    }
+
+    /// Stops the metadata log and waits (bounded) until its Database is closed, so the data dir
+    /// can be opened again. Other handles then fail with [`MetadataError::Storage`].
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(error = %e, "metadata log did not stop cleanly");
+        }
+        let closed = match self.inner.closed.lock() {
+            Ok(mut closed) => closed.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(closed) = closed
+            && tokio::time::timeout(CLOSE_TIMEOUT, closed.wait())
+                .await
+                .is_err()
+        {
+            tracing::warn!("metadata Database still open {CLOSE_TIMEOUT:?} after shutdown");
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use crate::metadata::raft::NoPeers;
+
+    async fn open_single(dir: &Path, peer: &libp2p::PeerId) -> Metadata {
+        let node = RaftNode::new(peer, vec![]);
+        Metadata::open(dir, node, Arc::new(NoPeers), RaftConfig::default())
+            .await
+            .unwrap()
+    }
 
     #[tokio::test]
     async fn the_image_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
+        let peer = libp2p::PeerId::random();
         let topic_id = uuid::Uuid::new_v4();
         {
-            let metadata = Metadata::open(dir.path()).unwrap();
+            let metadata = open_single(dir.path(), &peer).await;
+            assert!(
+                metadata
+                    .initialize(vec![metadata.node().clone()])
+                    .await
+                    .unwrap()
+            );
             let updates = metadata.subscribe();
             metadata
                 .propose(MetadataCommand::Form {
@@ -147,31 +405,39 @@ mod tests {
                     topic_id,
                     partitions: 2,
                     replication_factor: 1,
-                    configs: BTreeMap::new(),
+                    configs: std::collections::BTreeMap::new(),
                     internal: false,
                 })
                 .await
                 .unwrap();
-            assert!(
+            assert_eq!(
                 metadata
                     .propose(MetadataCommand::DeleteTopic {
                         topic_id: uuid::Uuid::nil()
                     })
-                    .await
-                    .is_err()
+                    .await,
+                Err(MetadataError::UnknownTopic(uuid::Uuid::nil().to_string()))
             );
+            metadata.shutdown().await;
         }
-        let reopened = Metadata::open(dir.path()).unwrap();
+        let reopened = open_single(dir.path(), &peer).await;
         let image = reopened.image();
         assert_eq!(image.cluster_id, "abc");
         assert_eq!(image.version, 3);
         assert_eq!(image.topic_by_id(&topic_id).unwrap().partitions.len(), 2);
-    }
-
-    #[test]
-    fn garbage_images_are_errors_not_panics() {
-        assert!(decode(&[]).is_err());
-        assert!(decode(&[9, 1, 2]).is_err());
-        assert!(decode(&[FORMAT, 0xff, 0xff, 0xff]).is_err());
+        assert!(
+            !reopened
+                .initialize(vec![reopened.node().clone()])
+                .await
+                .unwrap()
+        );
+        let status = reopened.status().await;
+        assert_eq!(
+            status.role,
+            RaftRole::Leader,
+            "a single voter leads at once"
+        );
+        assert_eq!(status.voters.len(), 1);
+        reopened.shutdown().await;
     }
 }

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use rafka_store::{FsyncPolicy, LogConfig, TimestampType};
 
 /// A bad topic config.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum TopicConfigError {
     /// The key is not a topic config Rafka knows.

@@ -1,0 +1,114 @@
+//! The metadata log's RPCs on the wire, and the receiving side.
+//!
+//! A request is `codec` bytes of [`RaftRequest`]; its answer is `codec` bytes of [`RaftReply`].
+//! Whatever arrives, [`handle_rpc`] answers with bytes (a bad request gets `BadRequest`), so the
+//! mesh only moves bytes both ways.
+
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, RaftError, SnapshotMismatch};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use super::codec::{self, CodecError};
+use super::leader::{self, ForwardReply, LeaderOp};
+use super::{Raft, RaftNodeId, TypeConfig};
+
+/// A request from another node.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum RaftRequest {
+    /// Replication and heartbeats.
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    /// An election.
+    Vote(VoteRequest<RaftNodeId>),
+    /// One chunk of a snapshot (at most `snapshot_max_chunk_size` bytes of data).
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A proposal or membership change from a follower, for the leader to run.
+    Forward(LeaderOp),
+}
+
+/// The answer to a [`RaftRequest`].
+#[derive(Serialize, Deserialize)]
+pub(crate) enum RaftReply {
+    AppendEntries(AppendEntriesResponse<RaftNodeId>),
+    Vote(VoteResponse<RaftNodeId>),
+    InstallSnapshot(InstallSnapshotResponse<RaftNodeId>),
+    /// A chunk arrived for a snapshot whose earlier chunks this node does not have.
+    SnapshotMismatch(SnapshotMismatch),
+    Forwarded(ForwardReply),
+    /// The metadata log on this node is stopped (shutting down, or failed).
+    Stopped(String),
+    /// The request did not decode.
+    BadRequest(String),
+}
+
+impl RaftRequest {
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        codec::encode("raft request", self)
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        codec::decode("raft request", bytes)
+    }
+}
+
+impl RaftReply {
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        codec::encode("raft reply", self)
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        codec::decode("raft reply", bytes)
+    }
+
+    /// The variant's name, for errors.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::AppendEntries(_) => "AppendEntries",
+            Self::Vote(_) => "Vote",
+            Self::InstallSnapshot(_) => "InstallSnapshot",
+            Self::SnapshotMismatch(_) => "SnapshotMismatch",
+            Self::Forwarded(_) => "Forwarded",
+            Self::Stopped(_) => "Stopped",
+            Self::BadRequest(_) => "BadRequest",
+        }
+    }
+}
+
+/// Serves one inbound RPC: decodes it, hands it to the local Raft node, encodes the answer.
+/// A forwarded proposal is run here if this node leads, within `forward_timeout`.
+pub(crate) async fn handle_rpc(raft: &Raft, forward_timeout: Duration, request: &[u8]) -> Vec<u8> {
+    let reply = match RaftRequest::decode(request) {
+        Err(e) => {
+            tracing::debug!(error = %e, "undecodable metadata RPC");
+            RaftReply::BadRequest(e.to_string())
+        }
+        Ok(RaftRequest::AppendEntries(rpc)) => match raft.append_entries(rpc).await {
+            Ok(response) => RaftReply::AppendEntries(response),
+            Err(e) => RaftReply::Stopped(e.to_string()),
+        },
+        Ok(RaftRequest::Vote(rpc)) => match raft.vote(rpc).await {
+            Ok(response) => RaftReply::Vote(response),
+            Err(e) => RaftReply::Stopped(e.to_string()),
+        },
+        Ok(RaftRequest::InstallSnapshot(rpc)) => match raft.install_snapshot(rpc).await {
+            Ok(response) => RaftReply::InstallSnapshot(response),
+            Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(mismatch))) => {
+                RaftReply::SnapshotMismatch(mismatch)
+            }
+            Err(RaftError::Fatal(e)) => RaftReply::Stopped(e.to_string()),
+        },
+        Ok(RaftRequest::Forward(op)) => {
+            RaftReply::Forwarded(leader::run_local(raft, op, forward_timeout).await)
+        }
+    };
+    reply.encode().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, reply = reply.kind(), "cannot encode a metadata RPC answer");
+        RaftReply::Stopped(format!("cannot encode the answer: {e}"))
+            .encode()
+            .unwrap_or_default()
+    })
+}
