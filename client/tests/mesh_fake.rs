@@ -27,7 +27,7 @@ async fn serve_over_mesh(broker: FakeBroker) -> (Mesh, String) {
         .unwrap();
     let addr = mesh.listen_addrs().await.first().unwrap().to_string();
     tokio::spawn(async move {
-        while let Some(request) = inbound.recv().await {
+        while let Some(request) = inbound.kafka.recv().await {
             let response = broker.call(request.frame, true).await;
             let frame = match response {
                 Ok(Some(frame)) => frame,

@@ -171,7 +171,7 @@ impl ConsumeBench {
             tasks,
             &run.live,
             self.report_every,
-            ("consumed", false),
+            ("records consumed", false),
             on_progress,
         )
         .await?;

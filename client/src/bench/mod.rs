@@ -120,14 +120,14 @@ impl Report {
 impl fmt::Display for Report {
     /// The final lines: kafka-producer-perf-test's summary, then fsync and CPU.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verb = match self.mode {
-            "produce" => "sent",
-            "consume" => "consumed",
+        let what = match self.mode {
+            "produce" => "records sent",
+            "consume" => "records consumed",
             _ => "round trips",
         };
         write!(
             f,
-            "{} records {verb}, {:.1} records/sec ({:.2} MB/sec) in {:.3} s",
+            "{} {what}, {:.1} records/sec ({:.2} MB/sec) in {:.3} s",
             self.records, self.records_per_sec, self.mb_per_sec, self.elapsed_s
         )?;
         if let Some(l) = &self.latency_ms {
@@ -208,7 +208,7 @@ async fn drive<T>(
             _ = ticker.tick() => {
                 let now = tokio::time::Instant::now();
                 on_progress(&Progress {
-                    verb: progress.0,
+                    what: progress.0,
                     window: live.take(),
                     elapsed: now - window_start,
                     with_latency: progress.1,
@@ -222,3 +222,7 @@ async fn drive<T>(
         .map(|j| j.map_err(|e| Error::protocol(format!("benchmark task: {e}")))?)
         .collect()
 }
+
+#[cfg(test)]
+#[path = "bench_tests.rs"]
+mod tests;

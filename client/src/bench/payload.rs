@@ -3,8 +3,21 @@
 //!
 //! Slices never overlap within a pool of at least 4 MiB, so no batch (at most 1 MiB per request
 //! by default) holds the same bytes twice for a compressor to find.
+//!
+//! The random bytes are made once per (size, seed) in a process and kept for its lifetime
+//! (`'static`), so handing out a payload does not even touch a reference count.
+
+use std::sync::Mutex;
 
 use bytes::Bytes;
+
+use crate::cluster::lock;
+
+/// A random buffer made for a (payload size, seed).
+type Made = ((usize, u64), &'static [u8]);
+
+/// Random buffers made so far.
+static POOLS: Mutex<Vec<Made>> = Mutex::new(Vec::new());
 
 /// Smallest pool.
 const MIN_POOL_BYTES: usize = 4 * 1024 * 1024;
@@ -26,18 +39,17 @@ impl PayloadPool {
         } else {
             MIN_POOL_BYTES.div_ceil(size).max(64)
         };
-        let mut rng = seed | 1;
-        let data: Vec<u8> = (0..size * slots)
-            .map(|_| {
-                // xorshift64*: fast, and its output looks random to every codec Kafka has.
-                rng ^= rng >> 12;
-                rng ^= rng << 25;
-                rng ^= rng >> 27;
-                (rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
-            })
-            .collect();
+        let mut pools = lock(&POOLS);
+        let data = match pools.iter().find(|(key, _)| *key == (size, seed)) {
+            Some((_, data)) => *data,
+            None => {
+                let data: &'static [u8] = Vec::leak(random_bytes(size * slots, seed));
+                pools.push(((size, seed), data));
+                data
+            }
+        };
         PayloadPool {
-            data: Bytes::from(data),
+            data: Bytes::from_static(data),
             size,
             slots,
             next: 0,
@@ -63,6 +75,19 @@ impl PayloadPool {
         self.next = (self.next + 1) % self.slots;
         self.data.slice(at..at + self.size)
     }
+}
+
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = seed | 1;
+    (0..len)
+        .map(|_| {
+            // xorshift64*: fast, and its output looks random to every codec Kafka has.
+            rng ^= rng >> 12;
+            rng ^= rng << 25;
+            rng ^= rng >> 27;
+            (rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -2,10 +2,11 @@
 //!
 //! K producers, each with its own [`Client`] (its own connections), send their share of N
 //! records of B random bytes (null keys unless a key size is given, so Kafka's sticky
-//! partitioning applies). Each record's latency is from just before `send` to the moment its
-//! batch's response was handled ([`DeliveryFuture::completed_at`]), recorded in an HDR
-//! histogram. Delivery reports are collected in send order without waiting: the loop only
-//! checks the oldest outstanding ones after each send.
+//! partitioning applies). Each record's latency is from the `send` call
+//! ([`DeliveryFuture::sent_at`], as kafka-producer-perf-test starts its clock just before
+//! `send`) to the moment its batch's response was handled ([`DeliveryFuture::completed_at`]),
+//! recorded in an HDR histogram. Delivery reports are collected in send order without waiting:
+//! the loop only checks the oldest outstanding ones after each send.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -24,9 +25,9 @@ use crate::config::{Acks, ProducerConfig};
 use crate::error::{Error, Result};
 use crate::producer::{DeliveryFuture, Producer, ProducerRecord};
 
-/// Completions counted locally before they are handed to the reporter.
-const HAND_OVER_EVERY: u64 = 4096;
-/// ... or after this long.
+/// Sends between looks at the clock for handing counts to the reporter.
+const CLOCK_EVERY: u64 = 1024;
+/// Counts are handed to the reporter this often.
 const HAND_OVER_AFTER: Duration = Duration::from_millis(100);
 
 /// Settings of a producer benchmark.
@@ -122,7 +123,14 @@ impl ProduceBench {
             };
             tasks.push(tokio::spawn(task.run()));
         }
-        let shares = drive(tasks, &live, self.report_every, ("sent", true), on_progress).await?;
+        let shares = drive(
+            tasks,
+            &live,
+            self.report_every,
+            ("records sent", true),
+            on_progress,
+        )
+        .await?;
         let elapsed = start.elapsed();
         let mut latencies = Latencies::default();
         let mut counts = Window::default();
@@ -182,7 +190,7 @@ struct ProducerTask {
 /// Delivery reports not yet seen, with their send times, in send order.
 #[derive(Default)]
 struct Outstanding {
-    queue: VecDeque<(Instant, DeliveryFuture)>,
+    queue: VecDeque<DeliveryFuture>,
     latencies: Latencies,
     window: Window,
     totals: Window,
@@ -193,38 +201,34 @@ struct Outstanding {
 impl Outstanding {
     /// Counts every report at the front that is already known.
     fn collect_done(&mut self, bytes: u64) {
-        while let Some((_, delivery)) = self.queue.front() {
-            if !delivery.is_done() {
-                break;
-            }
-            if let Some((sent, delivery)) = self.queue.pop_front() {
-                self.count(sent, &delivery, bytes);
+        while self.queue.front().is_some_and(DeliveryFuture::is_done) {
+            if let Some(delivery) = self.queue.pop_front() {
+                self.count(&delivery, bytes);
             }
         }
     }
 
-    fn count(&mut self, sent: Instant, delivery: &DeliveryFuture, bytes: u64) {
-        let done = delivery.completed_at().unwrap_or_else(Instant::now);
-        match delivery.try_result() {
-            Some(Ok(_)) => {
-                let latency = done.saturating_duration_since(sent);
+    fn count(&mut self, delivery: &DeliveryFuture, bytes: u64) {
+        let Some(done) = delivery.completed_at() else {
+            return;
+        };
+        match delivery.error() {
+            None => {
+                let latency = done.saturating_duration_since(delivery.sent_at());
                 self.latencies.record(latency);
                 self.window.record(bytes, Some(latency));
             }
-            Some(Err(e)) => {
+            Some(e) => {
                 self.window.errors += 1;
                 self.first_error.get_or_insert_with(|| e.to_string());
             }
-            None => {}
         }
     }
 
-    /// Hands the window to the reporter when it is big or old enough (or `force`).
+    /// Hands the window to the reporter when it is old enough (or `force`).
     fn hand_over(&mut self, live: &LiveCounts, now: Instant, force: bool) {
         let last = *self.handed_over.get_or_insert(now);
-        let due = self.window.records + self.window.errors >= HAND_OVER_EVERY
-            || now.saturating_duration_since(last) >= HAND_OVER_AFTER;
-        if force || due {
+        if force || now.saturating_duration_since(last) >= HAND_OVER_AFTER {
             live.add(&self.window);
             self.totals.add(&self.window);
             self.window = Window::default();
@@ -253,24 +257,25 @@ impl ProducerTask {
                 headers: Vec::new(),
                 timestamp: None,
             };
-            let sent = Instant::now();
             match self.producer.send(record).await {
-                Ok(delivery) => out.queue.push_back((sent, delivery)),
+                Ok(delivery) => out.queue.push_back(delivery),
                 Err(e) => {
                     failure = Some(e);
                     break;
                 }
             }
             out.collect_done(bytes);
-            out.hand_over(&self.live, sent, false);
+            if i % CLOCK_EVERY == 0 || self.throttle.is_some() {
+                out.hand_over(&self.live, Instant::now(), false);
+            }
         }
         self.producer.flush().await;
-        while let Some((sent, delivery)) = out.queue.pop_front() {
+        while let Some(delivery) = out.queue.pop_front() {
             // Flushed: every report is known, except when the sender stopped.
             if !delivery.is_done() {
                 let _ = tokio::time::timeout(Duration::from_secs(1), delivery.ready()).await;
             }
-            out.count(sent, &delivery, bytes);
+            out.count(&delivery, bytes);
         }
         out.hand_over(&self.live, Instant::now(), true);
         self.producer.close().await;

@@ -155,8 +155,8 @@ impl LiveCounts {
 /// What the benchmark reports while it runs (kafka-producer-perf-test's periodic line).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Progress {
-    /// What is counted: "sent", "consumed", "round trips".
-    pub verb: &'static str,
+    /// What is counted: "records sent", "records consumed", "round trips".
+    pub what: &'static str,
     /// The window's counts.
     pub window: Window,
     /// The window's length.
@@ -177,9 +177,9 @@ impl fmt::Display for Progress {
         let w = &self.window;
         write!(
             f,
-            "{} records {}, {:.1} records/sec ({:.2} MB/sec)",
+            "{} {}, {:.1} records/sec ({:.2} MB/sec)",
             w.records,
-            self.verb,
+            self.what,
             self.records_per_sec(),
             rate(w.bytes, self.elapsed) / MB
         )?;
@@ -245,7 +245,7 @@ mod tests {
         }
         w.record(100, Some(Duration::from_millis(12)));
         let p = Progress {
-            verb: "sent",
+            what: "records sent",
             window: w,
             elapsed: Duration::from_secs(5),
             with_latency: true,
@@ -256,7 +256,7 @@ mod tests {
              12.000 ms max latency."
         );
         let quiet = Progress {
-            verb: "consumed",
+            what: "records consumed",
             window: Window::default(),
             elapsed: Duration::ZERO,
             with_latency: false,

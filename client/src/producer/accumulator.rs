@@ -12,13 +12,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::Compression;
 
 pub use super::delivery::{BatchAck, BatchCompletion};
 use crate::error::{Error, Result};
 use crate::records::builder::restamp;
-use crate::records::{BATCH_HEADER_BYTES, BatchBuilder, BatchIdentity, RecordParts};
+use crate::records::{BatchBuilder, BatchIdentity, RecordParts};
 
 pub use crate::metadata::TopicPartition;
 
@@ -102,6 +102,22 @@ impl ProducerBatch {
     }
 }
 
+impl ProducerBatch {
+    /// Whether records may still join: never sent, no sequence assigned yet.
+    fn open_to_appends(&self) -> bool {
+        self.sequence.is_none() && self.attempts == 0
+    }
+
+    /// The batch's buffer once nothing else holds it (to be recycled by the accumulator).
+    pub fn into_buffer(mut self) -> Option<BytesMut> {
+        match std::mem::replace(&mut self.body, Body::Taken) {
+            Body::Open(builder) => Some(builder.into_buffer()),
+            Body::Sealed { bytes, .. } => bytes.try_into_mut().ok(),
+            Body::Taken => None,
+        }
+    }
+}
+
 impl Drop for ProducerBatch {
     fn drop(&mut self) {
         // A batch dropped unresolved (the producer went away) must not leave futures waiting.
@@ -135,12 +151,21 @@ pub struct Readiness {
     pub next_check: Option<Instant>,
 }
 
+/// A map keyed by the producer's own topics and partitions: hashed with foldhash, which is
+/// much cheaper per record than SipHash (no untrusted keys here).
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Spare batch buffers kept for reuse (Kafka's `BufferPool`), at most.
+const MAX_SPARE_BUFFERS: usize = 64;
+
 /// Per-partition queues of batches.
 #[derive(Debug)]
 pub struct Accumulator {
     batch_size: usize,
     linger: Duration,
-    queues: HashMap<TopicPartition, VecDeque<ProducerBatch>>,
+    queues: FastMap<TopicPartition, VecDeque<ProducerBatch>>,
+    /// Buffers of completed batches, reused by new ones.
+    spare: Vec<BytesMut>,
     next_id: u64,
     /// While positive, every batch is ready (flush or close in progress).
     pub flushing: usize,
@@ -152,7 +177,8 @@ impl Accumulator {
         Accumulator {
             batch_size,
             linger,
-            queues: HashMap::new(),
+            queues: FastMap::default(),
+            spare: Vec::new(),
             next_id: 0,
             flushing: 0,
         }
@@ -167,10 +193,40 @@ impl Accumulator {
         record: &RecordParts<'_>,
     ) -> bool {
         let batch_size = self.batch_size;
-        match self.queues.get(tp).and_then(|q| q.back()) {
-            Some(last) => fits(last, batch_size, timestamp, record).is_none(),
-            None => true,
+        let Some(last) = self.queues.get(tp).and_then(|q| q.back()) else {
+            return true;
+        };
+        match &last.body {
+            Body::Open(b) if last.open_to_appends() => {
+                !b.is_empty() && b.size() + b.size_of(timestamp, record) > batch_size
+            }
+            _ => true,
         }
+    }
+
+    /// Appends `record` to `tp`'s open batch if it has room; `Ok(None)` when a new batch
+    /// would be needed (no batch, a full one, or one already sent).
+    pub fn try_append(
+        &mut self,
+        tp: &TopicPartition,
+        timestamp: i64,
+        record: &RecordParts<'_>,
+        reserved: usize,
+    ) -> Result<Option<Appended>> {
+        let batch_size = self.batch_size;
+        let Some(batch) = self.queues.get_mut(tp).and_then(|q| q.back_mut()) else {
+            return Ok(None);
+        };
+        if !batch.open_to_appends() {
+            return Ok(None);
+        }
+        let Body::Open(builder) = &mut batch.body else {
+            return Ok(None);
+        };
+        if !builder.try_append(timestamp, record, batch_size)? {
+            return Ok(None);
+        }
+        Ok(Some(appended(batch, reserved, batch_size, false)))
     }
 
     /// Appends `record` to `tp`, encoding it into the partition's open batch (or a new one).
@@ -183,20 +239,20 @@ impl Accumulator {
         reserved: usize,
         now: Instant,
     ) -> Result<Appended> {
-        let batch_size = self.batch_size;
-        if let Some(queue) = self.queues.get_mut(tp)
-            && let Some(batch) = queue.back_mut()
-            && let Some(size) = fits(batch, batch_size, timestamp, record)
-        {
-            debug_assert!(batch.size + size <= batch_size || batch.count == 0);
-            return push_record(batch, timestamp, record, reserved, batch_size, false);
+        if let Some(done) = self.try_append(tp, timestamp, record, reserved)? {
+            return Ok(done);
         }
+        let mut builder = match self.spare.pop() {
+            Some(buf) => BatchBuilder::with_buffer(buf),
+            None => BatchBuilder::with_capacity(self.batch_size),
+        };
+        builder.append(timestamp, record)?;
         let mut batch = ProducerBatch {
             id: self.next_id,
             tp: tp.clone(),
-            body: Body::Open(BatchBuilder::with_capacity(batch_size)),
+            body: Body::Open(builder),
             count: 0,
-            size: BATCH_HEADER_BYTES,
+            size: 0,
             created: now,
             attempts: 0,
             retry_at: None,
@@ -205,12 +261,16 @@ impl Accumulator {
             completion: Arc::new(BatchCompletion::default()),
         };
         self.next_id += 1;
-        let appended = push_record(&mut batch, timestamp, record, reserved, batch_size, true)?;
-        self.queues
-            .entry(batch.tp.clone())
-            .or_default()
-            .push_back(batch);
-        Ok(appended)
+        let done = appended(&mut batch, reserved, self.batch_size, true);
+        self.queues.entry(tp.clone()).or_default().push_back(batch);
+        Ok(done)
+    }
+
+    /// Keeps a completed batch's buffer for a later batch (when it is batch-sized).
+    pub fn recycle(&mut self, buf: BytesMut) {
+        if buf.capacity() >= self.batch_size && self.spare.len() < MAX_SPARE_BUFFERS {
+            self.spare.push(buf);
+        }
     }
 
     /// Which partitions have a sendable front batch at `now`.
@@ -295,47 +355,25 @@ impl Accumulator {
     }
 }
 
-/// The record's exact size if it may join `batch`: the batch is still open (never sent) and
-/// either empty or has room for it.
-fn fits(
-    batch: &ProducerBatch,
-    batch_size: usize,
-    timestamp: i64,
-    record: &RecordParts<'_>,
-) -> Option<usize> {
-    if batch.sequence.is_some() || batch.attempts > 0 || batch.count == i32::MAX {
-        return None;
-    }
-    let empty = batch.count == 0;
-    let Body::Open(builder) = &batch.body else {
-        return None;
-    };
-    let size = builder.size_of(timestamp, record);
-    (empty || batch.size + size <= batch_size).then_some(size)
-}
-
-fn push_record(
+/// Books a record just encoded into `batch`.
+fn appended(
     batch: &mut ProducerBatch,
-    timestamp: i64,
-    record: &RecordParts<'_>,
     reserved: usize,
     batch_size: usize,
     new_batch: bool,
-) -> Result<Appended> {
-    let Body::Open(builder) = &mut batch.body else {
-        return Err(Error::protocol("appending to a sealed batch"));
-    };
-    builder.append(timestamp, record)?;
-    batch.size = builder.size();
+) -> Appended {
+    if let Body::Open(builder) = &batch.body {
+        batch.size = builder.size();
+    }
     batch.count += 1;
     batch.reserved += reserved;
-    Ok(Appended {
+    Appended {
         batch_id: batch.id,
         completion: batch.completion.clone(),
         index: usize::try_from(batch.count - 1).unwrap_or(0),
         new_batch,
         batch_full: batch.size >= batch_size,
-    })
+    }
 }
 
 #[cfg(test)]

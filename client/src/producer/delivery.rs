@@ -89,6 +89,7 @@ pub struct DeliveryFuture {
     pub(super) tp: TopicPartition,
     pub(super) index: usize,
     pub(super) timestamp: i64,
+    pub(super) sent_at: Instant,
 }
 
 impl DeliveryFuture {
@@ -111,6 +112,16 @@ impl DeliveryFuture {
     /// The outcome if it is known, without waiting.
     pub fn try_result(&self) -> Option<Result<RecordMetadata>> {
         self.batch.get().map(|r| self.metadata(r))
+    }
+
+    /// When `send` was called for this record (before any wait for buffer memory).
+    pub fn sent_at(&self) -> Instant {
+        self.sent_at
+    }
+
+    /// The error, if the record failed (`None` while pending and after success).
+    pub fn error(&self) -> Option<&Error> {
+        self.batch.get()?.as_ref().err()
     }
 
     /// When the producer learnt the outcome (the response was handled): the moment a Java
@@ -159,6 +170,7 @@ mod tests {
             tp: TopicPartition::new("t", 2),
             index,
             timestamp: 5,
+            sent_at: Instant::now(),
         };
         let (a, b) = (future(0), future(3));
         assert!(!a.is_done() && a.try_result().is_none() && a.completed_at().is_none());

@@ -7,6 +7,7 @@
 //! - `sender` (private): the task that owns the I/O; `request` builds its Produce requests.
 
 pub mod accumulator;
+mod clock;
 mod delivery;
 pub mod partitioner;
 mod request;
@@ -17,6 +18,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use self::accumulator::FastMap;
+use self::clock::WallClock;
 
 use bytes::Bytes;
 use tokio::sync::{Notify, Semaphore, TryAcquireError};
@@ -96,7 +100,8 @@ struct Shared {
 struct Buffers {
     acc: Accumulator,
     sticky: StickyPartitions,
-    routes: HashMap<Arc<str>, TopicRoute>,
+    routes: FastMap<Arc<str>, TopicRoute>,
+    clock: WallClock,
 }
 
 /// A topic's partitions as of its last metadata lookup, and its sticky partition.
@@ -136,7 +141,8 @@ impl Producer {
             buffers: std::sync::Mutex::new(Buffers {
                 acc: Accumulator::new(config.batch_size, config.linger),
                 sticky: StickyPartitions::new(seed),
-                routes: HashMap::new(),
+                routes: FastMap::default(),
+                clock: WallClock::new(Instant::now()),
             }),
             wake: Notify::new(),
             memory: Semaphore::new(config.buffer_memory),
@@ -163,6 +169,7 @@ impl Producer {
         // A loop of sends that never waits would otherwise keep the sender task (woken on
         // this worker) from running.
         tokio::task::consume_budget().await;
+        let sent_at = Instant::now();
         if self.shared.closing.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
@@ -179,7 +186,6 @@ impl Producer {
             headers,
             timestamp,
         } = record;
-        let timestamp = timestamp.unwrap_or_else(now_ms);
         let parts = RecordParts {
             key: key.as_deref(),
             value: value.as_deref(),
@@ -190,13 +196,13 @@ impl Producer {
         if size > max {
             return Err(Error::RecordTooLarge { size, max });
         }
-        self.reserve(size).await?;
+        let waited = self.reserve(size).await?;
         let mut tp = TopicPartition {
             topic,
             partition: 0,
         };
-        let appended = loop {
-            let now = Instant::now();
+        let mut now = if waited { Instant::now() } else { sent_at };
+        let (appended, timestamp) = loop {
             let attempt = lock(&self.shared.buffers).append(
                 &mut tp,
                 partition,
@@ -207,7 +213,7 @@ impl Producer {
                 self.client.config().metadata_max_age,
             );
             match attempt {
-                Ok(Some(appended)) => break appended,
+                Ok(Some(done)) => break done,
                 Ok(None) => {}
                 Err(e) => {
                     self.shared.memory.add_permits(size);
@@ -225,6 +231,7 @@ impl Producer {
                     return Err(e);
                 }
             }
+            now = Instant::now();
         };
         if appended.new_batch {
             lock(&self.shared.incomplete).insert(appended.batch_id, appended.completion.clone());
@@ -237,11 +244,13 @@ impl Producer {
             tp,
             index: appended.index,
             timestamp,
+            sent_at,
         })
     }
 
-    /// Takes `size` bytes of buffer memory, waiting while the producer is saturated.
-    async fn reserve(&self, size: usize) -> Result<()> {
+    /// Takes `size` bytes of buffer memory, waiting while the producer is saturated; says
+    /// whether it had to wait.
+    async fn reserve(&self, size: usize) -> Result<bool> {
         let permits = u32::try_from(size).unwrap_or(u32::MAX);
         match self.shared.memory.try_acquire_many(permits) {
             Ok(p) => p.forget(),
@@ -249,9 +258,10 @@ impl Producer {
             Err(TryAcquireError::NoPermits) => {
                 let p = self.shared.memory.acquire_many(permits).await;
                 p.map_err(|_| Error::Closed)?.forget();
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// The partitions of `topic` from fresh metadata (waiting up to `max_block` for it).
@@ -322,23 +332,25 @@ impl Drop for Producer {
 }
 
 impl Buffers {
-    /// Chooses the partition (explicit, Kafka's murmur2 of the key, else sticky) and appends.
+    /// Chooses the partition (explicit, Kafka's murmur2 of the key, else sticky) and appends;
+    /// returns where the record went and its timestamp (`timestamp`, else now).
     /// `Ok(None)`: the topic's partitions are unknown or stale; look them up and call again.
     #[allow(clippy::too_many_arguments)]
     fn append(
         &mut self,
         tp: &mut TopicPartition,
         partition: Option<i32>,
-        timestamp: i64,
+        timestamp: Option<i64>,
         record: &RecordParts<'_>,
         reserved: usize,
         now: Instant,
         max_age: std::time::Duration,
-    ) -> Result<Option<Appended>> {
+    ) -> Result<Option<(Appended, i64)>> {
         let Buffers {
             acc,
             sticky,
             routes,
+            clock,
         } = self;
         let Some(route) = routes
             .get_mut(&tp.topic)
@@ -347,6 +359,7 @@ impl Buffers {
             return Ok(None);
         };
         let n = route.partitions;
+        let timestamp = timestamp.unwrap_or_else(|| clock.ms(now));
         tp.partition = match (partition, record.key) {
             (Some(p), _) if (0..n).contains(&p) => p,
             (Some(p), _) => {
@@ -362,21 +375,17 @@ impl Buffers {
                     None => sticky.next(None, &route.available, n),
                 };
                 tp.partition = current;
-                let chosen = if acc.would_open_batch(tp, timestamp, record) {
-                    sticky.next(Some(current), &route.available, n)
-                } else {
-                    current
-                };
-                route.sticky = Some(chosen);
-                chosen
+                // Sticky: stay while the open batch has room; a new batch moves on (KIP-480).
+                if let Some(done) = acc.try_append(tp, timestamp, record, reserved)? {
+                    route.sticky = Some(current);
+                    return Ok(Some((done, timestamp)));
+                }
+                let next = sticky.next(Some(current), &route.available, n);
+                route.sticky = Some(next);
+                next
             }
         };
-        acc.append(tp, timestamp, record, reserved, now).map(Some)
+        let appended = acc.append(tp, timestamp, record, reserved, now)?;
+        Ok(Some((appended, timestamp)))
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

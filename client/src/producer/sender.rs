@@ -453,6 +453,9 @@ impl Sender {
         batch.complete(result);
         self.shared.memory.add_permits(batch.reserved);
         lock(&self.shared.incomplete).remove(&batch.id);
+        if let Some(buf) = batch.into_buffer() {
+            lock(&self.shared.buffers).acc.recycle(buf);
+        }
     }
 
     fn refresh_metadata(&mut self) {

@@ -77,7 +77,12 @@ pub struct BatchBuilder {
 impl BatchBuilder {
     /// An empty batch whose buffer holds `capacity` bytes (header included) before growing.
     pub fn with_capacity(capacity: usize) -> Self {
-        let mut buf = BytesMut::with_capacity(capacity.max(BATCH_HEADER_BYTES));
+        BatchBuilder::with_buffer(BytesMut::with_capacity(capacity.max(BATCH_HEADER_BYTES)))
+    }
+
+    /// An empty batch in a recycled buffer (its contents are discarded).
+    pub fn with_buffer(mut buf: BytesMut) -> Self {
+        buf.clear();
         buf.put_bytes(0, BATCH_HEADER_BYTES);
         BatchBuilder {
             buf,
@@ -115,17 +120,35 @@ impl BatchBuilder {
 
     /// Encodes `record` at the end of the batch.
     pub fn append(&mut self, timestamp: i64, record: &RecordParts<'_>) -> Result<()> {
+        self.try_append(timestamp, record, usize::MAX).map(|_| ())
+    }
+
+    /// Encodes `record` at the end of the batch if the batch stays within `limit` bytes (a
+    /// first record always goes in); says whether it did. The size is computed once.
+    pub fn try_append(
+        &mut self,
+        timestamp: i64,
+        record: &RecordParts<'_>,
+        limit: usize,
+    ) -> Result<bool> {
         if self.count == i32::MAX {
             return Err(Error::protocol("too many records for one batch"));
         }
-        if self.count == 0 {
-            self.first_timestamp = timestamp;
-        }
-        self.max_timestamp = self.max_timestamp.max(timestamp);
-        let ts_delta = timestamp.wrapping_sub(self.first_timestamp);
+        let first_timestamp = if self.count == 0 {
+            timestamp
+        } else {
+            self.first_timestamp
+        };
+        let ts_delta = timestamp.wrapping_sub(first_timestamp);
         let offset_delta = i64::from(self.count);
         let body = record.body_len(ts_delta, offset_delta);
-        self.buf.reserve(body + MAX_VARLONG_BYTES);
+        let total = varint::len(body as i64) + body;
+        if self.count > 0 && self.buf.len().saturating_add(total) > limit {
+            return Ok(false);
+        }
+        self.first_timestamp = first_timestamp;
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        self.buf.reserve(total);
         // Length, attributes (always 0 on a record), timestamp and offset deltas: one copy.
         let mut head = Scratch::default();
         head.varint(body as i64);
@@ -142,7 +165,12 @@ impl BatchBuilder {
             put_nullable(&mut self.buf, v.as_ref().map(|v| &v[..]));
         }
         self.count += 1;
-        Ok(())
+        Ok(true)
+    }
+
+    /// The buffer, for reuse by another batch.
+    pub fn into_buffer(self) -> BytesMut {
+        self.buf
     }
 
     /// Fills the header and returns the finished batch (compressed if asked).

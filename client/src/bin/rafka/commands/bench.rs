@@ -344,3 +344,224 @@ async fn shutdown(clients: &[Client]) {
         c.shutdown().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::{Cli, Command};
+
+    fn parse(args: &[&str]) -> Result<BenchCommand, clap::Error> {
+        let cli = Cli::try_parse_from(["rafka", "bench"].iter().chain(args))?;
+        match cli.command {
+            Command::Bench(b) => Ok(b),
+            other => panic!("not bench: {other:?}"),
+        }
+    }
+
+    fn produce(args: &[&str]) -> ProduceArgs {
+        let mut all = vec![
+            "produce",
+            "--topic",
+            "t",
+            "--records",
+            "10",
+            "--record-size",
+            "100",
+        ];
+        all.extend_from_slice(args);
+        match parse(&all).unwrap() {
+            BenchCommand::Produce(p) => p,
+            other => panic!("not produce: {other:?}"),
+        }
+    }
+
+    /// The defaults are Kafka 3.8's producer defaults.
+    #[test]
+    fn produce_defaults_are_kafka_3_8_producer_defaults() {
+        let bench = produce(&[]).bench().unwrap();
+        let p = &bench.producer;
+        assert_eq!(p.acks, Acks::All);
+        assert!(p.idempotent(), "enable.idempotence=true");
+        assert_eq!(p.batch_size, 16384, "batch.size");
+        assert_eq!(p.linger, Duration::ZERO, "linger.ms");
+        assert_eq!(p.max_in_flight, 5, "max.in.flight.requests.per.connection");
+        assert_eq!(p.compression, Compression::None, "compression.type");
+        assert_eq!(p.buffer_memory, 33_554_432, "buffer.memory");
+        assert_eq!(p.max_request_size, 1_048_576, "max.request.size");
+        assert_eq!(p.delivery_timeout, Duration::from_secs(120));
+        assert_eq!(p.request_timeout, Duration::from_secs(30));
+        assert_eq!(p.retry_backoff, Duration::from_millis(100));
+        let library = ProducerConfig::default();
+        assert_eq!(
+            (
+                p.acks,
+                p.batch_size,
+                p.linger,
+                p.max_in_flight,
+                p.buffer_memory
+            ),
+            (
+                library.acks,
+                library.batch_size,
+                library.linger,
+                library.max_in_flight,
+                library.buffer_memory
+            )
+        );
+        assert_eq!((bench.partitions, bench.producers), (1, 1));
+        assert_eq!(bench.key_size, None, "null keys: sticky partitioning");
+        assert!(bench.throughput < 0.0, "unlimited");
+        assert_eq!(bench.report_every, Duration::from_secs(5));
+        assert_eq!((bench.records, bench.record_size), (10, 100));
+    }
+
+    #[test]
+    fn produce_options() {
+        let bench = produce(&[
+            "--acks",
+            "1",
+            "--batch-size",
+            "131072",
+            "--linger-ms",
+            "5",
+            "--partitions",
+            "6",
+            "--producers",
+            "3",
+            "--compression",
+            "lz4",
+            "--throughput",
+            "50000",
+            "--key-size",
+            "8",
+            "--broker-pid",
+            "42",
+            "--json",
+        ])
+        .bench()
+        .unwrap();
+        let p = &bench.producer;
+        assert_eq!(p.acks, Acks::Leader);
+        assert!(!p.idempotent(), "acks=1 turns idempotence off, as in Kafka");
+        assert_eq!((p.batch_size, p.linger), (131072, Duration::from_millis(5)));
+        assert_eq!(p.compression, Compression::Lz4);
+        assert_eq!((bench.partitions, bench.producers), (6, 3));
+        assert_eq!((bench.throughput, bench.key_size), (50000.0, Some(8)));
+        assert_eq!(bench.broker_pid, Some(42));
+        assert!(produce(&["--throughput", "-1"]).bench().unwrap().throughput < 0.0);
+        assert!(
+            !produce(&["--no-idempotence"])
+                .bench()
+                .unwrap()
+                .producer
+                .idempotent()
+        );
+        assert!(
+            produce(&["--max-in-flight", "6"]).bench().is_err(),
+            "idempotence allows 5"
+        );
+        for bad in [
+            &["--acks", "2"][..],
+            &["--producers", "0"],
+            &["--compression", "brotli"],
+            &["--record-size", "x"],
+        ] {
+            let mut all = vec![
+                "produce",
+                "--topic",
+                "t",
+                "--records",
+                "10",
+                "--record-size",
+                "1",
+            ];
+            all.extend_from_slice(bad);
+            assert!(parse(&all).is_err(), "{bad:?}");
+        }
+        assert!(
+            parse(&["produce", "--topic", "t", "--records", "10"]).is_err(),
+            "size needed"
+        );
+    }
+
+    #[test]
+    fn consume_and_e2e_options() {
+        let BenchCommand::Consume(c) = parse(&["consume", "--topic", "t", "-n", "100"]).unwrap()
+        else {
+            panic!("not consume")
+        };
+        let bench = c.bench().unwrap();
+        assert_eq!((bench.consumers, bench.start_at), (1, StartAt::Earliest));
+        assert_eq!(bench.consumer.max_partition_fetch_bytes, 1_048_576);
+        assert_eq!(bench.consumer.fetch_max_bytes, 52_428_800);
+        assert_eq!(bench.consumer.fetch_max_wait, Duration::from_millis(500));
+        assert_eq!(bench.timeout, Duration::from_secs(10));
+        let BenchCommand::Consume(c) = parse(&[
+            "consume",
+            "--topic",
+            "t",
+            "-n",
+            "1",
+            "--consumers",
+            "4",
+            "--from",
+            "latest",
+        ])
+        .unwrap() else {
+            panic!("not consume")
+        };
+        let bench = c.bench().unwrap();
+        assert_eq!((bench.consumers, bench.start_at), (4, StartAt::Latest));
+        assert!(parse(&["consume", "--topic", "t", "-n", "1", "--from", "middle"]).is_err());
+
+        let BenchCommand::E2e(e) =
+            parse(&["e2e", "--records", "50", "--record-size", "10"]).unwrap()
+        else {
+            panic!("not e2e")
+        };
+        let bench = e.bench().unwrap();
+        assert_eq!(bench.topic, "rafka-bench-e2e");
+        assert_eq!(bench.producer.acks, Acks::All);
+        assert!(bench.producer.idempotent());
+        assert_eq!(bench.max_wait, Duration::from_millis(500));
+        assert_eq!((bench.records, bench.record_size), (50, 10));
+        assert!(parse(&["e2e", "--records", "5", "--max-wait-ms", "99"]).is_err());
+        assert!(parse(&["e2e", "--records", "5", "--max-wait-ms", "100"]).is_ok());
+    }
+
+    #[test]
+    fn failed_or_short_runs_fail_the_command() {
+        let mut report = sample_report();
+        assert!(check(&report, 10).is_ok());
+        assert!(check(&report, 11).is_err());
+        report.errors = 1;
+        assert!(check(&report, 10).is_err());
+    }
+
+    fn sample_report() -> Report {
+        Report {
+            mode: "produce",
+            transport: "kafka-tcp",
+            topic: "t".into(),
+            records: 10,
+            bytes: 1000,
+            errors: 0,
+            first_error: None,
+            elapsed_s: 1.0,
+            records_per_sec: 10.0,
+            mb_per_sec: 0.001,
+            latency_ms: None,
+            fsync: rafka_client::bench::fsync::FsyncMode::Unknown,
+            cpu: rafka_client::bench::cpu::CpuReport {
+                client_s: None,
+                client_s_per_million: None,
+                broker_s: None,
+                broker_s_per_million: None,
+            },
+            config: serde_json::Value::Null,
+            notes: Vec::new(),
+        }
+    }
+}
