@@ -81,6 +81,8 @@ impl Node {
             listen: vec![config.p2p_addr.clone()],
             role: Role::Node,
             max_frame_bytes: config.max_request_bytes,
+            // Discovery joins with the multi-node work; a single node needs none.
+            mdns: false,
             ..MeshConfig::default()
         };
         let (mesh, inbound) = Mesh::start(keypair, mesh_config).await?;
@@ -129,7 +131,7 @@ impl Node {
             tasks.clone(),
         ));
         tasks.spawn(transport::mesh::serve(
-            inbound,
+            inbound.kafka,
             broker.clone(),
             shutdown.clone(),
             tasks.clone(),
