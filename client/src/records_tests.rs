@@ -336,3 +336,12 @@ fn keys_and_values_share_the_fetched_buffer() {
         assert!(range.contains(&(v.as_ptr() as usize)), "value was copied");
     }
 }
+
+/// The batch checksum is CRC-32C (Castagnoli), not the CRC-32 of older message formats.
+#[test]
+fn the_checksum_is_crc32c() {
+    assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
+    let batch = encode_batch(&[rec(0)], BatchIdentity::NONE, Compression::None).unwrap();
+    let stored = u32::from_be_bytes(batch[17..21].try_into().unwrap());
+    assert_eq!(stored, crc32c::crc32c(&batch[21..]));
+}

@@ -157,6 +157,21 @@ async fn e2e_round_trips_and_the_fsync_config() {
             broker: None
         }
     );
+    // acks=0: no offset comes back; the next record is matched by value.
+    let fire_and_forget = E2eBench {
+        records: 5,
+        producer: ProducerConfig {
+            acks: Acks::None,
+            ..ProducerConfig::default()
+        },
+        ..bench.clone()
+    };
+    let report = fire_and_forget
+        .run(&clients[0], &clients[1], &quiet())
+        .await
+        .unwrap();
+    assert_eq!(report.records, 5);
+    assert_eq!(report.config["acks"], "0");
     let short = E2eBench {
         max_wait: Duration::from_millis(50),
         ..bench

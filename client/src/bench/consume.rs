@@ -131,7 +131,7 @@ impl ConsumeBench {
                 self.consumers - partitions.len()
             ));
         }
-        let (done, _) = watch::channel(false);
+        let (done, _) = watch::channel(self.records == 0);
         let run = Arc::new(Run {
             remaining: AtomicU64::new(self.records),
             reached: std::sync::Mutex::new(None),

@@ -201,12 +201,14 @@ impl RoundTrips {
                 )));
             }
             let records = self.consumer.poll(wait).await?;
-            if let Some(r) = records.iter().find(|r| r.offset == written.offset) {
+            // With acks=0 the offset is unknown (-1): the next record is the one.
+            let wanted = |offset: i64| written.offset < 0 || offset == written.offset;
+            if let Some(r) = records.iter().find(|r| wanted(r.offset)) {
                 let latency = start.elapsed();
                 if r.value.as_ref() != Some(&value) {
                     return Err(Error::Config(format!(
                         "record {} of {} came back with another value",
-                        written.offset, self.tp
+                        r.offset, self.tp
                     )));
                 }
                 return Ok(latency);

@@ -350,3 +350,88 @@ async fn without_topic_ids_produce_and_fetch_stay_below_v13() {
     assert_eq!(c.poll(Duration::from_secs(5)).await.unwrap().len(), 1);
     assert!(broker.requests().contains(&(1, 12)), "Fetch v12");
 }
+
+/// A transport in front of the fake broker that holds Produce requests until released and
+/// counts how many are outstanding at once.
+struct Gate {
+    broker: FakeBroker,
+    open: std::sync::Arc<tokio::sync::Semaphore>,
+    in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    most: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl crate::connection::FrameTransport for Gate {
+    fn call(
+        &self,
+        frame: bytes::Bytes,
+        expect: bool,
+    ) -> futures::future::BoxFuture<'static, crate::Result<Option<bytes::Bytes>>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let produce = crate::connection::decode_request(frame.clone())
+            .is_ok_and(|(h, _)| h.request_api_key == ApiKey::Produce as i16);
+        let (broker, open) = (self.broker.clone(), self.open.clone());
+        let (in_flight, most) = (self.in_flight.clone(), self.most.clone());
+        Box::pin(async move {
+            if produce {
+                most.fetch_max(in_flight.fetch_add(1, SeqCst) + 1, SeqCst);
+                open.acquire().await.unwrap().forget();
+                in_flight.fetch_sub(1, SeqCst);
+            }
+            crate::connection::FrameTransport::call(&broker, frame, expect).await
+        })
+    }
+    fn is_closed(&self) -> bool {
+        false
+    }
+    fn close(&self) {}
+}
+
+/// Up to `max_in_flight` (5) Produce requests are outstanding on a connection, never more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_requests_in_flight_per_connection() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let broker = FakeBroker::new();
+    broker.create_topic("t", 1);
+    // One permit: the first batch of a producer id goes alone; the rest pile up behind it.
+    let open = Arc::new(tokio::sync::Semaphore::new(1));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(Gate {
+        broker: broker.clone(),
+        open: open.clone(),
+        in_flight: in_flight.clone(),
+        most: most.clone(),
+    });
+    let dialer: crate::cluster::Dialer = Arc::new(move |_: &crate::connection::Endpoint| {
+        Ok(gate.clone() as Arc<dyn crate::connection::FrameTransport>)
+    });
+    let cc = ClientConfig::new(Bootstrap::parse("fake:9092").unwrap());
+    let client = Client::connect_with(cc, dialer).await.unwrap();
+    // Batches of one record each.
+    let config = ProducerConfig {
+        batch_size: 64,
+        ..fast()
+    };
+    let p = Producer::new(client, config).unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..30 {
+        let value = format!("{i:050}");
+        deliveries.push(p.send(ProducerRecord::new("t", value)).await.unwrap());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while in_flight.load(SeqCst) < 5 {
+        assert!(std::time::Instant::now() < deadline, "never 5 in flight");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(most.load(SeqCst), 5, "at most 5 requests in flight");
+    open.add_permits(1000);
+    for (i, d) in deliveries.into_iter().enumerate() {
+        assert_eq!(d.await.unwrap().offset, i as i64);
+    }
+    assert_eq!(most.load(SeqCst), 5);
+    p.close().await;
+}
