@@ -8,6 +8,7 @@ use rafka_store::{PartitionLog, Store, TopicPartition};
 use tokio_util::sync::CancellationToken;
 
 use crate::NodeConfig;
+use crate::cluster::Cluster;
 use crate::endpoint::Endpoint;
 use crate::group::GroupOffsets;
 use crate::metadata::{Metadata, MetadataImage, NodeId, PartitionImage, TopicDefaults, TopicImage};
@@ -36,14 +37,27 @@ pub struct Broker {
 struct Inner {
     config: NodeConfig,
     local: LocalNode,
-    metadata: Metadata,
-    store: Store,
-    replicas: Replicas,
-    groups: GroupOffsets,
-    producer_ids: ProducerIds,
+    parts: BrokerParts,
     defaults: TopicDefaults,
     shutdown: CancellationToken,
     ready: AtomicBool,
+}
+
+/// The services a broker is assembled from.
+#[derive(Clone)]
+pub struct BrokerParts {
+    /// The metadata log.
+    pub metadata: Metadata,
+    /// The partition store.
+    pub store: Store,
+    /// Reconciles local partition logs with the metadata.
+    pub replicas: Replicas,
+    /// Committed group offsets.
+    pub groups: GroupOffsets,
+    /// Producer id allocation.
+    pub producer_ids: ProducerIds,
+    /// Liveness of nodes.
+    pub cluster: Cluster,
 }
 
 impl std::fmt::Debug for Broker {
@@ -66,15 +80,10 @@ pub enum Leadership {
 
 impl Broker {
     /// Assembles the context.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: NodeConfig,
         local: LocalNode,
-        metadata: Metadata,
-        store: Store,
-        replicas: Replicas,
-        groups: GroupOffsets,
-        producer_ids: ProducerIds,
+        parts: BrokerParts,
         shutdown: CancellationToken,
     ) -> Self {
         let defaults = topic_defaults(&config);
@@ -82,11 +91,7 @@ impl Broker {
             inner: Arc::new(Inner {
                 config,
                 local,
-                metadata,
-                store,
-                replicas,
-                groups,
-                producer_ids,
+                parts,
                 defaults,
                 shutdown,
                 ready: AtomicBool::new(false),
@@ -106,32 +111,37 @@ impl Broker {
 
     /// The metadata service.
     pub fn metadata(&self) -> &Metadata {
-        &self.inner.metadata
+        &self.inner.parts.metadata
     }
 
     /// The current metadata image.
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.inner.metadata.image()
+        self.inner.parts.metadata.image()
     }
 
     /// The partition store.
     pub fn store(&self) -> &Store {
-        &self.inner.store
+        &self.inner.parts.store
     }
 
     /// Partition replicas of this node.
     pub fn replicas(&self) -> &Replicas {
-        &self.inner.replicas
+        &self.inner.parts.replicas
     }
 
     /// Committed group offsets.
     pub fn groups(&self) -> &GroupOffsets {
-        &self.inner.groups
+        &self.inner.parts.groups
     }
 
     /// Producer id allocation.
     pub fn producer_ids(&self) -> &ProducerIds {
-        &self.inner.producer_ids
+        &self.inner.parts.producer_ids
+    }
+
+    /// Liveness of nodes (gossip membership).
+    pub fn cluster(&self) -> &Cluster {
+        &self.inner.parts.cluster
     }
 
     /// Node-level topic defaults.
@@ -169,7 +179,7 @@ impl Broker {
             topic_id: topic.id,
             partition,
         };
-        match self.inner.store.partition(tp) {
+        match self.inner.parts.store.partition(tp) {
             Some(log) => Leadership::Leader(log, image.clone()),
             None => Leadership::NotLeader,
         }

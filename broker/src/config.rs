@@ -48,9 +48,29 @@ pub struct NodeArgs {
     #[arg(long, env = "RAFKA_AUTO_CREATE_TOPICS", value_name = "BOOL")]
     pub auto_create_topics: Option<bool>,
     /// Form a new cluster once this many fresh nodes see each other (1 for a single node). A node
-    /// restarted on an existing data dir resumes its cluster with or without it.
+    /// restarted on an existing data dir resumes its cluster with or without it; a fresh node
+    /// without it waits to be added to an existing cluster.
     #[arg(long, env = "RAFKA_BOOTSTRAP_EXPECT", value_name = "N")]
     pub bootstrap_expect: Option<u32>,
+    /// A node to join through: its p2p multiaddr, the /p2p/<peer id> part optional. Repeatable
+    /// (comma separated in RAFKA_BOOTSTRAP); Kademlia and gossip find the rest of the mesh.
+    #[arg(
+        long,
+        env = "RAFKA_BOOTSTRAP",
+        value_name = "MULTIADDR",
+        value_delimiter = ','
+    )]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Do not discover nodes on the LAN with mDNS (it is on by default).
+    #[arg(long, env = "RAFKA_NO_MDNS")]
+    pub no_mdns: bool,
+    /// Listen address of the control plane (membership gossip and the metadata log), separate from
+    /// --p2p-addr so bulk data never delays heartbeats. Peers learn it. [default: /ip4/0.0.0.0/tcp/0]
+    #[arg(long, env = "RAFKA_CONTROL_ADDR", value_name = "MULTIADDR")]
+    pub control_addr: Option<Multiaddr>,
+    /// Voters of the metadata log (3 or 5); every other node follows as a learner. [default: 3]
+    #[arg(long, env = "RAFKA_VOTERS", value_name = "N")]
+    pub voters: Option<usize>,
     /// Partitions of auto-created topics and of CreateTopics requests that leave it to the broker. [default: 1]
     #[arg(long, env = "RAFKA_NUM_PARTITIONS", value_name = "N")]
     pub num_partitions: Option<i32>,
@@ -94,6 +114,14 @@ pub struct NodeConfig {
     pub auto_create_topics: bool,
     /// Nodes expected to form a new cluster.
     pub bootstrap_expect: Option<u32>,
+    /// Nodes to join through (p2p multiaddrs).
+    pub bootstrap: Vec<Multiaddr>,
+    /// mDNS discovery.
+    pub mdns: bool,
+    /// Control-plane listen address.
+    pub control_addr: Multiaddr,
+    /// Voters of the metadata log.
+    pub voters: usize,
     /// Default partition count.
     pub num_partitions: i32,
     /// Request size limit.
@@ -121,6 +149,10 @@ impl Default for NodeConfig {
             fsync: FsyncPolicy::Always,
             auto_create_topics: true,
             bootstrap_expect: None,
+            bootstrap: Vec::new(),
+            mdns: true,
+            control_addr: rafka_mesh::config::default_control_listen(),
+            voters: 3,
             num_partitions: 1,
             max_request_bytes: 100 * 1024 * 1024,
             retention_ms: 7 * 24 * 3600 * 1000,
@@ -151,6 +183,12 @@ impl NodeConfig {
         if let Some(n) = args.bootstrap_expect {
             config.bootstrap_expect = Some(n);
         }
+        if !args.bootstrap.is_empty() {
+            config.bootstrap = args.bootstrap;
+        }
+        if args.no_mdns {
+            config.mdns = false;
+        }
         overlay!(
             config,
             args,
@@ -158,6 +196,8 @@ impl NodeConfig {
             kafka_addr,
             p2p_addr,
             http_addr,
+            control_addr,
+            voters,
             fsync,
             auto_create_topics,
             num_partitions,
@@ -224,6 +264,12 @@ impl NodeConfig {
             return Err(invalid(
                 "retention_check_interval_ms",
                 "must be positive".into(),
+            ));
+        }
+        if !matches!(self.voters, 1 | 3 | 5 | 7) {
+            return Err(invalid(
+                "voters",
+                format!("{} (use 3 or 5; 1 only for a single node)", self.voters),
             ));
         }
         if let Some(0) = self.bootstrap_expect {

@@ -4,7 +4,10 @@
 //! - [`config`]: [`NodeConfig`], layered flags > `RAFKA_*` env > TOML file > defaults.
 //! - [`node`]: start-up and shutdown of everything below, in order.
 //! - [`broker`]: [`Broker`], the shared context handlers read (metadata, store, coordinators).
-//! - [`metadata`]: the metadata state machine ([`metadata::MetadataImage`]) and its service.
+//! - [`metadata`]: the metadata state machine ([`metadata::MetadataImage`]), its Raft log
+//!   ([`metadata::raft`]) and placement ([`metadata::assignment`]).
+//! - [`cluster`]: liveness from gossip, formation, the controller (learners, voters, partition
+//!   leaders on the metadata leader) and this node's gossiped state.
 //! - [`replica`]: keeps this node's partition logs in line with the metadata.
 //! - [`api`]: one file per Kafka API, and [`api::dispatch`], which decodes a frame, checks the
 //!   version and calls the handler. Handlers are transport-agnostic.
@@ -25,6 +28,7 @@
 pub mod alloc;
 pub mod api;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod endpoint;
 pub mod error;

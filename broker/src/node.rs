@@ -1,25 +1,31 @@
 //! Start-up and shutdown of a node, in order.
 //!
-//! Start: data dir → identity → metadata (form or wait) → store → listeners bound → mesh →
-//! registration → internal topics → group offsets → serving. Shutdown: stop accepting, drain
-//! in-flight requests, flush the store, leave the mesh.
+//! Start: data dir → identity → listeners bound → mesh (both planes) → metadata log → form,
+//! resume or join a cluster → store → registration → internal topics → group offsets → serving,
+//! with the controller and gossip publisher running. Shutdown: announce leaving, stop accepting,
+//! drain in-flight requests, flush the store, stop the metadata log, close the mesh.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use rafka_mesh::{Mesh, MeshConfig, Multiaddr, Role};
-use rafka_store::{PartitionLog, Store, StoreConfig, TopicPartition};
+use rafka_store::{Store, StoreConfig, TopicPartition};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::{LocalNode, topic_defaults};
+use crate::api::topics::{self, NewTopic};
+use crate::broker::{BrokerParts, LocalNode, topic_defaults};
+use crate::cluster::transport::MeshRaftTransport;
+use crate::cluster::{self, Cluster, controller, formation, gossip};
 use crate::error::NodeError;
 use crate::group::{GroupOffsets, OFFSETS_TOPIC};
-use crate::metadata::{Metadata, MetadataCommand, MetadataError, Outcome};
+use crate::metadata::raft::{RaftConfig, RaftNode};
+use crate::metadata::{Metadata, MetadataCommand, MetadataError, NodeId, Outcome};
 use crate::producer_ids::ProducerIds;
 use crate::replica::Replicas;
 use crate::{Broker, NodeConfig, endpoint, http, transport};
@@ -47,8 +53,8 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node. Returns once it serves (or waits, without `--bootstrap-expect`, until a
-    /// cluster exists; `shutdown` ends the wait).
+    /// Starts a node. Returns once it serves: after forming or joining a cluster (without
+    /// `--bootstrap-expect` a fresh node waits to be added; `shutdown` ends the wait).
     pub async fn start(
         config: NodeConfig,
         prometheus: Option<PrometheusHandle>,
@@ -61,10 +67,6 @@ impl Node {
         })?;
         let keypair = rafka_mesh::load_or_create_identity(&data_dir)?;
         let peer_id = keypair.public().to_peer_id();
-        let metadata = open_metadata(&data_dir.join("raft"), &peer_id).await?;
-        form_or_wait(&metadata, &config, &shutdown).await?;
-
-        let store = open_store(&config, &data_dir)?;
         let kafka_listener = bind(config.kafka_addr, "Kafka").await?;
         let kafka_addr = local_addr(&kafka_listener, config.kafka_addr, "Kafka")?;
         let http_listener = bind(config.http_addr, "HTTP").await?;
@@ -77,53 +79,50 @@ impl Node {
                 })
             })?;
 
-        let mesh_config = MeshConfig {
-            listen: vec![config.p2p_addr.clone()],
-            role: Role::Node,
-            max_frame_bytes: config.max_request_bytes,
-            // Discovery joins with the multi-node work; a single node needs none.
-            mdns: false,
-            ..MeshConfig::default()
-        };
-        let (mesh, inbound) = Mesh::start(keypair, mesh_config).await?;
+        let (mesh, inbound) = Mesh::start(keypair, mesh_config(&config)).await?;
+        let endpoints = gossip::endpoint_keys(&advertised.to_string(), &http_addr.to_string());
+        for (key, value) in &endpoints {
+            mesh.set_state(key, Some(value.clone())).await?;
+        }
+        let cluster = Cluster::new(mesh.clone());
+        let tasks = TaskTracker::new();
+        let metadata = open_metadata(&data_dir.join("raft"), &mesh).await?;
+        tasks.spawn(cluster::transport::serve(
+            inbound.raft,
+            metadata.clone(),
+            shutdown.clone(),
+        ));
+        let joined = formation::form_or_join(&metadata, &cluster, &config, &advertised, &shutdown);
+        if let Err(e) = joined.await {
+            metadata.shutdown().await;
+            mesh.shutdown().await;
+            return Err(e);
+        }
 
-        let registration = MetadataCommand::RegisterNode {
-            peer_id: peer_id.to_string(),
-            kafka_host: advertised.host.clone(),
-            kafka_port: advertised.port,
-        };
-        let Outcome::Registered {
-            node_id,
-            broker_epoch,
-        } = metadata.propose(registration).await?
-        else {
-            return Err(MetadataError::Storage("registration returned no node id".into()).into());
-        };
+        let store = open_store(&config, &data_dir)?;
+        let (node_id, broker_epoch) = register(&metadata, &peer_id, &advertised).await?;
         let local = LocalNode {
             node_id,
             broker_epoch,
             endpoint: advertised.clone(),
             peer_id: peer_id.to_string(),
         };
-        tracing::info!(node_id, broker_epoch, peer = %peer_id, "registered");
-
         let replicas = Replicas::new(store.clone(), node_id, topic_defaults(&config));
         replicas.reconcile(&metadata.image()).await?;
-        let offsets_logs = ensure_offsets_topic(&metadata, &replicas, &store, &config).await?;
-        let groups = GroupOffsets::load(offsets_logs).await?;
+        let groups = GroupOffsets::new(config.offsets_topic_partitions);
         let producer_ids = ProducerIds::new(metadata.clone());
-        let broker = Broker::new(
-            config,
-            local,
-            metadata,
+        let parts = BrokerParts {
+            metadata: metadata.clone(),
             store,
             replicas,
             groups,
             producer_ids,
-            shutdown.clone(),
-        );
+            cluster: cluster.clone(),
+        };
+        let broker = Broker::new(config, local, parts, shutdown.clone());
+        ensure_offsets_topic(&broker).await?;
+        attach_offsets(&broker).await;
 
-        let tasks = TaskTracker::new();
         tasks.spawn(transport::kafka_tcp::serve(
             kafka_listener,
             broker.clone(),
@@ -144,6 +143,21 @@ impl Node {
         ));
         tasks.spawn(retention_loop(broker.clone(), shutdown.clone()));
         tasks.spawn(reconcile_loop(broker.clone(), shutdown.clone()));
+        let voters = broker.config().voters;
+        tasks.spawn(controller::run(
+            metadata.clone(),
+            cluster.clone(),
+            voters,
+            shutdown.clone(),
+        ));
+        tasks.spawn(gossip::run(
+            mesh.clone(),
+            metadata.clone(),
+            node_id,
+            endpoints,
+            shutdown.clone(),
+        ));
+        tasks.spawn(readiness(broker.clone(), shutdown.clone()));
 
         let p2p = mesh
             .listen_addrs()
@@ -157,7 +171,6 @@ impl Node {
             p2p,
             http: http_addr,
         };
-        broker.set_ready();
         Ok(Node {
             broker,
             mesh,
@@ -177,9 +190,11 @@ impl Node {
         &self.broker
     }
 
-    /// Stops accepting, drains in-flight requests, flushes the store and leaves the mesh.
+    /// Announces the departure (peers see `left` at once), stops accepting, drains in-flight
+    /// requests, flushes the store, stops the metadata log and leaves the mesh.
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
+        self.mesh.leave().await;
         self.shutdown.cancel();
         self.tasks.close();
         if tokio::time::timeout(Duration::from_secs(30), self.tasks.wait())
@@ -200,12 +215,35 @@ impl Node {
     }
 }
 
-/// Opens the metadata log in `dir`. Single-node stage: no transport reaches other nodes yet.
-async fn open_metadata(dir: &Path, peer_id: &rafka_mesh::PeerId) -> Result<Metadata, NodeError> {
-    let node = crate::metadata::raft::RaftNode::new(peer_id, Vec::new());
-    let transport = std::sync::Arc::new(crate::metadata::raft::NoPeers);
-    let config = crate::metadata::raft::RaftConfig::default();
-    Metadata::open(dir, node, transport, config)
+/// The mesh settings a node derives from its configuration.
+fn mesh_config(config: &NodeConfig) -> MeshConfig {
+    let generation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    MeshConfig {
+        listen: vec![config.p2p_addr.clone()],
+        control_listen: vec![config.control_addr.clone()],
+        role: Role::Node,
+        mdns: config.mdns,
+        bootstrap: config.bootstrap.clone(),
+        max_frame_bytes: config.max_request_bytes,
+        generation,
+        seed: generation,
+        ..MeshConfig::default()
+    }
+}
+
+/// Opens the metadata log in `dir`, reaching other nodes over the mesh's control plane.
+async fn open_metadata(dir: &Path, mesh: &Mesh) -> Result<Metadata, NodeError> {
+    let addrs = mesh
+        .control_addrs()
+        .await
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let node = RaftNode::new(&mesh.local_peer_id(), addrs);
+    let transport = Arc::new(MeshRaftTransport::new(mesh.clone()));
+    Metadata::open(dir, node, transport, RaftConfig::default())
         .await
         .map_err(|e| match e {
             MetadataError::Storage(reason) if reason.contains("ock") => {
@@ -221,57 +259,57 @@ fn open_store(config: &NodeConfig, data_dir: &Path) -> Result<Store, NodeError> 
     Ok(Store::open(store_config)?)
 }
 
-/// Forms a new cluster with `--bootstrap-expect 1`, or waits to be joined.
-async fn form_or_wait(
+/// Registers this node (same peer id, same node id; a new broker epoch every start).
+async fn register(
     metadata: &Metadata,
-    config: &NodeConfig,
-    shutdown: &CancellationToken,
-) -> Result<(), NodeError> {
-    if metadata.image().is_formed() {
-        tracing::info!(cluster_id = %metadata.image().cluster_id, "resuming cluster");
-        return Ok(());
-    }
-    match config.bootstrap_expect {
-        Some(1) => {
-            let cluster_id = new_cluster_id();
-            tracing::info!(%cluster_id, "forming a new single-node cluster");
-            metadata.initialize(vec![metadata.node().clone()]).await?;
-            metadata
-                .propose(MetadataCommand::Form { cluster_id })
-                .await?;
-            Ok(())
-        }
-        Some(n) => Err(NodeError::Config(crate::error::ConfigError::Invalid {
-            key: "bootstrap_expect".into(),
-            reason: format!(
-                "{n}: forming a multi-node cluster needs the mesh membership layer, which this build does not have yet; use 1"
-            ),
-        })),
-        None => {
-            tracing::warn!(
-                data_dir = %config.data_dir.display(),
-                "this node has no cluster and waits to join one; to form a new cluster, start it with --bootstrap-expect 1"
-            );
-            shutdown.cancelled().await;
-            Err(NodeError::Config(crate::error::ConfigError::Invalid {
-                key: "bootstrap_expect".into(),
-                reason: "stopped while waiting to join a cluster".into(),
-            }))
+    peer_id: &rafka_mesh::PeerId,
+    advertised: &crate::endpoint::Endpoint,
+) -> Result<(NodeId, i64), NodeError> {
+    let registration = MetadataCommand::RegisterNode {
+        peer_id: peer_id.to_string(),
+        kafka_host: advertised.host.clone(),
+        kafka_port: advertised.port,
+    };
+    loop {
+        match metadata.propose(registration.clone()).await {
+            Ok(Outcome::Registered {
+                node_id,
+                broker_epoch,
+            }) => {
+                tracing::info!(node_id, broker_epoch, peer = %peer_id, "registered");
+                return Ok((node_id, broker_epoch));
+            }
+            Ok(other) => {
+                return Err(
+                    MetadataError::Storage(format!("registration answered {other:?}")).into(),
+                );
+            }
+            Err(e) if e.is_retriable() => {
+                tracing::info!(error = %e, "registration not possible yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
-/// A Kafka-style cluster id: a random UUID in URL-safe base64 without padding (22 characters).
-fn new_cluster_id() -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let value = u128::from_be_bytes(*uuid::Uuid::new_v4().as_bytes());
-    (0..22)
-        .map(|i| {
-            let shift = 128u32.saturating_sub(6 * (i + 1));
-            let index = ((value >> shift) & 0x3f) as usize;
-            char::from(ALPHABET.get(index).copied().unwrap_or(b'A'))
-        })
-        .collect()
+/// Marks the node ready once its image has caught up with what was committed when it joined.
+async fn readiness(broker: Broker, shutdown: CancellationToken) {
+    let metadata = broker.metadata().clone();
+    let target = metadata.status().await.committed.unwrap_or(0);
+    let mut metrics = metadata.raft_metrics();
+    loop {
+        let applied = metadata.status().await.last_applied.unwrap_or(0);
+        if applied >= target {
+            broker.set_ready();
+            tracing::info!(applied, "ready");
+            return;
+        }
+        tokio::select! {
+            _ = metrics.changed() => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
 
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, NodeError> {
@@ -294,45 +332,43 @@ fn local_addr(
     })
 }
 
-/// Creates `__consumer_offsets` on first start and returns its local partition logs, in order.
-async fn ensure_offsets_topic(
-    metadata: &Metadata,
-    replicas: &Replicas,
-    store: &Store,
-    config: &NodeConfig,
-) -> Result<Vec<PartitionLog>, NodeError> {
-    if metadata.image().topic(OFFSETS_TOPIC).is_none() {
-        let configs = BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]);
-        let command = MetadataCommand::CreateTopic {
-            name: OFFSETS_TOPIC.to_string(),
-            topic_id: uuid::Uuid::new_v4(),
-            partitions: config.offsets_topic_partitions,
-            replication_factor: 1,
-            configs,
-            internal: true,
-        };
-        metadata.propose(command).await?;
-        replicas.reconcile(&metadata.image()).await?;
+/// Creates `__consumer_offsets` if no node has yet (it is an ordinary topic in the metadata log).
+async fn ensure_offsets_topic(broker: &Broker) -> Result<(), NodeError> {
+    if broker.image().topic(OFFSETS_TOPIC).is_some() {
+        return Ok(());
     }
-    let image = metadata.image();
-    let topic = image
-        .topic(OFFSETS_TOPIC)
-        .ok_or(MetadataError::UnknownTopic(OFFSETS_TOPIC.into()))?;
-    topic
-        .partitions
-        .iter()
-        .map(|p| {
-            store
-                .partition(TopicPartition {
-                    topic_id: topic.id,
-                    partition: p.index,
-                })
-                .ok_or_else(|| {
-                    MetadataError::Storage(format!("offsets partition {} has no log", p.index))
-                        .into()
-                })
-        })
-        .collect()
+    let configs = BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]);
+    let topic = NewTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        partitions: Some(broker.config().offsets_topic_partitions),
+        replication_factor: None,
+        configs,
+    };
+    match topics::create(broker, topic).await {
+        Ok(_) | Err(MetadataError::TopicExists(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Serves the group offsets of every offsets partition this node leads.
+async fn attach_offsets(broker: &Broker) {
+    let image = broker.image();
+    let Some(topic) = image.topic(OFFSETS_TOPIC) else {
+        return;
+    };
+    let local = broker.local().node_id;
+    for partition in topic.partitions.iter().filter(|p| p.leader == local) {
+        let tp = TopicPartition {
+            topic_id: topic.id,
+            partition: partition.index,
+        };
+        let Some(log) = broker.store().partition(tp) else {
+            continue;
+        };
+        if let Err(e) = broker.groups().attach(partition.index, log).await {
+            tracing::error!(partition = partition.index, error = %e, "cannot load group offsets");
+        }
+    }
 }
 
 async fn retention_loop(broker: Broker, shutdown: CancellationToken) {
@@ -365,21 +401,6 @@ async fn reconcile_loop(broker: Broker, shutdown: CancellationToken) {
         if let Err(e) = broker.replicas().reconcile(&image).await {
             tracing::error!(error = %e, "cannot apply metadata to partition logs");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cluster_ids_look_like_kafkas() {
-        let id = new_cluster_id();
-        assert_eq!(id.len(), 22);
-        assert!(
-            id.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        );
-        assert_ne!(id, new_cluster_id());
+        attach_offsets(&broker).await;
     }
 }

@@ -86,7 +86,8 @@ fn find(broker: &Broker, key: &StrBytes, key_type: i8) -> Answer {
         .ok()
         .and_then(|i| topic.partitions.get(i))
         .map(|p| p.leader);
-    match leader.and_then(|id| image.nodes.get(&id)) {
+    let live = leader.filter(|id| broker.cluster().is_node_live(&image, *id));
+    match live.and_then(|id| image.nodes.get(&id)) {
         Some(node) => Ok((
             node.node_id,
             node.kafka_host.clone(),

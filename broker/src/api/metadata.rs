@@ -1,5 +1,6 @@
 //! Metadata: brokers, topics (with ids), partitions and their leaders; auto-creates topics.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
@@ -12,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::RequestContext;
 use super::topics::{self, NewTopic};
 use crate::Broker;
-use crate::metadata::{MetadataError, MetadataImage, TopicImage, validate_topic_name};
+use crate::metadata::{MetadataError, MetadataImage, NodeId, TopicImage, validate_topic_name};
 
 /// Answers a Metadata request.
 pub async fn handle(
@@ -21,24 +22,29 @@ pub async fn handle(
     request: MetadataRequest,
 ) -> MetadataResponse {
     let image = broker.image();
+    let live = broker.cluster().live_nodes(&image);
     let topics = match &request.topics {
         // v0: an empty list means all topics; v1+: null means all, empty means none.
-        None => all_topics(&image),
-        Some(list) if list.is_empty() && ctx.version == 0 => all_topics(&image),
+        None => all_topics(&image, &live),
+        Some(list) if list.is_empty() && ctx.version == 0 => all_topics(&image, &live),
         Some(list) => {
             let allow_auto_create = ctx.version < 4 || request.allow_auto_topic_creation;
             let mut out = Vec::with_capacity(list.len());
             for requested in list {
-                out.push(requested_topic(broker, &image, requested, allow_auto_create).await);
+                out.push(
+                    requested_topic(broker, &image, &live, requested, allow_auto_create).await,
+                );
             }
             out
         }
     };
-    // Auto-creation may have moved the image on.
+    // Auto-creation may have moved the image on. Only nodes membership sees alive are listed, so
+    // a dead or departed node drops out even while the metadata log cannot change.
     let image = broker.image();
     let brokers = image
         .nodes
         .values()
+        .filter(|node| live.contains(&node.node_id))
         .map(|node| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(node.node_id))
@@ -53,27 +59,28 @@ pub async fn handle(
         .with_topics(topics)
 }
 
-fn all_topics(image: &MetadataImage) -> Vec<MetadataResponseTopic> {
-    image.topics().map(describe).collect()
+fn all_topics(image: &MetadataImage, live: &BTreeSet<NodeId>) -> Vec<MetadataResponseTopic> {
+    image.topics().map(|t| describe(t, live)).collect()
 }
 
 async fn requested_topic(
     broker: &Broker,
     image: &MetadataImage,
+    live: &BTreeSet<NodeId>,
     requested: &kafka_protocol::messages::metadata_request::MetadataRequestTopic,
     allow_auto_create: bool,
 ) -> MetadataResponseTopic {
     // v10+ may name a topic by id only.
     let Some(name) = requested.name.as_ref().map(|n| n.0.to_string()) else {
         return match image.topic_by_id(&requested.topic_id) {
-            Some(topic) => describe(topic),
+            Some(topic) => describe(topic, live),
             None => MetadataResponseTopic::default()
                 .with_topic_id(requested.topic_id)
                 .with_error_code(ResponseError::UnknownTopicId.code()),
         };
     };
     if let Some(topic) = image.topic(&name) {
-        return describe(topic);
+        return describe(topic, live);
     }
     let error = |e: MetadataError| {
         MetadataResponseTopic::default()
@@ -97,24 +104,30 @@ async fn requested_topic(
     match topics::create(broker, new).await {
         Ok(topic) => {
             tracing::info!(topic = %name, "auto-created topic");
-            describe(&topic)
+            describe(&topic, live)
         }
         // Lost a race with another creator: the topic exists now.
         Err(MetadataError::TopicExists(_)) => match broker.image().topic(&name) {
-            Some(topic) => describe(topic),
+            Some(topic) => describe(topic, live),
             None => error(MetadataError::UnknownTopic(name.clone())),
         },
         Err(e) => error(e),
     }
 }
 
-/// A topic as Metadata describes it.
-pub fn describe(topic: &Arc<TopicImage>) -> MetadataResponseTopic {
+/// A topic as Metadata describes it. A partition whose leader is not alive (as membership sees
+/// it, even before the metadata log moves leadership) reports LEADER_NOT_AVAILABLE.
+pub fn describe(topic: &Arc<TopicImage>, live: &BTreeSet<NodeId>) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .map(|p| {
-            let error = if p.leader < 0 {
+            let leader = if live.contains(&p.leader) {
+                p.leader
+            } else {
+                -1
+            };
+            let error = if leader < 0 {
                 ResponseError::LeaderNotAvailable.code()
             } else {
                 0
@@ -122,7 +135,7 @@ pub fn describe(topic: &Arc<TopicImage>) -> MetadataResponseTopic {
             MetadataResponsePartition::default()
                 .with_error_code(error)
                 .with_partition_index(p.index)
-                .with_leader_id(BrokerId(p.leader))
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
                 .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())

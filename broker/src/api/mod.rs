@@ -17,7 +17,7 @@ mod metadata;
 mod offset_commit;
 mod offset_fetch;
 mod produce;
-mod topics;
+pub mod topics;
 pub mod versions;
 
 pub use dispatch::{ConnectionInfo, Handled, RequestContext, handle_frame};

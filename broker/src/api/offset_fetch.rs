@@ -43,7 +43,7 @@ pub fn handle(
             .collect();
         return OffsetFetchResponse::default()
             .with_topics(topics)
-            .with_error_code(group_error(&request.group_id));
+            .with_error_code(group_error(broker, &request.group_id));
     }
     let groups = request
         .groups
@@ -64,7 +64,7 @@ pub fn handle(
                         .with_partitions(partitions)
                 })
                 .collect();
-            let error_code = group_error(&group.group_id);
+            let error_code = group_error(broker, &group.group_id);
             OffsetFetchResponseGroup::default()
                 .with_group_id(group.group_id)
                 .with_topics(topics)
@@ -74,9 +74,13 @@ pub fn handle(
     OffsetFetchResponse::default().with_groups(groups)
 }
 
-fn group_error(group: &GroupId) -> i16 {
+fn group_error(broker: &Broker, group: &GroupId) -> i16 {
+    let offsets = broker.groups();
     if group.0.is_empty() {
         ResponseError::InvalidGroupId.code()
+    } else if !offsets.is_attached(offsets.partition_of(group.0.as_str())) {
+        // Another node leads this group's offsets partition (FindCoordinator says which).
+        ResponseError::NotCoordinator.code()
     } else {
         0
     }

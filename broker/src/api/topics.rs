@@ -8,7 +8,8 @@ use rafka_store::StoreError;
 use crate::Broker;
 use crate::group::OFFSETS_TOPIC;
 use crate::metadata::{
-    MetadataCommand, MetadataError, TopicConfigError, TopicImage, topic_config, validate_topic_name,
+    MetadataCommand, MetadataError, TopicConfigError, TopicImage, assignment, topic_config,
+    validate_topic_name,
 };
 
 /// Kafka's internal topics: written only by the broker, never deleted by clients. Other names
@@ -42,10 +43,11 @@ pub fn validate(broker: &Broker, topic: &NewTopic) -> Result<(), MetadataError> 
         return Err(MetadataError::InvalidPartitions(partitions));
     }
     let factor = topic.replication_factor.unwrap_or(1);
-    if factor < 1 || usize::try_from(factor).unwrap_or(usize::MAX) > image.nodes.len() {
+    let live = broker.cluster().live_nodes(&image).len();
+    if factor < 1 || usize::try_from(factor).unwrap_or(usize::MAX) > live {
         return Err(MetadataError::InvalidReplicationFactor {
             requested: i32::from(factor),
-            available: image.nodes.len(),
+            available: live,
         });
     }
     Ok(())
@@ -76,11 +78,14 @@ fn validate_log_config(
 /// Creates a topic and its local partition logs; returns the new topic.
 pub async fn create(broker: &Broker, topic: NewTopic) -> Result<Arc<TopicImage>, MetadataError> {
     validate(broker, &topic)?;
+    let image = broker.image();
+    let live: Vec<_> = broker.cluster().live_nodes(&image).into_iter().collect();
+    let partitions = topic.partitions.unwrap_or(broker.config().num_partitions);
+    let factor = topic.replication_factor.unwrap_or(1);
     let command = MetadataCommand::CreateTopic {
         name: topic.name.clone(),
         topic_id: uuid::Uuid::new_v4(),
-        partitions: topic.partitions.unwrap_or(broker.config().num_partitions),
-        replication_factor: topic.replication_factor.unwrap_or(1),
+        assignments: assignment::assign(&image, &live, partitions, factor)?,
         configs: topic.configs,
         internal: INTERNAL_TOPICS.contains(&topic.name.as_str()),
     };

@@ -72,45 +72,79 @@ struct Writer {
     records_since_snapshot: u64,
 }
 
-/// The committed offsets of every group (cheap to clone).
+type SharedWriter = Arc<Mutex<Writer>>;
+
+/// The committed offsets of the groups whose offsets partitions this node leads (cheap to clone).
 #[derive(Clone)]
 pub struct GroupOffsets {
     inner: Arc<Inner>,
 }
 
 struct Inner {
+    partitions: i32,
     offsets: RwLock<GroupMap>,
-    writers: Vec<Mutex<Writer>>,
+    writers: std::sync::Mutex<HashMap<i32, SharedWriter>>,
 }
 
 impl GroupOffsets {
-    /// Rebuilds the map by replaying every offsets partition (`logs[i]` is partition `i`).
-    pub async fn load(logs: Vec<PartitionLog>) -> Result<Self, StoreError> {
-        let replay_logs = logs.clone();
-        let (offsets, counts) = tokio::task::spawn_blocking(move || replay(&replay_logs))
+    /// Offsets spread over `partitions` partitions of the offsets topic; none attached yet.
+    pub fn new(partitions: i32) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                partitions: partitions.max(1),
+                offsets: RwLock::new(GroupMap::new()),
+                writers: std::sync::Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn writers(&self) -> std::sync::MutexGuard<'_, HashMap<i32, SharedWriter>> {
+        // Entries are inserted whole; a panic elsewhere cannot leave the map torn.
+        self.inner
+            .writers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether this node serves the offsets partition `index`.
+    pub fn is_attached(&self, index: i32) -> bool {
+        self.writers().contains_key(&index)
+    }
+
+    /// Starts serving offsets partition `index` (this node leads it): replays its log into the
+    /// map. Does nothing if already attached.
+    pub async fn attach(&self, index: i32, log: PartitionLog) -> Result<(), StoreError> {
+        if self.is_attached(index) {
+            return Ok(());
+        }
+        let replay_log = log.clone();
+        let (offsets, records) = tokio::task::spawn_blocking(move || replay(&replay_log))
             .await
             .map_err(|e| task_failed("offset replay", &e))??;
-        let writers = logs
-            .into_iter()
-            .zip(counts)
-            .map(|(log, records_since_snapshot)| {
-                Mutex::new(Writer {
-                    log,
-                    records_since_snapshot,
-                })
-            })
-            .collect();
-        Ok(Self {
-            inner: Arc::new(Inner {
-                offsets: RwLock::new(offsets),
-                writers,
-            }),
-        })
+        let mut writers = self.writers();
+        if writers.contains_key(&index) {
+            return Ok(());
+        }
+        {
+            let mut map = self.write();
+            for (group, commits) in offsets {
+                map.entry(group).or_default().extend(commits);
+            }
+        }
+        tracing::info!(partition = index, records, "serving group offsets");
+        writers.insert(
+            index,
+            Arc::new(Mutex::new(Writer {
+                log,
+                records_since_snapshot: records,
+            })),
+        );
+        Ok(())
     }
 
     /// Number of offsets partitions.
     pub fn partitions(&self) -> i32 {
-        i32::try_from(self.inner.writers.len()).unwrap_or(i32::MAX)
+        self.inner.partitions
     }
 
     /// The offsets partition of `group`.
@@ -188,11 +222,11 @@ impl GroupOffsets {
             .map(|(k, v)| Some((k?, Some(v?))))
             .collect::<Option<_>>()
             .ok_or(CommitError::NameTooLong)?;
-        let index = usize::try_from(self.partition_of(group)).unwrap_or(0);
+        let index = self.partition_of(group);
         let writer = self
-            .inner
-            .writers
-            .get(index)
+            .writers()
+            .get(&index)
+            .cloned()
             .ok_or(CommitError::NotCoordinator)?;
         let mut writer = writer.lock().await;
         append_records(&writer.log, &records, options).await?;
@@ -209,7 +243,7 @@ impl GroupOffsets {
 
     async fn maybe_snapshot(
         &self,
-        index: usize,
+        index: i32,
         writer: &mut Writer,
         options: AppendOptions,
     ) -> Result<(), CommitError> {
@@ -217,7 +251,7 @@ impl GroupOffsets {
         let live: Vec<(Bytes, Option<Bytes>)> = {
             let map = self.read();
             map.iter()
-                .filter(|(group, _)| partition_for_group(group, partitions) as usize == index)
+                .filter(|(group, _)| partition_for_group(group, partitions) == index)
                 .flat_map(|(group, offsets)| {
                     offsets
                         .iter()
@@ -314,13 +348,13 @@ fn encode_batch(records: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<Bytes
     Ok(buf.freeze())
 }
 
-fn replay(logs: &[PartitionLog]) -> Result<(GroupMap, Vec<u64>), StoreError> {
+/// Replays one offsets partition: its live commits and how many records it holds.
+fn replay(log: &PartitionLog) -> Result<(GroupMap, u64), StoreError> {
     let mut map = GroupMap::new();
-    let mut counts = Vec::with_capacity(logs.len());
-    for log in logs {
+    let mut records = 0u64;
+    {
         let mut offset = log.log_start_offset();
         let end = log.log_end_offset();
-        let mut records = 0u64;
         while offset < end {
             let batches = log.read(offset, REPLAY_READ_BYTES, end)?;
             if batches.is_empty() {
@@ -350,9 +384,8 @@ fn replay(logs: &[PartitionLog]) -> Result<(GroupMap, Vec<u64>), StoreError> {
                 }
             }
         }
-        counts.push(records);
     }
-    Ok((map, counts))
+    Ok((map, records))
 }
 
 fn apply_record(map: &mut GroupMap, record: &Record) {

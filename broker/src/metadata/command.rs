@@ -31,14 +31,19 @@ pub enum MetadataCommand {
         name: String,
         /// Topic id, chosen by the proposer.
         topic_id: Uuid,
-        /// Partition count.
-        partitions: i32,
-        /// Replication factor.
-        replication_factor: i16,
+        /// Replicas of each partition, preferred leader first, chosen by the proposer from the
+        /// nodes it saw alive (see [`super::assignment`]). Their count is the partition count.
+        assignments: Vec<Vec<NodeId>>,
         /// Explicit config overrides (already validated).
         configs: BTreeMap<String, String>,
         /// Internal topic (`__consumer_offsets`).
         internal: bool,
+    },
+    /// Moves partition leadership (the controller's decision when a leader dies or returns).
+    /// Each change bumps the partition's leader epoch and partition epoch.
+    ElectLeaders {
+        /// The changes.
+        changes: Vec<LeaderChange>,
     },
     /// Deletes a topic.
     DeleteTopic {
@@ -57,6 +62,19 @@ pub enum MetadataCommand {
         /// How many.
         count: i64,
     },
+}
+
+/// One partition's new leader (-1: none available).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LeaderChange {
+    /// Topic id.
+    pub topic_id: Uuid,
+    /// Partition.
+    pub partition: i32,
+    /// The new leader; it must be one of the partition's in-sync replicas, or -1.
+    pub leader: NodeId,
+    /// The leader epoch the proposer saw; a change against another epoch is stale and skipped.
+    pub expected_leader_epoch: i32,
 }
 
 /// What applying a command produced.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::command::LeaderChange;
 use super::{MetadataCommand, MetadataError, NodeId, Outcome, validate_topic_name};
 
 /// A registered node.
@@ -131,18 +132,14 @@ impl MetadataImage {
             MetadataCommand::CreateTopic {
                 name,
                 topic_id,
-                partitions,
-                replication_factor,
+                assignments,
                 configs,
                 internal,
-            } => self.create_topic(
-                name,
-                *topic_id,
-                *partitions,
-                *replication_factor,
-                configs,
-                *internal,
-            )?,
+            } => self.create_topic(name, *topic_id, assignments, configs, *internal)?,
+            MetadataCommand::ElectLeaders { changes } => {
+                self.elect_leaders(changes);
+                Outcome::Done
+            }
             MetadataCommand::DeleteTopic { topic_id } => {
                 let name = self
                     .topic_names_by_id
@@ -202,8 +199,7 @@ impl MetadataImage {
         &mut self,
         name: &str,
         topic_id: Uuid,
-        partitions: i32,
-        replication_factor: i16,
+        assignments: &[Vec<NodeId>],
         configs: &BTreeMap<String, String>,
         internal: bool,
     ) -> Result<Outcome, MetadataError> {
@@ -211,35 +207,42 @@ impl MetadataImage {
         if self.topics.contains_key(name) {
             return Err(MetadataError::TopicExists(name.to_string()));
         }
-        if !(1..=100_000).contains(&partitions) {
-            return Err(MetadataError::InvalidPartitions(partitions));
+        let count = i32::try_from(assignments.len()).unwrap_or(i32::MAX);
+        if !(1..=100_000).contains(&count) {
+            return Err(MetadataError::InvalidPartitions(count));
         }
-        let nodes: Vec<NodeId> = self.nodes.keys().copied().collect();
-        let factor = usize::try_from(replication_factor).unwrap_or(0);
-        if factor == 0 || factor > nodes.len() {
+        let factor = assignments.first().map_or(0, Vec::len);
+        let valid = assignments.iter().all(|replicas| {
+            let mut distinct = replicas.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            replicas.len() == factor
+                && distinct.len() == factor
+                && replicas.iter().all(|node| self.nodes.contains_key(node))
+        });
+        if factor == 0 || !valid {
             return Err(MetadataError::InvalidReplicationFactor {
-                requested: i32::from(replication_factor),
-                available: nodes.len(),
+                requested: i32::try_from(factor).unwrap_or(i32::MAX),
+                available: self.nodes.len(),
             });
         }
-        let partitions = (0..partitions)
-            .map(|index| {
-                let replicas = place_replicas(&nodes, index, factor);
-                PartitionImage {
-                    index,
-                    leader: replicas.first().copied().unwrap_or(-1),
-                    leader_epoch: 0,
-                    partition_epoch: 0,
-                    isr: replicas.clone(),
-                    replicas,
-                }
+        let partitions = assignments
+            .iter()
+            .zip(0..)
+            .map(|(replicas, index)| PartitionImage {
+                index,
+                leader: replicas.first().copied().unwrap_or(-1),
+                leader_epoch: 0,
+                partition_epoch: 0,
+                isr: replicas.clone(),
+                replicas: replicas.clone(),
             })
             .collect();
         let topic = TopicImage {
             name: name.to_string(),
             id: topic_id,
             partitions,
-            replication_factor,
+            replication_factor: i16::try_from(factor).unwrap_or(i16::MAX),
             configs: configs.clone(),
             internal,
         };
@@ -247,15 +250,34 @@ impl MetadataImage {
         self.topics.insert(name.to_string(), Arc::new(topic));
         Ok(Outcome::Done)
     }
-}
 
-/// Round-robin placement: partition `index` starts at node `index % n`, so leaders spread evenly.
-fn place_replicas(nodes: &[NodeId], index: i32, factor: usize) -> Vec<NodeId> {
-    let n = nodes.len();
-    let start = usize::try_from(index).unwrap_or(0) % n.max(1);
-    (0..factor)
-        .filter_map(|i| nodes.get((start + i) % n).copied())
-        .collect()
+    /// Applies leader changes that are still current; a stale one (another epoch, or a leader
+    /// outside the in-sync replicas) is skipped.
+    fn elect_leaders(&mut self, changes: &[LeaderChange]) {
+        for change in changes {
+            let Some(name) = self.topic_names_by_id.get(&change.topic_id).cloned() else {
+                continue;
+            };
+            let Some(topic) = self.topics.get(&name) else {
+                continue;
+            };
+            let mut updated = TopicImage::clone(topic);
+            let Some(partition) = usize::try_from(change.partition)
+                .ok()
+                .and_then(|i| updated.partitions.get_mut(i))
+            else {
+                continue;
+            };
+            let eligible = change.leader == -1 || partition.isr.contains(&change.leader);
+            if partition.leader_epoch != change.expected_leader_epoch || !eligible {
+                continue;
+            }
+            partition.leader = change.leader;
+            partition.leader_epoch += 1;
+            partition.partition_epoch += 1;
+            self.topics.insert(name, Arc::new(updated));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -279,15 +301,18 @@ mod tests {
         image
     }
 
-    fn create(name: &str, partitions: i32) -> MetadataCommand {
+    fn create_on(name: &str, assignments: Vec<Vec<NodeId>>) -> MetadataCommand {
         MetadataCommand::CreateTopic {
             name: name.into(),
             topic_id: Uuid::new_v4(),
-            partitions,
-            replication_factor: 1,
+            assignments,
             configs: BTreeMap::new(),
             internal: false,
         }
+    }
+
+    fn create(name: &str, partitions: usize) -> MetadataCommand {
+        create_on(name, vec![vec![1]; partitions])
     }
 
     #[test]
@@ -357,20 +382,13 @@ mod tests {
         let version = image.version;
         assert!(image.apply(&create("bad name", 1)).is_err());
         assert!(image.apply(&create("t", 0)).is_err());
-        let mut rf2 = create("t", 1);
-        if let MetadataCommand::CreateTopic {
-            replication_factor, ..
-        } = &mut rf2
-        {
-            *replication_factor = 2;
+        // Replicas on an unknown node, twice on one node, or of uneven counts.
+        for bad in [vec![vec![1, 2]], vec![vec![1, 1]], vec![vec![1], vec![]]] {
+            assert!(matches!(
+                image.apply(&create_on("t", bad)),
+                Err(MetadataError::InvalidReplicationFactor { .. })
+            ));
         }
-        assert!(matches!(
-            image.apply(&rf2),
-            Err(MetadataError::InvalidReplicationFactor {
-                requested: 2,
-                available: 1
-            })
-        ));
         assert_eq!(image.version, version);
     }
 
@@ -388,10 +406,37 @@ mod tests {
     }
 
     #[test]
-    fn placement_spreads_leaders() {
-        let nodes = [1, 2, 3];
-        let leaders: Vec<_> = (0..6).map(|i| place_replicas(&nodes, i, 2)[0]).collect();
-        assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
-        assert_eq!(place_replicas(&nodes, 2, 3), vec![3, 1, 2]);
+    fn leaders_move_only_within_the_isr_and_against_the_current_epoch() {
+        let mut image = formed();
+        for peer in ["peer-b", "peer-c"] {
+            let register = MetadataCommand::RegisterNode {
+                peer_id: peer.into(),
+                kafka_host: "h".into(),
+                kafka_port: 1,
+            };
+            image.apply(&register).unwrap();
+        }
+        image.apply(&create_on("t", vec![vec![1, 2]])).unwrap();
+        let id = image.topic("t").unwrap().id;
+        let change = |leader, expected_leader_epoch| MetadataCommand::ElectLeaders {
+            changes: vec![LeaderChange {
+                topic_id: id,
+                partition: 0,
+                leader,
+                expected_leader_epoch,
+            }],
+        };
+        image.apply(&change(2, 0)).unwrap();
+        let p = image.topic("t").unwrap().partitions[0].clone();
+        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (2, 1, 1));
+        // Stale epoch, and a node outside the ISR: both skipped.
+        image.apply(&change(1, 0)).unwrap();
+        image.apply(&change(3, 1)).unwrap();
+        assert_eq!(image.topic("t").unwrap().partitions[0].leader, 2);
+        // No leader available, then one returns.
+        image.apply(&change(-1, 1)).unwrap();
+        image.apply(&change(1, 2)).unwrap();
+        let p = &image.topic("t").unwrap().partitions[0];
+        assert_eq!((p.leader, p.leader_epoch), (1, 3));
     }
 }

@@ -5,13 +5,14 @@
 //! that orders commands through a Raft-replicated log ([`raft`], openraft on fjall), applies them
 //! on every replica and publishes each new image on a `watch` channel.
 
+pub mod assignment;
 mod command;
 mod image;
 pub mod raft;
 mod service;
 pub mod topic_config;
 
-pub use command::{MetadataCommand, Outcome};
+pub use command::{LeaderChange, MetadataCommand, Outcome};
 pub use image::{MetadataImage, NodeImage, PartitionImage, TopicImage};
 pub use service::{Metadata, MetadataStatus, RaftRole};
 pub use topic_config::{TopicConfigError, TopicDefaults};

@@ -403,8 +403,7 @@ mod tests {
                 .propose(MetadataCommand::CreateTopic {
                     name: "t".into(),
                     topic_id,
-                    partitions: 2,
-                    replication_factor: 1,
+                    assignments: vec![vec![1], vec![1]],
                     configs: std::collections::BTreeMap::new(),
                     internal: false,
                 })

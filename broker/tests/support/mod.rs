@@ -45,6 +45,8 @@ pub fn test_config(dir: &std::path::Path) -> NodeConfig {
         kafka_addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         p2p_addr: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+        control_addr: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+        mdns: false,
         bootstrap_expect: Some(1),
         offsets_topic_partitions: 2,
         ..NodeConfig::default()

@@ -72,6 +72,18 @@ impl NodeProcess {
     /// As [`NodeProcess::start`], with the Kafka listener on `kafka_addr` (to restart a node on the
     /// port its clients know).
     pub fn start_on(data_dir: &Path, kafka_addr: &str, extra: &[&str]) -> NodeProcess {
+        let mut args = vec!["--bootstrap-expect", "1"];
+        args.extend_from_slice(extra);
+        Self::spawn(data_dir, kafka_addr, &args)
+    }
+
+    /// A node of a multi-node test: loopback, OS-assigned ports, no mDNS, with `args` (such as
+    /// `--bootstrap-expect 3` or `--bootstrap ADDR`); waits for its ready line.
+    pub fn start_member(data_dir: &Path, args: &[&str]) -> NodeProcess {
+        Self::spawn(data_dir, "127.0.0.1:0", args)
+    }
+
+    fn spawn(data_dir: &Path, kafka_addr: &str, args: &[&str]) -> NodeProcess {
         let log = data_dir.with_extension("log");
         let stderr = std::fs::OpenOptions::new()
             .create(true)
@@ -84,10 +96,11 @@ impl NodeProcess {
             .args([
                 "--p2p-addr",
                 "/ip4/127.0.0.1/tcp/0",
-                "--bootstrap-expect",
-                "1",
+                "--control-addr",
+                "/ip4/127.0.0.1/tcp/0",
             ])
-            .args(extra)
+            .arg("--no-mdns")
+            .args(args)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
