@@ -1,9 +1,11 @@
 //! `rafka produce TOPIC`: one record per line of standard input, bytes kept exactly.
 //!
 //! A blocking thread reads stdin in large chunks and splits lines with memchr (no per-line
-//! copies: each record shares its chunk). The async side hands records to the producer, and a
-//! third task awaits the delivery results in order, remembering the first failure.
+//! copies: each record shares its chunk). The async side hands records to the producer and
+//! keeps the delivery futures in send order, counting those already resolved after each send
+//! (no channel or task per record) and the rest once the producer has flushed.
 
+use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,9 +84,7 @@ pub async fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
     let separator = args.key_separator.clone().map(Bytes::from);
     let (lines_tx, mut lines_rx) = mpsc::channel::<std::io::Result<Vec<Bytes>>>(16);
     std::thread::spawn(move || read_lines(std::io::stdin().lock(), &lines_tx));
-    let (acks_tx, acks_rx) = mpsc::channel::<DeliveryFuture>(64 * 1024);
-    let checker = tokio::spawn(check_deliveries(acks_rx));
-    let mut sent = 0u64;
+    let mut outstanding = Deliveries::default();
     let mut failure = None;
     'read: while let Some(chunk) = lines_rx.recv().await {
         let lines = chunk.context("read standard input")?;
@@ -92,12 +92,7 @@ pub async fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
             let mut record = to_record(&topic, line, separator.as_deref());
             record.partition = args.partition;
             match producer.send(record).await {
-                Ok(delivery) => {
-                    sent += 1;
-                    if acks_tx.send(delivery).await.is_err() {
-                        break 'read;
-                    }
-                }
+                Ok(delivery) => outstanding.push(delivery),
                 Err(e) => {
                     failure = Some(anyhow::Error::new(e).context(format!("produce to {topic}")));
                     break 'read;
@@ -105,9 +100,8 @@ pub async fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
             }
         }
     }
-    drop(acks_tx);
     producer.close().await;
-    let (delivered, first_error) = checker.await.context("delivery checker")?;
+    let (sent, delivered, first_error) = outstanding.finish().await;
     if let Some(e) = failure {
         return Err(e);
     }
@@ -121,22 +115,43 @@ pub async fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn check_deliveries(
-    mut rx: mpsc::Receiver<DeliveryFuture>,
-) -> (u64, Option<rafka_client::Error>) {
-    let mut delivered = 0;
-    let mut first = None;
-    while let Some(delivery) = rx.recv().await {
-        match delivery.await {
-            Ok(_) => delivered += 1,
+/// Delivery futures in send order, tallied as they resolve.
+#[derive(Default)]
+struct Deliveries {
+    pending: VecDeque<DeliveryFuture>,
+    sent: u64,
+    delivered: u64,
+    first_error: Option<rafka_client::Error>,
+}
+
+impl Deliveries {
+    /// Adds a delivery and tallies every resolved one at the front.
+    fn push(&mut self, delivery: DeliveryFuture) {
+        self.sent += 1;
+        self.pending.push_back(delivery);
+        while let Some(result) = self.pending.front().and_then(DeliveryFuture::try_result) {
+            self.pending.pop_front();
+            self.tally(result);
+        }
+    }
+
+    fn tally(&mut self, result: rafka_client::Result<rafka_client::RecordMetadata>) {
+        match result {
+            Ok(_) => self.delivered += 1,
             Err(e) => {
-                if first.is_none() {
-                    first = Some(e);
-                }
+                self.first_error.get_or_insert(e);
             }
         }
     }
-    (delivered, first)
+
+    /// Waits for the rest; returns (sent, delivered, first error).
+    async fn finish(mut self) -> (u64, u64, Option<rafka_client::Error>) {
+        while let Some(delivery) = self.pending.pop_front() {
+            let result = delivery.await;
+            self.tally(result);
+        }
+        (self.sent, self.delivered, self.first_error)
+    }
 }
 
 /// Splits a line into key and value at the first `separator`.
