@@ -151,9 +151,13 @@ mod imp {
             if self.tx.send((frame, reply)).is_err() {
                 return futures::future::ready(Err(disconnected("closed"))).boxed();
             }
-            let lost = disconnected("the mesh transport stopped");
+            // The peer id is base58-encoded only if the call fails.
+            let peer = self.peer;
             async move {
-                let response = rx.await.map_err(|_| lost)??;
+                let response = rx.await.map_err(|_| Error::Disconnected {
+                    endpoint: peer.to_string(),
+                    reason: "the mesh transport stopped".to_owned(),
+                })??;
                 match (expect, response.is_empty()) {
                     (false, _) => Ok(None),
                     (true, false) => Ok(Some(response)),

@@ -39,7 +39,8 @@ const QUEUE_DEPTH: usize = 1024;
 pub struct TcpTransport {
     tx: mpsc::Sender<Outgoing>,
     closed: Arc<AtomicBool>,
-    endpoint: String,
+    /// Shared with each call's future, so the error is only built if it fails.
+    endpoint: Arc<str>,
     tasks: [JoinHandle<()>; 2],
 }
 
@@ -87,16 +88,13 @@ impl TcpTransport {
         TcpTransport {
             tx,
             closed,
-            endpoint,
+            endpoint: Arc::from(endpoint),
             tasks: [writer, reader],
         }
     }
 
     fn disconnected(&self, reason: &str) -> Error {
-        Error::Disconnected {
-            endpoint: self.endpoint.clone(),
-            reason: reason.to_owned(),
-        }
+        lost(&self.endpoint, reason)
     }
 }
 
@@ -111,7 +109,8 @@ impl FrameTransport for TcpTransport {
         }
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.clone();
-        let lost = self.disconnected("connection closed while the request was pending");
+        let endpoint = self.endpoint.clone();
+        let pending = "connection closed while the request was pending";
         async move {
             tx.send(Outgoing {
                 frame,
@@ -119,8 +118,8 @@ impl FrameTransport for TcpTransport {
                 expect_response,
             })
             .await
-            .map_err(|_| lost.clone())?;
-            rx.await.map_err(|_| lost)?
+            .map_err(|_| lost(&endpoint, pending))?;
+            rx.await.map_err(|_| lost(&endpoint, pending))?
         }
         .boxed()
     }
@@ -134,6 +133,13 @@ impl FrameTransport for TcpTransport {
         for task in &self.tasks {
             task.abort();
         }
+    }
+}
+
+fn lost(endpoint: &str, reason: &str) -> Error {
+    Error::Disconnected {
+        endpoint: endpoint.to_owned(),
+        reason: reason.to_owned(),
     }
 }
 
