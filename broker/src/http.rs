@@ -1,5 +1,7 @@
-//! The HTTP admin endpoint: `GET /health` (the process serves), `GET /ready` (start-up finished:
-//! metadata loaded, partitions open, listeners bound), `GET /metrics` (Prometheus text format).
+//! The HTTP admin endpoint: `GET /health` (the process serves), `GET /ready` (joined a cluster,
+//! and the metadata image has caught up with what was committed when it joined), `GET /metrics`
+//! (Prometheus text format), `GET /cluster` (every member with its gossiped state, and the
+//! metadata log as seen from here; JSON).
 
 use axum::Router;
 use axum::extract::State;
@@ -10,8 +12,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::Broker;
+use rafka_mesh::membership::MemberStatus;
+
 use crate::metrics as names;
+use crate::{Broker, cluster};
 
 #[derive(Clone)]
 struct AppState {
@@ -30,6 +34,7 @@ pub async fn serve(
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/cluster", get(cluster))
         .with_state(AppState { broker, prometheus });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -61,6 +66,55 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, [(header::CONTENT_TYPE, "application/json")], body)
+}
+
+/// Every member this node knows, with its gossiped state, and the metadata log as seen from here.
+async fn cluster(State(state): State<AppState>) -> impl IntoResponse {
+    let body = cluster_json(&state.broker).await;
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+}
+
+/// The `/cluster` document.
+pub async fn cluster_json(broker: &Broker) -> serde_json::Value {
+    let status = broker.metadata().status().await;
+    let view = broker.cluster().view();
+    let members: Vec<serde_json::Value> = view
+        .members
+        .iter()
+        .map(|m| {
+            let state = match m.status {
+                MemberStatus::Alive => "alive",
+                MemberStatus::Suspect => "suspect",
+                MemberStatus::Dead => "dead",
+                MemberStatus::Left => "left",
+            };
+            serde_json::json!({
+                "peer_id": m.peer_id.to_string(),
+                "node_id": m.keys.get(cluster::NODE_ID_KEY).and_then(|v| v.parse::<i64>().ok()),
+                "state": state,
+                "generation": m.generation,
+                "heartbeat": m.heartbeat,
+                "last_heartbeat_ms_ago": u64::try_from(m.last_heard_ago.as_millis()).unwrap_or(u64::MAX),
+                "kafka": m.keys.get(cluster::KAFKA_KEY),
+                "http": m.keys.get(cluster::HTTP_KEY),
+                "p2p": m.keys.get(rafka_mesh::view::DATA_ADDRS_KEY),
+                "control": m.keys.get(rafka_mesh::view::CONTROL_ADDRS_KEY),
+                "metadata_role": m.keys.get(cluster::ROLE_KEY),
+                "metadata_version": m.keys.get(cluster::METADATA_VERSION_KEY),
+                "partitions_led": m.keys.get(cluster::LED_KEY).and_then(|v| v.parse::<u64>().ok()),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "cluster_id": broker.image().cluster_id,
+        "node_id": broker.local().node_id,
+        "metadata": status,
+        "members": members,
+    })
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -5,7 +5,6 @@
 //! with the controller and gossip publisher running. Shutdown: announce leaving, stop accepting,
 //! drain in-flight requests, flush the store, stop the metadata log, close the mesh.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +17,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::topics::{self, NewTopic};
 use crate::broker::{BrokerParts, LocalNode, topic_defaults};
 use crate::cluster::transport::MeshRaftTransport;
 use crate::cluster::{self, Cluster, controller, formation, gossip};
@@ -120,7 +118,6 @@ impl Node {
             cluster: cluster.clone(),
         };
         let broker = Broker::new(config, local, parts, shutdown.clone());
-        ensure_offsets_topic(&broker).await?;
         attach_offsets(&broker).await;
 
         tasks.spawn(transport::kafka_tcp::serve(
@@ -330,24 +327,6 @@ fn local_addr(
         addr,
         reason: e.to_string(),
     })
-}
-
-/// Creates `__consumer_offsets` if no node has yet (it is an ordinary topic in the metadata log).
-async fn ensure_offsets_topic(broker: &Broker) -> Result<(), NodeError> {
-    if broker.image().topic(OFFSETS_TOPIC).is_some() {
-        return Ok(());
-    }
-    let configs = BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]);
-    let topic = NewTopic {
-        name: OFFSETS_TOPIC.to_string(),
-        partitions: Some(broker.config().offsets_topic_partitions),
-        replication_factor: None,
-        configs,
-    };
-    match topics::create(broker, topic).await {
-        Ok(_) | Err(MetadataError::TopicExists(_)) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Serves the group offsets of every offsets partition this node leads.

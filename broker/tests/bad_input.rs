@@ -473,6 +473,7 @@ async fn clients_cannot_write_into_the_offsets_topic() {
     let mut node = TestNode::start().await;
     let mut client = node.connect().await;
     let topic = wire::create_topic(&mut client, "bi-offsets", 1).await;
+    wire::find_coordinator(&mut client, "bi-group").await;
     let commit = kafka_protocol::messages::OffsetCommitRequest::default()
         .with_group_id(kafka_protocol::messages::GroupId(wire::str("bi-group")))
         .with_topics(vec![

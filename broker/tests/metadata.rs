@@ -103,6 +103,7 @@ async fn all_topics_and_named_topics_at_every_version() {
     let node = TestNode::start().await;
     let mut client = node.connect().await;
     let created = wire::create_topic(&mut client, "md-all", 3).await;
+    wire::find_coordinator(&mut client, "md-group").await;
     for version in 0..=13 {
         let response = client.send(&all_topics(version), version).await;
         check_common(&node, &response, version);

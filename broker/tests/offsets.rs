@@ -55,6 +55,7 @@ async fn commit(
     version: i16,
     request: &OffsetCommitRequest,
 ) -> Vec<(i32, i16)> {
+    wire::find_coordinator(client, request.group_id.0.as_str()).await;
     let response = client.send(request, version).await;
     assert_eq!(response.topics.len(), request.topics.len());
     response.topics[0]

@@ -406,6 +406,7 @@ async fn delete_topics_by_id_at_v6() {
 async fn the_internal_topic_cannot_be_deleted() {
     let node = TestNode::start().await;
     let mut client = node.connect().await;
+    wire::find_coordinator(&mut client, "internal-topic").await;
     for version in [1, 5, 6] {
         let results = delete_names(&mut client, version, &["__consumer_offsets"]).await;
         assert_ne!(results[0].error_code, 0, "v{version}");

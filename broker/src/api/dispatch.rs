@@ -152,7 +152,8 @@ async fn route(broker: &Broker, ctx: RequestContext, request: RequestKind) -> Ha
         }
         RequestKind::ListOffsets(r) => respond(ctx.clone(), list_offsets::handle(broker, &ctx, r)),
         RequestKind::FindCoordinator(r) => {
-            respond(ctx.clone(), find_coordinator::handle(broker, &ctx, r))
+            let response = find_coordinator::handle(broker, &ctx, r).await;
+            respond(ctx, response)
         }
         RequestKind::OffsetCommit(r) => {
             let response = offset_commit::handle(broker, &ctx, r).await;

@@ -5,22 +5,48 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use std::collections::BTreeMap;
+
 use super::RequestContext;
+use super::topics::{self, NewTopic};
 use crate::Broker;
 use crate::group::OFFSETS_TOPIC;
+use crate::metadata::MetadataError;
 
 const KEY_TYPE_GROUP: i8 = 0;
+
+/// Creates `__consumer_offsets` if no node has yet (an ordinary topic in the metadata log, with
+/// retention off: commits are kept until superseded).
+pub async fn ensure_offsets_topic(broker: &Broker) {
+    if broker.image().topic(OFFSETS_TOPIC).is_some() {
+        return;
+    }
+    let topic = NewTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        partitions: Some(broker.config().offsets_topic_partitions),
+        replication_factor: None,
+        configs: BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]),
+    };
+    match topics::create(broker, topic).await {
+        Ok(_) | Err(MetadataError::TopicExists(_)) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot create the group offsets topic"),
+    }
+}
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// Where one key's coordinator is: (node id, host, port) or an error and its message.
 type Answer = Result<(i32, String, i32), (ResponseError, &'static str)>;
 
-/// Answers a FindCoordinator request.
-pub fn handle(
+/// Answers a FindCoordinator request. The group offsets topic is created on the first group
+/// request, as Kafka does, so that its partitions spread over the nodes alive by then.
+pub async fn handle(
     broker: &Broker,
     ctx: &RequestContext,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
+    if request.key_type == KEY_TYPE_GROUP {
+        ensure_offsets_topic(broker).await;
+    }
     if ctx.version < 4 {
         let answer = find(broker, &request.key, request.key_type);
         let response = FindCoordinatorResponse::default();

@@ -30,6 +30,25 @@ use crate::support::TestNode;
 use crate::support::batches::{self, Idempotence};
 use crate::support::raw::RawClient;
 
+/// Finds the coordinator of `group`, as clients do before their first commit; the first such
+/// request creates the group offsets topic. Waits (with a deadline) until the coordinator serves.
+pub async fn find_coordinator(client: &mut RawClient, group: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let request =
+            kafka_protocol::messages::FindCoordinatorRequest::default().with_key(str(group));
+        let response = client.send(&request, 3).await;
+        if response.error_code == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no coordinator for {group}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Newest version of each API the tests use for setup steps.
 pub const CREATE_TOPICS: i16 = 7;
 pub const PRODUCE: i16 = 9;
