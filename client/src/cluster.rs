@@ -4,6 +4,7 @@
 //! [`Connection`]s and the metadata snapshot. Cheap to clone.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -155,6 +156,8 @@ struct Inner {
     routes: Mutex<NodeRoutes>,
     pool: Mutex<HashMap<Endpoint, Slot>>,
     metadata: Mutex<Arc<ClusterMetadata>>,
+    /// Bumped whenever `metadata` is replaced: a cheap "has anything changed" for caches.
+    metadata_generation: AtomicU64,
     refresh_lock: tokio::sync::Mutex<()>,
 }
 
@@ -225,6 +228,7 @@ impl Client {
                 routes: Mutex::new(routes),
                 pool: Mutex::new(HashMap::new()),
                 metadata: Mutex::new(Arc::new(ClusterMetadata::default())),
+                metadata_generation: AtomicU64::new(0),
                 refresh_lock: tokio::sync::Mutex::new(()),
             }),
         };
@@ -235,6 +239,11 @@ impl Client {
     /// The configuration in use.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
+    }
+
+    /// Changes whenever the metadata snapshot is replaced (refreshed or invalidated).
+    pub fn metadata_generation(&self) -> u64 {
+        self.inner.metadata_generation.load(Ordering::Acquire)
     }
 
     /// The current metadata snapshot (no I/O).
@@ -332,6 +341,9 @@ impl Client {
         )?);
         lock(&self.inner.routes).update(&next);
         *lock(&self.inner.metadata) = next.clone();
+        self.inner
+            .metadata_generation
+            .fetch_add(1, Ordering::Release);
         Ok(next)
     }
 
@@ -377,6 +389,9 @@ impl Client {
             let mut next = (**meta).clone();
             next.refreshed.remove(topic);
             *meta = Arc::new(next);
+            self.inner
+                .metadata_generation
+                .fetch_add(1, Ordering::Release);
         }
     }
 

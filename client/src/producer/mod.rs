@@ -104,11 +104,21 @@ struct Buffers {
     clock: WallClock,
 }
 
+/// When a cached [`TopicRoute`] may be used: derived from the current metadata snapshot and
+/// younger than `metadata_max_age`.
+#[derive(Debug, Clone, Copy)]
+struct RouteValidity {
+    generation: u64,
+    max_age: std::time::Duration,
+}
+
 /// A topic's partitions as of its last metadata lookup, and its sticky partition.
 struct TopicRoute {
     partitions: i32,
     available: Vec<i32>,
     looked_up: Instant,
+    /// The client's metadata generation it was derived from.
+    generation: u64,
     sticky: Option<i32>,
 }
 
@@ -203,15 +213,12 @@ impl Producer {
         };
         let mut now = if waited { Instant::now() } else { sent_at };
         let (appended, timestamp) = loop {
-            let attempt = lock(&self.shared.buffers).append(
-                &mut tp,
-                partition,
-                timestamp,
-                &parts,
-                size,
-                now,
-                self.client.config().metadata_max_age,
-            );
+            let valid = RouteValidity {
+                generation: self.client.metadata_generation(),
+                max_age: self.client.config().metadata_max_age,
+            };
+            let attempt = lock(&self.shared.buffers)
+                .append(&mut tp, partition, timestamp, &parts, size, now, valid);
             match attempt {
                 Ok(Some(done)) => break done,
                 Ok(None) => {}
@@ -221,10 +228,12 @@ impl Producer {
                 }
             }
             match self.look_up(&tp.topic).await {
-                Ok(route) => {
-                    lock(&self.shared.buffers)
-                        .routes
-                        .insert(tp.topic.clone(), route);
+                Ok(mut route) => {
+                    let mut buffers = lock(&self.shared.buffers);
+                    let n = route.partitions;
+                    let old = buffers.routes.get(&tp.topic).and_then(|r| r.sticky);
+                    route.sticky = old.filter(|&p| p < n);
+                    buffers.routes.insert(tp.topic.clone(), route);
                 }
                 Err(e) => {
                     self.shared.memory.add_permits(size);
@@ -266,6 +275,7 @@ impl Producer {
 
     /// The partitions of `topic` from fresh metadata (waiting up to `max_block` for it).
     async fn look_up(&self, topic: &str) -> Result<TopicRoute> {
+        let generation = self.client.metadata_generation();
         let meta = self.client.metadata();
         let fresh = meta
             .refreshed
@@ -288,6 +298,7 @@ impl Producer {
                 .map(|p| p.partition)
                 .collect(),
             looked_up: Instant::now(),
+            generation,
             sticky: None,
         })
     }
@@ -344,7 +355,7 @@ impl Buffers {
         record: &RecordParts<'_>,
         reserved: usize,
         now: Instant,
-        max_age: std::time::Duration,
+        valid: RouteValidity,
     ) -> Result<Option<(Appended, i64)>> {
         let Buffers {
             acc,
@@ -352,10 +363,10 @@ impl Buffers {
             routes,
             clock,
         } = self;
-        let Some(route) = routes
-            .get_mut(&tp.topic)
-            .filter(|r| now.saturating_duration_since(r.looked_up) < max_age)
-        else {
+        let Some(route) = routes.get_mut(&tp.topic).filter(|r| {
+            r.generation == valid.generation
+                && now.saturating_duration_since(r.looked_up) < valid.max_age
+        }) else {
             return Ok(None);
         };
         let n = route.partitions;

@@ -435,3 +435,27 @@ async fn five_requests_in_flight_per_connection() {
     assert_eq!(most.load(SeqCst), 5);
     p.close().await;
 }
+
+/// The producer's cached partition counts follow the client's metadata: a refresh (by anyone)
+/// is seen by the next send, without waiting for `metadata_max_age`.
+#[tokio::test]
+async fn partition_counts_follow_metadata_refreshes() {
+    let broker = FakeBroker::new();
+    broker.create_topic("t", 1);
+    let mut cc = ClientConfig::new(Bootstrap::parse("fake:9092").unwrap());
+    cc.retry_backoff = Duration::from_millis(1);
+    let client = Client::connect_with(cc, broker.dialer()).await.unwrap();
+    let p = Producer::new(client.clone(), fast()).unwrap();
+    p.send(ProducerRecord::new("t", "a"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let to_one = || ProducerRecord::new("t", "b").with_partition(1);
+    assert!(p.send(to_one()).await.is_err(), "one partition so far");
+    broker.create_topic("t", 2);
+    client.refresh_metadata(None).await.unwrap();
+    let md = p.send(to_one()).await.unwrap().await.unwrap();
+    assert_eq!((md.partition, md.offset), (1, 0));
+    p.close().await;
+}
