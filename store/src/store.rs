@@ -79,6 +79,9 @@ fn open_database(config: &StoreConfig, registry: &Arc<Registry>) -> Result<Datab
     std::fs::create_dir_all(&config.data_dir)?;
     let mut builder = Database::builder(&config.data_dir)
         .cache_size(config.cache_bytes)
+        // fjall's worker 0 hands compactions to the other workers by re-queueing them, which
+        // spins while they are busy: one worker does flushes and compactions without that.
+        .worker_threads(1)
         // Batches are often compressed by producers already; keep the writer's CPU for CRCs.
         .journal_compression(CompressionType::None)
         .with_compaction_filter_factories(filter::assigner(registry));
