@@ -148,11 +148,37 @@ async fn try_form(
     {
         Ok(_) => {
             tracing::info!(%cluster_id, "formed a new cluster");
+            // The formation members beyond the voters still gossip `forming`, and the controller
+            // adopts no forming node (it may be forming another cluster): add them here.
+            for member in members.iter().skip(voters) {
+                add_formation_learner(metadata, raft_node(member)).await;
+            }
             Ok(())
         }
         // The first voters are still electing a leader: the next round proposes again.
         Err(e) if e.is_retriable() => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Adds a formation member that is not a voter as a learner, retrying while the new log settles.
+async fn add_formation_learner(metadata: &Metadata, node: RaftNode) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match metadata.add_learner(node.clone()).await {
+            Ok(()) => {
+                tracing::info!(peer = %node.peer_id, "added a formation member as a learner");
+                return;
+            }
+            Err(e) if e.is_retriable() && tokio::time::Instant::now() < deadline => {
+                tracing::debug!(peer = %node.peer_id, error = %e, "cannot add a formation member yet; retrying");
+                tokio::time::sleep(RECHECK).await;
+            }
+            Err(e) => {
+                tracing::warn!(peer = %node.peer_id, error = %e, "cannot add a formation member as a learner");
+                return;
+            }
+        }
     }
 }
 
