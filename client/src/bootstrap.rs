@@ -1,4 +1,5 @@
-//! The bootstrap address: a multiaddr selects the mesh transport, `HOST:PORT` selects Kafka TCP.
+//! The bootstrap address: a multiaddr selects the mesh transport, `mdns` the mesh with a node
+//! found on the local network, `HOST:PORT` Kafka TCP.
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,12 +15,16 @@ pub enum Bootstrap {
     /// A libp2p multiaddr such as `/ip4/127.0.0.1/tcp/7070`, optionally ending in `/p2p/<peer id>`
     /// (without it, the client dials and learns the peer id).
     Mesh(String),
+    /// The mesh, starting from whichever node mDNS finds first on the local network (nodes
+    /// announce themselves on non-loopback interfaces).
+    Mdns,
     /// One or more Kafka `HOST:PORT` addresses (comma-separated), spoken to in plain Kafka.
     Kafka(Vec<String>),
 }
 
 impl Bootstrap {
-    /// Parses a bootstrap string: a leading `/` means a multiaddr, anything else `HOST:PORT[,..]`.
+    /// Parses a bootstrap string: a leading `/` means a multiaddr, `mdns` discovery on the local
+    /// network, anything else `HOST:PORT[,..]`.
     pub fn parse(input: &str) -> Result<Bootstrap, Error> {
         let input = input.trim();
         let invalid = |reason: &str| Error::InvalidBootstrap {
@@ -28,6 +33,9 @@ impl Bootstrap {
         };
         if input.is_empty() {
             return Err(invalid("empty"));
+        }
+        if input.eq_ignore_ascii_case("mdns") {
+            return Ok(Bootstrap::Mdns);
         }
         if input.starts_with('/') {
             if input.split('/').skip(1).any(str::is_empty) {
@@ -47,12 +55,17 @@ impl Bootstrap {
         Ok(Bootstrap::Kafka(hosts))
     }
 
+    /// Whether this bootstrap uses the mesh transport.
+    pub fn is_mesh(&self) -> bool {
+        matches!(self, Bootstrap::Mesh(_) | Bootstrap::Mdns)
+    }
+
     /// `HOST:PORT` addresses as a Kafka bootstrap (the `--kafka` flag).
     pub fn kafka(input: &str) -> Result<Bootstrap, Error> {
         match Bootstrap::parse(input)? {
-            Bootstrap::Mesh(_) => Err(Error::InvalidBootstrap {
+            Bootstrap::Mesh(_) | Bootstrap::Mdns => Err(Error::InvalidBootstrap {
                 input: input.to_owned(),
-                reason: "--kafka takes HOST:PORT, not a multiaddr".to_owned(),
+                reason: "--kafka takes HOST:PORT, not a multiaddr or mdns".to_owned(),
             }),
             kafka => Ok(kafka),
         }
@@ -70,6 +83,7 @@ impl fmt::Display for Bootstrap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Bootstrap::Mesh(addr) => f.write_str(addr),
+            Bootstrap::Mdns => f.write_str("mdns"),
             Bootstrap::Kafka(hosts) => f.write_str(&hosts.join(",")),
         }
     }
@@ -100,5 +114,8 @@ mod tests {
         assert!(Bootstrap::parse("").is_err());
         assert!(Bootstrap::parse("//tcp").is_err());
         assert!(Bootstrap::kafka("/ip4/1.2.3.4/tcp/1").is_err());
+        assert_eq!(Bootstrap::parse(" mDNS ").unwrap(), Bootstrap::Mdns);
+        assert_eq!(Bootstrap::Mdns.to_string(), "mdns");
+        assert!(Bootstrap::kafka("mdns").is_err());
     }
 }

@@ -1,7 +1,13 @@
 //! [`Client`]: the shared core under the producer, consumer and admin.
 //!
-//! It owns the mesh peer (mesh transport), the node → endpoint routes, a pool of negotiated
-//! [`Connection`]s and the metadata snapshot. Cheap to clone.
+//! It owns the mesh peer (mesh transport), the node → endpoint routes ([`NodeRoutes`]), a pool
+//! of negotiated [`Connection`]s and the metadata snapshot. Cheap to clone.
+//!
+//! Every metadata refresh over the mesh also asks the same node for the cluster's member list
+//! (concurrently), so node id → peer id stays as current as the leaders it routes to; the
+//! triggers are the ones of metadata (NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE,
+//! UNKNOWN_TOPIC_OR_PARTITION, NOT_COORDINATOR, failed connections, age). When Metadata names a
+//! node id the routes lack, or a request needs one, the other nodes are asked as well.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +22,9 @@ use crate::bootstrap::Bootstrap;
 use crate::connection::mesh::MeshNode;
 use crate::connection::{Connection, ConnectionConfig, Endpoint, FrameTransport};
 use crate::error::{Error, Result};
+use crate::members::{ClusterView, MemberSource};
 use crate::metadata::{self, ClusterMetadata, NodeId, TopicInfo};
+pub use crate::routes::{MeshRoute, NodeRoutes};
 
 /// Settings of a [`Client`].
 #[derive(Debug, Clone)]
@@ -31,6 +39,8 @@ pub struct ClientConfig {
     pub retry_backoff: Duration,
     /// Whether Metadata requests may create topics (`allow.auto.create.topics`, default false).
     pub allow_auto_topic_creation: bool,
+    /// How long [`Bootstrap::Mdns`] waits for mDNS to find a node (default 5 s).
+    pub mdns_timeout: Duration,
 }
 
 impl Default for ClientConfig {
@@ -41,6 +51,7 @@ impl Default for ClientConfig {
             metadata_max_age: Duration::from_secs(300),
             retry_backoff: Duration::from_millis(100),
             allow_auto_topic_creation: false,
+            mdns_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -64,82 +75,10 @@ impl ClientConfig {
                 "max frame bytes must be at least 1 KiB".into(),
             ));
         }
+        if self.mdns_timeout.is_zero() {
+            return Err(Error::Config("mdns timeout must be positive".into()));
+        }
         Ok(())
-    }
-}
-
-/// How node ids map to endpoints.
-///
-/// Kafka TCP uses the host:port each node advertises in Metadata. The mesh (single-node stage)
-/// maps every node id to the one peer the client dialled; routing by peer id per node comes with
-/// multi-node meshes and belongs here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NodeRoutes {
-    /// Kafka TCP: node id → `host:port`, plus the bootstrap addresses.
-    Kafka {
-        bootstrap: Vec<String>,
-        nodes: HashMap<NodeId, String>,
-    },
-    /// Mesh: every node is the dialled peer.
-    Mesh { peer: String, addr: String },
-}
-
-impl NodeRoutes {
-    /// The endpoint for `node`.
-    pub fn endpoint(&self, node: NodeId) -> Option<Endpoint> {
-        match self {
-            NodeRoutes::Kafka { nodes, .. } => nodes.get(&node).cloned().map(Endpoint::Kafka),
-            NodeRoutes::Mesh { peer, addr } => Some(Endpoint::Mesh {
-                peer: peer.clone(),
-                addr: Some(addr.clone()),
-            }),
-        }
-    }
-
-    /// Endpoints to try when any node will do: known nodes first, then the bootstrap list.
-    pub fn any(&self) -> Vec<Endpoint> {
-        match self {
-            NodeRoutes::Kafka { bootstrap, nodes } => {
-                let mut all: Vec<String> = nodes.values().cloned().collect();
-                all.sort();
-                all.extend(
-                    bootstrap
-                        .iter()
-                        .filter(|b| !nodes.values().any(|n| n == *b))
-                        .cloned(),
-                );
-                all.into_iter().map(Endpoint::Kafka).collect()
-            }
-            NodeRoutes::Mesh { .. } => self.endpoint(0).into_iter().collect(),
-        }
-    }
-
-    /// Adds a node learnt outside Metadata (a FindCoordinator answer).
-    pub fn learn(&mut self, node: NodeId, host: &str, port: i32) {
-        if let NodeRoutes::Kafka { nodes, .. } = self {
-            nodes
-                .entry(node)
-                .or_insert_with(|| format_host_port(host, port));
-        }
-    }
-
-    /// Takes the brokers of a metadata snapshot into account.
-    pub fn update(&mut self, meta: &ClusterMetadata) {
-        if let NodeRoutes::Kafka { nodes, .. } = self {
-            *nodes = meta
-                .brokers
-                .values()
-                .map(|b| (b.node_id, format_host_port(&b.host, b.port)))
-                .collect();
-        }
-    }
-}
-
-fn format_host_port(host: &str, port: i32) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
     }
 }
 
@@ -152,6 +91,8 @@ pub type Dialer = Arc<dyn Fn(&Endpoint) -> Result<Arc<dyn FrameTransport>> + Sen
 struct Inner {
     config: ClientConfig,
     mesh: Option<MeshNode>,
+    /// Who answers for member lists (the mesh peer, or a stand-in); `None` over Kafka TCP.
+    members: Option<Arc<dyn MemberSource>>,
     dialer: Option<Dialer>,
     routes: Mutex<NodeRoutes>,
     pool: Mutex<HashMap<Endpoint, Slot>>,
@@ -176,9 +117,11 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Connects: starts the mesh peer and dials (mesh), then loads the broker list.
+    /// Connects: starts the mesh peer and dials the bootstrap address or finds a node by mDNS
+    /// (mesh), then loads the broker list (and, over the mesh, the member list).
     pub async fn connect(config: ClientConfig) -> Result<Client> {
         config.validate()?;
+        let max_frame = config.connection.max_frame_bytes;
         let (mesh, routes) = match &config.bootstrap {
             Bootstrap::Kafka(hosts) => (
                 None,
@@ -188,14 +131,22 @@ impl Client {
                 },
             ),
             Bootstrap::Mesh(addr) => {
-                let node = MeshNode::start(config.connection.max_frame_bytes).await?;
+                let node = MeshNode::start(max_frame, false).await?;
                 let peer = node.dial(addr).await?;
                 let base = addr.split("/p2p/").next().unwrap_or(addr).to_owned();
                 debug!(peer = %peer, addr = %base, "mesh bootstrap dialled");
-                (Some(node), NodeRoutes::Mesh { peer, addr: base })
+                (Some(node), NodeRoutes::mesh(peer, Some(base)))
+            }
+            Bootstrap::Mdns => {
+                let node = MeshNode::start(max_frame, true).await?;
+                let (peer, view) = node.discover(config.mdns_timeout).await?;
+                let mut routes = NodeRoutes::mesh(peer, None);
+                routes.update_members(&view.members);
+                (Some(node), routes)
             }
         };
-        Client::start(config, mesh, routes, None).await
+        let members = mesh.clone().map(|m| Arc::new(m) as Arc<dyn MemberSource>);
+        Client::start(config, mesh, members, routes, None).await
     }
 
     /// Connects through `dialer` instead of TCP or the mesh. The bootstrap must be `HOST:PORT`
@@ -211,12 +162,27 @@ impl Client {
             bootstrap: hosts.clone(),
             nodes: HashMap::new(),
         };
-        Client::start(config, None, routes, Some(dialer)).await
+        Client::start(config, None, None, routes, Some(dialer)).await
+    }
+
+    /// Connects as over the mesh, starting from peer `peer`, with stand-ins for the mesh:
+    /// `members` answers for member lists and `dialer` opens transports to
+    /// [`Endpoint::Mesh`] endpoints (multi-node routing tests without processes).
+    pub async fn connect_mesh_with(
+        config: ClientConfig,
+        peer: &str,
+        members: Arc<dyn MemberSource>,
+        dialer: Dialer,
+    ) -> Result<Client> {
+        config.validate()?;
+        let routes = NodeRoutes::mesh(peer, None);
+        Client::start(config, None, Some(members), routes, Some(dialer)).await
     }
 
     async fn start(
         config: ClientConfig,
         mesh: Option<MeshNode>,
+        members: Option<Arc<dyn MemberSource>>,
         routes: NodeRoutes,
         dialer: Option<Dialer>,
     ) -> Result<Client> {
@@ -224,6 +190,7 @@ impl Client {
             inner: Arc::new(Inner {
                 config,
                 mesh,
+                members,
                 dialer,
                 routes: Mutex::new(routes),
                 pool: Mutex::new(HashMap::new()),
@@ -251,14 +218,90 @@ impl Client {
         lock(&self.inner.metadata).clone()
     }
 
-    /// A connection to node `node`.
+    /// A connection to node `node`. A node the routes lack (one that joined since the last
+    /// refresh, or a coordinator) makes the client learn the routes again first.
     pub async fn node(&self, node: NodeId) -> Result<Arc<Connection>> {
-        let endpoint = lock(&self.inner.routes).endpoint(node);
-        let endpoint = endpoint.ok_or_else(|| Error::Connect {
-            endpoint: format!("node {node}"),
-            reason: "no address known for this node".into(),
-        })?;
+        let known = lock(&self.inner.routes).endpoint(node);
+        let endpoint = match known {
+            Some(endpoint) => endpoint,
+            None => {
+                self.learn_routes(node).await;
+                let learnt = lock(&self.inner.routes).endpoint(node);
+                learnt.ok_or_else(|| Error::Connect {
+                    endpoint: format!("node {node}"),
+                    reason: "no address known for this node".into(),
+                })?
+            }
+        };
         self.connection(endpoint).await
+    }
+
+    /// Learns the routes again because `node` has none: the member list over the mesh, the
+    /// broker list over Kafka TCP.
+    async fn learn_routes(&self, node: NodeId) {
+        if self.inner.members.is_some() {
+            self.learn_members(None, |routes| routes.endpoint(node).is_some())
+                .await;
+        } else if let Err(e) = self.refresh_metadata(Some(&[])).await {
+            debug!(node, error = %e, "broker list refresh failed");
+        }
+    }
+
+    /// Asks nodes for the member list, best first (skipping `skip`), until the routes satisfy
+    /// `done` or every node was asked. Returns whether they do.
+    async fn learn_members(&self, skip: Option<&str>, done: impl Fn(&NodeRoutes) -> bool) -> bool {
+        let Some(source) = &self.inner.members else {
+            return false;
+        };
+        let peers = lock(&self.inner.routes).peers();
+        for peer in peers.iter().filter(|p| Some(p.as_str()) != skip) {
+            match source.cluster_info(peer).await {
+                Ok(view) => {
+                    let mut routes = lock(&self.inner.routes);
+                    routes.update_members(&view.members);
+                    if done(&routes) {
+                        return true;
+                    }
+                }
+                Err(e) => debug!(peer = %peer, error = %e, "member list request failed"),
+            }
+        }
+        done(&lock(&self.inner.routes))
+    }
+
+    /// Every member the cluster knows, as the first node that answers tells it: peer ids, node
+    /// ids, addresses, state and metadata role. Mesh only: membership is gossiped on the mesh.
+    pub async fn cluster_members(&self) -> Result<ClusterView> {
+        let Some(source) = &self.inner.members else {
+            return Err(Error::Config(
+                "cluster membership is a mesh notion: connect with a p2p bootstrap address \
+                 (a multiaddr such as /ip4/127.0.0.1/tcp/7070, or mdns), not Kafka HOST:PORT"
+                    .into(),
+            ));
+        };
+        let peers = lock(&self.inner.routes).peers();
+        let mut last = None;
+        for peer in peers {
+            match source.cluster_info(&peer).await {
+                Ok(view) => {
+                    lock(&self.inner.routes).update_members(&view.members);
+                    return Ok(view);
+                }
+                Err(e) => {
+                    debug!(peer = %peer, error = %e, "member list request failed");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Connect {
+            endpoint: "cluster".into(),
+            reason: "no node known".into(),
+        }))
+    }
+
+    /// The current routes (no I/O).
+    pub fn routes(&self) -> NodeRoutes {
+        lock(&self.inner.routes).clone()
     }
 
     /// Records the address of a node learnt outside Metadata (FindCoordinator).
@@ -312,7 +355,9 @@ impl Client {
         Ok(conn.clone())
     }
 
-    /// Refreshes metadata for `topics` (`None` = all topics, `Some(&[])` = brokers only).
+    /// Refreshes metadata for `topics` (`None` = all topics, `Some(&[])` = brokers only), from
+    /// the first node that answers. Over the mesh the same node is asked for the member list at
+    /// the same time, and the others too if Metadata names a node id it did not.
     pub async fn refresh_metadata(
         &self,
         topics: Option<&[String]>,
@@ -328,18 +373,71 @@ impl Client {
         {
             return Ok(current);
         }
-        let conn = self.any_node().await?;
-        let version = conn.version::<MetadataRequest>()?;
-        let auto = self.inner.config.allow_auto_topic_creation;
-        let request = metadata::request(version, topics, auto);
-        let response = conn.send(version, &request).await?;
+        let candidates = lock(&self.inner.routes).any();
+        let mut last = None;
+        for endpoint in candidates {
+            match self.refresh_from(&endpoint, topics, &current).await {
+                Err(e) if e.is_connection_error() => {
+                    debug!(endpoint = %endpoint, error = %e, "metadata refresh failed here; trying another node");
+                    last = Some(e);
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Connect {
+            endpoint: "cluster".into(),
+            reason: "no endpoint".into(),
+        }))
+    }
+
+    async fn refresh_from(
+        &self,
+        endpoint: &Endpoint,
+        topics: Option<&[String]>,
+        current: &ClusterMetadata,
+    ) -> Result<Arc<ClusterMetadata>> {
+        let peer = match endpoint {
+            Endpoint::Mesh { peer, .. } => Some(peer.as_str()),
+            Endpoint::Kafka(_) => None,
+        };
+        let members = async {
+            match (&self.inner.members, peer) {
+                (Some(source), Some(peer)) => Some(source.cluster_info(peer).await),
+                _ => None,
+            }
+        };
+        let metadata = async {
+            let conn = self.connection(endpoint.clone()).await?;
+            let version = conn.version::<MetadataRequest>()?;
+            let auto = self.inner.config.allow_auto_topic_creation;
+            let request = metadata::request(version, topics, auto);
+            conn.send(version, &request).await
+        };
+        let (response, members) = futures::join!(metadata, members);
+        let response = response?;
         let next = Arc::new(metadata::merge(
-            &current,
+            current,
             &response,
             topics.is_none(),
             Instant::now(),
         )?);
-        lock(&self.inner.routes).update(&next);
+        let lacking = {
+            let mut routes = lock(&self.inner.routes);
+            match members {
+                Some(Ok(view)) => routes.update_members(&view.members),
+                Some(Err(e)) => {
+                    debug!(endpoint = %endpoint, error = %e, "member list request failed")
+                }
+                None => {}
+            }
+            routes.update(&next);
+            routes.lacks_any(&next)
+        };
+        if lacking && self.inner.members.is_some() {
+            // Gossip of a new node's id may not have reached this node yet: ask the others.
+            let found = self.learn_members(peer, |r| !r.lacks_any(&next)).await;
+            debug!(found, "metadata named a node the member list lacked");
+        }
         *lock(&self.inner.metadata) = next.clone();
         self.inner
             .metadata_generation
@@ -415,44 +513,4 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         warn!("recovering a poisoned lock");
         poisoned.into_inner()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mesh_routes_map_every_node_to_the_peer() {
-        let routes = NodeRoutes::Mesh {
-            peer: "12D3Koo".into(),
-            addr: "/ip4/1.2.3.4/tcp/1".into(),
-        };
-        assert_eq!(routes.endpoint(5), routes.endpoint(9));
-        assert_eq!(routes.any().len(), 1);
-    }
-
-    #[test]
-    fn kafka_routes_follow_metadata() {
-        let mut routes = NodeRoutes::Kafka {
-            bootstrap: vec!["b:1".into()],
-            nodes: HashMap::new(),
-        };
-        assert_eq!(routes.endpoint(1), None);
-        let mut meta = ClusterMetadata::default();
-        meta.brokers.insert(
-            1,
-            metadata::BrokerInfo {
-                node_id: 1,
-                host: "::1".into(),
-                port: 9092,
-                rack: None,
-            },
-        );
-        routes.update(&meta);
-        assert_eq!(
-            routes.endpoint(1),
-            Some(Endpoint::Kafka("[::1]:9092".into()))
-        );
-        assert_eq!(routes.any().len(), 2);
-    }
 }

@@ -195,14 +195,29 @@ impl Error {
         }
     }
 
-    /// Whether the error means the client's metadata is stale and should be refreshed.
+    /// Whether the node could not be reached or stopped answering (connect failure, broken
+    /// connection, request timeout): another node may do.
+    pub fn is_connection_error(&self) -> bool {
+        matches!(
+            self,
+            Error::Connect { .. } | Error::Disconnected { .. } | Error::Timeout { .. }
+        )
+    }
+
+    /// Whether the error means the client's metadata (and, over the mesh, its node id → peer
+    /// routes) is stale and should be refreshed.
     pub fn needs_metadata_refresh(&self) -> bool {
         match self {
             Error::NotLeader { .. }
             | Error::LeaderNotAvailable { .. }
             | Error::UnknownTopicOrPartition { .. }
             | Error::Connect { .. }
-            | Error::Disconnected { .. } => true,
+            | Error::Disconnected { .. }
+            | Error::Timeout { .. } => true,
+            Error::Coordinator { error, .. } => matches!(
+                error,
+                ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable
+            ),
             Error::Broker { error, .. } => matches!(
                 error,
                 ResponseError::FencedLeaderEpoch
@@ -250,6 +265,30 @@ mod tests {
         ));
         assert!(!e.is_retriable());
         assert!(e.to_string().contains("t-0"), "{e}");
+    }
+
+    #[test]
+    fn routing_errors_ask_for_a_refresh() {
+        let coordinator = |error| Error::Coordinator {
+            group: "g".into(),
+            error,
+        };
+        assert!(coordinator(ResponseError::NotCoordinator).needs_metadata_refresh());
+        assert!(coordinator(ResponseError::CoordinatorNotAvailable).needs_metadata_refresh());
+        assert!(!coordinator(ResponseError::CoordinatorLoadInProgress).needs_metadata_refresh());
+        let lost = Error::Disconnected {
+            endpoint: "e".into(),
+            reason: "r".into(),
+        };
+        assert!(lost.is_connection_error() && lost.needs_metadata_refresh());
+        let timeout = Error::Timeout {
+            api: "Fetch",
+            endpoint: "e".into(),
+            timeout: Duration::from_secs(1),
+        };
+        assert!(timeout.is_connection_error() && timeout.needs_metadata_refresh());
+        let gone = Error::from_code(5, "t", Some(0)).unwrap();
+        assert!(!gone.is_connection_error() && gone.needs_metadata_refresh());
     }
 
     #[test]

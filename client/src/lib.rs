@@ -7,8 +7,10 @@
 //!   [`connection::FrameTransport`]: [`connection::tcp`] (Kafka framing, pipelined) or
 //!   [`connection::mesh`] (`rafka_mesh::Mesh::kafka_request`); ApiVersions negotiation in
 //!   [`connection::versions`].
-//! - [`cluster`]: [`Client`], the shared core: node → endpoint routes, the connection pool and
-//!   the metadata snapshot ([`metadata`]).
+//! - [`cluster`]: [`Client`], the shared core: node → endpoint routes ([`routes`]: host:port
+//!   over TCP, peer ids from the member list over the mesh), the connection pool and the
+//!   metadata snapshot ([`metadata`]).
+//! - [`members`]: the cluster's members as the mesh reports them (`rafka cluster`, routing).
 //! - [`records`]: RecordBatch v2 encoding for the producer and decoding for the consumer.
 //! - [`producer`]: [`Producer`] — partitioner (Kafka's murmur2, sticky), accumulator, sequence
 //!   numbers for idempotence, and the sender task.
@@ -27,8 +29,9 @@
 //!     ProducerRecord, SeekTo, TopicPartition, producer::partitioner::murmur2,
 //! };
 //!
-//! // A multiaddr selects the mesh transport, HOST:PORT selects Kafka over TCP.
+//! // A multiaddr (or `mdns`) selects the mesh transport, HOST:PORT selects Kafka over TCP.
 //! assert!(matches!(Bootstrap::parse("/ip4/127.0.0.1/tcp/7070"), Ok(Bootstrap::Mesh(_))));
+//! assert_eq!(Bootstrap::parse("mdns").unwrap(), Bootstrap::Mdns);
 //! // Keys land on the same partitions as with the Java client.
 //! assert_eq!(murmur2(b"21"), -973932308);
 //!
@@ -62,9 +65,11 @@ pub mod config;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod members;
 pub mod metadata;
 pub mod producer;
 pub mod records;
+pub mod routes;
 
 pub use admin::{Admin, NewTopic};
 pub use bootstrap::Bootstrap;

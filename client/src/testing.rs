@@ -1,11 +1,21 @@
 //! An in-memory Kafka broker for tests: it answers the APIs this client uses, keeps partition
 //! logs and idempotent producer state like a real broker, and can be told to fail requests.
 //!
+//! It can also play a cluster of several nodes sharing one state ([`FakeBroker::cluster`]):
+//! each node answers only for the partitions it leads (NOT_LEADER_OR_FOLLOWER otherwise) and
+//! group requests only as the coordinator (NOT_COORDINATOR); nodes can be stopped, restarted
+//! under a new peer id, or added; and [`FakeBroker::members`] answers member lists the way a
+//! mesh node's `cluster_info` does, so mesh routing is testable without processes.
+//!
 //! ```
 //! use rafka_client::testing::FakeBroker;
 //! let broker = FakeBroker::new();
 //! broker.create_topic("t", 3);
 //! assert_eq!(broker.log_end("t", 0), 0);
+//!
+//! let cluster = FakeBroker::cluster(3);
+//! cluster.create_topic("t", 3);
+//! assert_eq!(cluster.leader("t", 2), Some(3));
 //! ```
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -22,6 +32,11 @@ use uuid::Uuid;
 use crate::cluster::{Dialer, lock};
 use crate::connection::{CLIENT_VERSIONS, Endpoint, FrameTransport};
 use crate::error::{Error, Result};
+use crate::members::{
+    ClusterMember, ClusterView, DATA_ADDRS_KEY, KAFKA_KEY, LED_KEY, MemberSource, MemberState,
+    NODE_ID_KEY, ROLE_KEY,
+};
+use crate::metadata::NodeId;
 
 #[path = "testing_handlers.rs"]
 mod handlers;
@@ -46,6 +61,8 @@ pub type ProduceAttempt = (String, i32, (i64, i16, i32), i32);
 
 #[derive(Debug, Default)]
 struct Partition {
+    /// The node leading it (`None`: no leader).
+    leader: Option<NodeId>,
     batches: Vec<StoredBatch>,
     next_offset: i64,
     /// Per producer id: epoch and the last batches (first seq, last seq, base offset).
@@ -71,8 +88,23 @@ struct Fault {
     append: bool,
 }
 
+/// One node of a fake cluster.
+#[derive(Debug, Clone)]
+struct FakeNode {
+    live: bool,
+    peer: String,
+    /// Whether member lists carry its node id yet (gossip can lag behind the metadata log).
+    gossiped: bool,
+}
+
 #[derive(Debug, Default)]
 struct State {
+    /// The nodes; empty means the one node 1.
+    nodes: BTreeMap<NodeId, FakeNode>,
+    coordinator: Option<NodeId>,
+    /// Requests each node handled: (node, api key).
+    node_requests: Vec<(NodeId, i16)>,
+    member_requests: usize,
     topics: BTreeMap<String, Topic>,
     faults: Vec<Fault>,
     disconnects: usize,
@@ -85,32 +117,226 @@ struct State {
     advertised: Option<(String, i32)>,
 }
 
-/// The in-memory broker (node 1 at `fake:9092`). Cheap to clone.
-#[derive(Debug, Clone, Default)]
+/// The in-memory broker (node 1 at `fake:9092`; node N of a cluster at `fake:909(1+N)`, peer
+/// id `fake-peer-N`). Cheap to clone.
+#[derive(Debug, Clone)]
 pub struct FakeBroker {
     state: Arc<Mutex<State>>,
+    /// The node this handle answers as.
+    node: NodeId,
+}
+
+impl Default for FakeBroker {
+    fn default() -> Self {
+        FakeBroker {
+            state: Arc::default(),
+            node: 1,
+        }
+    }
+}
+
+impl State {
+    fn node_ids(&self) -> Vec<NodeId> {
+        if self.nodes.is_empty() {
+            vec![1]
+        } else {
+            self.nodes.keys().copied().collect()
+        }
+    }
+
+    fn is_live(&self, node: NodeId) -> bool {
+        match self.nodes.get(&node) {
+            Some(n) => n.live,
+            None => self.nodes.is_empty() && node == 1,
+        }
+    }
+
+    fn live_nodes(&self) -> Vec<NodeId> {
+        let ids = self.node_ids();
+        ids.into_iter().filter(|n| self.is_live(*n)).collect()
+    }
+
+    fn address(&self, node: NodeId) -> (String, i32) {
+        match (&self.advertised, node) {
+            (Some(a), 1) => a.clone(),
+            _ => ("fake".into(), 9091 + node),
+        }
+    }
+
+    fn coordinator(&self) -> NodeId {
+        self.coordinator
+            .unwrap_or_else(|| self.node_ids().first().copied().unwrap_or(1))
+    }
+
+    /// A new topic whose partition `p` is led by the `p`-th node (round robin).
+    fn new_topic(&self, partitions: i32, configs: BTreeMap<String, String>) -> Topic {
+        let ids = self.node_ids();
+        Topic {
+            id: Uuid::new_v4(),
+            partitions: (0..partitions.max(0) as usize)
+                .map(|p| Partition {
+                    leader: ids.get(p % ids.len().max(1)).copied(),
+                    ..Partition::default()
+                })
+                .collect(),
+            configs,
+        }
+    }
 }
 
 impl FakeBroker {
-    /// An empty broker.
+    /// An empty broker: one node, id 1.
     pub fn new() -> FakeBroker {
         FakeBroker::default()
     }
 
-    /// A [`Dialer`] whose every endpoint is this broker.
-    pub fn dialer(&self) -> Dialer {
-        let broker = self.clone();
-        Arc::new(move |_: &Endpoint| Ok(Arc::new(broker.clone()) as Arc<dyn FrameTransport>))
+    /// An empty cluster of nodes `1..=n` sharing one state; this handle answers as node 1.
+    pub fn cluster(n: i32) -> FakeBroker {
+        let broker = FakeBroker::new();
+        for id in 1..=n.max(1) {
+            broker.add_node(id);
+        }
+        broker
     }
 
-    /// Creates a topic.
+    /// The same cluster answering as node `id`.
+    pub fn node(&self, id: NodeId) -> FakeBroker {
+        FakeBroker {
+            state: self.state.clone(),
+            node: id,
+        }
+    }
+
+    /// The node this handle answers as.
+    pub fn node_id(&self) -> NodeId {
+        self.node
+    }
+
+    /// Adds node `id` (live, peer id `fake-peer-<id>`, gossiping its id). Topics created
+    /// afterwards spread their leaders over it too.
+    pub fn add_node(&self, id: NodeId) {
+        let mut state = lock(&self.state);
+        if state.nodes.is_empty() && id != 1 {
+            state.nodes.insert(1, FakeNode::new(1));
+        }
+        state.nodes.insert(id, FakeNode::new(id));
+    }
+
+    /// Stops (`false`) or restarts (`true`) node `id`: a stopped node is left out of Metadata,
+    /// its partitions report LEADER_NOT_AVAILABLE, member lists say it `left`, and requests to
+    /// it fail as a broken connection.
+    pub fn set_live(&self, id: NodeId, live: bool) {
+        if let Some(n) = lock(&self.state).nodes.get_mut(&id) {
+            n.live = live;
+        }
+    }
+
+    /// Gives node `id` a new peer id (a node restarted with a new identity).
+    pub fn set_peer(&self, id: NodeId, peer: &str) {
+        if let Some(n) = lock(&self.state).nodes.get_mut(&id) {
+            n.peer = peer.to_owned();
+        }
+    }
+
+    /// Whether member lists carry node `id`'s node id (gossip can lag behind Metadata).
+    pub fn set_gossiped(&self, id: NodeId, gossiped: bool) {
+        if let Some(n) = lock(&self.state).nodes.get_mut(&id) {
+            n.gossiped = gossiped;
+        }
+    }
+
+    /// The peer id of node `id`.
+    pub fn peer(&self, id: NodeId) -> String {
+        lock(&self.state)
+            .nodes
+            .get(&id)
+            .map_or_else(|| FakeNode::new(id).peer, |n| n.peer.clone())
+    }
+
+    /// Moves the leadership of `topic`-`partition` (`None`: no leader).
+    pub fn set_leader(&self, topic: &str, partition: i32, leader: Option<NodeId>) {
+        let mut state = lock(&self.state);
+        if let Some(p) = state
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(partition as usize))
+        {
+            p.leader = leader;
+        }
+    }
+
+    /// The leader of `topic`-`partition`.
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<NodeId> {
+        let state = lock(&self.state);
+        let p = state
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(partition as usize));
+        p.and_then(|p| p.leader)
+    }
+
+    /// Makes node `id` the coordinator of every group (default: the lowest node id).
+    pub fn set_coordinator(&self, id: NodeId) {
+        lock(&self.state).coordinator = Some(id);
+    }
+
+    /// How many requests of `api` node `node` handled.
+    pub fn requests_on(&self, node: NodeId, api: ApiKey) -> usize {
+        let state = lock(&self.state);
+        let key = api as i16;
+        state
+            .node_requests
+            .iter()
+            .filter(|(n, k)| *n == node && *k == key)
+            .count()
+    }
+
+    /// How many member lists [`FakeBroker::members`] answered.
+    pub fn member_requests(&self) -> usize {
+        lock(&self.state).member_requests
+    }
+
+    /// Answers member lists as a mesh node's `cluster_info` does: every node with its peer id,
+    /// node id (unless not yet gossiped), Kafka address and state. A stopped node does not
+    /// answer.
+    pub fn members(&self) -> Arc<dyn MemberSource> {
+        Arc::new(self.clone())
+    }
+
+    /// A [`Dialer`]: a Kafka endpoint reaches the node advertised there (this handle's node for
+    /// any other address); a mesh endpoint reaches the node with that peer id.
+    pub fn dialer(&self) -> Dialer {
+        let broker = self.clone();
+        Arc::new(move |endpoint: &Endpoint| {
+            let state = lock(&broker.state);
+            let node = match endpoint {
+                Endpoint::Kafka(addr) => state
+                    .node_ids()
+                    .into_iter()
+                    .find(|n| {
+                        let (host, port) = state.address(*n);
+                        *addr == format!("{host}:{port}")
+                    })
+                    .unwrap_or(broker.node),
+                Endpoint::Mesh { peer, .. } => state
+                    .nodes
+                    .iter()
+                    .find(|(_, n)| n.peer == *peer)
+                    .map(|(id, _)| *id)
+                    .ok_or_else(|| Error::Connect {
+                        endpoint: endpoint.to_string(),
+                        reason: "no such peer".into(),
+                    })?,
+            };
+            Ok(Arc::new(broker.node(node)) as Arc<dyn FrameTransport>)
+        })
+    }
+
+    /// Creates a topic (partition `p` led by the `p`-th node).
     pub fn create_topic(&self, name: &str, partitions: i32) {
-        let topic = Topic {
-            id: Uuid::new_v4(),
-            partitions: (0..partitions).map(|_| Partition::default()).collect(),
-            configs: BTreeMap::new(),
-        };
-        lock(&self.state).topics.insert(name.to_owned(), topic);
+        let mut state = lock(&self.state);
+        let topic = state.new_topic(partitions, BTreeMap::new());
+        state.topics.insert(name.to_owned(), topic);
     }
 
     /// Fails the next `times` produce attempts on `topic`-`partition` with `code`; with
@@ -220,8 +446,16 @@ impl FakeBroker {
         let key = ApiKey::try_from(header.request_api_key)
             .map_err(|_| Error::protocol("fake broker: unknown api key"))?;
         let v = header.request_api_version;
+        let node = self.node;
         let mut state = lock(&self.state);
+        if !state.is_live(node) {
+            return Err(Error::Disconnected {
+                endpoint: format!("fake node {node}"),
+                reason: "the node is stopped".into(),
+            });
+        }
         state.requests.push((header.request_api_key, v));
+        state.node_requests.push((node, header.request_api_key));
         let state = &mut *state;
         let body = match key {
             ApiKey::ApiVersions => encode(&api_versions(state), v),
@@ -236,25 +470,28 @@ impl FakeBroker {
             ApiKey::Produce => {
                 let req: ProduceRequest = decode(&mut frame, v)?;
                 if req.acks == 0 {
-                    handlers::produce(state, req, v);
+                    handlers::produce(state, node, req, v);
                     return Ok(Bytes::new());
                 }
-                encode(&handlers::produce(state, req, v), v)
+                encode(&handlers::produce(state, node, req, v), v)
             }
-            ApiKey::Fetch => encode(&handlers::fetch(state, decode(&mut frame, v)?, v), v),
-            ApiKey::ListOffsets => {
-                encode(&handlers::list_offsets(state, decode(&mut frame, v)?), v)
-            }
+            ApiKey::Fetch => encode(&handlers::fetch(state, node, decode(&mut frame, v)?, v), v),
+            ApiKey::ListOffsets => encode(
+                &handlers::list_offsets(state, node, decode(&mut frame, v)?),
+                v,
+            ),
             ApiKey::FindCoordinator => encode(
                 &handlers::find_coordinator(state, decode(&mut frame, v)?, v),
                 v,
             ),
-            ApiKey::OffsetCommit => {
-                encode(&handlers::offset_commit(state, decode(&mut frame, v)?), v)
-            }
-            ApiKey::OffsetFetch => {
-                encode(&handlers::offset_fetch(state, decode(&mut frame, v)?, v), v)
-            }
+            ApiKey::OffsetCommit => encode(
+                &handlers::offset_commit(state, node, decode(&mut frame, v)?),
+                v,
+            ),
+            ApiKey::OffsetFetch => encode(
+                &handlers::offset_fetch(state, node, decode(&mut frame, v)?, v),
+                v,
+            ),
             ApiKey::CreateTopics => {
                 encode(&handlers::create_topics(state, decode(&mut frame, v)?), v)
             }
@@ -280,6 +517,76 @@ impl FakeBroker {
             .map_err(|e| Error::protocol(e.to_string()))?;
         out.extend_from_slice(&body);
         Ok(out.freeze())
+    }
+}
+
+impl FakeNode {
+    fn new(id: NodeId) -> FakeNode {
+        FakeNode {
+            live: true,
+            peer: format!("fake-peer-{id}"),
+            gossiped: true,
+        }
+    }
+}
+
+impl MemberSource for FakeBroker {
+    fn cluster_info(&self, peer: &str) -> BoxFuture<'static, Result<ClusterView>> {
+        let mut state = lock(&self.state);
+        let asked = state.nodes.iter().find(|(_, n)| n.peer == peer);
+        let result = match asked {
+            Some((_, n)) if n.live => {
+                state.member_requests += 1;
+                let coordinator = state.coordinator();
+                let members = state
+                    .nodes
+                    .iter()
+                    .map(|(id, n)| member(&state, *id, n, *id == coordinator))
+                    .collect();
+                Ok(ClusterView {
+                    responder: Some(peer.to_owned()),
+                    members,
+                })
+            }
+            _ => Err(Error::Disconnected {
+                endpoint: format!("/p2p/{peer}"),
+                reason: "no such live peer".into(),
+            }),
+        };
+        futures::future::ready(result).boxed()
+    }
+}
+
+fn member(state: &State, id: NodeId, node: &FakeNode, leader: bool) -> ClusterMember {
+    let (host, port) = state.address(id);
+    let led = state
+        .topics
+        .values()
+        .flat_map(|t| &t.partitions)
+        .filter(|p| p.leader == Some(id))
+        .count();
+    let mut keys = BTreeMap::from([
+        (KAFKA_KEY.to_owned(), format!("{host}:{port}")),
+        (DATA_ADDRS_KEY.to_owned(), format!("/memory/{}", node.peer)),
+        (
+            ROLE_KEY.to_owned(),
+            if leader { "leader" } else { "voter" }.to_owned(),
+        ),
+        (LED_KEY.to_owned(), led.to_string()),
+    ]);
+    if node.gossiped {
+        keys.insert(NODE_ID_KEY.to_owned(), id.to_string());
+    }
+    ClusterMember {
+        peer_id: node.peer.clone(),
+        state: if node.live {
+            MemberState::Alive
+        } else {
+            MemberState::Left
+        },
+        last_heard_ago: std::time::Duration::ZERO,
+        generation: 1,
+        keys,
     }
 }
 

@@ -4,7 +4,26 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Fault, Partition, State, StoredBatch, Topic, batch_identity, name};
+use super::{Fault, Partition, State, StoredBatch, batch_identity, name};
+use crate::metadata::NodeId;
+
+/// NOT_LEADER_OR_FOLLOWER.
+const NOT_LEADER: i16 = 6;
+/// LEADER_NOT_AVAILABLE.
+const LEADER_NOT_AVAILABLE: i16 = 5;
+/// COORDINATOR_NOT_AVAILABLE.
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+/// NOT_COORDINATOR.
+const NOT_COORDINATOR: i16 = 16;
+
+/// Whether `node` leads `topic`-`p` (unknown partitions are left to the handler).
+fn leads(state: &State, node: NodeId, topic: &str, p: i32) -> bool {
+    state
+        .topics
+        .get(topic)
+        .and_then(|t| t.partitions.get(p as usize))
+        .is_none_or(|part| part.leader == Some(node))
+}
 
 fn topic_by_id(state: &State, id: uuid::Uuid) -> Option<String> {
     state
@@ -37,30 +56,41 @@ pub(super) fn metadata(state: &State, req: MetadataRequest, _v: i16) -> Metadata
                     t.id
                 })
                 .with_partitions(
-                    (0..t.partitions.len() as i32)
-                        .map(|p| {
-                            MetadataResponsePartition::default()
-                                .with_partition_index(p)
-                                .with_leader_id(BrokerId(1))
-                                .with_replica_nodes(vec![BrokerId(1)])
-                                .with_isr_nodes(vec![BrokerId(1)])
+                    t.partitions
+                        .iter()
+                        .enumerate()
+                        .map(|(p, part)| {
+                            let leader = part.leader.unwrap_or(-1);
+                            let mut r = MetadataResponsePartition::default()
+                                .with_partition_index(p as i32)
+                                .with_leader_id(BrokerId(leader))
+                                .with_replica_nodes(vec![BrokerId(leader)])
+                                .with_isr_nodes(vec![BrokerId(leader)]);
+                            // As Rafka does: a leader that is not alive is no leader.
+                            if !part.leader.is_some_and(|l| state.is_live(l)) {
+                                r.leader_id = BrokerId(-1);
+                                r.error_code = LEADER_NOT_AVAILABLE;
+                            }
+                            r
                         })
                         .collect(),
                 ),
         })
         .collect();
-    let (host, port) = state
-        .advertised
-        .clone()
-        .unwrap_or_else(|| ("fake".into(), 9092));
-    MetadataResponse::default()
-        .with_brokers(vec![
+    let live = state.live_nodes();
+    let brokers = live
+        .iter()
+        .map(|&id| {
+            let (host, port) = state.address(id);
             MetadataResponseBroker::default()
-                .with_node_id(BrokerId(1))
+                .with_node_id(BrokerId(id))
                 .with_host(StrBytes::from_string(host))
-                .with_port(port),
-        ])
-        .with_controller_id(BrokerId(1))
+                .with_port(port)
+        })
+        .collect();
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_controller_id(BrokerId(live.first().copied().unwrap_or(-1)))
         .with_topics(topics)
 }
 
@@ -146,7 +176,12 @@ fn take_fault(state: &mut State, api: ApiKey, topic: &str, p: i32) -> Option<Fau
     Some(fault.clone())
 }
 
-pub(super) fn produce(state: &mut State, req: ProduceRequest, v: i16) -> ProduceResponse {
+pub(super) fn produce(
+    state: &mut State,
+    node: NodeId,
+    req: ProduceRequest,
+    v: i16,
+) -> ProduceResponse {
     use produce_response::*;
     let mut responses = Vec::new();
     for t in req.topic_data {
@@ -162,6 +197,15 @@ pub(super) fn produce(state: &mut State, req: ProduceRequest, v: i16) -> Produce
                 state
                     .produce_log
                     .push((topic.clone(), pd.index, (pid, epoch, seq), count));
+            }
+            if !leads(state, node, &topic, pd.index) {
+                parts.push(
+                    PartitionProduceResponse::default()
+                        .with_index(pd.index)
+                        .with_base_offset(-1)
+                        .with_error_code(NOT_LEADER),
+                );
+                continue;
             }
             let fault = take_fault(state, ApiKey::Produce, &topic, pd.index);
             let result = match &fault {
@@ -192,7 +236,7 @@ pub(super) fn produce(state: &mut State, req: ProduceRequest, v: i16) -> Produce
     ProduceResponse::default().with_responses(responses)
 }
 
-pub(super) fn fetch(state: &mut State, req: FetchRequest, v: i16) -> FetchResponse {
+pub(super) fn fetch(state: &mut State, node: NodeId, req: FetchRequest, v: i16) -> FetchResponse {
     use fetch_response::*;
     let mut responses = Vec::new();
     for t in req.topics {
@@ -204,6 +248,11 @@ pub(super) fn fetch(state: &mut State, req: FetchRequest, v: i16) -> FetchRespon
         let mut parts = Vec::new();
         for fp in t.partitions {
             let mut pd = PartitionData::default().with_partition_index(fp.partition);
+            if !leads(state, node, &topic, fp.partition) {
+                pd.error_code = NOT_LEADER;
+                parts.push(pd);
+                continue;
+            }
             if let Some(fault) = take_fault(state, ApiKey::Fetch, &topic, fp.partition) {
                 pd.error_code = fault.code;
                 parts.push(pd);
@@ -251,7 +300,11 @@ pub(super) fn fetch(state: &mut State, req: FetchRequest, v: i16) -> FetchRespon
     FetchResponse::default().with_responses(responses)
 }
 
-pub(super) fn list_offsets(state: &State, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub(super) fn list_offsets(
+    state: &State,
+    node: NodeId,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
     use list_offsets_response::*;
     let topics = req
         .topics
@@ -263,6 +316,10 @@ pub(super) fn list_offsets(state: &State, req: ListOffsetsRequest) -> ListOffset
                 .map(|p| {
                     let mut r = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
+                    if !leads(state, node, t.name.as_str(), p.partition_index) {
+                        r.error_code = NOT_LEADER;
+                        return r;
+                    }
                     match state
                         .topics
                         .get(t.name.as_str())
@@ -309,11 +366,14 @@ pub(super) fn find_coordinator(
     v: i16,
 ) -> FindCoordinatorResponse {
     use find_coordinator_response::Coordinator;
-    let (host, port) = state
-        .advertised
-        .clone()
-        .unwrap_or_else(|| ("fake".into(), 9092));
+    let node = state.coordinator();
+    let (host, port) = state.address(node);
     let host = StrBytes::from_string(host);
+    let code = if state.is_live(node) {
+        0
+    } else {
+        COORDINATOR_NOT_AVAILABLE
+    };
     if v >= 4 {
         let coordinators = req
             .coordinator_keys
@@ -321,22 +381,29 @@ pub(super) fn find_coordinator(
             .map(|k| {
                 Coordinator::default()
                     .with_key(k)
-                    .with_node_id(BrokerId(1))
+                    .with_node_id(BrokerId(node))
                     .with_host(host.clone())
                     .with_port(port)
+                    .with_error_code(code)
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     FindCoordinatorResponse::default()
-        .with_node_id(BrokerId(1))
+        .with_node_id(BrokerId(node))
         .with_host(host)
         .with_port(port)
+        .with_error_code(code)
 }
 
-pub(super) fn offset_commit(state: &mut State, req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub(super) fn offset_commit(
+    state: &mut State,
+    node: NodeId,
+    req: OffsetCommitRequest,
+) -> OffsetCommitResponse {
     use offset_commit_response::*;
     let group = req.group_id.to_string();
+    let refuse = node != state.coordinator();
     let topics = req
         .topics
         .into_iter()
@@ -345,9 +412,14 @@ pub(super) fn offset_commit(state: &mut State, req: OffsetCommitRequest) -> Offs
                 .partitions
                 .iter()
                 .map(|p| {
+                    let r = OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index);
+                    if refuse {
+                        return r.with_error_code(NOT_COORDINATOR);
+                    }
                     let key = (group.clone(), t.name.to_string(), p.partition_index);
                     state.offsets.insert(key, p.committed_offset);
-                    OffsetCommitResponsePartition::default().with_partition_index(p.partition_index)
+                    r
                 })
                 .collect();
             OffsetCommitResponseTopic::default()
@@ -358,8 +430,18 @@ pub(super) fn offset_commit(state: &mut State, req: OffsetCommitRequest) -> Offs
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-pub(super) fn offset_fetch(state: &State, req: OffsetFetchRequest, v: i16) -> OffsetFetchResponse {
+pub(super) fn offset_fetch(
+    state: &State,
+    node: NodeId,
+    req: OffsetFetchRequest,
+    v: i16,
+) -> OffsetFetchResponse {
     use offset_fetch_response::*;
+    let code = if node == state.coordinator() {
+        0
+    } else {
+        NOT_COORDINATOR
+    };
     let lookup = |g: &str, t: &str, p: i32| {
         state
             .offsets
@@ -385,6 +467,7 @@ pub(super) fn offset_fetch(state: &State, req: OffsetFetchRequest, v: i16) -> Of
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id.clone())
                     .with_topics(topics.collect())
+                    .with_error_code(code)
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
@@ -399,7 +482,11 @@ pub(super) fn offset_fetch(state: &State, req: OffsetFetchRequest, v: i16) -> Of
             .with_name(t.name.clone())
             .with_partitions(parts.collect())
     });
-    OffsetFetchResponse::default().with_topics(topics.collect())
+    let mut response = OffsetFetchResponse::default().with_topics(topics.collect());
+    if v >= 2 {
+        response.error_code = code;
+    }
+    response
 }
 
 pub(super) fn create_topics(state: &mut State, req: CreateTopicsRequest) -> CreateTopicsResponse {
@@ -412,22 +499,17 @@ pub(super) fn create_topics(state: &mut State, req: CreateTopicsRequest) -> Crea
             if state.topics.contains_key(t.name.as_str()) {
                 r.error_code = 36;
             } else {
-                let topic = Topic {
-                    id: uuid::Uuid::new_v4(),
-                    partitions: (0..t.num_partitions.max(1))
-                        .map(|_| Partition::default())
-                        .collect(),
-                    configs: t
-                        .configs
-                        .iter()
-                        .map(|c| {
-                            (
-                                c.name.to_string(),
-                                c.value.as_deref().unwrap_or("").to_owned(),
-                            )
-                        })
-                        .collect(),
-                };
+                let configs = t
+                    .configs
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.name.to_string(),
+                            c.value.as_deref().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect();
+                let topic = state.new_topic(t.num_partitions.max(1), configs);
                 state.topics.insert(t.name.to_string(), topic);
             }
             r

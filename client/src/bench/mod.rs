@@ -167,7 +167,7 @@ impl fmt::Display for Report {
 pub fn transport(client: &Client) -> &'static str {
     match client.config().bootstrap {
         Bootstrap::Kafka(_) => "kafka-tcp",
-        Bootstrap::Mesh(_) => "mesh",
+        Bootstrap::Mesh(_) | Bootstrap::Mdns => "mesh",
     }
 }
 

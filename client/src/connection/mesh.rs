@@ -10,39 +10,95 @@
 //! its predecessor, and it is retried in order), but this transport does not give the strict
 //! per-connection ordering a Kafka TCP socket gives.
 //!
+//! The peer also asks nodes for the cluster's members ([`MeshNode::cluster_info`]), from which
+//! the client maps node ids to peers ([`crate::routes`]), and with `--bootstrap mdns` it finds a
+//! node on the local network by mDNS ([`MeshNode::discover`]).
+//!
+//! A request that fails marks its transport closed, so the next one opens a fresh connection and
+//! negotiates versions again (as a Kafka client does after reconnecting).
+//!
 //! Without the `mesh` cargo feature, this module only reports that the transport is missing.
 
 #[cfg(feature = "mesh")]
 mod imp {
+    use std::collections::HashSet;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
 
     use bytes::Bytes;
     use futures::future::BoxFuture;
     use futures::stream::FuturesUnordered;
     use futures::{FutureExt, StreamExt};
-    use rafka_mesh::{Keypair, Mesh, MeshConfig, Multiaddr, PeerId};
+    use rafka_mesh::membership::MemberStatus;
+    use rafka_mesh::{Keypair, MemberInfo, Mesh, MeshConfig, MeshError, Multiaddr, PeerId};
     use tokio::sync::{mpsc, oneshot};
     use tokio::task::JoinHandle;
     use tracing::debug;
 
     use crate::connection::FrameTransport;
     use crate::error::{Error, Result};
+    use crate::members::{ClusterMember, ClusterView, MemberSource, MemberState};
 
-    /// The client's own mesh peer (started once per [`crate::Client`]).
-    #[derive(Debug)]
+    /// How often a client that discovers by mDNS queries the network.
+    const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(1);
+    /// How often discovery looks at the peers mDNS found.
+    const DISCOVERY_POLL: Duration = Duration::from_millis(50);
+
+    fn parse_peer(peer: &str) -> Result<PeerId> {
+        peer.parse()
+            .map_err(|e| Error::Mesh(format!("bad peer id {peer:?}: {e}")))
+    }
+
+    fn request_error(peer: &str, e: MeshError) -> Error {
+        match e {
+            MeshError::Closed => Error::Mesh(e.to_string()),
+            e => Error::Disconnected {
+                endpoint: format!("/p2p/{peer}"),
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    fn member(m: MemberInfo) -> ClusterMember {
+        ClusterMember {
+            peer_id: m.peer_id.to_base58(),
+            state: match m.status {
+                MemberStatus::Alive => MemberState::Alive,
+                MemberStatus::Suspect => MemberState::Suspect,
+                MemberStatus::Dead => MemberState::Dead,
+                MemberStatus::Left => MemberState::Left,
+            },
+            last_heard_ago: m.last_heard_ago,
+            generation: m.generation,
+            keys: m.keys,
+        }
+    }
+
+    impl MemberSource for MeshNode {
+        fn cluster_info(&self, peer: &str) -> BoxFuture<'static, Result<ClusterView>> {
+            let node = self.clone();
+            let peer = peer.to_owned();
+            async move { node.cluster_info(&peer).await }.boxed()
+        }
+    }
+
+    /// The client's own mesh peer (started once per [`crate::Client`]; clones share it).
+    #[derive(Debug, Clone)]
     pub struct MeshNode {
         mesh: Mesh,
         // Kept so the mesh task never sees its inbound queue closed (a client gets no requests).
-        _inbound: rafka_mesh::Inbound,
+        _inbound: Arc<rafka_mesh::Inbound>,
     }
 
     impl MeshNode {
-        /// Starts a client-role mesh peer with a fresh identity.
-        pub async fn start(max_frame_bytes: usize) -> Result<MeshNode> {
+        /// Starts a client-role mesh peer with a fresh identity; with `mdns`, it also listens for
+        /// nodes announcing themselves on the local network (see [`MeshNode::discover`]).
+        pub async fn start(max_frame_bytes: usize, mdns: bool) -> Result<MeshNode> {
             let config = MeshConfig {
                 max_frame_bytes: max_frame_bytes.max(1024),
-                mdns: false,
+                mdns,
+                mdns_query_interval: MDNS_QUERY_INTERVAL,
                 ..MeshConfig::client()
             };
             let (mesh, inbound) = Mesh::start(Keypair::generate_ed25519(), config)
@@ -51,7 +107,7 @@ mod imp {
             debug!(peer = %mesh.local_peer_id(), "mesh client started");
             Ok(MeshNode {
                 mesh,
-                _inbound: inbound,
+                _inbound: Arc::new(inbound),
             })
         }
 
@@ -71,11 +127,69 @@ mod imp {
             Ok(peer.to_base58())
         }
 
+        /// Asks `peer` which members it knows (the mesh makes their data addresses dialable).
+        pub async fn cluster_info(&self, peer: &str) -> Result<ClusterView> {
+            let id = parse_peer(peer)?;
+            let view = self
+                .mesh
+                .cluster_info(id)
+                .await
+                .map_err(|e| request_error(peer, e))?;
+            Ok(ClusterView {
+                responder: view.local.map(|p| p.to_base58()),
+                members: view.members.into_iter().map(member).collect(),
+            })
+        }
+
+        /// Waits until mDNS finds a node that answers with its member list, up to `timeout`;
+        /// returns its peer id (base58) and what it said.
+        pub async fn discover(&self, timeout: Duration) -> Result<(String, ClusterView)> {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut asked = HashSet::new();
+            let mut last_error = None;
+            loop {
+                for peer in self.mesh.known_peers().await {
+                    if !asked.insert(peer) {
+                        continue;
+                    }
+                    // Any libp2p peer on the LAN may answer mDNS: only a Rafka node answers this.
+                    let peer = peer.to_base58();
+                    let ask = tokio::time::timeout_at(deadline, self.cluster_info(&peer));
+                    match ask.await {
+                        Ok(Ok(view)) => {
+                            debug!(peer = %peer, members = view.members.len(), "mDNS found a node");
+                            return Ok((peer, view));
+                        }
+                        Ok(Err(e)) => {
+                            debug!(peer = %peer, error = %e, "mDNS peer is not a Rafka node");
+                            last_error = Some(e.to_string());
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    let mut reason = format!(
+                        "no Rafka node found on the local network by mDNS within {timeout:?} \
+                         (nodes announce themselves on non-loopback interfaces only; name one \
+                         with --bootstrap /ip4/HOST/tcp/PORT)"
+                    );
+                    if let Some(e) = last_error {
+                        reason.push_str(&format!("; last peer found: {e}"));
+                    }
+                    return Err(Error::Connect {
+                        endpoint: "mdns".into(),
+                        reason,
+                    });
+                }
+                // mDNS answers arrive inside the swarm task; look again shortly.
+                tokio::time::sleep(DISCOVERY_POLL.min(deadline - tokio::time::Instant::now()))
+                    .await;
+            }
+        }
+
         /// A transport to `peer` (already dialled, or reachable through the mesh).
         pub fn transport(&self, peer: &str) -> Result<MeshTransport> {
-            let peer: PeerId = peer
-                .parse()
-                .map_err(|e| Error::Mesh(format!("bad peer id {peer:?}: {e}")))?;
+            let peer = parse_peer(peer)?;
             let (tx, rx) = mpsc::unbounded_channel();
             let closed = Arc::new(AtomicBool::new(false));
             let task = tokio::spawn(forward(self.mesh.clone(), peer, rx, closed.clone()));
@@ -120,9 +234,10 @@ mod imp {
                     let closed = closed.clone();
                     let mut call = Box::pin(async move {
                         let result = mesh.kafka_request(peer, frame).await.map_err(|e| {
-                            if matches!(e, rafka_mesh::MeshError::Closed) {
-                                closed.store(true, Ordering::Release);
-                            }
+                            // The peer went away (or the mesh stopped): the next request opens a
+                            // fresh connection and negotiates again, as a Kafka client does after
+                            // reconnecting (a restarted node may speak other versions).
+                            closed.store(true, Ordering::Release);
                             Error::Disconnected { endpoint: peer.to_string(), reason: e.to_string() }
                         });
                         let _ = reply.send(result);
@@ -189,18 +304,29 @@ mod imp {
     use bytes::Bytes;
     use futures::future::BoxFuture;
 
+    use std::time::Duration;
+
     use crate::connection::FrameTransport;
     use crate::error::{Error, Result};
+    use crate::members::{ClusterView, MemberSource};
 
     const MISSING: &str = "this build has no mesh transport (cargo feature `mesh`); use --kafka";
 
     /// Stand-in for the mesh peer in builds without the `mesh` feature.
-    #[derive(Debug)]
+    #[derive(Debug, Clone)]
     pub struct MeshNode(());
 
     impl MeshNode {
         /// Always fails: the transport is not compiled in.
-        pub async fn start(_max_frame_bytes: usize) -> Result<MeshNode> {
+        pub async fn start(_max_frame_bytes: usize, _mdns: bool) -> Result<MeshNode> {
+            Err(Error::Mesh(MISSING.into()))
+        }
+        /// Unreachable in practice (no `MeshNode` can exist).
+        pub async fn cluster_info(&self, _peer: &str) -> Result<ClusterView> {
+            Err(Error::Mesh(MISSING.into()))
+        }
+        /// Unreachable in practice (no `MeshNode` can exist).
+        pub async fn discover(&self, _timeout: Duration) -> Result<(String, ClusterView)> {
             Err(Error::Mesh(MISSING.into()))
         }
         /// Unreachable in practice (no `MeshNode` can exist).
@@ -213,6 +339,12 @@ mod imp {
         }
         /// Nothing to stop.
         pub async fn shutdown(&self) {}
+    }
+
+    impl MemberSource for MeshNode {
+        fn cluster_info(&self, _peer: &str) -> BoxFuture<'static, Result<ClusterView>> {
+            Box::pin(futures::future::ready(Err(Error::Mesh(MISSING.into()))))
+        }
     }
 
     /// Stand-in transport.
