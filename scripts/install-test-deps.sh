@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the real-client tests use: kcat (librdkafka) from Debian, confluent-kafka
-# (librdkafka) for Python, and cargo-nextest if missing. Idempotent; needs root for apt.
+# (librdkafka) for Python, iproute2 for the network-namespace tests, and cargo-nextest if missing. Idempotent; needs root for apt.
 set -euo pipefail
 
 need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
