@@ -26,6 +26,7 @@ Examples:
   seq 1000 | rafka produce orders
   rafka consume orders --from-beginning -n 1000 --format '%p:%o %k=%v\\n'
   rafka --kafka localhost:9092 topic list
+  rafka --bootstrap /ip4/127.0.0.1/tcp/7070 cluster
   rafka --kafka localhost:9092 bench produce --topic perf --records 5000000 --record-size 100
 
 Errors are one line on stderr with a non-zero exit code. Logs go to stderr; set RUST_LOG
@@ -62,6 +63,8 @@ pub enum Command {
     /// Benchmarks: producer and consumer throughput, end-to-end latency.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// List the cluster's members: node ids, states, metadata roles, heartbeats, addresses.
+    Cluster(commands::cluster::ClusterArgs),
 }
 
 impl GlobalArgs {
@@ -116,6 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(args) => commands::produce::run(&client, args).await,
         Command::Consume(args) => commands::consume::run(&client, args).await,
         Command::Bench(cmd) => commands::bench::run(&client, &config, cmd).await,
+        Command::Cluster(args) => commands::cluster::run(&client, args).await,
     };
     client.shutdown().await;
     result

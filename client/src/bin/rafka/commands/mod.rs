@@ -1,6 +1,7 @@
 //! One file per command.
 
 pub mod bench;
+pub mod cluster;
 pub mod consume;
 pub mod produce;
 pub mod topic;
