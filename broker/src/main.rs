@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use metrics_exporter_prometheus::Matcher;
 use rafka_broker::{Node, NodeArgs, NodeConfig, metrics};
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +35,10 @@ fn main() -> ExitCode {
 async fn run(config: NodeConfig) -> Result<(), Box<dyn std::error::Error>> {
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(metrics::LATENCY_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(rafka_mesh::metrics::HEARTBEAT_GAP_SECONDS.to_string()),
+            rafka_mesh::metrics::HEARTBEAT_GAP_BUCKETS,
+        )?
         .install_recorder()?;
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(wait_for_signal(shutdown.clone()));

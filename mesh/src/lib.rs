@@ -15,6 +15,7 @@
 //!   sans-IO core the event loop drives with `tick(now)` / `handle(now, from, message)` /
 //!   `poll_output()`; its messages are `proto/membership.proto` ([`membership::codec`]).
 //! - [`failure_detector`]: phi-accrual failure detection, pure (time is an argument).
+//! - [`metrics`]: names of the metrics the mesh records (heartbeat gaps).
 //!
 //! The mesh knows nothing of topics or partitions: it moves opaque Kafka frames between peers.
 //!
@@ -36,6 +37,7 @@ pub mod failure_detector;
 pub mod handle;
 pub mod identity;
 pub mod membership;
+pub mod metrics;
 pub mod view;
 
 pub use config::{MeshConfig, Role};

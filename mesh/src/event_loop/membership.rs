@@ -1,7 +1,7 @@
 //! Drives the membership core: time in, messages in, outputs carried out, the view published.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use libp2p::PeerId;
@@ -9,10 +9,12 @@ use libp2p::gossipsub;
 use tokio::sync::oneshot;
 
 use super::EventLoop;
-use crate::MeshError;
 use crate::control::MEMBERSHIP_TOPIC;
-use crate::membership::{MemberEvent, MemberStatus, Output, codec};
+use crate::membership::{
+    Generation, MemberEvent, MemberStatus, Membership, Message, MessageBody, Output, codec,
+};
 use crate::view::{self, CONTROL_ADDRS_KEY, DATA_ADDRS_KEY, MemberInfo, MembershipView};
+use crate::{MeshError, metrics};
 
 impl EventLoop {
     pub(super) fn on_tick(&mut self) {
@@ -42,7 +44,9 @@ impl EventLoop {
         };
         match codec::decode(bytes, membership.config().max_message_bytes + 4096) {
             Ok(message) => {
+                let known = known_heartbeats(membership, &message);
                 membership.handle(now, from, message);
+                record_heartbeat_gaps(membership, now, &known);
                 self.drain_membership();
             }
             Err(e) => tracing::debug!(peer = %from, error = %e, "unreadable membership message"),
@@ -200,4 +204,35 @@ impl EventLoop {
 
 fn no_membership() -> MeshError {
     MeshError::Config("a client has no membership state".into())
+}
+
+/// A peer's incarnation, heartbeat counter and when that heartbeat was sent.
+type KnownHeartbeat = (PeerId, (Generation, u64, Duration));
+
+/// What is known of the heartbeats of the peers `message` has news of, before it is handled.
+fn known_heartbeats(membership: &Membership, message: &Message) -> Vec<KnownHeartbeat> {
+    let delta = match &message.body {
+        MessageBody::Ack { delta, .. } | MessageBody::Ack2(delta) | MessageBody::Update(delta) => {
+            delta
+        }
+        MessageBody::Syn(_) | MessageBody::BadCluster => return Vec::new(),
+    };
+    delta
+        .nodes
+        .iter()
+        .filter_map(|node| Some((node.id, membership.last_heartbeat(&node.id)?)))
+        .collect()
+}
+
+/// For each peer whose heartbeat the message advanced (same incarnation), records how long this
+/// node had gone without news of it ([`metrics::HEARTBEAT_GAP_SECONDS`]).
+fn record_heartbeat_gaps(membership: &Membership, now: Duration, known: &[KnownHeartbeat]) {
+    for (id, (generation, heartbeat, sent)) in known {
+        let advanced = membership
+            .last_heartbeat(id)
+            .is_some_and(|(g, h, _)| g == *generation && h > *heartbeat);
+        if advanced {
+            metrics::heartbeat_gap(now.saturating_sub(*sent));
+        }
+    }
 }

@@ -285,6 +285,14 @@ impl Membership {
         self.peers.iter().map(|(id, p)| (*id, p.status))
     }
 
+    /// A peer's incarnation, latest heartbeat counter and when that heartbeat was sent, as best
+    /// known (this node's clock); cheap, for a caller measuring how long it went without news.
+    pub fn last_heartbeat(&self, id: &MemberId) -> Option<(Generation, u64, Duration)> {
+        self.peers
+            .get(id)
+            .map(|p| (p.state.generation, p.state.heartbeat, p.last_heard))
+    }
+
     /// One member as seen from here.
     pub fn member(&self, id: &MemberId) -> Option<Member> {
         if *id == self.id {

@@ -1,0 +1,24 @@
+//! Metric names the mesh records, and the helpers that record them. Only the binary installs a
+//! recorder (`rafka-node` exports them on `/metrics`); without one these calls cost next to nothing.
+
+use std::time::Duration;
+
+/// For each heartbeat learnt from a peer (broadcast or anti-entropy): how long this node had gone
+/// without news of that peer, i.e. the time from when the peer sent its previous heartbeat (as
+/// best known) to the arrival of the new one, measured by the event loop as it hands the message
+/// to the membership core. It is what the phi-accrual detector judges: about the heartbeat
+/// interval (1 s) when the control plane keeps up; a peer is suspected near 2.3 s. A histogram,
+/// with [`HEARTBEAT_GAP_BUCKETS`].
+pub const HEARTBEAT_GAP_SECONDS: &str = "rafka_mesh_heartbeat_gap_seconds";
+
+/// Buckets of [`HEARTBEAT_GAP_SECONDS`], in seconds: fine around the 1 s interval, then up to
+/// and past the suspicion point.
+pub const HEARTBEAT_GAP_BUCKETS: &[f64] = &[
+    0.5, 0.9, 0.95, 1.0, 1.02, 1.05, 1.1, 1.15, 1.2, 1.3, 1.4, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0,
+    10.0,
+];
+
+/// Records one heartbeat gap.
+pub fn heartbeat_gap(gap: Duration) {
+    metrics::histogram!(HEARTBEAT_GAP_SECONDS).record(gap.as_secs_f64());
+}
