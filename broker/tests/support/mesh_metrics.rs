@@ -1,0 +1,159 @@
+//! The mesh figures a `rafka-node` exports on `/metrics`: the heartbeat-gap histogram
+//! (`rafka_mesh_heartbeat_gap_seconds`, see `rafka_mesh::metrics`) and the bytes received on the
+//! mesh listener. Two scrapes give the figures of the window between them.
+//!
+//! Included with `#[path]` by `tests/heartbeat_under_load.rs` and `examples/mesh_bench.rs`.
+#![allow(dead_code)]
+
+/// Name of the heartbeat-gap histogram.
+pub const HEARTBEAT_GAP: &str = "rafka_mesh_heartbeat_gap_seconds";
+
+/// One scrape of a node's `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub struct MeshSample {
+    /// Heartbeat gaps recorded so far.
+    pub gaps: f64,
+    /// Their sum, seconds.
+    pub gap_sum: f64,
+    /// Every bucket of the histogram: (upper bound in seconds, gaps up to it), ascending.
+    pub buckets: Vec<(f64, f64)>,
+    /// Bytes of request frames received on the mesh (p2p) listener.
+    pub p2p_bytes_in: f64,
+}
+
+/// The value of the Prometheus text line `name{labels} value` whose labels contain `label`.
+pub fn metric(text: &str, name: &str, label: Option<&str>) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (key, value) = line.rsplit_once(' ')?;
+        let (metric_name, labels) = key.split_once('{').unwrap_or((key, ""));
+        let labelled = label.is_none_or(|l| labels.contains(l));
+        (metric_name == name && labelled)
+            .then(|| value.parse().ok())
+            .flatten()
+    })
+}
+
+impl MeshSample {
+    /// Parses a `/metrics` body (a histogram not recorded yet is empty).
+    pub fn parse(text: &str) -> MeshSample {
+        let prefix = format!("{HEARTBEAT_GAP}_bucket{{le=\"");
+        let buckets = text
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix(prefix.as_str())?;
+                let (bound, rest) = rest.split_once('"')?;
+                let bound = match bound {
+                    "+Inf" => f64::INFINITY,
+                    b => b.parse().ok()?,
+                };
+                Some((bound, rest.rsplit_once(' ')?.1.parse().ok()?))
+            })
+            .collect();
+        MeshSample {
+            gaps: metric(text, &format!("{HEARTBEAT_GAP}_count"), None).unwrap_or(0.0),
+            gap_sum: metric(text, &format!("{HEARTBEAT_GAP}_sum"), None).unwrap_or(0.0),
+            buckets,
+            p2p_bytes_in: metric(text, "rafka_bytes_in_total", Some("listener=\"p2p\""))
+                .unwrap_or(0.0),
+        }
+    }
+
+    /// Gaps up to the bucket bound `le` (0 if no such bucket).
+    fn up_to(&self, le: f64) -> f64 {
+        self.buckets
+            .iter()
+            .find(|(bound, _)| {
+                (bound - le).abs() < 1e-9 || (bound.is_infinite() && le.is_infinite())
+            })
+            .map_or(0.0, |(_, count)| *count)
+    }
+
+    /// Whether the histogram has a bucket bounded by `le`.
+    pub fn has_bucket(&self, le: f64) -> bool {
+        self.buckets
+            .iter()
+            .any(|(bound, _)| (bound - le).abs() < 1e-9)
+    }
+}
+
+/// The heartbeat gaps and mesh bytes of a node between two scrapes.
+#[derive(Clone, Debug)]
+pub struct GapWindow {
+    from: MeshSample,
+    to: MeshSample,
+}
+
+impl GapWindow {
+    /// The window from `from` to `to` (the later scrape).
+    pub fn new(from: &MeshSample, to: &MeshSample) -> GapWindow {
+        GapWindow {
+            from: from.clone(),
+            to: to.clone(),
+        }
+    }
+
+    /// Gaps recorded in the window.
+    pub fn count(&self) -> f64 {
+        self.to.gaps - self.from.gaps
+    }
+
+    /// Mean gap, seconds (0 without gaps).
+    pub fn mean(&self) -> f64 {
+        let n = self.count();
+        if n > 0.0 {
+            (self.to.gap_sum - self.from.gap_sum) / n
+        } else {
+            0.0
+        }
+    }
+
+    /// Gaps longer than `bound` seconds (a bucket bound).
+    pub fn above(&self, bound: f64) -> f64 {
+        self.count() - (self.to.up_to(bound) - self.from.up_to(bound))
+    }
+
+    /// The smallest bucket bound holding a fraction `q` of the window's gaps: an upper bound of
+    /// the `q` quantile (`q` = 1: of the largest gap). Infinite if only +Inf holds them.
+    pub fn quantile_bound(&self, q: f64) -> f64 {
+        let wanted = q * self.count();
+        self.to
+            .buckets
+            .iter()
+            .map(|(bound, _)| *bound)
+            .find(|&bound| self.to.up_to(bound) - self.from.up_to(bound) >= wanted - 1e-9)
+            .unwrap_or(f64::INFINITY)
+    }
+
+    /// Bytes received on the mesh listener in the window.
+    pub fn p2p_bytes_in(&self) -> f64 {
+        self.to.p2p_bytes_in - self.from.p2p_bytes_in
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_of_two_scrapes() {
+        let scrape = |b1: u64, b2: u64, inf: u64, sum: f64, bytes: u64| {
+            format!(
+                "{HEARTBEAT_GAP}_bucket{{le=\"1\"}} {b1}\n{HEARTBEAT_GAP}_bucket{{le=\"2\"}} {b2}\n\
+                 {HEARTBEAT_GAP}_bucket{{le=\"+Inf\"}} {inf}\n{HEARTBEAT_GAP}_sum {sum}\n\
+                 {HEARTBEAT_GAP}_count {inf}\nrafka_bytes_in_total{{listener=\"p2p\"}} {bytes}\n"
+            )
+        };
+        let a = MeshSample::parse(&scrape(1, 2, 2, 2.5, 10));
+        let b = MeshSample::parse(&scrape(3, 5, 6, 9.5, 110));
+        assert!(a.has_bucket(2.0));
+        let w = GapWindow::new(&a, &b);
+        assert_eq!(w.count(), 4.0);
+        assert_eq!(w.mean(), 7.0 / 4.0);
+        assert_eq!(w.above(2.0), 1.0);
+        assert_eq!(w.quantile_bound(0.5), 1.0);
+        assert_eq!(w.quantile_bound(0.75), 2.0);
+        assert!(w.quantile_bound(1.0).is_infinite());
+        assert_eq!(w.p2p_bytes_in(), 100.0);
+        assert_eq!(MeshSample::parse("").gaps, 0.0);
+    }
+}
