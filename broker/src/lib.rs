@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod node;
 pub mod producer_ids;
 pub mod replica;
+pub mod replication;
 pub mod transport;
 
 pub use broker::Broker;
