@@ -4,6 +4,7 @@
 
 mod follower;
 mod leader;
+mod scenarios;
 
 use super::LocalLog;
 
@@ -39,6 +40,12 @@ impl MemLog {
         let offset = self.end();
         self.records.push((offset, epoch));
         offset
+    }
+
+    /// The records from `offset` on, at most `max`.
+    pub fn read(&self, offset: i64, max: usize) -> Vec<(i64, i32)> {
+        let from = usize::try_from(offset - self.start).unwrap_or(usize::MAX);
+        self.records.iter().skip(from).take(max).copied().collect()
     }
 
     /// Appends records that must start at the log end.
