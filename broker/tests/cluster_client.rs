@@ -302,6 +302,7 @@ fn process_cli_over_the_mesh_routes_by_node_id_and_lists_members() {
     );
     let doc: Value = serde_json::from_slice(&out.ok()).unwrap();
     assert_eq!(doc["source"], "kafka");
+    assert!(doc["metadata_leader"].is_null(), "{doc:#}");
     let brokers: BTreeSet<i64> = members(&doc)
         .iter()
         .filter_map(|m| m["node_id"].as_i64())

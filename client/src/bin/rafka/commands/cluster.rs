@@ -34,8 +34,8 @@ roles and mesh addresses are gossiped on the mesh): use a p2p bootstrap address 
   source                 \"mesh\" (the gossiped member list) or \"kafka\" (Metadata brokers only)
   cluster_id             the cluster id, or null
   responder              peer id of the node that answered (mesh), or null
-  metadata_leader        node id of the live member leading the metadata log (kafka: the
-                         controller), or null
+  metadata_leader        node id of the live member leading the metadata log, or null (always
+                         null over kafka: Metadata's controller id is any live broker, as in KRaft)
   members[]              sorted by node id
     peer_id              libp2p peer id (null over kafka)
     node_id              Kafka node id (null before the node registered)
@@ -138,7 +138,9 @@ fn kafka_doc(meta: &ClusterMetadata) -> ClusterDoc {
         source: "kafka",
         cluster_id: meta.cluster_id.clone(),
         responder: None,
-        metadata_leader: meta.controller,
+        // Like KRaft brokers, a node reports an arbitrary live broker (itself) as the controller:
+        // not the metadata log's leader.
+        metadata_leader: None,
         members,
     }
 }
@@ -282,16 +284,9 @@ fn write_kafka_table(out: &mut impl Write, doc: &ClusterDoc) -> std::io::Result<
     let rows: Vec<Vec<String>> = doc
         .members
         .iter()
-        .map(|m| {
-            let controller = m.node_id.is_some() && m.node_id == doc.metadata_leader;
-            vec![
-                or_dash(m.node_id),
-                or_dash(m.kafka.as_deref()),
-                if controller { "controller" } else { "" }.to_owned(),
-            ]
-        })
+        .map(|m| vec![or_dash(m.node_id), or_dash(m.kafka.as_deref())])
         .collect();
-    write_table(out, &["NODE", "KAFKA", "ROLE"], &rows)
+    write_table(out, &["NODE", "KAFKA"], &rows)
 }
 
 const KAFKA_NOTE: &str = "note: over Kafka TCP only the brokers Metadata lists are shown (Rafka lists \
@@ -458,7 +453,7 @@ mod tests {
         let doc = kafka_doc(&meta);
         let json = serde_json::to_value(&doc).unwrap();
         assert_eq!(json["source"], "kafka");
-        assert_eq!(json["metadata_leader"], 2);
+        assert!(json["metadata_leader"].is_null());
         assert_eq!(json["members"][1]["kafka"], "127.0.0.1:9092");
         assert!(json["members"][1]["state"].is_null());
         let mut out = Vec::new();
@@ -466,7 +461,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
-            "NODE  KAFKA           ROLE\n1     127.0.0.1:9091\n2     127.0.0.1:9092  controller\n"
+            "NODE  KAFKA\n1     127.0.0.1:9091\n2     127.0.0.1:9092\n"
         );
     }
 
