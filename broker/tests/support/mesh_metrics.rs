@@ -33,6 +33,11 @@ pub fn metric(text: &str, name: &str, label: Option<&str>) -> Option<f64> {
     })
 }
 
+/// Whether two bucket bounds are the same (+Inf included).
+fn same_bound(a: f64, b: f64) -> bool {
+    a == b || (a - b).abs() < 1e-9
+}
+
 impl MeshSample {
     /// Parses a `/metrics` body (a histogram not recorded yet is empty).
     pub fn parse(text: &str) -> MeshSample {
@@ -62,9 +67,7 @@ impl MeshSample {
     fn up_to(&self, le: f64) -> f64 {
         self.buckets
             .iter()
-            .find(|(bound, _)| {
-                (bound - le).abs() < 1e-9 || (bound.is_infinite() && le.is_infinite())
-            })
+            .find(|(bound, _)| same_bound(*bound, le))
             .map_or(0.0, |(_, count)| *count)
     }
 
@@ -76,32 +79,62 @@ impl MeshSample {
     }
 }
 
-/// The heartbeat gaps and mesh bytes of a node between two scrapes.
-#[derive(Clone, Debug)]
+/// The heartbeat gaps and mesh bytes between two scrapes of one node, or summed over several
+/// nodes' windows ([`GapWindow::merge`]).
+#[derive(Clone, Debug, Default)]
 pub struct GapWindow {
-    from: MeshSample,
-    to: MeshSample,
+    count: f64,
+    sum: f64,
+    /// (bucket bound, gaps up to it), ascending.
+    cumulative: Vec<(f64, f64)>,
+    p2p_bytes_in: f64,
 }
 
 impl GapWindow {
-    /// The window from `from` to `to` (the later scrape).
+    /// The window from `from` to `to` (the later scrape of the same node).
     pub fn new(from: &MeshSample, to: &MeshSample) -> GapWindow {
         GapWindow {
-            from: from.clone(),
-            to: to.clone(),
+            count: to.gaps - from.gaps,
+            sum: to.gap_sum - from.gap_sum,
+            cumulative: to
+                .buckets
+                .iter()
+                .map(|&(bound, n)| (bound, n - from.up_to(bound)))
+                .collect(),
+            p2p_bytes_in: to.p2p_bytes_in - from.p2p_bytes_in,
         }
+    }
+
+    /// Adds another window (another node's, over the same buckets).
+    pub fn merge(&mut self, other: &GapWindow) {
+        self.count += other.count;
+        self.sum += other.sum;
+        self.p2p_bytes_in += other.p2p_bytes_in;
+        if self.cumulative.is_empty() {
+            self.cumulative = other.cumulative.clone();
+            return;
+        }
+        for (bound, n) in &mut self.cumulative {
+            *n += other.up_to(*bound);
+        }
+    }
+
+    fn up_to(&self, le: f64) -> f64 {
+        self.cumulative
+            .iter()
+            .find(|(bound, _)| same_bound(*bound, le))
+            .map_or(0.0, |(_, n)| *n)
     }
 
     /// Gaps recorded in the window.
     pub fn count(&self) -> f64 {
-        self.to.gaps - self.from.gaps
+        self.count
     }
 
     /// Mean gap, seconds (0 without gaps).
     pub fn mean(&self) -> f64 {
-        let n = self.count();
-        if n > 0.0 {
-            (self.to.gap_sum - self.from.gap_sum) / n
+        if self.count > 0.0 {
+            self.sum / self.count
         } else {
             0.0
         }
@@ -109,24 +142,22 @@ impl GapWindow {
 
     /// Gaps longer than `bound` seconds (a bucket bound).
     pub fn above(&self, bound: f64) -> f64 {
-        self.count() - (self.to.up_to(bound) - self.from.up_to(bound))
+        self.count - self.up_to(bound)
     }
 
     /// The smallest bucket bound holding a fraction `q` of the window's gaps: an upper bound of
     /// the `q` quantile (`q` = 1: of the largest gap). Infinite if only +Inf holds them.
     pub fn quantile_bound(&self, q: f64) -> f64 {
-        let wanted = q * self.count();
-        self.to
-            .buckets
+        let wanted = q * self.count;
+        self.cumulative
             .iter()
-            .map(|(bound, _)| *bound)
-            .find(|&bound| self.to.up_to(bound) - self.from.up_to(bound) >= wanted - 1e-9)
-            .unwrap_or(f64::INFINITY)
+            .find(|(_, n)| *n >= wanted - 1e-9)
+            .map_or(f64::INFINITY, |(bound, _)| *bound)
     }
 
     /// Bytes received on the mesh listener in the window.
     pub fn p2p_bytes_in(&self) -> f64 {
-        self.to.p2p_bytes_in - self.from.p2p_bytes_in
+        self.p2p_bytes_in
     }
 }
 
@@ -154,6 +185,11 @@ mod tests {
         assert_eq!(w.quantile_bound(0.75), 2.0);
         assert!(w.quantile_bound(1.0).is_infinite());
         assert_eq!(w.p2p_bytes_in(), 100.0);
+        let mut both = w.clone();
+        both.merge(&w);
+        assert_eq!(both.count(), 8.0);
+        assert_eq!(both.above(2.0), 2.0);
+        assert_eq!(both.quantile_bound(0.5), 1.0);
         assert_eq!(MeshSample::parse("").gaps, 0.0);
     }
 }
