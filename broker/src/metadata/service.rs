@@ -104,6 +104,8 @@ pub struct MetadataStatus {
     pub last_applied: Option<u64>,
     /// Last index in this node's snapshot.
     pub snapshot: Option<u64>,
+    /// On the leader: the last index each other member is known to have (`None`: nothing yet).
+    pub matched: BTreeMap<RaftNodeId, Option<u64>>,
     /// Last index purged from this node's log.
     pub purged: Option<u64>,
 }
@@ -322,6 +324,16 @@ impl Metadata {
             committed,
             last_applied: metrics.last_applied.map(|id| id.index),
             snapshot: metrics.snapshot.map(|id| id.index),
+            matched: metrics
+                .replication
+                .as_ref()
+                .map(|progress| {
+                    progress
+                        .iter()
+                        .map(|(id, matched)| (*id, matched.map(|log_id| log_id.index)))
+                        .collect()
+                })
+                .unwrap_or_default(),
             purged: metrics.purged.map(|id| id.index),
         }
     }

@@ -97,6 +97,14 @@ impl EventLoop {
             }
             Event::OutboundFailure { peer, error, .. } => {
                 tracing::trace!(peer = %peer, %error, "membership message not delivered");
+                // A connection that timed out may be a TCP connection across a network split,
+                // backing off its retransmissions for many seconds after the split heals: drop it
+                // so the next anti-entropy round dials afresh and sees the heal at once.
+                if matches!(error, request_response::OutboundFailure::Timeout)
+                    && let Some(control) = self.control.as_mut()
+                {
+                    let _ = control.disconnect_peer_id(peer);
+                }
             }
             _ => {}
         }

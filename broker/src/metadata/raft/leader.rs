@@ -207,9 +207,14 @@ impl Router {
             .get_node(&leader)
             .cloned()
             .ok_or_else(|| format!("leader {leader} is not in the membership"))?;
-        let request = RaftRequest::Forward(op.clone())
-            .encode()
-            .map_err(|e| e.to_string())?;
+        let expires_unix_ms = super::rpc::unix_ms()
+            .saturating_add(u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX));
+        let request = RaftRequest::Forward {
+            op: op.clone(),
+            expires_unix_ms,
+        }
+        .encode()
+        .map_err(|e| e.to_string())?;
         let answer = match self.transport.call(&node, request, remaining).await {
             Ok(answer) => answer,
             Err(TransportError::Unreachable(reason)) => return Err(reason),

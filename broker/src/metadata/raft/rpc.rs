@@ -26,8 +26,15 @@ pub(crate) enum RaftRequest {
     Vote(VoteRequest<RaftNodeId>),
     /// One chunk of a snapshot (at most `snapshot_max_chunk_size` bytes of data).
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
-    /// A proposal or membership change from a follower, for the leader to run.
-    Forward(LeaderOp),
+    /// A proposal or membership change from a follower, for the leader to run if it arrives
+    /// before `expires_unix_ms` (wall clock): a request held up by a network split must not
+    /// apply after its sender answered its client with a timeout.
+    Forward {
+        /// The operation.
+        op: LeaderOp,
+        /// When the sender gives up on it (ms since the Unix epoch).
+        expires_unix_ms: u64,
+    },
 }
 
 /// The answer to a [`RaftRequest`].
@@ -78,6 +85,13 @@ impl RaftReply {
     }
 }
 
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Serves one inbound RPC: decodes it, hands it to the local Raft node, encodes the answer.
 /// A forwarded proposal is run here if this node leads, within `forward_timeout`.
 pub(crate) async fn handle_rpc(raft: &Raft, forward_timeout: Duration, request: &[u8]) -> Vec<u8> {
@@ -101,8 +115,18 @@ pub(crate) async fn handle_rpc(raft: &Raft, forward_timeout: Duration, request: 
             }
             Err(RaftError::Fatal(e)) => RaftReply::Stopped(e.to_string()),
         },
-        Ok(RaftRequest::Forward(op)) => {
-            RaftReply::Forwarded(leader::run_local(raft, op, forward_timeout).await)
+        Ok(RaftRequest::Forward {
+            op,
+            expires_unix_ms,
+        }) => {
+            let left = Duration::from_millis(expires_unix_ms.saturating_sub(unix_ms()));
+            if left.is_zero() {
+                RaftReply::Forwarded(ForwardReply::Failed(
+                    crate::metadata::MetadataError::Timeout(0),
+                ))
+            } else {
+                RaftReply::Forwarded(leader::run_local(raft, op, forward_timeout.min(left)).await)
+            }
         }
     };
     reply.encode().unwrap_or_else(|e| {
