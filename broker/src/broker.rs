@@ -193,5 +193,6 @@ pub fn topic_defaults(config: &NodeConfig) -> TopicDefaults {
         retention_ms: config.retention_ms,
         retention_bytes: config.retention_bytes,
         segment_bytes: config.segment_bytes,
+        min_insync_replicas: config.min_insync_replicas,
     }
 }

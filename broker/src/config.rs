@@ -74,6 +74,15 @@ pub struct NodeArgs {
     /// Partitions of auto-created topics and of CreateTopics requests that leave it to the broker. [default: 1]
     #[arg(long, env = "RAFKA_NUM_PARTITIONS", value_name = "N")]
     pub num_partitions: Option<i32>,
+    /// Replicas of topics created without a replication factor (Kafka's default.replication.factor). [default: 1]
+    #[arg(long, env = "RAFKA_DEFAULT_REPLICATION_FACTOR", value_name = "N")]
+    pub default_replication_factor: Option<i16>,
+    /// In-sync replicas an acks=all write needs, for topics without their own min.insync.replicas. [default: 1]
+    #[arg(long, env = "RAFKA_MIN_INSYNC_REPLICAS", value_name = "N")]
+    pub min_insync_replicas: Option<i32>,
+    /// A follower that has not caught up for this long leaves the in-sync replicas (Kafka's replica.lag.time.max.ms). [default: 30000]
+    #[arg(long, env = "RAFKA_REPLICA_LAG_TIME_MAX_MS", value_name = "MS")]
+    pub replica_lag_time_max_ms: Option<u64>,
     /// Largest request accepted, in bytes (Kafka's socket.request.max.bytes). [default: 104857600]
     #[arg(long, env = "RAFKA_MAX_REQUEST_BYTES", value_name = "BYTES")]
     pub max_request_bytes: Option<usize>,
@@ -92,6 +101,9 @@ pub struct NodeArgs {
     /// Partitions of the internal group-offsets topic (fixed once created). [default: 8]
     #[arg(long, env = "RAFKA_OFFSETS_TOPIC_PARTITIONS", value_name = "N")]
     pub offsets_topic_partitions: Option<i32>,
+    /// Replicas of the internal group-offsets topic, at most the nodes alive when it is created. [default: 3]
+    #[arg(long, env = "RAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", value_name = "N")]
+    pub offsets_topic_replication_factor: Option<i16>,
 }
 
 /// The node's resolved configuration.
@@ -124,6 +136,12 @@ pub struct NodeConfig {
     pub voters: usize,
     /// Default partition count.
     pub num_partitions: i32,
+    /// Default replication factor.
+    pub default_replication_factor: i16,
+    /// Default `min.insync.replicas`.
+    pub min_insync_replicas: i32,
+    /// How long a follower may lag before it leaves the ISR (ms).
+    pub replica_lag_time_max_ms: u64,
     /// Request size limit.
     pub max_request_bytes: usize,
     /// Default retention time (ms, -1 = forever).
@@ -136,6 +154,8 @@ pub struct NodeConfig {
     pub retention_check_interval_ms: u64,
     /// Partitions of `__consumer_offsets`.
     pub offsets_topic_partitions: i32,
+    /// Replicas of `__consumer_offsets` (capped at the live nodes).
+    pub offsets_topic_replication_factor: i16,
 }
 
 impl Default for NodeConfig {
@@ -154,12 +174,16 @@ impl Default for NodeConfig {
             control_addr: rafka_mesh::config::default_control_listen(),
             voters: 3,
             num_partitions: 1,
+            default_replication_factor: 1,
+            min_insync_replicas: 1,
+            replica_lag_time_max_ms: 30_000,
             max_request_bytes: 100 * 1024 * 1024,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             segment_bytes: 1 << 30,
             retention_check_interval_ms: 30_000,
             offsets_topic_partitions: 8,
+            offsets_topic_replication_factor: 3,
         }
     }
 }
@@ -201,12 +225,16 @@ impl NodeConfig {
             fsync,
             auto_create_topics,
             num_partitions,
+            default_replication_factor,
+            min_insync_replicas,
+            replica_lag_time_max_ms,
             max_request_bytes,
             retention_ms,
             retention_bytes,
             segment_bytes,
             retention_check_interval_ms,
             offsets_topic_partitions,
+            offsets_topic_replication_factor,
         );
         config.validate()?;
         Ok(config)
@@ -240,6 +268,27 @@ impl NodeConfig {
             return Err(invalid(
                 "offsets_topic_partitions",
                 "must be at least 1".into(),
+            ));
+        }
+        for (key, value) in [
+            (
+                "default_replication_factor",
+                i32::from(self.default_replication_factor),
+            ),
+            ("min_insync_replicas", self.min_insync_replicas),
+            (
+                "offsets_topic_replication_factor",
+                i32::from(self.offsets_topic_replication_factor),
+            ),
+        ] {
+            if value < 1 {
+                return Err(invalid(key, format!("{value} is below 1")));
+            }
+        }
+        if self.replica_lag_time_max_ms < 100 {
+            return Err(invalid(
+                "replica_lag_time_max_ms",
+                "must be at least 100".into(),
             ));
         }
         if self.max_request_bytes < 1024 {
@@ -280,6 +329,11 @@ impl NodeConfig {
                 .map_err(|reason| invalid("advertised_kafka_addr", reason))?;
         }
         Ok(())
+    }
+
+    /// How long a follower may lag before it leaves the ISR.
+    pub fn replica_lag_time_max(&self) -> Duration {
+        Duration::from_millis(self.replica_lag_time_max_ms)
     }
 
     /// The retention check period.

@@ -121,6 +121,12 @@ fn broker_entries(broker: &Broker, name: &str) -> Result<Vec<Entry>, (ResponseEr
             "--auto-create-topics",
         ),
         entry(
+            "default.replication.factor",
+            config.default_replication_factor.to_string(),
+            ConfigType::Int,
+            "--default-replication-factor",
+        ),
+        entry(
             "log.retention.bytes",
             config.retention_bytes.to_string(),
             ConfigType::Long,
@@ -139,6 +145,12 @@ fn broker_entries(broker: &Broker, name: &str) -> Result<Vec<Entry>, (ResponseEr
             "--segment-bytes",
         ),
         entry(
+            "min.insync.replicas",
+            config.min_insync_replicas.to_string(),
+            ConfigType::Int,
+            "--min-insync-replicas",
+        ),
+        entry(
             "node.id",
             own,
             ConfigType::Int,
@@ -155,6 +167,18 @@ fn broker_entries(broker: &Broker, name: &str) -> Result<Vec<Entry>, (ResponseEr
             config.offsets_topic_partitions.to_string(),
             ConfigType::Int,
             "--offsets-topic-partitions",
+        ),
+        entry(
+            "offsets.topic.replication.factor",
+            config.offsets_topic_replication_factor.to_string(),
+            ConfigType::Int,
+            "--offsets-topic-replication-factor",
+        ),
+        entry(
+            "replica.lag.time.max.ms",
+            config.replica_lag_time_max_ms.to_string(),
+            ConfigType::Long,
+            "--replica-lag-time-max-ms",
         ),
         entry(
             "rafka.fsync",

@@ -160,6 +160,9 @@ async fn route(broker: &Broker, ctx: RequestContext, request: RequestKind) -> Ha
             respond(ctx, response)
         }
         RequestKind::OffsetFetch(r) => respond(ctx.clone(), offset_fetch::handle(broker, &ctx, r)),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            respond(ctx, offset_for_leader_epoch::handle(broker, r))
+        }
         RequestKind::DescribeConfigs(r) => {
             respond(ctx.clone(), describe_configs::handle(broker, &ctx, r))
         }

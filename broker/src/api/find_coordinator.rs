@@ -24,7 +24,9 @@ pub async fn ensure_offsets_topic(broker: &Broker) {
     let topic = NewTopic {
         name: OFFSETS_TOPIC.to_string(),
         partitions: Some(broker.config().offsets_topic_partitions),
-        replication_factor: None,
+        // As many replicas as asked for and alive (Kafka would wait for enough brokers; a mesh
+        // starting one node at a time should not leave groups without a coordinator).
+        replication_factor: Some(offsets_replication_factor(broker)),
         configs: BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]),
     };
     match topics::create(broker, topic).await {
@@ -32,6 +34,12 @@ pub async fn ensure_offsets_topic(broker: &Broker) {
         Err(e) => tracing::warn!(error = %e, "cannot create the group offsets topic"),
     }
 }
+fn offsets_replication_factor(broker: &Broker) -> i16 {
+    let live = broker.cluster().live_nodes(&broker.image()).len();
+    let live = i16::try_from(live).unwrap_or(i16::MAX).max(1);
+    broker.config().offsets_topic_replication_factor.min(live)
+}
+
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// Where one key's coordinator is: (node id, host, port) or an error and its message.

@@ -16,6 +16,7 @@ mod list_offsets;
 mod metadata;
 mod offset_commit;
 mod offset_fetch;
+mod offset_for_leader_epoch;
 mod produce;
 pub mod topics;
 pub mod versions;

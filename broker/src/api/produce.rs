@@ -144,7 +144,7 @@ fn start_append(
         return refused;
     }
     if acks == -1 {
-        let min_isr = topic_config::min_insync_replicas(&topic.configs);
+        let min_isr = topic_config::min_insync_replicas(&topic.configs, broker.topic_defaults());
         if partition_image.isr.len() < usize::try_from(min_isr).unwrap_or(usize::MAX) {
             let message = format!(
                 "{} in-sync replica(s), min.insync.replicas is {min_isr}",

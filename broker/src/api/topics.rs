@@ -42,7 +42,9 @@ pub fn validate(broker: &Broker, topic: &NewTopic) -> Result<(), MetadataError> 
     if !(1..=100_000).contains(&partitions) {
         return Err(MetadataError::InvalidPartitions(partitions));
     }
-    let factor = topic.replication_factor.unwrap_or(1);
+    let factor = topic
+        .replication_factor
+        .unwrap_or(broker.config().default_replication_factor);
     let live = broker.cluster().live_nodes(&image).len();
     if factor < 1 || usize::try_from(factor).unwrap_or(usize::MAX) > live {
         return Err(MetadataError::InvalidReplicationFactor {
@@ -81,7 +83,9 @@ pub async fn create(broker: &Broker, topic: NewTopic) -> Result<Arc<TopicImage>,
     let image = broker.image();
     let live: Vec<_> = broker.cluster().live_nodes(&image).into_iter().collect();
     let partitions = topic.partitions.unwrap_or(broker.config().num_partitions);
-    let factor = topic.replication_factor.unwrap_or(1);
+    let factor = topic
+        .replication_factor
+        .unwrap_or(broker.config().default_replication_factor);
     let command = MetadataCommand::CreateTopic {
         name: topic.name.clone(),
         topic_id: uuid::Uuid::new_v4(),

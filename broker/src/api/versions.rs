@@ -73,6 +73,12 @@ pub const SERVED: &[Served] = &[
         min: 0,
         max: 5,
     },
+    // The crate's range: v0-1 lack the current leader epoch fencing clients rely on.
+    Served {
+        key: ApiKey::OffsetForLeaderEpoch,
+        min: 2,
+        max: 4,
+    },
     Served {
         key: ApiKey::DescribeConfigs,
         min: 1,

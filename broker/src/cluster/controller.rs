@@ -6,9 +6,10 @@
 //!    metadata log is added as a learner;
 //! 2. while there are fewer voters than configured, a live learner is promoted;
 //! 3. a dead voter is replaced: first a live learner is promoted, then the dead voter removed;
-//! 4. partitions whose leader is dead get a new leader from their live in-sync replicas, or none
-//!    (-1) until one returns; a partition without a leader gets one as soon as an in-sync replica
-//!    is alive again.
+//! 4. dead replicas leave in-sync replica sets (never the last one), partitions whose leader is
+//!    dead get a new leader from their live in-sync replicas, or none (-1) until one returns (or
+//!    a live out-of-sync replica where the topic enables unclean election); a partition without a
+//!    leader gets one as soon as an in-sync replica is alive again.
 //!
 //! Gossip decides nothing by itself: every change goes through the metadata log, and a node that
 //! is not the leader never acts.
@@ -25,7 +26,8 @@ use super::formation::raft_node;
 use super::{Cluster, FORMING_KEY};
 use crate::metadata::raft::{RaftNode, RaftNodeId};
 use crate::metadata::{
-    LeaderChange, Metadata, MetadataCommand, MetadataImage, MetadataStatus, RaftRole,
+    Metadata, MetadataCommand, MetadataImage, MetadataStatus, NodeId, PartitionChange,
+    PartitionImage, RaftRole, topic_config,
 };
 
 /// How often the controller looks even when nothing changed.
@@ -76,13 +78,13 @@ async fn step(
         }
         return Ok(());
     }
-    let changes = leader_changes(cluster, &image);
+    let changes = partition_changes(cluster, &image);
     if !changes.is_empty() {
         for change in &changes {
-            tracing::info!(topic_id = %change.topic_id, partition = change.partition, leader = change.leader, "electing a partition leader");
+            tracing::info!(topic_id = %change.topic_id, partition = change.partition, leader = change.leader, isr = ?change.isr, unclean = change.unclean, "changing a partition's leader or ISR");
         }
         metadata
-            .propose(MetadataCommand::ElectLeaders { changes })
+            .propose(MetadataCommand::ChangePartitions { changes })
             .await?;
     }
     Ok(())
@@ -131,9 +133,16 @@ fn membership_change(
     }
     let voter_ids: BTreeSet<RaftNodeId> = status.voters.keys().copied().collect();
     let live_voters = live(&status.voters);
+    // A learner is promoted only if it has everything committed in this term: gossip may still
+    // call a node alive that this leader cannot reach (a split seen late), and a joint config
+    // naming an unreachable voter can never commit, which would stop the metadata log for good.
+    let caught_up = |id: &RaftNodeId| {
+        let matched = status.matched.get(id).copied().flatten();
+        matched.is_some() && matched >= status.committed
+    };
     let live_learners: Vec<RaftNodeId> = live(&status.learners)
         .into_iter()
-        .filter(|id| !voter_ids.contains(id))
+        .filter(|id| !voter_ids.contains(id) && caught_up(id))
         .collect();
     let dead_voter = voter_ids
         .iter()
@@ -161,31 +170,127 @@ fn membership_change(
     None
 }
 
-/// Leadership moves for partitions whose leader is dead or missing.
-fn leader_changes(cluster: &Cluster, image: &MetadataImage) -> Vec<LeaderChange> {
+/// Partition changes for what gossip says is dead: dead replicas leave ISRs (fencing, as KRaft
+/// does for a broker that stopped heartbeating), and partitions whose leader is dead or missing
+/// get a live in-sync replica as leader, preferred replica first. The last in-sync replica is
+/// never removed: with no live one, the partition has no leader (-1) until it returns, unless the
+/// topic allows unclean election, which picks a live replica from outside the ISR.
+fn partition_changes(cluster: &Cluster, image: &MetadataImage) -> Vec<PartitionChange> {
     let live = cluster.live_nodes(image);
     let mut changes = Vec::new();
     for topic in image.topics() {
+        let unclean_allowed = topic_config::unclean_leader_election(&topic.configs);
         for p in &topic.partitions {
-            let leader_ok = p.leader >= 0 && live.contains(&p.leader);
-            if leader_ok {
-                continue;
-            }
-            let candidate = p
-                .isr
-                .iter()
-                .copied()
-                .find(|n| live.contains(n))
-                .unwrap_or(-1);
-            if candidate != p.leader {
-                changes.push(LeaderChange {
+            if let Some(change) = partition_change(p, &live, unclean_allowed) {
+                changes.push(PartitionChange {
                     topic_id: topic.id,
                     partition: p.index,
-                    leader: candidate,
-                    expected_leader_epoch: p.leader_epoch,
+                    expected_partition_epoch: p.partition_epoch,
+                    leader: change.0,
+                    isr: change.1,
+                    unclean: change.2,
                 });
             }
         }
     }
     changes
+}
+
+/// The (leader, ISR, unclean) one partition should have given the live nodes, if not what it has.
+fn partition_change(
+    p: &PartitionImage,
+    live: &BTreeSet<NodeId>,
+    unclean_allowed: bool,
+) -> Option<(NodeId, Vec<NodeId>, bool)> {
+    let mut isr: Vec<NodeId> = p.isr.iter().copied().filter(|n| live.contains(n)).collect();
+    if isr.is_empty() {
+        isr.clone_from(&p.isr);
+    }
+    let in_order = |n: &NodeId| p.replicas.iter().position(|r| r == n);
+    let mut candidates: Vec<NodeId> = isr.iter().copied().filter(|n| live.contains(n)).collect();
+    candidates.sort_by_key(in_order);
+    let (leader, unclean) = if p.leader >= 0 && live.contains(&p.leader) && isr.contains(&p.leader)
+    {
+        (p.leader, false)
+    } else if let Some(&first) = candidates.first() {
+        (first, false)
+    } else if let Some(&replica) = p
+        .replicas
+        .iter()
+        .find(|r| unclean_allowed && live.contains(r))
+    {
+        isr = vec![replica];
+        (replica, true)
+    } else {
+        (-1, false)
+    };
+    (leader != p.leader || isr != p.isr).then_some((leader, isr, unclean))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(leader: NodeId, replicas: &[NodeId], isr: &[NodeId]) -> PartitionImage {
+        PartitionImage {
+            index: 0,
+            leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+        }
+    }
+
+    fn live(nodes: &[NodeId]) -> BTreeSet<NodeId> {
+        nodes.iter().copied().collect()
+    }
+
+    #[test]
+    fn nothing_changes_while_every_replica_lives() {
+        let p = partition(1, &[1, 2, 3], &[1, 2, 3]);
+        assert_eq!(partition_change(&p, &live(&[1, 2, 3]), false), None);
+        // A follower outside the ISR is the leader's business (it rejoins by catching up).
+        let p = partition(1, &[1, 2, 3], &[1, 3]);
+        assert_eq!(partition_change(&p, &live(&[1, 2, 3]), false), None);
+    }
+
+    #[test]
+    fn a_dead_follower_leaves_the_isr_and_a_dead_leader_is_replaced_from_it() {
+        let p = partition(1, &[1, 2, 3], &[1, 2, 3]);
+        assert_eq!(
+            partition_change(&p, &live(&[1, 3]), false),
+            Some((1, vec![1, 3], false))
+        );
+        assert_eq!(
+            partition_change(&p, &live(&[2, 3]), false),
+            Some((2, vec![2, 3], false))
+        );
+        // Preferred order among the live in-sync replicas, not ISR order.
+        let p = partition(1, &[1, 2, 3], &[3, 2, 1]);
+        assert_eq!(
+            partition_change(&p, &live(&[2, 3]), false),
+            Some((2, vec![3, 2], false))
+        );
+    }
+
+    #[test]
+    fn the_last_in_sync_replica_stays_and_leads_again_when_it_returns() {
+        let p = partition(1, &[1, 2, 3], &[1]);
+        assert_eq!(
+            partition_change(&p, &live(&[2, 3]), false),
+            Some((-1, vec![1], false))
+        );
+        let headless = partition(-1, &[1, 2, 3], &[1]);
+        assert_eq!(partition_change(&headless, &live(&[2, 3]), false), None);
+        assert_eq!(
+            partition_change(&headless, &live(&[1, 2]), false),
+            Some((1, vec![1], false))
+        );
+        // Unclean election when the topic allows it: a live replica, alone in the ISR.
+        assert_eq!(
+            partition_change(&headless, &live(&[2, 3]), true),
+            Some((2, vec![2], true))
+        );
+    }
 }

@@ -45,6 +45,31 @@ pub enum MetadataCommand {
         /// The changes.
         changes: Vec<LeaderChange>,
     },
+    /// A partition leader changes its in-sync replica set (KRaft's AlterPartition). Applied only
+    /// against the leader epoch and partition epoch it was based on, with every member's current
+    /// broker epoch (KIP-903: a replica that restarted since it was judged in sync is refused);
+    /// bumps the partition epoch.
+    AlterPartition {
+        /// Topic id.
+        topic_id: Uuid,
+        /// Partition.
+        partition: i32,
+        /// The proposing leader.
+        leader: NodeId,
+        /// The leader epoch the proposal is based on.
+        leader_epoch: i32,
+        /// The partition epoch the proposal is based on.
+        partition_epoch: i32,
+        /// The new ISR: each member with the broker epoch the leader saw it fetch with.
+        isr: Vec<IsrMember>,
+    },
+    /// The controller's changes to partitions: leaders moved off dead nodes, dead replicas
+    /// removed from ISRs (fencing), unclean elections where a topic allows them. Each change is
+    /// applied only against the partition epoch it was based on.
+    ChangePartitions {
+        /// The changes.
+        changes: Vec<PartitionChange>,
+    },
     /// Deletes a topic.
     DeleteTopic {
         /// Topic id.
@@ -75,6 +100,32 @@ pub struct LeaderChange {
     pub leader: NodeId,
     /// The leader epoch the proposer saw; a change against another epoch is stale and skipped.
     pub expected_leader_epoch: i32,
+}
+
+/// An in-sync replica with the broker epoch it was seen with.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IsrMember {
+    /// Node id.
+    pub node: NodeId,
+    /// Its broker epoch when the leader last saw it fetch.
+    pub broker_epoch: i64,
+}
+
+/// A controller change to one partition.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionChange {
+    /// Topic id.
+    pub topic_id: Uuid,
+    /// Partition.
+    pub partition: i32,
+    /// The partition epoch the change is based on; a change against another is stale and skipped.
+    pub expected_partition_epoch: i32,
+    /// The leader (-1: none). A new leader must be in the current ISR, unless `unclean`.
+    pub leader: NodeId,
+    /// The new ISR: a subset of the current ISR plus, for an unclean election, the new leader.
+    pub isr: Vec<NodeId>,
+    /// An unclean election (the topic allows it): the leader may come from outside the ISR.
+    pub unclean: bool,
 }
 
 /// What applying a command produced.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::command::LeaderChange;
+use super::command::{IsrMember, LeaderChange, PartitionChange};
+use super::topic_config;
 use super::{MetadataCommand, MetadataError, NodeId, Outcome, validate_topic_name};
 
 /// A registered node.
@@ -140,6 +141,22 @@ impl MetadataImage {
                 self.elect_leaders(changes);
                 Outcome::Done
             }
+            MetadataCommand::AlterPartition {
+                topic_id,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let based_on = (*leader, *leader_epoch, *partition_epoch);
+                self.alter_partition(*topic_id, *partition, based_on, isr)?;
+                Outcome::Done
+            }
+            MetadataCommand::ChangePartitions { changes } => {
+                self.change_partitions(changes);
+                Outcome::Done
+            }
             MetadataCommand::DeleteTopic { topic_id } => {
                 let name = self
                     .topic_names_by_id
@@ -174,7 +191,9 @@ impl MetadataImage {
                 node.broker_epoch += 1;
                 node.kafka_host = host.to_string();
                 node.kafka_port = port;
-                node.clone()
+                let node = node.clone();
+                self.fence_restarted(node.node_id);
+                node
             }
             None => {
                 let node_id = self.nodes.keys().next_back().map_or(1, |last| last + 1);
@@ -249,6 +268,146 @@ impl MetadataImage {
         self.topic_names_by_id.insert(topic_id, name.to_string());
         self.topics.insert(name.to_string(), Arc::new(topic));
         Ok(Outcome::Done)
+    }
+
+    /// A node registered again (it restarted, KIP-903): it may have lost an unsynced tail, so it
+    /// leaves every ISR that has other members and must catch up to rejoin; where it led, the
+    /// next ISR member leads (the controller moves leadership again if that one is dead). Where
+    /// it is the only in-sync replica it stays: no other replica has what it had.
+    fn fence_restarted(&mut self, node: NodeId) {
+        let names: Vec<String> = self
+            .topics
+            .values()
+            .filter(|t| {
+                t.partitions
+                    .iter()
+                    .any(|p| p.isr.len() > 1 && p.isr.contains(&node))
+            })
+            .map(|t| t.name.clone())
+            .collect();
+        for name in names {
+            let Some(topic) = self.topics.get(&name) else {
+                continue;
+            };
+            let mut updated = TopicImage::clone(topic);
+            for p in &mut updated.partitions {
+                if p.isr.len() <= 1 || !p.isr.contains(&node) {
+                    continue;
+                }
+                p.isr.retain(|&n| n != node);
+                if p.leader == node {
+                    p.leader = p.isr.first().copied().unwrap_or(-1);
+                    p.leader_epoch += 1;
+                }
+                p.partition_epoch += 1;
+            }
+            self.topics.insert(name, Arc::new(updated));
+        }
+    }
+
+    /// The partition `partition` of topic `topic_id`, for a change: the topic's name and a copy.
+    fn partition_for_change(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> Result<(TopicImage, usize), MetadataError> {
+        let topic = self
+            .topic_by_id(&topic_id)
+            .ok_or_else(|| MetadataError::UnknownTopic(topic_id.to_string()))?;
+        let index = usize::try_from(partition)
+            .ok()
+            .filter(|&i| i < topic.partitions.len())
+            .ok_or_else(|| MetadataError::UnknownTopic(format!("{}-{partition}", topic.name)))?;
+        Ok((TopicImage::clone(topic), index))
+    }
+
+    /// A leader's ISR change, checked against the epochs it was based on and the members'
+    /// broker epochs.
+    fn alter_partition(
+        &mut self,
+        topic_id: Uuid,
+        partition: i32,
+        (leader, leader_epoch, partition_epoch): (NodeId, i32, i32),
+        isr: &[IsrMember],
+    ) -> Result<(), MetadataError> {
+        let (mut topic, index) = self.partition_for_change(topic_id, partition)?;
+        let p = &mut topic.partitions[index];
+        let what = || format!("{}-{partition}", topic_id);
+        if p.leader != leader || p.leader_epoch != leader_epoch {
+            return Err(MetadataError::StalePartition(format!(
+                "{}: node {leader} at leader epoch {leader_epoch} is not the leader (node {} at {})",
+                what(),
+                p.leader,
+                p.leader_epoch
+            )));
+        }
+        if p.partition_epoch != partition_epoch {
+            return Err(MetadataError::StalePartition(format!(
+                "{}: partition epoch {partition_epoch}, current {}",
+                what(),
+                p.partition_epoch
+            )));
+        }
+        let mut members: Vec<NodeId> = Vec::with_capacity(isr.len());
+        for member in isr {
+            let current = self.nodes.get(&member.node).map(|n| n.broker_epoch);
+            if !p.replicas.contains(&member.node) || current != Some(member.broker_epoch) {
+                return Err(MetadataError::IneligibleReplica(format!(
+                    "{}: node {} (broker epoch {}, current {current:?}) in replicas {:?}",
+                    what(),
+                    member.node,
+                    member.broker_epoch,
+                    p.replicas
+                )));
+            }
+            if !members.contains(&member.node) {
+                members.push(member.node);
+            }
+        }
+        if !members.contains(&leader) {
+            return Err(MetadataError::IneligibleReplica(format!(
+                "{}: the ISR {members:?} must contain the leader {leader}",
+                what()
+            )));
+        }
+        // Keep the replica order (preferred leader first) for a stable display.
+        members.sort_by_key(|n| p.replicas.iter().position(|r| r == n));
+        p.isr = members;
+        p.partition_epoch += 1;
+        self.topics.insert(topic.name.clone(), Arc::new(topic));
+        Ok(())
+    }
+
+    /// Controller changes that are still current; a stale or invalid one is skipped.
+    fn change_partitions(&mut self, changes: &[PartitionChange]) {
+        for change in changes {
+            let Ok((mut topic, index)) =
+                self.partition_for_change(change.topic_id, change.partition)
+            else {
+                continue;
+            };
+            let unclean_allowed = topic_config::unclean_leader_election(&topic.configs);
+            let p = &mut topic.partitions[index];
+            let leader_ok = change.leader == -1
+                || p.isr.contains(&change.leader)
+                || (change.unclean && unclean_allowed && p.replicas.contains(&change.leader));
+            let isr_ok = !change.isr.is_empty()
+                && change
+                    .isr
+                    .iter()
+                    .all(|n| p.isr.contains(n) || (change.unclean && *n == change.leader))
+                && (change.leader == -1 || change.isr.contains(&change.leader));
+            if p.partition_epoch != change.expected_partition_epoch || !leader_ok || !isr_ok {
+                continue;
+            }
+            if p.leader != change.leader {
+                p.leader = change.leader;
+                p.leader_epoch += 1;
+            }
+            p.isr.clone_from(&change.isr);
+            p.partition_epoch += 1;
+            self.topics.insert(topic.name.clone(), Arc::new(topic));
+        }
     }
 
     /// Applies leader changes that are still current; a stale one (another epoch, or a leader
@@ -438,5 +597,139 @@ mod tests {
         image.apply(&change(1, 2)).unwrap();
         let p = &image.topic("t").unwrap().partitions[0];
         assert_eq!((p.leader, p.leader_epoch), (1, 3));
+    }
+
+    /// Three nodes and topic `t` with one partition on replicas 1, 2, 3 (leader 1).
+    fn three_replicas() -> (MetadataImage, Uuid) {
+        let mut image = formed();
+        for peer in ["peer-b", "peer-c"] {
+            let register = MetadataCommand::RegisterNode {
+                peer_id: peer.into(),
+                kafka_host: "h".into(),
+                kafka_port: 1,
+            };
+            image.apply(&register).unwrap();
+        }
+        image.apply(&create_on("t", vec![vec![1, 2, 3]])).unwrap();
+        let id = image.topic("t").unwrap().id;
+        (image, id)
+    }
+
+    fn partition(image: &MetadataImage) -> PartitionImage {
+        image.topic("t").unwrap().partitions[0].clone()
+    }
+
+    fn alter(
+        id: Uuid,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: &[(NodeId, i64)],
+    ) -> MetadataCommand {
+        MetadataCommand::AlterPartition {
+            topic_id: id,
+            partition: 0,
+            leader: 1,
+            leader_epoch,
+            partition_epoch,
+            isr: isr
+                .iter()
+                .map(|&(node, broker_epoch)| IsrMember { node, broker_epoch })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn alter_partition_applies_only_against_current_epochs_and_broker_epochs() {
+        let (mut image, id) = three_replicas();
+        image.apply(&alter(id, 0, 0, &[(1, 1), (3, 1)])).unwrap();
+        let p = partition(&image);
+        assert_eq!(
+            (p.isr.clone(), p.partition_epoch, p.leader_epoch),
+            (vec![1, 3], 1, 0)
+        );
+        // Stale partition epoch, stale leader epoch.
+        assert!(matches!(
+            image.apply(&alter(id, 0, 0, &[(1, 1)])),
+            Err(MetadataError::StalePartition(_))
+        ));
+        assert!(matches!(
+            image.apply(&alter(id, 1, 1, &[(1, 1)])),
+            Err(MetadataError::StalePartition(_))
+        ));
+        // A member with an old broker epoch, one not a replica, and an ISR without the leader.
+        for isr in [&[(1, 1), (2, 0)][..], &[(1, 1), (4, 1)], &[(2, 1), (3, 1)]] {
+            assert!(matches!(
+                image.apply(&alter(id, 0, 1, isr)),
+                Err(MetadataError::IneligibleReplica(_))
+            ));
+        }
+        // Order follows the replicas whatever the proposal's order.
+        image
+            .apply(&alter(id, 0, 1, &[(3, 1), (1, 1), (2, 1)]))
+            .unwrap();
+        assert_eq!(partition(&image).isr, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_restarted_node_leaves_every_shared_isr_and_its_leadership() {
+        let (mut image, _) = three_replicas();
+        image.apply(&create_on("solo", vec![vec![1]])).unwrap();
+        let register = MetadataCommand::RegisterNode {
+            peer_id: "peer-a".into(),
+            kafka_host: "h".into(),
+            kafka_port: 1,
+        };
+        image.apply(&register).unwrap();
+        let p = partition(&image);
+        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (2, 1, 1));
+        assert_eq!(p.isr, vec![2, 3]);
+        // Sole in-sync replica: kept, still the leader.
+        let solo = image.topic("solo").unwrap().partitions[0].clone();
+        assert_eq!((solo.leader, solo.isr, solo.leader_epoch), (1, vec![1], 0));
+    }
+
+    #[test]
+    fn controller_changes_are_clean_unless_the_topic_allows_otherwise() {
+        let (mut image, id) = three_replicas();
+        let change = |epoch, leader, isr: Vec<NodeId>, unclean| MetadataCommand::ChangePartitions {
+            changes: vec![PartitionChange {
+                topic_id: id,
+                partition: 0,
+                expected_partition_epoch: epoch,
+                leader,
+                isr,
+                unclean,
+            }],
+        };
+        // Node 1 died: 2 leads, 1 leaves the ISR.
+        image.apply(&change(0, 2, vec![2, 3], false)).unwrap();
+        let p = partition(&image);
+        assert_eq!(
+            (p.leader, p.leader_epoch, p.partition_epoch, p.isr),
+            (2, 1, 1, vec![2, 3])
+        );
+        // Stale; a leader outside the ISR; an ISR that grows: all skipped.
+        image.apply(&change(0, 3, vec![3], false)).unwrap();
+        image.apply(&change(1, 1, vec![1], false)).unwrap();
+        image.apply(&change(1, 2, vec![1, 2, 3], false)).unwrap();
+        assert_eq!(partition(&image).partition_epoch, 1);
+        // The ISR down to 3 with no leader, then an unclean election of 1: refused by default,
+        // applied once the topic allows it.
+        image.apply(&change(1, -1, vec![3], false)).unwrap();
+        image.apply(&change(2, 1, vec![1], true)).unwrap();
+        assert_eq!(partition(&image).leader, -1);
+        let configs = BTreeMap::from([(
+            "unclean.leader.election.enable".to_string(),
+            "true".to_string(),
+        )]);
+        image
+            .apply(&MetadataCommand::SetTopicConfig {
+                topic_id: id,
+                configs,
+            })
+            .unwrap();
+        image.apply(&change(2, 1, vec![1], true)).unwrap();
+        let p = partition(&image);
+        assert_eq!((p.leader, p.isr, p.partition_epoch), (1, vec![1], 3));
     }
 }

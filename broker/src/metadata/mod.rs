@@ -12,7 +12,7 @@ pub mod raft;
 mod service;
 pub mod topic_config;
 
-pub use command::{LeaderChange, MetadataCommand, Outcome};
+pub use command::{IsrMember, LeaderChange, MetadataCommand, Outcome, PartitionChange};
 pub use image::{MetadataImage, NodeImage, PartitionImage, TopicImage};
 pub use service::{Metadata, MetadataStatus, RaftRole};
 pub use topic_config::{TopicConfigError, TopicDefaults};
@@ -73,6 +73,12 @@ pub enum MetadataError {
     /// A membership change was refused (not one voter at a time, unknown node, one in progress).
     #[error("metadata membership change refused: {0}")]
     Membership(String),
+    /// A partition change was based on a leader or partition epoch that is no longer current.
+    #[error("stale partition change: {0}")]
+    StalePartition(String),
+    /// A proposed in-sync replica is not eligible (not a replica, or restarted since it was seen).
+    #[error("ineligible replica: {0}")]
+    IneligibleReplica(String),
     /// The metadata log's configuration is inconsistent (timeouts, sizes).
     #[error("invalid metadata log config: {0}")]
     RaftConfig(String),
@@ -96,6 +102,8 @@ impl MetadataError {
             Self::Timeout(_) => E::RequestTimedOut,
             Self::Membership(_) => E::InvalidRequest,
             Self::RaftConfig(_) => E::InvalidConfig,
+            Self::StalePartition(_) => E::InvalidUpdateVersion,
+            Self::IneligibleReplica(_) => E::IneligibleReplica,
         };
         error.code()
     }

@@ -120,6 +120,8 @@ pub struct TopicDefaults {
     pub retention_bytes: i64,
     /// Default segment.bytes.
     pub segment_bytes: u64,
+    /// Default min.insync.replicas.
+    pub min_insync_replicas: i32,
 }
 
 impl TopicDefaults {
@@ -130,7 +132,7 @@ impl TopicDefaults {
             "compression.type" => "producer".to_string(),
             "max.message.bytes" => LogConfig::default().max_message_bytes.to_string(),
             "message.timestamp.type" => "CreateTime".to_string(),
-            "min.insync.replicas" => "1".to_string(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "rafka.fsync" => self.fsync.to_string(),
             "retention.bytes" => self.retention_bytes.to_string(),
             "retention.ms" => self.retention_ms.to_string(),
@@ -235,12 +237,19 @@ pub fn log_config(configs: &BTreeMap<String, String>, defaults: &TopicDefaults) 
     }
 }
 
-/// `min.insync.replicas` of a topic.
-pub fn min_insync_replicas(configs: &BTreeMap<String, String>) -> i32 {
+/// `min.insync.replicas` of a topic: its override, else the node default.
+pub fn min_insync_replicas(configs: &BTreeMap<String, String>, defaults: &TopicDefaults) -> i32 {
     configs
         .get("min.insync.replicas")
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
+        .unwrap_or(defaults.min_insync_replicas)
+}
+
+/// `unclean.leader.election.enable` of a topic (off unless set).
+pub fn unclean_leader_election(configs: &BTreeMap<String, String>) -> bool {
+    configs
+        .get("unclean.leader.election.enable")
+        .is_some_and(|v| v == "true")
 }
 
 #[cfg(test)]
@@ -253,6 +262,7 @@ mod tests {
             retention_ms: 1000,
             retention_bytes: -1,
             segment_bytes: 1 << 20,
+            min_insync_replicas: 1,
         }
     }
 
