@@ -55,14 +55,33 @@ async fn commit(
     version: i16,
     request: &OffsetCommitRequest,
 ) -> Vec<(i32, i16)> {
-    wire::find_coordinator(client, request.group_id.0.as_str()).await;
-    let response = client.send(request, version).await;
-    assert_eq!(response.topics.len(), request.topics.len());
-    response.topics[0]
-        .partitions
-        .iter()
-        .map(|p| (p.partition_index, p.error_code))
-        .collect()
+    // As a client does: find the coordinator, and find it again while it is not ready yet (the
+    // offsets topic is created by the first FindCoordinator and served a moment later).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        wire::find_coordinator(client, request.group_id.0.as_str()).await;
+        let response = client.send(request, version).await;
+        assert_eq!(response.topics.len(), request.topics.len());
+        let errors: Vec<(i32, i16)> = response.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.error_code))
+            .collect();
+        let not_ready = [
+            ResponseError::NotCoordinator,
+            ResponseError::CoordinatorLoadInProgress,
+            ResponseError::CoordinatorNotAvailable,
+        ]
+        .map(|e| e.code());
+        if !errors.iter().any(|(_, e)| not_ready.contains(e)) {
+            return errors;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "coordinator not ready within 10 s: {errors:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// One group's answer, flattened: (topic, partition, offset, leader epoch, metadata, error).
@@ -423,18 +442,20 @@ async fn commits_survive_a_restart() {
     let mut node = TestNode::start().await;
     let mut client = node.connect().await;
     wire::create_topic(&mut client, "oc-restart", 2).await;
-    commit(
+    let first = commit(
         &mut client,
         9,
         &commit_request("oc-r", "oc-restart", &[(0, 42, 0, "kept"), (1, 7, 0, "")]),
     )
     .await;
-    commit(
+    assert_eq!(first, [(0, 0), (1, 0)]);
+    let second = commit(
         &mut client,
         9,
         &commit_request("oc-r", "oc-restart", &[(1, 8, 0, "newer")]),
     )
     .await;
+    assert_eq!(second, [(1, 0)]);
     drop(client);
     node.restart().await;
     let mut client = node.connect().await;
