@@ -25,7 +25,7 @@ use crate::group::{GroupOffsets, OFFSETS_TOPIC};
 use crate::metadata::raft::{RaftConfig, RaftNode};
 use crate::metadata::{Metadata, MetadataCommand, MetadataError, NodeId, Outcome};
 use crate::producer_ids::ProducerIds;
-use crate::replica::Replicas;
+use crate::replica::{Followers, Leaders, Peers, Replicas};
 use crate::{Broker, NodeConfig, endpoint, http, transport};
 
 /// Addresses a started node listens on (ports resolved).
@@ -105,7 +105,26 @@ impl Node {
             endpoint: advertised.clone(),
             peer_id: peer_id.to_string(),
         };
-        let replicas = Replicas::new(store.clone(), node_id, topic_defaults(&config));
+        let leaders = Leaders::new(
+            node_id,
+            metadata.clone(),
+            topic_defaults(&config),
+            config.replica_lag_time_max(),
+        );
+        let followers = Followers::new(
+            node_id,
+            broker_epoch,
+            Peers::new(mesh.clone(), node_id),
+            metadata.clone(),
+            shutdown.clone(),
+        );
+        let replicas = Replicas::new(
+            store.clone(),
+            node_id,
+            topic_defaults(&config),
+            leaders,
+            followers,
+        );
         replicas.reconcile(&metadata.image()).await?;
         let groups = GroupOffsets::new(config.offsets_topic_partitions);
         let producer_ids = ProducerIds::new(metadata.clone());
@@ -140,6 +159,7 @@ impl Node {
         ));
         tasks.spawn(retention_loop(broker.clone(), shutdown.clone()));
         tasks.spawn(reconcile_loop(broker.clone(), shutdown.clone()));
+        tasks.spawn(leader_ticks(broker.clone(), shutdown.clone()));
         let voters = broker.config().voters;
         tasks.spawn(controller::run(
             metadata.clone(),
@@ -193,6 +213,8 @@ impl Node {
         tracing::info!("shutting down");
         self.mesh.leave().await;
         self.shutdown.cancel();
+        // Waiting acks=all produces answer NOT_LEADER_OR_FOLLOWER now rather than time out.
+        self.broker.replicas().leaders().resign_all();
         self.tasks.close();
         if tokio::time::timeout(Duration::from_secs(30), self.tasks.wait())
             .await
@@ -364,6 +386,18 @@ async fn retention_loop(broker: Broker, shutdown: CancellationToken) {
             Ok(Ok(report)) => tracing::debug!(?report, "retention enforced"),
             Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
             Err(e) => tracing::warn!(error = %e, "retention task failed"),
+        }
+    }
+}
+
+/// Ticks the partitions this node leads: ISR changes and acks=all deadlines.
+async fn leader_ticks(broker: Broker, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(crate::replica::TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => broker.replicas().leaders().tick(),
+            () = shutdown.cancelled() => break,
         }
     }
 }

@@ -38,7 +38,28 @@ enum TargetState {
         log: PartitionLog,
         fetch_offset: i64,
         max_bytes: usize,
+        /// A follower's fetch reads up to the log end; a consumer's up to the high watermark.
+        replica: bool,
     },
+}
+
+/// A follower fetching as a replica: its node id and broker epoch.
+#[derive(Clone, Copy)]
+struct Replica {
+    node: i32,
+    broker_epoch: i64,
+}
+
+fn replica_of(request: &FetchRequest, version: i16) -> Option<Replica> {
+    let (node, broker_epoch) = if version >= 15 {
+        (
+            request.replica_state.replica_id.0,
+            request.replica_state.replica_epoch,
+        )
+    } else {
+        (request.replica_id.0, -1)
+    };
+    (node >= 0).then_some(Replica { node, broker_epoch })
 }
 
 /// Answers a Fetch request, waiting up to `max_wait_ms` for `min_bytes`.
@@ -109,6 +130,7 @@ fn resolve_all(
     } else {
         ResponseError::UnknownTopicOrPartition
     };
+    let replica = replica_of(request, version);
     let mut targets = Vec::new();
     for (index, topic) in request.topics.iter().enumerate() {
         let resolved = if version >= 13 {
@@ -118,7 +140,7 @@ fn resolve_all(
         };
         for partition in &topic.partitions {
             let state = match resolved {
-                Some(t) => resolve(broker, t, partition),
+                Some(t) => resolve(broker, t, partition, replica),
                 None => TargetState::Failed(unknown, None),
             };
             targets.push(Target {
@@ -131,8 +153,47 @@ fn resolve_all(
     targets
 }
 
-fn resolve(broker: &Broker, topic: &TopicImage, partition: &FetchPartition) -> TargetState {
+fn resolve(
+    broker: &Broker,
+    topic: &TopicImage,
+    partition: &FetchPartition,
+    replica: Option<Replica>,
+) -> TargetState {
     match broker.leadership(topic, partition.partition) {
+        Leadership::Leader(log, image) if replica.is_some() => {
+            let Some(replica) = replica else {
+                return TargetState::Failed(ResponseError::UnknownServerError, None);
+            };
+            let tp = rafka_store::TopicPartition {
+                topic_id: topic.id,
+                partition: partition.partition,
+            };
+            let leaders = broker.replicas().leaders();
+            let Some(led) = leaders.get(&tp) else {
+                let leader = Some((image.leader, image.leader_epoch));
+                return TargetState::Failed(ResponseError::NotLeaderOrFollower, leader);
+            };
+            let fetched = leaders.follower_fetch(
+                &led,
+                replica.node,
+                replica.broker_epoch,
+                partition.current_leader_epoch,
+                partition.fetch_offset,
+            );
+            match fetched {
+                Ok(_) => TargetState::Readable {
+                    log,
+                    fetch_offset: partition.fetch_offset,
+                    max_bytes: usize::try_from(partition.partition_max_bytes).unwrap_or(0),
+                    replica: true,
+                },
+                Err(e) => {
+                    let code = ResponseError::try_from_code(e.kafka_code())
+                        .unwrap_or(ResponseError::UnknownServerError);
+                    TargetState::Failed(code, Some((image.leader, image.leader_epoch)))
+                }
+            }
+        }
         Leadership::Leader(log, image) => {
             let requested_epoch = partition.current_leader_epoch;
             if requested_epoch >= 0 && requested_epoch < image.leader_epoch {
@@ -146,6 +207,7 @@ fn resolve(broker: &Broker, topic: &TopicImage, partition: &FetchPartition) -> T
                 log,
                 fetch_offset: partition.fetch_offset,
                 max_bytes,
+                replica: false,
             }
         }
         Leadership::NotLeader => {
@@ -229,9 +291,10 @@ fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<(usize, PartitionData)
                 log,
                 fetch_offset,
                 max_bytes: partition_max,
+                replica,
             } => {
                 let budget = (*partition_max).min(max_bytes.saturating_sub(total));
-                match read_partition(log, *fetch_offset, budget, total == 0) {
+                match read_partition(log, *fetch_offset, budget, (total == 0, *replica)) {
                     Ok((data, bytes)) => {
                         total += bytes;
                         data.with_partition_index(target.partition)
@@ -265,24 +328,30 @@ fn failed(data: PartitionData, code: ResponseError, leader: Option<(i32, i32)>) 
     }
 }
 
-/// One partition: its batches from `offset` up to the high watermark.
+/// One partition: its batches from `offset` up to the high watermark (a consumer) or the log end
+/// (a follower).
 fn read_partition(
     log: &PartitionLog,
     offset: i64,
     budget: usize,
-    first: bool,
+    (first, replica): (bool, bool),
 ) -> Result<(PartitionData, usize), StoreError> {
     let high_watermark = log.high_watermark();
+    let limit = if replica {
+        log.log_end_offset()
+    } else {
+        high_watermark
+    };
     let data = PartitionData::default()
         .with_high_watermark(high_watermark)
         // No transactions yet: the last stable offset is the high watermark.
         .with_last_stable_offset(high_watermark)
         .with_log_start_offset(log.log_start_offset());
-    // Between the high watermark and the log end there is nothing a consumer may see yet.
-    if offset >= high_watermark && offset <= log.log_end_offset() {
+    // Between the limit and the log end there is nothing this fetcher may see yet.
+    if offset >= limit && offset <= log.log_end_offset() {
         return Ok((data.with_records(Some(Bytes::new())), 0));
     }
-    let batches = log.read(offset, budget.max(1), high_watermark)?;
+    let batches = log.read(offset, budget.max(1), limit)?;
     let size: usize = batches.iter().map(Bytes::len).sum();
     // KIP-74: only the first partition with data may exceed the budget (by its first batch).
     if size > budget && !first {

@@ -25,6 +25,8 @@ pub fn handle(
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let image = broker.image();
+    // A follower asking (replica id >= 0) gets the log end as "latest", as Kafka answers it.
+    let replica = request.replica_id.0 >= 0;
     let topics = request
         .topics
         .into_iter()
@@ -41,9 +43,13 @@ pub fn handle(
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     match broker.leadership(resolved, p.partition_index) {
-                        Leadership::Leader(log, image) => {
-                            lookup(&log, p, image.leader_epoch, ctx.version, response)
-                        }
+                        Leadership::Leader(log, image) => lookup(
+                            &log,
+                            p,
+                            image.leader_epoch,
+                            (ctx.version, replica),
+                            response,
+                        ),
                         Leadership::NotLeader => {
                             response.with_error_code(ResponseError::NotLeaderOrFollower.code())
                         }
@@ -65,7 +71,7 @@ fn lookup(
     log: &PartitionLog,
     request: &ListOffsetsPartition,
     leader_epoch: i32,
-    version: i16,
+    (version, replica): (i16, bool),
     response: ListOffsetsPartitionResponse,
 ) -> ListOffsetsPartitionResponse {
     let requested_epoch = request.current_leader_epoch;
@@ -77,6 +83,7 @@ fn lookup(
     }
     let found: Result<Option<(i64, i64)>, ResponseError> = match request.timestamp {
         // Latest is the high watermark (the last stable offset: there are no transactions yet).
+        LATEST if replica => Ok(Some((-1, log.log_end_offset()))),
         LATEST => Ok(Some((-1, log.high_watermark()))),
         EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, log.log_start_offset()))),
         MAX_TIMESTAMP => log

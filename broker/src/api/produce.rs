@@ -4,7 +4,7 @@
 //! The appends are queued before this function returns (the store enqueues when `append` is
 //! called), so pipelined requests on one connection append in order and share group commits.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, join_all};
@@ -15,11 +15,11 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use rafka_store::batch::BatchHeader;
-use rafka_store::{AppendOptions, Appended, StoreError};
+use rafka_store::{AppendOptions, Appended, StoreError, TopicPartition};
 
 use super::dispatch::{Handled, RequestContext, respond_later};
 use crate::broker::Leadership;
-use crate::metadata::{TopicImage, topic_config};
+use crate::metadata::TopicImage;
 use crate::{Broker, metrics};
 
 /// Milliseconds since the Unix epoch.
@@ -32,7 +32,7 @@ pub fn now_ms() -> i64 {
 /// The outcome of one partition, possibly still in flight.
 enum Pending {
     Failed(Failure),
-    Appending(BoxFuture<'static, Result<Appended, StoreError>>),
+    Appending(BoxFuture<'static, Result<Appended, Failure>>),
 }
 
 /// A failed partition: the error, a message, and the current leader (id, epoch) if known.
@@ -45,6 +45,7 @@ fn fail(code: ResponseError, message: Option<String>) -> Pending {
 /// Handles a Produce request.
 pub fn handle(broker: &Broker, ctx: RequestContext, request: ProduceRequest) -> Handled {
     let acks = request.acks;
+    let ack_timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0).max(1));
     let image = broker.image();
     let now = now_ms();
     let mut topics = Vec::with_capacity(request.topic_data.len());
@@ -69,7 +70,10 @@ pub fn handle(broker: &Broker, ctx: RequestContext, request: ProduceRequest) -> 
                     // v13 names topics by id only (KIP-516): an unknown id is UNKNOWN_TOPIC_ID.
                     None if ctx.version >= 13 => fail(ResponseError::UnknownTopicId, None),
                     None => fail(ResponseError::UnknownTopicOrPartition, None),
-                    Some(topic) => start_append(broker, topic, data.index, data.records, acks, now),
+                    Some(topic) => {
+                        let ack = (acks, ack_timeout);
+                        start_append(broker, topic, data.index, data.records, ack, now)
+                    }
                 }
             };
             partitions.push((data.index, pending));
@@ -115,7 +119,7 @@ fn start_append(
     topic: &TopicImage,
     partition: i32,
     records: Option<Bytes>,
-    acks: i16,
+    (acks, ack_timeout): (i16, Duration),
     now: i64,
 ) -> Pending {
     if topic.internal {
@@ -143,15 +147,19 @@ fn start_append(
     if let Err(refused) = check_client_batch(&records) {
         return refused;
     }
-    if acks == -1 {
-        let min_isr = topic_config::min_insync_replicas(&topic.configs, broker.topic_defaults());
-        if partition_image.isr.len() < usize::try_from(min_isr).unwrap_or(usize::MAX) {
-            let message = format!(
-                "{} in-sync replica(s), min.insync.replicas is {min_isr}",
-                partition_image.isr.len()
-            );
-            return fail(ResponseError::NotEnoughReplicas, Some(message));
-        }
+    let tp = TopicPartition {
+        topic_id: topic.id,
+        partition,
+    };
+    let leaders = broker.replicas().leaders().clone();
+    // The replication state follows the applied metadata a moment later.
+    let Some(led) = leaders.get(&tp) else {
+        let leader = Some((partition_image.leader, partition_image.leader_epoch));
+        return Pending::Failed(Failure(ResponseError::NotLeaderOrFollower, None, leader));
+    };
+    let acks_all = acks == -1;
+    if let Err(e) = leaders.admit(&led, acks_all) {
+        return fail(replica_code(&e), Some(e.to_string()));
     }
     metrics::produce_bytes(records.len());
     let options = AppendOptions {
@@ -160,9 +168,15 @@ fn start_append(
     };
     let appending = log.append(records, options);
     Pending::Appending(Box::pin(async move {
-        let appended = appending.await?;
-        // A single replica: acknowledged means committed, so the high watermark follows.
-        log.advance_high_watermark(appended.last_offset + 1)?;
+        let appended = appending.await.map_err(store_failure)?;
+        // acks=all: answered once every in-sync replica has the records.
+        if let Some(wait) = leaders.appended(&led, appended.last_offset, acks_all, ack_timeout) {
+            match wait.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Failure(replica_code(&e), Some(e.to_string()), None)),
+                Err(_) => return Err(Failure(ResponseError::NotLeaderOrFollower, None, None)),
+            }
+        }
         Ok(appended)
     }))
 }
@@ -219,13 +233,19 @@ fn check_client_batch(records: &[u8]) -> Result<(), Pending> {
 async fn finish(pending: Pending) -> Result<Appended, Failure> {
     match pending {
         Pending::Failed(failure) => Err(failure),
-        Pending::Appending(future) => future.await.map_err(|e| {
-            let code = ResponseError::try_from_code(e.kafka_code())
-                .unwrap_or(ResponseError::UnknownServerError);
-            tracing::debug!(error = %e, "append refused");
-            Failure(code, Some(e.to_string()), None)
-        }),
+        Pending::Appending(future) => future.await,
     }
+}
+
+fn store_failure(e: StoreError) -> Failure {
+    let code =
+        ResponseError::try_from_code(e.kafka_code()).unwrap_or(ResponseError::UnknownServerError);
+    tracing::debug!(error = %e, "append refused");
+    Failure(code, Some(e.to_string()), None)
+}
+
+fn replica_code(e: &crate::replication::ReplicaError) -> ResponseError {
+    ResponseError::try_from_code(e.kafka_code()).unwrap_or(ResponseError::UnknownServerError)
 }
 
 fn partition_response(

@@ -1,10 +1,20 @@
 //! Keeps this node's partition logs in line with the metadata image: creates the logs of partitions
-//! assigned here, applies config changes, and deletes logs of partitions no longer assigned here.
+//! assigned here, applies config changes, and deletes logs of partitions no longer assigned here;
+//! then hands the image to the replication shells: [`Leaders`] for the partitions this node leads
+//! and [`Followers`] for those it follows.
 //!
 //! A partition this node leads whose ISR is this node alone has its high watermark at its log end,
-//! as Kafka's leader computes it (the minimum log end over the ISR). The store checkpoints the high
-//! watermark only now and then, so after a crash the recovered log end is ahead of it: without
-//! this, records acknowledged before a SIGKILL would stay invisible until the next append.
+//! as Kafka's leader computes it (the minimum log end over the ISR): the store checkpoints the high
+//! watermark only now and then, so after a crash the recovered log end is ahead of it, and the
+//! leader state moves it up at once.
+
+mod follower;
+mod leaders;
+mod peer;
+
+pub use follower::Followers;
+pub use leaders::{AckWait, Leaders, Led, TICK};
+pub use peer::Peers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,17 +31,32 @@ pub struct Replicas {
     local: NodeId,
     defaults: TopicDefaults,
     applied: Arc<Mutex<u64>>,
+    leaders: Leaders,
+    followers: Followers,
 }
 
 impl Replicas {
-    /// A reconciler for `local`'s partitions.
-    pub fn new(store: Store, local: NodeId, defaults: TopicDefaults) -> Self {
+    /// A reconciler for `local`'s partitions, with the replication shells.
+    pub fn new(
+        store: Store,
+        local: NodeId,
+        defaults: TopicDefaults,
+        leaders: Leaders,
+        followers: Followers,
+    ) -> Self {
         Self {
             store,
             local,
             defaults,
             applied: Arc::new(Mutex::new(0)),
+            leaders,
+            followers,
         }
+    }
+
+    /// The partitions this node leads.
+    pub fn leaders(&self) -> &Leaders {
+        &self.leaders
     }
 
     /// Brings the store in line with `image`. Idempotent; concurrent calls are serialised and an
@@ -42,16 +67,15 @@ impl Replicas {
             return Ok(());
         }
         let desired = self.desired(image);
-        let sole_replica = self.sole_in_sync_leader(image);
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            apply(&store, desired)?;
-            advance_to_log_end(&store, &sole_replica)
-        })
-        .await
-        .map_err(|e| {
-            StoreError::Io(std::io::Error::other(format!("reconcile task failed: {e}")))
-        })??;
+        tokio::task::spawn_blocking(move || apply(&store, desired))
+            .await
+            .map_err(|e| {
+                StoreError::Io(std::io::Error::other(format!("reconcile task failed: {e}")))
+            })??;
+        let logs = |tp| self.store.partition(tp);
+        self.leaders.sync(image, logs);
+        self.followers.sync(image, logs);
         *applied = image.version;
         Ok(())
     }
@@ -72,33 +96,6 @@ impl Replicas {
         }
         desired
     }
-
-    /// Partitions this node leads with an ISR of this node alone.
-    fn sole_in_sync_leader(&self, image: &MetadataImage) -> Vec<TopicPartition> {
-        image
-            .topics()
-            .flat_map(|topic| {
-                topic
-                    .partitions
-                    .iter()
-                    .filter(|p| p.leader == self.local && p.isr == [self.local])
-                    .map(|p| TopicPartition {
-                        topic_id: topic.id,
-                        partition: p.index,
-                    })
-            })
-            .collect()
-    }
-}
-
-/// Moves the high watermark of each of `partitions` to its log end.
-fn advance_to_log_end(store: &Store, partitions: &[TopicPartition]) -> Result<(), StoreError> {
-    for tp in partitions {
-        if let Some(log) = store.partition(*tp) {
-            log.advance_high_watermark(log.log_end_offset())?;
-        }
-    }
-    Ok(())
 }
 
 fn apply(store: &Store, mut desired: HashMap<TopicPartition, LogConfig>) -> Result<(), StoreError> {
