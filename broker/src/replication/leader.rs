@@ -38,8 +38,8 @@ pub enum LeaderOutput {
     /// release fetches waiting for it, publish commit notices.
     HighWatermark(i64),
     /// Propose this ISR change to the metadata log. The outcome comes back as a new partition
-    /// epoch in [`LeaderState::on_metadata`], or as a definitive refusal in
-    /// [`LeaderState::on_alter_partition_rejected`].
+    /// epoch in [`LeaderState::on_metadata`], or as a refusal in
+    /// [`LeaderState::on_alter_partition_refused`].
     AlterPartition(AlterPartition),
     /// An acks=all wait is over: answer the produce request.
     Acked {
@@ -61,10 +61,26 @@ pub enum Leadership {
     Lost,
 }
 
+/// Why the metadata log refused an AlterPartition, as far as the leader must know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlterPartitionRefusal {
+    /// The leader or partition epoch it was based on is no longer current (the metadata's
+    /// `StalePartition`; Kafka's INVALID_UPDATE_VERSION or FENCED_LEADER_EPOCH). This says
+    /// nothing about whether an earlier copy of the same proposal committed (that is one way the
+    /// partition epoch moves), so the maximal ISR stays until newer metadata shows the outcome.
+    StaleEpoch,
+    /// Refused against the current epochs: a member is not a replica or restarted since it was
+    /// seen (the metadata's `IneligibleReplica`; Kafka's INELIGIBLE_REPLICA). No copy of it can
+    /// ever commit; the leader falls back to the committed ISR.
+    Ineligible,
+}
+
 #[derive(Clone, Debug)]
 struct Pending {
     proposal: AlterPartition,
     sent_at: Duration,
+    /// Refused as stale: not sent again; only newer metadata ends it.
+    awaiting_metadata: bool,
 }
 
 /// The replica state of a partition this node leads, for one leader epoch. Pure: inputs and
@@ -351,6 +367,7 @@ impl LeaderState {
         }
         let retry = self.config.alter_partition_retry;
         if let Some(pending) = &mut self.pending
+            && !pending.awaiting_metadata
             && now.saturating_sub(pending.sent_at) >= retry
         {
             // It may still commit: keep the maximal ISR and send the same proposal again (at
@@ -403,15 +420,31 @@ impl LeaderState {
         Leadership::Kept
     }
 
-    /// The metadata log definitively refused `proposal` (stale epochs, an ineligible replica):
-    /// it can never commit. Call it only for such refusals, not for timeouts or "no metadata
-    /// leader", after which the proposal may still commit (the core re-sends it itself).
+    /// The metadata log refused `proposal`, for a reason not told apart: handled as
+    /// [`AlterPartitionRefusal::StaleEpoch`], which is safe for every refusal (the proposal stays
+    /// pending until newer metadata). Prefer [`Self::on_alter_partition_refused`].
     pub fn on_alter_partition_rejected(&mut self, proposal: &AlterPartition, now: Duration) {
-        if self
-            .pending
-            .as_ref()
-            .is_none_or(|pending| &pending.proposal != proposal)
-        {
+        self.on_alter_partition_refused(proposal, AlterPartitionRefusal::StaleEpoch, now);
+    }
+
+    /// The metadata log applied and refused `proposal` (see [`AlterPartitionRefusal`]: the
+    /// metadata's `StalePartition` is `StaleEpoch`, `IneligibleReplica` is `Ineligible`). Not
+    /// for timeouts or "no metadata leader", after which it may still commit: the core re-sends
+    /// it itself.
+    pub fn on_alter_partition_refused(
+        &mut self,
+        proposal: &AlterPartition,
+        refusal: AlterPartitionRefusal,
+        now: Duration,
+    ) {
+        let Some(pending) = self.pending.as_mut() else {
+            return;
+        };
+        if &pending.proposal != proposal {
+            return;
+        }
+        if refusal == AlterPartitionRefusal::StaleEpoch {
+            pending.awaiting_metadata = true;
             return;
         }
         self.pending = None;
@@ -535,15 +568,19 @@ impl LeaderState {
     }
 
     /// Whether a follower outside the ISR may join: it has everything committed (its log end is
-    /// at least the high watermark and the start of this leader epoch) and fetched with its
-    /// current broker epoch (KIP-903).
-    fn may_join(&self, progress: &FollowerProgress) -> bool {
+    /// at least the high watermark and the start of this leader epoch), fetched with its
+    /// current broker epoch (KIP-903), and fetched within the lag time (a replica that stopped
+    /// fetching, perhaps dead, is not proposed from an old position).
+    fn may_join(&self, progress: &FollowerProgress, now: Duration) -> bool {
         !progress.must_leave
             && progress.log_end.is_some_and(|log_end| {
                 log_end >= self.high_watermark && log_end >= self.epoch_start_offset
             })
             && progress.fetch_broker_epoch.is_some()
             && progress.fetch_broker_epoch == progress.metadata_broker_epoch
+            && progress
+                .last_fetch
+                .is_some_and(|(_, at)| now.saturating_sub(at) <= self.config.replica_lag_time_max)
     }
 
     /// One ISR change at a time: followers out of sync leave, eligible ones join.
@@ -563,7 +600,7 @@ impl LeaderState {
                 if in_isr {
                     !progress.must_leave && progress.is_caught_up(log_end, now, max_lag)
                 } else {
-                    self.may_join(progress)
+                    self.may_join(progress, now)
                 }
             } else {
                 false
@@ -595,6 +632,7 @@ impl LeaderState {
         self.pending = Some(Pending {
             proposal,
             sent_at: now,
+            awaiting_metadata: false,
         });
     }
 }

@@ -30,7 +30,7 @@
 //!   watermark, or the error's Kafka code); answers OffsetForLeaderEpoch with
 //!   [`LeaderState::epoch_end_offset`]; checks [`LeaderState::can_append`] before an append and
 //!   registers acks=all waits with [`LeaderState::add_waiter`]; proposes each
-//!   [`LeaderOutput::AlterPartition`] to the metadata log and reports definitive refusals; stores
+//!   [`LeaderOutput::AlterPartition`] to the metadata log and reports its refusals; stores
 //!   each [`LeaderOutput::HighWatermark`] and answers each [`LeaderOutput::Acked`].
 //! - Follower: performs each [`FollowerAction`] in order (requests to the leader over the mesh
 //!   with this node's broker epoch, truncations and high watermark updates on the store) and
@@ -97,7 +97,10 @@ use std::collections::BTreeMap;
 
 pub use error::{FetchError, ReplicaError};
 pub use follower::{FollowerAction, FollowerConfig, FollowerState, LeaderOffsets, RequestId};
-pub use leader::{LeaderConfig, LeaderOutput, LeaderState, Leadership, leader_epoch_end_offset};
+pub use leader::{
+    AlterPartitionRefusal, LeaderConfig, LeaderOutput, LeaderState, Leadership,
+    leader_epoch_end_offset,
+};
 pub use progress::FollowerProgress;
 pub use waiters::WaiterId;
 

@@ -11,6 +11,7 @@ fn ms(v: u64) -> Duration {
 
 const LAG: Duration = Duration::from_millis(10_000);
 const RETRY: Duration = Duration::from_millis(2_000);
+const INELIGIBLE: AlterPartitionRefusal = AlterPartitionRefusal::Ineligible;
 
 fn config(min_insync: usize) -> LeaderConfig {
     LeaderConfig {
@@ -331,16 +332,16 @@ fn one_proposal_at_a_time_sent_again_until_answered() {
 }
 
 #[test]
-fn a_refused_proposal_ends_and_the_next_waits_for_the_retry_time() {
+fn an_ineligible_proposal_ends_and_the_next_waits_for_the_retry_time() {
     let mut state = leader(&[1, 2, 3], 10, 0, 1);
     fetch(&mut state, 2, 10, 0);
     state.tick(LAG + ms(1));
     let proposal = proposals(&drain(&mut state)).pop().unwrap();
     let mut other = proposal.clone();
     other.partition_epoch = 3;
-    state.on_alter_partition_rejected(&other, LAG + ms(2));
+    state.on_alter_partition_refused(&other, INELIGIBLE, LAG + ms(2));
     assert!(state.pending_alter_partition().is_some(), "not ours");
-    state.on_alter_partition_rejected(&proposal, LAG + ms(2));
+    state.on_alter_partition_refused(&proposal, INELIGIBLE, LAG + ms(2));
     assert_eq!(state.pending_alter_partition(), None);
     state.tick(LAG + ms(3));
     assert_eq!(proposals(&drain(&mut state)), []);
@@ -349,7 +350,7 @@ fn a_refused_proposal_ends_and_the_next_waits_for_the_retry_time() {
 }
 
 #[test]
-fn a_refused_expansion_releases_the_high_watermark() {
+fn an_ineligible_expansion_releases_the_high_watermark() {
     let mut state = leader(&[1, 2], 10, 0, 1);
     fetch(&mut state, 2, 10, 0);
     fetch(&mut state, 3, 10, 0);
@@ -357,7 +358,7 @@ fn a_refused_expansion_releases_the_high_watermark() {
     state.on_local_append(20);
     fetch(&mut state, 2, 20, 1);
     assert_eq!(state.high_watermark(), 10);
-    state.on_alter_partition_rejected(&proposal, ms(2));
+    state.on_alter_partition_refused(&proposal, INELIGIBLE, ms(2));
     assert_eq!(drain(&mut state), [LeaderOutput::HighWatermark(20)]);
 }
 
@@ -366,6 +367,7 @@ fn a_newer_partition_epoch_supersedes_the_pending_proposal() {
     let mut state = leader(&[1, 2, 3], 10, 0, 1);
     fetch(&mut state, 2, 10, 0);
     state.tick(LAG + ms(1));
+    fetch(&mut state, 2, 10, LAG.as_millis() as u64 + 1);
     drain(&mut state);
     // The controller removed node 2 instead (fenced), based on the same partition epoch.
     let mut fenced = meta(&[1, 3]);
@@ -592,4 +594,48 @@ fn a_replica_removed_from_the_assignment_is_forgotten() {
     );
     fetch(&mut state, 2, 10, 3);
     assert!(drain(&mut state).contains(&LeaderOutput::HighWatermark(10)));
+}
+
+#[test]
+fn a_follower_that_stopped_fetching_is_not_proposed_from_its_old_position() {
+    let mut state = leader(&[1, 2], 10, 0, 1);
+    fetch(&mut state, 2, 10, 0);
+    state.on_local_append(11);
+    state.tick(LAG + ms(1)); // node 2 out: pending
+    let pending = proposals(&drain(&mut state)).pop().unwrap();
+    assert_eq!(isr_nodes(&pending), [1]);
+    fetch(&mut state, 3, 10, LAG.as_millis() as u64 + 2); // eligible, but one change at a time
+    assert_eq!(proposals(&drain(&mut state)), []);
+    state.on_alter_partition_refused(&pending, INELIGIBLE, LAG + ms(3));
+    // Node 3 fell silent (it may be dead): by the next chance its fetch is too old.
+    state.tick(LAG * 3);
+    let next = proposals(&drain(&mut state)).pop().unwrap();
+    assert_eq!(
+        isr_nodes(&next),
+        [1],
+        "node 2 still lags; node 3 is not added"
+    );
+}
+
+#[test]
+fn a_stale_refusal_keeps_the_maximal_isr_until_newer_metadata() {
+    // A copy of the proposal may have committed (which is what made a re-sent copy stale): the
+    // joiner may be in the ISR already, so the high watermark keeps waiting for it.
+    let mut state = leader(&[1, 2], 10, 0, 1);
+    fetch(&mut state, 2, 10, 0);
+    fetch(&mut state, 3, 10, 0);
+    let proposal = proposals(&drain(&mut state)).pop().unwrap();
+    state.on_local_append(20);
+    fetch(&mut state, 2, 20, 1);
+    state.on_alter_partition_refused(&proposal, AlterPartitionRefusal::StaleEpoch, ms(2));
+    assert_eq!(drain(&mut state), []);
+    assert_eq!(state.high_watermark(), 10);
+    assert_eq!(state.pending_alter_partition(), Some(&proposal));
+    state.tick(RETRY + ms(3));
+    assert_eq!(proposals(&drain(&mut state)), [], "not sent again");
+    let mut committed = meta(&[1, 2, 3]);
+    committed.partition_epoch = 12; // it committed (11), then something else changed
+    let _ = state.on_metadata(&committed, config(1), RETRY + ms(4));
+    assert_eq!(state.pending_alter_partition(), None);
+    assert_eq!(state.high_watermark(), 10, "node 3 is in the ISR at 10");
 }
