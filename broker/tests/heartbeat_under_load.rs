@@ -1,11 +1,13 @@
 //! The control plane keeps time while the data plane is saturated.
 //!
-//! Three `rafka-node` processes on loopback; `rafka bench produce` (unlimited rate, two
-//! producers) writes to a topic whose partitions are led by every node, over the libp2p mesh. So
-//! each node's data-plane swarm carries the produce requests while its control-plane swarm
-//! carries membership heartbeats: both swarms are driven by the same event-loop task on the same
-//! tokio runtime, and the three nodes, the producer and this test share the machine's cores. That
-//! is what could delay heartbeats, so that is what is loaded.
+//! Three `rafka-node` processes on loopback with replication factor 3; `rafka bench produce`
+//! (unlimited rate, two producers) writes to a topic whose partitions are led by every node, over
+//! the libp2p mesh, and each leader's two followers fetch the records from it over the mesh. So
+//! each node's data-plane swarm carries produce requests from the client and replication fetches
+//! to and from the other nodes, while its control-plane swarm carries membership heartbeats: both
+//! swarms are driven by the same event-loop task on the same tokio runtime, and the three nodes,
+//! the producer and this test share the machine's cores. That is what could delay heartbeats, so
+//! that is what is loaded.
 //!
 //! The measure is each node's `rafka_mesh_heartbeat_gap_seconds` histogram (see
 //! `rafka_mesh::metrics`): for every heartbeat learnt from a peer, how long the node had gone
@@ -16,7 +18,8 @@
 //!
 //! - no heartbeat gap above 2 s, and heartbeats kept arriving from both peers;
 //! - `/cluster` (polled every 100 ms) never shows a member other than `alive`;
-//! - the load was real: every node received produce bytes over the mesh during the window.
+//! - the load was real: every node received produce requests and sent fetch responses over the
+//!   mesh during the window, at least 5 MiB each way.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -40,7 +43,8 @@ const PARTITIONS: i32 = 6;
 const LOAD_WINDOW: Duration = Duration::from_secs(15);
 /// No heartbeat gap may exceed this (suspicion starts near 2.3 s).
 const MAX_GAP_SECONDS: f64 = 2.0;
-/// Bytes each node must receive over the mesh during the window for the load to count.
+/// Bytes each node must receive (produce) and send (replication fetches) over the mesh during the
+/// window for the load to count.
 const MIN_LOAD_BYTES: f64 = 5.0 * 1024.0 * 1024.0;
 /// Bound of the steps that are not measured.
 const STEP: Duration = Duration::from_secs(30);
@@ -63,7 +67,7 @@ fn all_alive(view: &ClusterView) -> bool {
 
 #[test]
 fn process_heartbeats_stay_on_time_while_mesh_produce_load_saturates_the_data_plane() {
-    let cluster = ProcessCluster::start(NODES, &[]);
+    let cluster = ProcessCluster::start(NODES, &["--default-replication-factor", "3"]);
     cluster.wait_all(STEP, "every member alive with a node id", all_alive);
 
     // A topic led by every node, so every node's data plane is loaded.
@@ -145,10 +149,11 @@ fn process_heartbeats_stay_on_time_while_mesh_produce_load_saturates_the_data_pl
         let gaps = window.count();
         let late = window.above(MAX_GAP_SECONDS);
         let mib = window.p2p_bytes_in() / (1024.0 * 1024.0);
+        let mib_out = window.p2p_bytes_out() / (1024.0 * 1024.0);
         eprintln!(
             "node {i}: {gaps} heartbeat gaps in {elapsed:?} of load (mean {:.3} s, all <= {} s, \
-             {late} above {MAX_GAP_SECONDS} s); {mib:.1} MiB produced to it over the mesh \
-             ({:.1} MiB/s)",
+             {late} above {MAX_GAP_SECONDS} s); over the mesh {mib:.1} MiB in ({:.1} MiB/s), \
+             {mib_out:.1} MiB out",
             window.mean(),
             window.quantile_bound(1.0),
             mib / elapsed.as_secs_f64()
@@ -164,6 +169,10 @@ fn process_heartbeats_stay_on_time_while_mesh_produce_load_saturates_the_data_pl
         assert!(
             window.p2p_bytes_in() >= MIN_LOAD_BYTES,
             "node {i} received only {mib:.1} MiB over the mesh: the load did not reach it"
+        );
+        assert!(
+            window.p2p_bytes_out() >= MIN_LOAD_BYTES,
+            "node {i} sent only {mib_out:.1} MiB over the mesh: its followers did not replicate"
         );
     }
     eprintln!(

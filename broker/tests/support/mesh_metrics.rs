@@ -19,6 +19,9 @@ pub struct MeshSample {
     pub buckets: Vec<(f64, f64)>,
     /// Bytes of request frames received on the mesh (p2p) listener.
     pub p2p_bytes_in: f64,
+    /// Bytes of response frames sent on the mesh listener (fetch responses to followers and
+    /// consumers, produce responses).
+    pub p2p_bytes_out: f64,
 }
 
 /// The value of the Prometheus text line `name{labels} value` whose labels contain `label`.
@@ -60,6 +63,8 @@ impl MeshSample {
             buckets,
             p2p_bytes_in: metric(text, "rafka_bytes_in_total", Some("listener=\"p2p\""))
                 .unwrap_or(0.0),
+            p2p_bytes_out: metric(text, "rafka_bytes_out_total", Some("listener=\"p2p\""))
+                .unwrap_or(0.0),
         }
     }
 
@@ -88,6 +93,7 @@ pub struct GapWindow {
     /// (bucket bound, gaps up to it), ascending.
     cumulative: Vec<(f64, f64)>,
     p2p_bytes_in: f64,
+    p2p_bytes_out: f64,
 }
 
 impl GapWindow {
@@ -102,6 +108,7 @@ impl GapWindow {
                 .map(|&(bound, n)| (bound, n - from.up_to(bound)))
                 .collect(),
             p2p_bytes_in: to.p2p_bytes_in - from.p2p_bytes_in,
+            p2p_bytes_out: to.p2p_bytes_out - from.p2p_bytes_out,
         }
     }
 
@@ -110,6 +117,7 @@ impl GapWindow {
         self.count += other.count;
         self.sum += other.sum;
         self.p2p_bytes_in += other.p2p_bytes_in;
+        self.p2p_bytes_out += other.p2p_bytes_out;
         if self.cumulative.is_empty() {
             self.cumulative = other.cumulative.clone();
             return;
@@ -159,6 +167,11 @@ impl GapWindow {
     pub fn p2p_bytes_in(&self) -> f64 {
         self.p2p_bytes_in
     }
+
+    /// Bytes sent on the mesh listener in the window.
+    pub fn p2p_bytes_out(&self) -> f64 {
+        self.p2p_bytes_out
+    }
 }
 
 #[cfg(test)]
@@ -171,7 +184,9 @@ mod tests {
             format!(
                 "{HEARTBEAT_GAP}_bucket{{le=\"1\"}} {b1}\n{HEARTBEAT_GAP}_bucket{{le=\"2\"}} {b2}\n\
                  {HEARTBEAT_GAP}_bucket{{le=\"+Inf\"}} {inf}\n{HEARTBEAT_GAP}_sum {sum}\n\
-                 {HEARTBEAT_GAP}_count {inf}\nrafka_bytes_in_total{{listener=\"p2p\"}} {bytes}\n"
+                 {HEARTBEAT_GAP}_count {inf}\nrafka_bytes_in_total{{listener=\"p2p\"}} {bytes}\n\
+                 rafka_bytes_out_total{{listener=\"p2p\"}} {}\n",
+                2 * bytes
             )
         };
         let a = MeshSample::parse(&scrape(1, 2, 2, 2.5, 10));
@@ -185,6 +200,7 @@ mod tests {
         assert_eq!(w.quantile_bound(0.75), 2.0);
         assert!(w.quantile_bound(1.0).is_infinite());
         assert_eq!(w.p2p_bytes_in(), 100.0);
+        assert_eq!(w.p2p_bytes_out(), 200.0);
         let mut both = w.clone();
         both.merge(&w);
         assert_eq!(both.count(), 8.0);
