@@ -5,6 +5,7 @@
 mod follower;
 mod leader;
 mod scenarios;
+mod sim;
 
 use super::LocalLog;
 
@@ -70,6 +71,11 @@ impl MemLog {
         self.records.clear();
         self.start = offset;
         self.high_watermark = offset;
+    }
+
+    pub fn epoch_at(&self, offset: i64) -> Option<i32> {
+        let index = usize::try_from(offset - self.start).ok()?;
+        self.records.get(index).map(|r| r.1)
     }
 
     /// The leader-epoch cache: (epoch, start offset) at each epoch increase.
