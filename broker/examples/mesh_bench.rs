@@ -14,11 +14,13 @@
 //! 3. **SIGTERM** a survivor other than the new leader: the time until it is `left` on every other
 //!    survivor.
 //!
-//! Then for each size in `--load-nodes`, `--load-reps` times: **heartbeat gaps idle vs under
-//! produce load**: a topic with two partitions led by each node, `--load-secs` idle, then as long
-//! under `rafka bench produce` (unlimited rate, 100-byte records, acks=1, two producers) over the
-//! mesh; each window is measured with every node's `rafka_mesh_heartbeat_gap_seconds` histogram
-//! (`/metrics`, see `rafka_mesh::metrics`), while `/cluster` is polled for any member not alive.
+//! Then for each size in `--load-nodes` and replication factor in `--load-rf`, `--load-reps`
+//! times: **heartbeat gaps idle vs under produce load**: a topic with two partitions led by each
+//! node, `--load-secs` idle, then as long under `rafka bench produce` (unlimited rate, 100-byte
+//! records, acks=1, two producers) over the mesh (with a replication factor above 1, followers
+//! also fetch from the leaders over the mesh); each window is measured with every node's
+//! `rafka_mesh_heartbeat_gap_seconds` histogram (`/metrics`, see `rafka_mesh::metrics`), while
+//! `/cluster` is polled for any member not alive.
 //!
 //! Times are from the signal (or the first spawn) to the first poll that shows the state (`/cluster`
 //! is polled every 50 ms per node), so they include up to one poll period. Quantiles of heartbeat
@@ -80,6 +82,9 @@ struct Args {
     /// Repetitions per load size.
     #[arg(long, default_value_t = 3)]
     load_reps: usize,
+    /// Replication factors of the loaded topic.
+    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    load_rf: Vec<i16>,
     /// Seconds of each idle and each loaded window.
     #[arg(long, default_value_t = 20)]
     load_secs: u64,
@@ -102,12 +107,19 @@ fn main() {
             lifecycles.entry(n).or_default().push(result);
         }
     }
-    let mut loads: BTreeMap<usize, Vec<LoadResult>> = BTreeMap::new();
+    let mut loads: BTreeMap<(usize, i16), Vec<LoadResult>> = BTreeMap::new();
     for &n in args.load_nodes.iter().filter(|&&n| n > 0) {
-        for rep in 0..args.load_reps {
-            let result = heartbeats_under_load(&node_bin, n, Duration::from_secs(args.load_secs));
-            println!("N={n} load rep {rep}: {result}");
-            loads.entry(n).or_default().push(result);
+        for &rf in args
+            .load_rf
+            .iter()
+            .filter(|&&rf| rf > 0 && rf as usize <= n)
+        {
+            for rep in 0..args.load_reps {
+                let length = Duration::from_secs(args.load_secs);
+                let result = heartbeats_under_load(&node_bin, n, rf, length);
+                println!("N={n} RF={rf} load rep {rep}: {result}");
+                loads.entry((n, rf)).or_default().push(result);
+            }
         }
     }
     print_summary(&lifecycles, &loads);
@@ -313,7 +325,7 @@ impl std::fmt::Display for WindowResult {
         write!(
             f,
             "{} gaps, mean {:.3} s, p50 <= {} s, p99 <= {} s, max <= {} s, {} above 2 s, \
-             {} sightings of a member not alive, {:.1} MiB/s produced over the mesh",
+             {} sightings of a member not alive; over the mesh {:.1} MiB/s in, {:.1} MiB/s out",
             g.count(),
             g.mean(),
             g.quantile_bound(0.5),
@@ -321,7 +333,8 @@ impl std::fmt::Display for WindowResult {
             g.quantile_bound(1.0),
             g.above(2.0),
             self.not_alive,
-            g.p2p_bytes_in() / (1024.0 * 1024.0) / self.elapsed.as_secs_f64()
+            mib_per_s(g.p2p_bytes_in(), self.elapsed),
+            mib_per_s(g.p2p_bytes_out(), self.elapsed)
         )
     }
 }
@@ -379,8 +392,10 @@ fn window(cluster: &ProcessCluster, length: Duration) -> WindowResult {
     }
 }
 
-fn heartbeats_under_load(node_bin: &Path, n: usize, length: Duration) -> LoadResult {
-    let cluster = ProcessCluster::start_with(node_bin, n, &[]);
+fn heartbeats_under_load(node_bin: &Path, n: usize, rf: i16, length: Duration) -> LoadResult {
+    let rf = rf.to_string();
+    let cluster =
+        ProcessCluster::start_with(node_bin, n, &["--default-replication-factor", rf.as_str()]);
     cluster.wait_all(STEP, "convergence", converged(n));
     let partitions = i32::try_from(2 * n).expect("small");
     let (code, message) = create_topic(cluster.kafka(0), "load", partitions, STEP).unwrap();
@@ -439,6 +454,10 @@ fn heartbeats_under_load(node_bin: &Path, n: usize, length: Duration) -> LoadRes
 // -------------------------------------------------------------------------------------------------
 // Reporting
 
+fn mib_per_s(bytes: f64, over: Duration) -> f64 {
+    bytes / (1024.0 * 1024.0) / over.as_secs_f64().max(1e-9)
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64())
 }
@@ -460,7 +479,7 @@ fn median_max(mut values: Vec<Duration>) -> String {
 
 fn print_summary(
     lifecycles: &BTreeMap<usize, Vec<Lifecycle>>,
-    loads: &BTreeMap<usize, Vec<LoadResult>>,
+    loads: &BTreeMap<(usize, i16), Vec<LoadResult>>,
 ) {
     println!();
     println!(
@@ -486,10 +505,10 @@ fn print_summary(
     }
     println!();
     println!(
-        "| nodes | window | gaps | mean (s) | p50 <= (s) | p99 <= (s) | max <= (s) | gaps > 2 s | member not alive | MiB/s over the mesh |"
+        "| nodes | RF | window | gaps | mean (s) | p50 <= (s) | p99 <= (s) | max <= (s) | gaps > 2 s | member not alive | mesh in (MiB/s) | mesh out (MiB/s) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    for (n, reps) in loads {
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for ((n, rf), reps) in loads {
         for (name, pick) in [
             (
                 "idle",
@@ -506,7 +525,7 @@ fn print_summary(
                 elapsed += pick(r).elapsed;
             }
             println!(
-                "| {n} | {name} ({} x {} s) | {} | {:.3} | {} | {} | {} | {} | {} | {:.1} |",
+                "| {n} | {rf} | {name} ({} x {} s) | {} | {:.3} | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
                 reps.len(),
                 pick(&reps[0]).elapsed.as_secs(),
                 all.count(),
@@ -516,7 +535,8 @@ fn print_summary(
                 all.quantile_bound(1.0),
                 all.above(2.0),
                 not_alive,
-                all.p2p_bytes_in() / (1024.0 * 1024.0) / elapsed.as_secs_f64()
+                mib_per_s(all.p2p_bytes_in(), elapsed),
+                mib_per_s(all.p2p_bytes_out(), elapsed)
             );
         }
     }
