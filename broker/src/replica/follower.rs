@@ -144,8 +144,10 @@ async fn follow(
     let mut state = FollowerState::new(leader, epoch, FollowerConfig::default(), &log);
     let ctx = Ctx { inner: &inner, tp };
     loop {
-        if leaders.has_changed().unwrap_or(false) {
-            let (leader, epoch) = *leaders.borrow_and_update();
+        // Compared with what the core follows (not `has_changed`: a wait below may have seen the
+        // change already).
+        let (leader, epoch) = *leaders.borrow_and_update();
+        if (leader, epoch) != (state.leader(), state.leader_epoch()) {
             state.on_metadata(leader, epoch, &log);
         }
         let Some(action) = state.poll_action() else {
@@ -299,7 +301,7 @@ impl Ctx<'_> {
             .first()
             .and_then(|t| t.partitions.first())
             .ok_or(FetchError::Transient)?;
-        if let Some(error) = FetchError::from_kafka_code(answer.error_code) {
+        if let Some(error) = leader_error(answer.error_code) {
             return Err(error);
         }
         Ok(
@@ -348,7 +350,7 @@ impl Ctx<'_> {
                 .first()
                 .and_then(|t| t.partitions.first())
                 .ok_or(FetchError::Transient)?;
-            if let Some(error) = FetchError::from_kafka_code(answer.error_code) {
+            if let Some(error) = leader_error(answer.error_code) {
                 return Err(error);
             }
             *slot = answer.offset;
@@ -404,7 +406,7 @@ impl Ctx<'_> {
             )
             .await
             .map_err(|e| transient("Fetch", &e))?;
-        if let Some(error) = FetchError::from_kafka_code(response.error_code) {
+        if let Some(error) = leader_error(response.error_code) {
             return Err(error);
         }
         let partition = response
@@ -412,13 +414,26 @@ impl Ctx<'_> {
             .first()
             .and_then(|t| t.partitions.first())
             .ok_or(FetchError::Transient)?;
-        if let Some(error) = FetchError::from_kafka_code(partition.error_code) {
+        if let Some(error) = leader_error(partition.error_code) {
             return Err(error);
         }
         Ok((
             partition.high_watermark,
             partition.records.clone().unwrap_or_default(),
         ))
+    }
+}
+
+/// The leader's error code as the core sees it. NOT_LEADER_OR_FOLLOWER and UNKNOWN_LEADER_EPOCH
+/// while this node's metadata names that leader at that epoch mean the leader has not applied it
+/// yet (or restarted): retry after the backoff, as Kafka's fetcher does, rather than wait for
+/// metadata that may never change again. FENCED_LEADER_EPOCH (ours is older) waits for it.
+fn leader_error(code: i16) -> Option<FetchError> {
+    match FetchError::from_kafka_code(code)? {
+        FetchError::NotLeaderOrFollower | FetchError::UnknownLeaderEpoch => {
+            Some(FetchError::Transient)
+        }
+        other => Some(other),
     }
 }
 

@@ -14,8 +14,8 @@ use crate::metadata::{
     TopicImage, topic_config,
 };
 use crate::replication::{
-    AlterPartition, LeaderConfig, LeaderOutput, LeaderState, Leadership, PartitionMetadata,
-    ReplicaError, WaiterId,
+    AlterPartition, AlterPartitionRefusal, LeaderConfig, LeaderOutput, LeaderState, Leadership,
+    PartitionMetadata, ReplicaError, WaiterId,
 };
 
 /// How often leader states are ticked (ISR shrink and expansion, waiter deadlines).
@@ -319,8 +319,14 @@ impl Leaders {
                     e @ (MetadataError::StalePartition(_) | MetadataError::IneligibleReplica(_)),
                 ) => {
                     tracing::info!(topic_id = %led.tp.topic_id, partition = led.tp.partition, error = %e, "ISR change refused");
+                    let refusal = if matches!(e, MetadataError::StalePartition(_)) {
+                        AlterPartitionRefusal::StaleEpoch
+                    } else {
+                        AlterPartitionRefusal::Ineligible
+                    };
                     let now = this.now();
-                    led.state().on_alter_partition_rejected(&proposal, now);
+                    led.state()
+                        .on_alter_partition_refused(&proposal, refusal, now);
                     this.drain(&led);
                 }
                 // Not committed (yet): the core proposes again when no answer comes.

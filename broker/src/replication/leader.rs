@@ -50,6 +50,11 @@ pub enum LeaderOutput {
     },
 }
 
+/// A follower joins the ISR only on a fetch this recent: a live follower fetches at least every
+/// fetch wait (500 ms); one silent for longer may be dead (and the controller fences dead replicas
+/// out of ISRs: re-adding them from an old position would undo that, again and again).
+pub const JOIN_FETCH_WINDOW: Duration = Duration::from_secs(2);
+
 /// Whether this node still leads after a metadata update.
 #[must_use]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -572,15 +577,15 @@ impl LeaderState {
     /// current broker epoch (KIP-903), and fetched within the lag time (a replica that stopped
     /// fetching, perhaps dead, is not proposed from an old position).
     fn may_join(&self, progress: &FollowerProgress, now: Duration) -> bool {
-        !progress.must_leave
-            && progress.log_end.is_some_and(|log_end| {
-                log_end >= self.high_watermark && log_end >= self.epoch_start_offset
-            })
-            && progress.fetch_broker_epoch.is_some()
+        // (A leave mark means nothing outside the ISR: a replica that had to leave rejoins once
+        // it has fetched everything committed again.)
+        progress.log_end.is_some_and(|log_end| {
+            log_end >= self.high_watermark && log_end >= self.epoch_start_offset
+        }) && progress.fetch_broker_epoch.is_some()
             && progress.fetch_broker_epoch == progress.metadata_broker_epoch
             && progress
                 .last_fetch
-                .is_some_and(|(_, at)| now.saturating_sub(at) <= self.config.replica_lag_time_max)
+                .is_some_and(|(_, at)| now.saturating_sub(at) <= JOIN_FETCH_WINDOW)
     }
 
     /// One ISR change at a time: followers out of sync leave, eligible ones join.
