@@ -7,7 +7,6 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, gossipsub, identify, kad};
 
 use super::EventLoop;
-use crate::MeshError;
 use crate::control::ControlBehaviourEvent;
 
 impl EventLoop {
@@ -111,47 +110,10 @@ impl EventLoop {
     }
 
     fn handle_raft(&mut self, event: request_response::Event<Bytes, Bytes>) {
-        use request_response::Event;
-        match event {
-            Event::Message {
-                peer,
-                message:
-                    Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            } => {
-                self.forward_inbound_raft(peer, request, channel);
-            }
-            Event::Message {
-                message:
-                    Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } => {
-                if let Some(reply) = self.pending_raft.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
-                }
-            }
-            Event::OutboundFailure {
-                request_id,
-                error,
-                peer,
-                ..
-            } => {
-                if let Some(reply) = self.pending_raft.remove(&request_id) {
-                    let _ = reply.send(Err(MeshError::Request {
-                        peer,
-                        reason: error.to_string(),
-                    }));
-                }
-            }
-            Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(peer = %peer, %error, "inbound Raft RPC failed");
-            }
-            Event::ResponseSent { .. } => {}
+        if let Some((peer, request, channel)) =
+            super::settle_bytes(&mut self.pending_raft, event, "Raft RPC")
+        {
+            self.forward_inbound_raft(peer, request, channel);
         }
     }
 

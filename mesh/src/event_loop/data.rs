@@ -102,47 +102,10 @@ impl EventLoop {
     }
 
     fn handle_kafka(&mut self, event: request_response::Event<Bytes, Bytes>) {
-        use request_response::Event;
-        match event {
-            Event::Message {
-                peer,
-                message:
-                    Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            } => {
-                self.forward_inbound_kafka(peer, request, channel);
-            }
-            Event::Message {
-                message:
-                    Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } => {
-                if let Some(reply) = self.pending_kafka.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
-                }
-            }
-            Event::OutboundFailure {
-                request_id,
-                error,
-                peer,
-                ..
-            } => {
-                if let Some(reply) = self.pending_kafka.remove(&request_id) {
-                    let _ = reply.send(Err(MeshError::Request {
-                        peer,
-                        reason: error.to_string(),
-                    }));
-                }
-            }
-            Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(peer = %peer, %error, "inbound Kafka request failed");
-            }
-            Event::ResponseSent { .. } => {}
+        if let Some((peer, request, channel)) =
+            super::settle_bytes(&mut self.pending_kafka, event, "Kafka request")
+        {
+            self.forward_inbound_kafka(peer, request, channel);
         }
     }
 

@@ -85,6 +85,56 @@ enum Reply {
 type PendingReply = Pin<Box<dyn Future<Output = Reply> + Send>>;
 type Waiter<T> = oneshot::Sender<Result<T, MeshError>>;
 
+/// One event of a request-response protocol carrying bytes whose outbound requests wait in
+/// `pending` (Kafka frames, Raft RPCs): a response or failure answers its waiter; an inbound
+/// request is handed back for the caller to serve.
+fn settle_bytes(
+    pending: &mut HashMap<OutboundRequestId, Waiter<Bytes>>,
+    event: libp2p::request_response::Event<Bytes, Bytes>,
+    what: &str,
+) -> Option<(PeerId, Bytes, ResponseChannel<Bytes>)> {
+    use libp2p::request_response::{Event, Message};
+    match event {
+        Event::Message {
+            peer,
+            message: Message::Request {
+                request, channel, ..
+            },
+            ..
+        } => return Some((peer, request, channel)),
+        Event::Message {
+            message:
+                Message::Response {
+                    request_id,
+                    response,
+                },
+            ..
+        } => {
+            if let Some(reply) = pending.remove(&request_id) {
+                let _ = reply.send(Ok(response));
+            }
+        }
+        Event::OutboundFailure {
+            request_id,
+            error,
+            peer,
+            ..
+        } => {
+            if let Some(reply) = pending.remove(&request_id) {
+                let _ = reply.send(Err(MeshError::Request {
+                    peer,
+                    reason: error.to_string(),
+                }));
+            }
+        }
+        Event::InboundFailure { peer, error, .. } => {
+            tracing::debug!(peer = %peer, %error, "inbound {what} failed");
+        }
+        Event::ResponseSent { .. } => {}
+    }
+    None
+}
+
 /// State of the swarm task.
 pub(crate) struct EventLoop {
     local: PeerId,
