@@ -159,11 +159,8 @@ fn resolve(
     partition: &FetchPartition,
     replica: Option<Replica>,
 ) -> TargetState {
-    match broker.leadership(topic, partition.partition) {
-        Leadership::Leader(log, image) if replica.is_some() => {
-            let Some(replica) = replica else {
-                return TargetState::Failed(ResponseError::UnknownServerError, None);
-            };
+    match (broker.leadership(topic, partition.partition), replica) {
+        (Leadership::Leader(log, image), Some(replica)) => {
             let tp = rafka_store::TopicPartition {
                 topic_id: topic.id,
                 partition: partition.partition,
@@ -181,7 +178,7 @@ fn resolve(
                 partition.fetch_offset,
             );
             match fetched {
-                Ok(_) => TargetState::Readable {
+                Ok(()) => TargetState::Readable {
                     log,
                     fetch_offset: partition.fetch_offset,
                     max_bytes: usize::try_from(partition.partition_max_bytes).unwrap_or(0),
@@ -194,7 +191,7 @@ fn resolve(
                 }
             }
         }
-        Leadership::Leader(log, image) => {
+        (Leadership::Leader(log, image), None) => {
             let requested_epoch = partition.current_leader_epoch;
             if requested_epoch >= 0 && requested_epoch < image.leader_epoch {
                 return TargetState::Failed(ResponseError::FencedLeaderEpoch, None);
@@ -210,14 +207,16 @@ fn resolve(
                 replica: false,
             }
         }
-        Leadership::NotLeader => {
+        (Leadership::NotLeader, _) => {
             let leader = usize::try_from(partition.partition)
                 .ok()
                 .and_then(|i| topic.partitions.get(i))
                 .map(|p| (p.leader, p.leader_epoch));
             TargetState::Failed(ResponseError::NotLeaderOrFollower, leader)
         }
-        Leadership::Unknown => TargetState::Failed(ResponseError::UnknownTopicOrPartition, None),
+        (Leadership::Unknown, _) => {
+            TargetState::Failed(ResponseError::UnknownTopicOrPartition, None)
+        }
     }
 }
 

@@ -202,17 +202,18 @@ fn partition_change(
     live: &BTreeSet<NodeId>,
     unclean_allowed: bool,
 ) -> Option<(NodeId, Vec<NodeId>, bool)> {
-    let mut isr: Vec<NodeId> = p.isr.iter().copied().filter(|n| live.contains(n)).collect();
-    if isr.is_empty() {
-        isr.clone_from(&p.isr);
-    }
-    let in_order = |n: &NodeId| p.replicas.iter().position(|r| r == n);
-    let mut candidates: Vec<NodeId> = isr.iter().copied().filter(|n| live.contains(n)).collect();
-    candidates.sort_by_key(in_order);
+    let live_isr: Vec<NodeId> = p.isr.iter().copied().filter(|n| live.contains(n)).collect();
+    // The first live in-sync replica in preferred (replica) order.
+    let preferred = p.replicas.iter().copied().find(|n| live_isr.contains(n));
+    let mut isr = if live_isr.is_empty() {
+        p.isr.clone()
+    } else {
+        live_isr
+    };
     let (leader, unclean) = if p.leader >= 0 && live.contains(&p.leader) && isr.contains(&p.leader)
     {
         (p.leader, false)
-    } else if let Some(&first) = candidates.first() {
+    } else if let Some(first) = preferred {
         (first, false)
     } else if let Some(&replica) = p
         .replicas

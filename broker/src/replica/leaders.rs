@@ -47,16 +47,6 @@ impl Led {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-
-    /// The partition's log.
-    pub fn log(&self) -> &PartitionLog {
-        &self.log
-    }
-
-    /// The leader epoch this state leads in.
-    pub fn leader_epoch(&self) -> i32 {
-        self.state().leader_epoch()
-    }
 }
 
 /// The partitions this node leads (cheap to clone).
@@ -225,7 +215,8 @@ impl Leaders {
         wait
     }
 
-    /// A follower's fetch at `fetch_offset`: returns the high watermark to answer with.
+    /// A follower's fetch at `fetch_offset`, refused or recorded (the answer carries the store's
+    /// high watermark, which this keeps current).
     pub fn follower_fetch(
         &self,
         led: &Arc<Led>,
@@ -233,15 +224,13 @@ impl Leaders {
         broker_epoch: i64,
         leader_epoch: i32,
         fetch_offset: i64,
-    ) -> Result<i64, ReplicaError> {
+    ) -> Result<(), ReplicaError> {
         let now = self.now();
         let result = {
             let mut state = led.state();
             // Appends that did not come through produce (group offsets) count too.
             state.on_local_append(led.log.log_end_offset());
-            state
-                .on_follower_fetch(replica, broker_epoch, leader_epoch, fetch_offset, now)
-                .map(|()| state.high_watermark())
+            state.on_follower_fetch(replica, broker_epoch, leader_epoch, fetch_offset, now)
         };
         self.drain(led);
         result
