@@ -146,7 +146,11 @@ def main():
                 print(f"progress acked={len(acked)} errors={len(errors)}", flush=True)
             next_progress = now + 0.25
     producer.flush(90)
-    time.sleep(0.5)  # let the live reader catch the last acknowledged records
+    # Let the live reader catch up with what was acknowledged (or give up after 10 s: what it
+    # did not see it cannot have seen vanish).
+    deadline = time.monotonic() + 10
+    while not acked <= seen and time.monotonic() < deadline:
+        time.sleep(0.05)
     stop.set()
     reader.join()
 

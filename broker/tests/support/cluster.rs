@@ -2,8 +2,8 @@
 //! with `--bootstrap-expect N` through one bootstrap address, observed through each node's
 //! `GET /cluster`, and spoken to with blocking Kafka requests (kafka-protocol encoded).
 //!
-//! Included with `#[path]` next to `mod support;` by `tests/cluster_processes.rs` and
-//! `benches/cluster.rs`. Every process it starts is a [`NodeProcess`], killed by its PID when
+//! Included with `#[path]` next to `mod support;` by the multi-process tests
+//! (`tests/cluster_processes.rs` and others). Every process it starts is a [`NodeProcess`], killed by its PID when
 //! dropped.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, unsafe_code)]
 
@@ -25,7 +25,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use serde_json::Value;
 
-use crate::support::process::{NodeProcess, Ready, workspace_binary};
+use crate::support::process::{NodeProcess, Ready, parse_ready, workspace_binary};
 
 /// How long a node may take to print its ready line.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -85,26 +85,6 @@ pub fn spawn(binary: &Path, data_dir: &Path, args: &[&str]) -> Spawned {
         log_offset,
         started: Instant::now(),
     }
-}
-
-fn parse_ready(line: &str) -> Option<Ready> {
-    let rest = line.strip_prefix("rafka-node ready ")?;
-    let mut kafka = None;
-    let mut http = None;
-    let mut p2p = None;
-    for field in rest.split_whitespace() {
-        match field.split_once('=')? {
-            ("kafka", v) => kafka = v.parse().ok(),
-            ("http", v) => http = v.parse().ok(),
-            ("p2p", v) => p2p = v.split(',').next().map(str::to_string),
-            _ => {}
-        }
-    }
-    Some(Ready {
-        kafka: kafka?,
-        http: http?,
-        p2p: p2p?,
-    })
 }
 
 impl Spawned {

@@ -43,7 +43,8 @@ pub struct NodeProcess {
     pub log: PathBuf,
 }
 
-fn parse_ready(line: &str) -> Option<Ready> {
+/// The addresses in a node's `rafka-node ready ...` line.
+pub fn parse_ready(line: &str) -> Option<Ready> {
     let rest = line.strip_prefix("rafka-node ready ")?;
     let mut kafka = None;
     let mut http = None;
