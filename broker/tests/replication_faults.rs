@@ -2,7 +2,8 @@
 //! topic with replication factor 3 and min.insync.replicas 2, and `python/checker.py`
 //! (confluent-kafka, idempotent, acks=all) producing unique records at 1,500 a second while a
 //! consumer reads along. Mid-run a partition leader is SIGKILLed (and restarted) or SIGSTOPped
-//! past the failure detector's timeout (and continued). The checker then reads everything back
+//! past the failure detector's timeout (and continued), or every node is SIGKILLed and restarted
+//! on the addresses it had (fsync=always). The checker then reads everything back
 //! and the test requires: nothing acknowledged lost, nothing duplicated, nothing out of order
 //! within a partition, nothing a consumer saw that later vanished, and at least 1,000
 //! acknowledged records a second.
@@ -12,127 +13,57 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/checker.rs"]
+mod checker;
 #[path = "support/cluster.rs"]
 mod cluster;
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use checker::{Checker, Plan, assert_clean};
 use cluster::{ProcessCluster, create_topic, partition_leaders};
-use serde_json::Value;
+use support::process::Ready;
 use support::run::{confluent_kafka_available, wait_for};
 
 const TOPIC: &str = "checked";
 const PARTITIONS: i32 = 3;
 const RATE: u64 = 1500;
 const SECONDS: u64 = 24;
+/// At least 1,000 acknowledged records a second over the run.
+const MIN_ACKED: u64 = 1_000 * SECONDS;
 const STEP: Duration = Duration::from_secs(30);
 /// Acknowledged records before the fault, and after it before the repair.
 const BEFORE_FAULT: u64 = 6_000;
 const DURING_FAULT: u64 = 6_000;
 
-fn checker() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/checker.py")
-}
-
-/// A running checker: progress (acknowledged counts) and, at the end, its report.
-struct Checker {
-    child: std::process::Child,
-    progress: mpsc::Receiver<Result<u64, Value>>,
-    acked: u64,
-}
-
-impl Checker {
-    fn start(bootstrap: &str, acks: &str) -> Checker {
-        let mut command = Command::new("python3");
-        command
-            .arg(checker())
-            .args([bootstrap, TOPIC])
-            .args(["--partitions", &PARTITIONS.to_string()])
-            .args(["--seconds", &SECONDS.to_string()])
-            .args(["--rate", &RATE.to_string()])
-            .args(["--acks", acks])
-            .args([
-                "--idempotence",
-                if acks == "all" { "true" } else { "false" },
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = command.spawn().expect("python3 checker.py");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("progress acked=") {
-                    let acked = rest.split(' ').next().and_then(|n| n.parse().ok());
-                    if let Some(acked) = acked {
-                        let _ = tx.send(Ok(acked));
-                    }
-                } else if let Ok(report) = serde_json::from_str::<Value>(&line) {
-                    let _ = tx.send(Err(report));
-                }
-            }
-        });
-        Checker {
-            child,
-            progress: rx,
-            acked: 0,
-        }
-    }
-
-    /// Waits until at least `count` records are acknowledged.
-    fn wait_acked(&mut self, count: u64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.acked < count {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.progress.recv_timeout(left) {
-                Ok(Ok(acked)) => self.acked = acked,
-                Ok(Err(report)) => panic!("checker ended at {} acknowledged: {report}", self.acked),
-                Err(_) => panic!(
-                    "only {} records acknowledged within {timeout:?} (wanted {count})",
-                    self.acked
-                ),
-            }
-        }
-    }
-
-    /// Waits for the final report.
-    fn report(mut self) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(SECONDS + 180);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.progress.recv_timeout(left) {
-                Ok(Ok(_)) => {}
-                Ok(Err(report)) => {
-                    let _ = self.child.wait();
-                    return report;
-                }
-                Err(_) => {
-                    let _ = self.child.kill();
-                    panic!("checker gave no report");
-                }
-            }
-        }
+fn plan(cluster: &ProcessCluster) -> Plan {
+    Plan {
+        bootstrap: bootstrap(cluster),
+        topic: TOPIC.into(),
+        partitions: PARTITIONS,
+        seconds: SECONDS,
+        rate: RATE,
+        acks: "all",
     }
 }
 
 /// Three nodes, replication factor 3 by default, min.insync.replicas 2, the topic served.
 fn replicated_cluster() -> ProcessCluster {
-    let cluster = ProcessCluster::start(
-        3,
-        &[
-            "--default-replication-factor",
-            "3",
-            "--min-insync-replicas",
-            "2",
-        ],
-    );
+    replicated_cluster_with(&[])
+}
+
+/// As [`replicated_cluster`], every node also given `extra`.
+fn replicated_cluster_with(extra: &[&str]) -> ProcessCluster {
+    let mut args = vec![
+        "--default-replication-factor",
+        "3",
+        "--min-insync-replicas",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    let cluster = ProcessCluster::start(3, &args);
     cluster.wait_all(STEP, "every member alive", |view| view.count("alive") == 3);
     // Every node registered (as the metadata log sees them) before three replicas can be placed.
     wait_for(
@@ -183,18 +114,6 @@ fn leader_of_partition_zero(cluster: &ProcessCluster) -> usize {
         .expect("the leader is one of the nodes")
 }
 
-fn assert_clean(report: &Value, what: &str) {
-    eprintln!("{what}: {report}");
-    for key in ["lost", "duplicated", "out_of_order", "vanished"] {
-        assert_eq!(report[key], 0, "{what}: {key} in {report}");
-    }
-    let acked = report["acked"].as_u64().unwrap();
-    assert!(
-        acked >= 1_000 * SECONDS,
-        "{what}: {acked} acknowledged in {SECONDS} s, below 1,000 a second"
-    );
-}
-
 fn skip() -> bool {
     !confluent_kafka_available()
 }
@@ -205,7 +124,7 @@ fn process_replication_sigkill_of_a_leader_loses_no_acknowledged_record() {
         return;
     }
     let mut cluster = replicated_cluster();
-    let mut checker = Checker::start(&bootstrap(&cluster), "all");
+    let mut checker = Checker::start(&plan(&cluster));
     checker.wait_acked(BEFORE_FAULT, STEP);
     let victim = leader_of_partition_zero(&cluster);
     let survivor = (0..3).find(|&i| i != victim).unwrap();
@@ -218,7 +137,7 @@ fn process_replication_sigkill_of_a_leader_loses_no_acknowledged_record() {
     );
     let bootstrap_p2p = cluster.node(survivor).ready.p2p.clone();
     cluster.restart(victim, &bootstrap_p2p, &[]);
-    assert_clean(&checker.report(), "SIGKILL of a leader");
+    assert_clean(&checker.report(), "SIGKILL of a leader", MIN_ACKED);
     // The restarted node catches up and rejoins every ISR.
     let addr = cluster.kafka(survivor);
     let deadline = Instant::now() + STEP;
@@ -251,7 +170,7 @@ fn process_replication_sigstopped_leader_steps_down_and_loses_nothing() {
         return;
     }
     let cluster = replicated_cluster();
-    let mut checker = Checker::start(&bootstrap(&cluster), "all");
+    let mut checker = Checker::start(&plan(&cluster));
     checker.wait_acked(BEFORE_FAULT, STEP);
     let victim = leader_of_partition_zero(&cluster);
     let (_, victim_id) = cluster.identity(victim);
@@ -270,7 +189,7 @@ fn process_replication_sigstopped_leader_steps_down_and_loses_nothing() {
     let acked = checker.acked;
     checker.wait_acked(acked + DURING_FAULT, STEP);
     cluster::signal(cluster.node(victim), libc::SIGCONT);
-    assert_clean(&checker.report(), "SIGSTOP of a leader");
+    assert_clean(&checker.report(), "SIGSTOP of a leader", MIN_ACKED);
     // The continued node follows again and every replica is in sync.
     let addr = cluster.kafka(survivor);
     wait_for(STEP, "the continued node back in every ISR", || {
@@ -287,4 +206,32 @@ fn process_replication_sigstopped_leader_steps_down_and_loses_nothing() {
             })
         })
     });
+}
+
+#[test]
+fn process_replication_every_node_killed_and_restarted_keeps_every_acknowledged_record() {
+    if skip() {
+        return;
+    }
+    // fsync=always is the default; said here because this scenario is about it.
+    let mut cluster = replicated_cluster_with(&["--fsync", "always"]);
+    let was: Vec<Ready> = (0..3).map(|i| cluster.node(i).ready.clone()).collect();
+    let mut checker = Checker::start(&plan(&cluster));
+    checker.wait_acked(BEFORE_FAULT, STEP);
+    for node in 0..3 {
+        cluster.kill(node);
+    }
+    let acked_at_kill = checker.poll();
+    let killed = Instant::now();
+    cluster.restart_in_place(&[0, 1, 2], &was);
+    eprintln!(
+        "every node restarted {:?} after the SIGKILLs",
+        killed.elapsed()
+    );
+    checker.wait_acked(acked_at_kill + DURING_FAULT, 2 * STEP);
+    eprintln!(
+        "{DURING_FAULT} more acknowledged {:?} after the SIGKILLs",
+        killed.elapsed()
+    );
+    assert_clean(&checker.report(), "SIGKILL of every node", MIN_ACKED);
 }

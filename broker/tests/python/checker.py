@@ -9,10 +9,10 @@ consumer reads every partition from the beginning; then reads every partition ag
 beginning to its high watermark, with a fresh consumer. Prints progress lines while producing
 ("progress acked=<n> errors=<n>", every 0.25 s, flushed) and finally one JSON line:
 
-  {"acked": n, "produce_errors": n, "lost": n, "duplicated": n, "out_of_order": n,
-   "vanished": n, "final_records": n, "examples": {...}}
+  {"acked": n, "produce_errors": n, "lost": n, "lost_by_partition": {p: n}, "duplicated": n,
+   "out_of_order": n, "vanished": n, "final_records": n, "examples": {...}}
 
-- lost: acknowledged records absent from the final read;
+- lost: acknowledged records absent from the final read (lost_by_partition: their partitions);
 - duplicated: records present more than once in the final read;
 - out_of_order: consecutive records of one partition in the final read whose numbers go down
   (one producer, idempotent: each partition must hold its records in send order);
@@ -95,28 +95,30 @@ def main():
     parser.add_argument("--idempotence", choices=["true", "false"], default="true")
     args = parser.parse_args()
 
-    acked = set()
+    acked = {}  # value -> partition
     errors = []
     lock = threading.Lock()
 
     def on_delivery(err, msg):
         with lock:
             if err is None:
-                acked.add(msg.value())
+                acked[msg.value()] = msg.partition()
             else:
                 errors.append(str(err))
 
-    producer = Producer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "enable.idempotence": args.idempotence == "true",
-            "acks": args.acks,
-            "linger.ms": 5,
-            "message.timeout.ms": 60000,
-            "topic.metadata.refresh.interval.ms": 1000,
-            "retry.backoff.ms": 50,
-        }
-    )
+    config = {
+        "bootstrap.servers": args.bootstrap,
+        "enable.idempotence": args.idempotence == "true",
+        "acks": args.acks,
+        "linger.ms": 5,
+        "message.timeout.ms": 60000,
+        "topic.metadata.refresh.interval.ms": 1000,
+        "retry.backoff.ms": 50,
+    }
+    if args.idempotence != "true":
+        # Without idempotence only one request in flight keeps a retry from reordering.
+        config["max.in.flight.requests.per.connection"] = 1
+    producer = Producer(config)
     seen = set()
     stop = threading.Event()
     reader = threading.Thread(
@@ -149,7 +151,7 @@ def main():
     # Let the live reader catch up with what was acknowledged (or give up after 10 s: what it
     # did not see it cannot have seen vanish).
     deadline = time.monotonic() + 10
-    while not acked <= seen and time.monotonic() < deadline:
+    while not acked.keys() <= seen and time.monotonic() < deadline:
         time.sleep(0.05)
     stop.set()
     reader.join()
@@ -173,6 +175,9 @@ def main():
             last = num
     lost = [v for v in acked if v not in final]
     vanished = [v for v in seen if v not in final]
+    lost_by_partition = {}
+    for v in lost:
+        lost_by_partition[acked[v]] = lost_by_partition.get(acked[v], 0) + 1
     if lost:
         examples["lost"] = sorted(int(v) for v in lost)[:10]
     if vanished:
@@ -182,6 +187,7 @@ def main():
         "acked": len(acked),
         "produce_errors": len(errors),
         "lost": len(lost),
+        "lost_by_partition": {str(p): n for p, n in sorted(lost_by_partition.items())},
         "duplicated": duplicated,
         "out_of_order": out_of_order,
         "vanished": len(vanished),

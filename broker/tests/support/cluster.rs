@@ -43,8 +43,9 @@ pub struct Spawned {
     started: Instant,
 }
 
-/// Starts `rafka-node` on `data_dir` on loopback with OS-assigned ports, no mDNS, and `args`
-/// (`--bootstrap-expect N`, `--bootstrap ADDR`, ...), without waiting for it.
+/// Starts `rafka-node` on `data_dir` on loopback with OS-assigned ports (unless `args` gives a
+/// listener address), no mDNS, and `args` (`--bootstrap-expect N`, `--bootstrap ADDR`, ...),
+/// without waiting for it.
 pub fn spawn(binary: &Path, data_dir: &Path, args: &[&str]) -> Spawned {
     let log = data_dir.with_extension("log");
     let stderr = std::fs::OpenOptions::new()
@@ -53,11 +54,19 @@ pub fn spawn(binary: &Path, data_dir: &Path, args: &[&str]) -> Spawned {
         .open(&log)
         .unwrap();
     let log_offset = stderr.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut child = Command::new(binary)
-        .args(["--data-dir", data_dir.to_str().unwrap()])
-        .args(["--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-        .args(["--p2p-addr", "/ip4/127.0.0.1/tcp/0"])
-        .args(["--control-addr", "/ip4/127.0.0.1/tcp/0"])
+    let mut command = Command::new(binary);
+    command.args(["--data-dir", data_dir.to_str().unwrap()]);
+    for (flag, any_port) in [
+        ("--kafka-addr", "127.0.0.1:0"),
+        ("--http-addr", "127.0.0.1:0"),
+        ("--p2p-addr", "/ip4/127.0.0.1/tcp/0"),
+        ("--control-addr", "/ip4/127.0.0.1/tcp/0"),
+    ] {
+        if !args.contains(&flag) {
+            command.args([flag, any_port]);
+        }
+    }
+    let mut child = command
         .arg("--no-mdns")
         .args(args)
         .env(
@@ -260,6 +269,42 @@ impl ProcessCluster {
         args.extend_from_slice(extra);
         let node = spawn(&self.binary, &self.dirs[i], &args).wait_ready(READY_TIMEOUT);
         self.nodes[i] = Some(node);
+    }
+
+    /// Restarts every node in `down` on its data dir and on the Kafka, HTTP and p2p addresses it
+    /// had (`was[i]`, as printed on its last ready line), each bootstrapping through the others'
+    /// p2p addresses, and waits for all ready lines: clients that knew the cluster before find
+    /// it again, as after a power cut.
+    pub fn restart_in_place(&mut self, down: &[usize], was: &[Ready]) {
+        let spawned: Vec<(usize, Spawned)> = down
+            .iter()
+            .map(|&i| {
+                assert!(self.nodes[i].is_none(), "node {i} is running");
+                let others: Vec<&str> = (0..was.len())
+                    .filter(|&j| j != i)
+                    .map(|j| was[j].p2p.as_str())
+                    .collect();
+                let kafka = was[i].kafka.to_string();
+                let http = was[i].http.to_string();
+                let port = was[i].p2p.split('/').nth(4).expect("/ip4/<ip>/tcp/<port>");
+                let p2p = format!("/ip4/127.0.0.1/tcp/{port}");
+                let bootstrap = others.join(",");
+                let args = [
+                    "--kafka-addr",
+                    &kafka,
+                    "--http-addr",
+                    &http,
+                    "--p2p-addr",
+                    &p2p,
+                    "--bootstrap",
+                    &bootstrap,
+                ];
+                (i, spawn(&self.binary, &self.dirs[i], &args))
+            })
+            .collect();
+        for (i, node) in spawned {
+            self.nodes[i] = Some(node.wait_ready(READY_TIMEOUT));
+        }
     }
 
     /// `/cluster` of node `i`, if it answers.
