@@ -38,13 +38,14 @@ pub async fn handle(
             out
         }
     };
-    // Auto-creation may have moved the image on. Only nodes membership sees alive are listed, so
-    // a dead or departed node drops out even while the metadata log cannot change.
+    // Auto-creation may have moved the image on. A departed node, or one silent for a while,
+    // drops out even while the metadata log cannot change (see `advertised_nodes`).
     let image = broker.image();
+    let listed = broker.cluster().advertised_nodes(&image);
     let brokers = image
         .nodes
         .values()
-        .filter(|node| live.contains(&node.node_id))
+        .filter(|node| listed.contains(&node.node_id))
         .map(|node| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(node.node_id))
@@ -115,8 +116,9 @@ async fn requested_topic(
     }
 }
 
-/// A topic as Metadata describes it. A partition whose leader is not alive (as membership sees
-/// it, even before the metadata log moves leadership) reports LEADER_NOT_AVAILABLE.
+/// A topic as Metadata describes it. A partition whose leader is not among `live` (alive as
+/// membership sees it, even before the metadata log moves leadership) reports
+/// LEADER_NOT_AVAILABLE.
 pub fn describe(topic: &Arc<TopicImage>, live: &BTreeSet<NodeId>) -> MetadataResponseTopic {
     let partitions = topic
         .partitions

@@ -15,12 +15,16 @@ pub mod transport;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
+use rafka_mesh::membership::MemberStatus;
 use rafka_mesh::{MembershipView, Mesh, PeerId};
 use tokio::sync::watch;
 
 use crate::metadata::{MetadataImage, NodeId};
 
+/// How long a registered node may be silent before Metadata stops listing it as a broker.
+pub const UNLISTED_AFTER: Duration = Duration::from_secs(10);
 /// Gossip key: the node's Kafka node id.
 pub const NODE_ID_KEY: &str = "node_id";
 /// Gossip key: advertised Kafka endpoint (`host:port`).
@@ -83,5 +87,33 @@ impl Cluster {
             .copied()
             .filter(|id| self.is_node_live(image, *id))
             .collect()
+    }
+
+    /// The registered nodes Metadata lists as brokers: all but those that left and those silent
+    /// for more than [`UNLISTED_AFTER`] (as Kafka stops listing a broker whose session timed
+    /// out) — and only while this node sees a majority of the registered nodes alive. A node cut
+    /// off from the majority cannot tell the others' death from its own isolation, so it lists
+    /// them all, as a Kafka broker cut off from its controller answers from its last metadata.
+    /// Dropping a broker makes clients abandon the requests in flight to it and send them again
+    /// elsewhere: after a split heals a producer without idempotence would write them twice.
+    pub fn advertised_nodes(&self, image: &MetadataImage) -> BTreeSet<NodeId> {
+        let live = self.live_nodes(image);
+        let all = image.nodes.keys().copied();
+        if live.len() * 2 <= image.nodes.len() {
+            return all.collect();
+        }
+        let view = self.view();
+        all.filter(|id| {
+            live.contains(id)
+                || image
+                    .nodes
+                    .get(id)
+                    .and_then(|node| node.peer_id.parse::<PeerId>().ok())
+                    .and_then(|peer| view.member(&peer))
+                    .is_some_and(|m| {
+                        m.status != MemberStatus::Left && m.last_heard_ago < UNLISTED_AFTER
+                    })
+        })
+        .collect()
     }
 }

@@ -18,10 +18,13 @@ beginning to its high watermark, with a fresh consumer. Prints progress lines wh
   (one producer, idempotent: each partition must hold its records in send order);
 - vanished: records the live consumer saw that are absent from the final read (a consumer must
   never see a record that is later lost).
+
+RAFKA_CHECKER_DEBUG=<contexts> passes librdkafka's `debug` setting to the producer (msg,broker,...).
 """
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -75,7 +78,7 @@ def final_read(bootstrap, topic, partitions, deadline_s=60):
         if msg is None or msg.error():
             continue
         p = msg.partition()
-        records[p].append(msg.value())
+        records[p].append((msg.value(), msg.offset()))
         if msg.offset() + 1 >= ends[p]:
             pending.discard(p)
     c.close()
@@ -115,9 +118,13 @@ def main():
         "topic.metadata.refresh.interval.ms": 1000,
         "retry.backoff.ms": 50,
     }
+    if os.environ.get("RAFKA_CHECKER_DEBUG"):
+        config["debug"] = os.environ["RAFKA_CHECKER_DEBUG"]
     if args.idempotence != "true":
-        # Without idempotence only one request in flight keeps a retry from reordering.
-        config["max.in.flight.requests.per.connection"] = 1
+        # Without idempotence a retry writes a record twice when the first attempt's answer was
+        # lost (a network split): the plain producer does not retry, so a failed send is an
+        # error, not a duplicate, and any duplicate in the log is the broker's.
+        config["retries"] = 0
     producer = Producer(config)
     seen = set()
     stop = threading.Event()
@@ -163,11 +170,16 @@ def main():
     examples = {}
     for p, values in records.items():
         last = -1
-        for v in values:
+        for v, offset in values:
             if v in final:
                 duplicated += 1
-                examples.setdefault("duplicated", v.decode())
-            final[v] = p
+                first_p, first_offset = final[v]
+                examples.setdefault("duplicated", [])
+                if len(examples["duplicated"]) < 5:
+                    examples["duplicated"].append(
+                        f"{v.decode()} at {first_p}/{first_offset} and {p}/{offset}"
+                    )
+            final[v] = (p, offset)
             num = int(v)
             if num < last:
                 out_of_order += 1

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, MetadataRequest, RequestHeader, ResponseHeader, TopicName,
 };
@@ -300,6 +301,58 @@ impl NetNode {
         })
     }
 
+    /// Each partition of `topic` as this node's Metadata (v12) answer shows it, by index.
+    pub fn partitions(&self, topic: &str, timeout: Duration) -> Result<Vec<PartitionView>, String> {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+                TopicName(StrBytes::from_string(topic.to_string())),
+            ))]));
+        let response = self.kafka_call(&request, 12, timeout)?;
+        let found = response
+            .topics
+            .first()
+            .ok_or_else(|| format!("no topic in the Metadata answer for {topic}"))?;
+        if found.error_code != 0 {
+            return Err(format!("{topic}: error {}", found.error_code));
+        }
+        let mut partitions: Vec<PartitionView> = found
+            .partitions
+            .iter()
+            .map(|p| PartitionView {
+                partition: p.partition_index,
+                error: p.error_code,
+                leader: p.leader_id.0,
+                leader_epoch: p.leader_epoch,
+                isr: p.isr_nodes.iter().map(|n| n.0).collect(),
+            })
+            .collect();
+        partitions.sort_by_key(|p| p.partition);
+        Ok(partitions)
+    }
+
+    /// A per-partition gauge of this node's `/metrics` (`rafka_partition_log_end_offset`,
+    /// `rafka_partition_high_watermark`, ...) for `topic`'s partition `partition`.
+    pub fn partition_gauge(&self, name: &str, topic: &str, partition: i32) -> Result<i64, String> {
+        let text = self.http_get("/metrics").map_err(|e| e.to_string())?;
+        let topic_label = format!("topic=\"{topic}\"");
+        let partition_label = format!("partition=\"{partition}\"");
+        text.lines()
+            .filter(|line| line.starts_with(name) && line[name.len()..].starts_with('{'))
+            .filter(|line| line.contains(&topic_label) && line.contains(&partition_label))
+            .find_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|value| value as i64)
+            .ok_or_else(|| format!("no {name} for {topic}/{partition} in /metrics"))
+    }
+
+    /// The node id this node reports on `/ready`.
+    pub fn node_id(&self) -> Result<i32, String> {
+        let ready = self.ready_json()?;
+        ready["node_id"]
+            .as_i64()
+            .and_then(|id| i32::try_from(id).ok())
+            .ok_or_else(|| format!("no node_id in {ready}"))
+    }
+
     /// CreateTopics (v7) of one topic through this node: `Ok(topic id)`, or `Err` with the error
     /// code and message (code -1: no answer or a broken connection, with the reason).
     pub fn create_topic(
@@ -345,10 +398,33 @@ impl NetNode {
         let _ = self.child.wait();
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT, ...) to the node's process by its PID.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) on our own child, not yet reaped; no memory is touched.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {signal}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
     /// Whether the process has exited (reaping it if so).
     pub fn has_exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
+}
+
+/// One partition in a Metadata answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionView {
+    pub partition: i32,
+    pub error: i16,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub isr: Vec<i32>,
 }
 
 /// A member as `/cluster` shows it.
@@ -557,10 +633,29 @@ impl Net {
     /// node's index.
     pub fn start_node(&mut self, host: usize, extra: &[&str]) -> usize {
         let index = self.nodes.len();
-        let h = self.hosts[host].clone();
         let data_dir = self.dir.path().join(format!("node{index}"));
         let log = self.dir.path().join(format!("node{index}.log"));
-        let stderr = std::fs::File::create(&log).unwrap();
+        let node = self.spawn_node(host, data_dir, log, extra);
+        self.nodes.push(node);
+        index
+    }
+
+    /// Starts node `i` again (after [`NetNode::kill`]) on its host and data dir with `extra`
+    /// flags, its log appended to; does not wait for it.
+    pub fn restart_node(&mut self, i: usize, extra: &[&str]) {
+        let old = &mut self.nodes[i];
+        assert!(old.has_exited(), "node {i} is still running");
+        let (host, data_dir, log) = (old.host, old.data_dir.clone(), old.log.clone());
+        self.nodes[i] = self.spawn_node(host, data_dir, log, extra);
+    }
+
+    fn spawn_node(&self, host: usize, data_dir: PathBuf, log: PathBuf, extra: &[&str]) -> NetNode {
+        let h = self.hosts[host].clone();
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let ip = h.ip;
         let mut command = Command::new("ip");
         command
@@ -598,7 +693,7 @@ impl Net {
                 }
             }
         });
-        self.nodes.push(NetNode {
+        NetNode {
             host,
             ns: h.ns,
             ip,
@@ -607,8 +702,7 @@ impl Net {
             child,
             ready: rx,
             ready_line: None,
-        });
-        index
+        }
     }
 
     /// Waits until every node in `nodes` printed its ready line (all within `timeout`).
