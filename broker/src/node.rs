@@ -352,22 +352,35 @@ fn local_addr(
 }
 
 /// Serves the group offsets of every offsets partition this node leads.
+/// Serves the offsets partitions this node leads (replaying each newly led one) and stops
+/// serving those it no longer leads.
 async fn attach_offsets(broker: &Broker) {
     let image = broker.image();
     let Some(topic) = image.topic(OFFSETS_TOPIC) else {
         return;
     };
     let local = broker.local().node_id;
-    for partition in topic.partitions.iter().filter(|p| p.leader == local) {
+    let led: Vec<i32> = topic
+        .partitions
+        .iter()
+        .filter(|p| p.leader == local)
+        .map(|p| p.index)
+        .collect();
+    for index in broker.groups().attached() {
+        if !led.contains(&index) {
+            broker.groups().detach(index).await;
+        }
+    }
+    for index in led {
         let tp = TopicPartition {
             topic_id: topic.id,
-            partition: partition.index,
+            partition: index,
         };
         let Some(log) = broker.store().partition(tp) else {
             continue;
         };
-        if let Err(e) = broker.groups().attach(partition.index, log).await {
-            tracing::error!(partition = partition.index, error = %e, "cannot load group offsets");
+        if let Err(e) = broker.groups().attach(index, log).await {
+            tracing::error!(partition = index, error = %e, "cannot load group offsets");
         }
     }
 }

@@ -22,6 +22,15 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::{
+    FindCoordinatorRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
 use checker::{Checker, Plan, assert_clean};
 use cluster::{ProcessCluster, create_topic, partition_leaders};
 use support::process::Ready;
@@ -34,6 +43,8 @@ const SECONDS: u64 = 24;
 /// At least 1,000 acknowledged records a second over the run.
 const MIN_ACKED: u64 = 1_000 * SECONDS;
 const STEP: Duration = Duration::from_secs(30);
+const REQUEST: Duration = Duration::from_secs(10);
+const NOT_COORDINATOR: i16 = 16;
 /// Acknowledged records before the fault, and after it before the repair.
 const BEFORE_FAULT: u64 = 6_000;
 const DURING_FAULT: u64 = 6_000;
@@ -234,4 +245,107 @@ fn process_replication_every_node_killed_and_restarted_keeps_every_acknowledged_
         killed.elapsed()
     );
     assert_clean(&checker.report(), "SIGKILL of every node", MIN_ACKED);
+}
+
+/// The coordinator (node index, by the nodes' `ids`) of `group` as node `via` answers
+/// FindCoordinator, if any.
+fn coordinator(cluster: &ProcessCluster, ids: &[i64], via: usize, group: &str) -> Option<usize> {
+    let request = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_string(group.to_string()))
+        .with_key_type(0);
+    let response = cluster::kafka_call(cluster.kafka(via), &request, 3, REQUEST).ok()?;
+    if response.error_code != 0 {
+        return None;
+    }
+    let id = i64::from(response.node_id.0);
+    ids.iter().position(|&n| n == id)
+}
+
+/// A simple-consumer commit of `offset` for partition 0 of the topic; the error code.
+fn commit_offset(cluster: &ProcessCluster, node: usize, group: &str, offset: i64) -> i16 {
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(StrBytes::from_static_str(""))
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset),
+                ]),
+        ]);
+    cluster::kafka_call(cluster.kafka(node), &request, 8, REQUEST)
+        .map_or(-1, |r| r.topics[0].partitions[0].error_code)
+}
+
+/// The committed offset of partition 0 as `node` answers OffsetFetch (`Err`: an error code).
+fn fetch_offset(cluster: &ProcessCluster, node: usize, group: &str) -> Result<i64, i16> {
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_topics(Some(vec![
+            OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_partition_indexes(vec![0]),
+        ]));
+    let response =
+        cluster::kafka_call(cluster.kafka(node), &request, 7, REQUEST).map_err(|_| -1_i16)?;
+    if response.error_code != 0 {
+        return Err(response.error_code);
+    }
+    Ok(response.topics[0].partitions[0].committed_offset)
+}
+
+#[test]
+fn process_replication_committed_offsets_survive_the_coordinator_losing_its_partition() {
+    let cluster = replicated_cluster();
+    const GROUP: &str = "replicated-group";
+    let ids: Vec<i64> = (0..3).map(|i| cluster.identity(i).1).collect();
+    // The offsets topic is created by the first FindCoordinator, replicated three times.
+    wait_for(STEP, "a coordinator for the group", || {
+        coordinator(&cluster, &ids, 0, GROUP).is_some()
+    });
+    wait_for(STEP, "the offsets topic with every replica in sync", || {
+        cluster::topic_metadata(cluster.kafka(0), "__consumer_offsets").is_ok_and(|m| {
+            m.topics.first().is_some_and(|t| {
+                !t.partitions.is_empty() && t.partitions.iter().all(|p| p.isr_nodes.len() == 3)
+            })
+        })
+    });
+    let old = coordinator(&cluster, &ids, 0, GROUP).unwrap();
+    let mut committed = 0;
+    for offset in [10, 20, 42] {
+        wait_for(STEP, "a commit accepted", || {
+            commit_offset(&cluster, old, GROUP, offset) == 0
+        });
+        committed = offset;
+    }
+    assert_eq!(fetch_offset(&cluster, old, GROUP), Ok(committed));
+
+    // Acknowledged means every in-sync replica has it: the next coordinator answers the same.
+    cluster::signal(cluster.node(old), libc::SIGSTOP);
+    let survivor = (0..3).find(|&i| i != old).unwrap();
+    let mut new = None;
+    wait_for(STEP, "another coordinator", || {
+        new = coordinator(&cluster, &ids, survivor, GROUP).filter(|&c| c != old);
+        new.is_some()
+    });
+    let new = new.unwrap();
+    wait_for(STEP, "the new coordinator serving the group", || {
+        fetch_offset(&cluster, new, GROUP).is_ok()
+    });
+    assert_eq!(fetch_offset(&cluster, new, GROUP), Ok(committed));
+    wait_for(STEP, "a commit accepted by the new coordinator", || {
+        commit_offset(&cluster, new, GROUP, 50) == 0
+    });
+    // The old coordinator, continued, learns it lost the partition and stops answering for the
+    // group: no commit lands in what is now a follower's log, no stale offset is served.
+    cluster::signal(cluster.node(old), libc::SIGCONT);
+    wait_for(STEP, "the old coordinator pointing at the new one", || {
+        coordinator(&cluster, &ids, old, GROUP) == Some(new)
+    });
+    assert_eq!(commit_offset(&cluster, old, GROUP, 7), NOT_COORDINATOR);
+    assert_eq!(fetch_offset(&cluster, old, GROUP), Err(NOT_COORDINATOR));
+    assert_eq!(fetch_offset(&cluster, new, GROUP), Ok(50));
 }

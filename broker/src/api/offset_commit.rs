@@ -8,12 +8,15 @@ use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
-use rafka_store::AppendOptions;
+use std::time::Duration;
+
+use rafka_store::{AppendOptions, TopicPartition};
 
 use super::RequestContext;
 use super::produce::now_ms;
 use crate::Broker;
 use crate::group::{CommitError, CommittedOffset};
+use crate::replication::ReplicaError;
 
 /// Answers an OffsetCommit request.
 pub async fn handle(
@@ -90,6 +93,10 @@ pub async fn handle(
     OffsetCommitResponse::default().with_topics(topics)
 }
 
+/// How long a commit waits for the offsets partition's in-sync replicas (Kafka's
+/// `offsets.commit.timeout.ms` default).
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
 async fn commit(
     broker: &Broker,
     group: &str,
@@ -98,26 +105,61 @@ async fn commit(
 ) -> i16 {
     let image = broker.image();
     let partition = broker.groups().partition_of(group);
-    let leader_epoch = image
-        .topic(crate::group::OFFSETS_TOPIC)
-        .and_then(|t| {
-            usize::try_from(partition)
-                .ok()
-                .and_then(|i| t.partitions.get(i))
-        })
+    let Some(topic) = image.topic(crate::group::OFFSETS_TOPIC) else {
+        return ResponseError::CoordinatorNotAvailable.code();
+    };
+    let tp = TopicPartition {
+        topic_id: topic.id,
+        partition,
+    };
+    let leader_epoch = usize::try_from(partition)
+        .ok()
+        .and_then(|i| topic.partitions.get(i))
         .map_or(0, |p| p.leader_epoch);
+    // A commit is an acks=all write of the group's offsets partition, which this node must lead.
+    let leaders = broker.replicas().leaders();
+    let Some(led) = leaders.get(&tp) else {
+        return ResponseError::NotCoordinator.code();
+    };
+    if let Err(e) = leaders.admit(&led, true) {
+        return replication_code(&e);
+    }
     let options = AppendOptions {
         leader_epoch,
         now_ms: now,
     };
-    match broker.groups().commit(group, entries, options).await {
+    let replicated = |last_offset: i64| {
+        let wait = leaders.appended(&led, last_offset, true, COMMIT_TIMEOUT);
+        async move {
+            match wait {
+                None => Ok(()),
+                Some(wait) => wait.await.unwrap_or(Err(ReplicaError::NotLeaderOrFollower)),
+            }
+        }
+    };
+    match broker
+        .groups()
+        .commit(group, entries, options, replicated)
+        .await
+    {
         Ok(()) => 0,
         Err(CommitError::MetadataTooLarge(_)) => ResponseError::OffsetMetadataTooLarge.code(),
         Err(CommitError::NotCoordinator) => ResponseError::NotCoordinator.code(),
         Err(CommitError::NameTooLong) => ResponseError::InvalidRequest.code(),
+        Err(CommitError::Replication(e)) => replication_code(&e),
         Err(CommitError::Store(e)) => {
             tracing::warn!(group, error = %e, "offset commit failed");
             ResponseError::CoordinatorNotAvailable.code()
         }
+    }
+}
+
+/// The commit error a replication failure maps to, as Kafka's group coordinator answers: this
+/// node no longer leading is NOT_COORDINATOR (the client looks the coordinator up again);
+/// too few in-sync replicas or a timeout is COORDINATOR_NOT_AVAILABLE (it retries).
+fn replication_code(e: &ReplicaError) -> i16 {
+    match e {
+        ReplicaError::NotLeaderOrFollower => ResponseError::NotCoordinator.code(),
+        _ => ResponseError::CoordinatorNotAvailable.code(),
     }
 }

@@ -2,12 +2,16 @@
 //! replication covers them; the in-memory map is rebuilt from those partitions at start-up.
 //!
 //! Each group maps to one partition (Java's `abs(groupId.hashCode()) % partitions`, as Kafka).
-//! Commits to one partition are serialised by that partition's mutex, held across the append, so
-//! the in-memory map always reflects the log in offset order. The log would grow with every commit;
+//! Commits to one partition are serialised by that partition's mutex, held across the append and
+//! the wait for the partition's in-sync replicas (a commit is acknowledged as an acks=all write,
+//! as Kafka's `offsets.commit.required.acks=-1`), so the in-memory map always reflects the
+//! replicated log in offset order. A node that stops leading a partition detaches it: its
+//! groups' offsets are dropped here and replayed from the log if leadership comes back. The log would grow with every commit;
 //! instead of a key-compacting cleaner, once enough superseded commits pile up the writer appends a
 //! snapshot of the live commits and advances the log start past everything older.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, RwLock};
 
 use bytes::{Bytes, BytesMut};
@@ -19,6 +23,7 @@ use rafka_store::{AppendOptions, PartitionLog, StoreError};
 use tokio::sync::Mutex;
 
 use super::codec::{CommitKey, CommitValue};
+use crate::replication::ReplicaError;
 
 /// Name of the internal topic.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -48,6 +53,9 @@ pub enum CommitError {
     /// Writing the commit failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The in-sync replicas did not all get the commit (or this node stopped leading).
+    #[error(transparent)]
+    Replication(#[from] ReplicaError),
 }
 
 /// Java's `String.hashCode` (over UTF-16 code units), as Kafka uses to place groups.
@@ -70,6 +78,8 @@ type GroupMap = HashMap<String, HashMap<(String, i32), CommitValue>>;
 struct Writer {
     log: PartitionLog,
     records_since_snapshot: u64,
+    /// Set when leadership moved away: a commit that got this writer before must not append.
+    detached: bool,
 }
 
 type SharedWriter = Arc<Mutex<Writer>>;
@@ -137,9 +147,31 @@ impl GroupOffsets {
             Arc::new(Mutex::new(Writer {
                 log,
                 records_since_snapshot: records,
+                detached: false,
             })),
         );
         Ok(())
+    }
+
+    /// Stops serving offsets partition `index` (another node leads it now): waits for a commit
+    /// in progress, then drops the partition's writer and its groups' offsets. Attaching it
+    /// again replays the log, with whatever the other leader committed meanwhile.
+    pub async fn detach(&self, index: i32) {
+        let Some(writer) = self.writers().remove(&index) else {
+            return;
+        };
+        writer.lock().await.detached = true;
+        let partitions = self.partitions();
+        self.write()
+            .retain(|group, _| partition_for_group(group, partitions) != index);
+        tracing::info!(partition = index, "stopped serving group offsets");
+    }
+
+    /// The offsets partitions this node serves.
+    pub fn attached(&self) -> Vec<i32> {
+        let mut attached: Vec<i32> = self.writers().keys().copied().collect();
+        attached.sort_unstable();
+        attached
     }
 
     /// Number of offsets partitions.
@@ -198,13 +230,19 @@ impl GroupOffsets {
         groups
     }
 
-    /// Durably records `entries` for `group`, then makes them visible.
-    pub async fn commit(
+    /// Records `entries` for `group`, waits with `replicated(last offset)` until the in-sync
+    /// replicas have each append, then makes them visible.
+    pub async fn commit<W, F>(
         &self,
         group: &str,
         entries: Vec<(String, i32, CommitValue)>,
         options: AppendOptions,
-    ) -> Result<(), CommitError> {
+        replicated: W,
+    ) -> Result<(), CommitError>
+    where
+        W: Fn(i64) -> F,
+        F: Future<Output = Result<(), ReplicaError>>,
+    {
         let mut records = Vec::with_capacity(entries.len());
         for (topic, partition, value) in &entries {
             if value.metadata.len() > 4096 {
@@ -229,7 +267,11 @@ impl GroupOffsets {
             .cloned()
             .ok_or(CommitError::NotCoordinator)?;
         let mut writer = writer.lock().await;
-        append_records(&writer.log, &records, options).await?;
+        if writer.detached {
+            return Err(CommitError::NotCoordinator);
+        }
+        let (_, last) = append_records(&writer.log, &records, options).await?;
+        replicated(last).await?;
         writer.records_since_snapshot += records.len() as u64;
         {
             let mut map = self.write();
@@ -238,15 +280,21 @@ impl GroupOffsets {
                 group_map.insert((topic, partition), value);
             }
         }
-        self.maybe_snapshot(index, &mut writer, options).await
+        self.maybe_snapshot(index, &mut writer, options, &replicated)
+            .await
     }
 
-    async fn maybe_snapshot(
+    async fn maybe_snapshot<W, F>(
         &self,
         index: i32,
         writer: &mut Writer,
         options: AppendOptions,
-    ) -> Result<(), CommitError> {
+        replicated: &W,
+    ) -> Result<(), CommitError>
+    where
+        W: Fn(i64) -> F,
+        F: Future<Output = Result<(), ReplicaError>>,
+    {
         let partitions = self.partitions();
         let live: Vec<(Bytes, Option<Bytes>)> = {
             let map = self.read();
@@ -272,8 +320,9 @@ impl GroupOffsets {
         }
         let mut first_offset = None;
         for chunk in live.chunks(SNAPSHOT_CHUNK) {
-            let appended = append_records(&writer.log, chunk, options).await?;
-            first_offset.get_or_insert(appended);
+            let (base, last) = append_records(&writer.log, chunk, options).await?;
+            replicated(last).await?;
+            first_offset.get_or_insert(base);
         }
         let start = first_offset.unwrap_or_else(|| writer.log.log_end_offset());
         let log = writer.log.clone();
@@ -304,16 +353,16 @@ fn corrupt(reason: String) -> StoreError {
     }
 }
 
-/// Appends one batch of records; returns its base offset.
+/// Appends one batch of records; returns its base and last offsets. The partition's leader
+/// state moves the high watermark once the in-sync replicas have it.
 async fn append_records(
     log: &PartitionLog,
     records: &[(Bytes, Option<Bytes>)],
     options: AppendOptions,
-) -> Result<i64, StoreError> {
+) -> Result<(i64, i64), StoreError> {
     let batch = encode_batch(records, options.now_ms)?;
     let appended = log.append(batch, options).await?;
-    log.advance_high_watermark(appended.last_offset + 1)?;
-    Ok(appended.base_offset)
+    Ok((appended.base_offset, appended.last_offset))
 }
 
 fn encode_batch(records: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<Bytes, StoreError> {
