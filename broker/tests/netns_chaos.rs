@@ -124,6 +124,7 @@ fn netns_chaos_randomized_faults_lose_nothing_acknowledged() {
     };
     let client_ns = net.host(CLIENT).ns.clone();
     let mut checker = Checker::start_in(&client_ns, &plan);
+    checker.wait_acked(1_000, STEP);
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
     let mut faults = 0;
