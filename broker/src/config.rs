@@ -83,6 +83,9 @@ pub struct NodeArgs {
     /// A follower that has not caught up for this long leaves the in-sync replicas (Kafka's replica.lag.time.max.ms). [default: 30000]
     #[arg(long, env = "RAFKA_REPLICA_LAG_TIME_MAX_MS", value_name = "MS")]
     pub replica_lag_time_max_ms: Option<u64>,
+    /// How often leadership moves back to each partition's preferred (first) replica when it is alive and in sync, as Kafka's auto.leader.rebalance does every leader.imbalance.check.interval; 0 turns it off. [default: 300000]
+    #[arg(long, env = "RAFKA_LEADER_REBALANCE_INTERVAL_MS", value_name = "MS")]
+    pub leader_rebalance_interval_ms: Option<u64>,
     /// Largest request accepted, in bytes (Kafka's socket.request.max.bytes). [default: 104857600]
     #[arg(long, env = "RAFKA_MAX_REQUEST_BYTES", value_name = "BYTES")]
     pub max_request_bytes: Option<usize>,
@@ -142,6 +145,8 @@ pub struct NodeConfig {
     pub min_insync_replicas: i32,
     /// How long a follower may lag before it leaves the ISR (ms).
     pub replica_lag_time_max_ms: u64,
+    /// How often preferred replicas get their leadership back (ms, 0 = never).
+    pub leader_rebalance_interval_ms: u64,
     /// Request size limit.
     pub max_request_bytes: usize,
     /// Default retention time (ms, -1 = forever).
@@ -177,6 +182,7 @@ impl Default for NodeConfig {
             default_replication_factor: 1,
             min_insync_replicas: 1,
             replica_lag_time_max_ms: 30_000,
+            leader_rebalance_interval_ms: 300_000,
             max_request_bytes: 100 * 1024 * 1024,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
@@ -228,6 +234,7 @@ impl NodeConfig {
             default_replication_factor,
             min_insync_replicas,
             replica_lag_time_max_ms,
+            leader_rebalance_interval_ms,
             max_request_bytes,
             retention_ms,
             retention_bytes,
@@ -329,6 +336,12 @@ impl NodeConfig {
                 .map_err(|reason| invalid("advertised_kafka_addr", reason))?;
         }
         Ok(())
+    }
+
+    /// How often preferred replicas get their leadership back, if at all.
+    pub fn leader_rebalance_interval(&self) -> Option<Duration> {
+        (self.leader_rebalance_interval_ms > 0)
+            .then(|| Duration::from_millis(self.leader_rebalance_interval_ms))
     }
 
     /// How long a follower may lag before it leaves the ISR.

@@ -160,11 +160,13 @@ impl Node {
         tasks.spawn(retention_loop(broker.clone(), shutdown.clone()));
         tasks.spawn(reconcile_loop(broker.clone(), shutdown.clone()));
         tasks.spawn(leader_ticks(broker.clone(), shutdown.clone()));
-        let voters = broker.config().voters;
         tasks.spawn(controller::run(
             metadata.clone(),
             cluster.clone(),
-            voters,
+            controller::Settings {
+                voters: broker.config().voters,
+                rebalance_every: broker.config().leader_rebalance_interval(),
+            },
             shutdown.clone(),
         ));
         tasks.spawn(gossip::run(

@@ -349,3 +349,46 @@ fn process_replication_committed_offsets_survive_the_coordinator_losing_its_part
     assert_eq!(fetch_offset(&cluster, old, GROUP), Err(NOT_COORDINATOR));
     assert_eq!(fetch_offset(&cluster, new, GROUP), Ok(50));
 }
+
+#[test]
+fn process_replication_leadership_returns_to_the_preferred_replica() {
+    let mut cluster = replicated_cluster_with(&["--leader-rebalance-interval-ms", "1000"]);
+    let ids: Vec<i64> = (0..3).map(|i| cluster.identity(i).1).collect();
+    // (leader, preferred replica) of partition 0 as node `via` answers.
+    let partition_zero = |cluster: &ProcessCluster, via: usize| {
+        cluster::topic_metadata(cluster.kafka(via), TOPIC)
+            .ok()
+            .and_then(|m| {
+                let p = m.topics.first()?.partitions.first()?.clone();
+                Some((
+                    i64::from(p.leader_id.0),
+                    i64::from(p.replica_nodes.first()?.0),
+                    p,
+                ))
+            })
+    };
+    let (leader, preferred, _) = partition_zero(&cluster, 0).unwrap();
+    assert_eq!(
+        leader, preferred,
+        "a new topic is led by its preferred replicas"
+    );
+    let victim = ids.iter().position(|&id| id == preferred).unwrap();
+    let survivor = (0..3).find(|&i| i != victim).unwrap();
+    cluster.kill(victim);
+    wait_for(STEP, "another leader for partition 0", || {
+        partition_zero(&cluster, survivor).is_some_and(|(l, _, _)| l >= 0 && l != preferred)
+    });
+    let bootstrap_p2p = cluster.node(survivor).ready.p2p.clone();
+    cluster.restart(victim, &bootstrap_p2p, &[]);
+    // Back in sync, the preferred replica gets partition 0 back within a rebalance interval.
+    wait_for(
+        STEP,
+        "partition 0 led by its preferred replica again",
+        || {
+            (0..3).all(|i| {
+                partition_zero(&cluster, i)
+                    .is_some_and(|(l, _, p)| l == preferred && p.isr_nodes.len() == 3)
+            })
+        },
+    );
+}

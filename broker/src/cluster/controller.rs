@@ -9,7 +9,10 @@
 //! 4. dead replicas leave in-sync replica sets (never the last one), partitions whose leader is
 //!    dead get a new leader from their live in-sync replicas, or none (-1) until one returns (or
 //!    a live out-of-sync replica where the topic enables unclean election); a partition without a
-//!    leader gets one as soon as an in-sync replica is alive again.
+//!    leader gets one as soon as an in-sync replica is alive again;
+//! 5. every `--leader-rebalance-interval-ms` (Kafka's auto.leader.rebalance), a partition whose
+//!    preferred replica (the first) is alive and in sync but not leading is handed back to it, so
+//!    leadership spreads again after a node returns instead of piling up on the survivors.
 //!
 //! Gossip decides nothing by itself: every change goes through the metadata log, and a node that
 //! is not the leader never acts.
@@ -33,12 +36,28 @@ use crate::metadata::{
 /// How often the controller looks even when nothing changed.
 const PERIOD: Duration = Duration::from_secs(1);
 
+/// What the controller is configured with.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Voters the metadata log should have.
+    pub voters: usize,
+    /// How often leadership goes back to preferred replicas (`None`: never).
+    pub rebalance_every: Option<Duration>,
+}
+
 /// Runs the controller until `shutdown`.
-pub async fn run(metadata: Metadata, cluster: Cluster, voters: usize, shutdown: CancellationToken) {
+pub async fn run(
+    metadata: Metadata,
+    cluster: Cluster,
+    settings: Settings,
+    shutdown: CancellationToken,
+) {
     let mut view = cluster.mesh().membership();
     let mut images = metadata.subscribe();
     let mut ticker = tokio::time::interval(PERIOD);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first rebalance waits a whole interval, as Kafka's does.
+    let mut last_rebalance = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = view.changed() => {}
@@ -50,7 +69,13 @@ pub async fn run(metadata: Metadata, cluster: Cluster, voters: usize, shutdown: 
         if status.role != RaftRole::Leader {
             continue;
         }
-        if let Err(e) = step(&metadata, &cluster, &status, voters).await {
+        let rebalance = settings
+            .rebalance_every
+            .is_some_and(|every| last_rebalance.elapsed() >= every);
+        if rebalance {
+            last_rebalance = tokio::time::Instant::now();
+        }
+        if let Err(e) = step(&metadata, &cluster, &status, settings.voters, rebalance).await {
             tracing::warn!(error = %e, "controller step failed; retrying");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -63,6 +88,7 @@ async fn step(
     cluster: &Cluster,
     status: &MetadataStatus,
     voters: usize,
+    rebalance: bool,
 ) -> Result<(), crate::metadata::MetadataError> {
     let image = metadata.image();
     if let Some(change) = membership_change(cluster, &image, status, voters) {
@@ -78,7 +104,7 @@ async fn step(
         }
         return Ok(());
     }
-    let changes = partition_changes(cluster, &image);
+    let changes = partition_changes(cluster, &image, rebalance);
     if !changes.is_empty() {
         for change in &changes {
             tracing::info!(topic_id = %change.topic_id, partition = change.partition, leader = change.leader, isr = ?change.isr, unclean = change.unclean, "changing a partition's leader or ISR");
@@ -175,13 +201,17 @@ fn membership_change(
 /// get a live in-sync replica as leader, preferred replica first. The last in-sync replica is
 /// never removed: with no live one, the partition has no leader (-1) until it returns, unless the
 /// topic allows unclean election, which picks a live replica from outside the ISR.
-fn partition_changes(cluster: &Cluster, image: &MetadataImage) -> Vec<PartitionChange> {
+fn partition_changes(
+    cluster: &Cluster,
+    image: &MetadataImage,
+    rebalance: bool,
+) -> Vec<PartitionChange> {
     let live = cluster.live_nodes(image);
     let mut changes = Vec::new();
     for topic in image.topics() {
         let unclean_allowed = topic_config::unclean_leader_election(&topic.configs);
         for p in &topic.partitions {
-            if let Some(change) = partition_change(p, &live, unclean_allowed) {
+            if let Some(change) = partition_change(p, &live, unclean_allowed, rebalance) {
                 changes.push(PartitionChange {
                     topic_id: topic.id,
                     partition: p.index,
@@ -196,22 +226,26 @@ fn partition_changes(cluster: &Cluster, image: &MetadataImage) -> Vec<PartitionC
     changes
 }
 
-/// The (leader, ISR, unclean) one partition should have given the live nodes, if not what it has.
+/// The (leader, ISR, unclean) one partition should have given the live nodes, if not what it has;
+/// with `rebalance`, leadership also goes back to the preferred replica when it can take it.
 fn partition_change(
     p: &PartitionImage,
     live: &BTreeSet<NodeId>,
     unclean_allowed: bool,
+    rebalance: bool,
 ) -> Option<(NodeId, Vec<NodeId>, bool)> {
     let live_isr: Vec<NodeId> = p.isr.iter().copied().filter(|n| live.contains(n)).collect();
     // The first live in-sync replica in preferred (replica) order.
     let preferred = p.replicas.iter().copied().find(|n| live_isr.contains(n));
+    // Kafka's preferred replica is the first one; only it takes leadership back.
+    let first_can_lead = p.replicas.first().is_some_and(|r| live_isr.contains(r));
     let mut isr = if live_isr.is_empty() {
         p.isr.clone()
     } else {
         live_isr
     };
-    let (leader, unclean) = if p.leader >= 0 && live.contains(&p.leader) && isr.contains(&p.leader)
-    {
+    let leading = p.leader >= 0 && live.contains(&p.leader) && isr.contains(&p.leader);
+    let (leader, unclean) = if leading && !(rebalance && first_can_lead) {
         (p.leader, false)
     } else if let Some(first) = preferred {
         (first, false)
@@ -250,27 +284,27 @@ mod tests {
     #[test]
     fn nothing_changes_while_every_replica_lives() {
         let p = partition(1, &[1, 2, 3], &[1, 2, 3]);
-        assert_eq!(partition_change(&p, &live(&[1, 2, 3]), false), None);
+        assert_eq!(partition_change(&p, &live(&[1, 2, 3]), false, false), None);
         // A follower outside the ISR is the leader's business (it rejoins by catching up).
         let p = partition(1, &[1, 2, 3], &[1, 3]);
-        assert_eq!(partition_change(&p, &live(&[1, 2, 3]), false), None);
+        assert_eq!(partition_change(&p, &live(&[1, 2, 3]), false, false), None);
     }
 
     #[test]
     fn a_dead_follower_leaves_the_isr_and_a_dead_leader_is_replaced_from_it() {
         let p = partition(1, &[1, 2, 3], &[1, 2, 3]);
         assert_eq!(
-            partition_change(&p, &live(&[1, 3]), false),
+            partition_change(&p, &live(&[1, 3]), false, false),
             Some((1, vec![1, 3], false))
         );
         assert_eq!(
-            partition_change(&p, &live(&[2, 3]), false),
+            partition_change(&p, &live(&[2, 3]), false, false),
             Some((2, vec![2, 3], false))
         );
         // Preferred order among the live in-sync replicas, not ISR order.
         let p = partition(1, &[1, 2, 3], &[3, 2, 1]);
         assert_eq!(
-            partition_change(&p, &live(&[2, 3]), false),
+            partition_change(&p, &live(&[2, 3]), false, false),
             Some((2, vec![3, 2], false))
         );
     }
@@ -279,19 +313,52 @@ mod tests {
     fn the_last_in_sync_replica_stays_and_leads_again_when_it_returns() {
         let p = partition(1, &[1, 2, 3], &[1]);
         assert_eq!(
-            partition_change(&p, &live(&[2, 3]), false),
+            partition_change(&p, &live(&[2, 3]), false, false),
             Some((-1, vec![1], false))
         );
         let headless = partition(-1, &[1, 2, 3], &[1]);
-        assert_eq!(partition_change(&headless, &live(&[2, 3]), false), None);
         assert_eq!(
-            partition_change(&headless, &live(&[1, 2]), false),
+            partition_change(&headless, &live(&[2, 3]), false, false),
+            None
+        );
+        assert_eq!(
+            partition_change(&headless, &live(&[1, 2]), false, false),
             Some((1, vec![1], false))
         );
         // Unclean election when the topic allows it: a live replica, alone in the ISR.
         assert_eq!(
-            partition_change(&headless, &live(&[2, 3]), true),
+            partition_change(&headless, &live(&[2, 3]), true, false),
             Some((2, vec![2], true))
+        );
+    }
+
+    #[test]
+    fn a_rebalance_hands_leadership_back_to_the_preferred_replica_only() {
+        // Node 1 returned and caught up; node 2 kept the leadership it got in the failover.
+        let p = partition(2, &[1, 2, 3], &[2, 3, 1]);
+        assert_eq!(partition_change(&p, &live(&[1, 2, 3]), false, false), None);
+        assert_eq!(
+            partition_change(&p, &live(&[1, 2, 3]), false, true),
+            Some((1, vec![2, 3, 1], false))
+        );
+        // Not while the preferred replica is out of sync or dead.
+        let behind = partition(2, &[1, 2, 3], &[2, 3]);
+        assert_eq!(
+            partition_change(&behind, &live(&[1, 2, 3]), false, true),
+            None
+        );
+        assert_eq!(
+            partition_change(&p, &live(&[2, 3]), false, true),
+            Some((2, vec![2, 3], false))
+        );
+        // Leadership does not move between non-preferred replicas.
+        let third = partition(3, &[1, 2, 3], &[3, 2]);
+        assert_eq!(partition_change(&third, &live(&[2, 3]), false, true), None);
+        // The preferred leader leading already: nothing to do.
+        let home = partition(1, &[1, 2, 3], &[1, 2, 3]);
+        assert_eq!(
+            partition_change(&home, &live(&[1, 2, 3]), false, true),
+            None
         );
     }
 }
