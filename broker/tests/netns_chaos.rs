@@ -25,23 +25,15 @@ mod support;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use checker::{Checker, Plan};
-use netns::{KAFKA_PORT, Net, wait_for};
+use netns::{KAFKA_PORT, REPLICATED_FLAGS, all_in_sync, replicated_three, wait_for};
 use support::run::confluent_kafka_available;
 
 const TOPIC: &str = "chaos";
 const PARTITIONS: i32 = 6;
 const RATE: u64 = 1500;
 const CLIENT: usize = 3;
-const READY: Duration = Duration::from_secs(45);
 const STEP: Duration = Duration::from_secs(30);
 const RECOVER: Duration = Duration::from_secs(60);
-const REQUEST: Duration = Duration::from_secs(5);
-const NODE_FLAGS: [&str; 4] = [
-    "--default-replication-factor",
-    "3",
-    "--min-insync-replicas",
-    "2",
-];
 
 /// xorshift64*: enough randomness for choosing faults, and repeatable from its seed.
 struct Rng(u64);
@@ -67,21 +59,6 @@ fn env_u64(key: &str) -> Option<u64> {
     std::env::var(key).ok().and_then(|v| v.parse().ok())
 }
 
-/// Every node answers and shows every partition with three in-sync replicas.
-fn all_in_sync(net: &Net) -> Result<(), String> {
-    for i in 0..3 {
-        let partitions = net.node(i).partitions(TOPIC, REQUEST)?;
-        let ok = partitions.len() == PARTITIONS as usize
-            && partitions
-                .iter()
-                .all(|p| p.error == 0 && p.leader >= 0 && p.isr.len() == 3);
-        if !ok {
-            return Err(format!("node {i}: {partitions:?}"));
-        }
-    }
-    Ok(())
-}
-
 #[test]
 #[ignore = "minutes long: run by scripts/chaos.sh"]
 fn netns_chaos_randomized_faults_lose_nothing_acknowledged() {
@@ -97,19 +74,7 @@ fn netns_chaos_randomized_faults_lose_nothing_acknowledged() {
     eprintln!("chaos: seed {seed}, {seconds} s, {RATE} records/s, acks=all");
     let mut rng = Rng(seed);
 
-    let mut net = Net::new(4);
-    let mut flags = vec!["--bootstrap-expect", "3"];
-    flags.extend(NODE_FLAGS);
-    let nodes: Vec<usize> = (0..3).map(|host| net.start_node(host, &flags)).collect();
-    net.wait_ready(&nodes, READY);
-    wait_for(STEP, "the topic created", || {
-        match net.node(0).create_topic(TOPIC, PARTITIONS, 3, REQUEST) {
-            Ok(_) | Err((36, _)) => Ok(()),
-            Err((code, message)) => Err(format!("{code} {message}")),
-        }
-    });
-    wait_for(STEP, "every replica in sync", || all_in_sync(&net));
-
+    let (mut net, _) = replicated_three(TOPIC, PARTITIONS);
     let bootstrap = (0..3)
         .map(|i| format!("{}:{KAFKA_PORT}", net.node(i).ip))
         .collect::<Vec<_>>()
@@ -139,7 +104,7 @@ fn netns_chaos_randomized_faults_lose_nothing_acknowledged() {
             "kill" => {
                 net.node_mut(node).kill();
                 std::thread::sleep(hold);
-                net.restart_node(node, &NODE_FLAGS);
+                net.restart_node(node, &REPLICATED_FLAGS);
             }
             "pause" => {
                 net.node(node).signal(libc::SIGSTOP);
@@ -159,7 +124,9 @@ fn netns_chaos_randomized_faults_lose_nothing_acknowledged() {
         }
         faults += 1;
         let healed = Instant::now();
-        let (_, took) = wait_for(RECOVER, "every replica back in sync", || all_in_sync(&net));
+        let (_, took) = wait_for(RECOVER, "every replica back in sync", || {
+            all_in_sync(&net, TOPIC, PARTITIONS)
+        });
         slowest_recovery = slowest_recovery.max(took);
         let acked = checker.poll();
         eprintln!(

@@ -26,7 +26,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use checker::{Checker, Plan, assert_clean};
-use netns::{KAFKA_PORT, Net, wait_for};
+use netns::{KAFKA_PORT, Net, all_in_sync, replicated_three, wait_for};
 use support::run::confluent_kafka_available;
 
 const TOPIC: &str = "checked";
@@ -34,7 +34,6 @@ const PARTITIONS: i32 = 3;
 const RATE: u64 = 1500;
 const SECONDS: u64 = 30;
 const MIN_ACKED: u64 = 1_000 * SECONDS;
-const READY: Duration = Duration::from_secs(45);
 const STEP: Duration = Duration::from_secs(30);
 const REQUEST: Duration = Duration::from_secs(5);
 /// The host the checker runs on (hosts 0-2 run the nodes).
@@ -45,51 +44,6 @@ const BEFORE_SPLIT: u64 = 6_000;
 const ISOLATED_ACKS: u64 = 1_000;
 const LOG_END: &str = "rafka_partition_log_end_offset";
 const HIGH_WATERMARK: &str = "rafka_partition_high_watermark";
-
-/// Three nodes on hosts 0-2 (node `i` on host `i`), formed over mDNS, the topic created with
-/// three replicas and served with every replica in sync on every node; host 3 has no node.
-fn three_and_a_client() -> (Net, Vec<i32>) {
-    let mut net = Net::new(4);
-    let nodes: Vec<usize> = (0..3)
-        .map(|host| {
-            net.start_node(
-                host,
-                &[
-                    "--bootstrap-expect",
-                    "3",
-                    "--default-replication-factor",
-                    "3",
-                    "--min-insync-replicas",
-                    "2",
-                ],
-            )
-        })
-        .collect();
-    net.wait_ready(&nodes, READY);
-    let ids: Vec<i32> = nodes
-        .iter()
-        .map(|&i| net.node(i).node_id().unwrap())
-        .collect();
-    wait_for(STEP, "the topic created", || {
-        match net.node(0).create_topic(TOPIC, PARTITIONS, 3, REQUEST) {
-            Ok(_) | Err((36, _)) => Ok(()),
-            Err((code, message)) => Err(format!("{code} {message}")),
-        }
-    });
-    for &i in &nodes {
-        wait_for(STEP, "every replica in sync on every node", || {
-            let partitions = net.node(i).partitions(TOPIC, REQUEST)?;
-            let all_in_sync = partitions.len() == PARTITIONS as usize
-                && partitions.iter().all(|p| p.error == 0 && p.isr.len() == 3);
-            if all_in_sync {
-                Ok(())
-            } else {
-                Err(format!("node {i}: {partitions:?}"))
-            }
-        });
-    }
-    (net, ids)
-}
 
 fn plan(net: &Net, acks: &'static str) -> Plan {
     let bootstrap = (0..3)
@@ -160,16 +114,9 @@ fn isolate_leader_of_partition_zero(
 /// After the heal: every replica back in sync everywhere, the old leader has truncated (its
 /// log says so) and ends partition 0 where the new leader does.
 fn check_truncated(net: &Net, isolated: &Isolated) {
-    for i in 0..3 {
-        wait_for(STEP, "every replica back in sync", || {
-            let partitions = net.node(i).partitions(TOPIC, REQUEST)?;
-            if partitions.iter().all(|p| p.error == 0 && p.isr.len() == 3) {
-                Ok(())
-            } else {
-                Err(format!("node {i}: {partitions:?}"))
-            }
-        });
-    }
+    wait_for(STEP, "every replica back in sync", || {
+        all_in_sync(net, TOPIC, PARTITIONS)
+    });
     let old = net.node(isolated.victim);
     assert!(
         old.log_text().contains("truncated to the leader's log"),
@@ -209,7 +156,7 @@ fn netns_isolated_leader_acknowledges_nothing_with_acks_all_and_truncates() {
     if skip("netns_isolated_leader_acknowledges_nothing_with_acks_all_and_truncates") {
         return;
     }
-    let (net, ids) = three_and_a_client();
+    let (net, ids) = replicated_three(TOPIC, PARTITIONS);
     let mut checker = Checker::start_in(&net.host(CLIENT).ns, &plan(&net, "all"));
     let mut frozen = None;
     let isolated = isolate_leader_of_partition_zero(&net, &ids, &mut checker, |net, victim, c| {
@@ -234,7 +181,7 @@ fn netns_isolated_leader_with_acks_1_loses_only_its_own_unreplicated_writes() {
     if skip("netns_isolated_leader_with_acks_1_loses_only_its_own_unreplicated_writes") {
         return;
     }
-    let (net, ids) = three_and_a_client();
+    let (net, ids) = replicated_three(TOPIC, PARTITIONS);
     let mut checker = Checker::start_in(&net.host(CLIENT).ns, &plan(&net, "1"));
     let mut from = None;
     let isolated = isolate_leader_of_partition_zero(&net, &ids, &mut checker, |net, victim, c| {

@@ -89,31 +89,113 @@ impl Cluster {
             .collect()
     }
 
-    /// The registered nodes Metadata lists as brokers: all but those that left and those silent
-    /// for more than [`UNLISTED_AFTER`] (as Kafka stops listing a broker whose session timed
-    /// out) — and only while this node sees a majority of the registered nodes alive. A node cut
-    /// off from the majority cannot tell the others' death from its own isolation, so it lists
-    /// them all, as a Kafka broker cut off from its controller answers from its last metadata.
-    /// Dropping a broker makes clients abandon the requests in flight to it and send them again
-    /// elsewhere: after a split heals a producer without idempotence would write them twice.
+    /// The registered nodes Metadata lists as brokers: not those that left (or that membership
+    /// has never heard of), and not those silent for more than [`UNLISTED_AFTER`] (as Kafka stops
+    /// listing a broker whose session timed out) — but the silent ones only while this node sees
+    /// a majority of the others alive. A node cut off from the majority cannot tell their death
+    /// from its own isolation, so it lists them, as a Kafka broker cut off from its controller
+    /// answers from its last metadata. Dropping a broker makes clients abandon the requests in
+    /// flight to it and send them again elsewhere: after a split heals a producer without
+    /// idempotence would write them twice.
     pub fn advertised_nodes(&self, image: &MetadataImage) -> BTreeSet<NodeId> {
-        let live = self.live_nodes(image);
-        let all = image.nodes.keys().copied();
-        if live.len() * 2 <= image.nodes.len() {
-            return all.collect();
-        }
-        let view = self.view();
-        all.filter(|id| {
-            live.contains(id)
-                || image
-                    .nodes
-                    .get(id)
-                    .and_then(|node| node.peer_id.parse::<PeerId>().ok())
-                    .and_then(|peer| view.member(&peer))
-                    .is_some_and(|m| {
-                        m.status != MemberStatus::Left && m.last_heard_ago < UNLISTED_AFTER
-                    })
+        advertised(image, &self.view(), &self.mesh.local_peer_id())
+    }
+}
+
+/// [`Cluster::advertised_nodes`] for one view, held by `local`.
+fn advertised(image: &MetadataImage, view: &MembershipView, local: &PeerId) -> BTreeSet<NodeId> {
+    // (node, whether alive, how long silent) for every node that has not left.
+    let staying: Vec<(NodeId, bool, Duration)> = image
+        .nodes
+        .values()
+        .filter_map(|node| {
+            let peer = node.peer_id.parse::<PeerId>().ok()?;
+            if peer == *local {
+                return Some((node.node_id, true, Duration::ZERO));
+            }
+            let member = view.member(&peer)?;
+            (member.status != MemberStatus::Left).then_some((
+                node.node_id,
+                member.is_live(),
+                member.last_heard_ago,
+            ))
         })
+        .collect();
+    let alive = staying.iter().filter(|(_, live, _)| *live).count();
+    let majority = alive * 2 > staying.len();
+    staying
+        .into_iter()
+        .filter(|(_, live, silent)| *live || !majority || *silent < UNLISTED_AFTER)
+        .map(|(id, _, _)| id)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use rafka_mesh::MemberInfo;
+
+    use super::*;
+    use crate::metadata::NodeImage;
+
+    /// An image of nodes 1..=n and a view held by node 1 with the others in `states`
+    /// (status, seconds silent).
+    fn cluster(states: &[(MemberStatus, u64)]) -> (MetadataImage, MembershipView, PeerId) {
+        let peers: Vec<PeerId> = (0..=states.len()).map(|_| PeerId::random()).collect();
+        let mut image = MetadataImage::default();
+        for (i, peer) in peers.iter().enumerate() {
+            let id = NodeId::try_from(i + 1).unwrap();
+            image.nodes.insert(
+                id,
+                NodeImage {
+                    node_id: id,
+                    peer_id: peer.to_string(),
+                    broker_epoch: 1,
+                    kafka_host: "127.0.0.1".into(),
+                    kafka_port: 9092,
+                },
+            );
+        }
+        let members = peers[1..]
+            .iter()
+            .zip(states)
+            .map(|(peer, &(status, silent))| MemberInfo {
+                peer_id: *peer,
+                generation: 1,
+                status,
+                heartbeat: 1,
+                last_heard_ago: Duration::from_secs(silent),
+                keys: Default::default(),
+            })
+            .collect();
+        let view = MembershipView {
+            local: Some(peers[0]),
+            members,
+        };
+        (image, view, peers[0])
+    }
+
+    fn listed(states: &[(MemberStatus, u64)]) -> Vec<NodeId> {
+        let (image, view, local) = cluster(states);
+        advertised(&image, &view, &local).into_iter().collect()
+    }
+
+    #[test]
+    fn with_a_majority_a_node_silent_too_long_or_gone_is_not_listed() {
+        use MemberStatus::{Alive, Dead, Left, Suspect};
+        assert_eq!(listed(&[(Alive, 0), (Suspect, 3)]), [1, 2, 3]);
+        // Dead but only just: still listed (a client keeps its requests to it in flight).
+        assert_eq!(listed(&[(Alive, 0), (Dead, 5)]), [1, 2, 3]);
+        assert_eq!(listed(&[(Alive, 0), (Dead, 11)]), [1, 2]);
+        assert_eq!(listed(&[(Alive, 0), (Left, 0)]), [1, 2]);
+    }
+
+    #[test]
+    fn cut_off_from_the_majority_a_node_lists_every_node_that_did_not_leave() {
+        use MemberStatus::{Alive, Dead, Left};
+        assert_eq!(listed(&[(Dead, 60), (Dead, 60)]), [1, 2, 3]);
+        // Half is not a majority.
+        assert_eq!(listed(&[(Alive, 0), (Dead, 60), (Dead, 60)]), [1, 2, 3, 4]);
+        // Nodes that left do not count: of the two staying, both are alive.
+        assert_eq!(listed(&[(Alive, 0), (Left, 0), (Left, 0)]), [1, 2]);
     }
 }

@@ -823,6 +823,57 @@ impl Drop for Net {
     }
 }
 
+/// Flags of the nodes of [`replicated_three`].
+pub const REPLICATED_FLAGS: [&str; 4] = [
+    "--default-replication-factor",
+    "3",
+    "--min-insync-replicas",
+    "2",
+];
+
+/// Three nodes on hosts 0-2 (node `i` on host `i`, replication factor 3, min.insync.replicas 2)
+/// formed over mDNS, `topic` created with `partitions` partitions and served with every replica
+/// in sync on every node; host 3 has no node (for a client). Returns the nodes' ids by index.
+pub fn replicated_three(topic: &str, partitions: i32) -> (Net, Vec<i32>) {
+    const STEP: Duration = Duration::from_secs(30);
+    const REQUEST: Duration = Duration::from_secs(5);
+    let mut net = Net::new(4);
+    let mut flags = vec!["--bootstrap-expect", "3"];
+    flags.extend(REPLICATED_FLAGS);
+    let nodes: Vec<usize> = (0..3).map(|host| net.start_node(host, &flags)).collect();
+    net.wait_ready(&nodes, Duration::from_secs(45));
+    let ids: Vec<i32> = nodes
+        .iter()
+        .map(|&i| net.node(i).node_id().unwrap())
+        .collect();
+    wait_for(STEP, "the topic created", || {
+        match net.node(0).create_topic(topic, partitions, 3, REQUEST) {
+            Ok(_) | Err((36, _)) => Ok(()),
+            Err((code, message)) => Err(format!("{code} {message}")),
+        }
+    });
+    wait_for(STEP, "every replica in sync on every node", || {
+        all_in_sync(&net, topic, partitions)
+    });
+    (net, ids)
+}
+
+/// Every node of the first three answers and shows each of `topic`'s `partitions` partitions
+/// with a leader and three in-sync replicas.
+pub fn all_in_sync(net: &Net, topic: &str, partitions: i32) -> Result<(), String> {
+    for i in 0..3 {
+        let seen = net.node(i).partitions(topic, Duration::from_secs(5))?;
+        let ok = seen.len() == usize::try_from(partitions).unwrap_or(0)
+            && seen
+                .iter()
+                .all(|p| p.error == 0 && p.leader >= 0 && p.isr.len() == 3);
+        if !ok {
+            return Err(format!("node {i}: {seen:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// Polls `check` (every 100 ms) until it returns `Ok`; panics with `what` and the last `Err`
 /// once `timeout` has passed. Returns how long it took.
 pub fn wait_for<T>(
