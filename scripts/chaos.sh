@@ -26,10 +26,12 @@ fi
 export RAFKA_REQUIRE_NETNS=1 RAFKA_REQUIRE_EXTERNAL_CLIENTS=1
 export RUST_LOG="${RUST_LOG:-info}"
 cargo build --workspace --bins
-# The whole output (node log tails on a failure) goes to $log; RAFKA_NETNS_LOGS=DIR keeps every
-# node's full log.
+# The whole output (with librdkafka's idempotence debug lines, RAFKA_CHECKER_DEBUG) goes to $log
+# and every node's log to $log.nodes/, so that a failed run can be explained afterwards.
 log="target/chaos-$(date +%Y%m%d-%H%M%S).log"
-echo "full output: $log"
+export RAFKA_NETNS_LOGS="${RAFKA_NETNS_LOGS:-$PWD/$log.nodes}"
+export RAFKA_CHECKER_DEBUG="${RAFKA_CHECKER_DEBUG:-eos}"
+echo "full output: $log, node logs: $RAFKA_NETNS_LOGS"
 # cargo test rather than nextest: the run is longer than nextest's per-test time limit.
 cargo test -p rafka-broker --test netns_chaos -- --ignored --nocapture 2>&1 |
     tee "$log" | grep --line-buffered -E '^chaos|SKIPPED|panicked|^test result'
