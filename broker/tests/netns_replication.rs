@@ -6,8 +6,8 @@
 //! the client keeps writing to the old leader, which cannot reach its followers or the metadata
 //! quorum, while the majority elects another leader. Then the network heals.
 //!
-//! - acks=all: the isolated leader appends what it is sent but acknowledges none of it; after
-//!   the heal it truncates that tail, and the checker finds nothing acknowledged lost,
+//! - acks=all: the isolated leader appends what it is sent (the test sends it one more write of
+//!   its own) but acknowledges none of it; after the heal it truncates that tail, and the checker finds nothing acknowledged lost,
 //!   duplicated, out of order, or seen by a consumer and later gone.
 //! - acks=1: the isolated leader acknowledges writes it alone has (Kafka's acks=1 contract allows
 //!   losing them on failover); after the heal it truncates them. Only partitions it led lose
@@ -26,7 +26,11 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use checker::{Checker, Plan, assert_clean};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use netns::{KAFKA_PORT, Net, all_in_sync, replicated_three, wait_for};
+use support::batches;
 use support::run::confluent_kafka_available;
 
 const TOPIC: &str = "checked";
@@ -147,6 +151,35 @@ fn unreplicated_tail(net: &Net, victim: usize) -> Result<i64, String> {
     )
 }
 
+/// An acks=all Produce of one record (value `-1`, which the checker never writes) to partition 0
+/// on node `victim`, sent from the client's host with a 1 s timeout; the partition's error code.
+fn produce_unreplicable(net: &Net, victim: usize) -> i16 {
+    let records = batches::batch(&[b"-1"], None, 1_700_000_000_000);
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(1_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records)),
+                ]),
+        ]);
+    let response = netns::kafka_call(
+        &net.host(CLIENT).ns,
+        net.node(victim).kafka(),
+        &request,
+        9,
+        REQUEST + Duration::from_secs(5),
+    )
+    .expect("the isolated leader answers its client");
+    let code = response.responses[0].partition_responses[0].error_code;
+    eprintln!("acks=all write to the isolated leader: error {code}");
+    code
+}
+
 fn skip(test: &str) -> bool {
     !netns::available(test) || !confluent_kafka_available()
 }
@@ -159,12 +192,20 @@ fn netns_isolated_leader_acknowledges_nothing_with_acks_all_and_truncates() {
     let (net, ids) = replicated_three(TOPIC, PARTITIONS);
     let mut checker = Checker::start_in(&net.host(CLIENT).ns, &plan(&net, "all"));
     let mut frozen = None;
+    let mut refused = None;
     let isolated = isolate_leader_of_partition_zero(&net, &ids, &mut checker, |net, victim, c| {
         // Acknowledgements already in the client's sockets at the split are read by now; from
         // here on nothing the client can reach may acknowledge anything.
         let acked = c.poll();
         let at = *frozen.get_or_insert(acked);
         assert_eq!(acked, at, "a write was acknowledged while isolated");
+        // One more acks=all write from the client's side: appended, never acknowledged (the
+        // checker's own requests may all have been replicated before the split).
+        let code = *refused.get_or_insert_with(|| produce_unreplicable(net, victim));
+        assert_ne!(
+            code, 0,
+            "the isolated leader acknowledged an acks=all write"
+        );
         let tail = unreplicated_tail(net, victim)?;
         if tail > 0 {
             Ok(())

@@ -139,3 +139,49 @@ fn truncation_rebuilds_producer_state() -> anyhow::Result<()> {
     log.append_blocking(idem(9, 0, 77, 1), opts())?;
     Ok(())
 }
+
+/// The bytes of every batch of `log` from `from` to its end, as a follower fetches them.
+fn fetch(log: &rafka_store::PartitionLog, from: i64) -> anyhow::Result<bytes::Bytes> {
+    let end = log.log_end_offset();
+    let mut out = bytes::BytesMut::new();
+    for b in log.read(from, usize::MAX / 2, end)? {
+        out.extend_from_slice(&b);
+    }
+    Ok(out.freeze())
+}
+
+/// A follower that led for a moment after a pause (appending a producer's batch nobody else
+/// has), truncated that tail, replicated the new leader's log and then became leader itself
+/// recognises a retry of the producer's latest batch as a duplicate.
+#[test]
+fn a_follower_that_truncated_and_caught_up_deduplicates_as_its_leader_did() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path())?;
+    let leader = store.create_partition(tp(15, 0), LogConfig::default())?;
+    let follower = store.create_partition(tp(15, 1), LogConfig::default())?;
+    let epoch = |leader_epoch| rafka_store::AppendOptions {
+        leader_epoch,
+        now_ms: 1_000,
+    };
+    for i in 0..5 {
+        leader.append_blocking(idem(9, 0, i * 2, 2), epoch(1))?; // offsets 0..10
+    }
+    follower.append_replicated_blocking(fetch(&leader, 0)?)?;
+    // The follower, a stale leader for a moment, takes seq 10-11 at offset 10 in epoch 1.
+    follower.append_blocking(idem(9, 0, 10, 2), epoch(1))?;
+    // The real leader (epoch 2) got the producer's retry of seq 10-11, then seq 12-13.
+    leader.append_blocking(idem(9, 0, 10, 2), epoch(2))?;
+    leader.append_blocking(idem(9, 0, 12, 2), epoch(2))?;
+    // The follower truncates its diverged tail and catches up.
+    follower.truncate_to(10)?;
+    follower.append_replicated_blocking(fetch(&leader, 10)?)?;
+    assert_eq!(follower.log_end_offset(), 14);
+    // Now the follower leads: retries of the producer's last batches are duplicates.
+    for (seq, base) in [(12, 12), (10, 10)] {
+        let retry = follower.append_blocking(idem(9, 0, seq, 2), epoch(3))?;
+        assert!(retry.duplicate, "seq {seq} written twice");
+        assert_eq!(retry.base_offset, base);
+    }
+    assert_eq!(follower.log_end_offset(), 14);
+    Ok(())
+}
