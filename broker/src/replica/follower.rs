@@ -17,7 +17,7 @@ use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use rafka_store::{PartitionLog, TopicPartition};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -257,6 +257,30 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// One request to the leader over the mesh; a failure to get an answer is transient.
+    async fn ask<Req, Resp>(
+        &self,
+        image: &MetadataImage,
+        leader: NodeId,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, FetchError>
+    where
+        Req: Encodable + HeaderVersion,
+        Resp: Decodable + HeaderVersion,
+    {
+        self.inner
+            .peers
+            .call(image, leader, key, version, request, timeout)
+            .await
+            .map_err(|error| {
+                tracing::debug!(%error, "{key:?} to the leader failed");
+                FetchError::Transient
+            })
+    }
+
     fn topic_name(&self, image: &MetadataImage) -> Result<TopicName, FetchError> {
         image
             .topic_by_id(&self.tp.topic_id)
@@ -284,9 +308,7 @@ impl Ctx<'_> {
                     ]),
             ]);
         let response: OffsetForLeaderEpochResponse = self
-            .inner
-            .peers
-            .call(
+            .ask(
                 &image,
                 leader,
                 ApiKey::OffsetForLeaderEpoch,
@@ -294,16 +316,13 @@ impl Ctx<'_> {
                 &request,
                 REQUEST_TIMEOUT,
             )
-            .await
-            .map_err(|e| transient("OffsetForLeaderEpoch", &e))?;
+            .await?;
         let answer = response
             .topics
             .first()
             .and_then(|t| t.partitions.first())
             .ok_or(FetchError::Transient)?;
-        if let Some(error) = leader_error(answer.error_code) {
-            return Err(error);
-        }
+        leader_answer(answer.error_code)?;
         Ok(
             (answer.leader_epoch >= 0 && answer.end_offset >= 0).then_some(EpochEndOffset {
                 epoch: answer.leader_epoch,
@@ -333,9 +352,7 @@ impl Ctx<'_> {
                         ]),
                 ]);
             let response: ListOffsetsResponse = self
-                .inner
-                .peers
-                .call(
+                .ask(
                     &image,
                     leader,
                     ApiKey::ListOffsets,
@@ -343,16 +360,13 @@ impl Ctx<'_> {
                     &request,
                     REQUEST_TIMEOUT,
                 )
-                .await
-                .map_err(|e| transient("ListOffsets", &e))?;
+                .await?;
             let answer = response
                 .topics
                 .first()
                 .and_then(|t| t.partitions.first())
                 .ok_or(FetchError::Transient)?;
-            if let Some(error) = leader_error(answer.error_code) {
-                return Err(error);
-            }
+            leader_answer(answer.error_code)?;
             *slot = answer.offset;
         }
         Ok(LeaderOffsets {
@@ -394,9 +408,7 @@ impl Ctx<'_> {
             ]);
         let timeout = REQUEST_TIMEOUT + Duration::from_millis(FETCH_MAX_WAIT_MS as u64);
         let response: FetchResponse = self
-            .inner
-            .peers
-            .call(
+            .ask(
                 &image,
                 leader,
                 ApiKey::Fetch,
@@ -404,19 +416,14 @@ impl Ctx<'_> {
                 &request,
                 timeout,
             )
-            .await
-            .map_err(|e| transient("Fetch", &e))?;
-        if let Some(error) = leader_error(response.error_code) {
-            return Err(error);
-        }
+            .await?;
+        leader_answer(response.error_code)?;
         let partition = response
             .responses
             .first()
             .and_then(|t| t.partitions.first())
             .ok_or(FetchError::Transient)?;
-        if let Some(error) = leader_error(partition.error_code) {
-            return Err(error);
-        }
+        leader_answer(partition.error_code)?;
         Ok((
             partition.high_watermark,
             partition.records.clone().unwrap_or_default(),
@@ -428,16 +435,14 @@ impl Ctx<'_> {
 /// while this node's metadata names that leader at that epoch mean the leader has not applied it
 /// yet (or restarted): retry after the backoff, as Kafka's fetcher does, rather than wait for
 /// metadata that may never change again. FENCED_LEADER_EPOCH (ours is older) waits for it.
-fn leader_error(code: i16) -> Option<FetchError> {
-    match FetchError::from_kafka_code(code)? {
-        FetchError::NotLeaderOrFollower | FetchError::UnknownLeaderEpoch => {
-            Some(FetchError::Transient)
+/// An error code in the leader's answer as what the follower does about it (a leader that no
+/// longer leads, or leads in an epoch this node does not know yet, is retried like a timeout).
+fn leader_answer(code: i16) -> Result<(), FetchError> {
+    match FetchError::from_kafka_code(code) {
+        None => Ok(()),
+        Some(FetchError::NotLeaderOrFollower | FetchError::UnknownLeaderEpoch) => {
+            Err(FetchError::Transient)
         }
-        other => Some(other),
+        Some(other) => Err(other),
     }
-}
-
-fn transient(what: &str, error: &super::peer::PeerError) -> FetchError {
-    tracing::debug!(%error, "{what} to the leader failed");
-    FetchError::Transient
 }
