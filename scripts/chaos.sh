@@ -33,5 +33,5 @@ export RAFKA_NETNS_LOGS="${RAFKA_NETNS_LOGS:-$PWD/$log.nodes}"
 export RAFKA_CHECKER_DEBUG="${RAFKA_CHECKER_DEBUG:-eos}"
 echo "full output: $log, node logs: $RAFKA_NETNS_LOGS"
 # cargo test rather than nextest: the run is longer than nextest's per-test time limit.
-cargo test -p rafka-broker --test netns_chaos -- --ignored --nocapture 2>&1 |
+cargo test -p rafka-broker --test broker -- --ignored --nocapture netns_chaos:: 2>&1 |
     tee "$log" | grep --line-buffered -E '^chaos|SKIPPED|panicked|^test result'

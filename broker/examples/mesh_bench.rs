@@ -38,11 +38,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, unsafe_code)]
 
-#[path = "../tests/support/cluster.rs"]
-mod cluster;
-#[path = "../tests/support/mesh_metrics.rs"]
-mod mesh_metrics;
-#[path = "../tests/support/mod.rs"]
+// The broker tests' process harness; this benchmark uses only part of it.
+#[allow(dead_code)]
+#[path = "../tests/broker/support/mod.rs"]
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,13 +50,14 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use cluster::{
+use support::cluster::{
     ClusterView, POLL, ProcessCluster, READY_TIMEOUT, cluster_view, create_topic, http_get,
     partition_leaders, wait_exit,
 };
-use mesh_metrics::{GapWindow, MeshSample};
+use support::mesh_metrics::{GapWindow, MeshSample};
 use support::process::workspace_binary;
-use support::run::{rafka, spawn, wait_for};
+use support::run::{rafka, spawn};
+use support::wait_until_blocking;
 
 /// Heartbeats every node must have seen of every other before a failure is timed.
 const WARM_HEARTBEATS: u64 = 10;
@@ -164,8 +163,16 @@ fn converged(n: usize) -> impl Fn(&ClusterView) -> bool {
         view.members.len() == n
             && view.count("alive") == n
             && ids.len() == n
-            && view.voters() + view.learners() == n
+            && log_members(view) == n
     }
+}
+
+/// Voters plus learners in the metadata log, as the node behind `view` sees it.
+fn log_members(view: &ClusterView) -> usize {
+    ["voters", "learners"]
+        .iter()
+        .filter_map(|role| view.metadata.get(role)?.as_object().map(|m| m.len()))
+        .sum()
 }
 
 fn lifecycle(node_bin: &Path, n: usize) -> Lifecycle {
@@ -180,9 +187,8 @@ fn lifecycle(node_bin: &Path, n: usize) -> Lifecycle {
     let mut cluster = ProcessCluster {
         nodes,
         dirs: spawned.dirs,
-        bootstrap: spawned.bootstrap,
         binary: node_bin.to_path_buf(),
-        root: spawned.root,
+        _root: spawned.root,
     };
     cluster.wait_all(STEP, "convergence", converged(n));
     let converged = started.elapsed();
@@ -400,7 +406,7 @@ fn heartbeats_under_load(node_bin: &Path, n: usize, rf: i16, length: Duration) -
     let partitions = i32::try_from(2 * n).expect("small");
     let (code, message) = create_topic(cluster.kafka(0), "load", partitions, STEP).unwrap();
     assert_eq!(code, 0, "create topic: {message:?}");
-    wait_for(STEP, "every partition of `load` led", || {
+    wait_until_blocking(STEP, "every partition of `load` led", || {
         partition_leaders(cluster.kafka(0), "load").is_ok_and(|p| {
             p.len() == 2 * n && p.iter().all(|&(_, e, leader)| e == 0 && leader >= 0)
         })
@@ -431,7 +437,7 @@ fn heartbeats_under_load(node_bin: &Path, n: usize, rf: i16, length: Duration) -
         ]),
         b"",
     );
-    wait_for(
+    wait_until_blocking(
         STEP,
         "produce load reaching every node over the mesh",
         || {

@@ -1,0 +1,30 @@
+//! Integration tests of rafka-broker, in one binary (one link; nextest still runs each test in its
+//! own process). Each module is one area, named as the test file it used to be, so a test is
+//! `<area>::<name>` (`cargo nextest run -p rafka-broker -E 'test(/^fetch::/)'`). Shared harnesses
+//! are under `support`: an in-process node, `rafka-node` processes, network namespaces, raw Kafka
+//! requests, the confluent-kafka checker, and the one wait helper (`support::wait`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod api_versions;
+mod bad_input;
+mod cluster_client;
+mod cluster_processes;
+mod e2e_cli;
+mod fetch;
+mod heartbeat_under_load;
+mod idempotence;
+mod kafka_clients;
+mod metadata;
+mod metadata_raft;
+mod netns_chaos;
+mod netns_discovery;
+mod netns_replication;
+mod netns_split;
+mod offsets;
+mod produce_fetch;
+mod replication_faults;
+mod restart;
+mod topics;
