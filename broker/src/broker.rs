@@ -11,6 +11,7 @@ use crate::NodeConfig;
 use crate::cluster::Cluster;
 use crate::endpoint::Endpoint;
 use crate::group::GroupOffsets;
+use crate::ids::BrokerEpoch;
 use crate::metadata::{Metadata, MetadataImage, NodeId, PartitionImage, TopicDefaults, TopicImage};
 use crate::producer_ids::ProducerIds;
 use crate::replica::Replicas;
@@ -21,7 +22,7 @@ pub struct LocalNode {
     /// Node id allocated by the metadata log.
     pub node_id: NodeId,
     /// Grows on every start.
-    pub broker_epoch: i64,
+    pub broker_epoch: BrokerEpoch,
     /// What Kafka clients are told to connect to.
     pub endpoint: Endpoint,
     /// libp2p peer id.

@@ -15,6 +15,7 @@
 //!   the same frames to [`api::dispatch`].
 //! - [`group`]: committed group offsets, kept in the internal `__consumer_offsets` partitions.
 //! - [`producer_ids`]: producer id blocks for idempotent producers.
+//! - [`ids`]: node ids, broker, leader and partition epochs and offsets as types.
 //! - [`http`]: `/health`, `/ready`, `/metrics`.
 //! - [`metrics`]: metric names.
 //! - [`alloc`]: the node's allocator, which keeps wire-controlled pre-allocations from aborting it.
@@ -34,6 +35,7 @@ pub mod endpoint;
 pub mod error;
 pub mod group;
 pub mod http;
+pub mod ids;
 pub mod metadata;
 pub mod metrics;
 pub mod node;

@@ -22,6 +22,7 @@ use crate::cluster::transport::MeshRaftTransport;
 use crate::cluster::{self, Cluster, controller, formation, gossip};
 use crate::error::NodeError;
 use crate::group::{GroupOffsets, OFFSETS_TOPIC};
+use crate::ids::BrokerEpoch;
 use crate::metadata::raft::{RaftConfig, RaftNode};
 use crate::metadata::{Metadata, MetadataCommand, MetadataError, NodeId, Outcome};
 use crate::producer_ids::ProducerIds;
@@ -285,7 +286,7 @@ async fn register(
     metadata: &Metadata,
     peer_id: &rafka_mesh::PeerId,
     advertised: &crate::endpoint::Endpoint,
-) -> Result<(NodeId, i64), NodeError> {
+) -> Result<(NodeId, BrokerEpoch), NodeError> {
     let registration = MetadataCommand::RegisterNode {
         peer_id: peer_id.to_string(),
         kafka_host: advertised.host.clone(),
@@ -297,8 +298,8 @@ async fn register(
                 node_id,
                 broker_epoch,
             }) => {
-                tracing::info!(node_id, broker_epoch, peer = %peer_id, "registered");
-                return Ok((node_id, broker_epoch));
+                tracing::info!(node_id = node_id.0, broker_epoch, peer = %peer_id, "registered");
+                return Ok((node_id, BrokerEpoch(broker_epoch)));
             }
             Ok(other) => {
                 return Err(

@@ -13,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::RequestContext;
 use super::topics::{self, NewTopic};
 use crate::Broker;
-use crate::metadata::{MetadataError, TopicImage, topic_config};
+use crate::metadata::{MetadataError, NodeId, TopicImage, topic_config};
 
 /// Kafka's config source code for a topic override.
 const SOURCE_TOPIC: i8 = 1;
@@ -76,7 +76,7 @@ async fn create_one(
         let only_local = topic
             .assignments
             .iter()
-            .all(|a| a.broker_ids.iter().all(|b| b.0 == own));
+            .all(|a| a.broker_ids.iter().all(|&b| NodeId::from(b) == own));
         if !only_local {
             return fail(
                 ResponseError::InvalidReplicaAssignment.code(),

@@ -14,7 +14,7 @@ use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{
     FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use rafka_store::{LogOffsets, PartitionLog, StoreError};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use super::RequestContext;
 use crate::broker::Leadership;
+use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, Offset};
 use crate::metadata::{MetadataImage, TopicImage};
 use crate::{Broker, metrics};
 
@@ -33,7 +34,7 @@ struct Target {
 }
 
 enum TargetState {
-    Failed(ResponseError, Option<(i32, i32)>),
+    Failed(ResponseError, Option<(NodeId, i32)>),
     Readable {
         log: PartitionLog,
         fetch_offset: i64,
@@ -46,8 +47,8 @@ enum TargetState {
 /// A follower fetching as a replica: its node id and broker epoch.
 #[derive(Clone, Copy)]
 struct Replica {
-    node: i32,
-    broker_epoch: i64,
+    node: NodeId,
+    broker_epoch: BrokerEpoch,
 }
 
 fn replica_of(request: &FetchRequest, version: i16) -> Option<Replica> {
@@ -59,7 +60,10 @@ fn replica_of(request: &FetchRequest, version: i16) -> Option<Replica> {
     } else {
         (request.replica_id.0, -1)
     };
-    (node >= 0).then_some(Replica { node, broker_epoch })
+    (node >= 0).then_some(Replica {
+        node: NodeId(node),
+        broker_epoch: BrokerEpoch(broker_epoch),
+    })
 }
 
 /// Answers a Fetch request, waiting up to `max_wait_ms` for `min_bytes`.
@@ -174,8 +178,8 @@ fn resolve(
                 &led,
                 replica.node,
                 replica.broker_epoch,
-                partition.current_leader_epoch,
-                partition.fetch_offset,
+                LeaderEpoch(partition.current_leader_epoch),
+                Offset(partition.fetch_offset),
             );
             match fetched {
                 Ok(()) => TargetState::Readable {
@@ -315,12 +319,16 @@ fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<(usize, PartitionData)
     (out, total, has_error)
 }
 
-fn failed(data: PartitionData, code: ResponseError, leader: Option<(i32, i32)>) -> PartitionData {
+fn failed(
+    data: PartitionData,
+    code: ResponseError,
+    leader: Option<(NodeId, i32)>,
+) -> PartitionData {
     let data = data.with_error_code(code.code()).with_high_watermark(-1);
     match leader {
         Some((id, epoch)) => data.with_current_leader(
             LeaderIdAndEpoch::default()
-                .with_leader_id(BrokerId(id))
+                .with_leader_id(id.into())
                 .with_leader_epoch(epoch),
         ),
         None => data,

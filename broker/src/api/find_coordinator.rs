@@ -11,7 +11,7 @@ use super::RequestContext;
 use super::topics::{self, NewTopic};
 use crate::Broker;
 use crate::group::OFFSETS_TOPIC;
-use crate::metadata::MetadataError;
+use crate::metadata::{MetadataError, NodeId};
 
 const KEY_TYPE_GROUP: i8 = 0;
 
@@ -43,7 +43,7 @@ fn offsets_replication_factor(broker: &Broker) -> i16 {
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// Where one key's coordinator is: (node id, host, port) or an error and its message.
-type Answer = Result<(i32, String, i32), (ResponseError, &'static str)>;
+type Answer = Result<(NodeId, String, i32), (ResponseError, &'static str)>;
 
 /// Answers a FindCoordinator request. The group offsets topic is created on the first group
 /// request, as Kafka does, so that its partitions spread over the nodes alive by then.
@@ -60,7 +60,7 @@ pub async fn handle(
         let response = FindCoordinatorResponse::default();
         return match answer {
             Ok((node, host, port)) => response
-                .with_node_id(BrokerId(node))
+                .with_node_id(node.into())
                 .with_host(StrBytes::from_string(host))
                 .with_port(port),
             Err((code, message)) => response
@@ -78,7 +78,7 @@ pub async fn handle(
             let coordinator = Coordinator::default().with_key(key.clone());
             match find(broker, key, request.key_type) {
                 Ok((node, host, port)) => coordinator
-                    .with_node_id(BrokerId(node))
+                    .with_node_id(node.into())
                     .with_host(StrBytes::from_string(host))
                     .with_port(port),
                 Err((code, message)) => coordinator

@@ -7,7 +7,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::RequestContext;
@@ -48,7 +48,7 @@ pub async fn handle(
         .filter(|node| listed.contains(&node.node_id))
         .map(|node| {
             MetadataResponseBroker::default()
-                .with_node_id(BrokerId(node.node_id))
+                .with_node_id(node.node_id.into())
                 .with_host(StrBytes::from_string(node.kafka_host.clone()))
                 .with_port(i32::from(node.kafka_port))
         })
@@ -56,7 +56,7 @@ pub async fn handle(
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.local().node_id))
+        .with_controller_id(broker.local().node_id.into())
         .with_topics(topics)
 }
 
@@ -127,9 +127,9 @@ pub fn describe(topic: &Arc<TopicImage>, live: &BTreeSet<NodeId>) -> MetadataRes
             let leader = if live.contains(&p.leader) {
                 p.leader
             } else {
-                -1
+                NodeId::NONE
             };
-            let error = if leader < 0 {
+            let error = if leader.is_none() {
                 ResponseError::LeaderNotAvailable.code()
             } else {
                 0
@@ -137,10 +137,10 @@ pub fn describe(topic: &Arc<TopicImage>, live: &BTreeSet<NodeId>) -> MetadataRes
             MetadataResponsePartition::default()
                 .with_error_code(error)
                 .with_partition_index(p.index)
-                .with_leader_id(BrokerId(leader))
+                .with_leader_id(leader.into())
                 .with_leader_epoch(p.leader_epoch)
-                .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
-                .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())
+                .with_replica_nodes(p.replicas.iter().map(|&n| n.into()).collect())
+                .with_isr_nodes(p.isr.iter().map(|&n| n.into()).collect())
         })
         .collect();
     MetadataResponseTopic::default()

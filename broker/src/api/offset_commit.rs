@@ -16,6 +16,7 @@ use super::RequestContext;
 use super::produce::now_ms;
 use crate::Broker;
 use crate::group::{CommitError, CommittedOffset};
+use crate::ids::Offset;
 use crate::replication::ReplicaError;
 
 /// Answers an OffsetCommit request.
@@ -129,7 +130,7 @@ async fn commit(
         now_ms: now,
     };
     let replicated = |last_offset: i64| {
-        let wait = leaders.appended(&led, last_offset, true, COMMIT_TIMEOUT);
+        let wait = leaders.appended(&led, Offset(last_offset), true, COMMIT_TIMEOUT);
         async move {
             match wait {
                 None => Ok(()),

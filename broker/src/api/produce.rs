@@ -12,13 +12,14 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use rafka_store::batch::BatchHeader;
 use rafka_store::{AppendOptions, Appended, StoreError, TopicPartition};
 
 use super::dispatch::{Handled, RequestContext, respond_later};
 use crate::broker::Leadership;
+use crate::ids::{NodeId, Offset};
 use crate::metadata::TopicImage;
 use crate::{Broker, metrics};
 
@@ -36,7 +37,7 @@ enum Pending {
 }
 
 /// A failed partition: the error, a message, and the current leader (id, epoch) if known.
-struct Failure(ResponseError, Option<String>, Option<(i32, i32)>);
+struct Failure(ResponseError, Option<String>, Option<(NodeId, i32)>);
 
 fn fail(code: ResponseError, message: Option<String>) -> Pending {
     Pending::Failed(Failure(code, message, None))
@@ -170,7 +171,8 @@ fn start_append(
     Pending::Appending(Box::pin(async move {
         let appended = appending.await.map_err(store_failure)?;
         // acks=all: answered once every in-sync replica has the records.
-        if let Some(wait) = leaders.appended(&led, appended.last_offset, acks_all, ack_timeout) {
+        let last = Offset(appended.last_offset);
+        if let Some(wait) = leaders.appended(&led, last, acks_all, ack_timeout) {
             match wait.await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(Failure(replica_code(&e), Some(e.to_string()), None)),
@@ -265,9 +267,9 @@ fn partition_response(
                 .with_base_offset(-1)
                 .with_error_message(message.map(StrBytes::from_string));
             match leader {
-                Some((id, epoch)) if version >= 10 && id >= 0 => response.with_current_leader(
+                Some((id, epoch)) if version >= 10 && id.is_some() => response.with_current_leader(
                     LeaderIdAndEpoch::default()
-                        .with_leader_id(BrokerId(id))
+                        .with_leader_id(id.into())
                         .with_leader_epoch(epoch),
                 ),
                 _ => response,

@@ -107,7 +107,7 @@ async fn step(
     let changes = partition_changes(cluster, &image, rebalance);
     if !changes.is_empty() {
         for change in &changes {
-            tracing::info!(topic_id = %change.topic_id, partition = change.partition, leader = change.leader, isr = ?change.isr, unclean = change.unclean, "changing a partition's leader or ISR");
+            tracing::info!(topic_id = %change.topic_id, partition = change.partition, leader = change.leader.0, isr = ?change.isr, unclean = change.unclean, "changing a partition's leader or ISR");
         }
         metadata
             .propose(MetadataCommand::ChangePartitions { changes })
@@ -244,7 +244,7 @@ fn partition_change(
     } else {
         live_isr
     };
-    let leading = p.leader >= 0 && live.contains(&p.leader) && isr.contains(&p.leader);
+    let leading = p.leader.is_some() && live.contains(&p.leader) && isr.contains(&p.leader);
     let (leader, unclean) = if leading && !(rebalance && first_can_lead) {
         (p.leader, false)
     } else if let Some(first) = preferred {
@@ -257,7 +257,7 @@ fn partition_change(
         isr = vec![replica];
         (replica, true)
     } else {
-        (-1, false)
+        (NodeId::NONE, false)
     };
     (leader != p.leader || isr != p.isr).then_some((leader, isr, unclean))
 }
@@ -266,19 +266,34 @@ fn partition_change(
 mod tests {
     use super::*;
 
-    fn partition(leader: NodeId, replicas: &[NodeId], isr: &[NodeId]) -> PartitionImage {
+    fn ids(nodes: &[i32]) -> Vec<NodeId> {
+        nodes.iter().copied().map(NodeId).collect()
+    }
+
+    fn partition(leader: i32, replicas: &[i32], isr: &[i32]) -> PartitionImage {
         PartitionImage {
             index: 0,
-            leader,
+            leader: NodeId(leader),
             leader_epoch: 0,
             partition_epoch: 0,
-            replicas: replicas.to_vec(),
-            isr: isr.to_vec(),
+            replicas: ids(replicas),
+            isr: ids(isr),
         }
     }
 
-    fn live(nodes: &[NodeId]) -> BTreeSet<NodeId> {
-        nodes.iter().copied().collect()
+    fn live(nodes: &[i32]) -> BTreeSet<NodeId> {
+        ids(nodes).into_iter().collect()
+    }
+
+    /// [`super::partition_change`], its answer in plain node numbers.
+    fn partition_change(
+        p: &PartitionImage,
+        live: &BTreeSet<NodeId>,
+        unclean_allowed: bool,
+        rebalance: bool,
+    ) -> Option<(i32, Vec<i32>, bool)> {
+        super::partition_change(p, live, unclean_allowed, rebalance)
+            .map(|(leader, isr, unclean)| (leader.0, isr.iter().map(|n| n.0).collect(), unclean))
     }
 
     #[test]

@@ -143,7 +143,7 @@ mod tests {
         let peers: Vec<PeerId> = (0..=states.len()).map(|_| PeerId::random()).collect();
         let mut image = MetadataImage::default();
         for (i, peer) in peers.iter().enumerate() {
-            let id = NodeId::try_from(i + 1).unwrap();
+            let id = NodeId(i32::try_from(i + 1).unwrap());
             image.nodes.insert(
                 id,
                 NodeImage {
@@ -174,9 +174,12 @@ mod tests {
         (image, view, peers[0])
     }
 
-    fn listed(states: &[(MemberStatus, u64)]) -> Vec<NodeId> {
+    fn listed(states: &[(MemberStatus, u64)]) -> Vec<i32> {
         let (image, view, local) = cluster(states);
-        advertised(&image, &view, &local).into_iter().collect()
+        advertised(&image, &view, &local)
+            .into_iter()
+            .map(|node| node.0)
+            .collect()
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub fn leaders_per_node(image: &MetadataImage) -> BTreeMap<NodeId, usize> {
     let mut led = BTreeMap::new();
     for topic in image.topics() {
         for partition in &topic.partitions {
-            if partition.leader >= 0 {
+            if partition.leader.is_some() {
                 *led.entry(partition.leader).or_insert(0) += 1;
             }
         }
@@ -88,36 +88,36 @@ mod tests {
     #[test]
     fn leaders_spread_evenly_within_and_across_topics() {
         let mut image = image_with_nodes(3);
-        let live = [1, 2, 3];
+        let live = [NodeId(1), NodeId(2), NodeId(3)];
         let first = assign(&image, &live, 6, 2).unwrap();
-        let leaders: Vec<_> = first.iter().map(|r| r[0]).collect();
+        let leaders: Vec<_> = first.iter().map(|r| r[0].0).collect();
         assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
         assert!(first.iter().all(|r| r.len() == 2 && r[0] != r[1]));
         let create = MetadataCommand::CreateTopic {
             name: "a".into(),
             topic_id: uuid::Uuid::new_v4(),
-            assignments: vec![vec![1], vec![1]],
+            assignments: vec![vec![NodeId(1)], vec![NodeId(1)]],
             configs: Default::default(),
             internal: false,
         };
         image.apply(&create).unwrap();
         // Node 1 now leads two partitions: the next topic starts elsewhere.
         let next = assign(&image, &live, 2, 1).unwrap();
-        assert_eq!(next, vec![vec![2], vec![3]]);
+        assert_eq!(next, vec![vec![NodeId(2)], vec![NodeId(3)]]);
     }
 
     #[test]
     fn impossible_placements_are_refused() {
         let image = image_with_nodes(2);
         assert!(matches!(
-            assign(&image, &[1, 2], 3, 3),
+            assign(&image, &[NodeId(1), NodeId(2)], 3, 3),
             Err(MetadataError::InvalidReplicationFactor {
                 requested: 3,
                 available: 2
             })
         ));
         assert!(matches!(
-            assign(&image, &[1], 0, 1),
+            assign(&image, &[NodeId(1)], 0, 1),
             Err(MetadataError::InvalidPartitions(0))
         ));
         assert!(assign(&image, &[], 1, 1).is_err());

@@ -196,7 +196,11 @@ impl MetadataImage {
                 node
             }
             None => {
-                let node_id = self.nodes.keys().next_back().map_or(1, |last| last + 1);
+                let node_id = self
+                    .nodes
+                    .keys()
+                    .next_back()
+                    .map_or(NodeId(1), |last| NodeId(last.0 + 1));
                 let node = NodeImage {
                     node_id,
                     peer_id: peer_id.to_string(),
@@ -250,7 +254,7 @@ impl MetadataImage {
             .zip(0..)
             .map(|(replicas, index)| PartitionImage {
                 index,
-                leader: replicas.first().copied().unwrap_or(-1),
+                leader: replicas.first().copied().unwrap_or(NodeId::NONE),
                 leader_epoch: 0,
                 partition_epoch: 0,
                 isr: replicas.clone(),
@@ -296,7 +300,7 @@ impl MetadataImage {
                 }
                 p.isr.retain(|&n| n != node);
                 if p.leader == node {
-                    p.leader = p.isr.first().copied().unwrap_or(-1);
+                    p.leader = p.isr.first().copied().unwrap_or(NodeId::NONE);
                     p.leader_epoch += 1;
                 }
                 p.partition_epoch += 1;
@@ -388,7 +392,7 @@ impl MetadataImage {
             };
             let unclean_allowed = topic_config::unclean_leader_election(&topic.configs);
             let p = &mut topic.partitions[index];
-            let leader_ok = change.leader == -1
+            let leader_ok = change.leader.is_none()
                 || p.isr.contains(&change.leader)
                 || (change.unclean && unclean_allowed && p.replicas.contains(&change.leader));
             let isr_ok = !change.isr.is_empty()
@@ -396,7 +400,7 @@ impl MetadataImage {
                     .isr
                     .iter()
                     .all(|n| p.isr.contains(n) || (change.unclean && *n == change.leader))
-                && (change.leader == -1 || change.isr.contains(&change.leader));
+                && (change.leader.is_none() || change.isr.contains(&change.leader));
             if p.partition_epoch != change.expected_partition_epoch || !leader_ok || !isr_ok {
                 continue;
             }
@@ -427,7 +431,7 @@ impl MetadataImage {
             else {
                 continue;
             };
-            let eligible = change.leader == -1 || partition.isr.contains(&change.leader);
+            let eligible = change.leader.is_none() || partition.isr.contains(&change.leader);
             if partition.leader_epoch != change.expected_leader_epoch || !eligible {
                 continue;
             }
@@ -442,6 +446,15 @@ impl MetadataImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ids(nodes: &[i32]) -> Vec<NodeId> {
+        nodes.iter().copied().map(NodeId).collect()
+    }
+
+    /// Node ids as plain numbers, to compare with literals.
+    fn nums(nodes: &[NodeId]) -> Vec<i32> {
+        nodes.iter().map(|n| n.0).collect()
+    }
 
     fn formed() -> MetadataImage {
         let mut image = MetadataImage::default();
@@ -460,11 +473,11 @@ mod tests {
         image
     }
 
-    fn create_on(name: &str, assignments: Vec<Vec<NodeId>>) -> MetadataCommand {
+    fn create_on(name: &str, assignments: Vec<Vec<i32>>) -> MetadataCommand {
         MetadataCommand::CreateTopic {
             name: name.into(),
             topic_id: Uuid::new_v4(),
-            assignments,
+            assignments: assignments.iter().map(|a| ids(a)).collect(),
             configs: BTreeMap::new(),
             internal: false,
         }
@@ -494,7 +507,7 @@ mod tests {
         assert_eq!(
             image.apply(&register).unwrap(),
             Outcome::Registered {
-                node_id: 1,
+                node_id: NodeId(1),
                 broker_epoch: 2
             }
         );
@@ -506,7 +519,7 @@ mod tests {
         assert_eq!(
             image.apply(&other).unwrap(),
             Outcome::Registered {
-                node_id: 2,
+                node_id: NodeId(2),
                 broker_epoch: 1
             }
         );
@@ -522,7 +535,7 @@ mod tests {
             topic
                 .partitions
                 .iter()
-                .all(|p| p.leader == 1 && p.isr == vec![1])
+                .all(|p| p.leader == NodeId(1) && nums(&p.isr) == [1])
         );
         assert_eq!(image.topic_by_id(&topic.id).unwrap().name, "orders");
         assert!(matches!(
@@ -581,22 +594,22 @@ mod tests {
             changes: vec![LeaderChange {
                 topic_id: id,
                 partition: 0,
-                leader,
+                leader: NodeId(leader),
                 expected_leader_epoch,
             }],
         };
         image.apply(&change(2, 0)).unwrap();
         let p = image.topic("t").unwrap().partitions[0].clone();
-        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (2, 1, 1));
+        assert_eq!((p.leader.0, p.leader_epoch, p.partition_epoch), (2, 1, 1));
         // Stale epoch, and a node outside the ISR: both skipped.
         image.apply(&change(1, 0)).unwrap();
         image.apply(&change(3, 1)).unwrap();
-        assert_eq!(image.topic("t").unwrap().partitions[0].leader, 2);
+        assert_eq!(image.topic("t").unwrap().partitions[0].leader, NodeId(2));
         // No leader available, then one returns.
         image.apply(&change(-1, 1)).unwrap();
         image.apply(&change(1, 2)).unwrap();
         let p = &image.topic("t").unwrap().partitions[0];
-        assert_eq!((p.leader, p.leader_epoch), (1, 3));
+        assert_eq!((p.leader.0, p.leader_epoch), (1, 3));
     }
 
     /// Three nodes and topic `t` with one partition on replicas 1, 2, 3 (leader 1).
@@ -623,17 +636,20 @@ mod tests {
         id: Uuid,
         leader_epoch: i32,
         partition_epoch: i32,
-        isr: &[(NodeId, i64)],
+        isr: &[(i32, i64)],
     ) -> MetadataCommand {
         MetadataCommand::AlterPartition {
             topic_id: id,
             partition: 0,
-            leader: 1,
+            leader: NodeId(1),
             leader_epoch,
             partition_epoch,
             isr: isr
                 .iter()
-                .map(|&(node, broker_epoch)| IsrMember { node, broker_epoch })
+                .map(|&(node, broker_epoch)| IsrMember {
+                    node: NodeId(node),
+                    broker_epoch,
+                })
                 .collect(),
         }
     }
@@ -644,7 +660,7 @@ mod tests {
         image.apply(&alter(id, 0, 0, &[(1, 1), (3, 1)])).unwrap();
         let p = partition(&image);
         assert_eq!(
-            (p.isr.clone(), p.partition_epoch, p.leader_epoch),
+            (nums(&p.isr), p.partition_epoch, p.leader_epoch),
             (vec![1, 3], 1, 0)
         );
         // Stale partition epoch, stale leader epoch.
@@ -667,7 +683,7 @@ mod tests {
         image
             .apply(&alter(id, 0, 1, &[(3, 1), (1, 1), (2, 1)]))
             .unwrap();
-        assert_eq!(partition(&image).isr, vec![1, 2, 3]);
+        assert_eq!(nums(&partition(&image).isr), [1, 2, 3]);
     }
 
     #[test]
@@ -681,23 +697,26 @@ mod tests {
         };
         image.apply(&register).unwrap();
         let p = partition(&image);
-        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (2, 1, 1));
-        assert_eq!(p.isr, vec![2, 3]);
+        assert_eq!((p.leader.0, p.leader_epoch, p.partition_epoch), (2, 1, 1));
+        assert_eq!(nums(&p.isr), [2, 3]);
         // Sole in-sync replica: kept, still the leader.
         let solo = image.topic("solo").unwrap().partitions[0].clone();
-        assert_eq!((solo.leader, solo.isr, solo.leader_epoch), (1, vec![1], 0));
+        assert_eq!(
+            (solo.leader.0, nums(&solo.isr), solo.leader_epoch),
+            (1, vec![1], 0)
+        );
     }
 
     #[test]
     fn controller_changes_are_clean_unless_the_topic_allows_otherwise() {
         let (mut image, id) = three_replicas();
-        let change = |epoch, leader, isr: Vec<NodeId>, unclean| MetadataCommand::ChangePartitions {
+        let change = |epoch, leader, isr: Vec<i32>, unclean| MetadataCommand::ChangePartitions {
             changes: vec![PartitionChange {
                 topic_id: id,
                 partition: 0,
                 expected_partition_epoch: epoch,
-                leader,
-                isr,
+                leader: NodeId(leader),
+                isr: ids(&isr),
                 unclean,
             }],
         };
@@ -705,7 +724,7 @@ mod tests {
         image.apply(&change(0, 2, vec![2, 3], false)).unwrap();
         let p = partition(&image);
         assert_eq!(
-            (p.leader, p.leader_epoch, p.partition_epoch, p.isr),
+            (p.leader.0, p.leader_epoch, p.partition_epoch, nums(&p.isr)),
             (2, 1, 1, vec![2, 3])
         );
         // Stale; a leader outside the ISR; an ISR that grows: all skipped.
@@ -717,7 +736,7 @@ mod tests {
         // applied once the topic allows it.
         image.apply(&change(1, -1, vec![3], false)).unwrap();
         image.apply(&change(2, 1, vec![1], true)).unwrap();
-        assert_eq!(partition(&image).leader, -1);
+        assert_eq!(partition(&image).leader, NodeId::NONE);
         let configs = BTreeMap::from([(
             "unclean.leader.election.enable".to_string(),
             "true".to_string(),
@@ -730,6 +749,9 @@ mod tests {
             .unwrap();
         image.apply(&change(2, 1, vec![1], true)).unwrap();
         let p = partition(&image);
-        assert_eq!((p.leader, p.isr, p.partition_epoch), (1, vec![1], 3));
+        assert_eq!(
+            (p.leader.0, nums(&p.isr), p.partition_epoch),
+            (1, vec![1], 3)
+        );
     }
 }

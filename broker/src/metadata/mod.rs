@@ -17,8 +17,7 @@ pub use image::{MetadataImage, NodeImage, PartitionImage, TopicImage};
 pub use service::{Metadata, MetadataStatus, RaftRole};
 pub use topic_config::{TopicConfigError, TopicDefaults};
 
-/// Kafka node id (int32), allocated by the metadata log.
-pub type NodeId = i32;
+pub use crate::ids::NodeId;
 
 /// Errors of the metadata layer. Serialisable: a command refused by the state machine on the
 /// leader travels back to a follower that forwarded it.

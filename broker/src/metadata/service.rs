@@ -415,7 +415,7 @@ mod tests {
                 .propose(MetadataCommand::CreateTopic {
                     name: "t".into(),
                     topic_id,
-                    assignments: vec![vec![1], vec![1]],
+                    assignments: vec![vec![crate::ids::NodeId(1)], vec![crate::ids::NodeId(1)]],
                     configs: std::collections::BTreeMap::new(),
                     internal: false,
                 })

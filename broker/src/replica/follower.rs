@@ -14,7 +14,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
+    ApiKey, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
@@ -23,7 +23,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::peer::Peers;
-use crate::metadata::{Metadata, MetadataImage, NodeId};
+use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, Offset};
+use crate::metadata::{Metadata, MetadataImage};
 use crate::replication::{
     EpochEndOffset, FetchError, FollowerAction, FollowerConfig, FollowerState, LeaderOffsets,
 };
@@ -45,7 +46,7 @@ pub struct Followers {
 
 struct Inner {
     local: NodeId,
-    broker_epoch: i64,
+    broker_epoch: BrokerEpoch,
     peers: Peers,
     metadata: Metadata,
     tasks: Mutex<HashMap<TopicPartition, Task>>,
@@ -53,7 +54,7 @@ struct Inner {
 }
 
 struct Task {
-    leader: watch::Sender<(NodeId, i32)>,
+    leader: watch::Sender<(NodeId, LeaderEpoch)>,
     stop: CancellationToken,
 }
 
@@ -61,7 +62,7 @@ impl Followers {
     /// No partitions followed yet.
     pub fn new(
         local: NodeId,
-        broker_epoch: i64,
+        broker_epoch: BrokerEpoch,
         peers: Peers,
         metadata: Metadata,
         shutdown: CancellationToken,
@@ -87,7 +88,7 @@ impl Followers {
         let mut wanted = HashMap::new();
         for topic in image.topics() {
             for p in &topic.partitions {
-                let follows = p.leader >= 0
+                let follows = p.leader.is_some()
                     && p.leader != self.inner.local
                     && p.replicas.contains(&self.inner.local);
                 if follows {
@@ -95,7 +96,7 @@ impl Followers {
                         topic_id: topic.id,
                         partition: p.index,
                     };
-                    wanted.insert(tp, (p.leader, p.leader_epoch));
+                    wanted.insert(tp, (p.leader, LeaderEpoch(p.leader_epoch)));
                 }
             }
         }
@@ -123,7 +124,7 @@ impl Followers {
             let Some(log) = logs(tp) else { continue };
             let (tx, rx) = watch::channel(leader);
             let stop = self.inner.shutdown.child_token();
-            tracing::info!(topic_id = %tp.topic_id, partition = tp.partition, leader = leader.0, leader_epoch = leader.1, "following partition");
+            tracing::info!(topic_id = %tp.topic_id, partition = tp.partition, leader = leader.0.0, leader_epoch = leader.1.0, "following partition");
             tokio::spawn(follow(self.inner.clone(), tp, log, rx, stop.clone()));
             tasks.insert(tp, Task { leader: tx, stop });
         }
@@ -135,7 +136,7 @@ async fn follow(
     inner: Arc<Inner>,
     tp: TopicPartition,
     log: PartitionLog,
-    mut leaders: watch::Receiver<(NodeId, i32)>,
+    mut leaders: watch::Receiver<(NodeId, LeaderEpoch)>,
     stop: CancellationToken,
 ) {
     let started = Instant::now();
@@ -181,9 +182,9 @@ async fn follow(
             }
             FollowerAction::Truncate { request, to } => {
                 let log2 = log.clone();
-                match tokio::task::spawn_blocking(move || log2.truncate_to(to)).await {
+                match tokio::task::spawn_blocking(move || log2.truncate_to(to.0)).await {
                     Ok(Ok(end)) => {
-                        tracing::info!(topic_id = %tp.topic_id, partition = tp.partition, to, end, "truncated to the leader's log");
+                        tracing::info!(topic_id = %tp.topic_id, partition = tp.partition, to = to.0, end, "truncated to the leader's log");
                     }
                     Ok(Err(e)) => tracing::warn!(error = %e, "truncation failed"),
                     Err(e) => tracing::warn!(error = %e, "truncation task failed"),
@@ -192,7 +193,7 @@ async fn follow(
             }
             FollowerAction::Reset { request, offset } => {
                 let log2 = log.clone();
-                match tokio::task::spawn_blocking(move || log2.reset_to(offset)).await {
+                match tokio::task::spawn_blocking(move || log2.reset_to(offset.0)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::warn!(error = %e, "log reset failed"),
                     Err(e) => tracing::warn!(error = %e, "log reset task failed"),
@@ -234,7 +235,7 @@ async fn follow(
                 state.on_fetch(request, reply, &log, now());
             }
             FollowerAction::SetHighWatermark(hw) => {
-                if let Err(e) = log.advance_high_watermark(hw) {
+                if let Err(e) = log.advance_high_watermark(hw.0) {
                     tracing::debug!(error = %e, "cannot advance the follower's high watermark");
                 }
             }
@@ -291,20 +292,20 @@ impl Ctx<'_> {
     async fn epoch_end(
         &self,
         leader: NodeId,
-        leader_epoch: i32,
-        epoch: i32,
+        leader_epoch: LeaderEpoch,
+        epoch: LeaderEpoch,
     ) -> Result<Option<EpochEndOffset>, FetchError> {
         let image = self.inner.metadata.image();
         let request = OffsetForLeaderEpochRequest::default()
-            .with_replica_id(BrokerId(self.inner.local))
+            .with_replica_id(self.inner.local.into())
             .with_topics(vec![
                 OffsetForLeaderTopic::default()
                     .with_topic(self.topic_name(&image)?)
                     .with_partitions(vec![
                         OffsetForLeaderPartition::default()
                             .with_partition(self.tp.partition)
-                            .with_current_leader_epoch(leader_epoch)
-                            .with_leader_epoch(epoch),
+                            .with_current_leader_epoch(leader_epoch.0)
+                            .with_leader_epoch(epoch.0),
                     ]),
             ]);
         let response: OffsetForLeaderEpochResponse = self
@@ -325,8 +326,8 @@ impl Ctx<'_> {
         leader_answer(answer.error_code)?;
         Ok(
             (answer.leader_epoch >= 0 && answer.end_offset >= 0).then_some(EpochEndOffset {
-                epoch: answer.leader_epoch,
-                end_offset: answer.end_offset,
+                epoch: LeaderEpoch(answer.leader_epoch),
+                end_offset: Offset(answer.end_offset),
             }),
         )
     }
@@ -334,20 +335,20 @@ impl Ctx<'_> {
     async fn leader_offsets(
         &self,
         leader: NodeId,
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
     ) -> Result<LeaderOffsets, FetchError> {
         let mut offsets = [0i64; 2];
         for (slot, timestamp) in offsets.iter_mut().zip([-2i64, -1]) {
             let image = self.inner.metadata.image();
             let request = ListOffsetsRequest::default()
-                .with_replica_id(BrokerId(self.inner.local))
+                .with_replica_id(self.inner.local.into())
                 .with_topics(vec![
                     ListOffsetsTopic::default()
                         .with_name(self.topic_name(&image)?)
                         .with_partitions(vec![
                             ListOffsetsPartition::default()
                                 .with_partition_index(self.tp.partition)
-                                .with_current_leader_epoch(leader_epoch)
+                                .with_current_leader_epoch(leader_epoch.0)
                                 .with_timestamp(timestamp),
                         ]),
                 ]);
@@ -370,8 +371,8 @@ impl Ctx<'_> {
             *slot = answer.offset;
         }
         Ok(LeaderOffsets {
-            log_start: offsets[0],
-            log_end: offsets[1],
+            log_start: Offset(offsets[0]),
+            log_end: Offset(offsets[1]),
         })
     }
 
@@ -379,15 +380,15 @@ impl Ctx<'_> {
     async fn fetch(
         &self,
         leader: NodeId,
-        leader_epoch: i32,
-        offset: i64,
-    ) -> Result<(i64, Bytes), FetchError> {
+        leader_epoch: LeaderEpoch,
+        offset: Offset,
+    ) -> Result<(Offset, Bytes), FetchError> {
         let image = self.inner.metadata.image();
         let request = FetchRequest::default()
             .with_replica_state(
                 ReplicaState::default()
-                    .with_replica_id(BrokerId(self.inner.local))
-                    .with_replica_epoch(self.inner.broker_epoch),
+                    .with_replica_id(self.inner.local.into())
+                    .with_replica_epoch(self.inner.broker_epoch.0),
             )
             .with_max_wait_ms(FETCH_MAX_WAIT_MS)
             .with_min_bytes(1)
@@ -399,8 +400,8 @@ impl Ctx<'_> {
                     .with_partitions(vec![
                         FetchPartition::default()
                             .with_partition(self.tp.partition)
-                            .with_current_leader_epoch(leader_epoch)
-                            .with_fetch_offset(offset)
+                            .with_current_leader_epoch(leader_epoch.0)
+                            .with_fetch_offset(offset.0)
                             .with_last_fetched_epoch(-1)
                             .with_log_start_offset(-1)
                             .with_partition_max_bytes(FETCH_PARTITION_MAX_BYTES),
@@ -425,7 +426,7 @@ impl Ctx<'_> {
             .ok_or(FetchError::Transient)?;
         leader_answer(partition.error_code)?;
         Ok((
-            partition.high_watermark,
+            Offset(partition.high_watermark),
             partition.records.clone().unwrap_or_default(),
         ))
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rafka_store::{PartitionLog, TopicPartition};
 use tokio::sync::oneshot;
 
+use crate::ids::{BrokerEpoch, LeaderEpoch, Offset};
 use crate::metadata::{
     IsrMember, Metadata, MetadataCommand, MetadataError, MetadataImage, NodeId, TopicDefaults,
     TopicImage, topic_config,
@@ -160,7 +161,7 @@ impl Leaders {
                 let Some(log) = logs(tp) else { continue };
                 match LeaderState::new(self.inner.local, &metadata, config, &log, now) {
                     Ok(state) => {
-                        tracing::info!(topic_id = %tp.topic_id, partition = tp.partition, leader_epoch = metadata.leader_epoch, isr = ?metadata.isr, "leading partition");
+                        tracing::info!(topic_id = %tp.topic_id, partition = tp.partition, leader_epoch = metadata.leader_epoch.0, isr = ?metadata.isr, "leading partition");
                         let led = Arc::new(Led {
                             tp,
                             log,
@@ -191,14 +192,14 @@ impl Leaders {
     pub fn appended(
         &self,
         led: &Arc<Led>,
-        last_offset: i64,
+        last_offset: Offset,
         acks_all: bool,
         timeout: Duration,
     ) -> Option<AckWait> {
         let now = self.now();
         let wait = {
             let mut state = led.state();
-            state.on_local_append(led.log.log_end_offset().max(last_offset + 1));
+            state.on_local_append(Offset(led.log.log_end_offset()).max(last_offset.next()));
             acks_all.then(|| {
                 let id = WaiterId(
                     self.inner
@@ -207,7 +208,7 @@ impl Leaders {
                 );
                 let (tx, rx) = oneshot::channel();
                 led.waiters().insert(id, tx);
-                state.add_waiter(id, last_offset + 1, now + timeout);
+                state.add_waiter(id, last_offset.next(), now + timeout);
                 rx
             })
         };
@@ -221,15 +222,15 @@ impl Leaders {
         &self,
         led: &Arc<Led>,
         replica: NodeId,
-        broker_epoch: i64,
-        leader_epoch: i32,
-        fetch_offset: i64,
+        broker_epoch: BrokerEpoch,
+        leader_epoch: LeaderEpoch,
+        fetch_offset: Offset,
     ) -> Result<(), ReplicaError> {
         let now = self.now();
         let result = {
             let mut state = led.state();
             // Appends that did not come through produce (group offsets) count too.
-            state.on_local_append(led.log.log_end_offset());
+            state.on_local_append(Offset(led.log.log_end_offset()));
             state.on_follower_fetch(replica, broker_epoch, leader_epoch, fetch_offset, now)
         };
         self.drain(led);
@@ -243,7 +244,7 @@ impl Leaders {
         for led in all {
             {
                 let mut state = led.state();
-                state.on_local_append(led.log.log_end_offset());
+                state.on_local_append(Offset(led.log.log_end_offset()));
                 state.tick(now);
             }
             self.drain(&led);
@@ -268,7 +269,7 @@ impl Leaders {
         for output in outputs {
             match output {
                 LeaderOutput::HighWatermark(hw) => {
-                    if let Err(e) = led.log.advance_high_watermark(hw) {
+                    if let Err(e) = led.log.advance_high_watermark(hw.0) {
                         tracing::warn!(topic_id = %led.tp.topic_id, partition = led.tp.partition, error = %e, "cannot advance the high watermark");
                     }
                 }
@@ -290,14 +291,14 @@ impl Leaders {
             topic_id: led.tp.topic_id,
             partition: led.tp.partition,
             leader: proposal.leader,
-            leader_epoch: proposal.leader_epoch,
-            partition_epoch: proposal.partition_epoch,
+            leader_epoch: proposal.leader_epoch.0,
+            partition_epoch: proposal.partition_epoch.0,
             isr: proposal
                 .isr
                 .iter()
                 .map(|e| IsrMember {
                     node: e.node,
-                    broker_epoch: e.broker_epoch,
+                    broker_epoch: e.broker_epoch.0,
                 })
                 .collect(),
         };

@@ -2,7 +2,7 @@
 
 use kafka_protocol::ResponseError;
 
-use crate::metadata::NodeId;
+use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, Offset};
 
 /// A refusal or failure decided by the leader's core, with its Kafka error code.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -35,17 +35,17 @@ pub enum ReplicaError {
     #[error("fenced leader epoch {request} (current {current})")]
     FencedLeaderEpoch {
         /// The epoch in the request.
-        request: i32,
+        request: LeaderEpoch,
         /// This leader's epoch.
-        current: i32,
+        current: LeaderEpoch,
     },
     /// The request's leader epoch is newer than this leader's (its metadata is behind).
     #[error("unknown leader epoch {request} (current {current})")]
     UnknownLeaderEpoch {
         /// The epoch in the request.
-        request: i32,
+        request: LeaderEpoch,
         /// This leader's epoch.
-        current: i32,
+        current: LeaderEpoch,
     },
     /// A follower fetch from a node that is not an assigned replica. Kafka answers
     /// NOT_LEADER_OR_FOLLOWER.
@@ -61,17 +61,17 @@ pub enum ReplicaError {
         /// The node that fetched.
         replica: NodeId,
         /// The broker epoch in the request.
-        request: i64,
+        request: BrokerEpoch,
         /// The newest broker epoch known for it.
-        current: i64,
+        current: BrokerEpoch,
     },
     /// A follower fetch beyond the leader's log end.
     #[error("fetch offset {offset} beyond the log end {log_end}")]
     OffsetOutOfRange {
         /// The requested offset.
-        offset: i64,
+        offset: Offset,
         /// The leader's log end offset.
-        log_end: i64,
+        log_end: Offset,
     },
 }
 
@@ -126,7 +126,7 @@ pub enum FetchError {
     #[error("corrupt batch at offset {offset}")]
     CorruptBatch {
         /// Base offset of the bad batch.
-        offset: i64,
+        offset: Offset,
     },
     /// Anything transient: timeout, disconnection, the leader's storage error, a local append
     /// that failed for a reason other than corruption.

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::{EpochEndOffset, FetchError, LocalLog};
-use crate::metadata::NodeId;
+use crate::ids::{LeaderEpoch, NodeId, Offset};
 
 /// The follower's settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,9 +31,9 @@ pub struct RequestId(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeaderOffsets {
     /// The leader's log start offset.
-    pub log_start: i64,
+    pub log_start: Offset,
     /// The leader's log end offset.
-    pub log_end: i64,
+    pub log_end: Offset,
 }
 
 /// What the follower core asks its shell to do. Carry them out in order; each one with a
@@ -50,9 +50,9 @@ pub enum FollowerAction {
         /// The leader.
         leader: NodeId,
         /// The leader epoch this node knows (for fencing).
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
         /// The epoch to look up.
-        epoch: i32,
+        epoch: LeaderEpoch,
     },
     /// Ask the leader for its log start and end (ListOffsets earliest and latest). Reply:
     /// [`FollowerState::on_leader_offsets`].
@@ -62,7 +62,7 @@ pub enum FollowerAction {
         /// The leader.
         leader: NodeId,
         /// The leader epoch this node knows (for fencing).
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
     },
     /// Truncate the local log to `to` (`truncate_to`: whole batches go, so it may end lower).
     /// Reply: [`FollowerState::on_truncated`].
@@ -70,7 +70,7 @@ pub enum FollowerAction {
         /// The request.
         request: RequestId,
         /// The offset to truncate to.
-        to: i64,
+        to: Offset,
     },
     /// Empty the local log and restart it at `offset` (`reset_to`): the leader's log starts
     /// beyond everything this node has. Reply: [`FollowerState::on_truncated`].
@@ -78,7 +78,7 @@ pub enum FollowerAction {
         /// The request.
         request: RequestId,
         /// The new log start and end.
-        offset: i64,
+        offset: Offset,
     },
     /// Fetch from the leader at `offset` (with this node's broker epoch); append the records if
     /// [`FollowerState::accepts_records`], then reply with [`FollowerState::on_fetch`].
@@ -88,12 +88,12 @@ pub enum FollowerAction {
         /// The leader.
         leader: NodeId,
         /// The leader epoch this node knows.
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
         /// The fetch offset (this node's log end).
-        offset: i64,
+        offset: Offset,
     },
     /// Advance the local high watermark to this offset (`advance_high_watermark`).
-    SetHighWatermark(i64),
+    SetHighWatermark(Offset),
     /// Nothing is in flight until `until`: call [`FollowerState::tick`] then (a newer leader
     /// epoch through [`FollowerState::on_metadata`] starts over at once).
     Backoff {
@@ -106,7 +106,7 @@ pub enum FollowerAction {
 enum AfterTruncation {
     Fetch,
     /// Ask again about the latest epoch left, which is at most this one.
-    AskAtMost(i32),
+    AskAtMost(LeaderEpoch),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,7 +128,7 @@ enum Retry {
 enum Phase {
     EpochEnd {
         request: RequestId,
-        asked: i32,
+        asked: LeaderEpoch,
     },
     LeaderOffsets {
         request: RequestId,
@@ -140,7 +140,7 @@ enum Phase {
     },
     Fetching {
         request: RequestId,
-        offset: i64,
+        offset: Offset,
     },
     BackingOff {
         until: Duration,
@@ -156,7 +156,7 @@ enum Phase {
 #[derive(Debug)]
 pub struct FollowerState {
     leader: NodeId,
-    leader_epoch: i32,
+    leader_epoch: LeaderEpoch,
     config: FollowerConfig,
     phase: Phase,
     next_request: u64,
@@ -168,7 +168,7 @@ impl FollowerState {
     /// ends on the leader, or fetches at once if the log holds no epoch.
     pub fn new(
         leader: NodeId,
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
         config: FollowerConfig,
         log: &impl LocalLog,
     ) -> Self {
@@ -195,7 +195,7 @@ impl FollowerState {
     }
 
     /// The leader epoch followed.
-    pub fn leader_epoch(&self) -> i32 {
+    pub fn leader_epoch(&self) -> LeaderEpoch {
         self.leader_epoch
     }
 
@@ -219,7 +219,7 @@ impl FollowerState {
     /// New metadata for the partition: a newer leader epoch (another leader, or the same one
     /// elected again) starts reconciliation over. Older or equal epochs change nothing. (If
     /// this node is now the leader, or there is none, drop this state instead.)
-    pub fn on_metadata(&mut self, leader: NodeId, leader_epoch: i32, log: &impl LocalLog) {
+    pub fn on_metadata(&mut self, leader: NodeId, leader_epoch: LeaderEpoch, log: &impl LocalLog) {
         if leader_epoch <= self.leader_epoch {
             return;
         }
@@ -249,7 +249,7 @@ impl FollowerState {
                 // Not an answer to what was asked: ask again later.
                 self.back_off(now, Retry::Reconcile);
             }
-            Ok(Some(answer)) if answer.epoch >= 0 && answer.end_offset >= 0 => {
+            Ok(Some(answer)) if answer.epoch.0 >= 0 && answer.end_offset.0 >= 0 => {
                 self.reconcile(asked, answer, log);
             }
             Ok(_) => self.list_leader_offsets(OffsetsNeeded::UndefinedEpoch),
@@ -305,7 +305,7 @@ impl FollowerState {
     pub fn on_fetch(
         &mut self,
         request: RequestId,
-        reply: Result<i64, FetchError>,
+        reply: Result<Offset, FetchError>,
         log: &impl LocalLog,
         now: Duration,
     ) {
@@ -357,7 +357,7 @@ impl FollowerState {
         }
     }
 
-    fn ask(&mut self, epoch: i32) {
+    fn ask(&mut self, epoch: LeaderEpoch) {
         let request = self.next_request();
         self.phase = Phase::EpochEnd {
             request,
@@ -382,7 +382,7 @@ impl FollowerState {
         });
     }
 
-    fn fetch(&mut self, offset: i64) {
+    fn fetch(&mut self, offset: Offset) {
         let request = self.next_request();
         self.phase = Phase::Fetching { request, offset };
         self.actions.push_back(FollowerAction::Fetch {
@@ -393,7 +393,7 @@ impl FollowerState {
         });
     }
 
-    fn reset(&mut self, offset: i64) {
+    fn reset(&mut self, offset: Offset) {
         let request = self.next_request();
         self.phase = Phase::Truncating {
             request,
@@ -414,7 +414,7 @@ impl FollowerState {
     /// it: truncate there and fetch. If it lacks it, everything after its own largest epoch
     /// below the leader's diverges: truncate to that epoch's end and ask again about it.
     /// Never the high watermark.
-    fn reconcile(&mut self, asked: i32, answer: EpochEndOffset, log: &impl LocalLog) {
+    fn reconcile(&mut self, asked: LeaderEpoch, answer: EpochEndOffset, log: &impl LocalLog) {
         if log.latest_epoch() != Some(asked) {
             // The log changed since the question: ask about what it holds now.
             return self.begin(log);
@@ -433,7 +433,7 @@ impl FollowerState {
         }
     }
 
-    fn truncate_then(&mut self, to: i64, then: AfterTruncation, log: &impl LocalLog) {
+    fn truncate_then(&mut self, to: Offset, then: AfterTruncation, log: &impl LocalLog) {
         if to < log.log_end_offset() {
             let request = self.next_request();
             self.phase = Phase::Truncating { request, then };
@@ -459,7 +459,7 @@ impl FollowerState {
             }
             FetchError::CorruptBatch { offset } if offset < log.log_end_offset() => {
                 // The bad batch is in the local log: drop it and what follows, fetch again.
-                self.truncate_then(offset.max(0), AfterTruncation::Fetch, log);
+                self.truncate_then(offset.max(Offset(0)), AfterTruncation::Fetch, log);
             }
             _ => self.back_off(now, retry),
         }

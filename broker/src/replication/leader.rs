@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::progress::FollowerProgress;
 use super::waiters::{AckWaiters, WaiterId};
 use super::{AlterPartition, EpochEndOffset, IsrEntry, LocalLog, PartitionMetadata, ReplicaError};
-use crate::metadata::NodeId;
+use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch};
 
 /// The leader's settings for one partition (topic config and broker config).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +36,7 @@ impl Default for LeaderConfig {
 pub enum LeaderOutput {
     /// The high watermark advanced to this offset: store it (`advance_high_watermark`),
     /// release fetches waiting for it, publish commit notices.
-    HighWatermark(i64),
+    HighWatermark(Offset),
     /// Propose this ISR change to the metadata log. The outcome comes back as a new partition
     /// epoch in [`LeaderState::on_metadata`], or as a refusal in
     /// [`LeaderState::on_alter_partition_refused`].
@@ -93,17 +93,17 @@ struct Pending {
 #[derive(Debug)]
 pub struct LeaderState {
     local: NodeId,
-    local_broker_epoch: i64,
-    leader_epoch: i32,
-    partition_epoch: i32,
+    local_broker_epoch: BrokerEpoch,
+    leader_epoch: LeaderEpoch,
+    partition_epoch: PartitionEpoch,
     replicas: Vec<NodeId>,
     /// The committed ISR (as the metadata says).
     isr: Vec<NodeId>,
     config: LeaderConfig,
     followers: BTreeMap<NodeId, FollowerProgress>,
-    log_end: i64,
-    high_watermark: i64,
-    epoch_start_offset: i64,
+    log_end: Offset,
+    high_watermark: Offset,
+    epoch_start_offset: Offset,
     pending: Option<Pending>,
     next_proposal_at: Duration,
     waiters: AckWaiters,
@@ -129,7 +129,7 @@ impl LeaderState {
         let log_end = log.log_end_offset();
         let mut state = Self {
             local,
-            local_broker_epoch: metadata.broker_epoch(local).unwrap_or(-1),
+            local_broker_epoch: metadata.broker_epoch(local).unwrap_or(BrokerEpoch(-1)),
             leader_epoch: metadata.leader_epoch,
             partition_epoch: metadata.partition_epoch,
             replicas: metadata.replicas.clone(),
@@ -162,12 +162,12 @@ impl LeaderState {
     }
 
     /// The leader epoch this state is for.
-    pub fn leader_epoch(&self) -> i32 {
+    pub fn leader_epoch(&self) -> LeaderEpoch {
         self.leader_epoch
     }
 
     /// The partition epoch of the committed ISR.
-    pub fn partition_epoch(&self) -> i32 {
+    pub fn partition_epoch(&self) -> PartitionEpoch {
         self.partition_epoch
     }
 
@@ -196,18 +196,18 @@ impl LeaderState {
     }
 
     /// The high watermark.
-    pub fn high_watermark(&self) -> i64 {
+    pub fn high_watermark(&self) -> Offset {
         self.high_watermark
     }
 
     /// The leader's log end offset.
-    pub fn log_end_offset(&self) -> i64 {
+    pub fn log_end_offset(&self) -> Offset {
         self.log_end
     }
 
     /// Where this leader epoch starts in the log: a follower joins the ISR only with at least
     /// this much (it then has everything committed by earlier leaders).
-    pub fn epoch_start_offset(&self) -> i64 {
+    pub fn epoch_start_offset(&self) -> Offset {
         self.epoch_start_offset
     }
 
@@ -228,7 +228,7 @@ impl LeaderState {
 
     /// Checks a request's leader epoch (follower Fetch, OffsetForLeaderEpoch, a consumer's
     /// `current_leader_epoch`) against this leader's.
-    pub fn check_leader_epoch(&self, request: i32) -> Result<(), ReplicaError> {
+    pub fn check_leader_epoch(&self, request: LeaderEpoch) -> Result<(), ReplicaError> {
         let current = self.leader_epoch;
         if self.resigned {
             Err(ReplicaError::NotLeaderOrFollower)
@@ -245,7 +245,11 @@ impl LeaderState {
     /// [`Self::check_leader_epoch`] on the request's current epoch). See
     /// [`leader_epoch_end_offset`]: it counts this leader's epoch as begun even before its first
     /// append.
-    pub fn epoch_end_offset(&self, requested: i32, log: &impl LocalLog) -> Option<EpochEndOffset> {
+    pub fn epoch_end_offset(
+        &self,
+        requested: LeaderEpoch,
+        log: &impl LocalLog,
+    ) -> Option<EpochEndOffset> {
         leader_epoch_end_offset(requested, self.leader_epoch, log)
     }
 
@@ -265,7 +269,7 @@ impl LeaderState {
 
     /// The local log now ends at `log_end` (after an append). With the leader alone in the ISR
     /// the high watermark follows at once.
-    pub fn on_local_append(&mut self, log_end: i64) {
+    pub fn on_local_append(&mut self, log_end: Offset) {
         if self.resigned || log_end <= self.log_end {
             return;
         }
@@ -281,9 +285,9 @@ impl LeaderState {
     pub fn on_follower_fetch(
         &mut self,
         replica: NodeId,
-        broker_epoch: i64,
-        leader_epoch: i32,
-        fetch_offset: i64,
+        broker_epoch: BrokerEpoch,
+        leader_epoch: LeaderEpoch,
+        fetch_offset: Offset,
         now: Duration,
     ) -> Result<(), ReplicaError> {
         self.check_leader_epoch(leader_epoch)?;
@@ -308,7 +312,7 @@ impl LeaderState {
                 current,
             });
         }
-        if !(0..=log_end).contains(&fetch_offset) {
+        if !(Offset(0)..=log_end).contains(&fetch_offset) {
             return Err(ReplicaError::OffsetOutOfRange {
                 offset: fetch_offset,
                 log_end,
@@ -336,7 +340,7 @@ impl LeaderState {
     /// NOT_ENOUGH_REPLICAS_AFTER_APPEND if the committed ISR is then below
     /// `min.insync.replicas`; with REQUEST_TIMED_OUT at `deadline` (see [`Self::tick`]); with
     /// NOT_LEADER_OR_FOLLOWER when leadership is lost. Each waiter completes exactly once.
-    pub fn add_waiter(&mut self, waiter: WaiterId, required_offset: i64, deadline: Duration) {
+    pub fn add_waiter(&mut self, waiter: WaiterId, required_offset: Offset, deadline: Duration) {
         if self.resigned {
             self.outputs.push_back(LeaderOutput::Acked {
                 waiter,
@@ -527,7 +531,7 @@ impl LeaderState {
 
     /// The smallest log end over the maximal ISR; the current high watermark while any member's
     /// log end is unknown.
-    fn candidate_high_watermark(&self) -> i64 {
+    fn candidate_high_watermark(&self) -> Offset {
         let mut candidate = self.log_end;
         for node in self.maximal_isr() {
             if node == self.local {
@@ -618,7 +622,7 @@ impl LeaderState {
                     self.followers
                         .get(&node)
                         .and_then(FollowerProgress::broker_epoch)
-                        .unwrap_or(-1)
+                        .unwrap_or(BrokerEpoch(-1))
                 };
                 members.push(IsrEntry { node, broker_epoch });
             }
@@ -644,13 +648,14 @@ impl LeaderState {
 
 /// Where `leader_epoch` starts in `log`: its first offset if the log holds records of it (a
 /// leader that kept its epoch across a restart), else the log end (a fresh election).
-fn epoch_start_offset(leader_epoch: i32, log: &impl LocalLog) -> i64 {
+fn epoch_start_offset(leader_epoch: LeaderEpoch, log: &impl LocalLog) -> Offset {
     if log.latest_epoch() != Some(leader_epoch) {
         return log.log_end_offset();
     }
     leader_epoch
+        .0
         .checked_sub(1)
-        .and_then(|previous| log.end_offset_for_epoch(previous))
+        .and_then(|previous| log.end_offset_for_epoch(LeaderEpoch(previous)))
         .map_or(log.log_start_offset(), |(_, end)| end)
 }
 
@@ -661,13 +666,13 @@ fn epoch_start_offset(leader_epoch: i32, log: &impl LocalLog) -> i64 {
 /// learns epochs from appended batches), so an epoch the leader never saw ends where the next
 /// one began instead of being undefined. `None` (undefined) only for a negative epoch.
 pub fn leader_epoch_end_offset(
-    requested: i32,
-    leader_epoch: i32,
+    requested: LeaderEpoch,
+    leader_epoch: LeaderEpoch,
     log: &impl LocalLog,
 ) -> Option<EpochEndOffset> {
     let log_end = log.log_end_offset();
     let answer = |epoch, end_offset| EpochEndOffset { epoch, end_offset };
-    if requested < 0 {
+    if requested.0 < 0 {
         return None;
     }
     if requested >= leader_epoch {

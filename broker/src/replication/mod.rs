@@ -49,34 +49,37 @@
 //!
 //! ```
 //! use std::time::Duration;
+//! use rafka_broker::ids::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch};
 //! use rafka_broker::replication::{
 //!     LeaderConfig, LeaderOutput, LeaderState, LocalLog, PartitionMetadata, WaiterId,
 //! };
 //!
 //! struct Empty;
 //! impl LocalLog for Empty {
-//!     fn log_start_offset(&self) -> i64 { 0 }
-//!     fn log_end_offset(&self) -> i64 { 0 }
-//!     fn high_watermark(&self) -> i64 { 0 }
-//!     fn latest_epoch(&self) -> Option<i32> { None }
-//!     fn end_offset_for_epoch(&self, _: i32) -> Option<(i32, i64)> { None }
+//!     fn log_start_offset(&self) -> Offset { Offset(0) }
+//!     fn log_end_offset(&self) -> Offset { Offset(0) }
+//!     fn high_watermark(&self) -> Offset { Offset(0) }
+//!     fn latest_epoch(&self) -> Option<LeaderEpoch> { None }
+//!     fn end_offset_for_epoch(&self, _: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> { None }
 //! }
 //!
+//! let (one, two) = (NodeId(1), NodeId(2));
 //! let metadata = PartitionMetadata {
-//!     leader: 1,
-//!     leader_epoch: 0,
-//!     partition_epoch: 0,
-//!     replicas: vec![1, 2],
-//!     isr: vec![1, 2],
-//!     broker_epochs: vec![(1, 1), (2, 1)],
+//!     leader: one,
+//!     leader_epoch: LeaderEpoch(0),
+//!     partition_epoch: PartitionEpoch(0),
+//!     replicas: vec![one, two],
+//!     isr: vec![one, two],
+//!     broker_epochs: vec![(one, BrokerEpoch(1)), (two, BrokerEpoch(1))],
 //! };
 //! let now = Duration::ZERO;
-//! let mut leader = LeaderState::new(1, &metadata, LeaderConfig::default(), &Empty, now).unwrap();
+//! let mut leader = LeaderState::new(one, &metadata, LeaderConfig::default(), &Empty, now).unwrap();
 //! leader.can_append(true).unwrap();
-//! leader.on_local_append(3); // records 0..=2 appended
-//! leader.add_waiter(WaiterId(7), 3, now + Duration::from_secs(30));
-//! leader.on_follower_fetch(2, 1, 0, 3, now).unwrap(); // node 2 has them
-//! assert_eq!(leader.poll_output(), Some(LeaderOutput::HighWatermark(3)));
+//! leader.on_local_append(Offset(3)); // records 0..=2 appended
+//! leader.add_waiter(WaiterId(7), Offset(3), now + Duration::from_secs(30));
+//! // Node 2 (broker epoch 1) fetches in leader epoch 0 at offset 3: it has them.
+//! leader.on_follower_fetch(two, BrokerEpoch(1), LeaderEpoch(0), Offset(3), now).unwrap();
+//! assert_eq!(leader.poll_output(), Some(LeaderOutput::HighWatermark(Offset(3))));
 //! assert_eq!(
 //!     leader.poll_output(),
 //!     Some(LeaderOutput::Acked { waiter: WaiterId(7), result: Ok(()) })
@@ -104,21 +107,22 @@ pub use leader::{
 pub use progress::FollowerProgress;
 pub use waiters::WaiterId;
 
-use crate::metadata::{NodeId, NodeImage, PartitionImage};
+use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch};
+use crate::metadata::{NodeImage, PartitionImage};
 
 /// What the core reads of the local log. No I/O: the store keeps these in memory.
 pub trait LocalLog {
     /// The first offset in the log.
-    fn log_start_offset(&self) -> i64;
+    fn log_start_offset(&self) -> Offset;
     /// The offset the next record gets.
-    fn log_end_offset(&self) -> i64;
+    fn log_end_offset(&self) -> Offset;
     /// The local high watermark.
-    fn high_watermark(&self) -> i64;
+    fn high_watermark(&self) -> Offset;
     /// The latest leader epoch in the log, if any.
-    fn latest_epoch(&self) -> Option<i32>;
+    fn latest_epoch(&self) -> Option<LeaderEpoch>;
     /// Kafka's leader-epoch cache lookup: the largest epoch at or below `epoch` and where it
     /// ends (the start of the next epoch, or the log end for the latest).
-    fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)>;
+    fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)>;
 }
 
 /// One partition as a metadata image describes it.
@@ -127,15 +131,15 @@ pub struct PartitionMetadata {
     /// The leader (-1: none).
     pub leader: NodeId,
     /// Grows with every leader change.
-    pub leader_epoch: i32,
+    pub leader_epoch: LeaderEpoch,
     /// Grows with every change of the partition (ISR changes included).
-    pub partition_epoch: i32,
+    pub partition_epoch: PartitionEpoch,
     /// Assigned replicas.
     pub replicas: Vec<NodeId>,
     /// The committed in-sync replicas.
     pub isr: Vec<NodeId>,
     /// The current broker epoch of each registered replica.
-    pub broker_epochs: Vec<(NodeId, i64)>,
+    pub broker_epochs: Vec<(NodeId, BrokerEpoch)>,
 }
 
 impl PartitionMetadata {
@@ -144,12 +148,16 @@ impl PartitionMetadata {
         let broker_epochs = partition
             .replicas
             .iter()
-            .filter_map(|id| nodes.get(id).map(|node| (*id, node.broker_epoch)))
+            .filter_map(|id| {
+                nodes
+                    .get(id)
+                    .map(|node| (*id, BrokerEpoch(node.broker_epoch)))
+            })
             .collect();
         Self {
             leader: partition.leader,
-            leader_epoch: partition.leader_epoch,
-            partition_epoch: partition.partition_epoch,
+            leader_epoch: LeaderEpoch(partition.leader_epoch),
+            partition_epoch: PartitionEpoch(partition.partition_epoch),
             replicas: partition.replicas.clone(),
             isr: partition.isr.clone(),
             broker_epochs,
@@ -157,7 +165,7 @@ impl PartitionMetadata {
     }
 
     /// A replica's current broker epoch.
-    pub fn broker_epoch(&self, node: NodeId) -> Option<i64> {
+    pub fn broker_epoch(&self, node: NodeId) -> Option<BrokerEpoch> {
         self.broker_epochs
             .iter()
             .find(|(id, _)| *id == node)
@@ -172,7 +180,7 @@ pub struct IsrEntry {
     /// The node.
     pub node: NodeId,
     /// Its broker epoch.
-    pub broker_epoch: i64,
+    pub broker_epoch: BrokerEpoch,
 }
 
 /// An ISR change for the metadata log (KRaft's AlterPartition). It applies only if the
@@ -183,9 +191,9 @@ pub struct AlterPartition {
     /// The proposing leader.
     pub leader: NodeId,
     /// The leader epoch it is based on.
-    pub leader_epoch: i32,
+    pub leader_epoch: LeaderEpoch,
     /// The partition epoch it is based on.
-    pub partition_epoch: i32,
+    pub partition_epoch: PartitionEpoch,
     /// The new ISR, in replica order, the leader included.
     pub isr: Vec<IsrEntry>,
 }
@@ -194,7 +202,7 @@ pub struct AlterPartition {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EpochEndOffset {
     /// The largest epoch at or below the one asked about.
-    pub epoch: i32,
+    pub epoch: LeaderEpoch,
     /// Where it ends: the first offset of the next epoch, or the log end.
-    pub end_offset: i64,
+    pub end_offset: Offset,
 }

@@ -5,6 +5,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::ids::Offset;
+
 /// An opaque handle for one acks=all produce wait, chosen by the shell (unique among the waits
 /// it has registered on one partition and not yet seen completed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -12,7 +14,7 @@ pub struct WaiterId(pub u64);
 
 #[derive(Clone, Copy, Debug)]
 struct Waiter {
-    required: i64,
+    required: Offset,
     id: WaiterId,
     deadline: Duration,
 }
@@ -33,7 +35,7 @@ impl AckWaiters {
     }
 
     /// Registers `id`, complete once the high watermark is at least `required`.
-    pub(crate) fn insert(&mut self, id: WaiterId, required: i64, deadline: Duration) {
+    pub(crate) fn insert(&mut self, id: WaiterId, required: Offset, deadline: Duration) {
         let waiter = Waiter {
             required,
             id,
@@ -46,7 +48,10 @@ impl AckWaiters {
 
     /// Removes and yields every waiter whose offset is at or below `high_watermark`, in offset
     /// order.
-    pub(crate) fn take_reached(&mut self, high_watermark: i64) -> impl Iterator<Item = WaiterId> {
+    pub(crate) fn take_reached(
+        &mut self,
+        high_watermark: Offset,
+    ) -> impl Iterator<Item = WaiterId> {
         let reached = self.queue.partition_point(|w| w.required <= high_watermark);
         self.queue.drain(..reached).map(|w| w.id)
     }
@@ -96,24 +101,27 @@ mod tests {
     #[test]
     fn reached_waiters_come_out_in_offset_order_once() {
         let mut w = AckWaiters::default();
-        w.insert(WaiterId(1), 10, ms(100));
-        w.insert(WaiterId(2), 20, ms(100));
-        w.insert(WaiterId(3), 5, ms(100));
-        assert_eq!(w.take_reached(4).count(), 0);
+        w.insert(WaiterId(1), Offset(10), ms(100));
+        w.insert(WaiterId(2), Offset(20), ms(100));
+        w.insert(WaiterId(3), Offset(5), ms(100));
+        assert_eq!(w.take_reached(Offset(4)).count(), 0);
         assert_eq!(
-            w.take_reached(10).collect::<Vec<_>>(),
+            w.take_reached(Offset(10)).collect::<Vec<_>>(),
             [WaiterId(3), WaiterId(1)]
         );
-        assert_eq!(w.take_reached(10).count(), 0);
-        assert_eq!(w.take_reached(100).collect::<Vec<_>>(), [WaiterId(2)]);
+        assert_eq!(w.take_reached(Offset(10)).count(), 0);
+        assert_eq!(
+            w.take_reached(Offset(100)).collect::<Vec<_>>(),
+            [WaiterId(2)]
+        );
         assert_eq!(w.len(), 0);
     }
 
     #[test]
     fn expiry_takes_only_past_deadlines() {
         let mut w = AckWaiters::default();
-        w.insert(WaiterId(1), 10, ms(100));
-        w.insert(WaiterId(2), 20, ms(50));
+        w.insert(WaiterId(1), Offset(10), ms(100));
+        w.insert(WaiterId(2), Offset(20), ms(50));
         assert!(w.take_expired(ms(49)).is_empty());
         assert_eq!(w.take_expired(ms(50)), [WaiterId(2)]);
         assert!(w.take_expired(ms(99)).is_empty());
@@ -124,8 +132,8 @@ mod tests {
     #[test]
     fn remove_and_take_all() {
         let mut w = AckWaiters::default();
-        w.insert(WaiterId(1), 10, ms(100));
-        w.insert(WaiterId(2), 20, ms(100));
+        w.insert(WaiterId(1), Offset(10), ms(100));
+        w.insert(WaiterId(2), Offset(20), ms(100));
         assert!(w.remove(WaiterId(1)));
         assert!(!w.remove(WaiterId(1)));
         assert_eq!(w.take_all().collect::<Vec<_>>(), [WaiterId(2)]);

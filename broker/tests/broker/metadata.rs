@@ -35,7 +35,7 @@ fn find<'a>(response: &'a MetadataResponse, name: &str) -> Option<&'a MetadataRe
 
 /// Checks the broker list and the fields each version carries.
 fn check_common(node: &TestNode, response: &MetadataResponse, version: i16) {
-    let node_id = node.node.as_ref().unwrap().broker().local().node_id;
+    let node_id = node.node.as_ref().unwrap().broker().local().node_id.0;
     assert_eq!(response.brokers.len(), 1, "v{version}");
     let broker = &response.brokers[0];
     assert_eq!(broker.node_id.0, node_id);
@@ -58,7 +58,7 @@ fn check_topic(
     partitions: usize,
     version: i16,
 ) {
-    let node_id = node.node.as_ref().unwrap().broker().local().node_id;
+    let node_id = node.node.as_ref().unwrap().broker().local().node_id.0;
     assert_eq!(topic.error_code, 0, "v{version} {}", expected.name);
     assert_eq!(topic.name.as_ref().unwrap().0.as_str(), expected.name);
     if version >= 10 {

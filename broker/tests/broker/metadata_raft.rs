@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rafka_broker::metadata::raft::memory::MemoryNetwork;
 use rafka_broker::metadata::raft::{RaftConfig, RaftNode, RaftNodeId};
-use rafka_broker::metadata::{Metadata, MetadataCommand, MetadataError, Outcome, RaftRole};
+use rafka_broker::metadata::{Metadata, MetadataCommand, MetadataError, NodeId, Outcome, RaftRole};
 
 /// Fast timings for tests on an in-memory network.
 fn fast() -> RaftConfig {
@@ -196,7 +196,7 @@ async fn three_nodes_agree_on_proposals_from_the_leader_and_through_followers() 
     assert_eq!(
         outcome,
         Outcome::Registered {
-            node_id: 1,
+            node_id: NodeId(1),
             broker_epoch: 1
         }
     );

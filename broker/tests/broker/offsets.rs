@@ -188,7 +188,7 @@ fn row(
 #[tokio::test]
 async fn find_coordinator_at_every_version() {
     let node = TestNode::start().await;
-    let node_id = node.node.as_ref().unwrap().broker().local().node_id;
+    let node_id = node.node.as_ref().unwrap().broker().local().node_id.0;
     let addr = node.kafka_addr();
     let mut client = node.connect().await;
     for version in 0..=3 {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::MemLog;
+use crate::ids::{LeaderEpoch, NodeId, Offset};
 use crate::replication::*;
 
 fn ms(v: u64) -> Duration {
@@ -24,7 +25,10 @@ fn drain(state: &mut FollowerState) -> Vec<FollowerAction> {
 /// Follows node 1 in leader epoch 5 with a log of these epochs.
 fn follower(epochs: &[i32]) -> (FollowerState, MemLog) {
     let log = MemLog::from_epochs(epochs);
-    (FollowerState::new(1, 5, config(), &log), log)
+    (
+        FollowerState::new(NodeId(1), LeaderEpoch(5), config(), &log),
+        log,
+    )
 }
 
 fn only(actions: Vec<FollowerAction>) -> FollowerAction {
@@ -37,10 +41,10 @@ fn expect_fetch(actions: Vec<FollowerAction>, offset: i64) -> RequestId {
     match only(actions) {
         FollowerAction::Fetch {
             request,
-            leader: 1,
-            leader_epoch: 5,
+            leader: NodeId(1),
+            leader_epoch: LeaderEpoch(5),
             offset: o,
-        } if o == offset => request,
+        } if o == Offset(offset) => request,
         other => panic!("expected a fetch at {offset}, got {other:?}"),
     }
 }
@@ -49,23 +53,26 @@ fn expect_ask(actions: Vec<FollowerAction>, epoch: i32) -> RequestId {
     match only(actions) {
         FollowerAction::SendOffsetForLeaderEpoch {
             request,
-            leader: 1,
-            leader_epoch: 5,
+            leader: NodeId(1),
+            leader_epoch: LeaderEpoch(5),
             epoch: e,
-        } if e == epoch => request,
+        } if e == LeaderEpoch(epoch) => request,
         other => panic!("expected OffsetForLeaderEpoch({epoch}), got {other:?}"),
     }
 }
 
 fn expect_truncate(actions: Vec<FollowerAction>, to: i64) -> RequestId {
     match only(actions) {
-        FollowerAction::Truncate { request, to: t } if t == to => request,
+        FollowerAction::Truncate { request, to: t } if t == Offset(to) => request,
         other => panic!("expected a truncation to {to}, got {other:?}"),
     }
 }
 
 fn answer(epoch: i32, end_offset: i64) -> Result<Option<EpochEndOffset>, FetchError> {
-    Ok(Some(EpochEndOffset { epoch, end_offset }))
+    Ok(Some(EpochEndOffset {
+        epoch: LeaderEpoch(epoch),
+        end_offset: Offset(end_offset),
+    }))
 }
 
 #[test]
@@ -135,26 +142,26 @@ fn replies_to_other_requests_are_ignored() {
     let request = expect_ask(drain(&mut f), 0);
     let stale = RequestId(request.0 + 100);
     f.on_epoch_end_offset(stale, answer(0, 0), &log, ms(0));
-    f.on_fetch(request, Ok(10), &log, ms(0));
+    f.on_fetch(request, Ok(Offset(10)), &log, ms(0));
     f.on_truncated(request, &log);
     f.on_leader_offsets(
         request,
         Ok(LeaderOffsets {
-            log_start: 0,
-            log_end: 0,
+            log_start: Offset(0),
+            log_end: Offset(0),
         }),
         &log,
         ms(0),
     );
     assert_eq!(drain(&mut f), []);
     // A newer leader epoch makes the reply stale too.
-    f.on_metadata(2, 6, &log);
+    f.on_metadata(NodeId(2), LeaderEpoch(6), &log);
     let next = match only(drain(&mut f)) {
         FollowerAction::SendOffsetForLeaderEpoch {
             request,
-            leader: 2,
-            leader_epoch: 6,
-            epoch: 0,
+            leader: NodeId(2),
+            leader_epoch: LeaderEpoch(6),
+            epoch: LeaderEpoch(0),
         } => request,
         other => panic!("{other:?}"),
     };
@@ -164,9 +171,9 @@ fn replies_to_other_requests_are_ignored() {
     assert!(matches!(
         only(drain(&mut f)),
         FollowerAction::Fetch {
-            leader: 2,
-            leader_epoch: 6,
-            offset: 2,
+            leader: NodeId(2),
+            leader_epoch: LeaderEpoch(6),
+            offset: Offset(2),
             ..
         }
     ));
@@ -176,10 +183,10 @@ fn replies_to_other_requests_are_ignored() {
 fn older_or_equal_metadata_changes_nothing() {
     let (mut f, log) = follower(&[]);
     drain(&mut f);
-    f.on_metadata(1, 5, &log);
-    f.on_metadata(2, 4, &log);
+    f.on_metadata(NodeId(1), LeaderEpoch(5), &log);
+    f.on_metadata(NodeId(2), LeaderEpoch(4), &log);
     assert_eq!(drain(&mut f), []);
-    assert_eq!((f.leader(), f.leader_epoch()), (1, 5));
+    assert_eq!((f.leader(), f.leader_epoch()), (NodeId(1), LeaderEpoch(5)));
 }
 
 #[test]
@@ -189,15 +196,15 @@ fn a_fenced_epoch_waits_for_newer_metadata() {
     f.on_fetch(request, Err(FetchError::FencedLeaderEpoch), &log, ms(0));
     assert!(f.is_fenced());
     f.tick(ms(10_000), &log);
-    f.on_metadata(1, 5, &log);
+    f.on_metadata(NodeId(1), LeaderEpoch(5), &log);
     assert_eq!(drain(&mut f), []);
-    f.on_metadata(3, 7, &log);
+    f.on_metadata(NodeId(3), LeaderEpoch(7), &log);
     assert!(matches!(
         only(drain(&mut f)),
         FollowerAction::Fetch {
-            leader: 3,
-            leader_epoch: 7,
-            offset: 0,
+            leader: NodeId(3),
+            leader_epoch: LeaderEpoch(7),
+            offset: Offset(0),
             ..
         }
     ));
@@ -249,8 +256,8 @@ fn out_of_range_follows_the_leaders_offsets() {
         let request = match only(drain(&mut f)) {
             FollowerAction::ListLeaderOffsets {
                 request,
-                leader: 1,
-                leader_epoch: 5,
+                leader: NodeId(1),
+                leader_epoch: LeaderEpoch(5),
             } => request,
             other => panic!("{other:?}"),
         };
@@ -261,8 +268,8 @@ fn out_of_range_follows_the_leaders_offsets() {
     let (mut f, mut log) = out_of_range(
         &[0; 8],
         LeaderOffsets {
-            log_start: 0,
-            log_end: 5,
+            log_start: Offset(0),
+            log_end: Offset(5),
         },
     );
     let request = expect_truncate(drain(&mut f), 5);
@@ -273,14 +280,14 @@ fn out_of_range_follows_the_leaders_offsets() {
     let (mut f, mut log) = out_of_range(
         &[0; 3],
         LeaderOffsets {
-            log_start: 50,
-            log_end: 60,
+            log_start: Offset(50),
+            log_end: Offset(60),
         },
     );
     let request = match only(drain(&mut f)) {
         FollowerAction::Reset {
             request,
-            offset: 50,
+            offset: Offset(50),
         } => request,
         other => panic!("{other:?}"),
     };
@@ -291,8 +298,8 @@ fn out_of_range_follows_the_leaders_offsets() {
     let (mut f, _) = out_of_range(
         &[0; 3],
         LeaderOffsets {
-            log_start: 0,
-            log_end: 10,
+            log_start: Offset(0),
+            log_end: Offset(10),
         },
     );
     expect_fetch(drain(&mut f), 3);
@@ -308,8 +315,8 @@ fn an_undefined_epoch_truncates_to_the_leaders_log_start() {
         other => panic!("{other:?}"),
     };
     let offsets = LeaderOffsets {
-        log_start: 2,
-        log_end: 9,
+        log_start: Offset(2),
+        log_end: Offset(9),
     };
     f.on_leader_offsets(request, Ok(offsets), &log, ms(0));
     let request = expect_truncate(drain(&mut f), 2);
@@ -342,7 +349,7 @@ fn a_corrupt_batch_is_truncated_if_local_and_fetched_again() {
     let request = expect_fetch(drain(&mut f), 0);
     f.on_fetch(
         request,
-        Err(FetchError::CorruptBatch { offset: 0 }),
+        Err(FetchError::CorruptBatch { offset: Offset(0) }),
         &log,
         ms(0),
     );
@@ -353,7 +360,7 @@ fn a_corrupt_batch_is_truncated_if_local_and_fetched_again() {
     let mut log = MemLog::from_epochs(&[5, 5, 5, 5]);
     f.on_fetch(
         request,
-        Err(FetchError::CorruptBatch { offset: 2 }),
+        Err(FetchError::CorruptBatch { offset: Offset(2) }),
         &log,
         ms(0),
     );
@@ -370,12 +377,12 @@ fn the_high_watermark_is_the_leaders_bounded_by_our_log_end_and_only_advances() 
     assert!(f.accepts_records(request, &log));
     log.append_replicated(&[(0, 5), (1, 5), (2, 5)]);
     assert!(!f.accepts_records(request, &log), "the log moved");
-    f.on_fetch(request, Ok(10), &log, ms(0));
+    f.on_fetch(request, Ok(Offset(10)), &log, ms(0));
     let actions = drain(&mut f);
-    assert_eq!(actions[0], FollowerAction::SetHighWatermark(3));
+    assert_eq!(actions[0], FollowerAction::SetHighWatermark(Offset(3)));
     log.high_watermark = 3;
     let request = expect_fetch(actions[1..].to_vec(), 3);
     assert!(!f.accepts_records(RequestId(request.0 + 1), &log));
-    f.on_fetch(request, Ok(2), &log, ms(0));
+    f.on_fetch(request, Ok(Offset(2)), &log, ms(0));
     expect_fetch(drain(&mut f), 3);
 }

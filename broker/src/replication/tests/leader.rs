@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::MemLog;
+use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch};
 use crate::replication::*;
 
 fn ms(v: u64) -> Duration {
@@ -25,20 +26,41 @@ fn config(min_insync: usize) -> LeaderConfig {
 /// epoch 1.
 fn meta(isr: &[i32]) -> PartitionMetadata {
     PartitionMetadata {
-        leader: 1,
-        leader_epoch: 5,
-        partition_epoch: 10,
-        replicas: vec![1, 2, 3],
-        isr: isr.to_vec(),
-        broker_epochs: vec![(1, 1), (2, 1), (3, 1)],
+        leader: NodeId(1),
+        leader_epoch: LeaderEpoch(5),
+        partition_epoch: PartitionEpoch(10),
+        replicas: ids(&[1, 2, 3]),
+        isr: ids(isr),
+        broker_epochs: broker_epochs(&[(1, 1), (2, 1), (3, 1)]),
     }
+}
+
+fn ids(nodes: &[i32]) -> Vec<NodeId> {
+    nodes.iter().copied().map(NodeId).collect()
+}
+
+/// Node ids as plain numbers, to compare with literals.
+fn nums(nodes: &[NodeId]) -> Vec<i32> {
+    nodes.iter().map(|n| n.0).collect()
+}
+
+fn broker_epochs(epochs: &[(i32, i64)]) -> Vec<(NodeId, BrokerEpoch)> {
+    epochs
+        .iter()
+        .map(|&(node, epoch)| (NodeId(node), BrokerEpoch(epoch)))
+        .collect()
+}
+
+fn hw(offset: i64) -> LeaderOutput {
+    LeaderOutput::HighWatermark(Offset(offset))
 }
 
 /// A leader whose log holds `log_end` records of epoch 4 with the high watermark at `hw`.
 fn leader(isr: &[i32], log_end: i64, hw: i64, min_insync: usize) -> LeaderState {
     let mut log = MemLog::from_epochs(&vec![4; usize::try_from(log_end).unwrap()]);
     log.high_watermark = hw;
-    let mut state = LeaderState::new(1, &meta(isr), config(min_insync), &log, ms(0)).unwrap();
+    let mut state =
+        LeaderState::new(NodeId(1), &meta(isr), config(min_insync), &log, ms(0)).unwrap();
     drain(&mut state);
     state
 }
@@ -58,13 +80,24 @@ fn proposals(outputs: &[LeaderOutput]) -> Vec<AlterPartition> {
 }
 
 fn isr_nodes(proposal: &AlterPartition) -> Vec<i32> {
-    proposal.isr.iter().map(|e| e.node).collect()
+    proposal.isr.iter().map(|e| e.node.0).collect()
 }
 
+/// Node `node` (broker epoch 1) fetches at `offset` in leader epoch 5.
 fn fetch(state: &mut LeaderState, node: i32, offset: i64, now: u64) {
-    state
-        .on_follower_fetch(node, 1, 5, offset, ms(now))
-        .unwrap();
+    follower_fetch(state, node, 1, offset, now).unwrap();
+}
+
+/// Node `node` fetches with `broker_epoch` at `offset` in leader epoch 5.
+fn follower_fetch(
+    state: &mut LeaderState,
+    node: i32,
+    broker_epoch: i64,
+    offset: i64,
+    now: u64,
+) -> Result<(), ReplicaError> {
+    let (node, broker_epoch, offset) = (NodeId(node), BrokerEpoch(broker_epoch), Offset(offset));
+    state.on_follower_fetch(node, broker_epoch, LeaderEpoch(5), offset, ms(now))
 }
 
 fn acked(outputs: &[LeaderOutput]) -> Vec<(WaiterId, Result<(), ReplicaError>)> {
@@ -79,18 +112,24 @@ fn acked(outputs: &[LeaderOutput]) -> Vec<(WaiterId, Result<(), ReplicaError>)> 
 
 #[test]
 fn only_the_named_leader_takes_leadership() {
-    let err = LeaderState::new(2, &meta(&[1, 2]), config(1), &MemLog::default(), ms(0));
+    let err = LeaderState::new(
+        NodeId(2),
+        &meta(&[1, 2]),
+        config(1),
+        &MemLog::default(),
+        ms(0),
+    );
     assert_eq!(err.unwrap_err(), ReplicaError::NotLeaderOrFollower);
 }
 
 #[test]
 fn alone_in_the_isr_the_high_watermark_follows_the_log_end() {
     let log = MemLog::from_epochs(&[4, 4, 4]);
-    let mut state = LeaderState::new(1, &meta(&[1]), config(1), &log, ms(0)).unwrap();
-    assert_eq!(drain(&mut state), [LeaderOutput::HighWatermark(3)]);
-    state.on_local_append(5);
-    assert_eq!(drain(&mut state), [LeaderOutput::HighWatermark(5)]);
-    state.on_local_append(4); // never backwards
+    let mut state = LeaderState::new(NodeId(1), &meta(&[1]), config(1), &log, ms(0)).unwrap();
+    assert_eq!(drain(&mut state), [hw(3)]);
+    state.on_local_append(Offset(5));
+    assert_eq!(drain(&mut state), [hw(5)]);
+    state.on_local_append(Offset(4)); // never backwards
     assert_eq!(drain(&mut state), []);
 }
 
@@ -100,8 +139,8 @@ fn the_high_watermark_waits_until_every_isr_member_has_fetched_in_this_epoch() {
     fetch(&mut state, 2, 10, 1);
     assert_eq!(drain(&mut state), [], "node 3's log end is unknown");
     fetch(&mut state, 3, 7, 2);
-    assert_eq!(drain(&mut state), [LeaderOutput::HighWatermark(7)]);
-    assert_eq!(state.high_watermark(), 7);
+    assert_eq!(drain(&mut state), [hw(7)]);
+    assert_eq!(state.high_watermark().0, 7);
 }
 
 #[test]
@@ -109,16 +148,16 @@ fn the_high_watermark_is_the_smallest_isr_log_end_and_never_goes_back() {
     let mut state = leader(&[1, 2, 3], 10, 0, 1);
     fetch(&mut state, 2, 5, 1);
     fetch(&mut state, 3, 3, 1);
-    assert_eq!(drain(&mut state), [LeaderOutput::HighWatermark(3)]);
+    assert_eq!(drain(&mut state), [hw(3)]);
     fetch(&mut state, 3, 9, 2);
-    assert_eq!(drain(&mut state), [LeaderOutput::HighWatermark(5)]);
+    assert_eq!(drain(&mut state), [hw(5)]);
     // Node 2 comes back below the high watermark: it lost committed records. The high
     // watermark stays and node 2 is proposed out at once.
     fetch(&mut state, 2, 4, 3);
     let outputs = drain(&mut state);
-    assert_eq!(state.high_watermark(), 5);
+    assert_eq!(state.high_watermark().0, 5);
     assert_eq!(isr_nodes(&proposals(&outputs)[0]), [1, 3]);
-    assert!(state.follower(2).unwrap().must_leave);
+    assert!(state.follower(NodeId(2)).unwrap().must_leave);
 }
 
 #[test]
@@ -126,39 +165,50 @@ fn followers_outside_the_isr_do_not_hold_the_high_watermark() {
     let mut state = leader(&[1, 2], 10, 0, 1);
     fetch(&mut state, 3, 0, 1);
     fetch(&mut state, 2, 10, 1);
-    assert!(drain(&mut state).contains(&LeaderOutput::HighWatermark(10)));
+    assert!(drain(&mut state).contains(&hw(10)));
 }
 
 #[test]
 fn fetches_are_refused_with_kafka_codes() {
     let mut state = leader(&[1, 2, 3], 10, 0, 1);
     let refuse = |state: &mut LeaderState, node, broker_epoch, epoch, offset| {
+        let (node, broker_epoch) = (NodeId(node), BrokerEpoch(broker_epoch));
         state
-            .on_follower_fetch(node, broker_epoch, epoch, offset, ms(1))
+            .on_follower_fetch(
+                node,
+                broker_epoch,
+                LeaderEpoch(epoch),
+                Offset(offset),
+                ms(1),
+            )
             .unwrap_err()
     };
     let e = refuse(&mut state, 2, 1, 4, 0);
     assert_eq!((e.kafka_code(), e.is_retriable()), (74, true), "{e}");
     assert_eq!(refuse(&mut state, 2, 1, 6, 0).kafka_code(), 75);
     let e = refuse(&mut state, 9, 1, 5, 0);
-    assert_eq!(e, ReplicaError::UnknownReplica { replica: 9 });
+    assert_eq!(e, ReplicaError::UnknownReplica { replica: NodeId(9) });
     assert_eq!(e.kafka_code(), 6);
     assert_eq!(refuse(&mut state, 1, 1, 5, 0).kafka_code(), 6, "itself");
     let e = refuse(&mut state, 2, 0, 5, 0);
     assert_eq!(
         e,
         ReplicaError::StaleBrokerEpoch {
-            replica: 2,
-            request: 0,
-            current: 1
+            replica: NodeId(2),
+            request: BrokerEpoch(0),
+            current: BrokerEpoch(1)
         }
     );
     assert_eq!(e.kafka_code(), 6);
     let e = refuse(&mut state, 2, 1, 5, 11);
     assert_eq!(e.kafka_code(), 1);
-    assert_eq!(state.follower(2).unwrap().log_end, None, "nothing recorded");
+    assert_eq!(
+        state.follower(NodeId(2)).unwrap().log_end,
+        None,
+        "nothing recorded"
+    );
     // A broker epoch seen in a fetch fences older ones even before the metadata knows it.
-    state.on_follower_fetch(2, 3, 5, 10, ms(2)).unwrap();
+    follower_fetch(&mut state, 2, 3, 10, 2).unwrap();
     assert_eq!(refuse(&mut state, 2, 2, 5, 10).kafka_code(), 6);
 }
 
@@ -179,17 +229,17 @@ fn a_member_lagging_longer_than_the_lag_time_is_proposed_out() {
     assert_eq!(
         proposal,
         AlterPartition {
-            leader: 1,
-            leader_epoch: 5,
-            partition_epoch: 10,
+            leader: NodeId(1),
+            leader_epoch: LeaderEpoch(5),
+            partition_epoch: PartitionEpoch(10),
             isr: vec![
                 IsrEntry {
-                    node: 1,
-                    broker_epoch: 1
+                    node: NodeId(1),
+                    broker_epoch: BrokerEpoch(1)
                 },
                 IsrEntry {
-                    node: 2,
-                    broker_epoch: 1
+                    node: NodeId(2),
+                    broker_epoch: BrokerEpoch(1)
                 },
             ],
         }
@@ -204,7 +254,7 @@ fn a_member_at_the_log_end_is_caught_up_however_long_ago_it_fetched() {
     state.tick(LAG * 10);
     assert_eq!(proposals(&drain(&mut state)), []);
     // Once the leader appends, the last catch-up time counts.
-    state.on_local_append(11);
+    state.on_local_append(Offset(11));
     state.tick(LAG * 10);
     assert_eq!(isr_nodes(&proposals(&drain(&mut state))[0]), [1]);
 }
@@ -218,14 +268,14 @@ fn a_follower_keeping_up_with_the_previous_fetch_stays_in_sync_under_load() {
         // The leader appends between fetches; the follower, one fetch behind, always has
         // what the leader had at its previous fetch, never the current log end.
         log_end += 5;
-        state.on_local_append(log_end);
+        state.on_local_append(Offset(log_end));
         fetch(&mut state, 2, previous, now);
         previous = log_end;
         now += 1_000;
         state.tick(ms(now));
     }
     assert_eq!(proposals(&drain(&mut state)), []);
-    assert_eq!(state.isr(), [1, 2]);
+    assert_eq!(nums(state.isr()), [1, 2]);
 }
 
 #[test]
@@ -234,30 +284,33 @@ fn a_pending_shrink_holds_the_high_watermark_until_it_commits() {
     fetch(&mut state, 3, 2, 0);
     fetch(&mut state, 2, 10, 0);
     state.tick(LAG + ms(1));
-    assert!(drain(&mut state).contains(&LeaderOutput::HighWatermark(2)));
+    assert!(drain(&mut state).contains(&hw(2)));
     fetch(&mut state, 2, 10, LAG.as_millis() as u64 + 2);
     assert_eq!(
-        state.high_watermark(),
+        state.high_watermark().0,
         2,
         "node 3 is still in the maximal ISR"
     );
-    assert_eq!(state.maximal_isr(), [1, 2, 3]);
+    assert_eq!(nums(&state.maximal_isr()), [1, 2, 3]);
     let mut committed = meta(&[1, 2]);
-    committed.partition_epoch = 11;
+    committed.partition_epoch = PartitionEpoch(11);
     assert_eq!(
         state.on_metadata(&committed, config(1), LAG + ms(3)),
         Leadership::Kept
     );
-    assert_eq!(drain(&mut state), [LeaderOutput::HighWatermark(10)]);
+    assert_eq!(drain(&mut state), [hw(10)]);
     assert_eq!(state.pending_alter_partition(), None);
-    assert_eq!((state.isr(), state.partition_epoch()), (&[1, 2][..], 11));
+    assert_eq!(
+        (nums(state.isr()), state.partition_epoch().0),
+        (vec![1, 2], 11)
+    );
 }
 
 #[test]
 fn a_follower_joins_once_it_has_the_high_watermark_with_its_current_broker_epoch() {
     let mut state = leader(&[1, 2], 10, 0, 1);
     fetch(&mut state, 2, 10, 0);
-    assert_eq!(state.high_watermark(), 10);
+    assert_eq!(state.high_watermark().0, 10);
     drain(&mut state);
     fetch(&mut state, 3, 9, 1);
     assert_eq!(
@@ -266,19 +319,19 @@ fn a_follower_joins_once_it_has_the_high_watermark_with_its_current_broker_epoch
         "below the high watermark"
     );
     // Restarted (broker epoch 2) before this leader's metadata knows it: not yet eligible.
-    state.on_follower_fetch(3, 2, 5, 10, ms(2)).unwrap();
+    follower_fetch(&mut state, 3, 2, 10, 2).unwrap();
     assert_eq!(proposals(&drain(&mut state)), []);
     let mut registered = meta(&[1, 2]);
-    registered.broker_epochs = vec![(1, 1), (2, 1), (3, 2)];
+    registered.broker_epochs = broker_epochs(&[(1, 1), (2, 1), (3, 2)]);
     let _ = state.on_metadata(&registered, config(1), ms(3));
     assert_eq!(proposals(&drain(&mut state)), [], "its position was reset");
-    state.on_follower_fetch(3, 2, 5, 10, ms(4)).unwrap();
+    follower_fetch(&mut state, 3, 2, 10, 4).unwrap();
     let proposal = proposals(&drain(&mut state)).pop().unwrap();
     assert_eq!(
         proposal.isr.last(),
         Some(&IsrEntry {
-            node: 3,
-            broker_epoch: 2
+            node: NodeId(3),
+            broker_epoch: BrokerEpoch(2)
         })
     );
     assert_eq!(isr_nodes(&proposal), [1, 2, 3]);
@@ -290,7 +343,7 @@ fn a_follower_joins_only_with_everything_before_this_leader_epoch() {
     // is 5. A follower at 7 has the high watermark but may lack records 7..10, which earlier
     // leaders may have committed.
     let mut state = leader(&[1, 2], 10, 5, 1);
-    assert_eq!(state.epoch_start_offset(), 10);
+    assert_eq!(state.epoch_start_offset().0, 10);
     fetch(&mut state, 3, 7, 1);
     assert_eq!(proposals(&drain(&mut state)), []);
     fetch(&mut state, 3, 10, 2);
@@ -303,12 +356,12 @@ fn a_pending_joiner_counts_for_the_high_watermark() {
     fetch(&mut state, 2, 10, 0);
     fetch(&mut state, 3, 10, 0);
     drain(&mut state);
-    assert_eq!(state.maximal_isr(), [1, 2, 3]);
-    state.on_local_append(20);
+    assert_eq!(nums(&state.maximal_isr()), [1, 2, 3]);
+    state.on_local_append(Offset(20));
     fetch(&mut state, 2, 20, 1);
     assert_eq!(drain(&mut state), [], "node 3 (joining) is at 10");
     fetch(&mut state, 3, 15, 2);
-    assert_eq!(drain(&mut state), [LeaderOutput::HighWatermark(15)]);
+    assert_eq!(drain(&mut state), [hw(15)]);
 }
 
 #[test]
@@ -319,7 +372,7 @@ fn one_proposal_at_a_time_sent_again_until_answered() {
     let first = proposals(&drain(&mut state)).pop().unwrap();
     assert_eq!(isr_nodes(&first), [1, 2]);
     // Node 2 now lags too, but one change is in flight.
-    state.on_local_append(11);
+    state.on_local_append(Offset(11));
     state.tick(LAG * 3);
     let again = proposals(&drain(&mut state));
     assert_eq!(
@@ -338,7 +391,7 @@ fn an_ineligible_proposal_ends_and_the_next_waits_for_the_retry_time() {
     state.tick(LAG + ms(1));
     let proposal = proposals(&drain(&mut state)).pop().unwrap();
     let mut other = proposal.clone();
-    other.partition_epoch = 3;
+    other.partition_epoch = PartitionEpoch(3);
     state.on_alter_partition_refused(&other, INELIGIBLE, LAG + ms(2));
     assert!(state.pending_alter_partition().is_some(), "not ours");
     state.on_alter_partition_refused(&proposal, INELIGIBLE, LAG + ms(2));
@@ -355,11 +408,11 @@ fn an_ineligible_expansion_releases_the_high_watermark() {
     fetch(&mut state, 2, 10, 0);
     fetch(&mut state, 3, 10, 0);
     let proposal = proposals(&drain(&mut state)).pop().unwrap();
-    state.on_local_append(20);
+    state.on_local_append(Offset(20));
     fetch(&mut state, 2, 20, 1);
-    assert_eq!(state.high_watermark(), 10);
+    assert_eq!(state.high_watermark().0, 10);
     state.on_alter_partition_refused(&proposal, INELIGIBLE, ms(2));
-    assert_eq!(drain(&mut state), [LeaderOutput::HighWatermark(20)]);
+    assert_eq!(drain(&mut state), [hw(20)]);
 }
 
 #[test]
@@ -371,13 +424,13 @@ fn a_newer_partition_epoch_supersedes_the_pending_proposal() {
     drain(&mut state);
     // The controller removed node 2 instead (fenced), based on the same partition epoch.
     let mut fenced = meta(&[1, 3]);
-    fenced.partition_epoch = 11;
+    fenced.partition_epoch = PartitionEpoch(11);
     let _ = state.on_metadata(&fenced, config(1), LAG + ms(2));
     let outputs = drain(&mut state);
     // Based on epoch 11: node 3 still lags, node 2 (caught up) may come back.
     let proposal = proposals(&outputs).pop().unwrap();
     assert_eq!(
-        (proposal.partition_epoch, isr_nodes(&proposal)),
+        (proposal.partition_epoch.0, isr_nodes(&proposal)),
         (11, vec![1, 2])
     );
 }
@@ -386,9 +439,9 @@ fn a_newer_partition_epoch_supersedes_the_pending_proposal() {
 fn an_older_image_changes_nothing() {
     let mut state = leader(&[1, 2], 10, 0, 1);
     let mut old = meta(&[1, 2, 3]);
-    old.partition_epoch = 9;
+    old.partition_epoch = PartitionEpoch(9);
     assert_eq!(state.on_metadata(&old, config(1), ms(1)), Leadership::Kept);
-    assert_eq!(state.isr(), [1, 2]);
+    assert_eq!(nums(state.isr()), [1, 2]);
 }
 
 #[test]
@@ -398,7 +451,7 @@ fn a_restart_seen_in_a_fetch_sends_the_member_out_at_once() {
     fetch(&mut state, 3, 10, 0);
     drain(&mut state);
     // Node 3 restarted: broker epoch 2, and it is even at the log end.
-    state.on_follower_fetch(3, 2, 5, 10, ms(1)).unwrap();
+    follower_fetch(&mut state, 3, 2, 10, 1).unwrap();
     let proposal = proposals(&drain(&mut state)).pop().unwrap();
     assert_eq!(isr_nodes(&proposal), [1, 2]);
 }
@@ -410,19 +463,19 @@ fn a_restart_seen_in_the_metadata_sends_the_member_out_and_forgets_its_position(
     fetch(&mut state, 3, 10, 0);
     drain(&mut state);
     let mut restarted = meta(&[1, 2, 3]);
-    restarted.broker_epochs = vec![(1, 1), (2, 1), (3, 2)];
+    restarted.broker_epochs = broker_epochs(&[(1, 1), (2, 1), (3, 2)]);
     let _ = state.on_metadata(&restarted, config(1), ms(1));
     assert_eq!(isr_nodes(&proposals(&drain(&mut state))[0]), [1, 2]);
-    assert_eq!(state.follower(3).unwrap().log_end, None);
-    state.on_local_append(12);
+    assert_eq!(state.follower(NodeId(3)).unwrap().log_end, None);
+    state.on_local_append(Offset(12));
     fetch(&mut state, 2, 12, 2);
     assert_eq!(
-        state.high_watermark(),
+        state.high_watermark().0,
         10,
         "node 3 is still in the maximal ISR"
     );
     // Its fetch from before the restart is refused.
-    assert!(state.on_follower_fetch(3, 1, 5, 12, ms(3)).is_err());
+    assert!(follower_fetch(&mut state, 3, 1, 12, 3).is_err());
 }
 
 #[test]
@@ -446,10 +499,10 @@ fn waiters_complete_when_the_high_watermark_reaches_them() {
     let mut state = leader(&[1, 2], 10, 0, 2);
     fetch(&mut state, 2, 10, 0);
     drain(&mut state);
-    state.on_local_append(15);
-    state.add_waiter(WaiterId(1), 12, ms(100));
-    state.add_waiter(WaiterId(2), 15, ms(100));
-    state.add_waiter(WaiterId(3), 9, ms(100));
+    state.on_local_append(Offset(15));
+    state.add_waiter(WaiterId(1), Offset(12), ms(100));
+    state.add_waiter(WaiterId(2), Offset(15), ms(100));
+    state.add_waiter(WaiterId(3), Offset(9), ms(100));
     assert_eq!(acked(&drain(&mut state)), [(WaiterId(3), Ok(()))]);
     fetch(&mut state, 2, 12, 1);
     assert_eq!(acked(&drain(&mut state)), [(WaiterId(1), Ok(()))]);
@@ -462,12 +515,12 @@ fn waiters_complete_when_the_high_watermark_reaches_them() {
 fn a_waiter_completing_after_the_isr_shrank_gets_not_enough_replicas_after_append() {
     let mut state = leader(&[1, 2], 10, 10, 2);
     state.can_append(true).unwrap();
-    state.on_local_append(11);
-    state.add_waiter(WaiterId(1), 11, LAG * 10);
+    state.on_local_append(Offset(11));
+    state.add_waiter(WaiterId(1), Offset(11), LAG * 10);
     state.tick(LAG + ms(1));
     assert_eq!(isr_nodes(&proposals(&drain(&mut state))[0]), [1]);
     let mut shrunk = meta(&[1]);
-    shrunk.partition_epoch = 11;
+    shrunk.partition_epoch = PartitionEpoch(11);
     let _ = state.on_metadata(&shrunk, config(2), LAG + ms(2));
     let outputs = drain(&mut state);
     let e = ReplicaError::NotEnoughReplicasAfterAppend {
@@ -476,15 +529,15 @@ fn a_waiter_completing_after_the_isr_shrank_gets_not_enough_replicas_after_appen
     };
     assert_eq!(e.kafka_code(), 20);
     assert_eq!(acked(&outputs), [(WaiterId(1), Err(e))]);
-    assert!(outputs.contains(&LeaderOutput::HighWatermark(11)));
+    assert!(outputs.contains(&hw(11)));
 }
 
 #[test]
 fn waiters_time_out_or_are_cancelled_once() {
     let mut state = leader(&[1, 2], 10, 0, 1);
-    state.add_waiter(WaiterId(1), 11, ms(100));
-    state.add_waiter(WaiterId(2), 11, ms(200));
-    state.add_waiter(WaiterId(3), 11, ms(300));
+    state.add_waiter(WaiterId(1), Offset(11), ms(100));
+    state.add_waiter(WaiterId(2), Offset(11), ms(200));
+    state.add_waiter(WaiterId(3), Offset(11), ms(300));
     assert!(state.cancel_waiter(WaiterId(3)));
     assert!(!state.cancel_waiter(WaiterId(3)));
     state.tick(ms(150));
@@ -500,11 +553,11 @@ fn waiters_time_out_or_are_cancelled_once() {
 #[test]
 fn losing_leadership_fails_every_waiter_once_and_refuses_everything() {
     let mut state = leader(&[1, 2], 10, 0, 1);
-    state.add_waiter(WaiterId(1), 11, ms(100));
-    state.add_waiter(WaiterId(2), 12, ms(100));
+    state.add_waiter(WaiterId(1), Offset(11), ms(100));
+    state.add_waiter(WaiterId(2), Offset(12), ms(100));
     let mut moved = meta(&[1, 2]);
-    moved.leader = 2;
-    moved.leader_epoch = 6;
+    moved.leader = NodeId(2);
+    moved.leader_epoch = LeaderEpoch(6);
     assert_eq!(
         state.on_metadata(&moved, config(1), ms(1)),
         Leadership::Lost
@@ -526,8 +579,8 @@ fn losing_leadership_fails_every_waiter_once_and_refuses_everything() {
     state.tick(ms(1_000));
     assert_eq!(drain(&mut state), []);
     assert_eq!(state.can_append(false), not_leader);
-    assert_eq!(state.check_leader_epoch(5), not_leader);
-    state.add_waiter(WaiterId(3), 1, ms(100));
+    assert_eq!(state.check_leader_epoch(LeaderEpoch(5)), not_leader);
+    state.add_waiter(WaiterId(3), Offset(1), ms(100));
     assert_eq!(acked(&drain(&mut state)), [(WaiterId(3), not_leader)]);
 }
 
@@ -535,7 +588,7 @@ fn losing_leadership_fails_every_waiter_once_and_refuses_everything() {
 fn the_same_leader_in_a_new_epoch_is_a_new_leadership() {
     let mut state = leader(&[1, 2], 10, 0, 1);
     let mut again = meta(&[1, 2]);
-    again.leader_epoch = 6;
+    again.leader_epoch = LeaderEpoch(6);
     assert_eq!(
         state.on_metadata(&again, config(1), ms(1)),
         Leadership::Lost
@@ -546,8 +599,13 @@ fn the_same_leader_in_a_new_epoch_is_a_new_leadership() {
 fn offset_for_leader_epoch_answers_count_the_leaders_epoch_as_begun() {
     // Epochs 1, 1, 3, 3, 3 at offsets 0..5; this leader leads epoch 5, nothing appended yet.
     let log = MemLog::from_epochs(&[1, 1, 3, 3, 3]);
-    let answer = |requested| leader_epoch_end_offset(requested, 5, &log);
-    let at = |epoch, end_offset| Some(EpochEndOffset { epoch, end_offset });
+    let answer = |requested| leader_epoch_end_offset(LeaderEpoch(requested), LeaderEpoch(5), &log);
+    let at = |epoch, end_offset| {
+        Some(EpochEndOffset {
+            epoch: LeaderEpoch(epoch),
+            end_offset: Offset(end_offset),
+        })
+    };
     assert_eq!(
         answer(0),
         at(0, 0),
@@ -560,47 +618,48 @@ fn offset_for_leader_epoch_answers_count_the_leaders_epoch_as_begun() {
     assert_eq!(answer(5), at(5, 5));
     assert_eq!(answer(-1), None);
     assert_eq!(
-        leader_epoch_end_offset(2, 5, &MemLog::default()),
+        leader_epoch_end_offset(LeaderEpoch(2), LeaderEpoch(5), &MemLog::default()),
         at(2, 0),
         "an empty log"
     );
     // After appends in epoch 5.
     let log = MemLog::from_epochs(&[1, 1, 3, 3, 3, 5, 5]);
-    assert_eq!(leader_epoch_end_offset(4, 5, &log), at(3, 5));
-    assert_eq!(leader_epoch_end_offset(5, 5, &log), at(5, 7));
+    let answer = |requested| leader_epoch_end_offset(LeaderEpoch(requested), LeaderEpoch(5), &log);
+    assert_eq!(answer(4), at(3, 5));
+    assert_eq!(answer(5), at(5, 7));
 }
 
 #[test]
 fn a_leader_keeping_its_epoch_across_a_restart_starts_the_epoch_where_its_records_do() {
     let log = MemLog::from_epochs(&[4, 4, 5, 5, 5]);
-    let state = LeaderState::new(1, &meta(&[1, 2]), config(1), &log, ms(0)).unwrap();
-    assert_eq!(state.epoch_start_offset(), 2);
+    let state = LeaderState::new(NodeId(1), &meta(&[1, 2]), config(1), &log, ms(0)).unwrap();
+    assert_eq!(state.epoch_start_offset().0, 2);
     let log = MemLog::from_epochs(&[4, 4]);
-    let state = LeaderState::new(1, &meta(&[1, 2]), config(1), &log, ms(0)).unwrap();
-    assert_eq!(state.epoch_start_offset(), 2);
+    let state = LeaderState::new(NodeId(1), &meta(&[1, 2]), config(1), &log, ms(0)).unwrap();
+    assert_eq!(state.epoch_start_offset().0, 2);
 }
 
 #[test]
 fn a_replica_removed_from_the_assignment_is_forgotten() {
     let mut state = leader(&[1, 2, 3], 10, 0, 1);
     let mut reassigned = meta(&[1, 2]);
-    reassigned.replicas = vec![1, 2];
-    reassigned.partition_epoch = 11;
+    reassigned.replicas = ids(&[1, 2]);
+    reassigned.partition_epoch = PartitionEpoch(11);
     let _ = state.on_metadata(&reassigned, config(1), ms(1));
-    assert!(state.follower(3).is_none());
+    assert!(state.follower(NodeId(3)).is_none());
     assert_eq!(
-        state.on_follower_fetch(3, 1, 5, 0, ms(2)),
-        Err(ReplicaError::UnknownReplica { replica: 3 })
+        follower_fetch(&mut state, 3, 1, 0, 2),
+        Err(ReplicaError::UnknownReplica { replica: NodeId(3) })
     );
     fetch(&mut state, 2, 10, 3);
-    assert!(drain(&mut state).contains(&LeaderOutput::HighWatermark(10)));
+    assert!(drain(&mut state).contains(&hw(10)));
 }
 
 #[test]
 fn a_follower_that_stopped_fetching_is_not_proposed_from_its_old_position() {
     let mut state = leader(&[1, 2], 10, 0, 1);
     fetch(&mut state, 2, 10, 0);
-    state.on_local_append(11);
+    state.on_local_append(Offset(11));
     state.tick(LAG + ms(1)); // node 2 out: pending
     let pending = proposals(&drain(&mut state)).pop().unwrap();
     assert_eq!(isr_nodes(&pending), [1]);
@@ -625,17 +684,17 @@ fn a_stale_refusal_keeps_the_maximal_isr_until_newer_metadata() {
     fetch(&mut state, 2, 10, 0);
     fetch(&mut state, 3, 10, 0);
     let proposal = proposals(&drain(&mut state)).pop().unwrap();
-    state.on_local_append(20);
+    state.on_local_append(Offset(20));
     fetch(&mut state, 2, 20, 1);
     state.on_alter_partition_refused(&proposal, AlterPartitionRefusal::StaleEpoch, ms(2));
     assert_eq!(drain(&mut state), []);
-    assert_eq!(state.high_watermark(), 10);
+    assert_eq!(state.high_watermark().0, 10);
     assert_eq!(state.pending_alter_partition(), Some(&proposal));
     state.tick(RETRY + ms(3));
     assert_eq!(proposals(&drain(&mut state)), [], "not sent again");
     let mut committed = meta(&[1, 2, 3]);
-    committed.partition_epoch = 12; // it committed (11), then something else changed
+    committed.partition_epoch = PartitionEpoch(12); // it committed (11), then something else changed
     let _ = state.on_metadata(&committed, config(1), RETRY + ms(4));
     assert_eq!(state.pending_alter_partition(), None);
-    assert_eq!(state.high_watermark(), 10, "node 3 is in the ISR at 10");
+    assert_eq!(state.high_watermark().0, 10, "node 3 is in the ISR at 10");
 }

@@ -8,6 +8,7 @@ mod scenarios;
 mod sim;
 
 use super::LocalLog;
+use crate::ids::{LeaderEpoch, Offset};
 
 /// An in-memory log: one record per offset, each with the leader epoch it was written in.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -91,24 +92,31 @@ impl MemLog {
 }
 
 impl LocalLog for MemLog {
-    fn log_start_offset(&self) -> i64 {
-        self.start
+    fn log_start_offset(&self) -> Offset {
+        Offset(self.start)
     }
 
-    fn log_end_offset(&self) -> i64 {
-        self.end()
+    fn log_end_offset(&self) -> Offset {
+        Offset(self.end())
     }
 
-    fn high_watermark(&self) -> i64 {
-        self.high_watermark
+    fn high_watermark(&self) -> Offset {
+        Offset(self.high_watermark)
     }
 
-    fn latest_epoch(&self) -> Option<i32> {
-        self.epoch_entries().last().map(|e| e.0)
+    fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        self.epoch_entries().last().map(|e| LeaderEpoch(e.0))
     }
 
     /// The store's semantics (`store/src/leader_epoch.rs`), which are Kafka's.
-    fn end_offset_for_epoch(&self, requested: i32) -> Option<(i32, i64)> {
+    fn end_offset_for_epoch(&self, requested: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        self.end_offset_for(requested.0)
+            .map(|(epoch, end)| (LeaderEpoch(epoch), Offset(end)))
+    }
+}
+
+impl MemLog {
+    fn end_offset_for(&self, requested: i32) -> Option<(i32, i64)> {
         let entries = self.epoch_entries();
         if requested < 0 {
             return None;

@@ -3,12 +3,14 @@
 //! answers from `leader_epoch_end_offset`, fetches copying records).
 
 use super::MemLog;
+use crate::ids::{LeaderEpoch, NodeId, Offset};
 use crate::replication::*;
 
 /// Runs a follower with `log` against a leader with `leader_log` in `leader_epoch` until it has
 /// fetched everything. Returns the offsets it truncated to.
 fn catch_up(log: &mut MemLog, leader_log: &MemLog, leader_epoch: i32) -> Vec<i64> {
-    let mut follower = FollowerState::new(1, leader_epoch, FollowerConfig::default(), log);
+    let leader_epoch = LeaderEpoch(leader_epoch);
+    let mut follower = FollowerState::new(NodeId(1), leader_epoch, FollowerConfig::default(), log);
     let mut truncations = Vec::new();
     for _ in 0..100 {
         let Some(action) = follower.poll_action() else {
@@ -21,21 +23,22 @@ fn catch_up(log: &mut MemLog, leader_log: &MemLog, leader_epoch: i32) -> Vec<i64
                 follower.on_epoch_end_offset(request, Ok(answer), log, now);
             }
             FollowerAction::Truncate { request, to } => {
-                truncations.push(to);
-                log.truncate_to(to);
+                truncations.push(to.0);
+                log.truncate_to(to.0);
                 follower.on_truncated(request, log);
             }
             FollowerAction::Fetch {
                 request, offset, ..
             } => {
-                if offset == leader_log.end() {
+                if offset.0 == leader_log.end() {
                     return truncations;
                 }
                 assert!(follower.accepts_records(request, log));
-                log.append_replicated(&leader_log.read(offset, 2));
-                follower.on_fetch(request, Ok(leader_log.high_watermark), log, now);
+                log.append_replicated(&leader_log.read(offset.0, 2));
+                let leader_high_watermark = Offset(leader_log.high_watermark);
+                follower.on_fetch(request, Ok(leader_high_watermark), log, now);
             }
-            FollowerAction::SetHighWatermark(hw) => log.high_watermark = hw,
+            FollowerAction::SetHighWatermark(hw) => log.high_watermark = hw.0,
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -94,7 +97,11 @@ fn kip_279_a_leader_that_has_not_appended_in_its_epoch_still_answers_for_it() {
     a.high_watermark = 1;
     let mut b = MemLog::from_epochs(&[1, 2]);
     b.high_watermark = 1;
-    assert_eq!(a.end_offset_for_epoch(2), None, "the store's answer");
+    assert_eq!(
+        a.end_offset_for_epoch(LeaderEpoch(2)),
+        None,
+        "the store's answer"
+    );
     // Answered as if epoch 3 began at A's log end: B drops only its epoch-2 record and keeps
     // the committed offset 0.
     assert_eq!(catch_up(&mut b, &a, 3), [1]);

@@ -4,7 +4,7 @@ use super::*;
 
 impl Sim {
     pub(super) fn changed(&mut self) {
-        self.image.partition_epoch += 1;
+        self.image.partition_epoch.0 += 1;
         self.image.version += 1;
     }
 
@@ -63,8 +63,8 @@ impl Sim {
                 self.image.isr = vec![leader];
             }
         }
-        self.image.leader = self.rng.pick(&candidates).unwrap_or(-1);
-        self.image.leader_epoch += 1;
+        self.image.leader = self.rng.pick(&candidates).unwrap_or(NodeId::NONE);
+        self.image.leader_epoch.0 += 1;
         self.stats.elections += 1;
         self.note(format!(
             "controller: leader {} in epoch {}",
@@ -114,7 +114,7 @@ impl Sim {
                 let candidates = self.live_isr(self.image.leader);
                 if let Some(leader) = self.rng.pick(&candidates) {
                     self.image.leader = leader;
-                    self.image.leader_epoch += 1;
+                    self.image.leader_epoch.0 += 1;
                     self.stats.elections += 1;
                     self.note(format!("controller moves the leader to {leader}"));
                     self.changed();
@@ -150,7 +150,7 @@ impl Sim {
         self.note(format!("node {id} restarts"));
         let node = self.node(id);
         node.alive = true;
-        node.broker_epoch += 1;
+        node.broker_epoch.0 += 1;
         node.incarnation += 1;
         let broker_epoch = node.broker_epoch;
         // It registers again: a new broker epoch, and out of the ISR until it has caught up.
@@ -158,8 +158,8 @@ impl Sim {
         if self.image.isr.contains(&id) && self.image.isr.len() > 1 {
             self.image.isr.retain(|&n| n != id);
         }
-        if self.image.leader < 0 {
-            self.elect(0);
+        if self.image.leader.is_none() {
+            self.elect(CONTROLLER);
         }
         self.changed();
         self.deliver_image(id);
@@ -168,8 +168,8 @@ impl Sim {
     pub(super) fn heal(&mut self, id: NodeId) {
         self.note(format!("node {id} is reachable again"));
         self.node(id).isolated = false;
-        if self.image.leader < 0 {
-            self.elect(0);
+        if self.image.leader.is_none() {
+            self.elect(CONTROLLER);
             self.changed();
         }
     }

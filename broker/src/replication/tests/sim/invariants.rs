@@ -118,7 +118,7 @@ impl Sim {
         };
         self.image.isr == NODES
             && state.leader_epoch() == self.image.leader_epoch
-            && state.high_watermark() == leader.log.end()
+            && state.high_watermark().0 == leader.log.end()
             && state.waiting() == 0
             && self.nodes.iter().all(|n| {
                 n.reachable()

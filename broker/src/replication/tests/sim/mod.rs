@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::MemLog;
-use crate::metadata::NodeId;
+use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch};
 use crate::replication::*;
 
 mod controller;
@@ -39,8 +39,8 @@ mod invariants;
 mod network;
 mod shells;
 
-const NODES: [NodeId; 3] = [1, 2, 3];
-const CONTROLLER: NodeId = 0;
+const NODES: [NodeId; 3] = [NodeId(1), NodeId(2), NodeId(3)];
+const CONTROLLER: NodeId = NodeId(0);
 const LAG: Duration = Duration::from_millis(300);
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(50);
 const ACK_TIMEOUT: Duration = Duration::from_millis(1_000);
@@ -87,10 +87,10 @@ enum Mode {
 struct Image {
     version: u64,
     leader: NodeId,
-    leader_epoch: i32,
-    partition_epoch: i32,
+    leader_epoch: LeaderEpoch,
+    partition_epoch: PartitionEpoch,
     isr: Vec<NodeId>,
-    broker_epochs: BTreeMap<NodeId, i64>,
+    broker_epochs: BTreeMap<NodeId, BrokerEpoch>,
 }
 
 impl Image {
@@ -117,18 +117,18 @@ struct FetchData {
 #[derive(Clone, Debug)]
 enum Body {
     EpochRequest {
-        leader_epoch: i32,
-        epoch: i32,
+        leader_epoch: LeaderEpoch,
+        epoch: LeaderEpoch,
     },
     EpochReply(Result<Option<EpochEndOffset>, FetchError>),
     OffsetsRequest {
-        leader_epoch: i32,
+        leader_epoch: LeaderEpoch,
     },
     OffsetsReply(Result<LeaderOffsets, FetchError>),
     FetchRequest {
-        leader_epoch: i32,
-        broker_epoch: i64,
-        offset: i64,
+        leader_epoch: LeaderEpoch,
+        broker_epoch: BrokerEpoch,
+        offset: Offset,
     },
     FetchReply(Result<FetchData, FetchError>),
     Alter(AlterPartition),
@@ -173,7 +173,7 @@ struct Node {
     id: NodeId,
     alive: bool,
     isolated: bool,
-    broker_epoch: i64,
+    broker_epoch: BrokerEpoch,
     log: MemLog,
     /// Records durable on disk: a crash keeps only these.
     synced: usize,
@@ -249,11 +249,11 @@ impl Sim {
     fn new(seed: u64, mode: Mode, fast_leader_changes: bool) -> Self {
         let image = Image {
             version: 1,
-            leader: 1,
-            leader_epoch: 0,
-            partition_epoch: 0,
+            leader: NodeId(1),
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: PartitionEpoch(0),
             isr: NODES.to_vec(),
-            broker_epochs: NODES.iter().map(|n| (*n, 1)).collect(),
+            broker_epochs: NODES.iter().map(|n| (*n, BrokerEpoch(1))).collect(),
         };
         let nodes = NODES
             .iter()
@@ -261,7 +261,7 @@ impl Sim {
                 id,
                 alive: true,
                 isolated: false,
-                broker_epoch: 1,
+                broker_epoch: BrokerEpoch(1),
                 log: MemLog::default(),
                 synced: 0,
                 image: None,
@@ -298,11 +298,11 @@ impl Sim {
     }
 
     fn node(&mut self, id: NodeId) -> &mut Node {
-        &mut self.nodes[usize::try_from(id - 1).unwrap()]
+        &mut self.nodes[usize::try_from(id.0 - 1).unwrap()]
     }
 
     fn node_ref(&self, id: NodeId) -> &Node {
-        &self.nodes[usize::try_from(id - 1).unwrap()]
+        &self.nodes[usize::try_from(id.0 - 1).unwrap()]
     }
 
     fn fail(&mut self, what: String) {

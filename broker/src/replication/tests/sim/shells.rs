@@ -37,8 +37,8 @@ impl Sim {
                 Body::EpochReply(Ok(leader.epoch_end_offset(*epoch, &node.log)))
             }
             (Body::OffsetsRequest { .. }, Ok(())) => Body::OffsetsReply(Ok(LeaderOffsets {
-                log_start: node.log.start,
-                log_end: node.log.end(),
+                log_start: Offset(node.log.start),
+                log_end: Offset(node.log.end()),
             })),
             (
                 Body::FetchRequest {
@@ -52,11 +52,11 @@ impl Sim {
                 match leader.on_follower_fetch(from, *broker_epoch, *leader_epoch, *offset, now) {
                     Err(e) => Body::FetchReply(Err(fetch_error(&e))),
                     Ok(()) => {
-                        let records = node.log.read(*offset, batch);
+                        let records = node.log.read(offset.0, batch);
                         let corrupt_at = corrupt.then_some(batch.min(records.len()) / 2);
                         Body::FetchReply(Ok(FetchData {
                             records,
-                            high_watermark: leader.high_watermark(),
+                            high_watermark: leader.high_watermark().0,
                             corrupt_at,
                         }))
                     }
@@ -88,11 +88,11 @@ impl Sim {
             return;
         }
         let epoch = leader.leader_epoch();
-        let offset = node.log.append(epoch);
-        leader.on_local_append(node.log.end());
+        let offset = node.log.append(epoch.0);
+        leader.on_local_append(Offset(node.log.end()));
         if acks_all {
-            leader.add_waiter(WaiterId(waiter), offset + 1, deadline);
-            self.produced.insert(waiter, (offset, epoch));
+            leader.add_waiter(WaiterId(waiter), Offset(offset + 1), deadline);
+            self.produced.insert(waiter, (offset, epoch.0));
             self.next_waiter += 1;
         }
         self.note(format!(
@@ -109,9 +109,9 @@ impl Sim {
             };
             match output {
                 LeaderOutput::HighWatermark(hw) => {
-                    self.on_commit(id, hw);
+                    self.on_commit(id, hw.0);
                     let log = &mut self.node(id).log;
-                    log.high_watermark = log.high_watermark.max(hw);
+                    log.high_watermark = log.high_watermark.max(hw.0);
                 }
                 LeaderOutput::AlterPartition(proposal) => {
                     self.note(format!("node {id} proposes {proposal:?}"));
@@ -144,8 +144,10 @@ impl Sim {
                     log.append_replicated(&data.records[..good]);
                 }
                 let reply = match data.records.get(good) {
-                    Some(&(offset, _)) => Err(FetchError::CorruptBatch { offset }),
-                    None => Ok(data.high_watermark),
+                    Some(&(offset, _)) => Err(FetchError::CorruptBatch {
+                        offset: Offset(offset),
+                    }),
+                    None => Ok(Offset(data.high_watermark)),
                 };
                 follower.on_fetch(msg.request, reply, log, now);
             }
@@ -199,14 +201,14 @@ impl Sim {
                     self.send(id, leader, incarnation, request, body);
                 }
                 FollowerAction::Truncate { request, to } => {
-                    self.truncate(id, to, false);
+                    self.truncate(id, to.0, false);
                     let Node { follower, log, .. } = self.node(id);
                     if let Some(f) = follower.as_mut() {
                         f.on_truncated(request, log);
                     }
                 }
                 FollowerAction::Reset { request, offset } => {
-                    self.truncate(id, offset, true);
+                    self.truncate(id, offset.0, true);
                     let Node { follower, log, .. } = self.node(id);
                     if let Some(f) = follower.as_mut() {
                         f.on_truncated(request, log);
@@ -214,7 +216,7 @@ impl Sim {
                 }
                 FollowerAction::SetHighWatermark(hw) => {
                     let log = &mut node.log;
-                    log.high_watermark = log.high_watermark.max(hw.min(log.end()));
+                    log.high_watermark = log.high_watermark.max(hw.0.min(log.end()));
                 }
                 FollowerAction::Backoff { .. } => {}
             }
@@ -248,7 +250,7 @@ impl Sim {
                 node.crashes_at_leadership = crashes;
             }
             self.run_leader(id);
-        } else if image.leader < 0 {
+        } else if image.leader.is_none() {
             if node.follower.take().is_some() {
                 node.incarnation += 1;
             }
