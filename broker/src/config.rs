@@ -13,6 +13,7 @@ use rafka_store::FsyncPolicy;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
+use crate::metadata::features::{self, FeatureLevel, LevelRange};
 
 /// Command-line flags of `rafka-node`. Every flag can also be set with the `RAFKA_*` variable named
 /// in its help, or in the TOML file given by `--config` (keys as the flag names, with `_`).
@@ -107,6 +108,12 @@ pub struct NodeArgs {
     /// Replicas of the internal group-offsets topic, at most the nodes alive when it is created. [default: 3]
     #[arg(long, env = "RAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", value_name = "N")]
     pub offsets_topic_replication_factor: Option<i16>,
+    /// Highest cluster feature level this node says it supports (at most this release's). The
+    /// cluster's level rises only to what every node supports, so during a rolling upgrade this
+    /// keeps the level, and with it the way back to the previous release, until it is removed.
+    /// [default: the highest this release supports]
+    #[arg(long, env = "RAFKA_MAX_FEATURE_LEVEL", value_name = "LEVEL")]
+    pub max_feature_level: Option<u16>,
 }
 
 /// The node's resolved configuration.
@@ -161,6 +168,8 @@ pub struct NodeConfig {
     pub offsets_topic_partitions: i32,
     /// Replicas of `__consumer_offsets` (capped at the live nodes).
     pub offsets_topic_replication_factor: i16,
+    /// Highest feature level this node supports (`None`: the release's highest).
+    pub max_feature_level: Option<u16>,
 }
 
 impl Default for NodeConfig {
@@ -190,6 +199,7 @@ impl Default for NodeConfig {
             retention_check_interval_ms: 30_000,
             offsets_topic_partitions: 8,
             offsets_topic_replication_factor: 3,
+            max_feature_level: None,
         }
     }
 }
@@ -218,6 +228,9 @@ impl NodeConfig {
         }
         if args.no_mdns {
             config.mdns = false;
+        }
+        if let Some(level) = args.max_feature_level {
+            config.max_feature_level = Some(level);
         }
         overlay!(
             config,
@@ -331,11 +344,29 @@ impl NodeConfig {
         if let Some(0) = self.bootstrap_expect {
             return Err(invalid("bootstrap_expect", "must be at least 1".into()));
         }
+        if let Some(level) = self.max_feature_level
+            && FeatureLevel(level) > features::LATEST
+        {
+            return Err(invalid(
+                "max_feature_level",
+                format!(
+                    "{level} is above {}, the highest level this release supports",
+                    features::LATEST
+                ),
+            ));
+        }
         if let Some(addr) = &self.advertised_kafka_addr {
             crate::endpoint::parse_host_port(addr)
                 .map_err(|reason| invalid("advertised_kafka_addr", reason))?;
         }
         Ok(())
+    }
+
+    /// The feature levels this node supports: the release's, capped by `max_feature_level`.
+    pub fn supported_levels(&self) -> LevelRange {
+        self.max_feature_level.map_or(features::SUPPORTED, |max| {
+            features::SUPPORTED.capped(FeatureLevel(max))
+        })
     }
 
     /// How often preferred replicas get their leadership back, if at all.
@@ -414,9 +445,29 @@ mod tests {
             "--auto-create-topics",
             "--config",
             "--bootstrap-expect",
+            "--max-feature-level",
             "RAFKA_FSYNC",
         ] {
             assert!(help.contains(flag), "--help lacks {flag}");
         }
+    }
+
+    #[test]
+    fn the_supported_feature_levels_are_capped_by_the_flag_but_not_above_the_release() {
+        assert_eq!(
+            NodeConfig::default().supported_levels(),
+            features::SUPPORTED
+        );
+        let capped = NodeConfig {
+            max_feature_level: Some(0),
+            ..NodeConfig::default()
+        };
+        assert_eq!(capped.supported_levels(), LevelRange::LEGACY);
+        let above = NodeConfig {
+            max_feature_level: Some(features::LATEST.0 + 1),
+            ..NodeConfig::default()
+        };
+        let err = above.validate().unwrap_err().to_string();
+        assert!(err.contains("max_feature_level"), "{err}");
     }
 }

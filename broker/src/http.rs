@@ -106,14 +106,39 @@ pub async fn cluster_json(broker: &Broker) -> serde_json::Value {
                 "metadata_role": m.keys.get(cluster::ROLE_KEY),
                 "metadata_version": m.keys.get(cluster::METADATA_VERSION_KEY),
                 "partitions_led": m.keys.get(cluster::LED_KEY).and_then(|v| v.parse::<u64>().ok()),
+                "feature_levels": m.keys.get(cluster::FEATURE_LEVELS_KEY),
             })
         })
         .collect();
+    let image = broker.image();
     serde_json::json!({
-        "cluster_id": broker.image().cluster_id,
+        "cluster_id": image.cluster_id,
         "node_id": broker.local().node_id,
         "metadata": status,
+        "features": features_json(&image, broker.config().supported_levels()),
         "members": members,
+    })
+}
+
+/// The feature levels: finalized (the metadata log's), supported by this node, and recorded for
+/// each registered node (null: registered as nodes of level 0 do; gossip may say more).
+fn features_json(
+    image: &crate::metadata::MetadataImage,
+    supported: crate::metadata::LevelRange,
+) -> serde_json::Value {
+    let nodes: serde_json::Map<String, serde_json::Value> = image
+        .nodes
+        .values()
+        .map(|n| {
+            let range = n.supported.map(|r| r.to_string());
+            (n.node_id.to_string(), serde_json::json!(range))
+        })
+        .collect();
+    serde_json::json!({
+        "finalized": image.features().finalized().0,
+        "supported": supported.to_string(),
+        "latest": crate::metadata::features::LATEST.0,
+        "nodes": nodes,
     })
 }
 
@@ -154,4 +179,7 @@ fn record_gauges(broker: &Broker) {
         }
     }
     metrics::gauge!(names::STORAGE_BYTES).set(broker.store().disk_space() as f64);
+    metrics::gauge!(names::FEATURE_LEVEL).set(f64::from(image.features().finalized().0));
+    let supported = broker.config().supported_levels();
+    metrics::gauge!(names::FEATURE_LEVEL_SUPPORTED).set(f64::from(supported.max.0));
 }

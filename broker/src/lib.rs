@@ -5,7 +5,8 @@
 //! - [`node`]: start-up and shutdown of everything below, in order.
 //! - [`broker`]: [`Broker`], the shared context handlers read (metadata, store, coordinators).
 //! - [`metadata`]: the metadata state machine ([`metadata::MetadataImage`]), its Raft log
-//!   ([`metadata::raft`]) and placement ([`metadata::assignment`]).
+//!   ([`metadata::raft`]), placement ([`metadata::assignment`]) and the cluster's feature level
+//!   ([`metadata::features`]: what nodes may write for each other during upgrades).
 //! - [`cluster`]: liveness from gossip, formation, the controller (learners, voters, partition
 //!   leaders on the metadata leader) and this node's gossiped state.
 //! - [`replica`]: keeps this node's partition logs in line with the metadata.

@@ -29,6 +29,10 @@ pub const LOG_START_OFFSET: &str = "rafka_partition_log_start_offset";
 pub const HIGH_WATERMARK: &str = "rafka_partition_high_watermark";
 /// Bytes the partition store occupies on disk.
 pub const STORAGE_BYTES: &str = "rafka_storage_bytes";
+/// Gauge: the cluster's finalized feature level, as this node's metadata image has it.
+pub const FEATURE_LEVEL: &str = "rafka_feature_level";
+/// Gauge: the highest feature level this node supports (its release, or `--max-feature-level`).
+pub const FEATURE_LEVEL_SUPPORTED: &str = "rafka_feature_level_supported";
 
 /// Histogram buckets of request latency, in seconds (50 µs to 10 s).
 pub const LATENCY_BUCKETS: &[f64] = &[

@@ -24,7 +24,9 @@ use crate::error::NodeError;
 use crate::group::{GroupOffsets, OFFSETS_TOPIC};
 use crate::ids::BrokerEpoch;
 use crate::metadata::raft::{RaftConfig, RaftNode};
-use crate::metadata::{Metadata, MetadataCommand, MetadataError, NodeId, Outcome};
+use crate::metadata::{
+    Feature, LevelRange, Metadata, MetadataCommand, MetadataError, NodeId, Outcome,
+};
 use crate::producer_ids::ProducerIds;
 use crate::replica::{Followers, Leaders, Peers, Replicas};
 use crate::{Broker, NodeConfig, endpoint, http, transport};
@@ -79,13 +81,25 @@ impl Node {
             })?;
 
         let (mesh, inbound) = Mesh::start(keypair, mesh_config(&config)).await?;
-        let endpoints = gossip::endpoint_keys(&advertised.to_string(), &http_addr.to_string());
+        let supported = config.supported_levels();
+        let endpoints =
+            gossip::endpoint_keys(&advertised.to_string(), &http_addr.to_string(), supported);
         for (key, value) in &endpoints {
             mesh.set_state(key, Some(value.clone())).await?;
         }
         let cluster = Cluster::new(mesh.clone());
         let tasks = TaskTracker::new();
         let metadata = open_metadata(&data_dir.join("raft"), &mesh).await?;
+        // A node below the finalized level it has already seen stops here, before it joins.
+        if let Err(e) = metadata
+            .image()
+            .features()
+            .check_supported("this rafka-node", supported)
+        {
+            metadata.shutdown().await;
+            mesh.shutdown().await;
+            return Err(e.into());
+        }
         tasks.spawn(cluster::transport::serve(
             inbound.raft,
             metadata.clone(),
@@ -99,7 +113,7 @@ impl Node {
         }
 
         let store = open_store(&config, &data_dir)?;
-        let (node_id, broker_epoch) = register(&metadata, &peer_id, &advertised).await?;
+        let (node_id, broker_epoch) = register(&metadata, &peer_id, &advertised, supported).await?;
         let local = LocalNode {
             node_id,
             broker_epoch,
@@ -167,13 +181,14 @@ impl Node {
             controller::Settings {
                 voters: broker.config().voters,
                 rebalance_every: broker.config().leader_rebalance_interval(),
+                supported,
             },
             shutdown.clone(),
         ));
         tasks.spawn(gossip::run(
             mesh.clone(),
             metadata.clone(),
-            node_id,
+            (node_id, broker_epoch),
             endpoints,
             shutdown.clone(),
         ));
@@ -281,19 +296,25 @@ fn open_store(config: &NodeConfig, data_dir: &Path) -> Result<Store, NodeError> 
     Ok(Store::open(store_config)?)
 }
 
-/// Registers this node (same peer id, same node id; a new broker epoch every start).
+/// Registers this node (same peer id, same node id; a new broker epoch every start), with the
+/// feature levels it supports once the cluster's finalized level allows saying so.
 async fn register(
     metadata: &Metadata,
     peer_id: &rafka_mesh::PeerId,
     advertised: &crate::endpoint::Endpoint,
+    supported: LevelRange,
 ) -> Result<(NodeId, BrokerEpoch), NodeError> {
-    let registration = MetadataCommand::RegisterNode {
-        peer_id: peer_id.to_string(),
-        kafka_host: advertised.host.clone(),
-        kafka_port: advertised.port,
-    };
     loop {
-        match metadata.propose(registration.clone()).await {
+        let features = metadata.image().features();
+        let registration = MetadataCommand::registration(
+            peer_id.to_string(),
+            advertised.host.clone(),
+            advertised.port,
+            supported,
+            features,
+        );
+        let legacy = registration.feature().is_none();
+        match metadata.propose(registration).await {
             Ok(Outcome::Registered {
                 node_id,
                 broker_epoch,
@@ -310,8 +331,26 @@ async fn register(
                 tracing::info!(error = %e, "registration not possible yet; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
+            // Refused as a level-0 registration: the cluster is above level 0 and this node's
+            // image had not caught up yet. Register again with levels once it has.
+            Err(MetadataError::Membership(reason))
+                if legacy && supported.contains(Feature::VersionedMetadata.level()) =>
+            {
+                tracing::info!(reason, "registering again with feature levels");
+                wait_for_level(metadata, Feature::VersionedMetadata).await;
+            }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Waits (at most the metadata log's propose timeout) until this node's image enables `feature`.
+async fn wait_for_level(metadata: &Metadata, feature: Feature) {
+    let mut images = metadata.subscribe();
+    let enabled = images.wait_for(|image| image.features().enabled(feature));
+    let timeout = RaftConfig::default().propose_timeout;
+    if tokio::time::timeout(timeout, enabled).await.is_err() {
+        tracing::warn!(%feature, "feature not enabled in this node's image yet");
     }
 }
 

@@ -12,7 +12,10 @@
 //!    leader gets one as soon as an in-sync replica is alive again;
 //! 5. every `--leader-rebalance-interval-ms` (Kafka's auto.leader.rebalance), a partition whose
 //!    preferred replica (the first) is alive and in sync but not leading is handed back to it, so
-//!    leadership spreads again after a node returns instead of piling up on the survivors.
+//!    leadership spreads again after a node returns instead of piling up on the survivors;
+//! 6. the cluster's finalized feature level rises once every registered node and every member of
+//!    the metadata log supports a higher one ([`features::next_finalization`]); a joining node
+//!    that cannot run at the finalized level is not added to the metadata log.
 //!
 //! Gossip decides nothing by itself: every change goes through the metadata log, and a node that
 //! is not the leader never acts.
@@ -26,11 +29,12 @@ use rafka_mesh::view::CONTROL_ADDRS_KEY;
 use tokio_util::sync::CancellationToken;
 
 use super::formation::raft_node;
+use super::gossip::gossiped_features;
 use super::{Cluster, FORMING_KEY};
 use crate::metadata::raft::{RaftNode, RaftNodeId};
 use crate::metadata::{
-    Metadata, MetadataCommand, MetadataImage, MetadataStatus, NodeId, PartitionChange,
-    PartitionImage, RaftRole, topic_config,
+    LevelRange, Metadata, MetadataCommand, MetadataImage, MetadataStatus, NodeId, PartitionChange,
+    PartitionImage, RaftRole, features, topic_config,
 };
 
 /// How often the controller looks even when nothing changed.
@@ -43,6 +47,8 @@ pub struct Settings {
     pub voters: usize,
     /// How often leadership goes back to preferred replicas (`None`: never).
     pub rebalance_every: Option<Duration>,
+    /// The feature levels this node supports.
+    pub supported: LevelRange,
 }
 
 /// Runs the controller until `shutdown`.
@@ -75,7 +81,7 @@ pub async fn run(
         if rebalance {
             last_rebalance = tokio::time::Instant::now();
         }
-        if let Err(e) = step(&metadata, &cluster, &status, settings.voters, rebalance).await {
+        if let Err(e) = step(&metadata, &cluster, &status, settings, rebalance).await {
             tracing::warn!(error = %e, "controller step failed; retrying");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -87,11 +93,11 @@ async fn step(
     metadata: &Metadata,
     cluster: &Cluster,
     status: &MetadataStatus,
-    voters: usize,
+    settings: Settings,
     rebalance: bool,
 ) -> Result<(), crate::metadata::MetadataError> {
     let image = metadata.image();
-    if let Some(change) = membership_change(cluster, &image, status, voters) {
+    if let Some(change) = membership_change(cluster, &image, status, settings.voters) {
         match change {
             Change::AddLearner(node) => {
                 tracing::info!(peer = %node.peer_id, "adding a node to the metadata log as a learner");
@@ -103,6 +109,10 @@ async fn step(
             }
         }
         return Ok(());
+    }
+    if let Some(finalize) = feature_level_change(cluster, &image, status, settings.supported) {
+        tracing::info!(?finalize, "raising the cluster's finalized feature level");
+        metadata.propose(MetadataCommand::Gated(finalize)).await?;
     }
     let changes = partition_changes(cluster, &image, rebalance);
     if !changes.is_empty() {
@@ -138,12 +148,7 @@ fn membership_change(
             .map(|(id, _)| *id)
             .collect()
     };
-    let known: BTreeSet<String> = status
-        .voters
-        .values()
-        .chain(status.learners.values())
-        .map(|n| n.peer_id.clone())
-        .collect();
+    let known = member_peers(status);
     let view = cluster.view();
     let joining = view.live().find(|m| {
         m.peer_id != cluster.mesh().local_peer_id()
@@ -153,6 +158,7 @@ fn membership_change(
             && m.keys
                 .get(CLUSTER_ID_KEY)
                 .is_none_or(|id| *id == image.cluster_id)
+            && can_run_at(m, image)
     });
     if let Some(member) = joining {
         return Some(Change::AddLearner(raft_node(member)));
@@ -194,6 +200,45 @@ fn membership_change(
         return Some(Change::SetVoters(set, "removing a dead voter"));
     }
     None
+}
+
+/// Peer ids of the metadata log's voters and learners.
+fn member_peers(status: &MetadataStatus) -> BTreeSet<String> {
+    status
+        .voters
+        .values()
+        .chain(status.learners.values())
+        .map(|n| n.peer_id.clone())
+        .collect()
+}
+
+/// Whether a joining member can read a metadata log at the cluster's finalized level (a node
+/// that cannot would fail on the first entry or snapshot it receives).
+fn can_run_at(member: &rafka_mesh::MemberInfo, image: &MetadataImage) -> bool {
+    let supported = gossiped_features(member).supported;
+    let finalized = image.features().finalized();
+    if !supported.contains(finalized) {
+        tracing::debug!(peer = %member.peer_id, %supported, %finalized, "not adding a node below the finalized feature level");
+    }
+    supported.contains(finalized)
+}
+
+/// The finalization to propose once every registered node and metadata-log member supports a
+/// higher feature level than the finalized one.
+fn feature_level_change(
+    cluster: &Cluster,
+    image: &MetadataImage,
+    status: &MetadataStatus,
+    supported: LevelRange,
+) -> Option<crate::metadata::GatedCommand> {
+    let view = cluster.view();
+    let members = member_peers(status);
+    let local = cluster.mesh().local_peer_id().to_string();
+    let gossip = |peer: &str| {
+        let peer = peer.parse().ok()?;
+        view.member(&peer).map(gossiped_features)
+    };
+    features::next_finalization(image, &members, (&local, supported), &gossip)
 }
 
 /// Partition changes for what gossip says is dead: dead replicas leave ISRs (fencing, as KRaft

@@ -1,14 +1,20 @@
-//! What this node tells the others about itself: node id, endpoints, metadata role and version,
-//! partitions led. Published when it changes (checked every second and on metadata changes).
+//! What this node tells the others about itself: node id, broker epoch, endpoints, supported
+//! feature levels, metadata role and version, partitions led. Published when it changes (checked
+//! every second and on metadata changes).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rafka_mesh::Mesh;
+use rafka_mesh::{MemberInfo, Mesh};
 use tokio_util::sync::CancellationToken;
 
-use super::{HTTP_KEY, KAFKA_KEY, LED_KEY, METADATA_VERSION_KEY, NODE_ID_KEY, ROLE_KEY};
-use crate::metadata::{Metadata, MetadataStatus, NodeId, RaftRole, assignment};
+use super::{
+    BROKER_EPOCH_KEY, FEATURE_LEVELS_KEY, HTTP_KEY, KAFKA_KEY, LED_KEY, METADATA_VERSION_KEY,
+    NODE_ID_KEY, ROLE_KEY,
+};
+use crate::ids::BrokerEpoch;
+use crate::metadata::features::Gossiped;
+use crate::metadata::{LevelRange, Metadata, MetadataStatus, NodeId, RaftRole, assignment};
 
 /// The metadata role as gossiped: `leader`, `voter`, `learner` or `none`.
 pub fn role_name(status: &MetadataStatus) -> &'static str {
@@ -24,8 +30,8 @@ pub fn role_name(status: &MetadataStatus) -> &'static str {
 pub async fn run(
     mesh: Mesh,
     metadata: Metadata,
-    node_id: NodeId,
-    endpoints: [(&'static str, String); 2],
+    (node_id, broker_epoch): (NodeId, BrokerEpoch),
+    endpoints: [(&'static str, String); 3],
     shutdown: CancellationToken,
 ) {
     let mut published: BTreeMap<&'static str, String> = BTreeMap::new();
@@ -40,6 +46,7 @@ pub async fn run(
             .unwrap_or(0);
         let mut wanted: BTreeMap<&'static str, String> = endpoints.iter().cloned().collect();
         wanted.insert(NODE_ID_KEY, node_id.to_string());
+        wanted.insert(BROKER_EPOCH_KEY, broker_epoch.to_string());
         wanted.insert(ROLE_KEY, role_name(&status).to_string());
         wanted.insert(METADATA_VERSION_KEY, image.version.to_string());
         wanted.insert(LED_KEY, led.to_string());
@@ -61,7 +68,35 @@ pub async fn run(
     }
 }
 
-/// The endpoint keys gossiped before the node has an id (so forming peers can check them).
-pub fn endpoint_keys(kafka: &str, http: &str) -> [(&'static str, String); 2] {
-    [(KAFKA_KEY, kafka.to_string()), (HTTP_KEY, http.to_string())]
+/// The keys gossiped before the node has an id: its endpoints (so forming peers can check them)
+/// and the feature levels it supports (so the controller adds it to the metadata log only if it
+/// can read it).
+pub fn endpoint_keys(
+    kafka: &str,
+    http: &str,
+    supported: LevelRange,
+) -> [(&'static str, String); 3] {
+    [
+        (KAFKA_KEY, kafka.to_string()),
+        (HTTP_KEY, http.to_string()),
+        (FEATURE_LEVELS_KEY, supported.to_string()),
+    ]
+}
+
+/// The feature levels a member gossips, with the broker epoch it gossips them from. A member
+/// that gossips none (a node from before feature levels) supports level 0 only.
+pub fn gossiped_features(member: &MemberInfo) -> Gossiped {
+    let supported = member
+        .keys
+        .get(FEATURE_LEVELS_KEY)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(LevelRange::LEGACY);
+    let broker_epoch = member
+        .keys
+        .get(BROKER_EPOCH_KEY)
+        .and_then(|v| v.parse().ok());
+    Gossiped {
+        supported,
+        broker_epoch,
+    }
 }

@@ -39,6 +39,11 @@ pub const METADATA_VERSION_KEY: &str = "metadata_version";
 pub const LED_KEY: &str = "partitions_led";
 /// Gossip key of a fresh node that will form a cluster: the `--bootstrap-expect` count.
 pub const FORMING_KEY: &str = "forming";
+/// Gossip key: the cluster feature levels the node supports (`MIN-MAX`); absent on nodes from
+/// before feature levels (level 0 only).
+pub const FEATURE_LEVELS_KEY: &str = "feature_levels";
+/// Gossip key: the broker epoch of the node's current registration.
+pub const BROKER_EPOCH_KEY: &str = "broker_epoch";
 
 /// Liveness of nodes, as membership sees it (cheap to clone).
 #[derive(Clone, Debug)]
@@ -152,6 +157,7 @@ mod tests {
                     broker_epoch: 1,
                     kafka_host: "127.0.0.1".into(),
                     kafka_port: 9092,
+                    supported: None,
                 },
             );
         }

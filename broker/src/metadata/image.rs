@@ -1,4 +1,8 @@
 //! The metadata image: a pure state machine over [`MetadataCommand`]s.
+//!
+//! Its serde form is snapshot format 2 (`raft/snapshot`), by field name: a field added at a new
+//! feature level gets `#[serde(default)]` so images of older levels still read. Level-0 images
+//! use a frozen copy of the layout of that time instead.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -6,12 +10,14 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::command::{IsrMember, LeaderChange, PartitionChange};
+use super::command::{GatedCommand, IsrMember, LeaderChange, PartitionChange};
+use super::features::{Feature, Features, LevelRange};
 use super::topic_config;
 use super::{MetadataCommand, MetadataError, NodeId, Outcome, validate_topic_name};
 
 /// A registered node.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct NodeImage {
     /// Node id.
     pub node_id: NodeId,
@@ -23,10 +29,16 @@ pub struct NodeImage {
     pub kafka_host: String,
     /// Advertised Kafka port.
     pub kafka_port: u16,
+    /// The feature levels it supports, as its registration (or the finalization that found it
+    /// supporting a level) recorded them; `None`: registered as nodes of level 0 do, so level 0
+    /// only as far as the image knows (gossip may tell the controller more).
+    #[serde(default)]
+    pub supported: Option<LevelRange>,
 }
 
 /// One partition's placement.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct PartitionImage {
     /// Partition index.
     pub index: i32,
@@ -44,6 +56,7 @@ pub struct PartitionImage {
 
 /// One topic.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct TopicImage {
     /// Name.
     pub name: String,
@@ -61,6 +74,7 @@ pub struct TopicImage {
 
 /// Everything the metadata log decides, as of one applied index.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MetadataImage {
     /// Cluster id; empty until formed.
     pub cluster_id: String,
@@ -73,9 +87,42 @@ pub struct MetadataImage {
     topic_names_by_id: HashMap<Uuid, String>,
     /// Next producer id not yet handed out.
     pub next_producer_id: i64,
+    /// The finalized feature level.
+    features: Features,
 }
 
 impl MetadataImage {
+    /// An image of level 0 from its parts (as decoded from a level-0 snapshot).
+    pub(crate) fn from_parts(
+        cluster_id: String,
+        version: u64,
+        nodes: BTreeMap<NodeId, NodeImage>,
+        topics: impl IntoIterator<Item = Arc<TopicImage>>,
+        next_producer_id: i64,
+    ) -> MetadataImage {
+        let mut image = MetadataImage {
+            cluster_id,
+            version,
+            nodes,
+            topics: topics.into_iter().map(|t| (t.name.clone(), t)).collect(),
+            topic_names_by_id: HashMap::new(),
+            next_producer_id,
+            features: Features::default(),
+        };
+        image.rebuild_indexes();
+        image
+    }
+
+    /// The cluster's finalized feature level: what nodes may write for each other
+    /// (`image.features().enabled(Feature::X)`).
+    pub fn features(&self) -> Features {
+        self.features
+    }
+
+    pub(super) fn set_features(&mut self, features: Features) {
+        self.features = features;
+    }
+
     /// True once a `Form` command has been applied.
     pub fn is_formed(&self) -> bool {
         !self.cluster_id.is_empty()
@@ -129,7 +176,10 @@ impl MetadataImage {
                 peer_id,
                 kafka_host,
                 kafka_port,
-            } => self.register_node(peer_id, kafka_host, *kafka_port),
+            } => {
+                self.check_legacy_registration(peer_id)?;
+                self.register_node(peer_id, kafka_host, *kafka_port, None)
+            }
             MetadataCommand::CreateTopic {
                 name,
                 topic_id,
@@ -179,18 +229,64 @@ impl MetadataImage {
                 self.next_producer_id = first.saturating_add((*count).max(1));
                 Outcome::ProducerIds { first }
             }
+            MetadataCommand::Gated(gated) => self.apply_gated(gated)?,
         };
         self.version += 1;
         Ok(outcome)
     }
 
-    fn register_node(&mut self, peer_id: &str, host: &str, port: u16) -> Outcome {
+    fn apply_gated(&mut self, command: &GatedCommand) -> Result<Outcome, MetadataError> {
+        if let Some(feature) = command.feature() {
+            self.features.require(feature)?;
+        }
+        match command {
+            GatedCommand::FinalizeLevel { level, nodes } => {
+                self.finalize_level(*level, nodes)?;
+                Ok(Outcome::Done)
+            }
+            GatedCommand::RegisterNode {
+                peer_id,
+                kafka_host,
+                kafka_port,
+                supported,
+            } => {
+                self.features
+                    .check_supported(&format!("node {peer_id}"), *supported)?;
+                Ok(self.register_node(peer_id, kafka_host, *kafka_port, Some(*supported)))
+            }
+        }
+    }
+
+    /// A registration without a supported range is what nodes of level 0 send: refused once the
+    /// cluster is above level 0, with an error those nodes decode (and print).
+    fn check_legacy_registration(&self, peer_id: &str) -> Result<(), MetadataError> {
+        if !self.features.enabled(Feature::VersionedMetadata) {
+            return Ok(());
+        }
+        let who = format!("node {peer_id}, registering without feature levels,");
+        Err(MetadataError::Membership(
+            super::features::unsupported_message(
+                &who,
+                LevelRange::LEGACY,
+                self.features.finalized(),
+            ),
+        ))
+    }
+
+    fn register_node(
+        &mut self,
+        peer_id: &str,
+        host: &str,
+        port: u16,
+        supported: Option<LevelRange>,
+    ) -> Outcome {
         let existing = self.nodes.values_mut().find(|node| node.peer_id == peer_id);
         let node = match existing {
             Some(node) => {
                 node.broker_epoch += 1;
                 node.kafka_host = host.to_string();
                 node.kafka_port = port;
+                node.supported = supported;
                 let node = node.clone();
                 self.fence_restarted(node.node_id);
                 node
@@ -207,6 +303,7 @@ impl MetadataImage {
                     broker_epoch: 1,
                     kafka_host: host.to_string(),
                     kafka_port: port,
+                    supported,
                 };
                 self.nodes.insert(node_id, node.clone());
                 node

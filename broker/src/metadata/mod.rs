@@ -3,16 +3,21 @@
 //! [`MetadataImage`] is a pure state machine: [`MetadataCommand`]s go in through
 //! [`MetadataImage::apply`], and the image is what every handler reads. [`Metadata`] is the service
 //! that orders commands through a Raft-replicated log ([`raft`], openraft on fjall), applies them
-//! on every replica and publishes each new image on a `watch` channel.
+//! on every replica and publishes each new image on a `watch` channel. [`features`] is the
+//! cluster's feature level: what nodes may write for each other while a cluster is upgraded.
 
 pub mod assignment;
 mod command;
+pub mod features;
 mod image;
 pub mod raft;
 mod service;
 pub mod topic_config;
 
-pub use command::{IsrMember, LeaderChange, MetadataCommand, Outcome, PartitionChange};
+pub use command::{
+    GatedCommand, IsrMember, LeaderChange, MetadataCommand, NodeSupport, Outcome, PartitionChange,
+};
+pub use features::{Feature, FeatureLevel, Features, LevelRange};
 pub use image::{MetadataImage, NodeImage, PartitionImage, TopicImage};
 pub use service::{Metadata, MetadataStatus, RaftRole};
 pub use topic_config::{TopicConfigError, TopicDefaults};
@@ -81,6 +86,24 @@ pub enum MetadataError {
     /// The metadata log's configuration is inconsistent (timeouts, sizes).
     #[error("invalid metadata log config: {0}")]
     RaftConfig(String),
+    // ---- Nodes of feature level 0 know the variants above: append only, below. ----
+    /// A command needs a feature the cluster's finalized level does not enable yet.
+    #[error(
+        "{feature} needs cluster feature level {needs}, and the finalized level is {finalized} (it \
+         rises once every registered node supports it)"
+    )]
+    FeatureNotEnabled {
+        /// The feature.
+        feature: String,
+        /// The level that enables it.
+        needs: u16,
+        /// The cluster's finalized level.
+        finalized: u16,
+    },
+    /// A node does not support the cluster's finalized feature level, or a finalization is not
+    /// supported by every node. A cluster never goes back below its finalized level.
+    #[error("{0}")]
+    UnsupportedLevel(String),
 }
 
 impl MetadataError {
@@ -103,6 +126,8 @@ impl MetadataError {
             Self::RaftConfig(_) => E::InvalidConfig,
             Self::StalePartition(_) => E::InvalidUpdateVersion,
             Self::IneligibleReplica(_) => E::IneligibleReplica,
+            Self::FeatureNotEnabled { .. } => E::UnsupportedVersion,
+            Self::UnsupportedLevel(_) => E::FeatureUpdateFailed,
         };
         error.code()
     }

@@ -211,7 +211,13 @@ impl Metadata {
     /// Retriable failures: [`MetadataError::NoLeader`] (no leader reachable within the propose
     /// timeout: an election, or a majority down) and [`MetadataError::Timeout`] (not committed
     /// in time; it may still apply).
+    ///
+    /// A command whose feature the cluster's finalized level does not enable yet is refused here,
+    /// before anything is appended: [`MetadataError::FeatureNotEnabled`].
     pub async fn propose(&self, command: MetadataCommand) -> Result<Outcome, MetadataError> {
+        if let Some(feature) = command.feature() {
+            self.image().features().require(feature)?;
+        }
         let (_, result) = self.inner.router.run(LeaderOp::Propose(command)).await?;
         result
     }
@@ -380,6 +386,67 @@ mod tests {
         Metadata::open(dir, node, Arc::new(NoPeers), RaftConfig::default())
             .await
             .unwrap()
+    }
+
+    #[tokio::test]
+    async fn gated_commands_wait_for_their_level_and_the_level_survives_reopen() {
+        use crate::metadata::features::SUPPORTED;
+        use crate::metadata::{FeatureLevel, GatedCommand};
+        let dir = tempfile::tempdir().unwrap();
+        let peer = libp2p::PeerId::random();
+        let register = MetadataCommand::Gated(GatedCommand::RegisterNode {
+            peer_id: "p".into(),
+            kafka_host: "h".into(),
+            kafka_port: 1,
+            supported: SUPPORTED,
+        });
+        {
+            let metadata = open_single(dir.path(), &peer).await;
+            metadata
+                .initialize(vec![metadata.node().clone()])
+                .await
+                .unwrap();
+            metadata
+                .propose(MetadataCommand::Form {
+                    cluster_id: "abc".into(),
+                })
+                .await
+                .unwrap();
+            let last_log = metadata.status().await.last_log_index;
+            assert!(matches!(
+                metadata.propose(register.clone()).await,
+                Err(MetadataError::FeatureNotEnabled { needs: 1, .. })
+            ));
+            assert_eq!(
+                metadata.status().await.last_log_index,
+                last_log,
+                "refused before anything was appended"
+            );
+            let finalize = GatedCommand::FinalizeLevel {
+                level: FeatureLevel(1),
+                nodes: vec![],
+            };
+            metadata
+                .propose(MetadataCommand::Gated(finalize))
+                .await
+                .unwrap();
+            assert!(matches!(
+                metadata.propose(register).await,
+                Ok(Outcome::Registered {
+                    node_id: crate::metadata::NodeId(1),
+                    ..
+                })
+            ));
+            metadata.shutdown().await;
+        }
+        let reopened = open_single(dir.path(), &peer).await;
+        let image = reopened.image();
+        assert_eq!(image.features().finalized(), FeatureLevel(1));
+        assert_eq!(
+            image.nodes[&crate::metadata::NodeId(1)].supported,
+            Some(SUPPORTED)
+        );
+        reopened.shutdown().await;
     }
 
     #[tokio::test]

@@ -1,12 +1,16 @@
 //! Byte encodings of everything the metadata log stores or sends: a format byte, then bincode 2
 //! (serde, standard config). Decoding never panics: bad bytes are a [`CodecError`].
+//!
+//! Format 1 is all that nodes of feature level 0 know, and what every value but the snapshot
+//! image still uses: what changes inside it is versioned inside (`MetadataCommand::Gated`). The
+//! image has its own formats (`snapshot`).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::metadata::MetadataImage;
+use crate::metadata::features::FeatureLevel;
 
-/// Format version in front of every encoded value; bump when an encoding changes.
+/// Format version in front of every encoded value.
 pub(crate) const FORMAT: u8 = 1;
 
 /// Largest value decoded (a snapshot of a very large image fits; a forged length does not make
@@ -23,6 +27,20 @@ pub enum CodecError {
     /// Written by a format this build does not know.
     #[error("unknown format version {0}")]
     UnknownFormat(u8),
+    /// Written at a cluster feature level above this build's.
+    #[error(
+        "{what} written at cluster feature level {level}, and this rafka-node supports levels up \
+         to {supported}: a node cannot run below its cluster's finalized feature level (run a \
+         release that supports level {level})"
+    )]
+    TooNew {
+        /// What was being decoded.
+        what: &'static str,
+        /// Its level.
+        level: FeatureLevel,
+        /// The highest level this build supports.
+        supported: FeatureLevel,
+    },
     /// The bytes do not decode.
     #[error("corrupt {what}: {reason}")]
     Corrupt {
@@ -64,35 +82,36 @@ pub(crate) fn decode<T: DeserializeOwned>(
 ) -> Result<T, CodecError> {
     match bytes.split_first() {
         None => Err(CodecError::Empty),
-        Some((&FORMAT, body)) => {
-            let (value, read) = bincode::serde::decode_from_slice(body, config()).map_err(|e| {
-                CodecError::Corrupt {
-                    what,
-                    reason: e.to_string(),
-                }
-            })?;
-            if read != body.len() {
-                return Err(CodecError::Corrupt {
-                    what,
-                    reason: format!("{} trailing bytes", body.len() - read),
-                });
-            }
-            Ok(value)
-        }
+        Some((&FORMAT, body)) => decode_body(what, body),
         Some((&other, _)) => Err(CodecError::UnknownFormat(other)),
     }
 }
 
-/// Encodes a metadata image (the body of a snapshot).
-pub(crate) fn encode_image(image: &MetadataImage) -> Result<Vec<u8>, CodecError> {
-    encode("metadata image", image)
+/// The bincode of `value`, without a format byte (for values nested in an encoded one).
+pub(crate) fn encode_body<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode {
+        what: "nested value",
+        reason: e.to_string(),
+    })
 }
 
-/// Decodes a metadata image and rebuilds its derived indexes.
-pub(crate) fn decode_image(bytes: &[u8]) -> Result<MetadataImage, CodecError> {
-    let mut image: MetadataImage = decode("metadata image", bytes)?;
-    image.rebuild_indexes();
-    Ok(image)
+/// The inverse of [`encode_body`]. Trailing bytes are corruption too.
+pub(crate) fn decode_body<T: DeserializeOwned>(
+    what: &'static str,
+    body: &[u8],
+) -> Result<T, CodecError> {
+    let (value, read) =
+        bincode::serde::decode_from_slice(body, config()).map_err(|e| CodecError::Corrupt {
+            what,
+            reason: e.to_string(),
+        })?;
+    if read != body.len() {
+        return Err(CodecError::Corrupt {
+            what,
+            reason: format!("{} trailing bytes", body.len() - read),
+        });
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -101,21 +120,20 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        assert_eq!(decode_image(&[]).unwrap_err(), CodecError::Empty);
+        let decode = |bytes: &[u8]| decode::<(String, u64)>("pair", bytes);
+        assert_eq!(decode(&[]).unwrap_err(), CodecError::Empty);
         assert_eq!(
-            decode_image(&[9, 1, 2]).unwrap_err(),
+            decode(&[9, 1, 2]).unwrap_err(),
             CodecError::UnknownFormat(9)
         );
         assert!(matches!(
-            decode_image(&[FORMAT, 0xff, 0xff, 0xff]),
+            decode(&[FORMAT, 0xff, 0xff, 0xff]),
             Err(CodecError::Corrupt { .. })
         ));
-        let mut image = encode_image(&MetadataImage::default()).unwrap();
-        image.push(0);
-        assert!(matches!(
-            decode_image(&image),
-            Err(CodecError::Corrupt { .. })
-        ));
+        let mut pair = encode("pair", &("x".to_string(), 7u64)).unwrap();
+        assert_eq!(decode(&pair).unwrap(), ("x".to_string(), 7));
+        pair.push(0);
+        assert!(matches!(decode(&pair), Err(CodecError::Corrupt { .. })));
     }
 
     #[test]

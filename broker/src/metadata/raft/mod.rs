@@ -17,13 +17,16 @@
 //! - `rpc`: the wire messages and the inbound side (`Metadata::handle_rpc`).
 //! - [`memory`]: an in-memory transport with cuttable links, for tests.
 
-mod codec;
+pub(crate) mod codec;
 mod disk;
+#[cfg(test)]
+mod fixtures;
 mod leader;
 mod log_store;
 pub mod memory;
 mod network;
 mod rpc;
+mod snapshot;
 mod state_machine;
 #[cfg(test)]
 mod tests;

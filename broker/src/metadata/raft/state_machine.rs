@@ -22,9 +22,9 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, watch};
 
-use super::codec;
 use super::disk::{self, Disk, blocking, io_error};
 use super::{ApplyResult, RaftNode, RaftNodeId, TypeConfig};
+use super::{codec, snapshot};
 use crate::metadata::{MetadataImage, Outcome};
 
 type Error = StorageError<RaftNodeId>;
@@ -89,7 +89,7 @@ impl StateMachine {
             snapshot: Arc::new(Mutex::new(None)),
         };
         if let Some(stored) = stored {
-            let image = codec::decode_image(&stored.data)
+            let image = snapshot::decode_image(&stored.data)
                 .map_err(|e| snapshot_error(Some(&stored.meta), ErrorVerb::Read, e))?;
             machine.image = Arc::new(image);
             machine.last_applied = stored.meta.last_log_id;
@@ -199,7 +199,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), Error> {
         let data = snapshot.into_inner();
-        let image = codec::decode_image(&data)
+        let image = snapshot::decode_image(&data)
             .map_err(|e| snapshot_error(Some(meta), ErrorVerb::Read, e))?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
@@ -238,7 +238,7 @@ static SNAPSHOT_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, Error> {
-        let data = codec::encode_image(&self.image)
+        let data = snapshot::encode_image(&self.image)
             .map_err(|e| snapshot_error(None, ErrorVerb::Write, e))?;
         let at = self.last_applied.map_or_else(
             || "0-0-0".to_string(),

@@ -15,7 +15,10 @@ use tempfile::TempDir;
 use tokio::sync::watch;
 
 use super::{Disk, LogStore, RaftNodeId, StateMachine, TypeConfig};
-use crate::metadata::{MetadataCommand, MetadataImage};
+use crate::metadata::features::SUPPORTED;
+use crate::metadata::{
+    FeatureLevel, GatedCommand, MetadataCommand, MetadataImage, NodeId, NodeSupport,
+};
 
 struct Builder;
 
@@ -59,6 +62,15 @@ fn form(id: &str) -> MetadataCommand {
 async fn append(log: &mut LogStore, entries: Vec<Entry<TypeConfig>>) {
     use openraft::storage::RaftLogStorageExt;
     log.blocking_append(entries).await.unwrap();
+}
+
+async fn build_snapshot(machine: &mut StateMachine) -> openraft::Snapshot<TypeConfig> {
+    machine
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -109,12 +121,7 @@ async fn a_snapshot_restores_the_image_on_open() {
         assert!(results[0].is_err(), "refused before formation");
         assert!(results[1].is_ok() && results[2].is_ok());
         assert_eq!(images.borrow().cluster_id, "cluster", "published on apply");
-        let snapshot = machine
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
+        let snapshot = build_snapshot(&mut machine).await;
         assert_eq!(snapshot.meta.last_log_id, Some(log_id(1, 3)));
         images.borrow().version
     };
@@ -221,3 +228,48 @@ fn raft_node_ids_are_stable_hashes_of_peer_ids() {
 }
 
 const PINNED_ID: u64 = 11_835_802_463_404_637_888;
+
+#[tokio::test]
+async fn above_level_0_snapshots_keep_the_level_on_disk_and_when_installed_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let register = MetadataCommand::RegisterNode {
+        peer_id: "p".into(),
+        kafka_host: "h".into(),
+        kafka_port: 1,
+    };
+    let finalize = MetadataCommand::Gated(GatedCommand::FinalizeLevel {
+        level: FeatureLevel(1),
+        nodes: vec![NodeSupport {
+            node: NodeId(1),
+            broker_epoch: 1,
+            supported: SUPPORTED,
+        }],
+    });
+    let (meta, data) = {
+        let (_, mut machine, images) = open(dir.path());
+        let entries = vec![
+            entry(1, 1, form("cluster")),
+            entry(1, 2, register),
+            entry(1, 3, finalize),
+        ];
+        let results = machine.apply(entries).await.unwrap();
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(images.borrow().features().finalized(), FeatureLevel(1));
+        let snapshot = build_snapshot(&mut machine).await;
+        let data = snapshot.snapshot.into_inner();
+        assert_eq!(data.first(), Some(&2), "format 2 from level 1 on");
+        (snapshot.meta, data)
+    };
+    let (_, _, images) = open(dir.path());
+    assert_eq!(images.borrow().features().finalized(), FeatureLevel(1));
+    assert_eq!(images.borrow().nodes[&NodeId(1)].supported, Some(SUPPORTED));
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (_, mut machine, images) = open(elsewhere.path());
+    machine
+        .install_snapshot(&meta, Box::new(std::io::Cursor::new(data)))
+        .await
+        .unwrap();
+    assert_eq!(images.borrow().features().finalized(), FeatureLevel(1));
+    assert_eq!(images.borrow().version, 3);
+}
