@@ -28,3 +28,4 @@ mod produce_fetch;
 mod replication_faults;
 mod restart;
 mod topics;
+mod upgrade;
