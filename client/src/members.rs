@@ -3,7 +3,7 @@
 //!
 //! The mesh transport routes by it (node id → peer, see [`crate::routes`]) and `rafka cluster`
 //! prints it. A node answers with what its gossip membership knows (`Mesh::cluster_info`); the
-//! keys are the ones the broker gossips about itself (`broker/src/cluster/mod.rs`).
+//! keys are the ones the broker gossips about itself (`rafka_format::gossip`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,22 +14,12 @@ use futures::future::BoxFuture;
 use crate::error::Result;
 use crate::metadata::NodeId;
 
-/// Gossip key: the node's Kafka node id.
-pub const NODE_ID_KEY: &str = "node_id";
-/// Gossip key: the node's advertised Kafka endpoint (`host:port`).
-pub const KAFKA_KEY: &str = "kafka";
-/// Gossip key: the node's HTTP admin endpoint.
-pub const HTTP_KEY: &str = "http";
-/// Gossip key: the node's role in the metadata log (`leader`, `voter`, `learner`, `none`).
-pub const ROLE_KEY: &str = "metadata_role";
-/// Gossip key: the metadata version the node has applied.
-pub const METADATA_VERSION_KEY: &str = "metadata_version";
-/// Gossip key: how many partitions the node leads.
-pub const LED_KEY: &str = "partitions_led";
-/// Gossip key: the node's data-plane (p2p) addresses, comma separated.
-pub const DATA_ADDRS_KEY: &str = "data_addrs";
-/// Gossip key: the node's control-plane addresses, comma separated.
-pub const CONTROL_ADDRS_KEY: &str = "control_addrs";
+/// The gossip keys a node writes about itself (defined once in `rafka_format::gossip`, shared
+/// with the broker and the mesh).
+pub use rafka_format::gossip::{
+    CONTROL_ADDRS_KEY, DATA_ADDRS_KEY, HTTP_KEY, KAFKA_KEY, LED_KEY, METADATA_VERSION_KEY,
+    NODE_ID_KEY, ROLE_KEY,
+};
 
 /// A member's state as the answering node observes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

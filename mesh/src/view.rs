@@ -14,10 +14,9 @@ mod wire {
     include!(concat!(env!("OUT_DIR"), "/rafka.cluster.rs"));
 }
 
-/// Membership key holding a node's control-plane addresses (comma separated).
-pub const CONTROL_ADDRS_KEY: &str = "control_addrs";
-/// Membership key holding a node's data-plane (p2p) addresses (comma separated).
-pub const DATA_ADDRS_KEY: &str = "data_addrs";
+/// Membership keys holding a node's control-plane and data-plane (p2p) addresses (comma
+/// separated); every gossip key is defined once, in `rafka_format::gossip`.
+pub use rafka_format::gossip::{CONTROL_ADDRS_KEY, DATA_ADDRS_KEY};
 
 /// One member, as seen from one node.
 #[derive(Clone, Debug, PartialEq)]

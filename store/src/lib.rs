@@ -8,8 +8,8 @@
 //! | [`PartitionLog`] (`partition.rs`, `read.rs`) | cheap handle to one log: appends (validated on the caller's thread, queued to the writer), reads against fjall |
 //! | `writer/` | the ONE thread that writes: group commit (`mod.rs`), appends and segment rolls (`append.rs`), truncation / DeleteRecords / retention (`log_ops.rs`), create / delete / config / flush (`admin.rs`) |
 //! | `recovery.rs` | rebuilds partition state from `meta` at open, deletes orphan segments, checks tail batches |
-//! | [`batch`] | RecordBatch v2 header parsing, validation and rewrites (public: the broker and client use it) |
-//! | `records.rs` | record-level timestamps inside a (possibly compressed) batch, for ListOffsets |
+//! | [`batch`] | RecordBatch v2: `rafka_format::batch` (layout, parsing, checks, rewrites; shared with the client) re-exported, plus the leader's `validate_produce` |
+//! | `records.rs` | record-level timestamps inside a (possibly compressed) batch, for ListOffsets (read with `rafka_format::records`) |
 //! | `keys.rs`, `codec.rs` | key layouts and value encodings: the on-disk format (pinned by a fixture test) |
 //! | `producer_state.rs`, `leader_epoch.rs`, `retention.rs` | pure rules: idempotence, the leader-epoch cache, which segments retention deletes |
 //! | `filter.rs` | fjall compaction filters dropping index / producer entries below the log start |

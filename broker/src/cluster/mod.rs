@@ -25,25 +25,11 @@ use crate::metadata::{MetadataImage, NodeId};
 
 /// How long a registered node may be silent before Metadata stops listing it as a broker.
 pub const UNLISTED_AFTER: Duration = Duration::from_secs(10);
-/// Gossip key: the node's Kafka node id.
-pub const NODE_ID_KEY: &str = "node_id";
-/// Gossip key: advertised Kafka endpoint (`host:port`).
-pub const KAFKA_KEY: &str = "kafka";
-/// Gossip key: HTTP admin endpoint.
-pub const HTTP_KEY: &str = "http";
-/// Gossip key: role in the metadata log (`leader`, `voter`, `learner`, `none`).
-pub const ROLE_KEY: &str = "metadata_role";
-/// Gossip key: metadata version applied.
-pub const METADATA_VERSION_KEY: &str = "metadata_version";
-/// Gossip key: partitions this node leads.
-pub const LED_KEY: &str = "partitions_led";
-/// Gossip key of a fresh node that will form a cluster: the `--bootstrap-expect` count.
-pub const FORMING_KEY: &str = "forming";
-/// Gossip key: the cluster feature levels the node supports (`MIN-MAX`); absent on nodes from
-/// before feature levels (level 0 only).
-pub const FEATURE_LEVELS_KEY: &str = "feature_levels";
-/// Gossip key: the broker epoch of the node's current registration.
-pub const BROKER_EPOCH_KEY: &str = "broker_epoch";
+/// The gossip keys this node writes about itself (defined once, shared with the client).
+pub use rafka_format::gossip::{
+    BROKER_EPOCH_KEY, FEATURE_LEVELS_KEY, FORMING_KEY, HTTP_KEY, KAFKA_KEY, LED_KEY,
+    METADATA_VERSION_KEY, NODE_ID_KEY, ROLE_KEY,
+};
 
 /// Liveness of nodes, as membership sees it (cheap to clone).
 #[derive(Clone, Debug)]

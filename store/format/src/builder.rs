@@ -3,22 +3,87 @@
 //! header (producer identity, counts, timestamps, CRC-32C) and, with compression, compresses
 //! the record bytes once.
 //!
-//! Offsets are 0..n (the broker assigns real ones); timestamp deltas are relative to the first
-//! record's timestamp, as Kafka's `MemoryRecordsBuilder` writes them.
+//! A producer appends records with offset deltas 0..n (the leader assigns real offsets); a
+//! rewrite of a stored batch (the log cleaner) gives each kept record its own delta with
+//! [`BatchBuilder::append_at`] and keeps base offset, producer identity and flags through
+//! [`BatchOptions`]. Timestamp deltas are relative to the first record's timestamp, as Kafka's
+//! `MemoryRecordsBuilder` writes them.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::compression::{self as cmpr, Compressor};
 use kafka_protocol::records::Compression;
 
-use super::varint::{self, MAX_VARLONG_BYTES};
-use super::{BATCH_HEADER_BYTES, BatchIdentity};
-use crate::error::{Error, Result};
+use crate::batch::{self, BatchIdentity, CONTROL_BIT, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2};
+use crate::varint::{self, MAX_VARLONG_BYTES};
 
-/// Offset of the CRC in the batch header; the CRC covers everything after it.
-const CRC_AT: usize = 17;
-const CRC_COVERS_FROM: usize = 21;
-/// Offset of producer id, epoch and base sequence in the header.
-const IDENTITY_AT: usize = 43;
+/// Why a batch could not be built.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// More records than a batch counts (`i32`).
+    #[error("too many records for one batch")]
+    TooManyRecords,
+    /// An offset delta not above the previous record's.
+    #[error("offset delta {delta} does not follow {previous}")]
+    OffsetDeltaNotIncreasing {
+        /// The delta asked for.
+        delta: i32,
+        /// The previous record's delta.
+        previous: i32,
+    },
+    /// More bytes than `batchLength` (`i32`) can say.
+    #[error("record batch too large")]
+    TooLarge,
+    /// The codec failed.
+    #[error("compress record batch: {0}")]
+    Compression(String),
+}
+
+/// What goes into a finished batch's header besides what its records say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOptions {
+    /// Producer id, epoch and base sequence.
+    pub identity: BatchIdentity,
+    /// How the records are compressed.
+    pub compression: Compression,
+    /// The transactional flag.
+    pub transactional: bool,
+    /// The control flag (a batch of transaction markers).
+    pub control: bool,
+    /// Base offset (0 for a produced batch; kept by a rewrite).
+    pub base_offset: i64,
+    /// Partition leader epoch (-1 for a produced batch; the leader stamps it).
+    pub partition_leader_epoch: i32,
+    /// A last offset delta beyond the last record's (a rewrite that dropped the last records
+    /// keeps the batch's original span, as Kafka's cleaner does); `None`: the last record's.
+    pub last_offset_delta: Option<i32>,
+}
+
+impl BatchOptions {
+    /// A produced batch: base offset 0, no leader epoch, neither transactional nor control.
+    pub fn new(identity: BatchIdentity, compression: Compression) -> Self {
+        BatchOptions {
+            identity,
+            compression,
+            transactional: false,
+            control: false,
+            base_offset: 0,
+            partition_leader_epoch: -1,
+            last_offset_delta: None,
+        }
+    }
+
+    fn attributes(&self) -> i16 {
+        let mut attributes = self.compression as i16;
+        if self.transactional {
+            attributes |= batch::TRANSACTIONAL_BIT;
+        }
+        if self.control {
+            attributes |= CONTROL_BIT;
+        }
+        attributes
+    }
+}
 
 /// Key, value and headers of one record, borrowed.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +135,8 @@ impl RecordParts<'_> {
 pub struct BatchBuilder {
     buf: BytesMut,
     count: i32,
+    /// The last record's offset delta (-1 before the first).
+    last_delta: i32,
     first_timestamp: i64,
     max_timestamp: i64,
 }
@@ -77,16 +144,17 @@ pub struct BatchBuilder {
 impl BatchBuilder {
     /// An empty batch whose buffer holds `capacity` bytes (header included) before growing.
     pub fn with_capacity(capacity: usize) -> Self {
-        BatchBuilder::with_buffer(BytesMut::with_capacity(capacity.max(BATCH_HEADER_BYTES)))
+        BatchBuilder::with_buffer(BytesMut::with_capacity(capacity.max(HEADER_LEN)))
     }
 
     /// An empty batch in a recycled buffer (its contents are discarded).
     pub fn with_buffer(mut buf: BytesMut) -> Self {
         buf.clear();
-        buf.put_bytes(0, BATCH_HEADER_BYTES);
+        buf.put_bytes(0, HEADER_LEN);
         BatchBuilder {
             buf,
             count: 0,
+            last_delta: -1,
             first_timestamp: 0,
             max_timestamp: i64::MIN,
         }
@@ -114,13 +182,26 @@ impl BatchBuilder {
         } else {
             timestamp.wrapping_sub(self.first_timestamp)
         };
-        let body = record.body_len(ts_delta, i64::from(self.count));
+        let next_delta = i64::from(self.last_delta) + 1;
+        let body = record.body_len(ts_delta, next_delta);
         varint::len(body as i64) + body
     }
 
-    /// Encodes `record` at the end of the batch.
-    pub fn append(&mut self, timestamp: i64, record: &RecordParts<'_>) -> Result<()> {
+    /// Encodes `record` at the end of the batch, at the offset delta after the last record's.
+    pub fn append(&mut self, timestamp: i64, record: &RecordParts<'_>) -> Result<(), BuildError> {
         self.try_append(timestamp, record, usize::MAX).map(|_| ())
+    }
+
+    /// Encodes `record` at the end of the batch at `offset_delta` (above the last record's: a
+    /// rewrite keeps each record's offset).
+    pub fn append_at(
+        &mut self,
+        offset_delta: i32,
+        timestamp: i64,
+        record: &RecordParts<'_>,
+    ) -> Result<(), BuildError> {
+        self.try_append_at(offset_delta, timestamp, record, usize::MAX)
+            .map(|_| ())
     }
 
     /// Encodes `record` at the end of the batch if the batch stays within `limit` bytes (a
@@ -130,9 +211,29 @@ impl BatchBuilder {
         timestamp: i64,
         record: &RecordParts<'_>,
         limit: usize,
-    ) -> Result<bool> {
+    ) -> Result<bool, BuildError> {
+        let delta = self
+            .last_delta
+            .checked_add(1)
+            .ok_or(BuildError::TooManyRecords)?;
+        self.try_append_at(delta, timestamp, record, limit)
+    }
+
+    fn try_append_at(
+        &mut self,
+        offset_delta: i32,
+        timestamp: i64,
+        record: &RecordParts<'_>,
+        limit: usize,
+    ) -> Result<bool, BuildError> {
         if self.count == i32::MAX {
-            return Err(Error::protocol("too many records for one batch"));
+            return Err(BuildError::TooManyRecords);
+        }
+        if offset_delta <= self.last_delta {
+            return Err(BuildError::OffsetDeltaNotIncreasing {
+                delta: offset_delta,
+                previous: self.last_delta,
+            });
         }
         let first_timestamp = if self.count == 0 {
             timestamp
@@ -140,8 +241,7 @@ impl BatchBuilder {
             self.first_timestamp
         };
         let ts_delta = timestamp.wrapping_sub(first_timestamp);
-        let offset_delta = i64::from(self.count);
-        let body = record.body_len(ts_delta, offset_delta);
+        let body = record.body_len(ts_delta, i64::from(offset_delta));
         let total = varint::len(body as i64) + body;
         if self.count > 0 && self.buf.len().saturating_add(total) > limit {
             return Ok(false);
@@ -154,7 +254,7 @@ impl BatchBuilder {
         head.varint(body as i64);
         head.byte(0);
         head.varint(ts_delta);
-        head.varint(offset_delta);
+        head.varint(i64::from(offset_delta));
         self.buf.put_slice(head.as_slice());
         put_nullable(&mut self.buf, record.key);
         put_nullable(&mut self.buf, record.value);
@@ -165,6 +265,7 @@ impl BatchBuilder {
             put_nullable(&mut self.buf, v.as_ref().map(|v| &v[..]));
         }
         self.count += 1;
+        self.last_delta = offset_delta;
         Ok(true)
     }
 
@@ -173,42 +274,61 @@ impl BatchBuilder {
         self.buf
     }
 
-    /// Fills the header and returns the finished batch (compressed if asked).
-    pub fn build(self, identity: BatchIdentity, compression: Compression) -> Result<Bytes> {
+    /// Fills the header of a produced batch and returns it (compressed if asked).
+    pub fn build(
+        self,
+        identity: BatchIdentity,
+        compression: Compression,
+    ) -> Result<Bytes, BuildError> {
+        self.finish(BatchOptions::new(identity, compression))
+    }
+
+    /// Fills the header as `options` say and returns the finished batch.
+    pub fn finish(self, options: BatchOptions) -> Result<Bytes, BuildError> {
         let BatchBuilder {
             mut buf,
             count,
+            last_delta,
             first_timestamp,
             max_timestamp,
         } = self;
-        if compression != Compression::None {
-            buf = compress(&buf, compression)?;
+        if options.compression != Compression::None {
+            buf = compress(&buf, options.compression)?;
         }
         let max_timestamp = if count == 0 {
             first_timestamp
         } else {
             max_timestamp
         };
-        let length =
-            i32::try_from(buf.len() - 12).map_err(|_| Error::protocol("record batch too large"))?;
-        let mut header = BytesMut::with_capacity(BATCH_HEADER_BYTES);
-        header.put_i64(0); // base offset
+        let length = buf
+            .len()
+            .checked_sub(LOG_OVERHEAD)
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or(BuildError::TooLarge)?;
+        let last_offset_delta = options
+            .last_offset_delta
+            .unwrap_or(0)
+            .max(last_delta)
+            .max(0);
+        let identity = options.identity;
+        let mut header = BytesMut::with_capacity(HEADER_LEN);
+        header.put_i64(options.base_offset);
         header.put_i32(length);
-        header.put_i32(-1); // partition leader epoch
-        header.put_i8(2); // magic
+        header.put_i32(options.partition_leader_epoch);
+        header.put_i8(MAGIC_V2);
         header.put_u32(0); // CRC, below
-        header.put_i16(compression as i16);
-        header.put_i32((count - 1).max(0)); // last offset delta
+        header.put_i16(options.attributes());
+        header.put_i32(last_offset_delta);
         header.put_i64(first_timestamp);
         header.put_i64(max_timestamp);
         header.put_i64(identity.producer_id);
         header.put_i16(identity.producer_epoch);
         header.put_i32(identity.base_sequence);
         header.put_i32(count);
-        if let Some(dst) = buf.get_mut(..BATCH_HEADER_BYTES) {
+        if let Some(dst) = buf.get_mut(..HEADER_LEN) {
             dst.copy_from_slice(&header);
         }
-        stamp_crc(&mut buf);
+        batch::stamp_crc(&mut buf);
         Ok(buf.freeze())
     }
 }
@@ -253,10 +373,10 @@ fn put_nullable(buf: &mut BytesMut, bytes: Option<&[u8]>) {
 }
 
 /// A copy of `buf` with the records (after the header) compressed and room for the header.
-fn compress(buf: &BytesMut, compression: Compression) -> Result<BytesMut> {
-    let records = buf.get(BATCH_HEADER_BYTES..).unwrap_or_default();
-    let mut out = BytesMut::with_capacity(BATCH_HEADER_BYTES + records.len() / 2);
-    out.put_bytes(0, BATCH_HEADER_BYTES);
+fn compress(buf: &BytesMut, compression: Compression) -> Result<BytesMut, BuildError> {
+    let records = buf.get(HEADER_LEN..).unwrap_or_default();
+    let mut out = BytesMut::with_capacity(HEADER_LEN + records.len() / 2);
+    out.put_bytes(0, HEADER_LEN);
     let fill = |tmp: &mut BytesMut| {
         tmp.extend_from_slice(records);
         Ok(())
@@ -268,36 +388,14 @@ fn compress(buf: &BytesMut, compression: Compression) -> Result<BytesMut> {
         Compression::Lz4 => cmpr::Lz4::compress(&mut out, fill),
         Compression::Zstd => cmpr::Zstd::compress(&mut out, fill),
     }
-    .map_err(|e| Error::protocol(format!("compress record batch: {e}")))?;
+    .map_err(|e| BuildError::Compression(format!("{e:#}")))?;
     Ok(out)
-}
-
-fn stamp_crc(buf: &mut BytesMut) {
-    let crc = crc32c::crc32c(buf.get(CRC_COVERS_FROM..).unwrap_or_default());
-    if let Some(dst) = buf.get_mut(CRC_AT..CRC_COVERS_FROM) {
-        dst.copy_from_slice(&crc.to_be_bytes());
-    }
 }
 
 /// A copy of a built batch with another producer identity (a retry after an epoch bump or a
 /// sequence reset); the records (compressed or not) are kept as they are.
-pub fn restamp(batch: &Bytes, identity: BatchIdentity) -> Bytes {
-    let mut buf = BytesMut::from(&batch[..]);
-    let mut fields = [0u8; 14];
-    fields
-        .iter_mut()
-        .zip(
-            identity
-                .producer_id
-                .to_be_bytes()
-                .into_iter()
-                .chain(identity.producer_epoch.to_be_bytes())
-                .chain(identity.base_sequence.to_be_bytes()),
-        )
-        .for_each(|(dst, src)| *dst = src);
-    if let Some(dst) = buf.get_mut(IDENTITY_AT..IDENTITY_AT + fields.len()) {
-        dst.copy_from_slice(&fields);
-    }
-    stamp_crc(&mut buf);
+pub fn restamp(built: &Bytes, identity: BatchIdentity) -> Bytes {
+    let mut buf = BytesMut::from(&built[..]);
+    batch::set_producer_identity(&mut buf, identity);
     buf.freeze()
 }
