@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use rafka_mesh::Multiaddr;
+use rafka_mesh::{Multiaddr, Protocol};
 use rafka_store::FsyncPolicy;
 use serde::{Deserialize, Serialize};
 
@@ -383,6 +383,27 @@ impl NodeConfig {
     /// The retention check period.
     pub fn retention_check_interval(&self) -> Duration {
         Duration::from_millis(self.retention_check_interval_ms)
+    }
+
+    /// A node that forms a cluster of one on loopback, every port OS-assigned, no mDNS, its data
+    /// in `data_dir`: what a test runs in its own process (`Node::start`).
+    pub fn single_on_loopback(data_dir: &Path) -> NodeConfig {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let any_port = || {
+            Multiaddr::empty()
+                .with(Protocol::Ip4([127, 0, 0, 1].into()))
+                .with(Protocol::Tcp(0))
+        };
+        NodeConfig {
+            data_dir: data_dir.to_path_buf(),
+            kafka_addr: loopback,
+            http_addr: loopback,
+            p2p_addr: any_port(),
+            control_addr: any_port(),
+            mdns: false,
+            bootstrap_expect: Some(1),
+            ..NodeConfig::default()
+        }
     }
 }
 

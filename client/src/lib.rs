@@ -19,7 +19,9 @@
 //! - [`bench`]: the `rafka bench` runners (producer, consumer and end-to-end latency).
 //! - [`config`]: [`ProducerConfig`] and [`ConsumerConfig`] with Kafka's defaults.
 //! - [`error`]: [`Error`], with Kafka error codes mapped to typed variants.
-//! - [`testing`]: an in-memory broker (also servable over TCP) for tests and examples.
+//! - `testing` (feature `testing`, on in the client's own tests): an in-memory broker (also
+//!   servable over TCP) with fault injection, checked against the real broker by
+//!   `tests/conformance.rs`.
 //!
 //! ```
 //! # use std::time::Duration;
@@ -80,4 +82,5 @@ pub use error::{Error, Result};
 pub use metadata::TopicPartition;
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
 pub use records::ConsumerRecord;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;

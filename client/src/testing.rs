@@ -1,5 +1,7 @@
-//! An in-memory Kafka broker for tests: it answers the APIs this client uses, keeps partition
-//! logs and idempotent producer state like a real broker, and can be told to fail requests.
+//! An in-memory Kafka broker for tests (feature `testing`): it answers the APIs this client
+//! uses, keeps partition logs and idempotent producer state like a real broker, and can be told
+//! to fail requests or drop answers. `tests/conformance.rs` runs the same client calls against
+//! it and against the real broker and requires the same answers.
 //!
 //! It can also play a cluster of several nodes sharing one state ([`FakeBroker::cluster`]):
 //! each node answers only for the partitions it leads (NOT_LEADER_OR_FOLLOWER otherwise) and
@@ -26,7 +28,6 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-use kafka_protocol::records::RecordBatchDecoder;
 use uuid::Uuid;
 
 use crate::cluster::{Dialer, lock};
@@ -691,12 +692,11 @@ fn name(s: &str) -> TopicName {
 }
 
 fn batch_identity(batch: &Bytes) -> Option<(i64, i16, i32, i32)> {
-    let info = RecordBatchDecoder::decode_batch_info(&mut batch.clone()).ok()?;
-    let first = info.first()?;
+    let h = rafka_format::batch::check_batch(batch).ok()?;
     Some((
-        first.producer_id,
-        first.producer_epoch,
-        first.base_sequence,
-        first.record_count,
+        h.producer_id,
+        h.producer_epoch,
+        h.base_sequence,
+        h.record_count,
     ))
 }

@@ -110,9 +110,7 @@ pub(super) fn append(state: &mut State, topic: &str, p: i32, batch: Bytes) -> Re
     }
     let base = part.next_offset;
     let mut bytes = BytesMut::from(&batch[..]);
-    if let Some(head) = bytes.get_mut(0..8) {
-        head.copy_from_slice(&base.to_be_bytes());
-    }
+    rafka_format::batch::set_base_offset(&mut bytes, base);
     part.batches.push(StoredBatch {
         base_offset: base,
         count,
@@ -349,10 +347,7 @@ pub(super) fn list_offsets(
 /// Base offset of the first batch whose max timestamp is at or after `ts` (-1: none).
 fn first_batch_at(part: &Partition, ts: i64) -> i64 {
     let max_ts = |b: &StoredBatch| {
-        b.bytes
-            .get(35..43)
-            .and_then(|s| s.try_into().ok())
-            .map_or(i64::MIN, i64::from_be_bytes)
+        rafka_format::batch::BatchHeader::parse(&b.bytes).map_or(i64::MIN, |h| h.max_timestamp)
     };
     part.batches
         .iter()

@@ -30,15 +30,8 @@ pub struct TestNode {
 /// Configuration for a test node in `dir`: loopback, OS-assigned ports, formed as one node.
 pub fn test_config(dir: &std::path::Path) -> NodeConfig {
     NodeConfig {
-        data_dir: dir.to_path_buf(),
-        kafka_addr: "127.0.0.1:0".parse().unwrap(),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        p2p_addr: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
-        control_addr: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
-        mdns: false,
-        bootstrap_expect: Some(1),
         offsets_topic_partitions: 2,
-        ..NodeConfig::default()
+        ..NodeConfig::single_on_loopback(dir)
     }
 }
 

@@ -1,19 +1,15 @@
 //! The library and the CLI against a real `rafka-node` process, over Kafka TCP and the mesh.
 
-#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
-
-mod support;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::Node;
 use rafka_client::admin::Admin;
 use rafka_client::{
     Bootstrap, Client, ClientConfig, Consumer, ConsumerConfig, NewTopic, OffsetReset, Producer,
     ProducerConfig, ProducerRecord, TopicPartition,
 };
-use support::Node;
 
 async fn round_trip(bootstrap: Bootstrap) {
     let client = Client::connect(ClientConfig::new(bootstrap))

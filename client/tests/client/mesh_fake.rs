@@ -2,9 +2,6 @@
 //! frames it receives with the in-memory broker, so the real transport is exercised without a
 //! rafka-node process.
 
-#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
-#![cfg(feature = "mesh")]
-
 use std::time::Duration;
 
 use rafka_client::connection::FrameTransport;

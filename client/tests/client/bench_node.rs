@@ -1,14 +1,10 @@
 //! `rafka bench` against a `rafka-node` process, over Kafka TCP and over the mesh: a short run
 //! of each benchmark (produce, consume, e2e), with its JSON report and progress lines checked.
 
-#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
-
-mod support;
-
 use std::process::Command;
 
+use crate::support::Node;
 use serde_json::Value;
-use support::Node;
 
 /// Runs `rafka <bootstrap> bench <args> --json`; returns the report and the progress lines.
 fn bench(bootstrap: &[&str], args: &[&str]) -> (Value, String) {

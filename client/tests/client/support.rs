@@ -5,8 +5,6 @@
 //! running: the broker is a separate package whose binary `cargo test -p rafka-client` does not
 //! build.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

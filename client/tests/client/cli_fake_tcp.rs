@@ -1,8 +1,6 @@
 //! The `rafka` binary over real Kafka TCP framing, against the in-memory broker served on a
 //! loopback port (no rafka-node needed).
 
-#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
-
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;

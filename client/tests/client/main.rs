@@ -1,0 +1,18 @@
+//! Integration tests of rafka-client, in one binary (one link; nextest still runs each test in
+//! its own process). Each module is one area, named as the test file it used to be:
+//!
+//! - `conformance`: the in-memory test broker (`rafka_client::testing`) against the real broker;
+//! - `cli_fake_tcp`: the `rafka` binary against the test broker over TCP;
+//! - `mesh_fake`: the client over the mesh transport against the test broker;
+//! - `node_e2e`, `bench_node`: the library, the CLI and `rafka bench` against a `rafka-node`
+//!   process (`support`).
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+mod bench_node;
+mod cli_fake_tcp;
+mod conformance;
+#[cfg(feature = "mesh")]
+mod mesh_fake;
+mod node_e2e;
+mod support;
