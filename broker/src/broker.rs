@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rafka_store::{PartitionLog, Store, TopicPartition};
+use rafka_store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::NodeConfig;
@@ -12,9 +12,9 @@ use crate::cluster::Cluster;
 use crate::endpoint::Endpoint;
 use crate::group::GroupOffsets;
 use crate::ids::BrokerEpoch;
-use crate::metadata::{Metadata, MetadataImage, NodeId, PartitionImage, TopicDefaults, TopicImage};
+use crate::metadata::{Metadata, MetadataImage, NodeId, TopicDefaults};
+use crate::partition::NodePartitions;
 use crate::producer_ids::ProducerIds;
-use crate::replica::Replicas;
 
 /// This node, as registered in the metadata.
 #[derive(Clone, Debug)]
@@ -51,8 +51,8 @@ pub struct BrokerParts {
     pub metadata: Metadata,
     /// The partition store.
     pub store: Store,
-    /// Reconciles local partition logs with the metadata.
-    pub replicas: Replicas,
+    /// Every partition replica on this node, leading or following.
+    pub partitions: NodePartitions,
     /// Committed group offsets.
     pub groups: GroupOffsets,
     /// Producer id allocation.
@@ -67,16 +67,6 @@ impl std::fmt::Debug for Broker {
             .field("node", &self.inner.local)
             .finish()
     }
-}
-
-/// Where a partition stands from this node's point of view.
-pub enum Leadership {
-    /// This node leads it: the log and the partition's metadata.
-    Leader(PartitionLog, PartitionImage),
-    /// Another node (or nobody) leads it.
-    NotLeader,
-    /// The topic or partition does not exist.
-    Unknown,
 }
 
 impl Broker {
@@ -125,9 +115,10 @@ impl Broker {
         &self.inner.parts.store
     }
 
-    /// Partition replicas of this node.
-    pub fn replicas(&self) -> &Replicas {
-        &self.inner.parts.replicas
+    /// Every partition replica on this node: the one place to ask whether this node leads a
+    /// partition, and the operations on the partitions it leads.
+    pub fn partitions(&self) -> &NodePartitions {
+        &self.inner.parts.partitions
     }
 
     /// Committed group offsets.
@@ -163,27 +154,6 @@ impl Broker {
     /// Marks start-up as finished.
     pub fn set_ready(&self) {
         self.inner.ready.store(true, Ordering::Release);
-    }
-
-    /// Whether this node leads `partition` of `topic`, with its log if so.
-    pub fn leadership(&self, topic: &TopicImage, partition: i32) -> Leadership {
-        let Some(image) = usize::try_from(partition)
-            .ok()
-            .and_then(|i| topic.partitions.get(i))
-        else {
-            return Leadership::Unknown;
-        };
-        if image.leader != self.inner.local.node_id {
-            return Leadership::NotLeader;
-        }
-        let tp = TopicPartition {
-            topic_id: topic.id,
-            partition,
-        };
-        match self.inner.parts.store.partition(tp) {
-            Some(log) => Leadership::Leader(log, image.clone()),
-            None => Leadership::NotLeader,
-        }
     }
 }
 

@@ -9,7 +9,9 @@
 //!   ([`metadata::features`]: what nodes may write for each other during upgrades).
 //! - [`cluster`]: liveness from gossip, formation, the controller (learners, voters, partition
 //!   leaders on the metadata leader) and this node's gossiped state.
-//! - [`replica`]: keeps this node's partition logs in line with the metadata.
+//! - [`partition`]: the owner of every partition replica on this node (leading or following):
+//!   the replication cores (`partition/core/`, sans-IO) beside their shells, and the
+//!   operations handlers call.
 //! - [`api`]: one file per Kafka API, and [`api::dispatch`], which decodes a frame, checks the
 //!   version and calls the handler. Handlers are transport-agnostic.
 //! - [`transport`]: the Kafka TCP listener and the libp2p (`/rafka/kafka/1`) listener: both feed
@@ -40,9 +42,8 @@ pub mod ids;
 pub mod metadata;
 pub mod metrics;
 pub mod node;
+pub mod partition;
 pub mod producer_ids;
-pub mod replica;
-pub mod replication;
 pub mod transport;
 
 pub use broker::Broker;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use rafka_mesh::{Mesh, MeshConfig, Multiaddr, Role};
-use rafka_store::{Store, StoreConfig, TopicPartition};
+use rafka_store::{Store, StoreConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,8 +27,8 @@ use crate::metadata::raft::{RaftConfig, RaftNode};
 use crate::metadata::{
     Feature, LevelRange, Metadata, MetadataCommand, MetadataError, NodeId, Outcome,
 };
+use crate::partition::{MeshLink, NodeEnv, Partitions, ReplicationConfig};
 use crate::producer_ids::ProducerIds;
-use crate::replica::{Followers, Leaders, Peers, Replicas};
 use crate::{Broker, NodeConfig, endpoint, http, transport};
 
 /// Addresses a started node listens on (ports resolved).
@@ -120,33 +120,30 @@ impl Node {
             endpoint: advertised.clone(),
             peer_id: peer_id.to_string(),
         };
-        let leaders = Leaders::new(
-            node_id,
+        let link = MeshLink::new(mesh.clone(), metadata.clone(), node_id, broker_epoch);
+        let env = NodeEnv::new(
             metadata.clone(),
-            topic_defaults(&config),
-            config.replica_lag_time_max(),
-        );
-        let followers = Followers::new(
-            node_id,
-            broker_epoch,
-            Peers::new(mesh.clone(), node_id),
-            metadata.clone(),
-            shutdown.clone(),
-        );
-        let replicas = Replicas::new(
+            link,
             store.clone(),
-            node_id,
             topic_defaults(&config),
-            leaders,
-            followers,
         );
-        replicas.reconcile(&metadata.image()).await?;
+        let replication = ReplicationConfig {
+            replica_lag_time_max: config.replica_lag_time_max(),
+            ..ReplicationConfig::default()
+        };
+        let partitions = Partitions::new(
+            env,
+            (node_id, broker_epoch),
+            replication,
+            shutdown.child_token(),
+        );
+        partitions.reconcile(&metadata.image()).await?;
         let groups = GroupOffsets::new(config.offsets_topic_partitions);
         let producer_ids = ProducerIds::new(metadata.clone());
         let parts = BrokerParts {
             metadata: metadata.clone(),
             store,
-            replicas,
+            partitions,
             groups,
             producer_ids,
             cluster: cluster.clone(),
@@ -174,7 +171,6 @@ impl Node {
         ));
         tasks.spawn(retention_loop(broker.clone(), shutdown.clone()));
         tasks.spawn(reconcile_loop(broker.clone(), shutdown.clone()));
-        tasks.spawn(leader_ticks(broker.clone(), shutdown.clone()));
         tasks.spawn(controller::run(
             metadata.clone(),
             cluster.clone(),
@@ -231,8 +227,9 @@ impl Node {
         tracing::info!("shutting down");
         self.mesh.leave().await;
         self.shutdown.cancel();
-        // Waiting acks=all produces answer NOT_LEADER_OR_FOLLOWER now rather than time out.
-        self.broker.replicas().leaders().resign_all();
+        // Waiting acks=all produces answer NOT_LEADER_OR_FOLLOWER now rather than time out;
+        // follower tasks stop.
+        self.broker.partitions().shutdown();
         self.tasks.close();
         if tokio::time::timeout(Duration::from_secs(30), self.tasks.wait())
             .await
@@ -393,35 +390,26 @@ fn local_addr(
     })
 }
 
-/// Serves the group offsets of every offsets partition this node leads.
-/// Serves the offsets partitions this node leads (replaying each newly led one) and stops
-/// serving those it no longer leads.
+/// Serves the offsets partitions this node leads (replaying each newly led one, or one led
+/// again in a new leader epoch) and stops serving those it no longer leads.
 async fn attach_offsets(broker: &Broker) {
     let image = broker.image();
     let Some(topic) = image.topic(OFFSETS_TOPIC) else {
         return;
     };
-    let local = broker.local().node_id;
-    let led: Vec<i32> = topic
-        .partitions
-        .iter()
-        .filter(|p| p.leader == local)
-        .map(|p| p.index)
-        .collect();
-    for index in broker.groups().attached() {
-        if !led.contains(&index) {
-            broker.groups().detach(index).await;
+    let led = broker.partitions().leaders(Some(topic.id));
+    let groups = broker.groups();
+    for (index, epoch) in groups.attached() {
+        let still = led.iter().any(|leader| {
+            leader.topic_partition().partition == index && leader.leader_epoch() == epoch
+        });
+        if !still {
+            groups.detach(index).await;
         }
     }
-    for index in led {
-        let tp = TopicPartition {
-            topic_id: topic.id,
-            partition: index,
-        };
-        let Some(log) = broker.store().partition(tp) else {
-            continue;
-        };
-        if let Err(e) = broker.groups().attach(index, log).await {
+    for leader in led {
+        let index = leader.topic_partition().partition;
+        if let Err(e) = groups.attach(index, leader).await {
             tracing::error!(partition = index, error = %e, "cannot load group offsets");
         }
     }
@@ -445,18 +433,6 @@ async fn retention_loop(broker: Broker, shutdown: CancellationToken) {
     }
 }
 
-/// Ticks the partitions this node leads: ISR changes and acks=all deadlines.
-async fn leader_ticks(broker: Broker, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(crate::replica::TICK);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => broker.replicas().leaders().tick(),
-            () = shutdown.cancelled() => break,
-        }
-    }
-}
-
 /// Applies every new metadata image to the local partition logs.
 async fn reconcile_loop(broker: Broker, shutdown: CancellationToken) {
     let mut images = broker.metadata().subscribe();
@@ -466,7 +442,7 @@ async fn reconcile_loop(broker: Broker, shutdown: CancellationToken) {
             () = shutdown.cancelled() => break,
         }
         let image = images.borrow_and_update().clone();
-        if let Err(e) = broker.replicas().reconcile(&image).await {
+        if let Err(e) = broker.partitions().reconcile(&image).await {
             tracing::error!(error = %e, "cannot apply metadata to partition logs");
         }
         attach_offsets(&broker).await;

@@ -8,13 +8,24 @@ pub use rafka_format::batch::*;
 /// [`check_batch`], base offset 0, `recordCount == lastOffsetDelta + 1 > 0`, and no larger
 /// than `max_message_bytes`.
 pub fn validate_produce(buf: &[u8], max_message_bytes: u32) -> crate::Result<BatchHeader> {
+    let h = BatchHeader::parse(buf).map_err(crate::StoreError::from_batch);
+    validate_parsed_produce(buf, h, max_message_bytes)
+}
+
+/// [`validate_produce`] for a batch whose header was already parsed (`header`, or why it could
+/// not be), so the produce path reads it once.
+pub fn validate_parsed_produce(
+    buf: &[u8],
+    header: crate::Result<BatchHeader>,
+    max_message_bytes: u32,
+) -> crate::Result<BatchHeader> {
     if buf.len() > max_message_bytes as usize {
         return Err(crate::StoreError::RecordTooLarge {
             size: buf.len(),
             max: max_message_bytes,
         });
     }
-    let h = check_batch(buf).map_err(crate::StoreError::from_batch)?;
+    let h = check_parsed(buf, header?).map_err(crate::StoreError::from_batch)?;
     if h.base_offset != 0 {
         let reason = BatchError::NonZeroBaseOffset {
             base_offset: h.base_offset,

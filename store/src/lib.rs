@@ -9,6 +9,7 @@
 //! | `writer/` | the ONE thread that writes: group commit (`mod.rs`), appends and segment rolls (`append.rs`), truncation / DeleteRecords / retention (`log_ops.rs`), create / delete / config / flush (`admin.rs`) |
 //! | `recovery.rs` | rebuilds partition state from `meta` at open, deletes orphan segments, checks tail batches |
 //! | [`batch`] | RecordBatch v2: `rafka_format::batch` (layout, parsing, checks, rewrites; shared with the client) re-exported, plus the leader's `validate_produce` |
+//! | [`ProducedBatch`] (`produced.rs`) | a produced batch with its header read once, for the broker's checks and the store's |
 //! | `records.rs` | record-level timestamps inside a (possibly compressed) batch, for ListOffsets (read with `rafka_format::records`) |
 //! | `keys.rs`, `codec.rs` | key layouts and value encodings: the on-disk format (pinned by a fixture test) |
 //! | `producer_state.rs`, `leader_epoch.rs`, `retention.rs` | pure rules: idempotence, the leader-epoch cache, which segments retention deletes |
@@ -62,6 +63,7 @@ mod filter;
 mod keys;
 mod leader_epoch;
 mod partition;
+mod produced;
 mod producer_state;
 mod read;
 mod records;
@@ -76,6 +78,7 @@ mod writer;
 pub use config::{FsyncPolicy, LogConfig, StoreConfig, TimestampType};
 pub use error::{Result, StoreError};
 pub use partition::PartitionLog;
+pub use produced::ProducedBatch;
 pub use producer_state::{ProducerBatch, ProducerSnapshot};
 pub use store::Store;
 pub use types::{

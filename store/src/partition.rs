@@ -4,9 +4,10 @@
 //! queued to the writer thread; the async variants await a oneshot, the `_blocking` ones wait
 //! on a std channel. Reads (see `read.rs`) run on the caller's thread against fjall.
 
-use crate::batch::{self, BatchIter};
+use crate::batch::{self, BatchError, BatchHeader, BatchIter};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::{Result, StoreError};
+use crate::produced::ProducedBatch;
 use crate::shared::PartitionShared;
 use crate::store::StoreInner;
 use crate::types::{AppendOptions, Appended, LogOffsets, TopicPartition};
@@ -21,6 +22,14 @@ use tokio::sync::{oneshot, watch};
 pub struct PartitionLog {
     pub(crate) inner: Arc<StoreInner>,
     pub(crate) shared: Arc<PartitionShared>,
+}
+
+/// `batch` with its header, or with why the header is unreadable.
+fn parse(batch: Bytes) -> std::result::Result<(Bytes, BatchHeader), (Bytes, BatchError)> {
+    match BatchHeader::parse(&batch) {
+        Ok(header) => Ok((batch, header)),
+        Err(e) => Err((batch, e)),
+    }
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -57,7 +66,24 @@ impl PartitionLog {
     ) -> impl Future<Output = Result<Appended>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let queued = self
-            .leader_request(batch, opts, Reply::Async(tx))
+            .leader_request(parse(batch), opts, Reply::Async(tx))
+            .and_then(|req| self.inner.send(req));
+        async move {
+            queued?;
+            rx.await.unwrap_or(Err(StoreError::Closed))
+        }
+    }
+
+    /// [`PartitionLog::append`] of a batch whose header the caller has already read (the
+    /// broker checks a client's batch on it first): the header is not parsed again.
+    pub fn append_produced(
+        &self,
+        batch: ProducedBatch,
+        opts: AppendOptions,
+    ) -> impl Future<Output = Result<Appended>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let queued = self
+            .leader_request(Ok(batch.into_parts()), opts, Reply::Async(tx))
             .and_then(|req| self.inner.send(req));
         async move {
             queued?;
@@ -68,7 +94,8 @@ impl PartitionLog {
     /// [`PartitionLog::append`] for threads outside an async runtime.
     pub fn append_blocking(&self, batch: Bytes, opts: AppendOptions) -> Result<Appended> {
         let (reply, rx) = request::blocking();
-        self.inner.send(self.leader_request(batch, opts, reply)?)?;
+        self.inner
+            .send(self.leader_request(parse(batch), opts, reply)?)?;
         request::wait(rx)
     }
 
@@ -105,15 +132,20 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// `parsed`: the batch and its header, or the batch and why its header is unreadable.
     fn leader_request(
         &self,
-        batch: Bytes,
+        parsed: std::result::Result<(Bytes, BatchHeader), (Bytes, BatchError)>,
         opts: AppendOptions,
         reply: Reply<Appended>,
     ) -> Result<Request> {
         self.check_live()?;
         let cfg = self.shared.config();
-        let mut header = batch::validate_produce(&batch, cfg.max_message_bytes)
+        let (batch, header) = match parsed {
+            Ok((batch, header)) => (batch, Ok(header)),
+            Err((batch, e)) => (batch, Err(StoreError::from_batch(e))),
+        };
+        let mut header = batch::validate_parsed_produce(&batch, header, cfg.max_message_bytes)
             .map_err(|e| e.with_partition(self.shared.tp))?;
         let mut buf = BytesMut::from(batch);
         let log_append_time = cfg.timestamp_type == TimestampType::LogAppendTime;

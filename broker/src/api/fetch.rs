@@ -1,5 +1,10 @@
-//! Fetch: whole batches up to the high watermark, within the request's byte limits, with
-//! `max_wait_ms` / `min_bytes` long-polling on the partitions' offset watches (no busy polling).
+//! Fetch: whole batches up to the last stable offset (a follower: the log end), within the
+//! request's byte limits, with `max_wait_ms` / `min_bytes` long-polling on the partitions' offset
+//! watches (no busy polling). Each partition is read through its [`Leader`]; a follower's fetch
+//! is recorded there first ([`Leader::replica_fetch`]: the leader's half of replication).
+//!
+//! [`Leader`]: crate::partition::Leader
+//! [`Leader::replica_fetch`]: crate::partition::Leader::replica_fetch
 //!
 //! Fetch sessions (KIP-227) are not kept: every response carries session id 0, which tells clients
 //! to send full requests, as Kafka does when its session cache is full.
@@ -15,15 +20,15 @@ use kafka_protocol::messages::fetch_response::{
     FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
-use rafka_store::{LogOffsets, PartitionLog, StoreError};
+use rafka_store::{LogOffsets, StoreError};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::RequestContext;
-use crate::broker::Leadership;
 use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, Offset};
 use crate::metadata::{MetadataImage, TopicImage};
+use crate::partition::{NodeLeader, Reader};
 use crate::{Broker, metrics};
 
 /// One requested partition, resolved.
@@ -36,11 +41,11 @@ struct Target {
 enum TargetState {
     Failed(ResponseError, Option<(NodeId, i32)>),
     Readable {
-        log: PartitionLog,
-        fetch_offset: i64,
+        leader: Arc<NodeLeader>,
+        fetch_offset: Offset,
         max_bytes: usize,
-        /// A follower's fetch reads up to the log end; a consumer's up to the high watermark.
-        replica: bool,
+        /// A follower's fetch reads up to the log end; a consumer's up to the last stable offset.
+        reader: Reader,
     },
 }
 
@@ -163,63 +168,42 @@ fn resolve(
     partition: &FetchPartition,
     replica: Option<Replica>,
 ) -> TargetState {
-    match (broker.leadership(topic, partition.partition), replica) {
-        (Leadership::Leader(log, image), Some(replica)) => {
-            let tp = rafka_store::TopicPartition {
-                topic_id: topic.id,
-                partition: partition.partition,
-            };
-            let leaders = broker.replicas().leaders();
-            let Some(led) = leaders.get(&tp) else {
-                let leader = Some((image.leader, image.leader_epoch));
-                return TargetState::Failed(ResponseError::NotLeaderOrFollower, leader);
-            };
-            let fetched = leaders.follower_fetch(
-                &led,
-                replica.node,
-                replica.broker_epoch,
-                LeaderEpoch(partition.current_leader_epoch),
-                Offset(partition.fetch_offset),
-            );
-            match fetched {
-                Ok(()) => TargetState::Readable {
-                    log,
-                    fetch_offset: partition.fetch_offset,
-                    max_bytes: usize::try_from(partition.partition_max_bytes).unwrap_or(0),
-                    replica: true,
-                },
-                Err(e) => {
-                    let code = ResponseError::try_from_code(e.kafka_code())
-                        .unwrap_or(ResponseError::UnknownServerError);
-                    TargetState::Failed(code, Some((image.leader, image.leader_epoch)))
-                }
-            }
+    let Some(image) = usize::try_from(partition.partition)
+        .ok()
+        .and_then(|i| topic.partitions.get(i))
+    else {
+        return TargetState::Failed(ResponseError::UnknownTopicOrPartition, None);
+    };
+    let current_leader = Some((image.leader, image.leader_epoch));
+    let tp = rafka_store::TopicPartition {
+        topic_id: topic.id,
+        partition: partition.partition,
+    };
+    let Some(leader) = broker.partitions().leader(&tp) else {
+        return TargetState::Failed(ResponseError::NotLeaderOrFollower, current_leader);
+    };
+    let epoch = LeaderEpoch(partition.current_leader_epoch);
+    let fetch_offset = Offset(partition.fetch_offset);
+    let (checked, reader, leader_hint) = match replica {
+        // The leader's half of replication: the follower's position, the high watermark, the ISR.
+        Some(replica) => {
+            let recorded =
+                leader.replica_fetch(replica.node, replica.broker_epoch, epoch, fetch_offset);
+            (recorded, Reader::Replica, current_leader)
         }
-        (Leadership::Leader(log, image), None) => {
-            let requested_epoch = partition.current_leader_epoch;
-            if requested_epoch >= 0 && requested_epoch < image.leader_epoch {
-                return TargetState::Failed(ResponseError::FencedLeaderEpoch, None);
-            }
-            if requested_epoch > image.leader_epoch {
-                return TargetState::Failed(ResponseError::UnknownLeaderEpoch, None);
-            }
-            let max_bytes = usize::try_from(partition.partition_max_bytes).unwrap_or(0);
-            TargetState::Readable {
-                log,
-                fetch_offset: partition.fetch_offset,
-                max_bytes,
-                replica: false,
-            }
-        }
-        (Leadership::NotLeader, _) => {
-            let leader = usize::try_from(partition.partition)
-                .ok()
-                .and_then(|i| topic.partitions.get(i))
-                .map(|p| (p.leader, p.leader_epoch));
-            TargetState::Failed(ResponseError::NotLeaderOrFollower, leader)
-        }
-        (Leadership::Unknown, _) => {
-            TargetState::Failed(ResponseError::UnknownTopicOrPartition, None)
+        None => (leader.check_epoch(epoch), Reader::Consumer, None),
+    };
+    match checked {
+        Ok(()) => TargetState::Readable {
+            leader,
+            fetch_offset,
+            max_bytes: usize::try_from(partition.partition_max_bytes).unwrap_or(0),
+            reader,
+        },
+        Err(e) => {
+            let code = ResponseError::try_from_code(e.kafka_code())
+                .unwrap_or(ResponseError::UnknownServerError);
+            TargetState::Failed(code, leader_hint)
         }
     }
 }
@@ -228,8 +212,8 @@ fn watches(targets: &[Target]) -> Vec<watch::Receiver<LogOffsets>> {
     targets
         .iter()
         .filter_map(|t| match &t.state {
-            TargetState::Readable { log, .. } => {
-                let mut rx = log.subscribe();
+            TargetState::Readable { leader, .. } => {
+                let mut rx = leader.log().subscribe();
                 rx.borrow_and_update();
                 Some(rx)
             }
@@ -291,13 +275,13 @@ fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<(usize, PartitionData)
                 failed(data, *code, *leader)
             }
             TargetState::Readable {
-                log,
+                leader,
                 fetch_offset,
                 max_bytes: partition_max,
-                replica,
+                reader,
             } => {
                 let budget = (*partition_max).min(max_bytes.saturating_sub(total));
-                match read_partition(log, *fetch_offset, budget, (total == 0, *replica)) {
+                match read_partition(leader, *fetch_offset, budget, (total == 0, *reader)) {
                     Ok((data, bytes)) => {
                         total += bytes;
                         data.with_partition_index(target.partition)
@@ -307,9 +291,9 @@ fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<(usize, PartitionData)
                         let code = ResponseError::try_from_code(e.kafka_code())
                             .unwrap_or(ResponseError::UnknownServerError);
                         failed(data, code, None)
-                            .with_high_watermark(log.high_watermark())
-                            .with_last_stable_offset(log.high_watermark())
-                            .with_log_start_offset(log.log_start_offset())
+                            .with_high_watermark(leader.high_watermark().0)
+                            .with_last_stable_offset(leader.last_stable_offset().0)
+                            .with_log_start_offset(leader.log().log_start_offset())
                     }
                 }
             }
@@ -335,36 +319,25 @@ fn failed(
     }
 }
 
-/// One partition: its batches from `offset` up to the high watermark (a consumer) or the log end
-/// (a follower).
+/// One partition: its batches from `offset` up to what the reader may see (the last stable
+/// offset for a consumer, the log end for a follower).
 fn read_partition(
-    log: &PartitionLog,
-    offset: i64,
+    leader: &NodeLeader,
+    offset: Offset,
     budget: usize,
-    (first, replica): (bool, bool),
+    (first, reader): (bool, Reader),
 ) -> Result<(PartitionData, usize), StoreError> {
-    let high_watermark = log.high_watermark();
-    let limit = if replica {
-        log.log_end_offset()
-    } else {
-        high_watermark
-    };
+    let read = leader.read(reader, offset, budget)?;
     let data = PartitionData::default()
-        .with_high_watermark(high_watermark)
-        // No transactions yet: the last stable offset is the high watermark.
-        .with_last_stable_offset(high_watermark)
-        .with_log_start_offset(log.log_start_offset());
-    // Between the limit and the log end there is nothing this fetcher may see yet.
-    if offset >= limit && offset <= log.log_end_offset() {
-        return Ok((data.with_records(Some(Bytes::new())), 0));
-    }
-    let batches = log.read(offset, budget.max(1), limit)?;
-    let size: usize = batches.iter().map(Bytes::len).sum();
+        .with_high_watermark(read.high_watermark.0)
+        .with_last_stable_offset(read.last_stable_offset.0)
+        .with_log_start_offset(read.log_start.0);
+    let size: usize = read.batches.iter().map(Bytes::len).sum();
     // KIP-74: only the first partition with data may exceed the budget (by its first batch).
     if size > budget && !first {
         return Ok((data.with_records(Some(Bytes::new())), 0));
     }
-    Ok((data.with_records(Some(concat(batches, size))), size))
+    Ok((data.with_records(Some(concat(read.batches, size))), size))
 }
 
 fn concat(mut batches: Vec<Bytes>, size: usize) -> Bytes {

@@ -7,11 +7,12 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use rafka_store::PartitionLog;
+use rafka_store::TopicPartition;
 
 use super::RequestContext;
 use crate::Broker;
-use crate::broker::Leadership;
+use crate::ids::LeaderEpoch;
+use crate::partition::{NodeLeader, Reader};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -26,7 +27,11 @@ pub fn handle(
 ) -> ListOffsetsResponse {
     let image = broker.image();
     // A follower asking (replica id >= 0) gets the log end as "latest", as Kafka answers it.
-    let replica = request.replica_id.0 >= 0;
+    let reader = if request.replica_id.0 >= 0 {
+        Reader::Replica
+    } else {
+        Reader::Consumer
+    };
     let topics = request
         .topics
         .into_iter()
@@ -38,24 +43,20 @@ pub fn handle(
                 .map(|p| {
                     let response = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
-                    let Some(resolved) = resolved else {
+                    let known = resolved.filter(|t| {
+                        usize::try_from(p.partition_index).is_ok_and(|i| i < t.partitions.len())
+                    });
+                    let Some(topic) = known else {
                         return response
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    match broker.leadership(resolved, p.partition_index) {
-                        Leadership::Leader(log, image) => lookup(
-                            &log,
-                            p,
-                            image.leader_epoch,
-                            (ctx.version, replica),
-                            response,
-                        ),
-                        Leadership::NotLeader => {
-                            response.with_error_code(ResponseError::NotLeaderOrFollower.code())
-                        }
-                        Leadership::Unknown => {
-                            response.with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                        }
+                    let tp = TopicPartition {
+                        topic_id: topic.id,
+                        partition: p.partition_index,
+                    };
+                    match broker.partitions().leader(&tp) {
+                        Some(leader) => lookup(&leader, p, (ctx.version, reader), response),
+                        None => response.with_error_code(ResponseError::NotLeaderOrFollower.code()),
                     }
                 })
                 .collect();
@@ -68,23 +69,18 @@ pub fn handle(
 }
 
 fn lookup(
-    log: &PartitionLog,
+    leader: &NodeLeader,
     request: &ListOffsetsPartition,
-    leader_epoch: i32,
-    (version, replica): (i16, bool),
+    (version, reader): (i16, Reader),
     response: ListOffsetsPartitionResponse,
 ) -> ListOffsetsPartitionResponse {
-    let requested_epoch = request.current_leader_epoch;
-    if requested_epoch >= 0 && requested_epoch < leader_epoch {
-        return response.with_error_code(ResponseError::FencedLeaderEpoch.code());
+    if let Err(e) = leader.check_epoch(LeaderEpoch(request.current_leader_epoch)) {
+        return response.with_error_code(e.kafka_code());
     }
-    if requested_epoch > leader_epoch {
-        return response.with_error_code(ResponseError::UnknownLeaderEpoch.code());
-    }
+    let log = leader.log();
     let found: Result<Option<(i64, i64)>, ResponseError> = match request.timestamp {
-        // Latest is the high watermark (the last stable offset: there are no transactions yet).
-        LATEST if replica => Ok(Some((-1, log.log_end_offset()))),
-        LATEST => Ok(Some((-1, log.high_watermark()))),
+        // The last stable offset for a consumer, the log end for a follower.
+        LATEST => Ok(Some((-1, leader.visible_end(reader).0))),
         EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, log.log_start_offset()))),
         MAX_TIMESTAMP => log
             .max_timestamp()
@@ -106,7 +102,7 @@ fn lookup(
         Ok(Some((timestamp, offset))) => {
             let response = response.with_timestamp(timestamp).with_offset(offset);
             if version >= 4 {
-                response.with_leader_epoch(leader_epoch)
+                response.with_leader_epoch(leader.leader_epoch().0)
             } else {
                 response
             }

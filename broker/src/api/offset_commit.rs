@@ -8,16 +8,12 @@ use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
-use std::time::Duration;
-
-use rafka_store::{AppendOptions, TopicPartition};
 
 use super::RequestContext;
 use super::produce::now_ms;
 use crate::Broker;
 use crate::group::{CommitError, CommittedOffset};
-use crate::ids::Offset;
-use crate::replication::ReplicaError;
+use crate::partition::core::ReplicaError;
 
 /// Answers an OffsetCommit request.
 pub async fn handle(
@@ -94,55 +90,22 @@ pub async fn handle(
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// How long a commit waits for the offsets partition's in-sync replicas (Kafka's
-/// `offsets.commit.timeout.ms` default).
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
-
+/// A commit is an acks=all write of the group's offsets partition, through the partition's
+/// leader on this node (see `group/offsets.rs`).
 async fn commit(
     broker: &Broker,
     group: &str,
     entries: Vec<(String, i32, CommittedOffset)>,
     now: i64,
 ) -> i16 {
-    let image = broker.image();
-    let partition = broker.groups().partition_of(group);
-    let Some(topic) = image.topic(crate::group::OFFSETS_TOPIC) else {
+    if broker.image().topic(crate::group::OFFSETS_TOPIC).is_none() {
         return ResponseError::CoordinatorNotAvailable.code();
-    };
-    let tp = TopicPartition {
-        topic_id: topic.id,
-        partition,
-    };
-    let leader_epoch = usize::try_from(partition)
-        .ok()
-        .and_then(|i| topic.partitions.get(i))
-        .map_or(0, |p| p.leader_epoch);
-    // A commit is an acks=all write of the group's offsets partition, which this node must lead.
-    let leaders = broker.replicas().leaders();
-    let Some(led) = leaders.get(&tp) else {
-        return ResponseError::NotCoordinator.code();
-    };
-    if let Err(e) = leaders.admit(&led, true) {
-        return replication_code(&e);
     }
-    let options = AppendOptions {
-        leader_epoch,
-        now_ms: now,
-    };
-    let replicated = |last_offset: i64| {
-        let wait = leaders.appended(&led, Offset(last_offset), true, COMMIT_TIMEOUT);
-        async move {
-            match wait {
-                None => Ok(()),
-                Some(wait) => wait.await.unwrap_or(Err(ReplicaError::NotLeaderOrFollower)),
-            }
-        }
-    };
-    match broker
-        .groups()
-        .commit(group, entries, options, replicated)
-        .await
-    {
+    let groups = broker.groups();
+    if !groups.is_attached(groups.partition_of(group)) {
+        return ResponseError::NotCoordinator.code();
+    }
+    match groups.commit(group, entries, now).await {
         Ok(()) => 0,
         Err(CommitError::MetadataTooLarge(_)) => ResponseError::OffsetMetadataTooLarge.code(),
         Err(CommitError::NotCoordinator) => ResponseError::NotCoordinator.code(),

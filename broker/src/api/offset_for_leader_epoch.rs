@@ -1,6 +1,9 @@
-//! OffsetForLeaderEpoch (KIP-101, KIP-279, KIP-320): the end offset of a leader epoch, from the
-//! leader's epoch cache. Followers ask it after a leader change to find where their log diverged;
-//! clients ask it to detect a log truncated under them.
+//! OffsetForLeaderEpoch (KIP-101, KIP-279, KIP-320): where a leader epoch ends in the leader's
+//! log, as the partition's leader core answers it ([`Leader::epoch_end_offset`]). Followers ask
+//! it after a leader change to find where their log diverged; clients ask it to detect a log
+//! truncated under them.
+//!
+//! [`Leader::epoch_end_offset`]: crate::partition::Leader::epoch_end_offset
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderPartition;
@@ -8,9 +11,10 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+use rafka_store::TopicPartition;
 
 use crate::Broker;
-use crate::broker::Leadership;
+use crate::ids::LeaderEpoch;
 use crate::metadata::TopicImage;
 
 /// Undefined epoch or offset in an answer.
@@ -50,31 +54,27 @@ fn answer(
         .with_leader_epoch(-1)
         .with_end_offset(UNDEFINED);
     let fail = |code: ResponseError| response.clone().with_error_code(code.code());
-    let Some(topic) = topic else {
+    let known =
+        topic.filter(|t| usize::try_from(request.partition).is_ok_and(|i| i < t.partitions.len()));
+    let Some(topic) = known else {
         return fail(ResponseError::UnknownTopicOrPartition);
     };
-    let (log, partition) = match broker.leadership(topic, request.partition) {
-        Leadership::Leader(log, partition) => (log, partition),
-        Leadership::NotLeader => return fail(ResponseError::NotLeaderOrFollower),
-        Leadership::Unknown => return fail(ResponseError::UnknownTopicOrPartition),
+    let tp = TopicPartition {
+        topic_id: topic.id,
+        partition: request.partition,
     };
-    let current = request.current_leader_epoch;
-    if current >= 0 && current < partition.leader_epoch {
-        return fail(ResponseError::FencedLeaderEpoch);
-    }
-    if current > partition.leader_epoch {
-        return fail(ResponseError::UnknownLeaderEpoch);
-    }
-    // The leader's own current epoch ends at its log end even before it has written in it.
-    let found = if request.leader_epoch >= partition.leader_epoch {
-        Some((partition.leader_epoch, log.log_end_offset()))
-    } else {
-        log.end_offset_for_epoch(request.leader_epoch)
+    let Some(leader) = broker.partitions().leader(&tp) else {
+        return fail(ResponseError::NotLeaderOrFollower);
     };
-    match found {
-        Some((epoch, end_offset)) => response
-            .with_leader_epoch(epoch)
-            .with_end_offset(end_offset),
-        None => response,
+    let current = LeaderEpoch(request.current_leader_epoch);
+    match leader.epoch_end_offset(current, LeaderEpoch(request.leader_epoch)) {
+        Ok(Some(end)) => response
+            .with_leader_epoch(end.epoch.0)
+            .with_end_offset(end.end_offset.0),
+        Ok(None) => response,
+        Err(e) => fail(
+            ResponseError::try_from_code(e.kafka_code())
+                .unwrap_or(ResponseError::UnknownServerError),
+        ),
     }
 }

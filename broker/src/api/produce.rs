@@ -1,8 +1,12 @@
-//! Produce: validates each partition's batch, queues the appends in request order, and answers once
-//! they are durable per the topic's fsync policy (acks=1/all) or not at all (acks=0).
+//! Produce: checks each partition's batch, hands it to the partition's [`Leader`] (which queues
+//! the append and answers per `acks`), and answers once every append is acknowledged (acks=1/all)
+//! or not at all (acks=0).
 //!
-//! The appends are queued before this function returns (the store enqueues when `append` is
+//! The appends are queued before this function returns ([`Leader::append`] enqueues when it is
 //! called), so pipelined requests on one connection append in order and share group commits.
+//!
+//! [`Leader`]: crate::partition::Leader
+//! [`Leader::append`]: crate::partition::Leader::append
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,13 +18,13 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
-use rafka_store::batch::BatchHeader;
-use rafka_store::{AppendOptions, Appended, StoreError, TopicPartition};
+use rafka_store::{Appended, ProducedBatch, StoreError, TopicPartition};
 
 use super::dispatch::{Handled, RequestContext, respond_later};
-use crate::broker::Leadership;
-use crate::ids::{NodeId, Offset};
+use crate::ids::NodeId;
 use crate::metadata::TopicImage;
+use crate::partition::core::ReplicaError;
+use crate::partition::{Acks, AppendError};
 use crate::{Broker, metrics};
 
 /// Milliseconds since the Unix epoch.
@@ -58,23 +62,21 @@ pub fn handle(broker: &Broker, ctx: RequestContext, request: ProduceRequest) -> 
         };
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for data in topic_data.partition_data {
-            let pending = if !matches!(acks, -1..=1) {
-                fail(ResponseError::InvalidRequiredAcks, None)
-            } else if request.transactional_id.is_some() {
-                let message = "transactions are not supported yet".to_string();
-                fail(
-                    ResponseError::TransactionalIdAuthorizationFailed,
-                    Some(message),
-                )
-            } else {
-                match topic.as_deref() {
-                    // v13 names topics by id only (KIP-516): an unknown id is UNKNOWN_TOPIC_ID.
-                    None if ctx.version >= 13 => fail(ResponseError::UnknownTopicId, None),
-                    None => fail(ResponseError::UnknownTopicOrPartition, None),
-                    Some(topic) => {
-                        let ack = (acks, ack_timeout);
-                        start_append(broker, topic, data.index, data.records, ack, now)
-                    }
+            let pending = match (Acks::from_kafka(acks), topic.as_deref()) {
+                (None, _) => fail(ResponseError::InvalidRequiredAcks, None),
+                _ if request.transactional_id.is_some() => {
+                    let message = "transactions are not supported yet".to_string();
+                    fail(
+                        ResponseError::TransactionalIdAuthorizationFailed,
+                        Some(message),
+                    )
+                }
+                // v13 names topics by id only (KIP-516): an unknown id is UNKNOWN_TOPIC_ID.
+                (Some(_), None) if ctx.version >= 13 => fail(ResponseError::UnknownTopicId, None),
+                (Some(_), None) => fail(ResponseError::UnknownTopicOrPartition, None),
+                (Some(acks), Some(topic)) => {
+                    let ack = (acks, ack_timeout);
+                    start_append(broker, topic, data.index, data.records, ack, now)
                 }
             };
             partitions.push((data.index, pending));
@@ -120,7 +122,7 @@ fn start_append(
     topic: &TopicImage,
     partition: i32,
     records: Option<Bytes>,
-    (acks, ack_timeout): (i16, Duration),
+    (acks, ack_timeout): (Acks, Duration),
     now: i64,
 ) -> Pending {
     if topic.internal {
@@ -129,66 +131,49 @@ fn start_append(
         let message = format!("cannot append to internal topic {}", topic.name);
         return fail(ResponseError::InvalidTopicException, Some(message));
     }
-    let (log, partition_image) = match broker.leadership(topic, partition) {
-        Leadership::Leader(log, image) => (log, image),
-        Leadership::NotLeader => {
-            let leader = usize::try_from(partition)
-                .ok()
-                .and_then(|i| topic.partitions.get(i))
-                .map(|p| (p.leader, p.leader_epoch));
-            return Pending::Failed(Failure(ResponseError::NotLeaderOrFollower, None, leader));
-        }
-        Leadership::Unknown => {
-            return fail(ResponseError::UnknownTopicOrPartition, None);
-        }
+    let Some(image) = usize::try_from(partition)
+        .ok()
+        .and_then(|i| topic.partitions.get(i))
+    else {
+        return fail(ResponseError::UnknownTopicOrPartition, None);
     };
-    let Some(records) = records.filter(|r| !r.is_empty()) else {
-        return fail(ResponseError::InvalidRecord, Some("no record batch".into()));
-    };
-    if let Err(refused) = check_client_batch(&records) {
-        return refused;
-    }
     let tp = TopicPartition {
         topic_id: topic.id,
         partition,
     };
-    let leaders = broker.replicas().leaders().clone();
-    // The replication state follows the applied metadata a moment later.
-    let Some(led) = leaders.get(&tp) else {
-        let leader = Some((partition_image.leader, partition_image.leader_epoch));
-        return Pending::Failed(Failure(ResponseError::NotLeaderOrFollower, None, leader));
+    let Some(leader) = broker.partitions().leader(&tp) else {
+        let current = Some((image.leader, image.leader_epoch));
+        return Pending::Failed(Failure(ResponseError::NotLeaderOrFollower, None, current));
     };
-    let acks_all = acks == -1;
-    if let Err(e) = leaders.admit(&led, acks_all) {
-        return fail(replica_code(&e), Some(e.to_string()));
-    }
-    metrics::produce_bytes(records.len());
-    let options = AppendOptions {
-        leader_epoch: partition_image.leader_epoch,
-        now_ms: now,
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return fail(ResponseError::InvalidRecord, Some("no record batch".into()));
     };
-    let appending = log.append(records, options);
+    let batch = match check_client_batch(records) {
+        Ok(batch) => batch,
+        Err(refused) => return refused,
+    };
+    let size = batch.bytes().len();
+    let appending = match leader.append(batch, now, acks, ack_timeout) {
+        Ok(appending) => appending,
+        Err(e) => return fail(replica_code(&e), Some(e.to_string())),
+    };
+    metrics::produce_bytes(size);
     Pending::Appending(Box::pin(async move {
-        let appended = appending.await.map_err(store_failure)?;
-        // acks=all: answered once every in-sync replica has the records.
-        let last = Offset(appended.last_offset);
-        if let Some(wait) = leaders.appended(&led, last, acks_all, ack_timeout) {
-            match wait.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(Failure(replica_code(&e), Some(e.to_string()), None)),
-                Err(_) => return Err(Failure(ResponseError::NotLeaderOrFollower, None, None)),
-            }
-        }
-        Ok(appended)
+        appending.await.map_err(|e| match e {
+            AppendError::Store(e) => store_failure(e),
+            AppendError::Replica(e) => Failure(replica_code(&e), Some(e.to_string()), None),
+        })
     }))
 }
 
 /// Kafka's checks of a client's batch before the store sees it: one whole v2 batch, no control
-/// records, a sequence with a producer id, and no transaction (Rafka has none yet).
-fn check_client_batch(records: &[u8]) -> Result<(), Pending> {
+/// records, a sequence with a producer id, and no transaction (Rafka has none yet). The header
+/// is read here once; the store checks the rest on the same parse.
+fn check_client_batch(records: Bytes) -> Result<ProducedBatch, Pending> {
     let refuse = |code, message: String| Err(fail(code, Some(message)));
-    let header = match BatchHeader::parse(records) {
-        Ok(header) => header,
+    let len = records.len();
+    let batch = match ProducedBatch::parse(records) {
+        Ok(batch) => batch,
         // As Kafka: damaged bytes are CORRUPT_MESSAGE; a readable header breaking the rules
         // (magic other than 2) is INVALID_RECORD.
         Err(e) if e.is_corruption() => {
@@ -199,9 +184,10 @@ fn check_client_batch(records: &[u8]) -> Result<(), Pending> {
         }
         Err(e) => return refuse(ResponseError::InvalidRecord, e.to_string()),
     };
+    let header = batch.header();
     match header.total_len() {
-        Some(len) if len == records.len() => {}
-        Some(len) if len < records.len() => {
+        Some(total) if total == len => {}
+        Some(total) if total < len => {
             let message = "exactly one record batch per partition is allowed".to_string();
             return refuse(ResponseError::InvalidRecord, message);
         }
@@ -229,7 +215,7 @@ fn check_client_batch(records: &[u8]) -> Result<(), Pending> {
             message.to_string(),
         );
     }
-    Ok(())
+    Ok(batch)
 }
 
 async fn finish(pending: Pending) -> Result<Appended, Failure> {
@@ -246,7 +232,7 @@ fn store_failure(e: StoreError) -> Failure {
     Failure(code, Some(e.to_string()), None)
 }
 
-fn replica_code(e: &crate::replication::ReplicaError) -> ResponseError {
+fn replica_code(e: &ReplicaError) -> ResponseError {
     ResponseError::try_from_code(e.kafka_code()).unwrap_or(ResponseError::UnknownServerError)
 }
 

@@ -118,8 +118,9 @@ pub async fn delete(broker: &Broker, topic: &TopicImage) -> Result<(), MetadataE
 pub async fn reconcile(broker: &Broker) -> Result<(), MetadataError> {
     let image = broker.image();
     broker
-        .replicas()
+        .partitions()
         .reconcile(&image)
         .await
+        .map(drop)
         .map_err(|e| MetadataError::Storage(e.to_string()))
 }

@@ -2,28 +2,32 @@
 //! replication covers them; the in-memory map is rebuilt from those partitions at start-up.
 //!
 //! Each group maps to one partition (Java's `abs(groupId.hashCode()) % partitions`, as Kafka).
-//! Commits to one partition are serialised by that partition's mutex, held across the append and
-//! the wait for the partition's in-sync replicas (a commit is acknowledged as an acks=all write,
-//! as Kafka's `offsets.commit.required.acks=-1`), so the in-memory map always reflects the
-//! replicated log in offset order. A node that stops leading a partition detaches it: its
-//! groups' offsets are dropped here and replayed from the log if leadership comes back. The log would grow with every commit;
+//! A commit is an acks=all append through the partition's [`Leader`] (Kafka's
+//! `offsets.commit.required.acks=-1`). Commits to one partition are serialised by that
+//! partition's mutex, held across the append and the wait for the in-sync replicas, so the
+//! in-memory map always reflects the replicated log in offset order (the leader's appends would
+//! allow pipelining them; the consumer-group work replaces this mutex). A node that stops
+//! leading a partition, or leads it again in a new leader epoch, detaches it: its groups' offsets
+//! are dropped here and replayed from the log when it attaches again. The log would grow with every commit;
 //! instead of a key-compacting cleaner, once enough superseded commits pile up the writer appends a
 //! snapshot of the live commits and advances the log start past everything older.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use rafka_store::batch::BatchHeader;
-use rafka_store::{AppendOptions, PartitionLog, StoreError};
+use rafka_store::{PartitionLog, ProducedBatch, StoreError};
 use tokio::sync::Mutex;
 
 use super::codec::{CommitKey, CommitValue};
-use crate::replication::ReplicaError;
+use crate::ids::LeaderEpoch;
+use crate::partition::core::ReplicaError;
+use crate::partition::{Acks, AppendError, NodeLeader};
 
 /// Name of the internal topic.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -36,6 +40,9 @@ const SNAPSHOT_CHUNK: usize = 1000;
 const SNAPSHOT_MIN_RECORDS: u64 = 10_000;
 /// Bytes read per step when replaying a partition.
 const REPLAY_READ_BYTES: usize = 4 * 1024 * 1024;
+/// How long a commit waits for the offsets partition's in-sync replicas (Kafka's
+/// `offsets.commit.timeout.ms` default).
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a commit failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,13 +83,16 @@ pub fn partition_for_group(group: &str, partitions: i32) -> i32 {
 type GroupMap = HashMap<String, HashMap<(String, i32), CommitValue>>;
 
 struct Writer {
-    log: PartitionLog,
+    leader: Arc<NodeLeader>,
     records_since_snapshot: u64,
     /// Set when leadership moved away: a commit that got this writer before must not append.
     detached: bool,
 }
 
 type SharedWriter = Arc<Mutex<Writer>>;
+
+/// An attached offsets partition: the leader epoch it is served in, and its writer.
+type Slot = (LeaderEpoch, SharedWriter);
 
 /// The committed offsets of the groups whose offsets partitions this node leads (cheap to clone).
 #[derive(Clone)]
@@ -93,7 +103,7 @@ pub struct GroupOffsets {
 struct Inner {
     partitions: i32,
     offsets: RwLock<GroupMap>,
-    writers: std::sync::Mutex<HashMap<i32, SharedWriter>>,
+    writers: std::sync::Mutex<HashMap<i32, Slot>>,
 }
 
 impl GroupOffsets {
@@ -108,7 +118,7 @@ impl GroupOffsets {
         }
     }
 
-    fn writers(&self) -> std::sync::MutexGuard<'_, HashMap<i32, SharedWriter>> {
+    fn writers(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Slot>> {
         // Entries are inserted whole; a panic elsewhere cannot leave the map torn.
         self.inner
             .writers
@@ -121,13 +131,13 @@ impl GroupOffsets {
         self.writers().contains_key(&index)
     }
 
-    /// Starts serving offsets partition `index` (this node leads it): replays its log into the
-    /// map. Does nothing if already attached.
-    pub async fn attach(&self, index: i32, log: PartitionLog) -> Result<(), StoreError> {
+    /// Starts serving offsets partition `index` (this node leads it through `leader`): replays
+    /// its log into the map. Does nothing if already attached.
+    pub async fn attach(&self, index: i32, leader: Arc<NodeLeader>) -> Result<(), StoreError> {
         if self.is_attached(index) {
             return Ok(());
         }
-        let replay_log = log.clone();
+        let replay_log = leader.log().clone();
         let (offsets, records) = tokio::task::spawn_blocking(move || replay(&replay_log))
             .await
             .map_err(|e| task_failed("offset replay", &e))??;
@@ -141,15 +151,19 @@ impl GroupOffsets {
                 map.entry(group).or_default().extend(commits);
             }
         }
-        tracing::info!(partition = index, records, "serving group offsets");
-        writers.insert(
-            index,
-            Arc::new(Mutex::new(Writer {
-                log,
-                records_since_snapshot: records,
-                detached: false,
-            })),
+        let epoch = leader.leader_epoch();
+        tracing::info!(
+            partition = index,
+            leader_epoch = epoch.0,
+            records,
+            "serving group offsets"
         );
+        let writer = Writer {
+            leader,
+            records_since_snapshot: records,
+            detached: false,
+        };
+        writers.insert(index, (epoch, Arc::new(Mutex::new(writer))));
         Ok(())
     }
 
@@ -157,7 +171,7 @@ impl GroupOffsets {
     /// in progress, then drops the partition's writer and its groups' offsets. Attaching it
     /// again replays the log, with whatever the other leader committed meanwhile.
     pub async fn detach(&self, index: i32) {
-        let Some(writer) = self.writers().remove(&index) else {
+        let Some((_, writer)) = self.writers().remove(&index) else {
             return;
         };
         writer.lock().await.detached = true;
@@ -167,9 +181,13 @@ impl GroupOffsets {
         tracing::info!(partition = index, "stopped serving group offsets");
     }
 
-    /// The offsets partitions this node serves.
-    pub fn attached(&self) -> Vec<i32> {
-        let mut attached: Vec<i32> = self.writers().keys().copied().collect();
+    /// The offsets partitions this node serves, each with the leader epoch it serves it in.
+    pub fn attached(&self) -> Vec<(i32, LeaderEpoch)> {
+        let mut attached: Vec<(i32, LeaderEpoch)> = self
+            .writers()
+            .iter()
+            .map(|(index, (epoch, _))| (*index, *epoch))
+            .collect();
         attached.sort_unstable();
         attached
     }
@@ -230,19 +248,14 @@ impl GroupOffsets {
         groups
     }
 
-    /// Records `entries` for `group`, waits with `replicated(last offset)` until the in-sync
-    /// replicas have each append, then makes them visible.
-    pub async fn commit<W, F>(
+    /// Records `entries` for `group` as one acks=all append (`now_ms`: the commit time) and
+    /// makes them visible once every in-sync replica has it.
+    pub async fn commit(
         &self,
         group: &str,
         entries: Vec<(String, i32, CommitValue)>,
-        options: AppendOptions,
-        replicated: W,
-    ) -> Result<(), CommitError>
-    where
-        W: Fn(i64) -> F,
-        F: Future<Output = Result<(), ReplicaError>>,
-    {
+        now_ms: i64,
+    ) -> Result<(), CommitError> {
         let mut records = Vec::with_capacity(entries.len());
         for (topic, partition, value) in &entries {
             if value.metadata.len() > 4096 {
@@ -264,14 +277,13 @@ impl GroupOffsets {
         let writer = self
             .writers()
             .get(&index)
-            .cloned()
+            .map(|(_, writer)| writer.clone())
             .ok_or(CommitError::NotCoordinator)?;
         let mut writer = writer.lock().await;
         if writer.detached {
             return Err(CommitError::NotCoordinator);
         }
-        let (_, last) = append_records(&writer.log, &records, options).await?;
-        replicated(last).await?;
+        append_records(&writer.leader, &records, now_ms).await?;
         writer.records_since_snapshot += records.len() as u64;
         {
             let mut map = self.write();
@@ -280,21 +292,15 @@ impl GroupOffsets {
                 group_map.insert((topic, partition), value);
             }
         }
-        self.maybe_snapshot(index, &mut writer, options, &replicated)
-            .await
+        self.maybe_snapshot(index, &mut writer, now_ms).await
     }
 
-    async fn maybe_snapshot<W, F>(
+    async fn maybe_snapshot(
         &self,
         index: i32,
         writer: &mut Writer,
-        options: AppendOptions,
-        replicated: &W,
-    ) -> Result<(), CommitError>
-    where
-        W: Fn(i64) -> F,
-        F: Future<Output = Result<(), ReplicaError>>,
-    {
+        now_ms: i64,
+    ) -> Result<(), CommitError> {
         let partitions = self.partitions();
         let live: Vec<(Bytes, Option<Bytes>)> = {
             let map = self.read();
@@ -320,12 +326,11 @@ impl GroupOffsets {
         }
         let mut first_offset = None;
         for chunk in live.chunks(SNAPSHOT_CHUNK) {
-            let (base, last) = append_records(&writer.log, chunk, options).await?;
-            replicated(last).await?;
+            let base = append_records(&writer.leader, chunk, now_ms).await?;
             first_offset.get_or_insert(base);
         }
-        let start = first_offset.unwrap_or_else(|| writer.log.log_end_offset());
-        let log = writer.log.clone();
+        let log = writer.leader.log().clone();
+        let start = first_offset.unwrap_or_else(|| log.log_end_offset());
         tokio::task::spawn_blocking(move || log.delete_records_before(start))
             .await
             .map_err(|e| task_failed("offsets snapshot", &e))??;
@@ -353,16 +358,21 @@ fn corrupt(reason: String) -> StoreError {
     }
 }
 
-/// Appends one batch of records; returns its base and last offsets. The partition's leader
-/// state moves the high watermark once the in-sync replicas have it.
+/// Appends one batch of records as an acks=all write; returns its base offset once every
+/// in-sync replica has it.
 async fn append_records(
-    log: &PartitionLog,
+    leader: &Arc<NodeLeader>,
     records: &[(Bytes, Option<Bytes>)],
-    options: AppendOptions,
-) -> Result<(i64, i64), StoreError> {
-    let batch = encode_batch(records, options.now_ms)?;
-    let appended = log.append(batch, options).await?;
-    Ok((appended.base_offset, appended.last_offset))
+    now_ms: i64,
+) -> Result<i64, CommitError> {
+    let batch = encode_batch(records, now_ms)?;
+    let batch = ProducedBatch::parse(batch).map_err(|e| corrupt(e.to_string()))?;
+    let appending = leader.append(batch, now_ms, Acks::All, COMMIT_TIMEOUT)?;
+    match appending.await {
+        Ok(appended) => Ok(appended.base_offset),
+        Err(AppendError::Store(e)) => Err(e.into()),
+        Err(AppendError::Replica(e)) => Err(e.into()),
+    }
 }
 
 fn encode_batch(records: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<Bytes, StoreError> {

@@ -23,6 +23,7 @@ mod netns_chaos;
 mod netns_discovery;
 mod netns_replication;
 mod netns_split;
+mod offset_for_leader_epoch;
 mod offsets;
 mod produce_fetch;
 mod replication_faults;

@@ -310,6 +310,12 @@ pub fn compute_crc(batch: &[u8]) -> Option<u32> {
 /// rules that hold for every stored batch (the leader path adds [`validate_produce`]).
 pub fn check_batch(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let h = BatchHeader::parse(batch)?;
+    check_parsed(batch, h)
+}
+
+/// [`check_batch`] for a batch whose header `h` was already parsed from `batch` (the produce
+/// path reads it once, for the broker's checks and the store's).
+pub fn check_parsed(batch: &[u8], h: BatchHeader) -> Result<BatchHeader, BatchError> {
     if h.total_len() != Some(batch.len()) {
         return Err(BatchError::LengthMismatch {
             declared: i64::from(h.batch_length) + LOG_OVERHEAD as i64,

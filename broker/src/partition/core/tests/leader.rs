@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::MemLog;
 use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch};
-use crate::replication::*;
+use crate::partition::core::*;
 
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)

@@ -4,7 +4,7 @@
 
 use super::MemLog;
 use crate::ids::{LeaderEpoch, NodeId, Offset};
-use crate::replication::*;
+use crate::partition::core::*;
 
 /// Runs a follower with `log` against a leader with `leader_log` in `leader_epoch` until it has
 /// fetched everything. Returns the offsets it truncated to.

@@ -1,7 +1,8 @@
-//! Partition replication: the replica state of one partition on one node, as a core with no I/O
-//! and no clock (Kafka's replication with KRaft's AlterPartition). The shell (the partition's
-//! task) feeds it metadata, local log positions, replies from peers and the time, and carries
-//! out what it asks. The protocol as built is described in `docs/replication.md`.
+//! The sans-IO cores of a partition's replication (Kafka's replication with KRaft's
+//! AlterPartition): the replica state of one partition on one node, with no I/O, no clock and no
+//! tasks. The shells beside this folder (`partition/leader.rs`, `partition/follower.rs`) feed
+//! them metadata, local log positions, replies from peers and the time, and carry out what they
+//! ask. The protocol as built is described in `docs/replication.md`.
 //!
 //! # What the core decides
 //!
@@ -18,21 +19,22 @@
 //!   then fetch; what each error means (fenced: wait for metadata; out of range: ask the
 //!   leader's offsets; corrupt: truncate and fetch again; anything else: back off).
 //!
-//! # What the shell does
+//! # What the shells do
 //!
-//! - Builds a [`PartitionMetadata`] from each applied metadata image
+//! - [`crate::partition::Partitions`] builds a [`PartitionMetadata`] from each applied metadata
+//!   image
 //!   ([`PartitionMetadata::from_image`]) and keeps one state per local partition: a
 //!   [`LeaderState`] when the image names this node leader (a new one per leader epoch; on
 //!   [`Leadership::Lost`] drop it), a [`FollowerState`] when another node leads (fed newer
 //!   epochs through [`FollowerState::on_metadata`]), none when there is no leader.
-//! - Leader: calls [`LeaderState::on_local_append`] after each append and
+//! - Leader ([`crate::partition::Leader`]): calls [`LeaderState::on_local_append`] after each append and
 //!   [`LeaderState::on_follower_fetch`] for each follower fetch (answering with the high
 //!   watermark, or the error's Kafka code); answers OffsetForLeaderEpoch with
 //!   [`LeaderState::epoch_end_offset`]; checks [`LeaderState::can_append`] before an append and
 //!   registers acks=all waits with [`LeaderState::add_waiter`]; proposes each
 //!   [`LeaderOutput::AlterPartition`] to the metadata log and reports its refusals; stores
 //!   each [`LeaderOutput::HighWatermark`] and answers each [`LeaderOutput::Acked`].
-//! - Follower: performs each [`FollowerAction`] in order (requests to the leader over the mesh
+//! - Follower (the task in `partition/follower.rs`): performs each [`FollowerAction`] in order (requests to the leader over the mesh
 //!   with this node's broker epoch, truncations and high watermark updates on the store) and
 //!   feeds every reply back with its [`RequestId`].
 //! - Reads the local log for the core through [`LocalLog`] (implemented for the store's
@@ -44,13 +46,13 @@
 //! shell passes `Instant` differences, tests a virtual clock). Nothing happens by itself: call
 //! `tick(now)` regularly (a few times per second, and at the deadlines the core gave:
 //! [`FollowerAction::Backoff`], waiter deadlines). Outputs queue inside each state; drain them
-//! (`poll_output` / `poll_action`) after every call. Node ids, leader epochs, partition epochs
-//! and broker epochs are the metadata image's.
+//! (`poll_output` / `poll_action`) after every call. Node ids, leader epochs, partition epochs,
+//! broker epochs and offsets are the types of [`crate::ids`], so two of them cannot be swapped.
 //!
 //! ```
 //! use std::time::Duration;
 //! use rafka_broker::ids::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch};
-//! use rafka_broker::replication::{
+//! use rafka_broker::partition::core::{
 //!     LeaderConfig, LeaderOutput, LeaderState, LocalLog, PartitionMetadata, WaiterId,
 //! };
 //!
@@ -89,7 +91,6 @@
 mod error;
 mod follower;
 mod leader;
-mod log;
 mod progress;
 mod waiters;
 

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use super::MemLog;
 use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch};
-use crate::replication::*;
+use crate::partition::core::*;
 
 mod controller;
 mod invariants;

@@ -1,0 +1,67 @@
+//! Reads of a led partition for a consumer or a follower (the store's batches, as they are
+//! stored): how far each may see is decided here, in one place.
+
+use bytes::Bytes;
+use rafka_store::{PartitionLog, StoreError};
+
+use super::env::Env;
+use super::leader::Leader;
+use crate::ids::Offset;
+
+/// Who reads a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reader {
+    /// A consumer: up to the last stable offset.
+    Consumer,
+    /// A follower fetching as a replica: up to the log end.
+    Replica,
+}
+
+/// What one read of a partition found.
+#[derive(Clone, Debug, Default)]
+pub struct PartitionRead {
+    /// Whole batches from the one holding the fetch offset (none when nothing is visible yet).
+    pub batches: Vec<Bytes>,
+    /// The high watermark when read.
+    pub high_watermark: Offset,
+    /// The last stable offset when read.
+    pub last_stable_offset: Offset,
+    /// The log start when read.
+    pub log_start: Offset,
+}
+
+impl<E: Env<Log = PartitionLog>> Leader<E> {
+    /// The end of what `reader` may see: the last stable offset for a consumer (ListOffsets'
+    /// "latest"), the log end for a replica.
+    pub fn visible_end(&self, reader: Reader) -> Offset {
+        match reader {
+            Reader::Consumer => self.last_stable_offset(),
+            Reader::Replica => Offset(self.log().log_end_offset()),
+        }
+    }
+
+    /// Reads whole batches from the one holding `offset`, about `max_bytes` (always at least one
+    /// batch when any is visible), no further than `reader` may see. Blocks on fjall: call it
+    /// off the reactor.
+    pub fn read(
+        &self,
+        reader: Reader,
+        offset: Offset,
+        max_bytes: usize,
+    ) -> Result<PartitionRead, StoreError> {
+        let log = self.log();
+        let limit = self.visible_end(reader);
+        let found = PartitionRead {
+            batches: Vec::new(),
+            high_watermark: self.high_watermark(),
+            last_stable_offset: self.last_stable_offset(),
+            log_start: Offset(log.log_start_offset()),
+        };
+        // Between the limit and the log end there is nothing this reader may see yet.
+        if offset >= limit && offset.0 <= log.log_end_offset() {
+            return Ok(found);
+        }
+        let batches = log.read(offset.0, max_bytes.max(1), limit.0)?;
+        Ok(PartitionRead { batches, ..found })
+    }
+}
