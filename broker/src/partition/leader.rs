@@ -21,6 +21,7 @@ use super::core::{
     PartitionMetadata, ReplicaError, WaiterId,
 };
 use super::env::{Env, ProposalError, ReplicaLog};
+use super::read::Reader;
 use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, Offset};
 
 /// A produce request's `acks`.
@@ -161,6 +162,15 @@ impl<E: Env> Leader<E> {
         self.high_watermark()
     }
 
+    /// The end of what `reader` may see: the last stable offset for a consumer (ListOffsets'
+    /// "latest"), the log end for a replica.
+    pub fn visible_end(&self, reader: Reader) -> Offset {
+        match reader {
+            Reader::Consumer => self.last_stable_offset(),
+            Reader::Replica => self.log.log_end_offset(),
+        }
+    }
+
     /// The committed ISR.
     pub fn isr(&self) -> Vec<NodeId> {
         self.state().isr().to_vec()
@@ -170,6 +180,11 @@ impl<E: Env> Leader<E> {
     /// watermark waits for.
     pub fn maximal_isr(&self) -> Vec<NodeId> {
         self.state().maximal_isr()
+    }
+
+    /// True once leadership has moved (or the node stops): every call is refused.
+    pub fn is_resigned(&self) -> bool {
+        self.state().is_resigned()
     }
 
     /// acks=all waits not yet answered.

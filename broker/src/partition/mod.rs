@@ -61,6 +61,8 @@ mod node_env;
 mod partitions;
 mod read;
 mod reconcile;
+#[cfg(test)]
+mod sim;
 mod store_log;
 
 pub use env::{Env, Fetched, LinkError, ProposalError, Refused, ReplicaLog};

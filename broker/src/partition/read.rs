@@ -31,15 +31,6 @@ pub struct PartitionRead {
 }
 
 impl<E: Env<Log = PartitionLog>> Leader<E> {
-    /// The end of what `reader` may see: the last stable offset for a consumer (ListOffsets'
-    /// "latest"), the log end for a replica.
-    pub fn visible_end(&self, reader: Reader) -> Offset {
-        match reader {
-            Reader::Consumer => self.last_stable_offset(),
-            Reader::Replica => Offset(self.log().log_end_offset()),
-        }
-    }
-
     /// Reads whole batches from the one holding `offset`, about `max_bytes` (always at least one
     /// batch when any is visible), no further than `reader` may see. Blocks on fjall: call it
     /// off the reactor.

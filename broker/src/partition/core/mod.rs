@@ -95,7 +95,7 @@ mod progress;
 mod waiters;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 

@@ -1,18 +1,17 @@
-//! Tests of the replication core: unit tests of each rule (`leader`, `follower`), the KIP-101
-//! and KIP-279 divergence scenarios (`scenarios`), and a seeded simulation of three replicas
-//! with a controller, a lossy network, crashes, isolation and leader changes (`sim`).
+//! Tests of the replication cores: unit tests of each rule (`leader`, `follower`) and the KIP-101
+//! and KIP-279 divergence scenarios (`scenarios`); [`MemLog`], the in-memory log they and the
+//! seeded simulation (`partition/sim/`, which drives the shells) use.
 
 mod follower;
 mod leader;
 mod scenarios;
-mod sim;
 
 use super::LocalLog;
 use crate::ids::{LeaderEpoch, Offset};
 
 /// An in-memory log: one record per offset, each with the leader epoch it was written in.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(super) struct MemLog {
+pub(crate) struct MemLog {
     /// (offset, leader epoch), offsets contiguous from the log start.
     pub records: Vec<(i64, i32)>,
     pub start: i64,
