@@ -112,7 +112,11 @@ async fn step(
     }
     if let Some(finalize) = feature_level_change(cluster, &image, status, settings.supported) {
         tracing::info!(?finalize, "raising the cluster's finalized feature level");
-        metadata.propose(MetadataCommand::Gated(finalize)).await?;
+        // Refused when a node re-registered meanwhile: judged again next round, and never in
+        // the way of the partition changes below.
+        if let Err(e) = metadata.propose(MetadataCommand::Gated(finalize)).await {
+            tracing::warn!(error = %e, "feature level not raised");
+        }
     }
     let changes = partition_changes(cluster, &image, rebalance);
     if !changes.is_empty() {
@@ -310,6 +314,41 @@ fn partition_change(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_joining_node_is_added_only_if_it_can_run_at_the_finalized_level() {
+        use crate::metadata::{FeatureLevel, Features, GatedCommand, MetadataCommand};
+        let member = |levels: Option<&str>| rafka_mesh::MemberInfo {
+            peer_id: PeerId::random(),
+            generation: 1,
+            status: rafka_mesh::membership::MemberStatus::Alive,
+            heartbeat: 1,
+            last_heard_ago: Duration::ZERO,
+            keys: levels
+                .map(|l| (super::super::FEATURE_LEVELS_KEY.to_string(), l.to_string()))
+                .into_iter()
+                .collect(),
+        };
+        let mut image = MetadataImage::default();
+        let form = MetadataCommand::Form {
+            cluster_id: "c".into(),
+        };
+        image.apply(&form).unwrap();
+        let (old, new) = (member(None), member(Some("0-1")));
+        assert!(can_run_at(&old, &image) && can_run_at(&new, &image));
+        let finalize = GatedCommand::FinalizeLevel {
+            level: FeatureLevel(1),
+            nodes: vec![],
+        };
+        image.apply(&MetadataCommand::Gated(finalize)).unwrap();
+        assert_eq!(image.features(), Features::at(FeatureLevel(1)));
+        assert!(
+            !can_run_at(&old, &image),
+            "a node of level 0 added at level 1"
+        );
+        assert!(can_run_at(&new, &image));
+        assert!(!can_run_at(&member(Some("0-0")), &image));
+    }
 
     fn ids(nodes: &[i32]) -> Vec<NodeId> {
         nodes.iter().copied().map(NodeId).collect()

@@ -213,9 +213,10 @@ pub struct Gossiped {
 
 /// The finalization the controller should propose, if any: the highest level that every
 /// registered node and every member of the metadata log supports, when it is above the finalized
-/// one. A node's support is, in order: `local` for this node; what its registration recorded in
-/// the image; what it gossips, from its current registration (same broker epoch); otherwise
-/// level 0 only. `members` are the peer ids of the metadata log's voters and learners.
+/// one. A registered node's support is, in order: what its registration recorded in the image
+/// (as the state machine will judge it); `local`'s range for this node; what it gossips from its
+/// current registration (same broker epoch); otherwise level 0 only. `members` are the peer ids
+/// of the metadata log's voters and learners.
 pub fn next_finalization(
     image: &MetadataImage,
     members: &BTreeSet<String>,
@@ -226,10 +227,10 @@ pub fn next_finalization(
     let mut ranges = Vec::new();
     let mut nodes = Vec::new();
     for node in image.nodes.values() {
-        let range = if node.peer_id == local_peer {
-            local_range
-        } else if let Some(recorded) = node.supported {
+        let range = if let Some(recorded) = node.supported {
             recorded
+        } else if node.peer_id == local_peer {
+            local_range
         } else {
             gossip(&node.peer_id)
                 .filter(|g| g.broker_epoch == Some(node.broker_epoch))
