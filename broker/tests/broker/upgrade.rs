@@ -163,6 +163,7 @@ fn process_upgrade_rolling_from_the_baseline_loses_nothing_and_raises_the_level_
     });
     checker.wait_acked(BETWEEN_STEPS, STEP);
 
+    let load_started = Instant::now();
     let was: Vec<Ready> = (0..3).map(|i| cluster.node(i).ready.clone()).collect();
     let mut upgraded = Vec::new();
     for i in 0..3 {
@@ -198,6 +199,10 @@ fn process_upgrade_rolling_from_the_baseline_loses_nothing_and_raises_the_level_
     wait_until_blocking(STEP, "every node at this build's level", || {
         (0..3).all(|i| finalized_level(&cluster, i) == Some(LATEST))
     });
+    eprintln!(
+        "three upgrades and the level raised {:?} into the {SECONDS} s of load",
+        load_started.elapsed()
+    );
     let doc = cluster_doc(&cluster, 0).unwrap();
     let nodes = doc
         .pointer("/features/nodes")
