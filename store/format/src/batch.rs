@@ -69,6 +69,10 @@ pub const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
 pub const TRANSACTIONAL_BIT: i16 = 1 << 4;
 /// Attributes bit 5: a control batch (transaction markers).
 pub const CONTROL_BIT: i16 = 1 << 5;
+/// Attributes bit 6: the base timestamp is the batch's delete horizon (KIP-534): the log
+/// cleaner set it when it first kept a tombstone of the batch, and removes the batch's tombstones
+/// once that time has passed. Record timestamps stay `baseTimestamp + delta`.
+pub const DELETE_HORIZON_BIT: i16 = 1 << 6;
 
 /// Why a batch was refused. [`BatchError::is_corruption`] separates damaged bytes (Kafka's
 /// CORRUPT_MESSAGE) from well-formed batches that break a rule (INVALID_RECORD).
@@ -288,6 +292,11 @@ impl BatchHeader {
         self.attributes & CONTROL_BIT != 0
     }
 
+    /// The delete horizon the log cleaner stamped on the batch (KIP-534), if any.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_BIT != 0).then_some(self.base_timestamp)
+    }
+
     /// Sequence of the last record, wrapping at `i32::MAX` to 0 as Kafka does.
     pub fn last_sequence(&self) -> i32 {
         increment_sequence(self.base_sequence, self.last_offset_delta)
@@ -411,6 +420,35 @@ pub fn stamp_crc(batch: &mut [u8]) -> bool {
     }
 }
 
+/// The header-only batch the log cleaner keeps in place of a batch all of whose records it
+/// removed, when the batch must stay (Kafka's `writeEmptyHeader`): the last batch of a producer
+/// still active keeps its producer id, epoch and sequences in the log. Same base offset, last
+/// offset delta, leader epoch, producer identity, timestamp type and transactional and control
+/// flags; no records, no compression, base timestamp -1, max timestamp kept; a fresh CRC.
+pub fn empty_batch(h: &BatchHeader) -> [u8; HEADER_LEN] {
+    let keep = TIMESTAMP_TYPE_BIT | TRANSACTIONAL_BIT | CONTROL_BIT;
+    let mut b = [0u8; HEADER_LEN];
+    let fields: [(usize, &[u8]); 12] = [
+        (at::BASE_OFFSET, &h.base_offset.to_be_bytes()),
+        (at::BATCH_LENGTH, &((HEADER_LEN - LOG_OVERHEAD) as i32).to_be_bytes()),
+        (at::LEADER_EPOCH, &h.partition_leader_epoch.to_be_bytes()),
+        (at::MAGIC, &MAGIC_V2.to_be_bytes()),
+        (ATTRIBUTES_AT, &(h.attributes & keep).to_be_bytes()),
+        (at::LAST_OFFSET_DELTA, &h.last_offset_delta.to_be_bytes()),
+        (at::BASE_TIMESTAMP, &(-1i64).to_be_bytes()),
+        (at::MAX_TIMESTAMP, &h.max_timestamp.to_be_bytes()),
+        (at::PRODUCER_ID, &h.producer_id.to_be_bytes()),
+        (at::PRODUCER_EPOCH, &h.producer_epoch.to_be_bytes()),
+        (at::BASE_SEQUENCE, &h.base_sequence.to_be_bytes()),
+        (at::RECORD_COUNT, &0i32.to_be_bytes()),
+    ];
+    for (at, bytes) in fields {
+        write(&mut b, at, bytes);
+    }
+    stamp_crc(&mut b);
+    b
+}
+
 /// A batch's producer identity (`-1`s when not idempotent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchIdentity {
@@ -511,5 +549,33 @@ mod tests {
                 .next()
                 .is_some_and(|r| r.is_err())
         );
+    }
+
+    #[test]
+    fn an_empty_batch_keeps_the_span_and_producer_identity() {
+        let h = BatchHeader {
+            base_offset: 40,
+            batch_length: 0,
+            partition_leader_epoch: 3,
+            magic: MAGIC_V2,
+            crc: 0,
+            attributes: 4 | TIMESTAMP_TYPE_BIT | TRANSACTIONAL_BIT | DELETE_HORIZON_BIT,
+            last_offset_delta: 9,
+            base_timestamp: 100,
+            max_timestamp: 200,
+            producer_id: 7,
+            producer_epoch: 2,
+            base_sequence: 30,
+            record_count: 10,
+        };
+        let empty = empty_batch(&h);
+        let got = check_batch(&empty).expect("valid batch");
+        assert_eq!((got.base_offset, got.last_offset()), (40, Some(49)));
+        assert_eq!((got.record_count, got.compression()), (0, 0));
+        assert_eq!(got.identity(), h.identity());
+        assert_eq!(got.last_sequence(), h.last_sequence());
+        assert!(got.is_log_append_time() && got.is_transactional() && !got.is_control());
+        assert_eq!(got.delete_horizon_ms(), None);
+        assert_eq!((got.max_timestamp, got.partition_leader_epoch), (200, 3));
     }
 }

@@ -5,9 +5,10 @@
 //!
 //! A producer appends records with offset deltas 0..n (the leader assigns real offsets); a
 //! rewrite of a stored batch (the log cleaner) gives each kept record its own delta with
-//! [`BatchBuilder::append_at`] and keeps base offset, producer identity and flags through
-//! [`BatchOptions`]. Timestamp deltas are relative to the first record's timestamp, as Kafka's
-//! `MemoryRecordsBuilder` writes them.
+//! [`BatchBuilder::append_at`] and keeps base offset, producer identity, flags, the span
+//! (`last_offset_delta`) and a LogAppendTime through [`BatchOptions`]. Timestamp deltas are
+//! relative to the first record's timestamp, as Kafka's `MemoryRecordsBuilder` writes them, or to
+//! a delete horizon the cleaner stamps ([`BatchBuilder::set_delete_horizon`], KIP-534).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::compression::{self as cmpr, Compressor};
@@ -23,6 +24,9 @@ pub enum BuildError {
     /// More records than a batch counts (`i32`).
     #[error("too many records for one batch")]
     TooManyRecords,
+    /// A delete horizon set after records were appended.
+    #[error("the delete horizon must be set before the first record")]
+    HorizonAfterRecords,
     /// An offset delta not above the previous record's.
     #[error("offset delta {delta} does not follow {previous}")]
     OffsetDeltaNotIncreasing {
@@ -57,6 +61,9 @@ pub struct BatchOptions {
     /// A last offset delta beyond the last record's (a rewrite that dropped the last records
     /// keeps the batch's original span, as Kafka's cleaner does); `None`: the last record's.
     pub last_offset_delta: Option<i32>,
+    /// The batch carries this log append time (timestamp type bit set, max timestamp = it):
+    /// a rewrite of a LogAppendTime batch keeps its time. `None`: create time.
+    pub log_append_time: Option<i64>,
 }
 
 impl BatchOptions {
@@ -70,11 +77,15 @@ impl BatchOptions {
             base_offset: 0,
             partition_leader_epoch: -1,
             last_offset_delta: None,
+            log_append_time: None,
         }
     }
 
     fn attributes(&self) -> i16 {
         let mut attributes = self.compression as i16;
+        if self.log_append_time.is_some() {
+            attributes |= batch::TIMESTAMP_TYPE_BIT;
+        }
         if self.transactional {
             attributes |= batch::TRANSACTIONAL_BIT;
         }
@@ -139,6 +150,8 @@ pub struct BatchBuilder {
     last_delta: i32,
     first_timestamp: i64,
     max_timestamp: i64,
+    /// The base timestamp is this delete horizon (KIP-534) rather than the first record's.
+    delete_horizon: Option<i64>,
 }
 
 impl BatchBuilder {
@@ -157,7 +170,20 @@ impl BatchBuilder {
             last_delta: -1,
             first_timestamp: 0,
             max_timestamp: i64::MIN,
+            delete_horizon: None,
         }
+    }
+
+    /// Makes the batch carry a delete horizon (KIP-534, what the log cleaner stamps on a batch
+    /// whose tombstones it keeps for now): the base timestamp becomes `horizon_ms`, the record
+    /// timestamps are written relative to it, and the attributes say so. Before any record.
+    pub fn set_delete_horizon(&mut self, horizon_ms: i64) -> Result<(), BuildError> {
+        if self.count > 0 {
+            return Err(BuildError::HorizonAfterRecords);
+        }
+        self.delete_horizon = Some(horizon_ms);
+        self.first_timestamp = horizon_ms;
+        Ok(())
     }
 
     /// Bytes so far, header included (the uncompressed batch size).
@@ -177,7 +203,7 @@ impl BatchBuilder {
 
     /// Exact encoded size of `record` (length prefix included) if appended next.
     pub fn size_of(&self, timestamp: i64, record: &RecordParts<'_>) -> usize {
-        let ts_delta = if self.count == 0 {
+        let ts_delta = if self.count == 0 && self.delete_horizon.is_none() {
             0
         } else {
             timestamp.wrapping_sub(self.first_timestamp)
@@ -235,7 +261,7 @@ impl BatchBuilder {
                 previous: self.last_delta,
             });
         }
-        let first_timestamp = if self.count == 0 {
+        let first_timestamp = if self.count == 0 && self.delete_horizon.is_none() {
             timestamp
         } else {
             self.first_timestamp
@@ -291,15 +317,20 @@ impl BatchBuilder {
             last_delta,
             first_timestamp,
             max_timestamp,
+            delete_horizon,
         } = self;
         if options.compression != Compression::None {
             buf = compress(&buf, options.compression)?;
         }
-        let max_timestamp = if count == 0 {
-            first_timestamp
-        } else {
-            max_timestamp
+        let max_timestamp = match options.log_append_time {
+            Some(time) => time,
+            None if count == 0 => first_timestamp,
+            None => max_timestamp,
         };
+        let mut attributes = options.attributes();
+        if delete_horizon.is_some() {
+            attributes |= batch::DELETE_HORIZON_BIT;
+        }
         let length = buf
             .len()
             .checked_sub(LOG_OVERHEAD)
@@ -317,7 +348,7 @@ impl BatchBuilder {
         header.put_i32(options.partition_leader_epoch);
         header.put_i8(MAGIC_V2);
         header.put_u32(0); // CRC, below
-        header.put_i16(options.attributes());
+        header.put_i16(attributes);
         header.put_i32(last_offset_delta);
         header.put_i64(first_timestamp);
         header.put_i64(max_timestamp);

@@ -167,11 +167,16 @@ proptest! {
         inputs in proptest::collection::vec(input(), 2..10),
         options in options(),
         keep in proptest::collection::vec(any::<bool>(), 10),
+        horizon in proptest::option::of(1_600_000_000_000..1_800_000_000_000i64),
     ) {
-        // As the log cleaner will: read a batch, keep some records at their offsets, rebuild.
+        // As the log cleaner does: read a batch, keep some records at their offsets, rebuild,
+        // possibly stamping a delete horizon (KIP-534) as the base timestamp.
         let (built, _) = build(&inputs, options);
         let original = check_batch(&built).unwrap();
         let mut builder = BatchBuilder::with_capacity(64);
+        if let Some(h) = horizon {
+            builder.set_delete_horizon(h).unwrap();
+        }
         let mut kept = Vec::new();
         for (record, keep) in read(&built).into_iter().zip(&keep) {
             if *keep {
@@ -194,8 +199,32 @@ proptest! {
         prop_assert_eq!(header.base_offset, original.base_offset);
         prop_assert_eq!(header.last_offset_delta, original.last_offset_delta);
         prop_assert_eq!(header.identity(), original.identity());
-        prop_assert_eq!(header.attributes, original.attributes);
-        prop_assert_eq!(read(&rewritten), kept);
+        prop_assert_eq!(header.delete_horizon_ms(), horizon);
+        let attributes = header.attributes & !batch::DELETE_HORIZON_BIT;
+        prop_assert_eq!(attributes, original.attributes);
+        prop_assert_eq!(read(&rewritten), kept.clone());
+        // kafka-protocol's decoder reads the same timestamps relative to the horizon.
+        let mut buf = rewritten.clone();
+        let decoded = RecordBatchDecoder::decode(&mut buf).unwrap();
+        let times: Vec<i64> = decoded.records.iter().map(|r| r.timestamp).collect();
+        prop_assert_eq!(times, kept.iter().map(|r| r.timestamp).collect::<Vec<_>>());
+        prop_assert!(decoded.records.iter().all(|r| r.delete_horizon == horizon.is_some()));
+    }
+
+    #[test]
+    fn a_rewrite_of_a_log_append_time_batch_keeps_its_time(
+        inputs in proptest::collection::vec(input(), 1..6),
+        time in 1_600_000_000_000..1_700_000_000_000i64,
+    ) {
+        let options = BatchOptions {
+            log_append_time: Some(time),
+            ..BatchOptions::new(BatchIdentity::NONE, Compression::None)
+        };
+        let (built, _) = build(&inputs, options);
+        let header = check_batch(&built).unwrap();
+        prop_assert!(header.is_log_append_time());
+        prop_assert_eq!(header.max_timestamp, time);
+        prop_assert!(read(&built).iter().all(|r| r.timestamp == time));
     }
 
     #[test]
@@ -236,6 +265,21 @@ fn read_everything(bytes: Bytes) {
     {
         records.for_each(drop);
     }
+}
+
+#[test]
+fn the_delete_horizon_goes_before_any_record() {
+    let mut builder = BatchBuilder::with_capacity(64);
+    let parts = RecordParts {
+        key: Some(b"k"),
+        value: None,
+        headers: &[],
+    };
+    builder.append(5, &parts).unwrap();
+    assert_eq!(
+        builder.set_delete_horizon(10),
+        Err(crate::builder::BuildError::HorizonAfterRecords)
+    );
 }
 
 #[test]
