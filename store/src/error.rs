@@ -126,6 +126,15 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("the store is closed")]
     Closed,
+    /// A log cleaning gave up because the partition changed under it (truncated, reconfigured,
+    /// segments deleted by retention); the next cleaning starts over.
+    #[error("cleaning of {partition} aborted: {reason}")]
+    CleaningAborted {
+        /// The partition.
+        partition: TopicPartition,
+        /// What changed.
+        reason: String,
+    },
 }
 
 impl StoreError {
@@ -145,7 +154,8 @@ impl StoreError {
             | StoreError::Storage(_)
             | StoreError::Io(_)
             | StoreError::Failed { .. }
-            | StoreError::Closed => 56,
+            | StoreError::Closed
+            | StoreError::CleaningAborted { .. } => 56,
         }
     }
 

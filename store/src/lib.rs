@@ -57,6 +57,7 @@
 
 pub mod batch;
 mod codec;
+mod compaction;
 pub mod config;
 mod error;
 mod filter;
@@ -75,13 +76,16 @@ mod store;
 mod types;
 mod writer;
 
-pub use config::{FsyncPolicy, LogConfig, StoreConfig, TimestampType};
+pub use config::{
+    CleanupPolicy, CompactionConfig, CompactionStrategy, FsyncPolicy, LogConfig, StoreConfig,
+    TimestampType,
+};
 pub use error::{Result, StoreError};
 pub use partition::PartitionLog;
 pub use produced::ProducedBatch;
 pub use producer_state::{ProducerBatch, ProducerSnapshot};
 pub use store::Store;
 pub use types::{
-    AppendOptions, Appended, LogOffsets, RetentionReport, StoreStats, TimestampOffset, TopicId,
-    TopicPartition,
+    AppendOptions, Appended, CleanReport, CleanerState, LogOffsets, RetentionReport, StoreStats,
+    TimestampOffset, TopicId, TopicPartition,
 };

@@ -5,14 +5,18 @@
 //! on a std channel. Reads (see `read.rs`) run on the caller's thread against fjall.
 
 use crate::batch::{self, BatchError, BatchHeader, BatchIter};
+use crate::compaction;
 use crate::config::{LogConfig, TimestampType};
 use crate::error::{Result, StoreError};
 use crate::produced::ProducedBatch;
 use crate::shared::PartitionShared;
 use crate::store::StoreInner;
-use crate::types::{AppendOptions, Appended, LogOffsets, TopicPartition};
+use crate::types::{
+    AppendOptions, Appended, CleanReport, CleanerState, LogOffsets, TopicPartition,
+};
 use crate::writer::request::{self, LeaderAppend, ReplicaAppend, Reply, Request};
 use bytes::{Bytes, BytesMut};
+use rafka_format::records::Records;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::{oneshot, watch};
@@ -100,7 +104,8 @@ impl PartitionLog {
     }
 
     /// Follower append: one or more batches that already carry their offsets (and leader
-    /// epochs). The first base offset must equal the log end; later ones must not go back.
+    /// epochs). Base offsets must not go back (below the log end, or below the end of the
+    /// batch before); they may skip ahead, over what a compacted leader removed.
     /// Queued when called, like [`PartitionLog::append`].
     pub fn append_replicated(
         &self,
@@ -147,6 +152,9 @@ impl PartitionLog {
         };
         let mut header = batch::validate_parsed_produce(&batch, header, cfg.max_message_bytes)
             .map_err(|e| e.with_partition(self.shared.tp))?;
+        if cfg.cleanup.compact {
+            require_keys(&batch, &header).map_err(|e| e.with_partition(self.shared.tp))?;
+        }
         let mut buf = BytesMut::from(batch);
         let log_append_time = cfg.timestamp_type == TimestampType::LogAppendTime;
         if log_append_time {
@@ -283,4 +291,60 @@ impl PartitionLog {
     pub fn size_bytes(&self) -> u64 {
         self.shared.size_bytes.load(Ordering::Acquire)
     }
+
+    /// The last stable offset. Until transactions exist it is the high watermark; the log
+    /// cleaner never cleans at or above it.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.shared.last_stable_offset()
+    }
+
+    /// Cleans this compacted partition now, whatever its dirty ratio, if any sealed segment
+    /// lies below min(last stable offset, high watermark). Blocking (reads and writes the
+    /// log); `None` when there was nothing to clean, the partition is not compacted, or a
+    /// cleaner thread is cleaning it right now.
+    pub fn clean(&self, now_ms: i64) -> Result<Option<CleanReport>> {
+        compaction::clean(&self.inner.cleaner, &self.shared, now_ms, true)
+    }
+
+    /// Cleans this compacted partition if a cleaning is due (what the cleaner threads do).
+    pub fn clean_if_due(&self, now_ms: i64) -> Result<Option<CleanReport>> {
+        compaction::clean(&self.inner.cleaner, &self.shared, now_ms, false)
+    }
+
+    /// The cleaner's view of this partition at `now_ms` (dirty ratio, backlog, counters).
+    pub fn cleaner_state(&self, now_ms: i64) -> CleanerState {
+        let (_, _, plan) = compaction::plan_for(&self.shared, now_ms);
+        let c = &self.shared.cleaner_counters;
+        let (cleanings, bytes_read, bytes_written, records_removed, cpu_ns, _) = c.snapshot();
+        CleanerState {
+            compacted: self.shared.config().cleanup.compact,
+            dirty_ratio: plan.dirty_ratio(),
+            cleanable_bytes: plan.dirty_bytes,
+            first_dirty: plan.first_dirty,
+            due: plan.due.is_some(),
+            last_clean_ms: self.shared.cleaner().last_clean_ms,
+            cleanings,
+            bytes_read,
+            bytes_written,
+            records_removed,
+            cpu_ns,
+            failed: c.failed(),
+        }
+    }
+}
+
+/// Every record of a batch produced to a compacted topic must have a key (Kafka's
+/// `LogValidator`); this decodes (and decompresses) the batch, on the producer's thread.
+fn require_keys(batch: &Bytes, header: &batch::BatchHeader) -> Result<()> {
+    let records = Records::new(batch, header).map_err(StoreError::from_batch)?;
+    for record in records {
+        let record = record.map_err(StoreError::from_batch)?;
+        if record.key.is_none() {
+            let reason = batch::BatchError::KeyRequired {
+                offset_delta: record.offset_delta,
+            };
+            return Err(StoreError::InvalidRecord { reason });
+        }
+    }
+    Ok(())
 }

@@ -9,9 +9,11 @@
 //!   one is truncated away by the writer before the store serves anything.
 
 use crate::batch::check_batch;
-use crate::codec::{IndexEntry, PartitionRecord, SegmentSummary, decode_epoch_start};
+use crate::codec::{
+    CleanerCheckpoint, IndexEntry, PartitionRecord, SegmentSummary, decode_epoch_start,
+};
 use crate::error::Result;
-use crate::keys::{self, META_EPOCH, META_PARTITION, META_SEGMENT};
+use crate::keys::{self, META_CLEANER, META_EPOCH, META_PARTITION, META_SEGMENT};
 use crate::leader_epoch::LeaderEpochCache;
 use crate::shared::{Engine, PartitionShared};
 use crate::types::{LogOffsets, TopicPartition};
@@ -33,6 +35,7 @@ pub(crate) fn recover(e: &Engine) -> Result<Recovered> {
     let records = load_records(e)?;
     let mut summaries = load_summaries(e)?;
     let mut epochs = load_epochs(e)?;
+    let mut cleaners = load_cleaners(e)?;
     let mut keyspaces = segment_keyspaces(e, &records, &summaries)?;
     let mut wb = e.db.batch();
     let mut out = Recovered {
@@ -42,7 +45,12 @@ pub(crate) fn recover(e: &Engine) -> Result<Recovered> {
     for (tp, rec) in records {
         let sums = summaries.remove(&tp).unwrap_or_default();
         let epochs = epochs.remove(&tp).unwrap_or_default();
-        let (st, fix) = build(e, tp, rec, sums, &mut keyspaces, epochs, &mut wb)?;
+        let cleaner = cleaners.remove(&tp);
+        let (mut st, fix) = build(e, tp, rec, sums, &mut keyspaces, epochs, &mut wb)?;
+        if let Some(c) = cleaner {
+            st.cleaner = c;
+            st.shared.set_cleaner(c);
+        }
         out.truncations.extend(fix.map(|offset| (tp, offset)));
         out.parts.insert(tp, st);
     }
@@ -54,6 +62,9 @@ pub(crate) fn recover(e: &Engine) -> Result<Recovered> {
                 keys::meta_key(META_SEGMENT, tp, &base.to_be_bytes()),
             );
         }
+    }
+    for (tp, _) in cleaners {
+        wb.remove(&e.meta, keys::meta_key(META_CLEANER, tp, &[]));
     }
     for ((tp, base), ks) in keyspaces {
         tracing::warn!(%tp, offset = base, "deleting segment not reachable from its partition");
@@ -88,6 +99,19 @@ fn load_summaries(e: &Engine) -> Result<Summaries> {
     Ok(out)
 }
 
+fn load_cleaners(e: &Engine) -> Result<HashMap<TopicPartition, CleanerCheckpoint>> {
+    let mut out = HashMap::new();
+    for kv in e.meta.prefix([META_CLEANER]) {
+        let (k, v) = kv.into_inner()?;
+        if let Some((tp, _)) = keys::parse_meta_key(META_CLEANER, &k) {
+            let c = CleanerCheckpoint::decode(&v)?;
+            e.see_generation(c.generation);
+            out.insert(tp, c);
+        }
+    }
+    Ok(out)
+}
+
 fn load_epochs(e: &Engine) -> Result<HashMap<TopicPartition, Vec<(i32, i64)>>> {
     let mut out: HashMap<TopicPartition, Vec<(i32, i64)>> = HashMap::new();
     for kv in e.meta.prefix([META_EPOCH]) {
@@ -103,7 +127,9 @@ fn load_epochs(e: &Engine) -> Result<HashMap<TopicPartition, Vec<(i32, i64)>>> {
     Ok(out)
 }
 
-/// Opens the segment keyspaces that have a summary; deletes the others.
+/// Opens the segment keyspaces that a summary names (base offset and generation); deletes the
+/// others (a segment rolled or cleaned but never committed, or replaced but not yet deleted).
+/// Cleaned segments get names above every generation seen here.
 fn segment_keyspaces(
     e: &Engine,
     records: &BTreeMap<TopicPartition, PartitionRecord>,
@@ -111,16 +137,20 @@ fn segment_keyspaces(
 ) -> Result<HashMap<(TopicPartition, i64), Keyspace>> {
     let mut out = HashMap::new();
     for name in e.db.list_keyspace_names() {
-        let Some((tp, base)) = keys::parse_segment_name(&name) else {
+        let Some((tp, base, generation)) = keys::parse_segment_name(&name) else {
             continue;
         };
+        e.see_generation(generation);
         let ks = e.open_keyspace(&name)?;
-        let known =
-            records.contains_key(&tp) && summaries.get(&tp).is_some_and(|s| s.contains_key(&base));
+        let known = records.contains_key(&tp)
+            && summaries
+                .get(&tp)
+                .and_then(|s| s.get(&base))
+                .is_some_and(|s| s.generation == generation);
         if known {
             out.insert((tp, base), ks);
         } else {
-            tracing::info!(%tp, offset = base, "deleting orphan segment left by an interrupted operation");
+            tracing::info!(%tp, offset = base, generation, "deleting orphan segment left by an interrupted operation");
             e.db.delete_keyspace(ks)?;
         }
     }
@@ -211,6 +241,7 @@ fn build(
         epochs: LeaderEpochCache::from_entries(epochs),
         producers: HashMap::new(),
         hw_checkpoint: rec.high_watermark,
+        cleaner: CleanerCheckpoint::default(),
     };
     st.publish_all();
     Ok((st, fix))

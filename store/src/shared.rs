@@ -4,7 +4,8 @@
 //! [`PartitionShared`]: offsets on a `watch` channel, and small snapshots (`Arc`s) behind std
 //! locks held only to clone or swap a pointer, never across I/O.
 
-use crate::codec::SegmentSummary;
+use crate::codec::{CleanerCheckpoint, SegmentSummary};
+use crate::compaction::CleanerCounters;
 use crate::config::LogConfig;
 use crate::leader_epoch::LeaderEpochCache;
 use crate::types::{LogOffsets, TopicPartition};
@@ -14,7 +15,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 /// Data block size of segment keyspaces.
 const SEGMENT_BLOCK_BYTES: u32 = 64 * 1024;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use tokio::sync::watch;
 
@@ -25,17 +26,34 @@ pub(crate) struct Engine {
     pub meta: Keyspace,
     pub index: Keyspace,
     pub producers: Keyspace,
+    /// The log cleaner's key index.
+    pub keys: Keyspace,
     pub memtable_bytes: u64,
+    /// Next generation for a cleaned segment's keyspace name (above every name on disk).
+    pub next_generation: Arc<AtomicU32>,
 }
 
 impl Engine {
-    /// `meta`, `index` and `producers`: written with every batch, never large.
-    pub(crate) fn small_keyspaces(&self) -> [Keyspace; 3] {
+    /// `meta`, `index`, `producers` and `keys`: written in small entries, flushed periodically
+    /// so that journals behind them can go.
+    pub(crate) fn small_keyspaces(&self) -> [Keyspace; 4] {
         [
             self.meta.clone(),
             self.index.clone(),
             self.producers.clone(),
+            self.keys.clone(),
         ]
+    }
+
+    /// Records a segment generation found on disk.
+    pub(crate) fn see_generation(&self, generation: u32) {
+        self.next_generation
+            .fetch_max(generation.saturating_add(1), Ordering::AcqRel);
+    }
+
+    /// A generation no keyspace name has used.
+    pub(crate) fn new_generation(&self) -> u32 {
+        self.next_generation.fetch_add(1, Ordering::AcqRel).max(1)
     }
 
     /// A segment keyspace. Values are whole record batches, stored verbatim: producers compress
@@ -76,6 +94,10 @@ pub(crate) struct PartitionShared {
     pub deleted: AtomicBool,
     /// Set by `set_high_watermark`, cleared by the writer's checkpoint.
     pub hw_dirty: AtomicBool,
+    /// The log cleaner's checkpoint as last committed.
+    pub cleaner: Mutex<CleanerCheckpoint>,
+    /// What the log cleaner did to this partition since the store opened.
+    pub cleaner_counters: CleanerCounters,
 }
 
 impl PartitionShared {
@@ -90,7 +112,17 @@ impl PartitionShared {
             size_bytes: AtomicU64::new(0),
             deleted: AtomicBool::new(false),
             hw_dirty: AtomicBool::new(false),
+            cleaner: Mutex::new(CleanerCheckpoint::default()),
+            cleaner_counters: CleanerCounters::default(),
         }
+    }
+
+    pub(crate) fn cleaner(&self) -> CleanerCheckpoint {
+        *self.cleaner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn set_cleaner(&self, c: CleanerCheckpoint) {
+        *self.cleaner.lock().unwrap_or_else(PoisonError::into_inner) = c;
     }
 
     pub(crate) fn offsets(&self) -> LogOffsets {
@@ -139,6 +171,18 @@ impl PartitionShared {
 
     pub(crate) fn set_epochs(&self, c: LeaderEpochCache) {
         *self.epochs.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(c);
+    }
+
+    /// The last stable offset: until transactions exist, the high watermark. Transactions
+    /// lower it here, and everything that must stay below it (the cleaner, read_committed
+    /// fetches) takes it from here.
+    pub(crate) fn last_stable_offset(&self) -> i64 {
+        self.offsets().high_watermark
+    }
+
+    /// Nothing at or above min(last stable offset, high watermark) is cleaned.
+    pub(crate) fn cleanable_bound(&self) -> i64 {
+        self.last_stable_offset().min(self.offsets().high_watermark)
     }
 
     pub(crate) fn is_deleted(&self) -> bool {
@@ -197,8 +241,9 @@ impl Registry {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Log start of a live partition, `None` if it does not exist.
-    pub(crate) fn log_start(&self, tp: &TopicPartition) -> Option<i64> {
-        self.get(tp).map(|p| p.offsets().log_start)
+    /// Log start and key index generation of a live partition.
+    pub(crate) fn key_index_state(&self, tp: &TopicPartition) -> Option<(i64, u32)> {
+        self.get(tp)
+            .map(|p| (p.offsets().log_start, p.cleaner().generation))
     }
 }

@@ -1,6 +1,7 @@
 //! [`Store`]: opening the database, recovering partitions, starting the writer thread.
 
 use crate::LogConfig;
+use crate::compaction::{self, CleanerShared};
 use crate::config::StoreConfig;
 use crate::error::{Result, StoreError};
 use crate::filter;
@@ -15,6 +16,7 @@ use crate::writer::request::{self, Reply, Request};
 use fjall::{CompressionType, Database, KeyspaceCreateOptions};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -26,6 +28,8 @@ pub(crate) struct StoreInner {
     pub registry: Arc<Registry>,
     pub stats: Arc<Counters>,
     pub config: StoreConfig,
+    pub cleaner: Arc<CleanerShared>,
+    cleaner_threads: Vec<JoinHandle<()>>,
     tx: Option<SyncSender<Request>>,
     writer: Option<JoinHandle<()>>,
 }
@@ -51,6 +55,14 @@ impl StoreInner {
 
 impl Drop for StoreInner {
     fn drop(&mut self) {
+        // Cleaner threads first: they talk to the writer.
+        self.cleaner.close();
+        for handle in self.cleaner_threads.drain(..) {
+            if handle.join().is_err() {
+                tracing::error!("log cleaner thread panicked");
+            }
+        }
+        self.cleaner.release_writer();
         self.tx.take();
         if let Some(handle) = self.writer.take()
             && handle.join().is_err()
@@ -108,8 +120,10 @@ impl Store {
             meta: db.keyspace(keys::KS_META, KeyspaceCreateOptions::default)?,
             index: db.keyspace(keys::KS_INDEX, KeyspaceCreateOptions::default)?,
             producers: db.keyspace(keys::KS_PRODUCERS, KeyspaceCreateOptions::default)?,
+            keys: db.keyspace(keys::KS_KEYS, KeyspaceCreateOptions::default)?,
             db,
             memtable_bytes: config.memtable_bytes,
+            next_generation: Arc::new(AtomicU32::new(1)),
         };
         let recovered = recovery::recover(&engine)?;
         for st in recovered.parts.values() {
@@ -130,14 +144,24 @@ impl Store {
         let handle = std::thread::Builder::new()
             .name("rafka-store-writer".into())
             .spawn(move || writer.run(rx))?;
-        let inner = StoreInner {
+        let cleaner = Arc::new(CleanerShared::new(
+            engine.clone(),
+            registry.clone(),
+            tx.clone(),
+            config.cleaner_buffer_keys,
+            Duration::from_millis(config.cleaner_backoff_ms),
+        ));
+        let mut inner = StoreInner {
             engine,
             registry,
             stats,
+            cleaner_threads: Vec::new(),
+            cleaner: cleaner.clone(),
             config,
             tx: Some(tx),
             writer: Some(handle),
         };
+        inner.cleaner_threads = compaction::spawn_threads(&cleaner, inner.config.cleaner_threads)?;
         let store = Store {
             inner: Arc::new(inner),
         };

@@ -108,3 +108,57 @@ pub struct StoreStats {
     /// Segments deleted (retention, DeleteRecords, truncation, partition deletion).
     pub segments_deleted: u64,
 }
+
+/// What one cleaning of a partition did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CleanReport {
+    /// The dirty part started here.
+    pub first_dirty: i64,
+    /// Offsets below this were cleaned (where the next cleaning's dirty part starts).
+    pub clean_end: i64,
+    /// Segments read and (re)written.
+    pub segments_read: usize,
+    /// Cleaned segments swapped in.
+    pub segments_written: usize,
+    /// Bytes of batches read from the cleaned segments.
+    pub bytes_read: u64,
+    /// Bytes of batches the cleaned segments hold now.
+    pub bytes_written: u64,
+    /// Records read from the cleaned segments.
+    pub records_read: u64,
+    /// Records removed.
+    pub records_removed: u64,
+    /// Key index entries written.
+    pub keys_indexed: u64,
+    /// CPU time the cleaning took on its thread, in nanoseconds.
+    pub cpu_ns: u64,
+}
+
+/// A compacted partition's cleaning state, for metrics and `rafka topic describe`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CleanerState {
+    /// Whether the partition is compacted at all.
+    pub compacted: bool,
+    /// Dirty bytes over cleanable bytes now (Kafka's dirty ratio).
+    pub dirty_ratio: f64,
+    /// Dirty bytes that may be cleaned now (the backlog).
+    pub cleanable_bytes: u64,
+    /// Where the dirty part starts.
+    pub first_dirty: i64,
+    /// Whether a cleaning is due.
+    pub due: bool,
+    /// Wall-clock time of the last cleaning (-1 never).
+    pub last_clean_ms: i64,
+    /// Cleanings since the store opened.
+    pub cleanings: u64,
+    /// Bytes read by cleanings since the store opened.
+    pub bytes_read: u64,
+    /// Bytes written by cleanings since the store opened.
+    pub bytes_written: u64,
+    /// Records removed since the store opened.
+    pub records_removed: u64,
+    /// Cleaner CPU time since the store opened, in nanoseconds.
+    pub cpu_ns: u64,
+    /// The cleaner gave up on this partition (a corrupt batch) until the store reopens.
+    pub failed: bool,
+}

@@ -154,6 +154,12 @@ pub enum BatchError {
     /// The records inside a batch do not decode (only checked when reading records).
     #[error("records do not decode: {0}")]
     BadRecords(String),
+    /// A record without a key, produced to a compacted topic (Kafka's INVALID_RECORD).
+    #[error("compacted topic cannot accept a record without a key (offset delta {offset_delta})")]
+    KeyRequired {
+        /// The record's offset delta in its batch.
+        offset_delta: i32,
+    },
 }
 
 impl BatchError {
@@ -430,7 +436,10 @@ pub fn empty_batch(h: &BatchHeader) -> [u8; HEADER_LEN] {
     let mut b = [0u8; HEADER_LEN];
     let fields: [(usize, &[u8]); 12] = [
         (at::BASE_OFFSET, &h.base_offset.to_be_bytes()),
-        (at::BATCH_LENGTH, &((HEADER_LEN - LOG_OVERHEAD) as i32).to_be_bytes()),
+        (
+            at::BATCH_LENGTH,
+            &((HEADER_LEN - LOG_OVERHEAD) as i32).to_be_bytes(),
+        ),
         (at::LEADER_EPOCH, &h.partition_leader_epoch.to_be_bytes()),
         (at::MAGIC, &MAGIC_V2.to_be_bytes()),
         (ATTRIBUTES_AT, &(h.attributes & keep).to_be_bytes()),

@@ -4,9 +4,10 @@
 use super::Writer;
 use super::request::Request;
 use super::state::PartitionState;
+use crate::codec::CleanerCheckpoint;
 use crate::config::LogConfig;
 use crate::error::{Result, StoreError};
-use crate::keys::{self, META_EPOCH, META_PARTITION, META_SEGMENT};
+use crate::keys::{self, META_CLEANER, META_EPOCH, META_PARTITION, META_SEGMENT};
 use crate::leader_epoch::LeaderEpochCache;
 use crate::shared::PartitionShared;
 use crate::stats::Counters;
@@ -32,6 +33,15 @@ impl Writer {
             }
             Request::Retention { now_ms, reply } => reply.send(self.retention(now_ms)),
             Request::Flush { reply } => reply.send(self.flush()),
+            Request::Swap { swap, reply } => reply.send(self.swap(*swap)),
+            Request::CleanDone {
+                part,
+                generation,
+                checkpoint,
+                reply,
+            } => reply.send(self.clean_done(&part, generation, checkpoint)),
+            Request::ResetKeyIndex { part, reply } => reply.send(self.reset_key_index(&part)),
+            Request::HashKey { reply } => reply.send(self.hash_key()),
             Request::Leader(_) | Request::Replica(_) => {}
         }
     }
@@ -81,9 +91,13 @@ impl Writer {
             epochs: LeaderEpochCache::default(),
             producers: HashMap::new(),
             hw_checkpoint: 0,
+            cleaner: CleanerCheckpoint::default(),
         };
         let mut wb = self.engine.db.batch();
         st.put_record(&self.engine, &mut wb);
+        // A compacted partition starts its key index under a generation never used before.
+        st.invalidate_key_index(&self.engine, &mut wb);
+        shared.set_cleaner(st.cleaner);
         self.commit_sync(wb)?;
         self.registry.insert(shared.clone());
         self.parts.insert(tp, st);
@@ -100,7 +114,7 @@ impl Writer {
         let e = self.engine.clone();
         let mut wb = e.db.batch();
         let prefix = keys::tp_prefix(tp);
-        for tag in [META_PARTITION, META_SEGMENT, META_EPOCH] {
+        for tag in [META_PARTITION, META_SEGMENT, META_EPOCH, META_CLEANER] {
             remove_prefix(&mut wb, &e.meta, &keys::meta_key(tag, tp, &[]))?;
         }
         remove_prefix(&mut wb, &e.index, &prefix)?;
@@ -117,12 +131,22 @@ impl Writer {
         Ok(())
     }
 
-    /// Deletes segment keyspaces whose summaries are already gone. fjall removes the folder
-    /// once the last handle (a reader's, a sealed journal's) is dropped.
+    /// Deletes segment keyspaces whose summaries are already gone, and flushes the small
+    /// keyspaces so that the journals holding the deleted ones can go. fjall removes the
+    /// folder once the last handle (a reader's, a sealed journal's) is dropped.
     pub(super) fn drop_keyspaces(&mut self, keyspaces: Vec<Keyspace>) {
         if keyspaces.is_empty() {
             return;
         }
+        self.delete_keyspaces(keyspaces);
+        // Sealed journals hold handles to the keyspaces they have data of, so the folders
+        // only go once those journals are deleted, which fjall checks after each flush.
+        // Flushing the small keyspaces lets it happen now rather than at the next roll.
+        super::rotate(&self.engine.small_keyspaces());
+    }
+
+    /// Deletes segment keyspaces whose summaries are already gone (no flush).
+    pub(super) fn delete_keyspaces(&mut self, keyspaces: Vec<Keyspace>) {
         for ks in keyspaces {
             let name = ks.name().to_string();
             match self.engine.db.delete_keyspace(ks) {
@@ -131,21 +155,29 @@ impl Writer {
                 Err(e) => tracing::warn!(keyspace = %name, error = %e, "could not delete segment"),
             }
         }
-        // Sealed journals hold handles to the keyspaces they have data of, so the folders
-        // only go once those journals are deleted, which fjall checks after each flush.
-        // Flushing the small keyspaces lets it happen now rather than at the next roll.
-        super::rotate(&self.engine.small_keyspaces());
     }
 
     fn set_config(&mut self, tp: TopicPartition, config: LogConfig) -> Result<()> {
         config.validate()?;
         let e = self.engine.clone();
         let st = self.state(tp)?;
-        st.config = config.clone();
         let mut wb = e.db.batch();
+        if changes_key_index(&st.config, &config) {
+            let was = st.config.cleanup.compact;
+            st.config = config.clone();
+            if was {
+                st.renew_key_index(&e, &mut wb);
+            } else {
+                st.invalidate_key_index(&e, &mut wb);
+            }
+        }
+        st.config = config.clone();
         st.put_record(&e, &mut wb);
         st.shared.set_config(config);
-        self.commit_sync(wb)
+        self.commit_sync(wb)?;
+        let st = self.state(tp)?;
+        st.shared.set_cleaner(st.cleaner);
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -185,6 +217,15 @@ impl Writer {
     }
 }
 
+/// Whether a config change makes the key index hold the wrong things: compaction starts or
+/// stops, or the strategy or its windows change.
+fn changes_key_index(old: &LogConfig, new: &LogConfig) -> bool {
+    let (a, b) = (&old.compaction.strategy, &new.compaction.strategy);
+    old.cleanup.compact != new.cleanup.compact
+        || a.name() != b.name()
+        || a.window_ms() != b.window_ms()
+}
+
 /// Stages a tombstone for every key under `prefix`.
 pub(super) fn remove_prefix(wb: &mut OwnedWriteBatch, ks: &Keyspace, prefix: &[u8]) -> Result<()> {
     for kv in ks.prefix(prefix) {
@@ -206,6 +247,11 @@ fn fail_request(req: Request, e: StoreError) {
             reply.send(Err(err()))
         }
         Request::Retention { reply, .. } => reply.send(Err(err())),
+        Request::Swap { reply, .. } => reply.send(Err(err())),
+        Request::CleanDone { reply, .. } | Request::ResetKeyIndex { reply, .. } => {
+            reply.send(Err(err()))
+        }
+        Request::HashKey { reply } => reply.send(Err(err())),
         Request::Leader(a) => a.reply.send(Err(err())),
         Request::Replica(r) => r.reply.send(Err(err())),
     }

@@ -119,15 +119,12 @@ impl Writer {
     ) -> Result<Appended> {
         let st = live_state(&mut self.parts, part)?;
         g.need(st.config.fsync.unwrap_or(self.default_fsync));
-        // Check everything before staging anything.
+        // Check everything before staging anything. Offsets never go back; they may skip
+        // ahead: a compacted leader has gaps where its cleaner removed whole batches (Kafka's
+        // `appendAsFollower` accepts them too).
         let mut expected = st.log_end;
-        for (i, (h, _)) in batches.iter().enumerate() {
-            let contiguous = if i == 0 {
-                h.base_offset == expected
-            } else {
-                h.base_offset >= expected
-            };
-            if !contiguous {
+        for (h, _) in &batches {
+            if h.base_offset < expected {
                 let reason = BatchError::NotContiguous {
                     expected,
                     found: h.base_offset,
@@ -231,6 +228,9 @@ pub(crate) fn put_batch(
     g.wb.insert(&seg.keyspace, key, value);
     g.wb.insert(&e.index, key, IndexEntry::from_header(h, size).encode());
     let s = &mut seg.summary;
+    if s.batch_count == 0 {
+        s.first_timestamp = h.max_timestamp;
+    }
     if s.batch_count == 0 || h.max_timestamp > s.max_timestamp {
         s.max_timestamp = h.max_timestamp;
         s.max_timestamp_batch = last;
@@ -250,7 +250,7 @@ pub(crate) fn put_batch(
 }
 
 /// Seals the active segment and creates a new one when the next batch would not fit, or the
-/// active one is older than `segment_ms`. The new keyspace is created (a durable fjall
+/// active one is older than `segment_ms` (capped by `max_compaction_lag_ms` when compacted). The new keyspace is created (a durable fjall
 /// operation) before the batch that makes it known; a crash in between leaves an empty
 /// keyspace with no summary, which recovery deletes.
 fn maybe_roll(
@@ -270,7 +270,7 @@ fn maybe_roll(
             s.batch_count > 0
                 && (s.size_bytes + size > cfg.segment_bytes
                     || cfg
-                        .segment_ms
+                        .roll_ms()
                         .is_some_and(|ms| now_ms.saturating_sub(s.created_ms) >= ms))
         }
     };
@@ -282,16 +282,8 @@ fn maybe_roll(
         st.put_summary(e, &mut g.wb, &old.summary);
         g.sealed.push(old.keyspace.clone());
     }
-    let keyspace = e.open_keyspace(&keys::segment_name(tp, base))?;
-    let summary = SegmentSummary {
-        base_offset: base,
-        last_offset: base - 1,
-        max_timestamp: -1,
-        max_timestamp_batch: -1,
-        size_bytes: 0,
-        batch_count: 0,
-        created_ms: now_ms,
-    };
+    let keyspace = e.open_keyspace(&keys::segment_name(tp, base, 0))?;
+    let summary = SegmentSummary::empty(base, now_ms);
     st.segments.push(SegmentState { summary, keyspace });
     g.structural.insert(tp);
     Counters::add(&stats.segments_rolled, 1);

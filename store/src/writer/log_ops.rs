@@ -69,6 +69,7 @@ impl Writer {
         st.log_start = offset;
         st.log_end = offset;
         st.put_record(&e, &mut wb);
+        st.invalidate_key_index(&e, &mut wb);
         self.commit_sync(wb)?;
         self.finish_cut(tp, dropped);
         tracing::info!(%tp, offset, "reset log");
@@ -209,6 +210,8 @@ fn stage_truncate(
     rebuild_producers(e, st, new_end, wb)?;
     st.log_end = new_end;
     st.put_record(e, wb);
+    // The key index may know records that are gone now.
+    st.invalidate_key_index(e, wb);
     Ok(dropped)
 }
 
@@ -225,6 +228,7 @@ pub(crate) fn recompute_summary(
         max_timestamp_batch: -1,
         size_bytes: 0,
         batch_count: 0,
+        first_timestamp: -1,
         ..*old
     };
     let range = keys::entry_key(tp, old.base_offset)..keys::entry_key(tp, new_end);
@@ -234,6 +238,9 @@ pub(crate) fn recompute_summary(
             continue;
         };
         let entry = IndexEntry::decode(&v)?;
+        if s.batch_count == 0 {
+            s.first_timestamp = entry.max_timestamp;
+        }
         if s.batch_count == 0 || entry.max_timestamp > s.max_timestamp {
             s.max_timestamp = entry.max_timestamp;
             s.max_timestamp_batch = last;

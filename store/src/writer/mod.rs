@@ -14,7 +14,9 @@ mod append;
 mod log_ops;
 pub(crate) mod request;
 pub(crate) mod state;
+mod swap;
 
+pub(crate) use append::wall_clock_ms;
 pub(crate) use log_ops::recompute_summary;
 
 use crate::config::FsyncPolicy;

@@ -1,11 +1,13 @@
 //! What callers send the writer, and how it answers.
 
 use crate::batch::BatchHeader;
+use crate::codec::{CleanerCheckpoint, IndexEntry, SegmentSummary};
 use crate::config::LogConfig;
 use crate::error::{Result, StoreError};
 use crate::shared::PartitionShared;
 use crate::types::{AppendOptions, Appended, RetentionReport, TopicPartition};
 use bytes::{Bytes, BytesMut};
+use fjall::Keyspace;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -92,6 +94,49 @@ pub(crate) enum Request {
     Flush {
         reply: Reply<()>,
     },
+    /// The log cleaner swaps cleaned segments in (see `writer/swap.rs`).
+    Swap {
+        swap: Box<Swap>,
+        reply: Reply<()>,
+    },
+    /// The log cleaner finished a cleaning: advance its checkpoint.
+    CleanDone {
+        part: Arc<PartitionShared>,
+        generation: u32,
+        checkpoint: CleanerCheckpoint,
+        reply: Reply<()>,
+    },
+    /// Start the partition's key index afresh (a new generation, cleaning from the log start).
+    ResetKeyIndex {
+        part: Arc<PartitionShared>,
+        reply: Reply<()>,
+    },
+    /// The store's key hash secret, created on first use.
+    HashKey {
+        reply: Reply<[u64; 2]>,
+    },
+}
+
+/// Cleaned segment(s) to swap in: one new segment keyspace (already written and durable)
+/// replacing consecutive sealed segments, with the index and key index changes that go with
+/// it, all committed in one atomic batch.
+pub(crate) struct Swap {
+    pub part: Arc<PartitionShared>,
+    /// The key index generation the cleaning ran under; another one means a truncation or a
+    /// config change happened meanwhile, and the swap is refused.
+    pub generation: u32,
+    /// The segments replaced: (base offset, keyspace generation), consecutive, oldest first.
+    pub old: Vec<(i64, u32)>,
+    pub keyspace: Keyspace,
+    pub summary: SegmentSummary,
+    /// Index entries of rewritten batches (by last offset).
+    pub index_puts: Vec<(i64, IndexEntry)>,
+    /// Index entries of removed batches.
+    pub index_removes: Vec<i64>,
+    /// Key index entries to write (tombstones that got their delete horizon).
+    pub key_puts: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Key index entries of deleted keys.
+    pub key_removes: Vec<Vec<u8>>,
 }
 
 impl Request {

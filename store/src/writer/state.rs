@@ -1,8 +1,8 @@
 //! The writer's own view of each partition, and how it publishes it to readers.
 
-use crate::codec::{PartitionRecord, SegmentSummary};
+use crate::codec::{CleanerCheckpoint, PartitionRecord, SegmentSummary};
 use crate::config::LogConfig;
-use crate::keys::{self, META_EPOCH, META_PARTITION, META_SEGMENT};
+use crate::keys::{self, META_CLEANER, META_EPOCH, META_PARTITION, META_SEGMENT};
 use crate::leader_epoch::{EpochChange, LeaderEpochCache};
 use crate::producer_state::ProducerEntry;
 use crate::shared::{Engine, PartitionShared, SegmentView};
@@ -31,6 +31,9 @@ pub(crate) struct PartitionState {
     pub producers: HashMap<i64, ProducerEntry>,
     /// High watermark last written to `meta`.
     pub hw_checkpoint: i64,
+    /// The log cleaner's checkpoint (written to `meta` only once a cleaning or an
+    /// invalidation touches it).
+    pub cleaner: CleanerCheckpoint,
 }
 
 impl PartitionState {
@@ -65,9 +68,45 @@ impl PartitionState {
         );
     }
 
+    /// Stages the cleaner checkpoint; the writer publishes it after the commit.
+    pub(crate) fn put_cleaner(
+        &mut self,
+        e: &Engine,
+        wb: &mut OwnedWriteBatch,
+        c: CleanerCheckpoint,
+    ) {
+        self.cleaner = c;
+        wb.insert(
+            &e.meta,
+            keys::meta_key(META_CLEANER, self.tp(), &[]),
+            c.encode(),
+        );
+    }
+
+    /// Throws the key index away and restarts cleaning from the log start: after a cut below
+    /// what the index may know about, or a change of what it holds. The partition gets a key
+    /// index generation no partition of this store has used (so not even a deleted and
+    /// recreated partition of the same name can meet old entries); the compaction filter drops
+    /// the old generation's entries. Nothing to do for a partition never compacted.
+    pub(crate) fn invalidate_key_index(&mut self, e: &Engine, wb: &mut OwnedWriteBatch) {
+        if self.config.cleanup.compact || self.cleaner != CleanerCheckpoint::default() {
+            self.renew_key_index(e, wb);
+        }
+    }
+
+    /// [`PartitionState::invalidate_key_index`] whether compacted or not.
+    pub(crate) fn renew_key_index(&mut self, e: &Engine, wb: &mut OwnedWriteBatch) {
+        let c = CleanerCheckpoint {
+            first_dirty: self.log_start,
+            generation: e.new_generation(),
+            ..self.cleaner
+        };
+        self.put_cleaner(e, wb, c);
+    }
+
     pub(crate) fn put_summary(&self, e: &Engine, wb: &mut OwnedWriteBatch, s: &SegmentSummary) {
         let key = keys::meta_key(META_SEGMENT, self.tp(), &s.base_offset.to_be_bytes());
-        wb.insert(&e.meta, key, s.encode());
+        wb.insert(&e.meta, key, s.encode(self.config.cleanup.compact));
     }
 
     pub(crate) fn remove_summary(&self, e: &Engine, wb: &mut OwnedWriteBatch, base: i64) {
@@ -139,5 +178,6 @@ impl PartitionState {
         self.publish_segments();
         self.publish_offsets();
         self.publish_epochs();
+        self.shared.set_cleaner(self.cleaner);
     }
 }

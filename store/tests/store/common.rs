@@ -111,11 +111,13 @@ pub fn opts() -> AppendOptions {
     }
 }
 
+/// Tests clean explicitly (`PartitionLog::clean`); a test that wants cleaner threads asks.
 pub fn config(dir: &Path) -> StoreConfig {
     StoreConfig {
         fsync: FsyncPolicy::Never,
         memtable_bytes: 1024 * 1024,
         hw_checkpoint_interval_ms: 50,
+        cleaner_threads: 0,
         ..StoreConfig::new(dir)
     }
 }

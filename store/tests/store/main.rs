@@ -4,6 +4,7 @@
 mod append_read;
 mod batch;
 mod common;
+mod compaction;
 mod crash;
 mod fixture;
 mod group_commit;
