@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use rafka_store::{FsyncPolicy, LogConfig, TimestampType};
+use rafka_store::{
+    CleanupPolicy, CompactionConfig, CompactionStrategy, FsyncPolicy, LogConfig, TimestampType,
+};
 
 /// A bad topic config.
 #[derive(Clone, Debug, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -37,6 +39,10 @@ pub enum ConfigType {
     Int = 3,
     /// LONG.
     Long = 5,
+    /// DOUBLE.
+    Double = 6,
+    /// LIST.
+    List = 7,
 }
 
 /// One known key: its type and documentation.
@@ -54,13 +60,23 @@ pub struct ConfigKey {
 pub const KEYS: &[ConfigKey] = &[
     ConfigKey {
         name: "cleanup.policy",
-        kind: ConfigType::String,
-        doc: "delete (compaction is not implemented yet)",
+        kind: ConfigType::List,
+        doc: "delete, compact or compact,delete: retention by time and size, key compaction, or both",
     },
     ConfigKey {
         name: "compression.type",
         kind: ConfigType::String,
         doc: "producer: batches are stored as the producer compressed them",
+    },
+    ConfigKey {
+        name: "delete.retention.ms",
+        kind: ConfigType::Long,
+        doc: "how long a tombstone stays after the first cleaning that kept it",
+    },
+    ConfigKey {
+        name: "max.compaction.lag.ms",
+        kind: ConfigType::Long,
+        doc: "a record is cleaned at the latest this long after it was written",
     },
     ConfigKey {
         name: "max.message.bytes",
@@ -73,9 +89,34 @@ pub const KEYS: &[ConfigKey] = &[
         doc: "CreateTime or LogAppendTime",
     },
     ConfigKey {
+        name: "min.cleanable.dirty.ratio",
+        kind: ConfigType::Double,
+        doc: "clean a compacted log once this share of it is dirty",
+    },
+    ConfigKey {
+        name: "min.compaction.lag.ms",
+        kind: ConfigType::Long,
+        doc: "a record stays uncompacted at least this long",
+    },
+    ConfigKey {
         name: "min.insync.replicas",
         kind: ConfigType::Int,
         doc: "replicas that must have a write before acks=all succeeds",
+    },
+    ConfigKey {
+        name: "rafka.compaction.history.ms",
+        kind: ConfigType::Long,
+        doc: "hybrid: how far back the windowed history goes; older records as keep-latest",
+    },
+    ConfigKey {
+        name: "rafka.compaction.strategy",
+        kind: ConfigType::String,
+        doc: "keep-latest (Kafka's compaction), time-window or hybrid",
+    },
+    ConfigKey {
+        name: "rafka.compaction.window.ms",
+        kind: ConfigType::Long,
+        doc: "time-window and hybrid: the latest record per key in each window of this length survives",
     },
     ConfigKey {
         name: "rafka.fsync",
@@ -127,12 +168,20 @@ pub struct TopicDefaults {
 impl TopicDefaults {
     /// The default value of a key, as a string.
     pub fn default_value(&self, key: &str) -> Option<String> {
+        let compaction = CompactionConfig::default();
         let value = match key {
             "cleanup.policy" => "delete".to_string(),
             "compression.type" => "producer".to_string(),
+            "delete.retention.ms" => compaction.delete_retention_ms.to_string(),
+            "max.compaction.lag.ms" => i64::MAX.to_string(),
             "max.message.bytes" => LogConfig::default().max_message_bytes.to_string(),
             "message.timestamp.type" => "CreateTime".to_string(),
+            "min.cleanable.dirty.ratio" => compaction.min_cleanable_dirty_ratio.to_string(),
+            "min.compaction.lag.ms" => compaction.min_compaction_lag_ms.to_string(),
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "rafka.compaction.history.ms" => DEFAULT_HISTORY_MS.to_string(),
+            "rafka.compaction.strategy" => "keep-latest".to_string(),
+            "rafka.compaction.window.ms" => DEFAULT_WINDOW_MS.to_string(),
             "rafka.fsync" => self.fsync.to_string(),
             "retention.bytes" => self.retention_bytes.to_string(),
             "retention.ms" => self.retention_ms.to_string(),
@@ -144,6 +193,11 @@ impl TopicDefaults {
         Some(value)
     }
 }
+
+/// `rafka.compaction.window.ms` when not set: an hour.
+const DEFAULT_WINDOW_MS: i64 = 3_600_000;
+/// `rafka.compaction.history.ms` when not set: a week.
+const DEFAULT_HISTORY_MS: i64 = 7 * 24 * 3_600_000;
 
 /// Validates explicit overrides (as given to CreateTopics or AlterConfigs).
 pub fn validate(configs: &BTreeMap<String, String>) -> Result<(), TopicConfigError> {
@@ -166,10 +220,23 @@ fn validate_one(key: &str, value: &str) -> Result<(), TopicConfigError> {
         }
     };
     match key {
-        "cleanup.policy" if value == "delete" => Ok(()),
-        "cleanup.policy" => Err(invalid(
-            "only 'delete' is supported; key compaction is not implemented yet",
-        )),
+        "cleanup.policy" => CleanupPolicy::from_str(value)
+            .map(|_| ())
+            .map_err(|_| invalid("delete, compact or compact,delete")),
+        "delete.retention.ms" | "min.compaction.lag.ms" | "rafka.compaction.history.ms" => {
+            long_at_least(0)
+        }
+        "max.compaction.lag.ms" | "rafka.compaction.window.ms" => long_at_least(1),
+        "min.cleanable.dirty.ratio" => match value.parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(()),
+            _ => Err(invalid("a number between 0 and 1")),
+        },
+        "rafka.compaction.strategy"
+            if matches!(value, "keep-latest" | "time-window" | "hybrid") =>
+        {
+            Ok(())
+        }
+        "rafka.compaction.strategy" => Err(invalid("keep-latest, time-window or hybrid")),
         "compression.type" if value == "producer" => Ok(()),
         "compression.type" => Err(invalid(
             "only 'producer' is supported: batches are stored verbatim",
@@ -234,6 +301,33 @@ pub fn log_config(configs: &BTreeMap<String, String>, defaults: &TopicDefaults) 
         max_message_bytes: get("max.message.bytes")
             .parse()
             .unwrap_or(base.max_message_bytes),
+        cleanup: CleanupPolicy::from_str(&get("cleanup.policy")).unwrap_or_default(),
+        compaction: compaction_config(&get),
+    }
+}
+
+/// The compaction settings of a topic (validated values; the defaults otherwise).
+fn compaction_config(get: &dyn Fn(&str) -> String) -> CompactionConfig {
+    let base = CompactionConfig::default();
+    let long = |key: &str, default: i64| get(key).parse::<i64>().unwrap_or(default);
+    let window_ms = long("rafka.compaction.window.ms", DEFAULT_WINDOW_MS);
+    let strategy = match get("rafka.compaction.strategy").as_str() {
+        "time-window" => CompactionStrategy::TimeWindow { window_ms },
+        "hybrid" => CompactionStrategy::Hybrid {
+            window_ms,
+            history_ms: long("rafka.compaction.history.ms", DEFAULT_HISTORY_MS),
+        },
+        _ => CompactionStrategy::KeepLatest,
+    };
+    CompactionConfig {
+        strategy,
+        delete_retention_ms: long("delete.retention.ms", base.delete_retention_ms),
+        min_compaction_lag_ms: long("min.compaction.lag.ms", base.min_compaction_lag_ms),
+        max_compaction_lag_ms: Some(long("max.compaction.lag.ms", i64::MAX))
+            .filter(|v| *v < i64::MAX),
+        min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")
+            .parse()
+            .unwrap_or(base.min_cleanable_dirty_ratio),
     }
 }
 
@@ -288,7 +382,10 @@ mod tests {
         ));
         for (k, v) in [
             ("retention.ms", "0"),
-            ("cleanup.policy", "compact"),
+            ("cleanup.policy", "compact,nonsense"),
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("rafka.compaction.strategy", "newest"),
+            ("rafka.compaction.window.ms", "0"),
             ("rafka.fsync", "sometimes"),
             ("message.timestamp.type", "Now"),
             ("segment.bytes", "12"),
@@ -321,5 +418,55 @@ mod tests {
         assert_eq!(config.segment_bytes, 1 << 20);
         let forever = log_config(&map(&[("retention.ms", "-1")]), &defaults());
         assert_eq!(forever.retention_ms, None);
+        assert_eq!(forever.cleanup, CleanupPolicy::DELETE);
+    }
+
+    #[test]
+    fn compaction_configs_map_onto_the_log_config() {
+        let plain = log_config(&map(&[("cleanup.policy", "compact")]), &defaults());
+        assert_eq!(plain.cleanup, CleanupPolicy::COMPACT);
+        assert_eq!(plain.compaction, CompactionConfig::default());
+        let hybrid = log_config(
+            &map(&[
+                ("cleanup.policy", "compact,delete"),
+                ("rafka.compaction.strategy", "hybrid"),
+                ("rafka.compaction.window.ms", "60000"),
+                ("rafka.compaction.history.ms", "86400000"),
+                ("delete.retention.ms", "100"),
+                ("min.compaction.lag.ms", "5"),
+                ("max.compaction.lag.ms", "7000"),
+                ("min.cleanable.dirty.ratio", "0.01"),
+            ]),
+            &defaults(),
+        );
+        assert!(hybrid.cleanup.compact && hybrid.cleanup.delete);
+        let c = hybrid.compaction;
+        assert_eq!(
+            c.strategy,
+            CompactionStrategy::Hybrid {
+                window_ms: 60_000,
+                history_ms: 86_400_000
+            }
+        );
+        assert_eq!(
+            (
+                c.delete_retention_ms,
+                c.min_compaction_lag_ms,
+                c.max_compaction_lag_ms
+            ),
+            (100, 5, Some(7_000))
+        );
+        assert_eq!(c.min_cleanable_dirty_ratio, 0.01);
+        hybrid.validate().expect("a valid store config");
+        let window = log_config(
+            &map(&[("rafka.compaction.strategy", "time-window")]),
+            &defaults(),
+        );
+        assert_eq!(
+            window.compaction.strategy,
+            CompactionStrategy::TimeWindow {
+                window_ms: DEFAULT_WINDOW_MS
+            }
+        );
     }
 }
