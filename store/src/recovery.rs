@@ -29,6 +29,8 @@ pub(crate) struct Recovered {
     pub parts: HashMap<TopicPartition, PartitionState>,
     /// Partitions whose tail batch failed its checks: truncate them to this offset.
     pub truncations: Vec<(TopicPartition, i64)>,
+    /// Segment keyspaces no summary named (an interrupted roll, cut or cleaning), deleted.
+    pub orphans: u64,
 }
 
 pub(crate) fn recover(e: &Engine) -> Result<Recovered> {
@@ -36,11 +38,12 @@ pub(crate) fn recover(e: &Engine) -> Result<Recovered> {
     let mut summaries = load_summaries(e)?;
     let mut epochs = load_epochs(e)?;
     let mut cleaners = load_cleaners(e)?;
-    let mut keyspaces = segment_keyspaces(e, &records, &summaries)?;
+    let (mut keyspaces, orphans) = segment_keyspaces(e, &records, &summaries)?;
     let mut wb = e.db.batch();
     let mut out = Recovered {
         parts: HashMap::new(),
         truncations: Vec::new(),
+        orphans,
     };
     for (tp, rec) in records {
         let sums = summaries.remove(&tp).unwrap_or_default();
@@ -134,8 +137,9 @@ fn segment_keyspaces(
     e: &Engine,
     records: &BTreeMap<TopicPartition, PartitionRecord>,
     summaries: &Summaries,
-) -> Result<HashMap<(TopicPartition, i64), Keyspace>> {
+) -> Result<(HashMap<(TopicPartition, i64), Keyspace>, u64)> {
     let mut out = HashMap::new();
+    let mut orphans = 0;
     for name in e.db.list_keyspace_names() {
         let Some((tp, base, generation)) = keys::parse_segment_name(&name) else {
             continue;
@@ -152,9 +156,10 @@ fn segment_keyspaces(
         } else {
             tracing::info!(%tp, offset = base, generation, "deleting orphan segment left by an interrupted operation");
             e.db.delete_keyspace(ks)?;
+            orphans += 1;
         }
     }
-    Ok(out)
+    Ok((out, orphans))
 }
 
 /// The partition's segments in order, from the summaries that have a keyspace. Summaries

@@ -14,6 +14,7 @@ pub(crate) struct Counters {
     pub largest_group: AtomicU64,
     pub segments_rolled: AtomicU64,
     pub segments_deleted: AtomicU64,
+    pub orphan_segments: AtomicU64,
 }
 
 impl Counters {
@@ -32,6 +33,7 @@ impl Counters {
             largest_group: self.largest_group.load(Relaxed),
             segments_rolled: self.segments_rolled.load(Relaxed),
             segments_deleted: self.segments_deleted.load(Relaxed),
+            orphan_segments: self.orphan_segments.load(Relaxed),
         }
     }
 }

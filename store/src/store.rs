@@ -131,6 +131,7 @@ impl Store {
         }
         registry.set_ready();
         let stats = Arc::new(Counters::default());
+        Counters::add(&stats.orphan_segments, recovered.orphans);
         let partitions = recovered.parts.len();
         let writer = Writer::new(
             engine.clone(),

@@ -105,8 +105,11 @@ pub struct StoreStats {
     pub largest_group: u64,
     /// Segments created.
     pub segments_rolled: u64,
-    /// Segments deleted (retention, DeleteRecords, truncation, partition deletion).
+    /// Segments deleted (retention, DeleteRecords, truncation, cleaning, partition deletion).
     pub segments_deleted: u64,
+    /// Segment keyspaces found at open that no summary named (left by a roll, cut or cleaning
+    /// that a crash interrupted), deleted.
+    pub orphan_segments: u64,
 }
 
 /// What one cleaning of a partition did.

@@ -1,8 +1,10 @@
 //! Log compaction: Kafka's compact (keep-latest) and the time-window and hybrid strategies,
 //! cleaned through the store (`PartitionLog::clean`), checked record by record.
 
+mod crash;
 mod keep_latest;
 mod model;
+mod space;
 
 use crate::common::*;
 use bytes::Bytes;
