@@ -23,6 +23,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 type Summaries = HashMap<TopicPartition, BTreeMap<i64, SegmentSummary>>;
+/// Segment keyspaces by partition and base offset.
+type Segments = HashMap<(TopicPartition, i64), Keyspace>;
 
 /// What recovery found.
 pub(crate) struct Recovered {
@@ -137,7 +139,7 @@ fn segment_keyspaces(
     e: &Engine,
     records: &BTreeMap<TopicPartition, PartitionRecord>,
     summaries: &Summaries,
-) -> Result<(HashMap<(TopicPartition, i64), Keyspace>, u64)> {
+) -> Result<(Segments, u64)> {
     let mut out = HashMap::new();
     let mut orphans = 0;
     for name in e.db.list_keyspace_names() {
@@ -168,7 +170,7 @@ fn assemble_segments(
     e: &Engine,
     tp: TopicPartition,
     sums: BTreeMap<i64, SegmentSummary>,
-    keyspaces: &mut HashMap<(TopicPartition, i64), Keyspace>,
+    keyspaces: &mut Segments,
     log_start: &mut i64,
     wb: &mut OwnedWriteBatch,
 ) -> Result<(Vec<SegmentState>, bool)> {
@@ -204,7 +206,7 @@ fn build(
     tp: TopicPartition,
     rec: PartitionRecord,
     sums: BTreeMap<i64, SegmentSummary>,
-    keyspaces: &mut HashMap<(TopicPartition, i64), Keyspace>,
+    keyspaces: &mut Segments,
     epochs: Vec<(i32, i64)>,
     wb: &mut OwnedWriteBatch,
 ) -> Result<(PartitionState, Option<i64>)> {
