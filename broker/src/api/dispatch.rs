@@ -1,9 +1,12 @@
 //! Frame in, response out: decodes the header and body, checks the version, calls the handler and
 //! encodes its response. Both transports call [`handle_frame`].
 //!
-//! Requests of one connection are *started* in order (a produce handler queues its appends before
-//! returning), while their responses may complete later: the transport keeps the returned futures
-//! in order, so pipelined produce requests share group commits and responses keep Kafka's order.
+//! [`handle_frame`] never waits: it decodes, starts the handler and returns the future of the
+//! response. Whatever a request waits for (its in-sync replicas, the metadata log, a rebalance)
+//! is inside that future, so it holds up nothing but its own response; the transports decide how
+//! requests of one connection are ordered (see `crate::transport`). A produce handler queues its
+//! appends before returning, so pipelined produce requests append in start order and share group
+//! commits.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -62,8 +65,10 @@ pub enum Handled {
     Close(String),
 }
 
-/// Decodes and handles one request frame.
-pub async fn handle_frame(broker: &Broker, connection: &ConnectionInfo, frame: Bytes) -> Handled {
+/// Decodes one request frame and starts its handling; returns without waiting for anything (what
+/// the request waits for, such as its in-sync replicas or the metadata log, is in the returned
+/// future), so a transport can start the next request at once.
+pub fn handle_frame(broker: &Broker, connection: &ConnectionInfo, frame: Bytes) -> Handled {
     let received = Instant::now();
     let Some((raw_key, version, correlation_id)) = fixed_header(&frame) else {
         return close(
@@ -126,50 +131,44 @@ pub async fn handle_frame(broker: &Broker, connection: &ConnectionInfo, frame: B
         connection: connection.clone(),
         received,
     };
-    route(broker, ctx, request).await
+    route(broker, ctx, request)
 }
 
-async fn route(broker: &Broker, ctx: RequestContext, request: RequestKind) -> Handled {
+/// Starts the handler of `request`. Handlers that wait (for the metadata log, in-sync replicas, a
+/// new topic) do so inside the future they return, never here.
+fn route(broker: &Broker, ctx: RequestContext, request: RequestKind) -> Handled {
     use super::*;
+    let broker = broker.clone();
     match request {
         RequestKind::ApiVersions(r) => respond(ctx, api_versions::handle(&r)),
-        RequestKind::Metadata(r) => {
-            let response = metadata::handle(broker, &ctx, r).await;
-            respond(ctx, response)
-        }
-        RequestKind::CreateTopics(r) => {
-            let response = create_topics::handle(broker, &ctx, r).await;
-            respond(ctx, response)
-        }
-        RequestKind::DeleteTopics(r) => {
-            let response = delete_topics::handle(broker, &ctx, r).await;
-            respond(ctx, response)
-        }
-        RequestKind::Produce(r) => produce::handle(broker, ctx, r),
-        RequestKind::Fetch(r) => {
-            let future = fetch::handle(broker.clone(), ctx.clone(), r);
-            respond_later(ctx, future)
-        }
-        RequestKind::ListOffsets(r) => respond(ctx.clone(), list_offsets::handle(broker, &ctx, r)),
-        RequestKind::FindCoordinator(r) => {
-            let response = find_coordinator::handle(broker, &ctx, r).await;
-            respond(ctx, response)
-        }
-        RequestKind::OffsetCommit(r) => {
-            let response = offset_commit::handle(broker, &ctx, r).await;
-            respond(ctx, response)
-        }
-        RequestKind::OffsetFetch(r) => respond(ctx.clone(), offset_fetch::handle(broker, &ctx, r)),
+        RequestKind::Metadata(r) => respond_later(ctx.clone(), async move {
+            metadata::handle(&broker, &ctx, r).await
+        }),
+        RequestKind::CreateTopics(r) => respond_later(ctx.clone(), async move {
+            create_topics::handle(&broker, &ctx, r).await
+        }),
+        RequestKind::DeleteTopics(r) => respond_later(ctx.clone(), async move {
+            delete_topics::handle(&broker, &ctx, r).await
+        }),
+        RequestKind::Produce(r) => produce::handle(&broker, ctx, r),
+        RequestKind::Fetch(r) => respond_later(ctx.clone(), fetch::handle(broker, ctx, r)),
+        RequestKind::ListOffsets(r) => respond(ctx.clone(), list_offsets::handle(&broker, &ctx, r)),
+        RequestKind::FindCoordinator(r) => respond_later(ctx.clone(), async move {
+            find_coordinator::handle(&broker, &ctx, r).await
+        }),
+        RequestKind::OffsetCommit(r) => respond_later(ctx.clone(), async move {
+            offset_commit::handle(&broker, &ctx, r).await
+        }),
+        RequestKind::OffsetFetch(r) => respond(ctx.clone(), offset_fetch::handle(&broker, &ctx, r)),
         RequestKind::OffsetForLeaderEpoch(r) => {
-            respond(ctx, offset_for_leader_epoch::handle(broker, r))
+            respond(ctx, offset_for_leader_epoch::handle(&broker, r))
         }
         RequestKind::DescribeConfigs(r) => {
-            respond(ctx.clone(), describe_configs::handle(broker, &ctx, r))
+            respond(ctx.clone(), describe_configs::handle(&broker, &ctx, r))
         }
-        RequestKind::InitProducerId(r) => {
-            let response = init_producer_id::handle(broker, &ctx, r).await;
-            respond(ctx, response)
-        }
+        RequestKind::InitProducerId(r) => respond_later(ctx.clone(), async move {
+            init_producer_id::handle(&broker, &ctx, r).await
+        }),
         _ => {
             // Unreachable while `versions::SERVED` and this match agree; a test checks they do.
             let reason = format!("no handler for {:?}", ctx.api_key);

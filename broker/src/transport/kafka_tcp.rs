@@ -2,7 +2,8 @@
 //!
 //! One task per connection reads frames and starts their handling in order; responses complete in
 //! any order but are written in request order (Kafka's guarantee), through a bounded queue that
-//! stops reading when too many requests are in flight.
+//! stops reading when too many requests are in flight. Which request may start before the ones
+//! ahead of it are answered is [`Pipeline`]'s rule.
 
 use std::net::SocketAddr;
 
@@ -10,6 +11,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
+use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
@@ -85,7 +87,7 @@ async fn connection(
         }
         tokio::select! {
             biased;
-            Some((produce, outcome)) = pipeline.in_flight.next(), if !pipeline.in_flight.is_empty() => {
+            Some((class, outcome)) = pipeline.in_flight.next(), if !pipeline.in_flight.is_empty() => {
                 match outcome {
                     Outcome::Respond(frame) => {
                         let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
@@ -102,14 +104,14 @@ async fn connection(
                         break;
                     }
                 }
-                if !pipeline.completed(produce).await {
+                if !pipeline.answered(class) {
                     reading = false;
                 }
             },
             frame = frames.next(), if reading && pipeline.accepts() => match frame {
                 Some(Ok(frame)) => {
                     metrics::transferred(LISTENER, frame.len() + 4, 0);
-                    if !pipeline.arrived(frame.freeze()).await {
+                    if !pipeline.arrived(frame.freeze()) {
                         reading = false;
                     }
                 }
@@ -128,18 +130,55 @@ async fn connection(
     writer.into_inner().shutdown().await
 }
 
+/// How a request orders against the others of its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    /// Produce: pipelined; appends queue in start order.
+    Produce,
+    /// Reads with no effect a later request could depend on (Fetch, ListOffsets, OffsetFetch, ...).
+    Read,
+    /// Everything else (topic changes, commits, group requests, ...): later requests start only
+    /// once it has been answered.
+    Barrier,
+}
+
+impl Class {
+    fn of(frame: &[u8]) -> Class {
+        let key = match frame.get(..2) {
+            Some(&[a, b]) => ApiKey::try_from(i16::from_be_bytes([a, b])).ok(),
+            _ => None,
+        };
+        match key {
+            Some(ApiKey::Produce) => Class::Produce,
+            Some(
+                ApiKey::Fetch
+                | ApiKey::ListOffsets
+                | ApiKey::OffsetFetch
+                | ApiKey::ApiVersions
+                | ApiKey::DescribeConfigs
+                | ApiKey::OffsetForLeaderEpoch,
+            ) => Class::Read,
+            _ => Class::Barrier,
+        }
+    }
+}
+
 /// The requests of one connection: started in order, answered in order.
 ///
 /// Produce requests are pipelined (their appends queue in order and share group commits). Any
-/// other request waits until the produce requests before it have completed, as on a Kafka broker,
-/// which handles one request per connection at a time: a Fetch or ListOffsets sent right after an
-/// acknowledged produce sees its records.
+/// other request waits until the produce requests before it have been answered, and a request
+/// with effects (a barrier: CreateTopics, OffsetCommit, ...) is answered before anything after it
+/// starts, as on a Kafka broker, which handles one request per connection at a time: a Fetch or
+/// ListOffsets sent right after an acknowledged produce sees its records, a request after a
+/// CreateTopics sees the topic. Starting never waits ([`handle_frame`] returns at once), so the
+/// connection keeps writing responses while requests wait.
 struct Pipeline {
     broker: Broker,
     info: ConnectionInfo,
-    in_flight: FuturesOrdered<BoxFuture<'static, (bool, Outcome)>>,
+    in_flight: FuturesOrdered<BoxFuture<'static, (Class, Outcome)>>,
     produces: usize,
-    held: Option<Bytes>,
+    barriers: usize,
+    held: Option<(Class, Bytes)>,
 }
 
 impl Pipeline {
@@ -149,6 +188,7 @@ impl Pipeline {
             info,
             in_flight: FuturesOrdered::new(),
             produces: 0,
+            barriers: 0,
             held: None,
         }
     }
@@ -158,23 +198,32 @@ impl Pipeline {
         self.held.is_none() && self.in_flight.len() < MAX_IN_FLIGHT
     }
 
-    /// A frame arrived: start it, or hold it behind earlier produce requests. False: close.
-    async fn arrived(&mut self, frame: Bytes) -> bool {
-        let produce = is_produce(&frame);
-        if !produce && self.produces > 0 {
-            self.held = Some(frame);
-            return true;
+    fn must_wait(&self, class: Class) -> bool {
+        match class {
+            Class::Produce => self.barriers > 0,
+            Class::Read | Class::Barrier => self.produces > 0 || self.barriers > 0,
         }
-        self.start(frame, produce).await
     }
 
-    /// A request completed; starts a held request once no produce is ahead of it. False: close.
-    async fn completed(&mut self, produce: bool) -> bool {
-        if produce {
-            self.produces = self.produces.saturating_sub(1);
+    /// A frame arrived: start it, or hold it until what it must follow is answered. False: close.
+    fn arrived(&mut self, frame: Bytes) -> bool {
+        let class = Class::of(&frame);
+        if self.must_wait(class) {
+            self.held = Some((class, frame));
+            return true;
+        }
+        self.start(class, frame)
+    }
+
+    /// A request was answered; starts the held request if it may start now. False: close.
+    fn answered(&mut self, class: Class) -> bool {
+        match class {
+            Class::Produce => self.produces = self.produces.saturating_sub(1),
+            Class::Barrier => self.barriers = self.barriers.saturating_sub(1),
+            Class::Read => {}
         }
         match self.held.take() {
-            Some(frame) if self.produces == 0 => self.start(frame, false).await,
+            Some((class, frame)) if !self.must_wait(class) => self.start(class, frame),
             held => {
                 self.held = held;
                 true
@@ -182,30 +231,28 @@ impl Pipeline {
         }
     }
 
-    async fn start(&mut self, frame: Bytes, produce: bool) -> bool {
-        let future = match handle_frame(&self.broker, &self.info, frame).await {
+    fn start(&mut self, class: Class, frame: Bytes) -> bool {
+        let future = match handle_frame(&self.broker, &self.info, frame) {
             Handled::Respond(future) => future
                 .map(move |r| match r {
-                    Ok(frame) => (produce, Outcome::Respond(frame)),
-                    Err(reason) => (produce, Outcome::Close(reason)),
+                    Ok(frame) => (class, Outcome::Respond(frame)),
+                    Err(reason) => (class, Outcome::Close(reason)),
                 })
                 .boxed(),
             Handled::Silent(future) => future
                 .map(move |r| match r {
-                    Ok(()) => (produce, Outcome::Nothing),
-                    Err(reason) => (produce, Outcome::Close(reason)),
+                    Ok(()) => (class, Outcome::Nothing),
+                    Err(reason) => (class, Outcome::Close(reason)),
                 })
                 .boxed(),
             Handled::Close(_) => return false,
         };
-        if produce {
-            self.produces += 1;
+        match class {
+            Class::Produce => self.produces += 1,
+            Class::Barrier => self.barriers += 1,
+            Class::Read => {}
         }
         self.in_flight.push_back(future);
         true
     }
-}
-
-fn is_produce(frame: &[u8]) -> bool {
-    matches!(frame.get(..2), Some([0, 0]))
 }

@@ -1,5 +1,12 @@
 //! The libp2p listener: Kafka frames from mesh peers (`/rafka/kafka/1`), answered by the same
-//! dispatcher as TCP. Requests are started in arrival order; each response is sent when ready.
+//! dispatcher as TCP.
+//!
+//! Each mesh request travels on its own substream, so there is no connection order to keep, and
+//! no request waits for another: every request is started on a task of its own as soon as it
+//! arrives (a follower's fetch never queues behind a commit waiting for that very fetch), except
+//! Produce requests, which start in arrival order on one task (their appends then queue in the
+//! order the peer sent them; starting one only checks and queues its batches). Each response is
+//! sent when ready.
 
 use bytes::Bytes;
 use rafka_mesh::InboundKafka;
@@ -20,6 +27,8 @@ pub async fn serve(
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
+    let (produces, queued) = mpsc::unbounded_channel();
+    tasks.spawn(start_produces(queued, broker.clone(), tasks.clone()));
     loop {
         let request = tokio::select! {
             request = inbound.recv() => match request {
@@ -29,34 +38,59 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         metrics::transferred(LISTENER, request.frame.len(), 0);
-        let info = ConnectionInfo::Mesh(request.peer);
-        let reply = request.reply;
-        match handle_frame(&broker, &info, request.frame).await {
-            Handled::Respond(future) => {
-                tasks.spawn(async move {
-                    match future.await {
-                        Ok(frame) => {
-                            metrics::transferred(LISTENER, 0, frame.len());
-                            let _ = reply.send(frame);
-                        }
-                        // Dropping the reply resets the stream: the peer sees the request fail.
-                        Err(reason) => {
-                            tracing::info!(peer = %info, %reason, "dropping mesh request")
-                        }
-                    }
-                });
-            }
-            Handled::Silent(future) => {
-                tasks.spawn(async move {
-                    if future.await.is_ok() {
-                        let _ = reply.send(Bytes::new());
-                    }
-                });
-            }
-            Handled::Close(reason) => {
-                tracing::info!(peer = %info, %reason, "refusing mesh request")
-            }
+        if is_produce(&request.frame) {
+            // The produce task ends only when this sender is dropped, below.
+            let _ = produces.send(request);
+            continue;
         }
+        let broker = broker.clone();
+        tasks.spawn(async move {
+            let info = ConnectionInfo::Mesh(request.peer);
+            let handled = handle_frame(&broker, &info, request.frame);
+            answer(handled, info, request.reply).await;
+        });
     }
     tracing::debug!("mesh listener stopped");
+}
+
+/// Starts produce requests one after another, in arrival order; their answers come on tasks of
+/// their own.
+async fn start_produces(
+    mut queued: mpsc::UnboundedReceiver<InboundKafka>,
+    broker: Broker,
+    tasks: TaskTracker,
+) {
+    while let Some(request) = queued.recv().await {
+        let info = ConnectionInfo::Mesh(request.peer);
+        let handled = handle_frame(&broker, &info, request.frame);
+        tasks.spawn(answer(handled, info, request.reply));
+    }
+}
+
+/// Sends a started request's response, when it is ready, to the peer.
+async fn answer(
+    handled: Handled,
+    info: ConnectionInfo,
+    reply: tokio::sync::oneshot::Sender<Bytes>,
+) {
+    match handled {
+        Handled::Respond(future) => match future.await {
+            Ok(frame) => {
+                metrics::transferred(LISTENER, 0, frame.len());
+                let _ = reply.send(frame);
+            }
+            // Dropping the reply resets the stream: the peer sees the request fail.
+            Err(reason) => tracing::info!(peer = %info, %reason, "dropping mesh request"),
+        },
+        Handled::Silent(future) => {
+            if future.await.is_ok() {
+                let _ = reply.send(Bytes::new());
+            }
+        }
+        Handled::Close(reason) => tracing::info!(peer = %info, %reason, "refusing mesh request"),
+    }
+}
+
+fn is_produce(frame: &[u8]) -> bool {
+    matches!(frame.get(..2), Some([0, 0]))
 }

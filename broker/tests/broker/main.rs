@@ -17,6 +17,7 @@ mod fetch;
 mod heartbeat_under_load;
 mod idempotence;
 mod kafka_clients;
+mod mesh_requests;
 mod metadata;
 mod metadata_raft;
 mod netns_chaos;

@@ -6,6 +6,7 @@
 pub mod batches;
 pub mod checker;
 pub mod cluster;
+pub mod mesh_client;
 pub mod mesh_metrics;
 pub mod netns;
 pub mod process;

@@ -1,0 +1,288 @@
+//! No head-of-line blocking on the mesh: every inbound mesh request starts without waiting for
+//! another, so a request that waits (an offset commit waiting for its in-sync replicas) holds up
+//! nothing but its own response.
+//!
+//! Three `rafka-node` processes on loopback, replication factor 3 (the group offsets topic too):
+//!
+//! - `rafka consume --group` over the mesh reads 3,000 records and commits, and a mesh client's
+//!   OffsetCommits to the group's coordinator each complete well under a second (the coordinator's
+//!   followers must fetch the commit over the same mesh listener the commit arrived on);
+//! - with one follower stopped (SIGSTOP), a commit from one mesh peer waits for its in-sync
+//!   replicas, and meanwhile another peer's fetches from the same node are answered at once.
+
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::{
+    FetchRequest, FindCoordinatorRequest, GroupId, OffsetCommitRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::support::cluster::{
+    ClusterView, ProcessCluster, create_topic, partition_leaders, signal,
+};
+use crate::support::mesh_client::MeshClient;
+use crate::support::run::{rafka, run};
+use crate::support::{wait_until, wait_until_blocking};
+
+const NODES: usize = 3;
+const TOPIC: &str = "t";
+const RECORDS: usize = 3000;
+/// Bound of the steps that are not measured.
+const STEP: Duration = Duration::from_secs(30);
+/// "Well under a second": the bound of one group commit over the mesh.
+const COMMIT_BOUND: Duration = Duration::from_millis(500);
+/// The bound of one consumer fetch (max_wait 0) while another peer's request waits.
+const FETCH_BOUND: Duration = Duration::from_millis(500);
+
+fn all_alive(view: &ClusterView) -> bool {
+    view.members.len() == NODES
+        && view.count("alive") == NODES
+        && view.members.iter().all(|m| m.node_id.is_some())
+}
+
+/// A 3-node cluster, replication factor 3, with `TOPIC` (one partition) led and in sync.
+fn replicated_cluster() -> ProcessCluster {
+    let cluster = ProcessCluster::start(NODES, &["--default-replication-factor", "3"]);
+    cluster.wait_all(STEP, "every member alive with a node id", all_alive);
+    let (code, message) = create_topic(cluster.kafka(0), TOPIC, 1, STEP).unwrap();
+    assert_eq!(code, 0, "create topic: {message:?}");
+    wait_until_blocking(STEP, "the topic's partition led", || {
+        partition_leaders(cluster.kafka(0), TOPIC)
+            .is_ok_and(|p| p.len() == 1 && p[0].1 == 0 && p[0].2 >= 0)
+    });
+    cluster
+}
+
+/// Index of the node whose node id is `node_id`.
+fn index_of(cluster: &ProcessCluster, node_id: i32) -> usize {
+    (0..NODES)
+        .find(|&i| cluster.identity(i).1 == i64::from(node_id))
+        .unwrap_or_else(|| panic!("no node with id {node_id}"))
+}
+
+/// The group's coordinator as the node `client` talks to answers FindCoordinator over the mesh
+/// (created on the first ask: asked again until it is led).
+async fn coordinator(client: &MeshClient, group: &str) -> i32 {
+    let request = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_string(group.to_string()))
+        .with_key_type(0);
+    wait_until(STEP, &format!("a coordinator for {group}"), async || {
+        let response = client.send(&request, 3, STEP).await?;
+        match response.error_code {
+            0 => Ok(response.node_id.0),
+            code => Err(format!("error {code}")),
+        }
+    })
+    .await
+}
+
+/// A simple-consumer commit (generation -1, no member) of `offset` for partition 0 of `TOPIC`.
+fn commit_request(group: &str, offset: i64) -> OffsetCommitRequest {
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset),
+                ]),
+        ])
+}
+
+/// The error code of the one partition of a commit's answer.
+fn commit_code(response: &kafka_protocol::messages::OffsetCommitResponse) -> i16 {
+    response.topics[0].partitions[0].error_code
+}
+
+/// A consumer fetch (v12, max_wait 0) of partition 0 of `TOPIC` from offset 0.
+fn fetch_request() -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1024 * 1024)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1024 * 1024),
+                ]),
+        ])
+}
+
+#[test]
+fn process_group_commits_over_the_mesh_complete_well_under_a_second_with_replication() {
+    let cluster = replicated_cluster();
+    let bootstrap = cluster.node(0).ready.p2p.clone();
+
+    // The reproduction: produce and consume with a group over the mesh (the CLI's
+    // default transport); the consumer commits what it printed before it exits.
+    let mut input = Vec::new();
+    for i in 0..RECORDS {
+        input.extend_from_slice(format!("v{i}\n").as_bytes());
+    }
+    run(
+        rafka(&["--bootstrap", &bootstrap, "produce", TOPIC]),
+        &input,
+        STEP,
+    )
+    .ok();
+    let n = RECORDS.to_string();
+    let consume = rafka(&[
+        "--bootstrap",
+        &bootstrap,
+        "consume",
+        TOPIC,
+        "--group",
+        "g",
+        "--from-beginning",
+        "-n",
+        &n,
+    ]);
+    let output = run(consume, b"", STEP);
+    let elapsed = output.elapsed;
+    let printed = output.ok();
+    assert_eq!(
+        printed.iter().filter(|&&b| b == b'\n').count(),
+        RECORDS,
+        "records consumed"
+    );
+    eprintln!("consume --group over the mesh took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "consume --group over the mesh took {elapsed:?}"
+    );
+
+    // Commits straight to the coordinator over the mesh, each timed.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let any = MeshClient::connect(&bootstrap).await;
+        let node = coordinator(&any, "timed").await;
+        let coordinator = index_of(&cluster, node);
+        let client = MeshClient::connect(&cluster.node(coordinator).ready.p2p).await;
+        // Not timed: the coordinator may still be loading the new offsets partition.
+        wait_until(STEP, "a first commit", async || {
+            let response = client.send(&commit_request("timed", 0), 8, STEP).await?;
+            match commit_code(&response) {
+                0 => Ok(()),
+                code => Err(format!("error {code}")),
+            }
+        })
+        .await;
+        let mut times = Vec::new();
+        for offset in 1..=20 {
+            let started = Instant::now();
+            let response = client
+                .send(&commit_request("timed", offset), 8, STEP)
+                .await
+                .unwrap();
+            times.push(started.elapsed());
+            assert_eq!(commit_code(&response), 0, "commit {offset}");
+        }
+        times.sort_unstable();
+        eprintln!(
+            "20 commits over the mesh: median {:?}, max {:?}",
+            times[10], times[19]
+        );
+        assert!(
+            times[19] < COMMIT_BOUND,
+            "slowest commit over the mesh took {:?} (all: {times:?})",
+            times[19]
+        );
+        any.shutdown().await;
+        client.shutdown().await;
+    });
+}
+
+#[test]
+fn process_a_waiting_request_from_one_mesh_peer_does_not_delay_another_peers_fetches() {
+    let cluster = replicated_cluster();
+    let leaders = partition_leaders(cluster.kafka(0), TOPIC).unwrap();
+    let leader = index_of(&cluster, leaders[0].2);
+    let leader_p2p = cluster.node(leader).ready.p2p.clone();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (slow, fast) = runtime.block_on(async {
+        (
+            MeshClient::connect(&leader_p2p).await,
+            MeshClient::connect(&leader_p2p).await,
+        )
+    });
+    // A group coordinated by the topic's leader (the offsets partitions spread over the nodes).
+    let group = runtime.block_on(async {
+        for i in 0.. {
+            let group = format!("g{i}");
+            if index_of(&cluster, coordinator(&slow, &group).await) == leader {
+                return group;
+            }
+        }
+        unreachable!()
+    });
+    // A first commit with every replica running (the coordinator may still be loading the new
+    // offsets partition: asked again until it commits).
+    let commit = commit_request(&group, 1);
+    runtime.block_on(wait_until(STEP, "a first commit", async || {
+        let response = slow.send(&commit, 8, STEP).await?;
+        match commit_code(&response) {
+            0 => Ok(()),
+            code => Err(format!("error {code}")),
+        }
+    }));
+
+    // Stop a follower: the next commit waits for its in-sync replicas (until the follower is
+    // fenced out or the commit times out).
+    let follower = (0..NODES).find(|&i| i != leader).unwrap();
+    signal(cluster.node(follower), libc::SIGSTOP);
+    runtime.block_on(async {
+        let commit = commit_request(&group, 2);
+        let started = Instant::now();
+        let mut waiting = std::pin::pin!(slow.send(&commit, 8, STEP));
+        // Fetch from the other peer, one after another, for as long as the commit waits.
+        let mut times = Vec::new();
+        let answer = loop {
+            let fetch = async {
+                let started = Instant::now();
+                let response = fast.send(&fetch_request(), 12, STEP).await.unwrap();
+                (started.elapsed(), response)
+            };
+            tokio::select! {
+                biased;
+                answer = &mut waiting => break answer,
+                (took, response) = fetch => {
+                    assert_eq!(response.responses[0].partitions[0].error_code, 0);
+                    times.push(took);
+                }
+            }
+        };
+        let commit_took = started.elapsed();
+        eprintln!(
+            "commit with a follower stopped took {commit_took:?} ({answer:?}); {} fetches meanwhile",
+            times.len()
+        );
+        // The commit really waited: otherwise this test shows nothing.
+        assert!(
+            commit_took > Duration::from_secs(1) && times.len() >= 5,
+            "the commit did not wait ({commit_took:?}, {} fetches): {answer:?}",
+            times.len()
+        );
+        let slowest = times.iter().max().unwrap();
+        assert!(
+            *slowest < FETCH_BOUND,
+            "a fetch took {slowest:?} while another peer's commit waited: {times:?}"
+        );
+    });
+    signal(cluster.node(follower), libc::SIGCONT);
+    runtime.block_on(async {
+        slow.shutdown().await;
+        fast.shutdown().await;
+    });
+}

@@ -1,0 +1,76 @@
+//! A raw Kafka client over the libp2p mesh (`/rafka/kafka/1`), as the mesh client library is: a
+//! client-role peer that dials a node's p2p address and sends Kafka frames, every message encoded
+//! and decoded by the kafka-protocol crate, versions chosen by the test.
+
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use rafka_mesh::{Inbound, Keypair, Mesh, MeshConfig, PeerId};
+
+/// One mesh peer talking to one node.
+pub struct MeshClient {
+    mesh: Mesh,
+    /// Kept so the mesh task never sees its inbound queue closed.
+    _inbound: Inbound,
+    peer: PeerId,
+}
+
+impl MeshClient {
+    /// Starts a client peer with a fresh identity and dials `addr` (a node's p2p multiaddr).
+    pub async fn connect(addr: &str) -> MeshClient {
+        let config = MeshConfig {
+            mdns: false,
+            ..MeshConfig::client()
+        };
+        let (mesh, inbound) = Mesh::start(Keypair::generate_ed25519(), config)
+            .await
+            .unwrap();
+        let peer = mesh.dial(addr.parse().unwrap()).await.unwrap();
+        MeshClient {
+            mesh,
+            _inbound: inbound,
+            peer,
+        }
+    }
+
+    /// Sends `request` at `version` and decodes the response; `Err` if the mesh request failed
+    /// (or took longer than `timeout`).
+    pub async fn send<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<R::Response, String> {
+        let api_key = ApiKey::try_from(R::KEY).unwrap();
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(7)
+            .with_client_id(Some(StrBytes::from_static_str("mesh-test")));
+        let mut frame = BytesMut::new();
+        header
+            .encode(&mut frame, api_key.request_header_version(version))
+            .unwrap();
+        request.encode(&mut frame, version).unwrap();
+        let call = self.mesh.kafka_request(self.peer, frame.freeze());
+        let mut response = match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return Err(format!("{api_key:?} over the mesh failed: {e}")),
+            Err(_) => return Err(format!("{api_key:?} not answered within {timeout:?}")),
+        };
+        let header =
+            ResponseHeader::decode(&mut response, api_key.response_header_version(version))
+                .unwrap();
+        assert_eq!(header.correlation_id, 7);
+        let decoded = R::Response::decode(&mut response, version).unwrap();
+        assert_eq!(response.remaining(), 0, "trailing bytes in {api_key:?}");
+        Ok(decoded)
+    }
+
+    /// Stops the peer.
+    pub async fn shutdown(&self) {
+        self.mesh.shutdown().await;
+    }
+}
