@@ -13,11 +13,8 @@
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
 use kafka_protocol::messages::{
-    FetchRequest, FindCoordinatorRequest, GroupId, OffsetCommitRequest, TopicName,
+    FetchRequest, FindCoordinatorRequest, OffsetCommitRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -26,6 +23,7 @@ use crate::support::cluster::{
 };
 use crate::support::mesh_client::MeshClient;
 use crate::support::run::{rafka, run};
+use crate::support::wire;
 use crate::support::{wait_until, wait_until_blocking};
 
 const NODES: usize = 3;
@@ -80,20 +78,9 @@ async fn coordinator(client: &MeshClient, group: &str) -> i32 {
     .await
 }
 
-/// A simple-consumer commit (generation -1, no member) of `offset` for partition 0 of `TOPIC`.
+/// A simple-consumer commit of `offset` for partition 0 of `TOPIC`.
 fn commit_request(group: &str, offset: i64) -> OffsetCommitRequest {
-    OffsetCommitRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
-        .with_generation_id_or_member_epoch(-1)
-        .with_topics(vec![
-            OffsetCommitRequestTopic::default()
-                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
-                .with_partitions(vec![
-                    OffsetCommitRequestPartition::default()
-                        .with_partition_index(0)
-                        .with_committed_offset(offset),
-                ]),
-        ])
+    wire::simple_commit(group, TOPIC, offset)
 }
 
 /// The error code of the one partition of a commit's answer.

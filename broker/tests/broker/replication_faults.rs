@@ -16,19 +16,15 @@ use crate::support::wait_until_blocking;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-use kafka_protocol::messages::{
-    FindCoordinatorRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName,
-};
+use kafka_protocol::messages::{FindCoordinatorRequest, GroupId, OffsetFetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::support::checker::{Checker, Plan, assert_clean};
 use crate::support::cluster::{ProcessCluster, create_topic, partition_leaders};
 use crate::support::process::Ready;
 use crate::support::run::confluent_kafka_available;
+use crate::support::wire;
 
 const TOPIC: &str = "checked";
 const PARTITIONS: i32 = 3;
@@ -257,19 +253,7 @@ fn coordinator(cluster: &ProcessCluster, ids: &[i64], via: usize, group: &str) -
 
 /// A simple-consumer commit of `offset` for partition 0 of the topic; the error code.
 fn commit_offset(cluster: &ProcessCluster, node: usize, group: &str, offset: i64) -> i16 {
-    let request = OffsetCommitRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
-        .with_generation_id_or_member_epoch(-1)
-        .with_member_id(StrBytes::from_static_str(""))
-        .with_topics(vec![
-            OffsetCommitRequestTopic::default()
-                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
-                .with_partitions(vec![
-                    OffsetCommitRequestPartition::default()
-                        .with_partition_index(0)
-                        .with_committed_offset(offset),
-                ]),
-        ]);
+    let request = wire::simple_commit(group, TOPIC, offset);
     cluster::kafka_call(cluster.kafka(node), &request, 8, REQUEST)
         .map_or(-1, |r| r.topics[0].partitions[0].error_code)
 }

@@ -19,14 +19,14 @@ use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
-    TopicName,
+    ApiKey, CreateTopicsRequest, MetadataRequest, MetadataResponse, ResponseHeader, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use kafka_protocol::protocol::{Decodable, Request, StrBytes};
 use serde_json::Value;
 
 use crate::support::process::{NodeProcess, Ready, parse_ready, workspace_binary};
 use crate::support::wait_until_blocking;
+use crate::support::wire;
 
 /// How long a node may take to print its ready line.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -465,16 +465,7 @@ pub fn kafka_call<R: Request>(
     timeout: Duration,
 ) -> std::io::Result<R::Response> {
     let api_key = ApiKey::try_from(R::KEY).unwrap();
-    let header = RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(1)
-        .with_client_id(Some(StrBytes::from_static_str("cluster-test")));
-    let mut body = BytesMut::new();
-    header
-        .encode(&mut body, api_key.request_header_version(version))
-        .unwrap();
-    request.encode(&mut body, version).unwrap();
+    let body = wire::request_body(request, version, 1, "cluster-test");
     let mut frame = BytesMut::with_capacity(body.len() + 4);
     frame.put_u32(u32::try_from(body.len()).unwrap());
     frame.put_slice(&body);

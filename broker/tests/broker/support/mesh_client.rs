@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use bytes::Buf;
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Request};
 use rafka_mesh::{Inbound, Keypair, Mesh, MeshConfig, PeerId};
+
+use crate::support::wire;
 
 /// One mesh peer talking to one node.
 pub struct MeshClient {
@@ -44,17 +46,8 @@ impl MeshClient {
         timeout: Duration,
     ) -> Result<R::Response, String> {
         let api_key = ApiKey::try_from(R::KEY).unwrap();
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(7)
-            .with_client_id(Some(StrBytes::from_static_str("mesh-test")));
-        let mut frame = BytesMut::new();
-        header
-            .encode(&mut frame, api_key.request_header_version(version))
-            .unwrap();
-        request.encode(&mut frame, version).unwrap();
-        let call = self.mesh.kafka_request(self.peer, frame.freeze());
+        let frame = wire::request_body(request, version, 7, "mesh-test");
+        let call = self.mesh.kafka_request(self.peer, frame);
         let mut response = match tokio::time::timeout(timeout, call).await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => return Err(format!("{api_key:?} over the mesh failed: {e}")),

@@ -5,10 +5,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::support::wire;
 
 pub struct RawClient {
     stream: TcpStream,
@@ -28,18 +30,8 @@ impl RawClient {
     /// Encodes `request` at `version` into a frame body (header + body, no size prefix).
     pub fn encode<R: Request>(&mut self, request: &R, version: i16) -> (i32, Bytes) {
         self.correlation_id += 1;
-        let api_key = ApiKey::try_from(R::KEY).unwrap();
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("raw-test")));
-        let mut buf = BytesMut::new();
-        header
-            .encode(&mut buf, api_key.request_header_version(version))
-            .unwrap();
-        request.encode(&mut buf, version).unwrap();
-        (self.correlation_id, buf.freeze())
+        let body = wire::request_body(request, version, self.correlation_id, "raw-test");
+        (self.correlation_id, body)
     }
 
     /// Sends a frame with its size prefix.

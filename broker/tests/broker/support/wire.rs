@@ -10,12 +10,15 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::list_offsets_response::ListOffsetsPartitionResponse;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::messages::{
-    CreateTopicsRequest, FetchRequest, FetchResponse, InitProducerIdRequest, ListOffsetsRequest,
-    ProduceRequest, TopicName,
+    CreateTopicsRequest, FetchRequest, FetchResponse, GroupId, InitProducerIdRequest,
+    ListOffsetsRequest, OffsetCommitRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use kafka_protocol::records::{
@@ -407,19 +410,46 @@ pub fn correlation_id(frame: &Bytes) -> i32 {
     i32::from_be_bytes(frame[..4].try_into().unwrap())
 }
 
-/// Encodes `request` at `version` as a whole frame, size prefix included.
-pub fn frame<R: Request>(request: &R, version: i16, correlation_id: i32) -> Bytes {
+/// A simple-consumer commit (generation -1, no member) of `offset` for partition 0 of `topic`.
+pub fn simple_commit(group: &str, topic: &str, offset: i64) -> OffsetCommitRequest {
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset),
+                ]),
+        ])
+}
+
+/// Encodes `request` at `version` with its header (no size prefix), as sent by `client_id`.
+pub fn request_body<R: Request>(
+    request: &R,
+    version: i16,
+    correlation_id: i32,
+    client_id: &'static str,
+) -> Bytes {
     let api_key = ApiKey::try_from(R::KEY).unwrap();
     let header = RequestHeader::default()
         .with_request_api_key(R::KEY)
         .with_request_api_version(version)
         .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("wire-test")));
+        .with_client_id(Some(StrBytes::from_static_str(client_id)));
     let mut body = BytesMut::new();
     header
         .encode(&mut body, api_key.request_header_version(version))
         .unwrap();
     request.encode(&mut body, version).unwrap();
+    body.freeze()
+}
+
+/// Encodes `request` at `version` as a whole frame, size prefix included.
+pub fn frame<R: Request>(request: &R, version: i16, correlation_id: i32) -> Bytes {
+    let body = request_body(request, version, correlation_id, "wire-test");
     let mut out = BytesMut::with_capacity(body.len() + 4);
     out.put_u32(body.len() as u32);
     out.put_slice(&body);
