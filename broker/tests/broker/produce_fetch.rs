@@ -7,7 +7,11 @@ use crate::support::wire;
 use crate::support::wire::Topic;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::{FetchRequest, ProduceRequest};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::{
+    CreateTopicsRequest, FetchRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest,
+    ProduceRequest,
+};
 use uuid::Uuid;
 
 /// Batch header layout: the leader rewrites base offset (0..8) and partition leader epoch (12..16);
@@ -506,6 +510,68 @@ async fn a_fetch_pipelined_behind_a_produce_sees_its_records() {
             records.last().map(|(offset, _)| *offset),
             Some(round),
             "round {round}"
+        );
+    }
+    wire::stop(node).await;
+}
+
+/// Kafka handles one request of a connection at a time; Rafka starts requests without waiting,
+/// so a request with effects (a topic created, an offset committed) must still be answered
+/// before the requests pipelined behind it on the same connection start.
+#[tokio::test]
+async fn requests_pipelined_behind_a_create_topics_or_a_commit_see_its_effect() {
+    let node = TestNode::start().await;
+    let mut client = node.connect().await;
+    wire::find_coordinator(&mut client, "pipelined").await;
+    let mut socket = wire::Socket::connect(node.kafka_addr()).await;
+    for round in 0..5i64 {
+        let name = format!("pr-pipelined-create-{round}");
+        let create = CreateTopicsRequest::default()
+            .with_topics(vec![wire::creatable(&name, 1, 1, &[])])
+            .with_timeout_ms(10_000);
+        let topic = Topic {
+            name: name.clone(),
+            id: Uuid::nil(),
+        };
+        let batch = wire::batch(&[b"after create"], None, 1_700_000_000_000);
+        let produce = wire::produce_request(&topic, 0, Some(batch), 1, 9);
+        let commit = wire::simple_commit("pipelined", &name, round + 1);
+        let committed = OffsetFetchRequest::default()
+            .with_group_id(GroupId(wire::str("pipelined")))
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(wire::topic_name(&name))
+                    .with_partition_indexes(vec![0]),
+            ]));
+        // All four in one write: each must see what the ones before it did.
+        let frames = [
+            wire::frame(&create, wire::CREATE_TOPICS, 1),
+            wire::frame(&produce, 9, 2),
+            wire::frame(&commit, 8, 3),
+            wire::frame(&committed, 7, 4),
+        ];
+        socket.write(&frames.concat()).await.unwrap();
+        let created = wire::decode::<CreateTopicsRequest>(
+            socket.read_frame().await.unwrap(),
+            wire::CREATE_TOPICS,
+            1,
+        );
+        assert_eq!(created.topics[0].error_code, 0, "round {round}");
+        let produced = wire::decode::<ProduceRequest>(socket.read_frame().await.unwrap(), 9, 2);
+        assert_eq!(
+            produced.responses[0].partition_responses[0].error_code, 0,
+            "a produce pipelined behind the CreateTopics of its topic, round {round}"
+        );
+        let commit = wire::decode::<OffsetCommitRequest>(socket.read_frame().await.unwrap(), 8, 3);
+        assert_eq!(
+            commit.topics[0].partitions[0].error_code, 0,
+            "round {round}"
+        );
+        let fetched = wire::decode::<OffsetFetchRequest>(socket.read_frame().await.unwrap(), 7, 4);
+        assert_eq!(
+            fetched.topics[0].partitions[0].committed_offset,
+            round + 1,
+            "an OffsetFetch pipelined behind the commit, round {round}"
         );
     }
     wire::stop(node).await;
