@@ -10,6 +10,7 @@
 //! | `records` (feature `records`) | reading the records of one batch ([`Records`](records::Records)), keys and values sliced out of the batch |
 //! | [`varint`] | Kafka's zigzag varints |
 //! | [`gossip`] | the keys a node gossips about itself in the mesh membership |
+//! | [`push`] | push subscription: the notices and high-watermark summaries leaders publish, the gossip topic of a Kafka topic, a subscriber's long-poll to its home broker |
 //!
 //! Nothing here panics on bytes from the network or the disk: every read is checked, and
 //! property tests feed the readers random and mutated batches.
@@ -41,6 +42,7 @@ pub mod batch;
 #[cfg(feature = "records")]
 pub mod builder;
 pub mod gossip;
+pub mod push;
 #[cfg(feature = "records")]
 pub mod records;
 pub mod varint;
