@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::MeshError;
 use crate::membership::MembershipConfig;
+use crate::push::PushConfig;
 
 /// Whether this peer serves requests (a broker node) or only sends them (a client).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +52,8 @@ pub struct MeshConfig {
     pub generation: u64,
     /// Seed of the membership protocol's random choices.
     pub seed: u64,
+    /// Push gossip (nodes; `None`: this node neither publishes nor relays).
+    pub push: Option<PushConfig>,
 }
 
 impl Default for MeshConfig {
@@ -70,6 +73,7 @@ impl Default for MeshConfig {
             membership: MembershipConfig::default(),
             generation: 1,
             seed: 0,
+            push: None,
         }
     }
 }
@@ -115,6 +119,14 @@ impl MeshConfig {
         }
         if self.mdns_query_interval.is_zero() {
             return bad("mdns_query_interval must be positive".into());
+        }
+        if let Some(push) = &self.push
+            && push.max_message_bytes < 1024
+        {
+            return bad(format!(
+                "push max_message_bytes {} is below 1 KiB",
+                push.max_message_bytes
+            ));
         }
         self.membership.validate()
     }

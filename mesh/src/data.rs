@@ -1,11 +1,12 @@
-//! The data plane: Kafka frames (`/rafka/kafka/1`), cluster information (`/rafka/cluster/1`) and
-//! mDNS discovery, on the swarm that listens on the user-facing p2p address. Bulk traffic lives
+//! The data plane: Kafka frames (`/rafka/kafka/1`), cluster information (`/rafka/cluster/1`),
+//! push (gossip between nodes and subscribers' polls, see [`crate::push`]) and mDNS discovery, on
+//! the swarm that listens on the user-facing p2p address. Bulk traffic lives
 //! here so it never queues in front of membership heartbeats or Raft messages, which use the
 //! control plane's own connections (see [`crate::control`]).
 
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, identify, identity::Keypair, mdns, request_response};
+use libp2p::{StreamProtocol, gossipsub, identify, identity::Keypair, mdns, request_response};
 
 use crate::codec::{FrameCodec, KAFKA_PROTOCOL};
 use crate::{MeshConfig, MeshError, Role};
@@ -28,6 +29,10 @@ pub struct DataBehaviour {
     pub identify: identify::Behaviour,
     /// LAN discovery (nodes announce their data addresses; clients listen).
     pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Push gossip between nodes (nodes with push configured; never on clients).
+    pub push: Toggle<gossipsub::Behaviour>,
+    /// Subscribers' long-polls to their home node.
+    pub push_poll: request_response::Behaviour<FrameCodec>,
 }
 
 impl DataBehaviour {
@@ -65,11 +70,17 @@ impl DataBehaviour {
         } else {
             None
         };
+        let push = match (&config.push, config.role) {
+            (Some(push), Role::Node) => Some(crate::push::gossip(keypair, push)?),
+            _ => None,
+        };
         Ok(Self {
             kafka,
             cluster,
             identify,
             mdns: Toggle::from(mdns),
+            push: Toggle::from(push),
+            push_poll: crate::push::polls(config),
         })
     }
 }

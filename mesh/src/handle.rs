@@ -7,7 +7,8 @@ use bytes::Bytes;
 use libp2p::{Multiaddr, PeerId, identity::Keypair};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::event_loop::{Command, EventLoop};
+use crate::event_loop::{Command, EventLoop, PushCommand, PushOutlets};
+use crate::push::{InboundPushPoll, PushDelivery, PushValidator};
 use crate::view::MembershipView;
 use crate::{MeshConfig, MeshError};
 
@@ -47,6 +48,10 @@ pub struct Inbound {
     pub kafka: mpsc::Receiver<InboundKafka>,
     /// Raft RPCs (control plane).
     pub raft: mpsc::Receiver<InboundRaft>,
+    /// Push gossip messages the validator accepted (nodes with push; data plane).
+    pub push: mpsc::Receiver<PushDelivery>,
+    /// Subscribers' polls (data plane).
+    pub push_polls: mpsc::Receiver<InboundPushPoll>,
 }
 
 /// Cheap, cloneable handle to the mesh task.
@@ -65,9 +70,17 @@ impl Mesh {
         let local_peer_id = keypair.public().to_peer_id();
         let (kafka_tx, kafka) = mpsc::channel(INBOUND_QUEUE);
         let (raft_tx, raft) = mpsc::channel(INBOUND_QUEUE);
+        let (push_tx, push) = mpsc::channel(INBOUND_QUEUE);
+        let (poll_tx, push_polls) = mpsc::channel(INBOUND_QUEUE);
+        let outlets = PushOutlets {
+            deliveries: push_tx,
+            polls: poll_tx,
+        };
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (view_tx, view) = watch::channel(Arc::new(MembershipView::default()));
-        let event_loop = EventLoop::new(keypair, &config, command_rx, kafka_tx, raft_tx, view_tx)?;
+        let event_loop = EventLoop::new(
+            keypair, &config, command_rx, kafka_tx, raft_tx, view_tx, outlets,
+        )?;
         tokio::spawn(event_loop.run());
         let mesh = Mesh {
             commands,
@@ -85,7 +98,15 @@ impl Mesh {
                 ));
             }
         }
-        Ok((mesh, Inbound { kafka, raft }))
+        Ok((
+            mesh,
+            Inbound {
+                kafka,
+                raft,
+                push,
+                push_polls,
+            },
+        ))
     }
 
     /// This peer's id (the same on both planes).
@@ -171,6 +192,40 @@ impl Mesh {
     /// went out.
     pub async fn leave(&self) {
         let _ = self.call(|reply| Command::Leave { reply }).await;
+    }
+
+    /// Joins (or with `subscribe` false, leaves) push gossip topic `topic` (nodes with push).
+    pub async fn push_subscribe(&self, topic: &str, subscribe: bool) -> Result<(), MeshError> {
+        let topic = topic.to_string();
+        self.call(|reply| {
+            Command::Push(PushCommand::Subscribe {
+                topic,
+                subscribe,
+                reply,
+            })
+        })
+        .await?
+    }
+
+    /// Publishes `data` on push gossip topic `topic`, signed by this node: sent to the topic's
+    /// gossip peers (none subscribed is not an error). Resolves once handed to the swarm.
+    pub async fn push_publish(&self, topic: &str, data: Bytes) -> Result<(), MeshError> {
+        let topic = topic.to_string();
+        self.call(|reply| Command::Push(PushCommand::Publish { topic, data, reply }))
+            .await?
+    }
+
+    /// Installs the judge of inbound push gossip (until then every message is ignored).
+    pub async fn set_push_validator(&self, validator: Arc<dyn PushValidator>) {
+        let _ = self
+            .call(|reply| Command::Push(PushCommand::SetValidator { validator, reply }))
+            .await;
+    }
+
+    /// Sends a subscriber's poll frame to `peer` (its home node) and returns the answer frame.
+    pub async fn push_poll(&self, peer: PeerId, frame: Bytes) -> Result<Bytes, MeshError> {
+        self.call(|reply| Command::Push(PushCommand::Poll { peer, frame, reply }))
+            .await?
     }
 
     /// Stops the swarm task: listeners close and connections drop.

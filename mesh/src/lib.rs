@@ -6,6 +6,8 @@
 //! - [`codec`]: the length-prefixed frame codec of Rafka's request-response protocols.
 //! - [`data`]: the data plane (`/rafka/kafka/1`, `/rafka/cluster/1`, mDNS) on the user-facing p2p
 //!   address; bulk traffic stays here.
+//! - [`push`]: push on the data plane: gossip between nodes (validated by the broker before it is
+//!   forwarded) and subscribers' long-polls to their home node (`/rafka/push/1`).
 //! - [`control`]: the control plane (membership gossip, Raft RPCs, Kademlia) on a second swarm with
 //!   the same identity and its own, OS-assigned listener, so heartbeats never queue behind data.
 //! - `event_loop`: the single task that owns both swarms and drives the membership core.
@@ -38,6 +40,7 @@ pub mod handle;
 pub mod identity;
 pub mod membership;
 pub mod metrics;
+pub mod push;
 pub mod view;
 
 pub use config::{MeshConfig, Role};
@@ -45,6 +48,7 @@ pub use error::MeshError;
 pub use handle::{Inbound, InboundKafka, InboundRaft, Mesh};
 pub use identity::load_or_create_identity;
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol};
+pub use push::{InboundPushPoll, PushConfig, PushDelivery, PushValidator, Verdict};
 pub use view::{MemberInfo, MembershipView};
 
 /// Splits a multiaddr into the dialable part and the optional trailing `/p2p/<peer id>`.

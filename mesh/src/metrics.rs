@@ -22,3 +22,23 @@ pub const HEARTBEAT_GAP_BUCKETS: &[f64] = &[
 pub fn heartbeat_gap(gap: Duration) {
     metrics::histogram!(HEARTBEAT_GAP_SECONDS).record(gap.as_secs_f64());
 }
+
+/// Push gossip messages received, by the broker's verdict (`accept`, `reject`, `ignore`).
+pub const PUSH_GOSSIP_RECEIVED: &str = "rafka_push_gossip_received_total";
+/// Accepted push gossip messages not handed to the broker because its queue was full.
+pub const PUSH_DELIVERIES_DROPPED: &str = "rafka_push_deliveries_dropped_total";
+
+/// Records a received push gossip message and its verdict.
+pub fn push_gossip_received(verdict: crate::push::Verdict) {
+    let verdict = match verdict {
+        crate::push::Verdict::Accept => "accept",
+        crate::push::Verdict::Reject => "reject",
+        crate::push::Verdict::Ignore => "ignore",
+    };
+    metrics::counter!(PUSH_GOSSIP_RECEIVED, "verdict" => verdict).increment(1);
+}
+
+/// Records an accepted message dropped before the broker saw it.
+pub fn push_delivery_dropped() {
+    metrics::counter!(PUSH_DELIVERIES_DROPPED).increment(1);
+}

@@ -59,6 +59,12 @@ impl EventLoop {
             SwarmEvent::Behaviour(DataBehaviourEvent::Kafka(event)) => self.handle_kafka(event),
             SwarmEvent::Behaviour(DataBehaviourEvent::Cluster(event)) => self.handle_cluster(event),
             SwarmEvent::Behaviour(DataBehaviourEvent::Mdns(event)) => self.handle_mdns(event),
+            SwarmEvent::Behaviour(DataBehaviourEvent::Push(event)) => {
+                self.handle_push_gossip(event)
+            }
+            SwarmEvent::Behaviour(DataBehaviourEvent::PushPoll(event)) => {
+                self.handle_push_poll(event)
+            }
             SwarmEvent::Behaviour(DataBehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,

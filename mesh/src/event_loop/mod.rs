@@ -5,6 +5,7 @@ mod control;
 mod data;
 mod listeners;
 mod membership;
+mod push;
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
@@ -27,6 +28,8 @@ use crate::view::MembershipView;
 use crate::{MeshConfig, MeshError, Role};
 
 use listeners::Listeners;
+use push::PushState;
+pub(crate) use push::{PushCommand, PushOutlets};
 
 /// Requests from [`crate::Mesh`] handles to the swarm task.
 #[derive(Debug)]
@@ -74,12 +77,14 @@ pub(crate) enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    Push(PushCommand),
 }
 
 /// A response the broker is still preparing for an inbound request.
 enum Reply {
     Kafka(ResponseChannel<Bytes>, Option<Bytes>),
     Raft(ResponseChannel<Bytes>, Option<Bytes>),
+    Push(ResponseChannel<Bytes>, Option<Bytes>),
 }
 
 type PendingReply = Pin<Box<dyn Future<Output = Reply> + Send>>;
@@ -157,6 +162,7 @@ pub(crate) struct EventLoop {
     pending_cluster: HashMap<OutboundRequestId, (PeerId, Option<Waiter<MembershipView>>)>,
     replies: FuturesUnordered<PendingReply>,
     leaving: Option<(Instant, Vec<oneshot::Sender<()>>)>,
+    push: PushState,
 }
 
 fn build_error(what: &str, e: impl std::fmt::Display) -> MeshError {
@@ -212,6 +218,7 @@ impl EventLoop {
         inbound_kafka: mpsc::Sender<InboundKafka>,
         inbound_raft: mpsc::Sender<InboundRaft>,
         view: watch::Sender<Arc<MembershipView>>,
+        push: PushOutlets,
     ) -> Result<Self, MeshError> {
         let local = keypair.public().to_peer_id();
         let mut listeners = Listeners::default();
@@ -249,6 +256,7 @@ impl EventLoop {
             pending_cluster: HashMap::new(),
             replies: FuturesUnordered::new(),
             leaving: None,
+            push: PushState::new(push),
         })
     }
 
@@ -280,7 +288,10 @@ impl EventLoop {
                 event = next_control_event(&mut self.control) => self.handle_control_event(event),
                 Some(reply) = self.replies.next(), if !self.replies.is_empty() => self.send_reply(reply),
                 _ = tick.tick() => self.on_tick(),
-                _ = bootstrap_retry.tick() => self.bootstrap_step(),
+                _ = bootstrap_retry.tick() => {
+                    self.bootstrap_step();
+                    self.connect_push_peers();
+                }
                 _ = kad_refresh.tick() => self.refresh_kad(),
             }
         }
@@ -332,6 +343,7 @@ impl EventLoop {
                 let _ = reply.send(self.set_cluster_id(&cluster_id));
             }
             Command::Leave { reply } => self.leave(reply),
+            Command::Push(command) => self.handle_push_command(command),
             Command::Shutdown { .. } => {}
         }
     }
@@ -354,7 +366,14 @@ impl EventLoop {
                         .send_response(channel, response);
                 }
             }
-            Reply::Kafka(_, None) | Reply::Raft(_, None) => {}
+            Reply::Push(channel, Some(response)) => {
+                let _ = self
+                    .data
+                    .behaviour_mut()
+                    .push_poll
+                    .send_response(channel, response);
+            }
+            Reply::Kafka(_, None) | Reply::Raft(_, None) | Reply::Push(_, None) => {}
         }
     }
 
