@@ -44,6 +44,7 @@ pub mod metrics;
 pub mod node;
 pub mod partition;
 pub mod producer_ids;
+pub mod push;
 pub mod transport;
 
 pub use broker::Broker;

@@ -85,3 +85,34 @@ impl Drop for ConnectionGauge {
         metrics::gauge!(CONNECTIONS, "listener" => self.0).decrement(1.0);
     }
 }
+
+/// Push notices this node published as a partition leader, by kind (`inline`, `extent`).
+pub const PUSH_NOTICES: &str = "rafka_push_notices_published_total";
+/// Bytes of push messages (notices and summaries) this node published.
+pub const PUSH_BYTES: &str = "rafka_push_published_bytes_total";
+/// Push messages a home broker dropped for a subscriber whose queue was full.
+pub const PUSH_SESSION_DROPPED: &str = "rafka_push_session_dropped_total";
+/// Subscriber sessions this node serves.
+pub const PUSH_SESSIONS: &str = "rafka_push_sessions";
+
+/// Records a published notice.
+pub fn push_notice(inline: bool, bytes: usize) {
+    let kind = if inline { "inline" } else { "extent" };
+    metrics::counter!(PUSH_NOTICES, "kind" => kind).increment(1);
+    metrics::counter!(PUSH_BYTES).increment(bytes as u64);
+}
+
+/// Records a published summary.
+pub fn push_summary(bytes: usize) {
+    metrics::counter!(PUSH_BYTES).increment(bytes as u64);
+}
+
+/// Records a message dropped for a full subscriber queue.
+pub fn push_session_dropped() {
+    metrics::counter!(PUSH_SESSION_DROPPED).increment(1);
+}
+
+/// Records the number of sessions.
+pub fn push_sessions(count: usize) {
+    metrics::gauge!(PUSH_SESSIONS).set(count as f64);
+}

@@ -29,6 +29,7 @@ use crate::metadata::{
 };
 use crate::partition::{MeshLink, NodeEnv, Partitions, ReplicationConfig};
 use crate::producer_ids::ProducerIds;
+use crate::push::Push;
 use crate::{Broker, NodeConfig, endpoint, http, transport};
 
 /// Addresses a started node listens on (ports resolved).
@@ -150,6 +151,14 @@ impl Node {
         };
         let broker = Broker::new(config, local, parts, shutdown.clone());
         attach_offsets(&broker).await;
+        let push = Push::new(mesh.clone());
+        push.attach(&broker);
+        tasks.spawn(push.clone().run(
+            broker.clone(),
+            inbound.push,
+            inbound.push_polls,
+            shutdown.clone(),
+        ));
 
         tasks.spawn(transport::kafka_tcp::serve(
             kafka_listener,
@@ -170,7 +179,7 @@ impl Node {
             shutdown.clone(),
         ));
         tasks.spawn(retention_loop(broker.clone(), shutdown.clone()));
-        tasks.spawn(reconcile_loop(broker.clone(), shutdown.clone()));
+        tasks.spawn(reconcile_loop(broker.clone(), push, shutdown.clone()));
         tasks.spawn(controller::run(
             metadata.clone(),
             cluster.clone(),
@@ -263,6 +272,7 @@ fn mesh_config(config: &NodeConfig) -> MeshConfig {
         max_frame_bytes: config.max_request_bytes,
         generation,
         seed: generation,
+        push: Some(crate::push::mesh_config()),
         ..MeshConfig::default()
     }
 }
@@ -434,7 +444,7 @@ async fn retention_loop(broker: Broker, shutdown: CancellationToken) {
 }
 
 /// Applies every new metadata image to the local partition logs.
-async fn reconcile_loop(broker: Broker, shutdown: CancellationToken) {
+async fn reconcile_loop(broker: Broker, push: Push, shutdown: CancellationToken) {
     let mut images = broker.metadata().subscribe();
     loop {
         tokio::select! {
@@ -446,5 +456,6 @@ async fn reconcile_loop(broker: Broker, shutdown: CancellationToken) {
             tracing::error!(error = %e, "cannot apply metadata to partition logs");
         }
         attach_offsets(&broker).await;
+        push.attach(&broker);
     }
 }
