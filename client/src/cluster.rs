@@ -299,6 +299,17 @@ impl Client {
         }))
     }
 
+    /// Sends a push subscriber's poll `frame` to `peer` over the mesh (see
+    /// [`crate::subscription`]); fails over Kafka TCP, which has no push.
+    pub async fn push_poll(&self, peer: &str, frame: bytes::Bytes) -> Result<bytes::Bytes> {
+        match &self.inner.mesh {
+            Some(mesh) => mesh.push_poll(peer, frame).await,
+            None => Err(Error::Config(
+                "push subscription needs the mesh transport (a multiaddr or mdns bootstrap)".into(),
+            )),
+        }
+    }
+
     /// The current routes (no I/O).
     pub fn routes(&self) -> NodeRoutes {
         lock(&self.inner.routes).clone()

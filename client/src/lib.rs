@@ -15,6 +15,8 @@
 //! - [`producer`]: [`Producer`] — partitioner (Kafka's murmur2, sticky), accumulator, sequence
 //!   numbers for idempotence, and the sender task.
 //! - [`consumer`]: [`Consumer`] — assignment, seek, long-poll fetch, simple group offsets.
+//! - [`subscription`]: [`Subscription`] — push: committed records from the partition leaders
+//!   through the home node, gaps and history backfilled by Fetch (`docs/push.md`).
 //! - [`admin`]: [`Admin`] — create, list, describe and delete topics.
 //! - [`bench`]: the `rafka bench` runners (producer, consumer and end-to-end latency).
 //! - [`config`]: [`ProducerConfig`] and [`ConsumerConfig`] with Kafka's defaults.
@@ -72,6 +74,7 @@ pub mod metadata;
 pub mod producer;
 pub mod records;
 pub mod routes;
+pub mod subscription;
 
 pub use admin::{Admin, NewTopic};
 pub use bootstrap::Bootstrap;
@@ -82,5 +85,6 @@ pub use error::{Error, Result};
 pub use metadata::TopicPartition;
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
 pub use records::ConsumerRecord;
+pub use subscription::{StartAt, Subscription, SubscriptionConfig};
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

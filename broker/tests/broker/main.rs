@@ -27,6 +27,7 @@ mod netns_split;
 mod offset_for_leader_epoch;
 mod offsets;
 mod produce_fetch;
+mod push_cluster;
 mod replication_faults;
 mod restart;
 mod topics;

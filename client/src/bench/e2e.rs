@@ -6,6 +6,9 @@
 //! from just before `send` until the consumer has the record; N round trips go into an HDR
 //! histogram. Nothing busy-polls: the consumer waits on its fetch, the producer on its answer.
 //!
+//! With `push`, the receiver is a push [`Subscription`] (from the end of the partition) instead
+//! of a Fetch consumer: the latency is then from `send` until the record arrived by push.
+//!
 //! Producer and consumer have separate clients (separate connections), as in Kafka's tool: a
 //! Kafka broker serves one request per connection at a time, so a produce behind a parked
 //! fetch on one connection would wait for the fetch.
@@ -26,6 +29,8 @@ use crate::consumer::{Consumer, SeekTo};
 use crate::error::{Error, Result};
 use crate::metadata::TopicPartition;
 use crate::producer::{Producer, ProducerRecord};
+use crate::records::ConsumerRecord;
+use crate::subscription::{StartAt, Subscription, SubscriptionConfig};
 
 /// The shortest long-poll wait allowed: anything shorter approaches busy polling.
 pub const MIN_MAX_WAIT: Duration = Duration::from_millis(100);
@@ -53,6 +58,8 @@ pub struct E2eBench {
     pub broker_pid: Option<u32>,
     /// Seed of the payloads.
     pub seed: u64,
+    /// Receive by push subscription instead of Fetch.
+    pub push: bool,
 }
 
 impl Default for E2eBench {
@@ -68,6 +75,7 @@ impl Default for E2eBench {
             report_every: Duration::from_secs(5),
             broker_pid: None,
             seed: 0xe2e,
+            push: false,
         }
     }
 }
@@ -96,15 +104,27 @@ impl E2eBench {
             fetch_min_bytes: 1,
             ..ConsumerConfig::default()
         };
+        let receiver = if self.push {
+            let config = SubscriptionConfig {
+                poll_wait: self.max_wait,
+                ..SubscriptionConfig::default()
+            };
+            let subscription =
+                Subscription::new(consumer.clone(), &[&self.topic], StartAt::End, config).await?;
+            Receiver::Push(subscription)
+        } else {
+            let mut consumer = Consumer::new(consumer.clone(), config)?;
+            consumer.assign([tp.clone()]);
+            consumer.seek(&tp, SeekTo::End)?;
+            Receiver::Fetch(consumer)
+        };
         let mut trips = RoundTrips {
             producer: Producer::new(producer.clone(), self.producer.clone())?,
-            consumer: Consumer::new(consumer.clone(), config)?,
+            receiver,
             tp: tp.clone(),
             values: PayloadPool::new(self.record_size, self.seed),
             timeout: self.timeout,
         };
-        trips.consumer.assign([tp.clone()]);
-        trips.consumer.seek(&tp, SeekTo::End)?;
         trips.position().await?;
         for _ in 0..self.warmup {
             trips.once().await?;
@@ -145,16 +165,39 @@ impl E2eBench {
                 "fetch_max_wait_ms": self.max_wait.as_millis() as u64,
                 "fetch_min_bytes": 1,
                 "warmup": self.warmup,
+                "receiver": if self.push { "push" } else { "fetch" },
             }),
             note.into_iter().collect(),
         ))
     }
 }
 
-/// The producer and the positioned consumer of a run.
+/// What receives the records: a Fetch consumer or a push subscription.
+enum Receiver {
+    Fetch(Consumer),
+    Push(Subscription),
+}
+
+impl Receiver {
+    async fn poll(&mut self, wait: Duration) -> Result<Vec<ConsumerRecord>> {
+        match self {
+            Receiver::Fetch(consumer) => consumer.poll(wait).await,
+            Receiver::Push(subscription) => subscription.poll(wait).await,
+        }
+    }
+
+    fn position(&self, tp: &TopicPartition) -> Option<i64> {
+        match self {
+            Receiver::Fetch(consumer) => consumer.position(tp),
+            Receiver::Push(subscription) => subscription.position(tp),
+        }
+    }
+}
+
+/// The producer and the positioned receiver of a run.
 struct RoundTrips {
     producer: Producer,
-    consumer: Consumer,
+    receiver: Receiver,
     tp: TopicPartition,
     values: PayloadPool,
     timeout: Duration,
@@ -165,14 +208,14 @@ impl RoundTrips {
     /// fetch is then parked at the broker.
     async fn position(&mut self) -> Result<()> {
         let deadline = Instant::now() + self.timeout;
-        while self.consumer.position(&self.tp).is_none() {
+        while self.receiver.position(&self.tp).is_none() {
             if Instant::now() >= deadline {
                 return Err(Error::Config(format!(
                     "no position for {} within {:?}",
                     self.tp, self.timeout
                 )));
             }
-            let records = self.consumer.poll(Duration::from_millis(20)).await?;
+            let records = self.receiver.poll(Duration::from_millis(20)).await?;
             if !records.is_empty() {
                 return Err(Error::Config(format!(
                     "{} received records before any was produced: is something else writing \
@@ -200,7 +243,7 @@ impl RoundTrips {
                     written.offset, self.tp, self.timeout
                 )));
             }
-            let records = self.consumer.poll(wait).await?;
+            let records = self.receiver.poll(wait).await?;
             // With acks=0 the offset is unknown (-1): the next record is the one.
             let wanted = |offset: i64| written.offset < 0 || offset == written.offset;
             if let Some(r) = records.iter().find(|r| wanted(r.offset)) {

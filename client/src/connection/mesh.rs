@@ -201,6 +201,15 @@ mod imp {
             })
         }
 
+        /// Sends a push subscriber's poll frame to `peer` (its home node) and returns the answer.
+        pub async fn push_poll(&self, peer: &str, frame: Bytes) -> Result<Bytes> {
+            let id = parse_peer(peer)?;
+            self.mesh
+                .push_poll(id, frame)
+                .await
+                .map_err(|e| request_error(peer, e))
+        }
+
         /// Stops the mesh peer.
         pub async fn shutdown(&self) {
             self.mesh.shutdown().await;

@@ -4,6 +4,7 @@
 //! - `conformance`: the in-memory test broker (`rafka_client::testing`) against the real broker;
 //! - `cli_fake_tcp`: the `rafka` binary against the test broker over TCP;
 //! - `mesh_fake`: the client over the mesh transport against the test broker;
+//! - `push_node`: push subscription (library and `rafka subscribe`) against a `rafka-node`;
 //! - `node_e2e`, `bench_node`: the library, the CLI and `rafka bench` against a `rafka-node`
 //!   process (`support`).
 
@@ -15,4 +16,6 @@ mod conformance;
 #[cfg(feature = "mesh")]
 mod mesh_fake;
 mod node_e2e;
+#[cfg(feature = "mesh")]
+mod push_node;
 mod support;

@@ -148,7 +148,7 @@ async fn library_round_trip_over_the_mesh() {
     round_trip(Bootstrap::parse(&node.p2p).unwrap()).await;
 }
 
-fn rafka(bootstrap: &[&str], args: &[&str], stdin: &[u8]) -> std::process::Output {
+pub(crate) fn rafka(bootstrap: &[&str], args: &[&str], stdin: &[u8]) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rafka"))
         .args(bootstrap)
         .args(args)

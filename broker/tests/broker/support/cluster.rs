@@ -155,6 +155,14 @@ pub fn signal(node: &NodeProcess, signal: libc::c_int) {
     assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
 }
 
+/// Sends `signal` to another child of this test (a CLI process) by its PID.
+pub fn signal_pid(pid: u32, signal: libc::c_int) {
+    let pid = pid as libc::pid_t;
+    // SAFETY: kill(2) on our own, not yet reaped child's pid; no memory is touched.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+}
+
 /// Waits (up to 30 s) for a node that was signalled to exit; returns whether it exited cleanly.
 pub fn wait_exit(node: &mut NodeProcess) -> bool {
     let deadline = Instant::now() + Duration::from_secs(30);

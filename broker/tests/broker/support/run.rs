@@ -106,6 +106,11 @@ pub fn spawn(mut command: Command, stdin: &[u8]) -> Running {
 }
 
 impl Running {
+    /// The program's process id (to signal it; it is reaped by `wait` or on drop).
+    pub fn pid(&self) -> u32 {
+        self.guard.0.id()
+    }
+
     /// Waits for the program to exit; panics (after killing it) if it has not within `timeout`
     /// of its start.
     pub fn wait(mut self, timeout: Duration) -> Output {

@@ -60,6 +60,8 @@ pub enum Command {
     Produce(commands::produce::ProduceArgs),
     /// Consume records and write them to standard output.
     Consume(commands::consume::ConsumeArgs),
+    /// Receive committed records as the partition leaders push them (mesh bootstrap only).
+    Subscribe(commands::subscribe::SubscribeArgs),
     /// Benchmarks: producer and consumer throughput, end-to-end latency.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -118,6 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(cmd) => commands::topic::run(&client, cmd).await,
         Command::Produce(args) => commands::produce::run(&client, args).await,
         Command::Consume(args) => commands::consume::run(&client, args).await,
+        Command::Subscribe(args) => commands::subscribe::run(&client, args).await,
         Command::Bench(cmd) => commands::bench::run(&client, &config, cmd).await,
         Command::Cluster(args) => commands::cluster::run(&client, args).await,
     };

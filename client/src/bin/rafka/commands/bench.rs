@@ -163,6 +163,10 @@ pub struct E2eArgs {
     /// Seed of the payloads.
     #[arg(long, default_value_t = 0xe2e)]
     pub seed: u64,
+    /// Receive by push subscription (`rafka subscribe`'s path) instead of a Fetch consumer; the
+    /// long-poll wait is then the push poll's.
+    #[arg(long)]
+    pub push: bool,
     #[command(flatten)]
     pub output: Output,
 }
@@ -261,6 +265,7 @@ impl E2eArgs {
             report_every: self.output.every(),
             broker_pid: self.output.broker_pid,
             seed: self.seed,
+            push: self.push,
         })
     }
 }

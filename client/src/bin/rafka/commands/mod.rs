@@ -4,4 +4,5 @@ pub mod bench;
 pub mod cluster;
 pub mod consume;
 pub mod produce;
+pub mod subscribe;
 pub mod topic;
