@@ -8,7 +8,7 @@ use libp2p::{Multiaddr, PeerId, identity::Keypair};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::event_loop::{Command, EventLoop, PushCommand, PushOutlets};
-use crate::push::{InboundPushPoll, PushDelivery, PushValidator};
+use crate::push::{InboundPushPoll, Listened, PushDelivery, PushValidator};
 use crate::view::MembershipView;
 use crate::{MeshConfig, MeshError};
 
@@ -60,6 +60,7 @@ pub struct Mesh {
     commands: mpsc::Sender<Command>,
     local_peer_id: PeerId,
     view: watch::Receiver<Arc<MembershipView>>,
+    push_listened: Listened,
 }
 
 impl Mesh {
@@ -72,9 +73,11 @@ impl Mesh {
         let (raft_tx, raft) = mpsc::channel(INBOUND_QUEUE);
         let (push_tx, push) = mpsc::channel(INBOUND_QUEUE);
         let (poll_tx, push_polls) = mpsc::channel(INBOUND_QUEUE);
+        let push_listened = Listened::default();
         let outlets = PushOutlets {
             deliveries: push_tx,
             polls: poll_tx,
+            listened: push_listened.clone(),
         };
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (view_tx, view) = watch::channel(Arc::new(MembershipView::default()));
@@ -86,6 +89,7 @@ impl Mesh {
             commands,
             local_peer_id,
             view,
+            push_listened,
         };
         let listening = mesh.call(|reply| Command::WaitListening { reply });
         match tokio::time::timeout(LISTEN_TIMEOUT, listening).await {
@@ -213,6 +217,12 @@ impl Mesh {
         let topic = topic.to_string();
         self.call(|reply| Command::Push(PushCommand::Publish { topic, data, reply }))
             .await?
+    }
+
+    /// True if some connected node subscribes to push gossip topic `topic` (no round trip to
+    /// the swarm task).
+    pub fn push_listened(&self, topic: &str) -> bool {
+        self.push_listened.contains(topic)
     }
 
     /// Installs the judge of inbound push gossip (until then every message is ignored).

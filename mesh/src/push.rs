@@ -87,6 +87,33 @@ impl PushValidator for IgnoreAll {
 /// A shared validator.
 pub type SharedValidator = Arc<dyn PushValidator>;
 
+/// The push gossip topics some connected node subscribes to, kept by the swarm task and read
+/// without a round trip to it (a leader skips announcing what nobody would receive).
+#[derive(Clone, Debug, Default)]
+pub struct Listened(Arc<std::sync::RwLock<std::collections::HashSet<String>>>);
+
+impl Listened {
+    /// True if some connected node subscribes to `topic`.
+    pub fn contains(&self, topic: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(topic)
+    }
+
+    pub(crate) fn set(&self, topic: &str, listened: bool) {
+        let mut topics = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if listened {
+            topics.insert(topic.to_string());
+        } else {
+            topics.remove(topic);
+        }
+    }
+}
+
 /// An accepted gossip message, for the broker.
 #[derive(Debug, Clone)]
 pub struct PushDelivery {

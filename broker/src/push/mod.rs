@@ -88,6 +88,18 @@ impl Push {
             .attach(&broker.partitions().leaders(None), self);
     }
 
+    /// True if anyone would receive what is published for topic `topic_id`: a session of this
+    /// node, or a node subscribed to its gossip topic. A leader announces nothing otherwise
+    /// (a subscriber that arrives later learns of what it missed from the next notice or
+    /// summary, and fetches it).
+    pub(crate) fn wanted(&self, topic_id: &[u8; 16]) -> bool {
+        self.inner.sessions.wants(topic_id)
+            || self
+                .inner
+                .mesh
+                .push_listened(&format::gossip_topic(*topic_id))
+    }
+
     /// Publishes `message` on the gossip topic of `topic_id` and hands it to this node's own
     /// subscribers (gossip never delivers a node's own messages back to it).
     pub(crate) async fn publish(&self, topic_id: [u8; 16], message: Bytes) {
@@ -199,6 +211,9 @@ impl Push {
                 });
         }
         for (topic_id, entries) in by_topic {
+            if !self.wanted(&topic_id) {
+                continue;
+            }
             let message = format::Summary { entries }.encode();
             metrics::push_summary(message.len());
             self.publish(topic_id, message).await;

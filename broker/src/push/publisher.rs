@@ -77,6 +77,10 @@ async fn publish(leader: Arc<NodeLeader>, push: Push) {
         if end <= from {
             continue;
         }
+        if !push.wanted(&partition.topic_id) {
+            from = end;
+            continue;
+        }
         let reading = leader.clone();
         let read = tokio::task::spawn_blocking(move || {
             reading.read(Reader::Consumer, Offset(from), INLINE_MAX_BYTES)

@@ -87,6 +87,11 @@ impl Sessions {
         }
     }
 
+    /// True if some session wants topic `topic_id`.
+    pub fn wants(&self, topic_id: &[u8; 16]) -> bool {
+        self.lock().values().any(|s| s.topics.contains(topic_id))
+    }
+
     /// Forgets sessions not polled for the idle time.
     pub fn expire(&self, now: Instant) {
         let idle = self.limits.idle;

@@ -44,6 +44,11 @@ impl EventLoop {
                 }
                 self.data_peer_found(peer_id);
             }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => self.push_peer_gone(peer_id),
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
                 error,

@@ -2,7 +2,7 @@
 //! validator before they go further, subscribers' polls handed to the broker, this peer's own
 //! polls, and a node's data-plane connections to the other live members (gossip needs them).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,7 +16,7 @@ use super::{EventLoop, Reply, Waiter};
 use crate::MeshError;
 use crate::membership::MemberStatus;
 use crate::metrics;
-use crate::push::{IgnoreAll, InboundPushPoll, PushDelivery, SharedValidator, Verdict};
+use crate::push::{IgnoreAll, InboundPushPoll, Listened, PushDelivery, SharedValidator, Verdict};
 
 /// How often a node dials a live member it has no data-plane connection to.
 const REDIAL_EVERY: Duration = Duration::from_secs(5);
@@ -26,6 +26,7 @@ const REDIAL_EVERY: Duration = Duration::from_secs(5);
 pub(crate) struct PushOutlets {
     pub(crate) deliveries: mpsc::Sender<PushDelivery>,
     pub(crate) polls: mpsc::Sender<InboundPushPoll>,
+    pub(crate) listened: Listened,
 }
 
 /// Push's share of the event loop's state.
@@ -34,6 +35,8 @@ pub(super) struct PushState {
     outlets: PushOutlets,
     pending_polls: HashMap<OutboundRequestId, Waiter<Bytes>>,
     dialed: HashMap<PeerId, Instant>,
+    /// Who subscribes to each gossip topic, among connected nodes.
+    subscribers: HashMap<String, HashSet<PeerId>>,
 }
 
 impl PushState {
@@ -43,6 +46,7 @@ impl PushState {
             outlets,
             pending_polls: HashMap::new(),
             dialed: HashMap::new(),
+            subscribers: HashMap::new(),
         }
     }
 }
@@ -134,13 +138,21 @@ impl EventLoop {
     }
 
     pub(super) fn handle_push_gossip(&mut self, event: gossipsub::Event) {
-        let gossipsub::Event::Message {
-            propagation_source,
-            message_id,
-            message,
-        } = event
-        else {
-            return;
+        let (propagation_source, message_id, message) = match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => (propagation_source, message_id, message),
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                self.push_subscriber(peer_id, topic.as_str(), true);
+                return;
+            }
+            gossipsub::Event::Unsubscribed { peer_id, topic } => {
+                self.push_subscriber(peer_id, topic.as_str(), false);
+                return;
+            }
+            _ => return,
         };
         let verdict = match message.source {
             Some(author) => {
@@ -174,6 +186,35 @@ impl EventLoop {
         };
         if self.push.outlets.deliveries.try_send(delivery).is_err() {
             metrics::push_delivery_dropped();
+        }
+    }
+
+    /// Records that `peer` joined or left gossip topic `topic`.
+    fn push_subscriber(&mut self, peer: PeerId, topic: &str, joined: bool) {
+        let peers = self.push.subscribers.entry(topic.to_string()).or_default();
+        if joined {
+            peers.insert(peer);
+        } else {
+            peers.remove(&peer);
+        }
+        let listened = !peers.is_empty();
+        if !listened {
+            self.push.subscribers.remove(topic);
+        }
+        self.push.outlets.listened.set(topic, listened);
+    }
+
+    /// A node's last data-plane connection closed: it subscribes to nothing here any more.
+    pub(super) fn push_peer_gone(&mut self, peer: PeerId) {
+        let topics: Vec<String> = self
+            .push
+            .subscribers
+            .iter()
+            .filter(|(_, peers)| peers.contains(&peer))
+            .map(|(topic, _)| topic.clone())
+            .collect();
+        for topic in topics {
+            self.push_subscriber(peer, &topic, false);
         }
     }
 
