@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::NodeConfig;
 use crate::cluster::Cluster;
 use crate::endpoint::Endpoint;
-use crate::group::GroupOffsets;
+use crate::group::Groups;
 use crate::ids::BrokerEpoch;
 use crate::metadata::{Metadata, MetadataImage, NodeId, TopicDefaults};
 use crate::partition::NodePartitions;
@@ -53,8 +53,8 @@ pub struct BrokerParts {
     pub store: Store,
     /// Every partition replica on this node, leading or following.
     pub partitions: NodePartitions,
-    /// Committed group offsets.
-    pub groups: GroupOffsets,
+    /// The group coordinator.
+    pub groups: Groups,
     /// Producer id allocation.
     pub producer_ids: ProducerIds,
     /// Liveness of nodes.
@@ -121,8 +121,8 @@ impl Broker {
         &self.inner.parts.partitions
     }
 
-    /// Committed group offsets.
-    pub fn groups(&self) -> &GroupOffsets {
+    /// The group coordinator (groups and committed offsets of the offsets partitions led here).
+    pub fn groups(&self) -> &Groups {
         &self.inner.parts.groups
     }
 

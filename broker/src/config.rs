@@ -105,9 +105,30 @@ pub struct NodeArgs {
     /// Partitions of the internal group-offsets topic (fixed once created). [default: 8]
     #[arg(long, env = "RAFKA_OFFSETS_TOPIC_PARTITIONS", value_name = "N")]
     pub offsets_topic_partitions: Option<i32>,
-    /// Replicas of the internal group-offsets topic, at most the nodes alive when it is created. [default: 3]
+    /// Replicas of the internal group-offsets topic (at most the nodes registered in the cluster); it is created only once that many nodes are alive (KIP-115). [default: 3]
     #[arg(long, env = "RAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", value_name = "N")]
     pub offsets_topic_replication_factor: Option<i16>,
+    /// How long a new or empty group waits for more members before its first rebalance
+    /// completes (Kafka's group.initial.rebalance.delay.ms). [default: 3000]
+    #[arg(
+        long,
+        env = "RAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        value_name = "MS"
+    )]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Smallest session timeout a group member may ask for. [default: 6000]
+    #[arg(long, env = "RAFKA_GROUP_MIN_SESSION_TIMEOUT_MS", value_name = "MS")]
+    pub group_min_session_timeout_ms: Option<u64>,
+    /// Largest session timeout a group member may ask for. [default: 1800000]
+    #[arg(long, env = "RAFKA_GROUP_MAX_SESSION_TIMEOUT_MS", value_name = "MS")]
+    pub group_max_session_timeout_ms: Option<u64>,
+    /// Members of one group at most (GROUP_MAX_SIZE_REACHED beyond). [default: 2147483647]
+    #[arg(long, env = "RAFKA_GROUP_MAX_SIZE", value_name = "N")]
+    pub group_max_size: Option<u32>,
+    /// How long committed offsets are kept once their group is empty (or, for groups that never
+    /// had members, after their commit), in minutes. [default: 10080]
+    #[arg(long, env = "RAFKA_OFFSETS_RETENTION_MINUTES", value_name = "MINUTES")]
+    pub offsets_retention_minutes: Option<u64>,
     /// Highest cluster feature level this node says it supports (at most this release's). The
     /// cluster's level rises only to what every node supports, so during a rolling upgrade this
     /// keeps the level, and with it the way back to the previous release, until it is removed.
@@ -166,8 +187,18 @@ pub struct NodeConfig {
     pub retention_check_interval_ms: u64,
     /// Partitions of `__consumer_offsets`.
     pub offsets_topic_partitions: i32,
-    /// Replicas of `__consumer_offsets` (capped at the live nodes).
+    /// Replicas of `__consumer_offsets` (at most the registered nodes).
     pub offsets_topic_replication_factor: i16,
+    /// `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: u64,
+    /// `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: u64,
+    /// `group.max.size`.
+    pub group_max_size: u32,
+    /// `offsets.retention.minutes`.
+    pub offsets_retention_minutes: u64,
     /// Highest feature level this node supports (`None`: the release's highest).
     pub max_feature_level: Option<u16>,
 }
@@ -199,6 +230,11 @@ impl Default for NodeConfig {
             retention_check_interval_ms: 30_000,
             offsets_topic_partitions: 8,
             offsets_topic_replication_factor: 3,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: i32::MAX as u32,
+            offsets_retention_minutes: 7 * 24 * 60,
             max_feature_level: None,
         }
     }
@@ -255,6 +291,11 @@ impl NodeConfig {
             retention_check_interval_ms,
             offsets_topic_partitions,
             offsets_topic_replication_factor,
+            group_initial_rebalance_delay_ms,
+            group_min_session_timeout_ms,
+            group_max_session_timeout_ms,
+            group_max_size,
+            offsets_retention_minutes,
         );
         config.validate()?;
         Ok(config)
@@ -304,6 +345,18 @@ impl NodeConfig {
             if value < 1 {
                 return Err(invalid(key, format!("{value} is below 1")));
             }
+        }
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return Err(invalid(
+                "group_min_session_timeout_ms",
+                "must not exceed group_max_session_timeout_ms".into(),
+            ));
+        }
+        if self.group_max_size < 1 || self.offsets_retention_minutes < 1 {
+            return Err(invalid(
+                "group_max_size",
+                "group_max_size and offsets_retention_minutes must be at least 1".into(),
+            ));
         }
         if self.replica_lag_time_max_ms < 100 {
             return Err(invalid(
@@ -378,6 +431,19 @@ impl NodeConfig {
     /// How long a follower may lag before it leaves the ISR.
     pub fn replica_lag_time_max(&self) -> Duration {
         Duration::from_millis(self.replica_lag_time_max_ms)
+    }
+
+    /// The group coordinator's settings.
+    pub fn group_config(&self) -> crate::group::core::GroupConfig {
+        crate::group::core::GroupConfig {
+            min_session_timeout: Duration::from_millis(self.group_min_session_timeout_ms),
+            max_session_timeout: Duration::from_millis(self.group_max_session_timeout_ms),
+            initial_rebalance_delay: Duration::from_millis(self.group_initial_rebalance_delay_ms),
+            max_group_size: usize::try_from(self.group_max_size).unwrap_or(usize::MAX),
+            offsets_retention: Duration::from_secs(
+                self.offsets_retention_minutes.saturating_mul(60),
+            ),
+        }
     }
 
     /// The retention check period.

@@ -116,3 +116,20 @@ pub fn push_session_dropped() {
 pub fn push_sessions(count: usize) {
     metrics::gauge!(PUSH_SESSIONS).set(count as f64);
 }
+
+/// Gauge: consumer groups this node coordinates, by state.
+pub const GROUPS: &str = "rafka_groups";
+/// Gauge: members of the groups this node coordinates.
+pub const GROUP_MEMBERS: &str = "rafka_group_members";
+/// Counter: rebalances started by this node's coordinator.
+pub const GROUP_REBALANCES: &str = "rafka_group_rebalances_total";
+/// Histogram: OffsetCommit latency on the coordinator (validation, acks=all append, apply), by
+/// outcome.
+pub const GROUP_COMMIT_SECONDS: &str = "rafka_group_commit_seconds";
+/// Gauge: consumer lag (high watermark minus committed offset) per group and partition, as the
+/// coordinator computes it for partitions this node holds a replica of.
+pub const GROUP_LAG: &str = "rafka_group_lag";
+/// At most this many lag series are published (the rest are left out and counted here).
+pub const GROUP_LAG_SERIES_MAX: usize = 10_000;
+/// Gauge: lag series left out because of [`GROUP_LAG_SERIES_MAX`].
+pub const GROUP_LAG_SERIES_DROPPED: &str = "rafka_group_lag_series_dropped";

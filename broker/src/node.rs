@@ -21,7 +21,7 @@ use crate::broker::{BrokerParts, LocalNode, topic_defaults};
 use crate::cluster::transport::MeshRaftTransport;
 use crate::cluster::{self, Cluster, controller, formation, gossip};
 use crate::error::NodeError;
-use crate::group::{GroupOffsets, OFFSETS_TOPIC};
+use crate::group::{Groups, GroupsEnv, OFFSETS_TOPIC};
 use crate::ids::BrokerEpoch;
 use crate::metadata::raft::{RaftConfig, RaftNode};
 use crate::metadata::{
@@ -139,7 +139,13 @@ impl Node {
             shutdown.child_token(),
         );
         partitions.reconcile(&metadata.image()).await?;
-        let groups = GroupOffsets::new(config.offsets_topic_partitions);
+        let groups = Groups::start(
+            config.group_config(),
+            config.offsets_topic_partitions,
+            format!("{}.{}", node_id.0, broker_epoch.0),
+            groups_env(&metadata, &store),
+            shutdown.child_token(),
+        );
         let producer_ids = ProducerIds::new(metadata.clone());
         let parts = BrokerParts {
             metadata: metadata.clone(),
@@ -400,28 +406,34 @@ fn local_addr(
     })
 }
 
-/// Serves the offsets partitions this node leads (replaying each newly led one, or one led
-/// again in a new leader epoch) and stops serving those it no longer leads.
+/// Serves the groups of the offsets partitions this node leads (replaying each newly led one,
+/// or one led again in a new leader epoch) and stops serving those it no longer leads.
 async fn attach_offsets(broker: &Broker) {
     let image = broker.image();
-    let Some(topic) = image.topic(OFFSETS_TOPIC) else {
-        return;
+    let led = match image.topic(OFFSETS_TOPIC) {
+        Some(topic) => broker.partitions().leaders(Some(topic.id)),
+        None => Vec::new(),
     };
-    let led = broker.partitions().leaders(Some(topic.id));
-    let groups = broker.groups();
-    for (index, epoch) in groups.attached() {
-        let still = led.iter().any(|leader| {
-            leader.topic_partition().partition == index && leader.leader_epoch() == epoch
-        });
-        if !still {
-            groups.detach(index).await;
-        }
-    }
-    for leader in led {
-        let index = leader.topic_partition().partition;
-        if let Err(e) = groups.attach(index, leader).await {
-            tracing::error!(partition = index, error = %e, "cannot load group offsets");
-        }
+    broker.groups().follow_leadership(led).await;
+}
+
+/// What the group coordinator reads from the rest of the node.
+fn groups_env(metadata: &Metadata, store: &Store) -> GroupsEnv {
+    let features = metadata.clone();
+    let images = metadata.clone();
+    let store = store.clone();
+    GroupsEnv {
+        group_records: Box::new(move || features.image().features().enabled(Feature::GroupRecords)),
+        high_watermark: Box::new(move |topic, partition| {
+            let image = images.image();
+            let id = image.topic(topic)?.id;
+            let tp = rafka_store::TopicPartition {
+                topic_id: id,
+                partition,
+            };
+            store.partition(tp).map(|log| log.high_watermark())
+        }),
+        now_ms: Box::new(crate::api::now_ms),
     }
 }
 

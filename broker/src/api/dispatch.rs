@@ -156,10 +156,27 @@ fn route(broker: &Broker, ctx: RequestContext, request: RequestKind) -> Handled 
         RequestKind::FindCoordinator(r) => respond_later(ctx.clone(), async move {
             find_coordinator::handle(&broker, &ctx, r).await
         }),
-        RequestKind::OffsetCommit(r) => respond_later(ctx.clone(), async move {
-            offset_commit::handle(&broker, &ctx, r).await
-        }),
-        RequestKind::OffsetFetch(r) => respond(ctx.clone(), offset_fetch::handle(&broker, &ctx, r)),
+        // The group APIs answer from the coordinator task; a JoinGroup or SyncGroup may be held
+        // for a whole rebalance and a commit waits for its in-sync replicas, so each returns
+        // its response future at once: it holds up nothing but its own response.
+        RequestKind::OffsetCommit(r) => respond_later(ctx, offset_commit::handle(broker, r)),
+        RequestKind::OffsetFetch(r) => {
+            respond_later(ctx.clone(), offset_fetch::handle(broker, ctx, r))
+        }
+        RequestKind::JoinGroup(r) => respond_later(ctx.clone(), join_group::handle(broker, ctx, r)),
+        RequestKind::SyncGroup(r) => respond_later(ctx.clone(), sync_group::handle(broker, ctx, r)),
+        RequestKind::Heartbeat(r) => respond_later(ctx, heartbeat::handle(broker, r)),
+        RequestKind::LeaveGroup(r) => {
+            respond_later(ctx.clone(), leave_group::handle(broker, ctx, r))
+        }
+        RequestKind::DescribeGroups(r) => {
+            respond_later(ctx.clone(), describe_groups::handle(broker, ctx, r))
+        }
+        RequestKind::ListGroups(r) => {
+            respond_later(ctx.clone(), list_groups::handle(broker, ctx, r))
+        }
+        RequestKind::DeleteGroups(r) => respond_later(ctx, delete_groups::handle(broker, r)),
+        RequestKind::OffsetDelete(r) => respond_later(ctx, offset_delete::handle(broker, r)),
         RequestKind::OffsetForLeaderEpoch(r) => {
             respond(ctx, offset_for_leader_epoch::handle(&broker, r))
         }

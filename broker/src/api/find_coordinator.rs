@@ -16,28 +16,45 @@ use crate::metadata::{MetadataError, NodeId};
 const KEY_TYPE_GROUP: i8 = 0;
 
 /// Creates `__consumer_offsets` if no node has yet (an ordinary topic in the metadata log, with
-/// retention off: commits are kept until superseded).
+/// retention off: superseded records are dropped by the coordinator's snapshots), at its
+/// configured replication factor and never smaller (KIP-115): until that many nodes are alive
+/// it is not created, and FindCoordinator answers COORDINATOR_NOT_AVAILABLE. A cluster with
+/// fewer registered nodes than the factor uses every node it has.
 pub async fn ensure_offsets_topic(broker: &Broker) {
-    if broker.image().topic(OFFSETS_TOPIC).is_some() {
+    let image = broker.image();
+    if image.topic(OFFSETS_TOPIC).is_some() {
+        return;
+    }
+    let factor = offsets_replication_factor(broker);
+    let live = broker.cluster().live_nodes(&image).len();
+    if live < usize::try_from(factor).unwrap_or(usize::MAX) {
+        tracing::info!(
+            live,
+            replication_factor = factor,
+            "not creating the group offsets topic until enough nodes are alive"
+        );
         return;
     }
     let topic = NewTopic {
         name: OFFSETS_TOPIC.to_string(),
         partitions: Some(broker.config().offsets_topic_partitions),
-        // As many replicas as asked for and alive (Kafka would wait for enough brokers; a mesh
-        // starting one node at a time should not leave groups without a coordinator).
-        replication_factor: Some(offsets_replication_factor(broker)),
+        replication_factor: Some(factor),
         configs: BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]),
     };
-    match topics::create(broker, topic).await {
+    match topics::create_internal(broker, topic).await {
         Ok(_) | Err(MetadataError::TopicExists(_)) => {}
         Err(e) => tracing::warn!(error = %e, "cannot create the group offsets topic"),
     }
 }
+
+/// The configured factor, at most the nodes registered in the cluster.
 fn offsets_replication_factor(broker: &Broker) -> i16 {
-    let live = broker.cluster().live_nodes(&broker.image()).len();
-    let live = i16::try_from(live).unwrap_or(i16::MAX).max(1);
-    broker.config().offsets_topic_replication_factor.min(live)
+    let registered = broker.image().nodes.len();
+    let registered = i16::try_from(registered).unwrap_or(i16::MAX).max(1);
+    broker
+        .config()
+        .offsets_topic_replication_factor
+        .min(registered)
 }
 
 const KEY_TYPE_TRANSACTION: i8 = 1;

@@ -6,20 +6,45 @@
 
 mod api_versions;
 mod create_topics;
+mod delete_groups;
 mod delete_topics;
 mod describe_configs;
+mod describe_groups;
 pub mod dispatch;
 mod fetch;
 mod find_coordinator;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
 mod offset_commit;
+mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod sync_group;
 pub mod topics;
 pub mod versions;
 
 pub use dispatch::{ConnectionInfo, Handled, RequestContext, handle_frame};
 pub use produce::now_ms;
+
+/// The client id a request carries (empty if none).
+pub(crate) fn client_id(ctx: &RequestContext) -> String {
+    ctx.header
+        .client_id
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_default()
+}
+
+/// Where a request came from, as Kafka shows a member's host (`/127.0.0.1`).
+pub(crate) fn client_host(ctx: &RequestContext) -> String {
+    match &ctx.connection {
+        ConnectionInfo::Tcp(addr) => format!("/{}", addr.ip()),
+        ConnectionInfo::Mesh(peer) => format!("p2p:{peer}"),
+    }
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rafka_store::StoreError;
 
 use crate::Broker;
-use crate::group::OFFSETS_TOPIC;
+use crate::group::{OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use crate::metadata::{
     MetadataCommand, MetadataError, TopicConfigError, TopicImage, assignment, topic_config,
     validate_topic_name,
@@ -14,7 +14,12 @@ use crate::metadata::{
 
 /// Kafka's internal topics: written only by the broker, never deleted by clients. Other names
 /// starting with `__` are ordinary topics, as in Kafka.
-const INTERNAL_TOPICS: &[&str] = &[OFFSETS_TOPIC, "__transaction_state"];
+pub const INTERNAL_TOPICS: &[&str] = &[OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC];
+
+/// Whether `name` is one of the broker's internal topics.
+pub fn is_internal(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
 
 /// A topic to create.
 #[derive(Debug)]
@@ -29,8 +34,16 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
 }
 
-/// Validates without creating (CreateTopics' `validate_only`).
+/// Validates a client's topic without creating it (CreateTopics' `validate_only`): clients
+/// cannot create the internal topics.
 pub fn validate(broker: &Broker, topic: &NewTopic) -> Result<(), MetadataError> {
+    if is_internal(&topic.name) {
+        return Err(MetadataError::InternalTopic(topic.name.clone()));
+    }
+    validate_new(broker, topic)
+}
+
+fn validate_new(broker: &Broker, topic: &NewTopic) -> Result<(), MetadataError> {
     validate_topic_name(&topic.name)?;
     topic_config::validate(&topic.configs)?;
     validate_log_config(broker, &topic.configs)?;
@@ -77,9 +90,26 @@ fn validate_log_config(
     }
 }
 
-/// Creates a topic and its local partition logs; returns the new topic.
+/// Creates a client's topic and its local partition logs; returns the new topic. Internal
+/// topics are refused ([`create_internal`] is the broker's way).
 pub async fn create(broker: &Broker, topic: NewTopic) -> Result<Arc<TopicImage>, MetadataError> {
     validate(broker, &topic)?;
+    create_validated(broker, topic).await
+}
+
+/// Creates one of the broker's internal topics.
+pub async fn create_internal(
+    broker: &Broker,
+    topic: NewTopic,
+) -> Result<Arc<TopicImage>, MetadataError> {
+    validate_new(broker, &topic)?;
+    create_validated(broker, topic).await
+}
+
+async fn create_validated(
+    broker: &Broker,
+    topic: NewTopic,
+) -> Result<Arc<TopicImage>, MetadataError> {
     let image = broker.image();
     let live: Vec<_> = broker.cluster().live_nodes(&image).into_iter().collect();
     let partitions = topic.partitions.unwrap_or(broker.config().num_partitions);
@@ -91,7 +121,7 @@ pub async fn create(broker: &Broker, topic: NewTopic) -> Result<Arc<TopicImage>,
         topic_id: uuid::Uuid::new_v4(),
         assignments: assignment::assign(&image, &live, partitions, factor)?,
         configs: topic.configs,
-        internal: INTERNAL_TOPICS.contains(&topic.name.as_str()),
+        internal: is_internal(&topic.name),
     };
     broker.metadata().propose(command).await?;
     reconcile(broker).await?;

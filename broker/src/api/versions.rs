@@ -54,6 +54,47 @@ pub const SERVED: &[Served] = &[
         max: 5,
     },
     Served {
+        key: ApiKey::JoinGroup,
+        min: 0,
+        max: 9,
+    },
+    Served {
+        key: ApiKey::SyncGroup,
+        min: 0,
+        max: 5,
+    },
+    Served {
+        key: ApiKey::Heartbeat,
+        min: 0,
+        max: 4,
+    },
+    Served {
+        key: ApiKey::LeaveGroup,
+        min: 0,
+        max: 5,
+    },
+    // v6 answers GROUP_ID_NOT_FOUND for unknown groups instead of describing them as Dead.
+    Served {
+        key: ApiKey::DescribeGroups,
+        min: 0,
+        max: 5,
+    },
+    Served {
+        key: ApiKey::ListGroups,
+        min: 0,
+        max: 5,
+    },
+    Served {
+        key: ApiKey::DeleteGroups,
+        min: 0,
+        max: 2,
+    },
+    Served {
+        key: ApiKey::OffsetDelete,
+        min: 0,
+        max: 0,
+    },
+    Served {
         key: ApiKey::ApiVersions,
         min: 0,
         max: 4,

@@ -43,7 +43,7 @@ impl fmt::Display for FeatureLevel {
 }
 
 /// The highest level this build supports (and decodes).
-pub const LATEST: FeatureLevel = FeatureLevel(1);
+pub const LATEST: FeatureLevel = FeatureLevel(2);
 
 /// The levels this build can run at.
 pub const SUPPORTED: LevelRange = LevelRange {
@@ -59,16 +59,22 @@ pub enum Feature {
     /// commands added since level 0 travel as [`GatedCommand`]s, and snapshots of the image use
     /// format 2 (stamped with the finalized level, fields by name).
     VersionedMetadata,
+    /// Level 2: `__consumer_offsets` holds Kafka's record layout (offset commit keys v1 and
+    /// values v3, group metadata keys v2 and values v3), so group membership fails over with
+    /// the partition. Before it, offsets are written in the legacy layout and group metadata is
+    /// not written at all.
+    GroupRecords,
 }
 
 impl Feature {
     /// Every feature, in level order.
-    pub const ALL: &'static [Feature] = &[Feature::VersionedMetadata];
+    pub const ALL: &'static [Feature] = &[Feature::VersionedMetadata, Feature::GroupRecords];
 
     /// The level from which the feature is enabled.
     pub const fn level(self) -> FeatureLevel {
         match self {
             Self::VersionedMetadata => FeatureLevel(1),
+            Self::GroupRecords => FeatureLevel(2),
         }
     }
 
@@ -76,6 +82,7 @@ impl Feature {
     pub const fn name(self) -> &'static str {
         match self {
             Self::VersionedMetadata => "versioned-metadata",
+            Self::GroupRecords => "group-records",
         }
     }
 }
@@ -340,9 +347,9 @@ mod tests {
 
     #[test]
     fn ranges_parse_as_they_print_and_cap() {
-        let range: LevelRange = "0-1".parse().unwrap();
+        let range: LevelRange = "0-2".parse().unwrap();
         assert_eq!(range, SUPPORTED);
-        assert_eq!(range.to_string(), "0-1");
+        assert_eq!(range.to_string(), "0-2");
         for bad in ["", "1", "2-1", "a-b", "0-70000"] {
             assert!(bad.parse::<LevelRange>().is_err(), "{bad:?}");
         }
@@ -505,12 +512,12 @@ mod tests {
         );
         let everyone = gossip(vec![("b", Some(1)), ("c", Some(1)), ("d", None)]);
         let Some(command) = next(&["a", "b"], &everyone) else {
-            panic!("every node supports level 1");
+            panic!("every node supports this build's levels");
         };
         let GatedCommand::FinalizeLevel { level, nodes } = &command else {
             panic!("{command:?}");
         };
-        assert_eq!((*level, nodes.len()), (FeatureLevel(1), 3));
+        assert_eq!((*level, nodes.len()), (LATEST, 3));
         // A metadata-log member that has not registered counts too.
         assert_eq!(next(&["e"], &everyone), None);
         assert!(next(&["d"], &everyone).is_some());

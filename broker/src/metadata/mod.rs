@@ -58,7 +58,10 @@ pub enum MetadataError {
     #[error(transparent)]
     Config(#[from] TopicConfigError),
     /// Internal topics cannot be changed this way.
-    #[error("topic '{0}' is internal")]
+    #[error(
+        "topic '{0}' is internal: only the broker creates, deletes or changes the internal \
+         topics (__consumer_offsets, __transaction_state), with its configured replication"
+    )]
     InternalTopic(String),
     /// The cluster has not been formed yet.
     #[error("the cluster has not been formed")]
