@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the real-client tests use: kcat (librdkafka) from Debian, confluent-kafka
-# (librdkafka) for Python, iproute2 for the network-namespace tests, and cargo-nextest if missing. Idempotent; needs root for apt.
+# (librdkafka) and kafka-python for Python, iproute2 for the network-namespace tests, and cargo-nextest if missing. Idempotent; needs root for apt.
 set -euo pipefail
 
 need_apt=()
@@ -18,6 +18,10 @@ fi
 
 if ! python3 -c 'import confluent_kafka' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check 'confluent-kafka==2.*'
+fi
+
+if ! python3 -c 'import kafka' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check 'kafka-python==3.*'
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -167,7 +167,7 @@ async fn unknown_api_keys_close_the_connection() {
         -1i16,
         999,
         i16::MAX,
-        11, /* JoinGroup: known to Kafka, not served */
+        17, /* SaslHandshake: known to Kafka, not served */
         24,
     ] {
         f.assert_closes(&format!("api key {key}"), &raw_frame(key, 0, &[]))

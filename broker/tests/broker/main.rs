@@ -14,6 +14,7 @@ mod cluster_client;
 mod cluster_processes;
 mod e2e_cli;
 mod fetch;
+mod groups;
 mod heartbeat_under_load;
 mod idempotence;
 mod kafka_clients;

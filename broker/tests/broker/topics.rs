@@ -703,3 +703,37 @@ async fn deleting_a_topic_answers_fetches_parked_on_it() {
     assert!(data.records.unwrap_or_default().is_empty());
     wire::stop(node).await;
 }
+
+#[tokio::test]
+async fn clients_cannot_create_the_internal_topics() {
+    let node = TestNode::start().await;
+    let mut client = node.connect().await;
+    for version in [2, 5, 7] {
+        for name in ["__consumer_offsets", "__transaction_state"] {
+            for validate_only in [false, true] {
+                let results = create(
+                    &mut client,
+                    version,
+                    vec![creatable(name, 1, 1, &[])],
+                    validate_only,
+                )
+                .await;
+                expect_error(&results[0], ResponseError::InvalidRequest, version);
+                let message = results[0].error_message.as_deref().unwrap_or_default();
+                assert!(
+                    message.contains("internal") && message.contains("only the broker"),
+                    "v{version} {name}: the message names the rule: {message}"
+                );
+            }
+            assert_eq!(
+                describe(&mut client, name).await.0,
+                ResponseError::UnknownTopicOrPartition.code(),
+                "{name} was not created"
+            );
+        }
+    }
+    // The broker creates the offsets topic itself, on the first group request.
+    wire::find_coordinator(&mut client, "internal-topic").await;
+    assert_eq!(describe(&mut client, "__consumer_offsets").await.0, 0);
+    wire::stop(node).await;
+}

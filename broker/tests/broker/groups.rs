@@ -1,0 +1,617 @@
+//! Consumer groups with stock clients no one here wrote: confluent-kafka (librdkafka),
+//! kafka-python and kcat `-G` subscribe with a `group.id` against `rafka-node` processes.
+//!
+//! - members of both Python clients split a 6-partition topic (two, then three), never owning a
+//!   partition twice at once; a member that closes (LeaveGroup) or is SIGKILLed (after its
+//!   session timeout) has its partitions taken over;
+//! - a static member (`group.instance.id`) restarted within its session timeout gets its
+//!   partitions back without a rebalance;
+//! - librdkafka's cooperative-sticky assignor moves only what must move (incremental);
+//! - `kcat -G` consumes as a group, and its committed offsets survive a node restart;
+//! - three nodes, replication factor 3: SIGKILL of the group's coordinator while two members
+//!   consume and commit; both go on, every record is consumed at least once, and no committed
+//!   offset goes backwards (watched through OffsetFetch all along).
+//!
+//! Members are `tests/python/group_member.py` processes printing one JSON event per line.
+//! Each test skips with a message when its client is missing, and fails instead when
+//! `RAFKA_REQUIRE_EXTERNAL_CLIENTS=1` (CI).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::{FindCoordinatorRequest, OffsetFetchRequest};
+use kafka_protocol::protocol::StrBytes;
+use serde_json::Value;
+
+use crate::support::cluster::{ProcessCluster, create_topic, kafka_call};
+use crate::support::process::NodeProcess;
+use crate::support::run::{confluent_kafka_available, external_client, kcat_available, probe, run};
+use crate::support::wait_until_blocking;
+
+const PARTITIONS: i32 = 6;
+/// Long enough for a rebalance with librdkafka's backoffs on a loaded 2-core machine.
+const SETTLE: Duration = Duration::from_secs(60);
+const SESSION_MS: &str = "6000";
+
+fn kafka_python_available() -> bool {
+    external_client(
+        "python3 with kafka-python",
+        probe("python3", &["-c", "import kafka"]),
+    )
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/group_member.py")
+}
+
+/// One `group_member.py` process and the events it printed (with when they arrived).
+struct Member {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    events: Arc<Mutex<Vec<(Instant, Value)>>>,
+}
+
+impl Member {
+    fn start(name: &str, bootstrap: &str, group: &str, topic: &str, extra: &[&str]) -> Member {
+        let mut child = Command::new("python3")
+            .arg(script())
+            .args(["--bootstrap", bootstrap, "--group", group, "--topic", topic])
+            .args(["--session-ms", SESSION_MS])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let label = name.to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                    eprintln!("{label}: not JSON: {line}");
+                    continue;
+                };
+                if event["event"] != "record" && event["event"] != "watched" {
+                    eprintln!("{label}: {line}");
+                }
+                sink.lock().unwrap().push((Instant::now(), event));
+            }
+        });
+        let stdin = child.stdin.take();
+        Member {
+            name: name.to_string(),
+            child,
+            stdin,
+            events,
+        }
+    }
+
+    fn events(&self) -> Vec<Value> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    fn of_kind(&self, kind: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == kind)
+            .collect()
+    }
+
+    /// The partitions its last assignment event left it with.
+    fn assignment(&self) -> Vec<i32> {
+        self.of_kind("assignment")
+            .last()
+            .map(|e| partitions(&e["partitions"]))
+            .unwrap_or_default()
+    }
+
+    /// Every (partition, offset) it consumed.
+    fn consumed(&self) -> BTreeSet<(i32, i64)> {
+        self.of_kind("record")
+            .iter()
+            .map(|e| (as_i32(&e["partition"]), e["offset"].as_i64().unwrap()))
+            .collect()
+    }
+
+    fn errors(&self) -> Vec<Value> {
+        self.of_kind("error")
+    }
+
+    /// Asks it to close (a dynamic member sends LeaveGroup) and waits for it to exit.
+    fn close(mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"close\n");
+        }
+        let deadline = Instant::now() + SETTLE;
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{} did not close within {SETTLE:?}", self.name);
+    }
+
+    /// SIGKILL: no LeaveGroup, no last commit.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn as_i32(v: &Value) -> i32 {
+    i32::try_from(v.as_i64().unwrap()).unwrap()
+}
+
+fn partitions(v: &Value) -> Vec<i32> {
+    v.as_array().unwrap().iter().map(as_i32).collect()
+}
+
+/// Waits until `members` own every partition exactly once between them, each at least one.
+fn wait_for_split(members: &[&Member], what: &str) -> Vec<Vec<i32>> {
+    wait_until_blocking(SETTLE, what, || {
+        let owned: Vec<Vec<i32>> = members.iter().map(|m| m.assignment()).collect();
+        let mut all: Vec<i32> = owned.iter().flatten().copied().collect();
+        all.sort_unstable();
+        let whole: Vec<i32> = (0..PARTITIONS).collect();
+        if all == whole && owned.iter().all(|o| !o.is_empty()) {
+            Ok(owned)
+        } else {
+            Err(format!("assignments {owned:?}"))
+        }
+    })
+}
+
+/// Produces `count` records `tag-i` with kcat (keys spread them over the partitions).
+fn produce(bootstrap: &str, topic: &str, tag: &str, count: usize) {
+    let input: String = (0..count).map(|i| format!("{tag}{i}:v{i}\n")).collect();
+    let mut command = Command::new("kcat");
+    command.args(["-b", bootstrap, "-P", "-t", topic, "-K:", "-X", "acks=all"]);
+    run(command, input.as_bytes(), SETTLE).ok();
+}
+
+fn wait_consumed(members: &[&Member], expected: &BTreeSet<(i32, i64)>, what: &str) {
+    wait_until_blocking(SETTLE, what, || {
+        let seen: BTreeSet<(i32, i64)> = members.iter().flat_map(|m| m.consumed()).collect();
+        let missing = expected.difference(&seen).count();
+        if missing == 0 {
+            Ok(())
+        } else {
+            Err(format!("{missing} of {} not consumed yet", expected.len()))
+        }
+    });
+}
+
+/// Every offset below each partition's end, as `(partition, offset)`.
+fn all_offsets(ends: &BTreeMap<i32, i64>) -> BTreeSet<(i32, i64)> {
+    ends.iter()
+        .flat_map(|(p, end)| (0..*end).map(move |o| (*p, o)))
+        .collect()
+}
+
+/// Each partition's high watermark (ListOffsets "latest"), asked of every address given and
+/// taken from the partition's leader; waits until every partition has one.
+fn log_ends(addrs: &[std::net::SocketAddr], topic: &str) -> BTreeMap<i32, i64> {
+    use kafka_protocol::messages::ListOffsetsRequest;
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(kafka_protocol::messages::TopicName(StrBytes::from_string(
+                    topic.to_string(),
+                )))
+                .with_partitions(
+                    (0..PARTITIONS)
+                        .map(|p| {
+                            ListOffsetsPartition::default()
+                                .with_partition_index(p)
+                                .with_timestamp(-1)
+                        })
+                        .collect(),
+                ),
+        ]);
+    wait_until_blocking(SETTLE, "every partition's log end", || {
+        let mut ends = BTreeMap::new();
+        for addr in addrs {
+            let Ok(response) = kafka_call(*addr, &request, 7, Duration::from_secs(10)) else {
+                continue;
+            };
+            for p in &response.topics[0].partitions {
+                if p.error_code == 0 {
+                    ends.insert(p.partition_index, p.offset);
+                }
+            }
+        }
+        if ends.len() == PARTITIONS as usize {
+            Ok(ends)
+        } else {
+            Err(format!("ends of {ends:?} only"))
+        }
+    })
+}
+
+fn create(addr: std::net::SocketAddr, topic: &str) {
+    let (code, message) = create_topic(addr, topic, PARTITIONS, Duration::from_secs(20)).unwrap();
+    assert_eq!(code, 0, "create {topic}: {message:?}");
+}
+
+fn start_node(dir: &std::path::Path) -> NodeProcess {
+    NodeProcess::start(dir, &["--group-initial-rebalance-delay-ms", "500"])
+}
+
+#[test]
+fn process_stock_clients_split_a_topic_and_take_over_from_leavers() {
+    if !confluent_kafka_available() || !kafka_python_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(&dir.path().join("node"));
+    let bootstrap = node.ready.kafka.to_string();
+    create(node.ready.kafka, "g-split");
+    produce(&bootstrap, "g-split", "a", 300);
+
+    let a = Member::start("a (confluent)", &bootstrap, "g-split", "g-split", &[]);
+    wait_for_split(&[&a], "a alone owns every partition");
+    let b = Member::start(
+        "b (kafka-python)",
+        &bootstrap,
+        "g-split",
+        "g-split",
+        &["--client", "kafka-python"],
+    );
+    wait_for_split(&[&a, &b], "a and b split the partitions");
+    let c = Member::start("c (confluent)", &bootstrap, "g-split", "g-split", &[]);
+    let three = wait_for_split(&[&a, &b, &c], "a, b and c split the partitions");
+    assert!(
+        three.iter().all(|o| o.len() == 2),
+        "range splits 6 as 2+2+2: {three:?}"
+    );
+    produce(&bootstrap, "g-split", "b", 300);
+    let expected = all_offsets(&log_ends(&[node.ready.kafka], "g-split"));
+    wait_consumed(&[&a, &b, &c], &expected, "every record consumed");
+
+    c.close();
+    wait_for_split(&[&a, &b], "c left: a and b take its partitions");
+    let killed = Instant::now();
+    b.kill();
+    wait_for_split(
+        &[&a],
+        "b died: a takes everything after b's session timeout",
+    );
+    assert!(
+        killed.elapsed() >= Duration::from_millis(5_000),
+        "taken over after the 6 s session timeout, not before ({:?})",
+        killed.elapsed()
+    );
+    produce(&bootstrap, "g-split", "c", 300);
+    wait_until_blocking(
+        SETTLE,
+        "a consumes the new records of every partition",
+        || {
+            let seen = a.consumed();
+            let ends = log_ends(&[node.ready.kafka], "g-split");
+            let lacking: Vec<i32> = ends
+                .iter()
+                .filter(|(p, end)| !seen.contains(&(**p, **end - 1)))
+                .map(|(p, _)| *p)
+                .collect();
+            if lacking.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "partitions without their last record at a: {lacking:?}"
+                ))
+            }
+        },
+    );
+    assert!(a.errors().is_empty(), "a: {:?}", a.errors());
+    a.close();
+}
+
+#[test]
+fn process_static_member_restart_within_its_session_causes_no_rebalance() {
+    if !confluent_kafka_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(&dir.path().join("node"));
+    let bootstrap = node.ready.kafka.to_string();
+    create(node.ready.kafka, "g-static");
+    let session = ["--session-ms", "30000"];
+    let static_member = |name: &str, instance: &str| {
+        let mut args = vec!["--instance-id", instance];
+        args.extend_from_slice(&session);
+        Member::start(name, &bootstrap, "g-static", "g-static", &args)
+    };
+    let a = static_member("a (static)", "instance-a");
+    let b = static_member("b (static)", "instance-b");
+    let split = wait_for_split(&[&a, &b], "two static members split the partitions");
+    let a_events = a.of_kind("assignment").len();
+
+    b.kill();
+    let b = static_member("b again", "instance-b");
+    let back = wait_until_blocking(SETTLE, "b's restart gets its partitions back", || {
+        let owned = b.assignment();
+        if owned.is_empty() {
+            Err("nothing assigned yet".to_string())
+        } else {
+            Ok(owned)
+        }
+    });
+    assert_eq!(
+        back, split[1],
+        "the restarted static member gets its old partitions"
+    );
+    produce(&bootstrap, "g-static", "s", 200);
+    let expected = all_offsets(&log_ends(&[node.ready.kafka], "g-static"));
+    wait_consumed(&[&a, &b], &expected, "both consume the new records");
+    assert_eq!(
+        a.of_kind("assignment").len(),
+        a_events,
+        "a saw no rebalance: {:?}",
+        a.of_kind("assignment")
+    );
+    assert_eq!(a.assignment(), split[0]);
+    a.close();
+    b.close();
+}
+
+#[test]
+fn process_librdkafka_cooperative_sticky_rebalances_incrementally() {
+    if !confluent_kafka_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(&dir.path().join("node"));
+    let bootstrap = node.ready.kafka.to_string();
+    create(node.ready.kafka, "g-coop");
+    let coop = ["--assignor", "cooperative-sticky"];
+    let a = Member::start("a (cooperative)", &bootstrap, "g-coop", "g-coop", &coop);
+    wait_for_split(&[&a], "a owns every partition");
+    let b = Member::start("b (cooperative)", &bootstrap, "g-coop", "g-coop", &coop);
+    let split = wait_for_split(&[&a, &b], "a and b split the partitions");
+    assert_eq!(split[0].len() + split[1].len(), 6);
+    // a gave up only what moved to b, and never everything at once.
+    let a_moves = a.of_kind("assignment");
+    let revokes: Vec<&Value> = a_moves.iter().filter(|e| e["kind"] == "revoke").collect();
+    assert!(!revokes.is_empty(), "a gave partitions up: {a_moves:?}");
+    for revoke in &revokes {
+        assert!(
+            !partitions(&revoke["partitions"]).is_empty(),
+            "an incremental revoke leaves a partitions: {a_moves:?}"
+        );
+    }
+    let revoked: BTreeSet<i32> = revokes
+        .iter()
+        .flat_map(|e| partitions(&e["changed"]))
+        .collect();
+    let b_owns: BTreeSet<i32> = split[1].iter().copied().collect();
+    assert_eq!(revoked, b_owns, "a revoked exactly what b got");
+    produce(&bootstrap, "g-coop", "k", 200);
+    let expected = all_offsets(&log_ends(&[node.ready.kafka], "g-coop"));
+    wait_consumed(&[&a, &b], &expected, "both consume");
+    a.close();
+    b.close();
+}
+
+/// The committed offset of each partition of `topic` for `group`, from its coordinator.
+fn committed(addr: std::net::SocketAddr, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    let request = OffsetFetchRequest::default()
+        .with_group_id(kafka_protocol::messages::GroupId(StrBytes::from_string(
+            group.to_string(),
+        )))
+        .with_topics(Some(vec![
+            OffsetFetchRequestTopic::default()
+                .with_name(kafka_protocol::messages::TopicName(StrBytes::from_string(
+                    topic.to_string(),
+                )))
+                .with_partition_indexes((0..PARTITIONS).collect()),
+        ]));
+    // Retriable while a coordinator loads its partition or moves.
+    let response = wait_until_blocking(SETTLE, "the group's committed offsets", || {
+        let coordinator = find_coordinator(addr, group);
+        let response = kafka_call(coordinator, &request, 7, Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        match response.error_code {
+            0 => Ok(response),
+            code => Err(format!("OffsetFetch error {code}")),
+        }
+    });
+    response.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.committed_offset))
+        .collect()
+}
+
+/// The Kafka address of `group`'s coordinator, as `addr` answers FindCoordinator.
+fn find_coordinator(addr: std::net::SocketAddr, group: &str) -> std::net::SocketAddr {
+    wait_until_blocking(SETTLE, "a coordinator for the group", || {
+        let request = FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(group.to_string()))
+            .with_key_type(0);
+        let response =
+            kafka_call(addr, &request, 2, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        if response.error_code != 0 {
+            return Err(format!("error {}", response.error_code));
+        }
+        format!("{}:{}", response.host.as_str(), response.port)
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| e.to_string())
+    })
+}
+
+#[test]
+fn process_kcat_consumes_as_a_group_and_commits_survive_a_restart() {
+    if !kcat_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let mut node = start_node(&data);
+    let bootstrap = node.ready.kafka.to_string();
+    create(node.ready.kafka, "g-kcat");
+    produce(&bootstrap, "g-kcat", "k", 120);
+    let kcat_group = |bootstrap: &str| {
+        let mut command = Command::new("kcat");
+        command
+            .args(["-b", bootstrap, "-G", "g-kcat", "g-kcat", "-e", "-q"])
+            .args(["-X", "auto.offset.reset=earliest", "-f", "%p %o\n"]);
+        run(command, b"", SETTLE).ok()
+    };
+    let first = String::from_utf8(kcat_group(&bootstrap)).unwrap();
+    let consumed: BTreeSet<(i32, i64)> = first
+        .lines()
+        .map(|l| {
+            let (p, o) = l.split_once(' ').unwrap();
+            (p.parse().unwrap(), o.parse().unwrap())
+        })
+        .collect();
+    let ends = log_ends(&[node.ready.kafka], "g-kcat");
+    assert_eq!(consumed, all_offsets(&ends), "kcat -G read everything once");
+    let before = committed(node.ready.kafka, "g-kcat", "g-kcat");
+    assert_eq!(before, ends, "kcat committed what it read");
+
+    drop(node);
+    node = NodeProcess::start_on(
+        &data,
+        &bootstrap,
+        &["--group-initial-rebalance-delay-ms", "500"],
+    );
+    assert_eq!(
+        committed(node.ready.kafka, "g-kcat", "g-kcat"),
+        before,
+        "commits survive the restart"
+    );
+    produce(&bootstrap, "g-kcat", "n", 12);
+    let second = String::from_utf8(kcat_group(&bootstrap)).unwrap();
+    assert_eq!(
+        second.lines().count(),
+        12,
+        "only the new records, from the committed offsets: {second}"
+    );
+}
+
+#[test]
+fn process_three_nodes_coordinator_sigkill_members_go_on_and_commits_never_go_back() {
+    if !confluent_kafka_available() || !kcat_available() {
+        return;
+    }
+    let mut cluster = ProcessCluster::start(
+        3,
+        &[
+            "--default-replication-factor",
+            "3",
+            "--min-insync-replicas",
+            "2",
+            "--group-initial-rebalance-delay-ms",
+            "500",
+        ],
+    );
+    let addrs: Vec<std::net::SocketAddr> = (0..3).map(|i| cluster.kafka(i)).collect();
+    let bootstrap = addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    create(addrs[0], "g-failover");
+    produce(&bootstrap, "g-failover", "x", 600);
+    let fast_commits = ["--commit-interval-ms", "200"];
+    let a = Member::start("a", &bootstrap, "g-failover", "g-failover", &fast_commits);
+    let b = Member::start("b", &bootstrap, "g-failover", "g-failover", &fast_commits);
+    wait_for_split(&[&a, &b], "a and b split the partitions");
+    let watch = Member::start(
+        "watcher",
+        &bootstrap,
+        "g-failover",
+        "g-failover",
+        &["--watch", "6"],
+    );
+    let expected = all_offsets(&log_ends(&addrs, "g-failover"));
+    wait_consumed(&[&a, &b], &expected, "the first records consumed");
+    wait_until_blocking(SETTLE, "the watcher sees commits", || {
+        if watch
+            .of_kind("watched")
+            .iter()
+            .any(|e| e["offsets"].as_object().is_some_and(|o| o.len() == 6))
+        {
+            Ok(())
+        } else {
+            Err("no full commit seen".to_string())
+        }
+    });
+
+    let coordinator = find_coordinator(addrs[0], "g-failover");
+    let victim = addrs.iter().position(|a| *a == coordinator).unwrap();
+    eprintln!("killing node {victim}, the coordinator at {coordinator}");
+    cluster.kill(victim);
+    let survivors: Vec<std::net::SocketAddr> =
+        (0..3).filter(|i| *i != victim).map(|i| addrs[i]).collect();
+    let live = survivors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    produce(&live, "g-failover", "y", 600);
+    let ends = log_ends(&survivors, "g-failover");
+    let expected = all_offsets(&ends);
+    wait_consumed(&[&a, &b], &expected, "every record consumed at least once");
+    let moved = find_coordinator(survivors[0], "g-failover");
+    assert_ne!(moved, coordinator, "a new coordinator");
+    wait_until_blocking(
+        SETTLE,
+        "both members own partitions after the failover",
+        || {
+            let (x, y) = (a.assignment(), b.assignment());
+            if !x.is_empty() && !y.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("a {x:?} b {y:?}"))
+            }
+        },
+    );
+    wait_until_blocking(SETTLE, "the commits reach the log ends", || {
+        let now = committed(survivors[0], "g-failover", "g-failover");
+        if now == ends {
+            Ok(())
+        } else {
+            Err(format!("committed {now:?}, ends {ends:?}"))
+        }
+    });
+    // No committed offset ever went backwards, as the watcher saw them all along.
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    for event in watch.of_kind("watched") {
+        for (p, offset) in event["offsets"].as_object().unwrap() {
+            let offset = offset.as_i64().unwrap();
+            let previous = last.insert(p.clone(), offset).unwrap_or(-1);
+            assert!(
+                offset >= previous,
+                "partition {p}: committed offset went back from {previous} to {offset}"
+            );
+        }
+    }
+    watch.close();
+    a.close();
+    b.close();
+}
