@@ -615,3 +615,152 @@ fn process_three_nodes_coordinator_sigkill_members_go_on_and_commits_never_go_ba
     a.close();
     b.close();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark (ignored; docs/benchmarks.md has the command): 1,000 groups of one member each.
+
+/// (resident bytes, CPU seconds) of a process, from /proc.
+fn usage(pid: u32) -> (u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which ends with ')'): utime and stime are the 12th and 13th.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    #[allow(unsafe_code)]
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (rss_kb * 1024, ticks / per_second)
+}
+
+/// One member of group `group` through JoinGroup (twice: KIP-394), SyncGroup and a commit, over
+/// `client`; returns its member id and generation.
+async fn join_alone(client: &mut crate::support::raw::RawClient, group: &str) -> (String, i32) {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    use kafka_protocol::messages::{GroupId, JoinGroupRequest, SyncGroupRequest};
+    let group_id = GroupId(StrBytes::from_string(group.to_string()));
+    let join = |member: StrBytes| {
+        JoinGroupRequest::default()
+            .with_group_id(group_id.clone())
+            .with_session_timeout_ms(30_000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_member_id(member)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![
+                JoinGroupRequestProtocol::default()
+                    .with_name(StrBytes::from_static_str("range"))
+                    .with_metadata(bytes::Bytes::from_static(b"subscription")),
+            ])
+    };
+    let first = client.send(&join(StrBytes::default()), 7).await;
+    assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
+    let joined = client.send(&join(first.member_id.clone()), 7).await;
+    assert_eq!(joined.error_code, 0);
+    let sync = SyncGroupRequest::default()
+        .with_group_id(group_id)
+        .with_generation_id(joined.generation_id)
+        .with_member_id(joined.member_id.clone())
+        .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+        .with_protocol_name(joined.protocol_name.clone())
+        .with_assignments(vec![
+            SyncGroupRequestAssignment::default()
+                .with_member_id(joined.member_id.clone())
+                .with_assignment(bytes::Bytes::from_static(b"assignment")),
+        ]);
+    let synced = client.send(&sync, 5).await;
+    assert_eq!(synced.error_code, 0);
+    (joined.member_id.to_string(), joined.generation_id)
+}
+
+#[test]
+#[ignore = "benchmark: run by hand (docs/benchmarks.md)"]
+fn bench_thousand_single_member_groups() {
+    use kafka_protocol::messages::{GroupId, HeartbeatRequest};
+    const GROUPS: usize = 1000;
+    const CONNECTIONS: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(
+        &dir.path().join("node"),
+        &["--group-initial-rebalance-delay-ms", "0"],
+    );
+    let pid = node.child.id();
+    let addr = node.ready.kafka;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // The offsets topic exists before anything is measured.
+        let mut client = crate::support::raw::RawClient::connect(addr).await;
+        join_alone(&mut client, "bench-warmup").await;
+        let (rss_before, cpu_before) = usage(pid);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..CONNECTIONS {
+            tasks.push(tokio::spawn(async move {
+                let mut client = crate::support::raw::RawClient::connect(addr).await;
+                let mut members = Vec::new();
+                for g in (c..GROUPS).step_by(CONNECTIONS) {
+                    let group = format!("bench-group-{g}");
+                    let (member, generation) = join_alone(&mut client, &group).await;
+                    members.push((group, member, generation));
+                }
+                (client, members)
+            }));
+        }
+        let mut joined = Vec::new();
+        for task in tasks {
+            joined.push(task.await.unwrap());
+        }
+        let join_time = started.elapsed();
+        let (rss_joined, cpu_joined) = usage(pid);
+        eprintln!(
+            "BENCH {GROUPS} groups joined and synced in {join_time:?} over {CONNECTIONS} connections: \
+             node CPU {:.2} s, RSS {:.1} MiB -> {:.1} MiB (+{:.1} KiB per group)",
+            cpu_joined - cpu_before,
+            rss_before as f64 / 1048576.0,
+            rss_joined as f64 / 1048576.0,
+            (rss_joined.saturating_sub(rss_before)) as f64 / 1024.0 / GROUPS as f64
+        );
+        // Steady state: every member heartbeats every 3 s (Kafka's default interval) for 30 s.
+        let steady = Duration::from_secs(30);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for (mut client, members) in joined {
+            tasks.push(tokio::spawn(async move {
+                let mut beats = 0u64;
+                while started.elapsed() < steady {
+                    let round = Instant::now();
+                    for (group, member, generation) in &members {
+                        let request = HeartbeatRequest::default()
+                            .with_group_id(GroupId(StrBytes::from_string(group.clone())))
+                            .with_generation_id(*generation)
+                            .with_member_id(StrBytes::from_string(member.clone()));
+                        let response = client.send(&request, 4).await;
+                        assert_eq!(response.error_code, 0, "{group}");
+                        beats += 1;
+                    }
+                    tokio::time::sleep(Duration::from_secs(3).saturating_sub(round.elapsed()))
+                        .await;
+                }
+                beats
+            }));
+        }
+        let mut beats = 0;
+        for task in tasks {
+            beats += task.await.unwrap();
+        }
+        let (rss_after, cpu_after) = usage(pid);
+        eprintln!(
+            "BENCH steady {steady:?}: {beats} heartbeats ({:.0}/s), node CPU {:.2} s ({:.1}% of one core), RSS {:.1} MiB",
+            beats as f64 / started.elapsed().as_secs_f64(),
+            cpu_after - cpu_joined,
+            100.0 * (cpu_after - cpu_joined) / started.elapsed().as_secs_f64(),
+            rss_after as f64 / 1048576.0
+        );
+    });
+}
