@@ -10,11 +10,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record as KafkaRecord, RecordBatchDecoder, RecordBatchEncoder,
-    RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use rafka_format::batch::BatchIdentity;
+use rafka_format::builder::{BatchBuilder, RecordParts};
 use rafka_store::batch::BatchHeader;
 use rafka_store::{PartitionLog, ProducedBatch, StoreError};
 
@@ -83,35 +82,20 @@ fn corrupt(reason: String) -> StoreError {
 }
 
 fn encode_batch(records: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<Bytes, StoreError> {
-    let records: Vec<KafkaRecord> = records
-        .iter()
-        .enumerate()
-        .map(|(i, (key, value))| KafkaRecord {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // kafka-protocol starts a new batch wherever `offset - sequence` changes: keep it
-            // constant so the records make one batch (base sequence -1, as without a producer id).
-            sequence: (i as i32).wrapping_sub(1),
-            timestamp: now_ms,
-            key: Some(key.clone()),
-            value: value.clone(),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options)
-        .map_err(|e| corrupt(format!("cannot encode group records: {e}")))?;
-    Ok(buf.freeze())
+    let mut builder = BatchBuilder::with_capacity(0);
+    for (key, value) in records {
+        let parts = RecordParts {
+            key: Some(key),
+            value: value.as_deref(),
+            headers: &[],
+        };
+        builder
+            .append(now_ms, &parts)
+            .map_err(|e| corrupt(format!("cannot encode group records: {e}")))?;
+    }
+    builder
+        .build(BatchIdentity::NONE, Compression::None)
+        .map_err(|e| corrupt(format!("cannot encode group records: {e}")))
 }
 
 /// Reads one offsets partition from its log start: every record of either format, with its
