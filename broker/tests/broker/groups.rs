@@ -535,7 +535,7 @@ fn process_three_nodes_coordinator_sigkill_members_go_on_and_commits_never_go_ba
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    create(addrs[0], "g-failover");
+    cluster.create_topic_on_all(SETTLE, "g-failover", PARTITIONS);
     produce(&bootstrap, "g-failover", "x", 600);
     let fast_commits = ["--commit-interval-ms", "200"];
     let a = Member::start("a", &bootstrap, "g-failover", "g-failover", &fast_commits);
@@ -685,13 +685,24 @@ fn bench_thousand_single_member_groups() {
     use kafka_protocol::messages::{GroupId, HeartbeatRequest};
     const GROUPS: usize = 1000;
     const CONNECTIONS: usize = 50;
+    // The node measured: RAFKA_BENCH_KAFKA (its Kafka address) and RAFKA_BENCH_PID name a
+    // running one (a release build, started with --group-initial-rebalance-delay-ms 0);
+    // otherwise this build's rafka-node, started here.
     let dir = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(
-        &dir.path().join("node"),
-        &["--group-initial-rebalance-delay-ms", "0"],
-    );
-    let pid = node.child.id();
-    let addr = node.ready.kafka;
+    let given = std::env::var("RAFKA_BENCH_KAFKA")
+        .ok()
+        .zip(std::env::var("RAFKA_BENCH_PID").ok());
+    let mut own = None;
+    let (addr, pid): (std::net::SocketAddr, u32) = match given {
+        Some((kafka, pid)) => (kafka.parse().unwrap(), pid.parse().unwrap()),
+        None => {
+            let node = own.insert(NodeProcess::start(
+                &dir.path().join("node"),
+                &["--group-initial-rebalance-delay-ms", "0"],
+            ));
+            (node.ready.kafka, node.child.id())
+        }
+    };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         // The offsets topic exists before anything is measured.

@@ -21,7 +21,7 @@ use kafka_protocol::messages::{FindCoordinatorRequest, GroupId, OffsetFetchReque
 use kafka_protocol::protocol::StrBytes;
 
 use crate::support::checker::{Checker, Plan, assert_clean};
-use crate::support::cluster::{ProcessCluster, create_topic, partition_leaders};
+use crate::support::cluster::{ProcessCluster, partition_leaders};
 use crate::support::process::Ready;
 use crate::support::run::confluent_kafka_available;
 use crate::support::wire;
@@ -65,20 +65,7 @@ fn replicated_cluster_with(extra: &[&str]) -> ProcessCluster {
     ];
     args.extend_from_slice(extra);
     let cluster = ProcessCluster::start(3, &args);
-    cluster.wait_all(STEP, "every member alive", |view| view.count("alive") == 3);
-    // Every node registered (as the metadata log sees them) before three replicas can be placed.
-    wait_until_blocking(
-        STEP,
-        "the topic created with three replicas",
-        || match create_topic(cluster.kafka(0), TOPIC, PARTITIONS, Duration::from_secs(10)) {
-            Ok((0 | 36, _)) => true,
-            Ok((code, message)) => {
-                eprintln!("creating {TOPIC}: {code} {message:?}");
-                false
-            }
-            Err(_) => false,
-        },
-    );
+    cluster.create_topic_on_all(STEP, TOPIC, PARTITIONS);
     for node in 0..3 {
         let addr = cluster.kafka(node);
         wait_until_blocking(STEP, "the topic served with every replica in sync", || {

@@ -363,6 +363,29 @@ impl ProcessCluster {
     pub fn kafka(&self, i: usize) -> SocketAddr {
         self.node(i).ready.kafka
     }
+
+    /// Creates `topic` (default replication) through node 0 once every node is alive and
+    /// registered as the metadata log sees it: until then CreateTopics refuses a replication
+    /// factor above the nodes available. Panics after `timeout`.
+    pub fn create_topic_on_all(&self, timeout: Duration, topic: &str, partitions: i32) {
+        let n = self.running().len();
+        self.wait_all(timeout, "every member alive", |view| {
+            view.count("alive") == n
+        });
+        wait_until_blocking(timeout, &format!("{topic} created"), || match create_topic(
+            self.kafka(0),
+            topic,
+            partitions,
+            Duration::from_secs(10),
+        ) {
+            Ok((0 | 36, _)) => true,
+            Ok((code, message)) => {
+                eprintln!("creating {topic}: {code} {message:?}");
+                false
+            }
+            Err(_) => false,
+        });
+    }
 }
 
 /// Nodes spawned but not waited for (see [`ProcessCluster::spawn_all`]).
