@@ -18,6 +18,7 @@ mod groups;
 mod heartbeat_under_load;
 mod idempotence;
 mod kafka_clients;
+mod limits;
 mod mesh_requests;
 mod metadata;
 mod metadata_raft;
