@@ -17,6 +17,7 @@ mod fetch;
 mod groups;
 mod heartbeat_under_load;
 mod idempotence;
+mod idempotence_failover;
 mod kafka_clients;
 mod limits;
 mod mesh_requests;
