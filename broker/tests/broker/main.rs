@@ -25,6 +25,7 @@ mod metadata;
 mod metadata_raft;
 mod netns_chaos;
 mod netns_discovery;
+mod netns_idempotence;
 mod netns_replication;
 mod netns_split;
 mod offset_for_leader_epoch;
