@@ -30,7 +30,6 @@ use crate::metadata::{
 use crate::partition::{MeshLink, NodeEnv, Partitions, ReplicationConfig};
 use crate::producer_ids::ProducerIds;
 use crate::push::Push;
-use crate::transport::budget::RequestBudget;
 use crate::{Broker, NodeConfig, endpoint, http, transport};
 
 /// Addresses a started node listens on (ports resolved).
@@ -82,13 +81,7 @@ impl Node {
                 })
             })?;
 
-        // One budget of request bytes for both listeners.
-        let budget = RequestBudget::new(config.queued_max_request_bytes);
-        let mesh_config = MeshConfig {
-            admission: Some(Arc::new(budget.clone())),
-            ..mesh_config(&config)
-        };
-        let (mesh, inbound) = Mesh::start(keypair, mesh_config).await?;
+        let (mesh, inbound) = Mesh::start(keypair, mesh_config(&config)).await?;
         let supported = config.supported_levels();
         let endpoints =
             gossip::endpoint_keys(&advertised.to_string(), &http_addr.to_string(), supported);
@@ -176,7 +169,6 @@ impl Node {
         tasks.spawn(transport::kafka_tcp::serve(
             kafka_listener,
             broker.clone(),
-            budget,
             shutdown.clone(),
             tasks.clone(),
         ));

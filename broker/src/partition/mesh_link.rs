@@ -281,8 +281,7 @@ impl Peers {
             .encode(&mut buf, key.request_header_version(version))
             .and_then(|()| request.encode(&mut buf, version))
             .map_err(|e| PeerError::Decode(format!("cannot encode {key:?} v{version}: {e}")))?;
-        let request = self.mesh.kafka_request(peer, buf.freeze(), timeout);
-        let answer = tokio::time::timeout(timeout, request)
+        let answer = tokio::time::timeout(timeout, self.mesh.kafka_request(peer, buf.freeze()))
             .await
             .map_err(|_| PeerError::Timeout(timeout))?
             .map_err(|e| PeerError::Mesh(e.to_string()))?;

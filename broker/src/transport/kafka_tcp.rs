@@ -3,9 +3,7 @@
 //! One task per connection reads frames and starts their handling in order; responses complete in
 //! any order but are written in request order (Kafka's guarantee), through a bounded queue that
 //! stops reading when too many requests are in flight. Which request may start before the ones
-//! ahead of it are answered is [`Pipeline`]'s rule. A frame's body is read only once the node's
-//! request budget admits it ([`super::budget`]); connections per client address are limited
-//! ([`super::connections`]).
+//! ahead of it are answered is [`Pipeline`]'s rule.
 
 use std::net::SocketAddr;
 
@@ -16,15 +14,12 @@ use futures::{FutureExt, StreamExt};
 use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::budget::{RequestBudget, Reservation};
-use super::connections::Connections;
-use super::frames::{self, FrameError};
 use crate::Broker;
 use crate::api::{ConnectionInfo, Handled, handle_frame};
-use crate::limits::{self, Limit};
 use crate::metrics::{self, ConnectionGauge};
 
 /// Requests of one connection being handled at once before reading pauses.
@@ -39,39 +34,22 @@ enum Outcome {
 }
 
 /// Accepts connections until `shutdown`; each connection drains its in-flight requests and closes.
-/// A connection from an address that has `--max-connections-per-ip` open is closed at once.
 pub async fn serve(
     listener: TcpListener,
     broker: Broker,
-    budget: RequestBudget,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
-    let connections = Connections::new(broker.config().max_connections_per_ip);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Some(counted) = connections.open(peer.ip()) else {
-                        limits::hit(
-                            Limit::ConnectionsPerAddress,
-                            format_args!(
-                                "connection from {peer} closed: {} are open from {}",
-                                connections.count(peer.ip()),
-                                peer.ip()
-                            ),
-                        );
-                        drop(stream);
-                        continue;
-                    };
                     let broker = broker.clone();
-                    let budget = budget.clone();
                     let shutdown = shutdown.clone();
                     tasks.spawn(async move {
-                        if let Err(e) = connection(stream, peer, broker, budget, shutdown).await {
+                        if let Err(e) = connection(stream, peer, broker, shutdown).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
-                        drop(counted);
                     });
                 }
                 Err(e) => {
@@ -90,14 +68,16 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     broker: Broker,
-    budget: RequestBudget,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let _gauge = ConnectionGauge::open(LISTENER);
     stream.set_nodelay(true)?;
     let (read, write) = stream.into_split();
-    let max = broker.config().max_request_bytes;
-    let mut frames = Box::pin(frames::frames(read, max, budget));
+    let codec = LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .max_frame_length(broker.config().max_request_bytes)
+        .new_codec();
+    let mut frames = FramedRead::with_capacity(read, codec, 64 * 1024);
     let mut writer = BufWriter::with_capacity(64 * 1024, write);
     let mut pipeline = Pipeline::new(broker, ConnectionInfo::Tcp(peer));
     let mut reading = true;
@@ -129,21 +109,15 @@ async fn connection(
                 }
             },
             frame = frames.next(), if reading && pipeline.accepts() => match frame {
-                Some(Ok((frame, reservation))) => {
+                Some(Ok(frame)) => {
                     metrics::transferred(LISTENER, frame.len() + 4, 0);
-                    if !pipeline.arrived(frame, reservation) {
+                    if !pipeline.arrived(frame.freeze()) {
                         reading = false;
                     }
                 }
-                Some(Err(FrameError::TooLarge { len, max })) => {
-                    // Kafka closes the connection; so do we, after answering what is in flight.
-                    limits::hit(
-                        Limit::RequestSize,
-                        format_args!("a request of {len} bytes from {peer} (limit {max}); closing the connection"),
-                    );
-                    reading = false;
-                }
-                Some(Err(FrameError::Io(e))) => {
+                Some(Err(e)) => {
+                    // Oversized or truncated frame: Kafka closes the connection; so do we, after
+                    // answering what is already in flight.
                     tracing::info!(%peer, error = %e, "bad frame; closing Kafka connection");
                     reading = false;
                 }
@@ -204,7 +178,7 @@ struct Pipeline {
     in_flight: FuturesOrdered<BoxFuture<'static, (Class, Outcome)>>,
     produces: usize,
     barriers: usize,
-    held: Option<(Class, Bytes, Reservation)>,
+    held: Option<(Class, Bytes)>,
 }
 
 impl Pipeline {
@@ -232,13 +206,13 @@ impl Pipeline {
     }
 
     /// A frame arrived: start it, or hold it until what it must follow is answered. False: close.
-    fn arrived(&mut self, frame: Bytes, reservation: Reservation) -> bool {
+    fn arrived(&mut self, frame: Bytes) -> bool {
         let class = Class::of(&frame);
         if self.must_wait(class) {
-            self.held = Some((class, frame, reservation));
+            self.held = Some((class, frame));
             return true;
         }
-        self.start(class, frame, reservation)
+        self.start(class, frame)
     }
 
     /// A request was answered; starts the held request if it may start now. False: close.
@@ -249,9 +223,7 @@ impl Pipeline {
             Class::Read => {}
         }
         match self.held.take() {
-            Some((class, frame, reservation)) if !self.must_wait(class) => {
-                self.start(class, frame, reservation)
-            }
+            Some((class, frame)) if !self.must_wait(class) => self.start(class, frame),
             held => {
                 self.held = held;
                 true
@@ -259,25 +231,18 @@ impl Pipeline {
         }
     }
 
-    /// Starts a request; its reservation is given back once it has been answered.
-    fn start(&mut self, class: Class, frame: Bytes, reservation: Reservation) -> bool {
-        let future = match handle_frame(&self.broker, &self.info, frame).handled {
+    fn start(&mut self, class: Class, frame: Bytes) -> bool {
+        let future = match handle_frame(&self.broker, &self.info, frame) {
             Handled::Respond(future) => future
-                .map(move |r| {
-                    drop(reservation);
-                    match r {
-                        Ok(frame) => (class, Outcome::Respond(frame)),
-                        Err(reason) => (class, Outcome::Close(reason)),
-                    }
+                .map(move |r| match r {
+                    Ok(frame) => (class, Outcome::Respond(frame)),
+                    Err(reason) => (class, Outcome::Close(reason)),
                 })
                 .boxed(),
             Handled::Silent(future) => future
-                .map(move |r| {
-                    drop(reservation);
-                    match r {
-                        Ok(()) => (class, Outcome::Nothing),
-                        Err(reason) => (class, Outcome::Close(reason)),
-                    }
+                .map(move |r| match r {
+                    Ok(()) => (class, Outcome::Nothing),
+                    Err(reason) => (class, Outcome::Close(reason)),
                 })
                 .boxed(),
             Handled::Close(_) => return false,

@@ -23,7 +23,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::control::ControlBehaviour;
 use crate::data::DataBehaviour;
 use crate::handle::{InboundKafka, InboundRaft};
-use crate::kafka_codec::Frame;
 use crate::membership::{Generation, Membership};
 use crate::view::MembershipView;
 use crate::{MeshConfig, MeshError, Role};
@@ -55,7 +54,7 @@ pub(crate) enum Command {
     },
     KafkaRequest {
         peer: PeerId,
-        frame: Frame,
+        frame: Bytes,
         reply: oneshot::Sender<Result<Bytes, MeshError>>,
     },
     RaftRequest {
@@ -91,14 +90,14 @@ enum Reply {
 type PendingReply = Pin<Box<dyn Future<Output = Reply> + Send>>;
 type Waiter<T> = oneshot::Sender<Result<T, MeshError>>;
 
-/// One event of a request-response protocol answering with bytes whose outbound requests wait in
+/// One event of a request-response protocol carrying bytes whose outbound requests wait in
 /// `pending` (Kafka frames, Raft RPCs): a response or failure answers its waiter; an inbound
 /// request is handed back for the caller to serve.
-fn settle_bytes<Req>(
+fn settle_bytes(
     pending: &mut HashMap<OutboundRequestId, Waiter<Bytes>>,
-    event: libp2p::request_response::Event<Req, Bytes>,
+    event: libp2p::request_response::Event<Bytes, Bytes>,
     what: &str,
-) -> Option<(PeerId, Req, ResponseChannel<Bytes>)> {
+) -> Option<(PeerId, Bytes, ResponseChannel<Bytes>)> {
     use libp2p::request_response::{Event, Message};
     match event {
         Event::Message {
@@ -455,18 +454,14 @@ impl EventLoop {
     fn forward_inbound_kafka(
         &mut self,
         peer: PeerId,
-        frame: Frame,
+        frame: Bytes,
         channel: ResponseChannel<Bytes>,
     ) {
         let (reply, rx) = oneshot::channel();
-        let (frame, admitted) = frame.into_parts();
-        let request = InboundKafka {
-            peer,
-            frame,
-            reply,
-            admitted,
-        };
-        if let Err(e) = self.inbound_kafka.try_send(request) {
+        if let Err(e) = self
+            .inbound_kafka
+            .try_send(InboundKafka { peer, frame, reply })
+        {
             tracing::warn!(peer = %peer, error = %e, "inbound Kafka queue full; request dropped");
             return;
         }
