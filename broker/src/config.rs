@@ -87,9 +87,24 @@ pub struct NodeArgs {
     /// How often leadership moves back to each partition's preferred (first) replica when it is alive and in sync, as Kafka's auto.leader.rebalance does every leader.imbalance.check.interval; 0 turns it off. [default: 300000]
     #[arg(long, env = "RAFKA_LEADER_REBALANCE_INTERVAL_MS", value_name = "MS")]
     pub leader_rebalance_interval_ms: Option<u64>,
-    /// Largest request accepted, in bytes (Kafka's socket.request.max.bytes). [default: 104857600]
+    /// Largest request accepted, in bytes (Kafka's socket.request.max.bytes); a larger one closes the connection. [default: 104857600]
     #[arg(long, env = "RAFKA_MAX_REQUEST_BYTES", value_name = "BYTES")]
     pub max_request_bytes: Option<usize>,
+    /// Bytes of large requests (over 64 KiB) being read or handled at once, node-wide, on both listeners (Kafka's queued.max.request.bytes); more wait before they are read. At least --max-request-bytes. [default: 268435456]
+    #[arg(long, env = "RAFKA_QUEUED_MAX_REQUEST_BYTES", value_name = "BYTES")]
+    pub queued_max_request_bytes: Option<usize>,
+    /// Kafka connections open at once from one client IP address (Kafka's max.connections.per.ip); more are closed at once. [default: 1000]
+    #[arg(long, env = "RAFKA_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Partitions one CreateTopics request may create, over all its topics; more fail the whole request with POLICY_VIOLATION (as Kafka since KAFKA-17870). [default: 10000]
+    #[arg(long, env = "RAFKA_MAX_PARTITIONS_PER_REQUEST", value_name = "N")]
+    pub max_partitions_per_request: Option<u32>,
+    /// Partition replicas one node may host; a topic that would place more on some node is refused with POLICY_VIOLATION. [default: 20000]
+    #[arg(long, env = "RAFKA_MAX_PARTITIONS_PER_NODE", value_name = "N")]
+    pub max_partitions_per_node: Option<u32>,
+    /// Per-partition and per-group series one /metrics scrape exports; beyond it those series are left out (rafka_metric_series_dropped says how many). [default: 10000]
+    #[arg(long, env = "RAFKA_MAX_METRIC_SERIES", value_name = "N")]
+    pub max_metric_series: Option<usize>,
     /// Default retention time of topics in ms; -1 keeps data forever. [default: 604800000]
     #[arg(long, env = "RAFKA_RETENTION_MS", value_name = "MS")]
     pub retention_ms: Option<i64>,
@@ -177,6 +192,16 @@ pub struct NodeConfig {
     pub leader_rebalance_interval_ms: u64,
     /// Request size limit.
     pub max_request_bytes: usize,
+    /// Node-wide budget of large request bytes being read or handled.
+    pub queued_max_request_bytes: usize,
+    /// Kafka connections per client IP address.
+    pub max_connections_per_ip: usize,
+    /// Partitions one CreateTopics may create.
+    pub max_partitions_per_request: u32,
+    /// Partition replicas one node may host.
+    pub max_partitions_per_node: u32,
+    /// Per-partition and per-group metric series per scrape.
+    pub max_metric_series: usize,
     /// Default retention time (ms, -1 = forever).
     pub retention_ms: i64,
     /// Default retention bytes (-1 = unlimited).
@@ -224,6 +249,11 @@ impl Default for NodeConfig {
             replica_lag_time_max_ms: 30_000,
             leader_rebalance_interval_ms: 300_000,
             max_request_bytes: 100 * 1024 * 1024,
+            queued_max_request_bytes: 256 * 1024 * 1024,
+            max_connections_per_ip: 1000,
+            max_partitions_per_request: 10_000,
+            max_partitions_per_node: 20_000,
+            max_metric_series: 10_000,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             segment_bytes: 1 << 30,
@@ -285,6 +315,11 @@ impl NodeConfig {
             replica_lag_time_max_ms,
             leader_rebalance_interval_ms,
             max_request_bytes,
+            queued_max_request_bytes,
+            max_connections_per_ip,
+            max_partitions_per_request,
+            max_partitions_per_node,
+            max_metric_series,
             retention_ms,
             retention_bytes,
             segment_bytes,
@@ -366,6 +401,30 @@ impl NodeConfig {
         }
         if self.max_request_bytes < 1024 {
             return Err(invalid("max_request_bytes", "must be at least 1024".into()));
+        }
+        if self.queued_max_request_bytes < self.max_request_bytes {
+            return Err(invalid(
+                "queued_max_request_bytes",
+                format!(
+                    "{} is below max_request_bytes ({}): a request that large could never be read",
+                    self.queued_max_request_bytes, self.max_request_bytes
+                ),
+            ));
+        }
+        for (key, value) in [
+            ("max_connections_per_ip", self.max_connections_per_ip),
+            (
+                "max_partitions_per_request",
+                self.max_partitions_per_request as usize,
+            ),
+            (
+                "max_partitions_per_node",
+                self.max_partitions_per_node as usize,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
         }
         if self.retention_ms < -1 || self.retention_ms == 0 {
             return Err(invalid(
@@ -533,10 +592,35 @@ mod tests {
             "--config",
             "--bootstrap-expect",
             "--max-feature-level",
+            "--max-request-bytes",
+            "--queued-max-request-bytes",
+            "--max-connections-per-ip",
+            "--max-partitions-per-request",
+            "--max-partitions-per-node",
+            "--max-metric-series",
             "RAFKA_FSYNC",
         ] {
             assert!(help.contains(flag), "--help lacks {flag}");
         }
+    }
+
+    #[test]
+    fn limits_are_finite_and_the_request_budget_holds_the_largest_request() {
+        let config = NodeConfig::default();
+        assert!(config.validate().is_ok());
+        assert!(config.queued_max_request_bytes >= config.max_request_bytes);
+        let small_budget = NodeConfig {
+            queued_max_request_bytes: config.max_request_bytes - 1,
+            ..NodeConfig::default()
+        };
+        let err = small_budget.validate().unwrap_err().to_string();
+        assert!(err.contains("queued_max_request_bytes"), "{err}");
+        let no_connections = NodeConfig {
+            max_connections_per_ip: 0,
+            ..NodeConfig::default()
+        };
+        let err = no_connections.validate().unwrap_err().to_string();
+        assert!(err.contains("max_connections_per_ip"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use rafka_mesh::membership::MemberStatus;
 
 use crate::metrics as names;
+use crate::series::{Series, Table};
 use crate::{Broker, cluster};
 
 #[derive(Clone)]
@@ -151,12 +152,32 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     };
     record_gauges(&state.broker);
     prometheus.run_upkeep();
-    (StatusCode::OK, prometheus.render())
+    let mut text = prometheus.render();
+    text.push_str(&entity_series(&state.broker));
+    (StatusCode::OK, text)
 }
 
-/// Refreshes the gauges that describe state rather than events.
-fn record_gauges(broker: &Broker) {
+/// Families of per-partition gauges, one row per local partition.
+const PARTITION_FAMILIES: &[(&str, &str)] = &[
+    (
+        names::LOG_END_OFFSET,
+        "Log end offset of each local partition.",
+    ),
+    (
+        names::LOG_START_OFFSET,
+        "Log start offset of each local partition.",
+    ),
+    (
+        names::HIGH_WATERMARK,
+        "High watermark of each local partition.",
+    ),
+];
+
+/// The per-entity series of this scrape, within `--max-metric-series` (see [`crate::series`]).
+fn entity_series(broker: &Broker) -> String {
+    let mut series = Series::new(broker.config().max_metric_series);
     let image = broker.image();
+    let mut partitions = Table::new(PARTITION_FAMILIES);
     for topic in image.topics() {
         for partition in 0..topic.partitions.len() {
             let Ok(index) = i32::try_from(partition) else {
@@ -169,15 +190,26 @@ fn record_gauges(broker: &Broker) {
             let Some(log) = broker.store().partition(tp) else {
                 continue;
             };
-            let labels = [
-                ("topic", topic.name.clone()),
-                ("partition", index.to_string()),
-            ];
-            metrics::gauge!(names::LOG_END_OFFSET, &labels).set(log.log_end_offset() as f64);
-            metrics::gauge!(names::LOG_START_OFFSET, &labels).set(log.log_start_offset() as f64);
-            metrics::gauge!(names::HIGH_WATERMARK, &labels).set(log.high_watermark() as f64);
+            partitions.row(
+                vec![
+                    ("topic", topic.name.clone()),
+                    ("partition", index.to_string()),
+                ],
+                vec![
+                    log.log_end_offset() as f64,
+                    log.log_start_offset() as f64,
+                    log.high_watermark() as f64,
+                ],
+            );
         }
     }
+    series.add(partitions);
+    series.render()
+}
+
+/// Refreshes the gauges that describe state rather than events.
+fn record_gauges(broker: &Broker) {
+    let image = broker.image();
     metrics::gauge!(names::STORAGE_BYTES).set(broker.store().disk_space() as f64);
     metrics::gauge!(names::FEATURE_LEVEL).set(f64::from(image.features().finalized().0));
     let supported = broker.config().supported_levels();

@@ -19,8 +19,10 @@
 //! - [`group`]: committed group offsets, kept in the internal `__consumer_offsets` partitions.
 //! - [`producer_ids`]: producer id blocks for idempotent producers.
 //! - [`ids`]: node ids, broker, leader and partition epochs and offsets as types.
+//! - [`limits`]: the node's resource limits and the one log line each time one is hit.
 //! - [`http`]: `/health`, `/ready`, `/metrics`.
 //! - [`metrics`]: metric names.
+//! - [`series`]: per-entity series (per partition, per group) rendered at each scrape, capped.
 //! - [`alloc`]: the node's allocator, which keeps wire-controlled pre-allocations from aborting it.
 //!
 //! ```
@@ -39,13 +41,16 @@ pub mod error;
 pub mod group;
 pub mod http;
 pub mod ids;
+pub mod limits;
 pub mod metadata;
 pub mod metrics;
 pub mod node;
 pub mod partition;
 pub mod producer_ids;
 pub mod push;
+pub mod series;
 pub mod transport;
+pub mod txn;
 
 pub use broker::Broker;
 pub use config::{NodeArgs, NodeConfig};

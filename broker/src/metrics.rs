@@ -21,7 +21,7 @@ pub const PRODUCE_BYTES: &str = "rafka_produce_bytes_total";
 pub const FETCH_BYTES: &str = "rafka_fetch_bytes_total";
 /// Open client connections, by listener.
 pub const CONNECTIONS: &str = "rafka_connections";
-/// Log end offset of each local partition.
+/// Log end offset of each local partition (rendered per scrape: [`crate::series`]).
 pub const LOG_END_OFFSET: &str = "rafka_partition_log_end_offset";
 /// Log start offset of each local partition.
 pub const LOG_START_OFFSET: &str = "rafka_partition_log_start_offset";
@@ -33,6 +33,12 @@ pub const STORAGE_BYTES: &str = "rafka_storage_bytes";
 pub const FEATURE_LEVEL: &str = "rafka_feature_level";
 /// Gauge: the highest feature level this node supports (its release, or `--max-feature-level`).
 pub const FEATURE_LEVEL_SUPPORTED: &str = "rafka_feature_level_supported";
+
+/// Times a resource limit refused or delayed something, by limit (its flag).
+pub const LIMIT_HITS: &str = "rafka_limit_hits_total";
+/// Gauge: bytes of requests admitted and not yet answered, by kind (`large`: within
+/// `--queued-max-request-bytes`; `small`: admitted without waiting).
+pub const REQUEST_BYTES_IN_FLIGHT: &str = "rafka_request_bytes_in_flight";
 
 /// Histogram buckets of request latency, in seconds (50 µs to 10 s).
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -57,6 +63,16 @@ pub fn unsupported_request(api_key: i16, version: i16) {
 pub fn transferred(listener: &'static str, bytes_in: usize, bytes_out: usize) {
     metrics::counter!(BYTES_IN, "listener" => listener).increment(bytes_in as u64);
     metrics::counter!(BYTES_OUT, "listener" => listener).increment(bytes_out as u64);
+}
+
+/// Records a hit of the limit set by `flag`.
+pub fn limit_hit(flag: &'static str) {
+    metrics::counter!(LIMIT_HITS, "limit" => flag).increment(1);
+}
+
+/// Records request bytes admitted (`delta` > 0) or given back (< 0), of `kind` (`large`/`small`).
+pub fn request_bytes_in_flight(kind: &'static str, delta: f64) {
+    metrics::gauge!(REQUEST_BYTES_IN_FLIGHT, "kind" => kind).increment(delta);
 }
 
 /// Records produced bytes.

@@ -30,6 +30,7 @@ use crate::metadata::{
 use crate::partition::{MeshLink, NodeEnv, Partitions, ReplicationConfig};
 use crate::producer_ids::ProducerIds;
 use crate::push::Push;
+use crate::transport::budget::RequestBudget;
 use crate::{Broker, NodeConfig, endpoint, http, transport};
 
 /// Addresses a started node listens on (ports resolved).
@@ -81,7 +82,13 @@ impl Node {
                 })
             })?;
 
-        let (mesh, inbound) = Mesh::start(keypair, mesh_config(&config)).await?;
+        // One budget of request bytes for both listeners.
+        let budget = RequestBudget::new(config.queued_max_request_bytes);
+        let mesh_config = MeshConfig {
+            admission: Some(Arc::new(budget.clone())),
+            ..mesh_config(&config)
+        };
+        let (mesh, inbound) = Mesh::start(keypair, mesh_config).await?;
         let supported = config.supported_levels();
         let endpoints =
             gossip::endpoint_keys(&advertised.to_string(), &http_addr.to_string(), supported);
@@ -169,6 +176,7 @@ impl Node {
         tasks.spawn(transport::kafka_tcp::serve(
             kafka_listener,
             broker.clone(),
+            budget,
             shutdown.clone(),
             tasks.clone(),
         ));

@@ -24,7 +24,11 @@ impl FrameCodec {
         Self { max_frame_bytes }
     }
 
-    async fn read_frame<T: AsyncRead + Unpin + Send>(&self, io: &mut T) -> io::Result<Bytes> {
+    /// Reads a frame's length prefix, refusing one over the limit before anything is allocated.
+    pub(crate) async fn read_len<T: AsyncRead + Unpin + Send>(
+        &self,
+        io: &mut T,
+    ) -> io::Result<usize> {
         let mut len = [0u8; 4];
         io.read_exact(&mut len).await?;
         let len = u32::from_be_bytes(len) as usize;
@@ -37,6 +41,11 @@ impl FrameCodec {
                 ),
             ));
         }
+        Ok(len)
+    }
+
+    async fn read_frame<T: AsyncRead + Unpin + Send>(&self, io: &mut T) -> io::Result<Bytes> {
+        let len = self.read_len(io).await?;
         let mut buf = BytesMut::zeroed(len);
         io.read_exact(&mut buf).await?;
         Ok(buf.freeze())

@@ -1,5 +1,6 @@
 //! Mesh configuration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::Multiaddr;
@@ -7,6 +8,7 @@ use libp2p::multiaddr::Protocol;
 use serde::{Deserialize, Serialize};
 
 use crate::MeshError;
+use crate::kafka_codec::RequestAdmission;
 use crate::membership::MembershipConfig;
 use crate::push::PushConfig;
 
@@ -36,7 +38,9 @@ pub struct MeshConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// Largest Kafka frame accepted or sent (Kafka's `socket.request.max.bytes`).
     pub max_frame_bytes: usize,
-    /// How long an outbound Kafka request may take, end to end.
+    /// How long a cluster-information request may take, and reading an inbound Kafka request
+    /// (admission included). Each outbound Kafka request has its own deadline
+    /// ([`crate::Mesh::kafka_request`]).
     pub request_timeout: Duration,
     /// How long a Raft RPC may take before the transport gives up.
     pub raft_request_timeout: Duration,
@@ -45,6 +49,9 @@ pub struct MeshConfig {
     pub idle_connection_timeout: Duration,
     /// Inbound requests processed concurrently per connection before new streams are refused.
     pub max_concurrent_streams: usize,
+    /// Decides when an inbound Kafka request may be read (a node's request budget); `None`
+    /// reads every request at once.
+    pub admission: Option<Arc<dyn RequestAdmission>>,
     /// Gossip membership settings (nodes).
     pub membership: MembershipConfig,
     /// This incarnation's generation: must grow across restarts (milliseconds since the Unix epoch
@@ -70,6 +77,7 @@ impl Default for MeshConfig {
             raft_request_timeout: Duration::from_secs(10),
             idle_connection_timeout: Duration::from_secs(300),
             max_concurrent_streams: 256,
+            admission: None,
             membership: MembershipConfig::default(),
             generation: 1,
             seed: 0,

@@ -9,6 +9,7 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{StreamProtocol, gossipsub, identify, identity::Keypair, mdns, request_response};
 
 use crate::codec::{FrameCodec, KAFKA_PROTOCOL};
+use crate::kafka_codec::{KafkaCodec, MAX_REQUEST_DEADLINE};
 use crate::{MeshConfig, MeshError, Role};
 
 /// Agent string announced through identify.
@@ -21,8 +22,9 @@ pub const CLUSTER_PROTOCOL: StreamProtocol = StreamProtocol::new("/rafka/cluster
 /// Everything the data plane speaks.
 #[derive(NetworkBehaviour)]
 pub struct DataBehaviour {
-    /// Kafka frames between clients and nodes, and between nodes.
-    pub kafka: request_response::Behaviour<FrameCodec>,
+    /// Kafka frames between clients and nodes, and between nodes; each request has its own
+    /// deadline (see [`crate::kafka_codec`]).
+    pub kafka: request_response::Behaviour<KafkaCodec>,
     /// Who is in the cluster, with their addresses.
     pub cluster: request_response::Behaviour<FrameCodec>,
     /// Learns the peer's listen and observed addresses.
@@ -45,10 +47,15 @@ impl DataBehaviour {
         let rr_config = request_response::Config::default()
             .with_request_timeout(config.request_timeout)
             .with_max_concurrent_streams(config.max_concurrent_streams);
+        // The behaviour's timeout is only a ceiling: each Kafka request ends at its own deadline.
         let kafka = request_response::Behaviour::with_codec(
-            FrameCodec::new(config.max_frame_bytes),
+            KafkaCodec::new(
+                config.max_frame_bytes,
+                config.admission.clone(),
+                config.request_timeout,
+            ),
             [(KAFKA_PROTOCOL, support.clone())],
-            rr_config.clone(),
+            rr_config.clone().with_request_timeout(MAX_REQUEST_DEADLINE),
         );
         let cluster = request_response::Behaviour::with_codec(
             FrameCodec::new(4 * 1024 * 1024),

@@ -8,6 +8,7 @@ use libp2p::{Multiaddr, PeerId, identity::Keypair};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::event_loop::{Command, EventLoop, PushCommand, PushOutlets};
+use crate::kafka_codec::Frame;
 use crate::push::{InboundPushPoll, Listened, PushDelivery, PushValidator};
 use crate::view::MembershipView;
 use crate::{MeshConfig, MeshError};
@@ -28,6 +29,9 @@ pub struct InboundKafka {
     pub frame: Bytes,
     /// Where the response frame goes; `Bytes::new()` means "no response" (acks=0).
     pub reply: oneshot::Sender<Bytes>,
+    /// What the node's [`RequestAdmission`](crate::RequestAdmission) returned for this request:
+    /// hold it until the request is answered.
+    pub admitted: Option<crate::Admitted>,
 }
 
 /// An inbound Raft RPC from a peer (opaque bytes for the metadata log), with its reply slot.
@@ -162,10 +166,28 @@ impl Mesh {
             .await?
     }
 
-    /// Sends one Kafka request frame to `peer` and returns its response frame (empty: no response).
-    pub async fn kafka_request(&self, peer: PeerId, frame: Bytes) -> Result<Bytes, MeshError> {
-        self.call(|reply| Command::KafkaRequest { peer, frame, reply })
-            .await?
+    /// Sends one Kafka request frame to `peer` and returns its response frame (empty: no
+    /// response). The request fails once `deadline` has passed (at most
+    /// [`MAX_REQUEST_DEADLINE`](crate::MAX_REQUEST_DEADLINE)), its substream closed: give each
+    /// request the deadline its kind needs (a Fetch its long-poll wait and some, a JoinGroup its
+    /// rebalance timeout and some).
+    pub async fn kafka_request(
+        &self,
+        peer: PeerId,
+        frame: Bytes,
+        deadline: Duration,
+    ) -> Result<Bytes, MeshError> {
+        let deadline = deadline.min(crate::MAX_REQUEST_DEADLINE);
+        let at = tokio::time::Instant::now() + deadline;
+        let frame = Frame::outbound(frame, at);
+        let call = self.call(|reply| Command::KafkaRequest { peer, frame, reply });
+        match tokio::time::timeout_at(at, call).await {
+            Ok(answer) => answer?,
+            Err(_) => Err(MeshError::Request {
+                peer,
+                reason: format!("no answer within {deadline:?}"),
+            }),
+        }
     }
 
     /// Sends one Raft RPC to `peer` over the control plane and returns its answer.

@@ -4,6 +4,8 @@
 //! - [`identity`]: the node's ed25519 key, persisted in the data dir so the peer id survives restarts.
 //! - [`config`]: [`MeshConfig`] and the [`Role`] of this peer (a broker node or a light client).
 //! - [`codec`]: the length-prefixed frame codec of Rafka's request-response protocols.
+//! - [`kafka_codec`]: the `/rafka/kafka/1` codec on top of it: a deadline per outbound request,
+//!   admission (the node's request budget) before an inbound request's body is read.
 //! - [`data`]: the data plane (`/rafka/kafka/1`, `/rafka/cluster/1`, mDNS) on the user-facing p2p
 //!   address; bulk traffic stays here.
 //! - [`push`]: push on the data plane: gossip between nodes (validated by the broker before it is
@@ -38,6 +40,7 @@ mod event_loop;
 pub mod failure_detector;
 pub mod handle;
 pub mod identity;
+pub mod kafka_codec;
 pub mod membership;
 pub mod metrics;
 pub mod push;
@@ -47,6 +50,7 @@ pub use config::{MeshConfig, Role};
 pub use error::MeshError;
 pub use handle::{Inbound, InboundKafka, InboundRaft, Mesh};
 pub use identity::load_or_create_identity;
+pub use kafka_codec::{Admitted, MAX_REQUEST_DEADLINE, RequestAdmission};
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol};
 pub use push::{InboundPushPoll, PushConfig, PushDelivery, PushValidator, Verdict};
 pub use view::{MemberInfo, MembershipView};

@@ -13,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::RequestContext;
 use super::topics::{self, NewTopic};
 use crate::Broker;
+use crate::limits::{self, Limit};
 use crate::metadata::{MetadataError, NodeId, TopicImage, topic_config};
 
 /// Kafka's config source code for a topic override.
@@ -26,6 +27,9 @@ pub async fn handle(
     ctx: &RequestContext,
     request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
+    if let Some(refused) = too_many_partitions(broker, &request) {
+        return refused;
+    }
     let duplicates = duplicate_names(&request.topics);
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
@@ -44,6 +48,50 @@ pub async fn handle(
         );
     }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// As Kafka since KAFKA-17870: a request creating more than `--max-partitions-per-request`
+/// partitions over all its topics fails whole, each topic with POLICY_VIOLATION, before anything
+/// else is looked at.
+fn too_many_partitions(
+    broker: &Broker,
+    request: &CreateTopicsRequest,
+) -> Option<CreateTopicsResponse> {
+    let max = broker.config().max_partitions_per_request;
+    let default = broker.config().num_partitions;
+    let total: u64 = request
+        .topics
+        .iter()
+        .map(|t| match t.num_partitions {
+            -1 if t.assignments.is_empty() => default,
+            -1 => i32::try_from(t.assignments.len()).unwrap_or(i32::MAX),
+            n => n,
+        })
+        .map(|n| u64::try_from(n).unwrap_or(0))
+        .sum();
+    if total <= u64::from(max) {
+        return None;
+    }
+    let message = format!(
+        "Excessively large number of partitions per request: {total} over {} topic(s), at most \
+         {max} (--max-partitions-per-request)",
+        request.topics.len()
+    );
+    limits::hit(
+        Limit::PartitionsPerRequest,
+        format_args!("CreateTopics refused: {message}"),
+    );
+    let results = request
+        .topics
+        .iter()
+        .map(|t| {
+            CreatableTopicResult::default()
+                .with_name(t.name.clone())
+                .with_error_code(ResponseError::PolicyViolation.code())
+                .with_error_message(Some(StrBytes::from_string(message.clone())))
+        })
+        .collect();
+    Some(CreateTopicsResponse::default().with_topics(results))
 }
 
 /// Names that occur more than once in the request.

@@ -9,7 +9,7 @@
 //! commits.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
@@ -65,20 +65,46 @@ pub enum Handled {
     Close(String),
 }
 
+/// A request that started (or was refused at once).
+pub struct Started {
+    /// What the transport does with it.
+    pub handled: Handled,
+    /// By when it must be answered, as its kind says ([`super::deadline`]); the mesh listener
+    /// drops a request not answered by then.
+    pub deadline: Duration,
+}
+
 /// Decodes one request frame and starts its handling; returns without waiting for anything (what
 /// the request waits for, such as its in-sync replicas or the metadata log, is in the returned
 /// future), so a transport can start the next request at once.
-pub fn handle_frame(broker: &Broker, connection: &ConnectionInfo, frame: Bytes) -> Handled {
+pub fn handle_frame(broker: &Broker, connection: &ConnectionInfo, frame: Bytes) -> Started {
+    match decode(connection, frame) {
+        Ok((ctx, request)) => Started {
+            deadline: super::deadline::of(&request),
+            handled: route(broker, ctx, request),
+        },
+        Err(handled) => Started {
+            handled,
+            deadline: Duration::ZERO,
+        },
+    }
+}
+
+/// Decodes a frame, or says what to do instead (answer an unknown ApiVersions version, close).
+fn decode(
+    connection: &ConnectionInfo,
+    frame: Bytes,
+) -> Result<(RequestContext, RequestKind), Handled> {
     let received = Instant::now();
     let Some((raw_key, version, correlation_id)) = fixed_header(&frame) else {
-        return close(
+        return Err(close(
             connection,
             format!("frame of {} bytes is too short for a header", frame.len()),
-        );
+        ));
     };
     let Ok(api_key) = ApiKey::try_from(raw_key) else {
         metrics::unsupported_request(raw_key, version);
-        return close(connection, format!("unknown API key {raw_key}"));
+        return Err(close(connection, format!("unknown API key {raw_key}")));
     };
     let served = versions::served(api_key).filter(|s| (s.min..=s.max).contains(&version));
     if served.is_none() {
@@ -86,23 +112,23 @@ pub fn handle_frame(broker: &Broker, connection: &ConnectionInfo, frame: Bytes) 
         if api_key == ApiKey::ApiVersions {
             // KIP-511: answer an unknown ApiVersions version with v0 and UNSUPPORTED_VERSION, so the
             // client can retry with a version both sides know.
-            return ready_frame(super::api_versions::unsupported_version_frame(
+            return Err(ready_frame(super::api_versions::unsupported_version_frame(
                 correlation_id,
-            ));
+            )));
         }
-        return close(
+        return Err(close(
             connection,
             format!("{api_key:?} v{version} is not supported"),
-        );
+        ));
     }
     let mut buf = frame;
     let header = match RequestHeader::decode(&mut buf, api_key.request_header_version(version)) {
         Ok(header) => header,
         Err(e) => {
-            return close(
+            return Err(close(
                 connection,
                 format!("malformed {api_key:?} v{version} header: {e}"),
-            );
+            ));
         }
     };
     // The decoder may panic ("capacity overflow") on absurd element counts: treat it as malformed.
@@ -112,16 +138,16 @@ pub fn handle_frame(broker: &Broker, connection: &ConnectionInfo, frame: Bytes) 
     let request = match decoded {
         Ok(Ok(request)) => request,
         Ok(Err(e)) => {
-            return close(
+            return Err(close(
                 connection,
                 format!("malformed {api_key:?} v{version} body: {e:#}"),
-            );
+            ));
         }
         Err(_) => {
-            return close(
+            return Err(close(
                 connection,
                 format!("malformed {api_key:?} v{version} body: decoder panicked"),
-            );
+            ));
         }
     };
     let ctx = RequestContext {
@@ -131,7 +157,7 @@ pub fn handle_frame(broker: &Broker, connection: &ConnectionInfo, frame: Bytes) 
         connection: connection.clone(),
         received,
     };
-    route(broker, ctx, request)
+    Ok((ctx, request))
 }
 
 /// Starts the handler of `request`. Handlers that wait (for the metadata log, in-sync replicas, a

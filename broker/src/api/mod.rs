@@ -6,6 +6,7 @@
 
 mod api_versions;
 mod create_topics;
+pub mod deadline;
 mod delete_groups;
 mod delete_topics;
 mod describe_configs;
@@ -29,7 +30,7 @@ mod sync_group;
 pub mod topics;
 pub mod versions;
 
-pub use dispatch::{ConnectionInfo, Handled, RequestContext, handle_frame};
+pub use dispatch::{ConnectionInfo, Handled, RequestContext, Started, handle_frame};
 pub use produce::now_ms;
 
 /// The client id a request carries (empty if none).

@@ -7,8 +7,9 @@ use rafka_store::StoreError;
 
 use crate::Broker;
 use crate::group::{OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
+use crate::limits::{self, Limit};
 use crate::metadata::{
-    MetadataCommand, MetadataError, TopicConfigError, TopicImage, assignment, topic_config,
+    MetadataCommand, MetadataError, NodeId, TopicConfigError, TopicImage, assignment, topic_config,
     validate_topic_name,
 };
 
@@ -40,10 +41,12 @@ pub fn validate(broker: &Broker, topic: &NewTopic) -> Result<(), MetadataError> 
     if is_internal(&topic.name) {
         return Err(MetadataError::InternalTopic(topic.name.clone()));
     }
-    validate_new(broker, topic)
+    place(broker, topic).map(drop)
 }
 
-fn validate_new(broker: &Broker, topic: &NewTopic) -> Result<(), MetadataError> {
+/// Checks a topic and places its partitions on the nodes alive now: the replicas of each
+/// partition, preferred leader first.
+fn place(broker: &Broker, topic: &NewTopic) -> Result<Vec<Vec<NodeId>>, MetadataError> {
     validate_topic_name(&topic.name)?;
     topic_config::validate(&topic.configs)?;
     validate_log_config(broker, &topic.configs)?;
@@ -58,14 +61,25 @@ fn validate_new(broker: &Broker, topic: &NewTopic) -> Result<(), MetadataError> 
     let factor = topic
         .replication_factor
         .unwrap_or(broker.config().default_replication_factor);
-    let live = broker.cluster().live_nodes(&image).len();
-    if factor < 1 || usize::try_from(factor).unwrap_or(usize::MAX) > live {
+    let live: Vec<NodeId> = broker.cluster().live_nodes(&image).into_iter().collect();
+    if factor < 1 || usize::try_from(factor).unwrap_or(usize::MAX) > live.len() {
         return Err(MetadataError::InvalidReplicationFactor {
             requested: i32::from(factor),
-            available: live,
+            available: live.len(),
         });
     }
-    Ok(())
+    let assignments = assignment::assign(&image, &live, partitions, factor)?;
+    let max = broker.config().max_partitions_per_node;
+    if let Some((node, held)) = assignment::over_capacity(&image, &assignments, max as usize) {
+        let message = format!(
+            "topic '{}' would place {held} partition replicas on node {node}, over the limit of \
+             {max} per node (--max-partitions-per-node)",
+            topic.name
+        );
+        limits::hit(Limit::PartitionsPerNode, format_args!("{message}"));
+        return Err(MetadataError::PolicyViolation(message));
+    }
+    Ok(assignments)
 }
 
 /// Refuses overrides the store would refuse when creating the partition logs. Past this check the
@@ -93,8 +107,10 @@ fn validate_log_config(
 /// Creates a client's topic and its local partition logs; returns the new topic. Internal
 /// topics are refused ([`create_internal`] is the broker's way).
 pub async fn create(broker: &Broker, topic: NewTopic) -> Result<Arc<TopicImage>, MetadataError> {
-    validate(broker, &topic)?;
-    create_validated(broker, topic).await
+    if is_internal(&topic.name) {
+        return Err(MetadataError::InternalTopic(topic.name.clone()));
+    }
+    create_placed(broker, topic).await
 }
 
 /// Creates one of the broker's internal topics.
@@ -102,24 +118,15 @@ pub async fn create_internal(
     broker: &Broker,
     topic: NewTopic,
 ) -> Result<Arc<TopicImage>, MetadataError> {
-    validate_new(broker, &topic)?;
-    create_validated(broker, topic).await
+    create_placed(broker, topic).await
 }
 
-async fn create_validated(
-    broker: &Broker,
-    topic: NewTopic,
-) -> Result<Arc<TopicImage>, MetadataError> {
-    let image = broker.image();
-    let live: Vec<_> = broker.cluster().live_nodes(&image).into_iter().collect();
-    let partitions = topic.partitions.unwrap_or(broker.config().num_partitions);
-    let factor = topic
-        .replication_factor
-        .unwrap_or(broker.config().default_replication_factor);
+async fn create_placed(broker: &Broker, topic: NewTopic) -> Result<Arc<TopicImage>, MetadataError> {
+    let assignments = place(broker, &topic)?;
     let command = MetadataCommand::CreateTopic {
         name: topic.name.clone(),
         topic_id: uuid::Uuid::new_v4(),
-        assignments: assignment::assign(&image, &live, partitions, factor)?,
+        assignments,
         configs: topic.configs,
         internal: is_internal(&topic.name),
     };

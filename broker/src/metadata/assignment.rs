@@ -46,6 +46,33 @@ pub fn assign(
         .collect())
 }
 
+/// How many partition replicas each node holds.
+pub fn replicas_per_node(image: &MetadataImage) -> BTreeMap<NodeId, usize> {
+    let mut held = BTreeMap::new();
+    for topic in image.topics() {
+        for partition in &topic.partitions {
+            for &node in &partition.replicas {
+                *held.entry(node).or_insert(0) += 1;
+            }
+        }
+    }
+    held
+}
+
+/// The first node that would hold more than `max` replicas once `assignments` are added to
+/// `image`, with how many it would hold.
+pub fn over_capacity(
+    image: &MetadataImage,
+    assignments: &[Vec<NodeId>],
+    max: usize,
+) -> Option<(NodeId, usize)> {
+    let mut held = replicas_per_node(image);
+    for node in assignments.iter().flatten() {
+        *held.entry(*node).or_insert(0) += 1;
+    }
+    held.into_iter().find(|(_, count)| *count > max)
+}
+
 /// How many partitions each node leads.
 pub fn leaders_per_node(image: &MetadataImage) -> BTreeMap<NodeId, usize> {
     let mut led = BTreeMap::new();
@@ -104,6 +131,24 @@ mod tests {
         // Node 1 now leads two partitions: the next topic starts elsewhere.
         let next = assign(&image, &live, 2, 1).unwrap();
         assert_eq!(next, vec![vec![NodeId(2)], vec![NodeId(3)]]);
+    }
+
+    #[test]
+    fn capacity_counts_every_replica_already_held_and_about_to_be() {
+        let mut image = image_with_nodes(2);
+        let create = MetadataCommand::CreateTopic {
+            name: "a".into(),
+            topic_id: uuid::Uuid::new_v4(),
+            assignments: vec![vec![NodeId(1), NodeId(2)], vec![NodeId(2), NodeId(1)]],
+            configs: Default::default(),
+            internal: false,
+        };
+        image.apply(&create).unwrap();
+        let held = replicas_per_node(&image);
+        assert_eq!(held.get(&NodeId(1)), Some(&2));
+        let one_more = [vec![NodeId(2)]];
+        assert_eq!(over_capacity(&image, &one_more, 3), None);
+        assert_eq!(over_capacity(&image, &one_more, 2), Some((NodeId(2), 3)));
     }
 
     #[test]

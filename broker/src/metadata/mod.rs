@@ -107,6 +107,10 @@ pub enum MetadataError {
     /// supported by every node. A cluster never goes back below its finalized level.
     #[error("{0}")]
     UnsupportedLevel(String),
+    /// A node's own limit refused the change before anything was proposed (a topic placing
+    /// more replicas on a node than `--max-partitions-per-node`). Never forwarded.
+    #[error("{0}")]
+    PolicyViolation(String),
 }
 
 impl MetadataError {
@@ -131,6 +135,7 @@ impl MetadataError {
             Self::IneligibleReplica(_) => E::IneligibleReplica,
             Self::FeatureNotEnabled { .. } => E::UnsupportedVersion,
             Self::UnsupportedLevel(_) => E::FeatureUpdateFailed,
+            Self::PolicyViolation(_) => E::PolicyViolation,
         };
         error.code()
     }

@@ -281,7 +281,8 @@ impl Peers {
             .encode(&mut buf, key.request_header_version(version))
             .and_then(|()| request.encode(&mut buf, version))
             .map_err(|e| PeerError::Decode(format!("cannot encode {key:?} v{version}: {e}")))?;
-        let answer = tokio::time::timeout(timeout, self.mesh.kafka_request(peer, buf.freeze()))
+        let request = self.mesh.kafka_request(peer, buf.freeze(), timeout);
+        let answer = tokio::time::timeout(timeout, request)
             .await
             .map_err(|_| PeerError::Timeout(timeout))?
             .map_err(|e| PeerError::Mesh(e.to_string()))?;

@@ -3,7 +3,9 @@
 //! One task per connection reads frames and starts their handling in order; responses complete in
 //! any order but are written in request order (Kafka's guarantee), through a bounded queue that
 //! stops reading when too many requests are in flight. Which request may start before the ones
-//! ahead of it are answered is [`Pipeline`]'s rule.
+//! ahead of it are answered is [`Pipeline`]'s rule. A frame's body is read only once the node's
+//! request budget admits it ([`super::budget`]); connections per client address are limited
+//! ([`super::connections`]).
 
 use std::net::SocketAddr;
 
@@ -14,12 +16,15 @@ use futures::{FutureExt, StreamExt};
 use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::budget::{RequestBudget, Reservation};
+use super::connections::Connections;
+use super::frames::{self, FrameError};
 use crate::Broker;
 use crate::api::{ConnectionInfo, Handled, handle_frame};
+use crate::limits::{self, Limit};
 use crate::metrics::{self, ConnectionGauge};
 
 /// Requests of one connection being handled at once before reading pauses.
@@ -34,22 +39,39 @@ enum Outcome {
 }
 
 /// Accepts connections until `shutdown`; each connection drains its in-flight requests and closes.
+/// A connection from an address that has `--max-connections-per-ip` open is closed at once.
 pub async fn serve(
     listener: TcpListener,
     broker: Broker,
+    budget: RequestBudget,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
+    let connections = Connections::new(broker.config().max_connections_per_ip);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Some(counted) = connections.open(peer.ip()) else {
+                        limits::hit(
+                            Limit::ConnectionsPerAddress,
+                            format_args!(
+                                "connection from {peer} closed: {} are open from {}",
+                                connections.count(peer.ip()),
+                                peer.ip()
+                            ),
+                        );
+                        drop(stream);
+                        continue;
+                    };
                     let broker = broker.clone();
+                    let budget = budget.clone();
                     let shutdown = shutdown.clone();
                     tasks.spawn(async move {
-                        if let Err(e) = connection(stream, peer, broker, shutdown).await {
+                        if let Err(e) = connection(stream, peer, broker, budget, shutdown).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
+                        drop(counted);
                     });
                 }
                 Err(e) => {
@@ -68,16 +90,14 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     broker: Broker,
+    budget: RequestBudget,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let _gauge = ConnectionGauge::open(LISTENER);
     stream.set_nodelay(true)?;
     let (read, write) = stream.into_split();
-    let codec = LengthDelimitedCodec::builder()
-        .length_field_length(4)
-        .max_frame_length(broker.config().max_request_bytes)
-        .new_codec();
-    let mut frames = FramedRead::with_capacity(read, codec, 64 * 1024);
+    let max = broker.config().max_request_bytes;
+    let mut frames = Box::pin(frames::frames(read, max, budget));
     let mut writer = BufWriter::with_capacity(64 * 1024, write);
     let mut pipeline = Pipeline::new(broker, ConnectionInfo::Tcp(peer));
     let mut reading = true;
@@ -109,15 +129,21 @@ async fn connection(
                 }
             },
             frame = frames.next(), if reading && pipeline.accepts() => match frame {
-                Some(Ok(frame)) => {
+                Some(Ok((frame, reservation))) => {
                     metrics::transferred(LISTENER, frame.len() + 4, 0);
-                    if !pipeline.arrived(frame.freeze()) {
+                    if !pipeline.arrived(frame, reservation) {
                         reading = false;
                     }
                 }
-                Some(Err(e)) => {
-                    // Oversized or truncated frame: Kafka closes the connection; so do we, after
-                    // answering what is already in flight.
+                Some(Err(FrameError::TooLarge { len, max })) => {
+                    // Kafka closes the connection; so do we, after answering what is in flight.
+                    limits::hit(
+                        Limit::RequestSize,
+                        format_args!("a request of {len} bytes from {peer} (limit {max}); closing the connection"),
+                    );
+                    reading = false;
+                }
+                Some(Err(FrameError::Io(e))) => {
                     tracing::info!(%peer, error = %e, "bad frame; closing Kafka connection");
                     reading = false;
                 }
@@ -178,7 +204,7 @@ struct Pipeline {
     in_flight: FuturesOrdered<BoxFuture<'static, (Class, Outcome)>>,
     produces: usize,
     barriers: usize,
-    held: Option<(Class, Bytes)>,
+    held: Option<(Class, Bytes, Reservation)>,
 }
 
 impl Pipeline {
@@ -206,13 +232,13 @@ impl Pipeline {
     }
 
     /// A frame arrived: start it, or hold it until what it must follow is answered. False: close.
-    fn arrived(&mut self, frame: Bytes) -> bool {
+    fn arrived(&mut self, frame: Bytes, reservation: Reservation) -> bool {
         let class = Class::of(&frame);
         if self.must_wait(class) {
-            self.held = Some((class, frame));
+            self.held = Some((class, frame, reservation));
             return true;
         }
-        self.start(class, frame)
+        self.start(class, frame, reservation)
     }
 
     /// A request was answered; starts the held request if it may start now. False: close.
@@ -223,7 +249,9 @@ impl Pipeline {
             Class::Read => {}
         }
         match self.held.take() {
-            Some((class, frame)) if !self.must_wait(class) => self.start(class, frame),
+            Some((class, frame, reservation)) if !self.must_wait(class) => {
+                self.start(class, frame, reservation)
+            }
             held => {
                 self.held = held;
                 true
@@ -231,18 +259,25 @@ impl Pipeline {
         }
     }
 
-    fn start(&mut self, class: Class, frame: Bytes) -> bool {
-        let future = match handle_frame(&self.broker, &self.info, frame) {
+    /// Starts a request; its reservation is given back once it has been answered.
+    fn start(&mut self, class: Class, frame: Bytes, reservation: Reservation) -> bool {
+        let future = match handle_frame(&self.broker, &self.info, frame).handled {
             Handled::Respond(future) => future
-                .map(move |r| match r {
-                    Ok(frame) => (class, Outcome::Respond(frame)),
-                    Err(reason) => (class, Outcome::Close(reason)),
+                .map(move |r| {
+                    drop(reservation);
+                    match r {
+                        Ok(frame) => (class, Outcome::Respond(frame)),
+                        Err(reason) => (class, Outcome::Close(reason)),
+                    }
                 })
                 .boxed(),
             Handled::Silent(future) => future
-                .map(move |r| match r {
-                    Ok(()) => (class, Outcome::Nothing),
-                    Err(reason) => (class, Outcome::Close(reason)),
+                .map(move |r| {
+                    drop(reservation);
+                    match r {
+                        Ok(()) => (class, Outcome::Nothing),
+                        Err(reason) => (class, Outcome::Close(reason)),
+                    }
                 })
                 .boxed(),
             Handled::Close(_) => return false,

@@ -6,16 +6,18 @@
 //! arrives (a follower's fetch never queues behind a commit waiting for that very fetch), except
 //! Produce requests, which start in arrival order on one task (their appends then queue in the
 //! order the peer sent them; starting one only checks and queues its batches). Each response is
-//! sent when ready.
+//! sent when ready, or the request is dropped (its substream closed) once its deadline has passed
+//! ([`crate::api::deadline`]). What the request budget admitted is held until then.
 
 use bytes::Bytes;
-use rafka_mesh::InboundKafka;
-use tokio::sync::mpsc;
+use futures::FutureExt;
+use rafka_mesh::{Admitted, InboundKafka};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Broker;
-use crate::api::{ConnectionInfo, Handled, handle_frame};
+use crate::api::{ConnectionInfo, Handled, Started, handle_frame};
 use crate::metrics;
 
 const LISTENER: &str = "p2p";
@@ -46,8 +48,8 @@ pub async fn serve(
         let broker = broker.clone();
         tasks.spawn(async move {
             let info = ConnectionInfo::Mesh(request.peer);
-            let handled = handle_frame(&broker, &info, request.frame);
-            answer(handled, info, request.reply).await;
+            let started = handle_frame(&broker, &info, request.frame);
+            answer(started, info, request.reply, request.admitted).await;
         });
     }
     tracing::debug!("mesh listener stopped");
@@ -62,33 +64,44 @@ async fn start_produces(
 ) {
     while let Some(request) = queued.recv().await {
         let info = ConnectionInfo::Mesh(request.peer);
-        let handled = handle_frame(&broker, &info, request.frame);
-        tasks.spawn(answer(handled, info, request.reply));
+        let started = handle_frame(&broker, &info, request.frame);
+        tasks.spawn(answer(started, info, request.reply, request.admitted));
     }
 }
 
-/// Sends a started request's response, when it is ready, to the peer.
+/// Sends a started request's response to the peer when it is ready, unless its deadline passes
+/// first; then lets go of its admission.
 async fn answer(
-    handled: Handled,
+    started: Started,
     info: ConnectionInfo,
-    reply: tokio::sync::oneshot::Sender<Bytes>,
+    reply: oneshot::Sender<Bytes>,
+    admitted: Option<Admitted>,
 ) {
-    match handled {
-        Handled::Respond(future) => match future.await {
-            Ok(frame) => {
-                metrics::transferred(LISTENER, 0, frame.len());
-                let _ = reply.send(frame);
-            }
-            // Dropping the reply resets the stream: the peer sees the request fail.
-            Err(reason) => tracing::info!(peer = %info, %reason, "dropping mesh request"),
-        },
-        Handled::Silent(future) => {
-            if future.await.is_ok() {
-                let _ = reply.send(Bytes::new());
-            }
+    let deadline = started.deadline;
+    let outcome = match started.handled {
+        Handled::Respond(future) => {
+            tokio::time::timeout(deadline, future.map(|r| r.map(Some))).await
         }
-        Handled::Close(reason) => tracing::info!(peer = %info, %reason, "refusing mesh request"),
+        Handled::Silent(future) => {
+            tokio::time::timeout(deadline, future.map(|r| r.map(|()| None))).await
+        }
+        Handled::Close(reason) => Ok(Err(reason)),
+    };
+    match outcome {
+        Ok(Ok(Some(frame))) => {
+            metrics::transferred(LISTENER, 0, frame.len());
+            let _ = reply.send(frame);
+        }
+        Ok(Ok(None)) => {
+            let _ = reply.send(Bytes::new());
+        }
+        // Dropping the reply closes the substream: the peer sees the request fail.
+        Ok(Err(reason)) => tracing::info!(peer = %info, %reason, "dropping mesh request"),
+        Err(_) => {
+            tracing::debug!(peer = %info, ?deadline, "mesh request not answered by its deadline")
+        }
     }
+    drop(admitted);
 }
 
 fn is_produce(frame: &[u8]) -> bool {

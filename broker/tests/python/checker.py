@@ -10,12 +10,15 @@ beginning to its high watermark, with a fresh consumer. Prints progress lines wh
 ("progress acked=<n> errors=<n>", every 0.25 s, flushed) and finally one JSON line:
 
   {"acked": n, "produce_errors": n, "lost": n, "lost_by_partition": {p: n}, "duplicated": n,
-   "out_of_order": n, "vanished": n, "final_records": n, "examples": {...}}
+   "duplicates": [[p, first offset, offset], ...], "out_of_order": n, "vanished": n,
+   "final_records": n, "examples": {...}}
 
 - lost: acknowledged records absent from the final read (lost_by_partition: their partitions);
-- duplicated: records present more than once in the final read;
+- duplicated: records present more than once in the final read; duplicates: where (the first
+  1,000), so the caller can read both copies' producer epoch and sequence;
 - out_of_order: consecutive records of one partition in the final read whose numbers go down
-  (one producer, idempotent: each partition must hold its records in send order);
+  (one producer, idempotent: each partition must hold its records in send order); a second copy
+  counts as duplicated only, not also as out of order;
 - vanished: records the live consumer saw that are absent from the final read (a consumer must
   never see a record that is later lost).
 
@@ -166,6 +169,7 @@ def main():
     records = final_read(args.bootstrap, args.topic, args.partitions)
     final = {}
     duplicated = 0
+    duplicates = []
     out_of_order = 0
     examples = {}
     for p, values in records.items():
@@ -174,11 +178,14 @@ def main():
             if v in final:
                 duplicated += 1
                 first_p, first_offset = final[v]
+                if len(duplicates) < 1000:
+                    duplicates.append([p, first_offset, offset])
                 examples.setdefault("duplicated", [])
                 if len(examples["duplicated"]) < 5:
                     examples["duplicated"].append(
                         f"{v.decode()} at {first_p}/{first_offset} and {p}/{offset}"
                     )
+                continue
             final[v] = (p, offset)
             num = int(v)
             if num < last:
@@ -201,6 +208,7 @@ def main():
         "lost": len(lost),
         "lost_by_partition": {str(p): n for p, n in sorted(lost_by_partition.items())},
         "duplicated": duplicated,
+        "duplicates": duplicates,
         "out_of_order": out_of_order,
         "vanished": len(vanished),
         "seen_by_live_consumer": len(seen),

@@ -218,9 +218,15 @@ mod imp {
 
     type Reply = oneshot::Sender<Result<Bytes>>;
 
+    /// A frame for the peer, the deadline of its request, and where its answer goes.
+    type Call = (Bytes, Duration, Reply);
+
+    /// How long a request without a deadline of its own may take (Kafka's request.timeout.ms).
+    const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
     /// Frames to one peer over the mesh, handed to the swarm in call order.
     pub struct MeshTransport {
-        tx: mpsc::UnboundedSender<(Bytes, Reply)>,
+        tx: mpsc::UnboundedSender<Call>,
         peer: PeerId,
         closed: Arc<AtomicBool>,
         task: JoinHandle<()>,
@@ -231,18 +237,18 @@ mod imp {
     async fn forward(
         mesh: Mesh,
         peer: PeerId,
-        mut rx: mpsc::UnboundedReceiver<(Bytes, Reply)>,
+        mut rx: mpsc::UnboundedReceiver<Call>,
         closed: Arc<AtomicBool>,
     ) {
         let mut waiting = FuturesUnordered::new();
         loop {
             tokio::select! {
                 next = rx.recv() => {
-                    let Some((frame, reply)) = next else { break };
+                    let Some((frame, deadline, reply)) = next else { break };
                     let mesh = mesh.clone();
                     let closed = closed.clone();
                     let mut call = Box::pin(async move {
-                        let result = mesh.kafka_request(peer, frame).await.map_err(|e| {
+                        let result = mesh.kafka_request(peer, frame, deadline).await.map_err(|e| {
                             // The peer went away (or the mesh stopped): the next request opens a
                             // fresh connection and negotiates again, as a Kafka client does after
                             // reconnecting (a restarted node may speak other versions).
@@ -264,6 +270,18 @@ mod imp {
 
     impl FrameTransport for MeshTransport {
         fn call(&self, frame: Bytes, expect: bool) -> BoxFuture<'static, Result<Option<Bytes>>> {
+            self.call_within(frame, expect, DEFAULT_DEADLINE)
+        }
+
+        /// The mesh request itself ends at `timeout`, its substream closed (see
+        /// `rafka_mesh::Mesh::kafka_request`), so a JoinGroup may wait out its rebalance timeout
+        /// and a lost Fetch is given up at its own deadline.
+        fn call_within(
+            &self,
+            frame: Bytes,
+            expect: bool,
+            timeout: Duration,
+        ) -> BoxFuture<'static, Result<Option<Bytes>>> {
             let disconnected = |reason: &str| Error::Disconnected {
                 endpoint: self.peer.to_string(),
                 reason: reason.to_owned(),
@@ -272,7 +290,7 @@ mod imp {
                 return futures::future::ready(Err(disconnected("closed"))).boxed();
             }
             let (reply, rx) = oneshot::channel();
-            if self.tx.send((frame, reply)).is_err() {
+            if self.tx.send((frame, timeout, reply)).is_err() {
                 return futures::future::ready(Err(disconnected("closed"))).boxed();
             }
             // The peer id is base58-encoded only if the call fails.

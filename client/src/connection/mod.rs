@@ -60,6 +60,17 @@ pub trait FrameTransport: Send + Sync + 'static {
         frame: Bytes,
         expect_response: bool,
     ) -> BoxFuture<'static, Result<Option<Bytes>>>;
+    /// Sends one frame that must be answered within `timeout` (the transport may end the
+    /// request then; by default it leaves that to the caller).
+    fn call_within(
+        &self,
+        frame: Bytes,
+        expect_response: bool,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Option<Bytes>>> {
+        let _ = timeout;
+        self.call(frame, expect_response)
+    }
     /// Whether the transport is known to be unusable (the pool then reconnects).
     fn is_closed(&self) -> bool;
     /// Closes the transport; pending calls fail.
@@ -254,7 +265,7 @@ impl Connection {
     }
 
     async fn round_trip<R: Request>(&self, frame: Bytes, expect: bool) -> Result<Option<Bytes>> {
-        let call = self.transport.call(frame, expect);
+        let call = self.transport.call_within(frame, expect, self.timeout);
         match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
             Err(_) => {

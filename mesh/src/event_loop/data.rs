@@ -7,6 +7,7 @@ use libp2p::{PeerId, identify, mdns};
 
 use super::EventLoop;
 use crate::data::DataBehaviourEvent;
+use crate::kafka_codec::Frame;
 use crate::view::{self, DATA_ADDRS_KEY};
 use crate::{MeshError, Role, split_peer_id};
 
@@ -112,7 +113,7 @@ impl EventLoop {
         }
     }
 
-    fn handle_kafka(&mut self, event: request_response::Event<Bytes, Bytes>) {
+    fn handle_kafka(&mut self, event: request_response::Event<Frame, Bytes>) {
         if let Some((peer, request, channel)) =
             super::settle_bytes(&mut self.pending_kafka, event, "Kafka request")
         {

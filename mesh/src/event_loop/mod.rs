@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::control::ControlBehaviour;
 use crate::data::DataBehaviour;
 use crate::handle::{InboundKafka, InboundRaft};
+use crate::kafka_codec::Frame;
 use crate::membership::{Generation, Membership};
 use crate::view::MembershipView;
 use crate::{MeshConfig, MeshError, Role};
@@ -54,7 +55,7 @@ pub(crate) enum Command {
     },
     KafkaRequest {
         peer: PeerId,
-        frame: Bytes,
+        frame: Frame,
         reply: oneshot::Sender<Result<Bytes, MeshError>>,
     },
     RaftRequest {
@@ -90,14 +91,14 @@ enum Reply {
 type PendingReply = Pin<Box<dyn Future<Output = Reply> + Send>>;
 type Waiter<T> = oneshot::Sender<Result<T, MeshError>>;
 
-/// One event of a request-response protocol carrying bytes whose outbound requests wait in
+/// One event of a request-response protocol answering with bytes whose outbound requests wait in
 /// `pending` (Kafka frames, Raft RPCs): a response or failure answers its waiter; an inbound
 /// request is handed back for the caller to serve.
-fn settle_bytes(
+fn settle_bytes<Req>(
     pending: &mut HashMap<OutboundRequestId, Waiter<Bytes>>,
-    event: libp2p::request_response::Event<Bytes, Bytes>,
+    event: libp2p::request_response::Event<Req, Bytes>,
     what: &str,
-) -> Option<(PeerId, Bytes, ResponseChannel<Bytes>)> {
+) -> Option<(PeerId, Req, ResponseChannel<Bytes>)> {
     use libp2p::request_response::{Event, Message};
     match event {
         Event::Message {
@@ -454,14 +455,18 @@ impl EventLoop {
     fn forward_inbound_kafka(
         &mut self,
         peer: PeerId,
-        frame: Bytes,
+        frame: Frame,
         channel: ResponseChannel<Bytes>,
     ) {
         let (reply, rx) = oneshot::channel();
-        if let Err(e) = self
-            .inbound_kafka
-            .try_send(InboundKafka { peer, frame, reply })
-        {
+        let (frame, admitted) = frame.into_parts();
+        let request = InboundKafka {
+            peer,
+            frame,
+            reply,
+            admitted,
+        };
+        if let Err(e) = self.inbound_kafka.try_send(request) {
             tracing::warn!(peer = %peer, error = %e, "inbound Kafka queue full; request dropped");
             return;
         }

@@ -38,7 +38,7 @@ impl MeshClient {
     }
 
     /// Sends `request` at `version` and decodes the response; `Err` if the mesh request failed
-    /// (or took longer than `timeout`).
+    /// (or was not answered within `timeout`, its deadline).
     pub async fn send<R: Request>(
         &self,
         request: &R,
@@ -47,12 +47,10 @@ impl MeshClient {
     ) -> Result<R::Response, String> {
         let api_key = ApiKey::try_from(R::KEY).unwrap();
         let frame = wire::request_body(request, version, 7, "mesh-test");
-        let call = self.mesh.kafka_request(self.peer, frame);
-        let mut response = match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => return Err(format!("{api_key:?} over the mesh failed: {e}")),
-            Err(_) => return Err(format!("{api_key:?} not answered within {timeout:?}")),
-        };
+        let call = self.mesh.kafka_request(self.peer, frame, timeout);
+        let mut response = call
+            .await
+            .map_err(|e| format!("{api_key:?} over the mesh failed: {e}"))?;
         let header =
             ResponseHeader::decode(&mut response, api_key.response_header_version(version))
                 .unwrap();

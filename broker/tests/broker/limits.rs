@@ -1,0 +1,318 @@
+//! Bounded resources (issue 12 point 3): each limit refuses or delays with a clear answer, and
+//! the node stays within it.
+//!
+//! - CreateTopics: at most `--max-partitions-per-request` partitions over one request
+//!   (POLICY_VIOLATION at once, as Kafka since KAFKA-17870) and `--max-partitions-per-node`
+//!   replicas on any node;
+//! - `--max-connections-per-ip`: a connection over the limit is closed at once;
+//! - `--max-metric-series`: /metrics stays small with many partitions, and says what it left out;
+//! - `--queued-max-request-bytes`: eight clients each sending 90 MB of a declared 100 MiB frame
+//!   keep the node's RSS under its idle RSS plus the budget plus [`RSS_MARGIN`], and the node
+//!   keeps answering small requests meanwhile.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, CreateTopicsRequest, MetadataRequest};
+
+use crate::support::process::NodeProcess;
+use crate::support::raw::RawClient;
+use crate::support::{TestNode, cluster, wait_until, wait_until_blocking, wire};
+
+const POLICY_VIOLATION: i16 = ResponseError::PolicyViolation.code();
+
+/// A CreateTopics (v7) of `topics` (name, partitions), replication factor 1.
+fn create_request(topics: &[(&str, i32)]) -> CreateTopicsRequest {
+    CreateTopicsRequest::default()
+        .with_topics(
+            topics
+                .iter()
+                .map(|(name, partitions)| wire::creatable(name, *partitions, 1, &[]))
+                .collect(),
+        )
+        .with_timeout_ms(30_000)
+}
+
+/// Whether the node's metadata knows `topic`.
+async fn exists(client: &mut RawClient, topic: &str) -> bool {
+    let response = client.send(&MetadataRequest::default(), 12).await;
+    response
+        .topics
+        .iter()
+        .any(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+}
+
+#[tokio::test]
+async fn a_create_topics_over_the_partition_limit_is_refused_at_once_with_policy_violation() {
+    let node = TestNode::start().await;
+    let mut client = node.connect().await;
+
+    // The issue's request: 100,000 partitions in one topic.
+    let started = Instant::now();
+    let response = client
+        .send(&create_request(&[("huge", 100_000)]), wire::CREATE_TOPICS)
+        .await;
+    let took = started.elapsed();
+    let result = &response.topics[0];
+    assert_eq!(
+        result.error_code, POLICY_VIOLATION,
+        "{:?}",
+        result.error_message
+    );
+    let message = result.error_message.as_ref().unwrap().to_string();
+    assert!(
+        message.contains("100000") && message.contains("--max-partitions-per-request"),
+        "{message}"
+    );
+    assert!(took < Duration::from_secs(1), "refused after {took:?}");
+
+    // The limit counts the whole request: two topics of 6,000 fail together, and neither exists.
+    let response = client
+        .send(
+            &create_request(&[("half-a", 6_000), ("half-b", 6_000)]),
+            wire::CREATE_TOPICS,
+        )
+        .await;
+    let codes: Vec<i16> = response.topics.iter().map(|t| t.error_code).collect();
+    assert_eq!(codes, [POLICY_VIOLATION, POLICY_VIOLATION]);
+    assert!(!exists(&mut client, "huge").await);
+    assert!(!exists(&mut client, "half-a").await);
+
+    // Within the limit, topics are created as before.
+    let response = client
+        .send(&create_request(&[("fits", 4)]), wire::CREATE_TOPICS)
+        .await;
+    assert_eq!(response.topics[0].error_code, 0);
+    wire::stop(node).await;
+}
+
+#[tokio::test]
+async fn a_topic_that_would_put_more_replicas_on_a_node_than_its_limit_is_refused() {
+    // The group offsets topic of the test node takes 2 of the 12.
+    let node = TestNode::start_with(|c| c.max_partitions_per_node = 12).await;
+    let mut client = node.connect().await;
+    wire::find_coordinator(&mut client, "limits").await;
+    let created = client
+        .send(&create_request(&[("first", 8)]), wire::CREATE_TOPICS)
+        .await;
+    assert_eq!(created.topics[0].error_code, 0);
+
+    let refused = client
+        .send(&create_request(&[("second", 3)]), wire::CREATE_TOPICS)
+        .await;
+    let result = &refused.topics[0];
+    assert_eq!(
+        result.error_code, POLICY_VIOLATION,
+        "{:?}",
+        result.error_message
+    );
+    let message = result.error_message.as_ref().unwrap().to_string();
+    assert!(message.contains("--max-partitions-per-node"), "{message}");
+    assert!(!exists(&mut client, "second").await);
+
+    let fits = client
+        .send(&create_request(&[("second", 2)]), wire::CREATE_TOPICS)
+        .await;
+    assert_eq!(
+        fits.topics[0].error_code, 0,
+        "{:?}",
+        fits.topics[0].error_message
+    );
+    wire::stop(node).await;
+}
+
+#[tokio::test]
+async fn connections_over_the_per_address_limit_are_closed_and_a_closed_one_frees_its_place() {
+    let node = TestNode::start_with(|c| c.max_connections_per_ip = 3).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut client = node.connect().await;
+        let versions = client.send(&ApiVersionsRequest::default(), 3).await;
+        assert_eq!(versions.error_code, 0);
+        open.push(client);
+    }
+    let mut fourth = wire::Socket::connect(node.kafka_addr()).await;
+    assert!(
+        fourth.is_closed().await,
+        "a fourth connection from 127.0.0.1"
+    );
+
+    drop(open.pop());
+    // The node counts the closed connection out once its task has ended.
+    wait_until(
+        wire::DEADLINE,
+        "a place freed by a closed connection",
+        async || {
+            let mut socket = wire::Socket::connect(node.kafka_addr()).await;
+            let frame = wire::frame(&ApiVersionsRequest::default(), 3, 1);
+            socket.write(&frame).await.ok()?;
+            socket.read_frame().await
+        },
+    )
+    .await;
+    wire::stop(node).await;
+}
+
+/// Samples of `family` in a /metrics text.
+fn samples(text: &str, family: &str) -> usize {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")))
+        .count()
+}
+
+#[test]
+fn process_metric_series_are_capped_and_say_what_they_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three per-partition families: room for 10 partitions.
+    let mut node = NodeProcess::start(&dir.path().join("n"), &["--max-metric-series", "30"]);
+    let (code, message) =
+        cluster::create_topic(node.ready.kafka, "wide", 50, wire::DEADLINE).unwrap();
+    assert_eq!(code, 0, "{message:?}");
+    let text = wait_until_blocking(wire::DEADLINE, "the topic's partitions in /metrics", || {
+        let text = node.http_get("/metrics").ok()?;
+        (samples(&text, "rafka_partition_log_end_offset") > 0).then_some(text)
+    });
+    for family in [
+        "rafka_partition_log_end_offset",
+        "rafka_partition_log_start_offset",
+        "rafka_partition_high_watermark",
+    ] {
+        assert_eq!(samples(&text, family), 10, "{family} in:\n{text}");
+        assert!(
+            text.contains(&format!(
+                "rafka_metric_series_dropped{{family=\"{family}\"}} 40\n"
+            )),
+            "{text}"
+        );
+    }
+    // The hit is counted as that scrape is written: the next scrape shows it.
+    let next = node.http_get("/metrics").unwrap();
+    assert!(
+        next.contains("rafka_limit_hits_total{limit=\"--max-metric-series\"}"),
+        "{next}"
+    );
+    assert!(
+        node.log_text().contains("limit hit") && node.log_text().contains("--max-metric-series"),
+        "one log line for the limit"
+    );
+    node.kill();
+}
+
+/// The resident set of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// The node's `rafka_request_bytes_in_flight{kind="large"}`.
+fn large_in_flight(node: &NodeProcess) -> Option<f64> {
+    let text = node.http_get("/metrics").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("rafka_request_bytes_in_flight{kind=\"large\"} "))
+        .and_then(|v| v.parse().ok())
+}
+
+const MIB: u64 = 1024 * 1024;
+/// The request-bytes budget of the test (the default is 256 MiB).
+const BUDGET: u64 = 256 * MIB;
+/// What the node may use beyond its idle RSS and the budget: the tokio and socket buffers of
+/// nine connections, the allocator's slack, the metrics text.
+const RSS_MARGIN: u64 = 64 * MIB;
+const CLIENTS: usize = 8;
+const DECLARED: usize = 100 * 1024 * 1024;
+const SENT: usize = 90 * 1000 * 1000;
+
+#[test]
+fn process_eight_clients_sending_90_mb_frames_keep_the_node_within_its_request_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = BUDGET.to_string();
+    let mut node = NodeProcess::start(
+        &dir.path().join("n"),
+        &["--queued-max-request-bytes", &budget],
+    );
+    let pid = node.child.id();
+    // Idle: ready, and one small request answered.
+    cluster::kafka_call(
+        node.ready.kafka,
+        &ApiVersionsRequest::default(),
+        3,
+        wire::DEADLINE,
+    )
+    .unwrap();
+    let idle = rss(pid);
+
+    // A Produce header, then 90 MB of a declared 100 MiB frame, then silence.
+    let mut head = (DECLARED as u32).to_be_bytes().to_vec();
+    head.extend_from_slice(&(ApiKey::Produce as i16).to_be_bytes());
+    head.extend_from_slice(&9i16.to_be_bytes());
+    let body = Arc::new(vec![0u8; SENT]);
+    let mut senders = Vec::new();
+    for _ in 0..CLIENTS {
+        let (head, body) = (head.clone(), body.clone());
+        let addr = node.ready.kafka;
+        senders.push(std::thread::spawn(move || {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            // The node stops reading the frames it has no budget for: the write then blocks
+            // until the node is killed, which ends it with an error.
+            let _ = stream
+                .write_all(&head)
+                .and_then(|()| stream.write_all(&body));
+            stream
+        }));
+    }
+
+    // The budget fills (two frames of 100 MiB fit in 256 MiB); the other six wait unread.
+    wait_until_blocking(Duration::from_secs(60), "the request budget in use", || {
+        large_in_flight(&node).is_some_and(|bytes| bytes >= 2.0 * DECLARED as f64)
+    });
+    let bound = idle + BUDGET + RSS_MARGIN;
+    let mut peak = 0;
+    let watched = Instant::now();
+    // Watch for a while as the admitted frames' bodies arrive; meanwhile small requests are
+    // answered.
+    while watched.elapsed() < Duration::from_secs(5) {
+        peak = peak.max(rss(pid));
+        let answered = cluster::kafka_call(
+            node.ready.kafka,
+            &ApiVersionsRequest::default(),
+            3,
+            wire::DEADLINE,
+        );
+        assert!(
+            answered.is_ok(),
+            "a small request while the budget is full: {answered:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let in_flight = large_in_flight(&node).unwrap();
+    eprintln!(
+        "idle RSS {} MiB, peak {} MiB with {CLIENTS} clients sending 90 MB frames (bound {} MiB: \
+         idle + {} MiB budget + {} MiB margin); {} MiB admitted",
+        idle / MIB,
+        peak / MIB,
+        bound / MIB,
+        BUDGET / MIB,
+        RSS_MARGIN / MIB,
+        in_flight as u64 / MIB
+    );
+    assert!(in_flight <= BUDGET as f64, "admitted {in_flight} bytes");
+    assert!(
+        peak < bound,
+        "RSS reached {} MiB, over idle {} MiB + budget + margin",
+        peak / MIB,
+        idle / MIB
+    );
+    assert!(node.log_text().contains("--queued-max-request-bytes"));
+    node.kill();
+    for sender in senders {
+        drop(sender.join().unwrap());
+    }
+}
