@@ -12,6 +12,7 @@ mod api_versions;
 mod bad_input;
 mod cluster_client;
 mod cluster_processes;
+mod consumer_failover;
 mod e2e_cli;
 mod fetch;
 mod groups;
