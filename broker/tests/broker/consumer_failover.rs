@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::support::cluster::{self, ProcessCluster, create_topic, partition_leaders};
+use crate::support::cluster::{ProcessCluster, partition_leaders};
 use crate::support::run::{Running, rafka, run, spawn_to_file};
 use crate::support::wait_until_blocking;
 
@@ -24,43 +24,6 @@ const AFTER: usize = 2_000;
 const TOTAL: usize = BEFORE + DURING + AFTER;
 const STEP: Duration = Duration::from_secs(60);
 const FORMAT: &str = "%p %o %v\\n";
-
-/// Three nodes, replication factor 3, min.insync.replicas 2, the topic served with full ISRs.
-fn replicated_cluster() -> ProcessCluster {
-    let args = [
-        "--default-replication-factor",
-        "3",
-        "--min-insync-replicas",
-        "2",
-        "--leader-rebalance-interval-ms",
-        "1000",
-    ];
-    let cluster = ProcessCluster::start(3, &args);
-    cluster.wait_all(STEP, "every member alive", |view| view.count("alive") == 3);
-    wait_until_blocking(
-        STEP,
-        "the topic created with three replicas",
-        || match create_topic(cluster.kafka(0), TOPIC, PARTITIONS, Duration::from_secs(10)) {
-            Ok((0 | 36, _)) => Ok(()),
-            Ok((code, message)) => Err(format!("error {code} {message:?}")),
-            Err(e) => Err(e.to_string()),
-        },
-    );
-    for node in 0..3 {
-        let addr = cluster.kafka(node);
-        wait_until_blocking(STEP, "the topic served with every replica in sync", || {
-            cluster::topic_metadata(addr, TOPIC).is_ok_and(|m| {
-                m.topics.first().is_some_and(|t| {
-                    t.partitions.len() == PARTITIONS as usize
-                        && t.partitions
-                            .iter()
-                            .all(|p| p.error_code == 0 && p.isr_nodes.len() == 3)
-                })
-            })
-        });
-    }
-    cluster
-}
 
 /// Waits until every running node says `leads(leader of partition 0)`.
 fn wait_partition_zero(cluster: &ProcessCluster, what: &str, leads: impl Fn(i64) -> bool) {
@@ -83,23 +46,16 @@ fn wait_partition_zero(cluster: &ProcessCluster, what: &str, leads: impl Fn(i64)
     });
 }
 
-/// The process index of the node leading partition 0, and the partitions it leads.
-fn leader_of_partition_zero(cluster: &ProcessCluster) -> (usize, Vec<i32>) {
-    let leaders = partition_leaders(cluster.kafka(0), TOPIC).unwrap();
-    let leader = leaders
-        .iter()
-        .find(|(p, _, _)| *p == 0)
-        .map(|&(_, _, leader)| i64::from(leader))
-        .unwrap();
-    let led = leaders
+/// The process index of the node leading partition 0, its node id, and the partitions it leads.
+fn leader_of_partition_zero(cluster: &ProcessCluster) -> (usize, i64, Vec<i32>) {
+    let (index, leader) = cluster.leader_of(TOPIC, 0);
+    let led = partition_leaders(cluster.kafka(0), TOPIC)
+        .unwrap()
         .iter()
         .filter(|(_, _, l)| i64::from(*l) == leader)
         .map(|(p, _, _)| *p)
         .collect();
-    let index = (0..3)
-        .find(|&i| cluster.identity(i).1 == leader)
-        .expect("the leader is one of the nodes");
-    (index, led)
+    (index, leader, led)
 }
 
 /// Produces `count` keyed records `{tag}{i}` (keys spread them over the partitions) with
@@ -206,9 +162,10 @@ impl Consumer {
 #[test]
 fn process_consumers_follow_a_sigkilled_and_restarted_leader() {
     let started = Instant::now();
-    let mut cluster = replicated_cluster();
-    let (victim, led) = leader_of_partition_zero(&cluster);
-    let victim_id = cluster.identity(victim).1;
+    // Leadership returns to the preferred replica within a second of it being back in sync.
+    let rebalance = ["--leader-rebalance-interval-ms", "1000"];
+    let mut cluster = ProcessCluster::replicated(TOPIC, PARTITIONS, &rebalance);
+    let (victim, victim_id, led) = leader_of_partition_zero(&cluster);
     let survivor = (0..3).find(|&i| i != victim).unwrap();
     eprintln!(
         "node {victim} leads partitions {led:?}; cluster ready in {:?}",

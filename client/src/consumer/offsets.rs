@@ -202,13 +202,26 @@ pub async fn commit(
     offsets: &[(TopicPartition, i64)],
     wait: Duration,
 ) -> Result<()> {
+    on_coordinator(client, group, wait, |node| {
+        commit_once(client, node, group, generation, offsets)
+    })
+    .await
+}
+
+/// Runs `call` on the coordinator of `group`, finding it again and retrying retriable errors
+/// (the coordinator moved, is loading, or its connection broke) until `wait` has passed.
+async fn on_coordinator<T, F: Future<Output = Result<T>>>(
+    client: &Client,
+    group: &str,
+    wait: Duration,
+    call: impl Fn(NodeId) -> F,
+) -> Result<T> {
     let deadline = Instant::now() + wait;
     loop {
-        let result = async {
-            let node = find_coordinator(client, group, wait).await?;
-            commit_once(client, node, group, generation, offsets).await
-        }
-        .await;
+        let result = match find_coordinator(client, group, wait).await {
+            Ok(node) => call(node).await,
+            Err(e) => Err(e),
+        };
         match result {
             Err(e) if e.is_retriable() && Instant::now() < deadline => {
                 tokio::time::sleep(client.config().retry_backoff).await;
@@ -266,20 +279,10 @@ pub async fn committed(
     partitions: &[TopicPartition],
     wait: Duration,
 ) -> Result<HashMap<TopicPartition, Option<i64>>> {
-    let deadline = Instant::now() + wait;
-    loop {
-        let result = async {
-            let node = find_coordinator(client, group, wait).await?;
-            committed_once(client, node, group, partitions).await
-        }
-        .await;
-        match result {
-            Err(e) if e.is_retriable() && Instant::now() < deadline => {
-                tokio::time::sleep(client.config().retry_backoff).await;
-            }
-            other => return other,
-        }
-    }
+    on_coordinator(client, group, wait, |node| {
+        committed_once(client, node, group, partitions)
+    })
+    .await
 }
 
 async fn committed_once(
@@ -303,22 +306,11 @@ pub async fn committed_all(
     group: &str,
     wait: Duration,
 ) -> Result<BTreeMap<TopicPartition, i64>> {
-    let deadline = Instant::now() + wait;
-    loop {
-        let result = async {
-            let node = find_coordinator(client, group, wait).await?;
-            fetch_committed(client, node, group, None).await
-        }
-        .await;
-        match result {
-            Err(e) if e.is_retriable() && Instant::now() < deadline => {
-                tokio::time::sleep(client.config().retry_backoff).await;
-            }
-            other => {
-                return other.map(|rows| rows.into_iter().filter(|(_, o)| *o >= 0).collect());
-            }
-        }
-    }
+    let rows = on_coordinator(client, group, wait, |node| {
+        fetch_committed(client, node, group, None)
+    })
+    .await?;
+    Ok(rows.into_iter().filter(|(_, o)| *o >= 0).collect())
 }
 
 /// OffsetFetch of `partitions` (`None`: every committed partition) on `node`.
