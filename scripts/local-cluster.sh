@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # A Rafka mesh of N nodes on this machine, for trying things out.
 #
-#   scripts/local-cluster.sh start N    start N nodes (own ports and data dirs), wait until every
-#                                       node sees all N alive, print the addresses to use
+#   scripts/local-cluster.sh start N    start N nodes (own ports and data dirs) sharing one cluster
+#                                       key, wait until every node sees all N alive, print the
+#                                       addresses and the key to use
 #   scripts/local-cluster.sh status     each node: PID, alive or not, ready or not, members seen
 #   scripts/local-cluster.sh stop       SIGTERM the nodes this script started (by recorded PID)
 #
-# Environment: RAFKA_CLUSTER_DIR (default ./.local-cluster) holds data dirs, logs and PIDs;
-# RAFKA_CLUSTER_PORT_BASE (default 19000): node i uses Kafka BASE+100+i, p2p BASE+200+i,
-# HTTP BASE+300+i; RAFKA_NODE_BIN overrides the binary (default: target/release/rafka-node, built
-# if missing). Only processes whose PIDs this script recorded are ever signalled.
+# Environment: RAFKA_CLUSTER_DIR (default ./.local-cluster) holds data dirs, logs, PIDs and the
+# cluster key (cluster.key, made on the first start and kept); RAFKA_CLUSTER_PORT_BASE (default
+# 19000): node i uses Kafka BASE+100+i, p2p BASE+200+i, HTTP BASE+300+i; RAFKA_NODE_BIN and
+# RAFKA_CLI_BIN override the binaries (default: target/release/rafka-node and target/release/rafka,
+# built if missing). Only processes whose PIDs this script recorded are ever signalled.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 dir=${RAFKA_CLUSTER_DIR:-./.local-cluster}
 base=${RAFKA_CLUSTER_PORT_BASE:-19000}
 bin=${RAFKA_NODE_BIN:-target/release/rafka-node}
+cli=${RAFKA_CLI_BIN:-target/release/rafka}
 
 kafka_port() { echo $((base + 100 + $1)); }
 p2p_port() { echo $((base + 200 + $1)); }
@@ -41,12 +44,19 @@ start() {
     echo "building $bin ..."
     cargo build --release -q -p rafka-broker --bin rafka-node
   fi
+  if [ ! -x "$cli" ]; then
+    echo "building $cli ..."
+    cargo build --release -q -p rafka-client --bin rafka
+  fi
   mkdir -p "$dir"
+  # One key for the whole cluster: only nodes and clients holding it can use the mesh.
+  local key="$dir/cluster.key"
+  [ -f "$key" ] || "$cli" cluster key generate "$key"
   local seed="/ip4/127.0.0.1/tcp/$(p2p_port 0)"
   for i in $(seq 0 $((n - 1))); do
     local args=(--data-dir "$dir/node$i" --kafka-addr "127.0.0.1:$(kafka_port "$i")"
       --p2p-addr "/ip4/127.0.0.1/tcp/$(p2p_port "$i")" --http-addr "127.0.0.1:$(http_port "$i")"
-      --control-addr /ip4/127.0.0.1/tcp/0 --no-mdns --bootstrap-expect "$n")
+      --control-addr /ip4/127.0.0.1/tcp/0 --no-mdns --bootstrap-expect "$n" --cluster-key-file "$key")
     [ "$i" -gt 0 ] && args+=(--bootstrap "$seed")
     "$bin" "${args[@]}" >"$dir/node$i.out" 2>"$dir/node$i.log" &
     echo $! >"$dir/node$i.pid"
@@ -68,7 +78,8 @@ start() {
   echo "ready: every node sees all $n members"
   echo "kafka bootstrap: $(IFS=,; echo "${kafka[*]}")"
   echo "p2p address:     $seed"
-  echo "try:  RAFKA_BOOTSTRAP=$seed target/release/rafka cluster"
+  echo "cluster key:     $key"
+  echo "try:  RAFKA_CLUSTER_KEY_FILE=$key RAFKA_BOOTSTRAP=$seed $cli cluster"
 }
 
 status() {

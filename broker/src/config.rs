@@ -3,7 +3,7 @@
 //! clap resolves flag-over-environment; [`NodeConfig::load`] lays the result over the optional file
 //! and the defaults, and keeps the cause when a value is wrong.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -36,9 +36,18 @@ pub struct NodeArgs {
     /// Address Kafka clients are told to connect to. [default: derived from --kafka-addr]
     #[arg(long, env = "RAFKA_ADVERTISED_KAFKA_ADDR", value_name = "HOST:PORT")]
     pub advertised_kafka_addr: Option<String>,
-    /// libp2p listen address of the mesh. [default: /ip4/0.0.0.0/tcp/7070]
+    /// libp2p listen address of the mesh. Without a cluster key the mesh listens on loopback only.
+    /// [default: /ip4/127.0.0.1/tcp/7070, or /ip4/0.0.0.0/tcp/7070 with --cluster-key-file]
     #[arg(long, env = "RAFKA_P2P_ADDR", value_name = "MULTIADDR")]
     pub p2p_addr: Option<Multiaddr>,
+    /// The cluster key (made with `rafka cluster key generate FILE`): only nodes and clients with the
+    /// same key can connect to the mesh. Required for mesh addresses other machines can reach.
+    #[arg(long, env = "RAFKA_CLUSTER_KEY_FILE", value_name = "FILE")]
+    pub cluster_key_file: Option<PathBuf>,
+    /// Run the mesh without a cluster key on addresses other machines can reach: any process that
+    /// reaches the p2p port can join the cluster, vote and change metadata. Not recommended.
+    #[arg(long, env = "RAFKA_INSECURE_OPEN_MESH")]
+    pub insecure_open_mesh: bool,
     /// HTTP admin endpoint: /health, /ready, /metrics. [default: 127.0.0.1:9644]
     #[arg(long, env = "RAFKA_HTTP_ADDR", value_name = "HOST:PORT")]
     pub http_addr: Option<SocketAddr>,
@@ -66,12 +75,18 @@ pub struct NodeArgs {
     #[arg(long, env = "RAFKA_NO_MDNS")]
     pub no_mdns: bool,
     /// Listen address of the control plane (membership gossip and the metadata log), separate from
-    /// --p2p-addr so bulk data never delays heartbeats. Peers learn it. [default: /ip4/0.0.0.0/tcp/0]
+    /// --p2p-addr so bulk data never delays heartbeats. Peers learn it. [default: --p2p-addr's IP, port 0]
     #[arg(long, env = "RAFKA_CONTROL_ADDR", value_name = "MULTIADDR")]
     pub control_addr: Option<Multiaddr>,
-    /// Voters of the metadata log (3 or 5); every other node follows as a learner. [default: 3]
+    /// Voters of the metadata log wanted (3 or 5). The voters are the largest odd number of nodes not
+    /// above this and not above the live nodes (1 for 1-2 nodes, 3 for 3-4); every other node
+    /// follows as a learner. [default: 3]
     #[arg(long, env = "RAFKA_VOTERS", value_name = "N")]
     pub voters: Option<usize>,
+    /// A voter dead (or unreachable) this long is replaced by a live, caught-up node while a
+    /// majority of the voters remains. A voter that leaves cleanly hands its seat over at once. [default: 30000]
+    #[arg(long, env = "RAFKA_VOTER_REPLACE_AFTER_MS", value_name = "MS")]
+    pub voter_replace_after_ms: Option<u64>,
     /// Partitions of auto-created topics and of CreateTopics requests that leave it to the broker. [default: 1]
     #[arg(long, env = "RAFKA_NUM_PARTITIONS", value_name = "N")]
     pub num_partitions: Option<i32>,
@@ -152,6 +167,30 @@ pub struct NodeArgs {
     pub max_feature_level: Option<u16>,
 }
 
+/// The mesh port when `--p2p-addr` is not given.
+pub const DEFAULT_P2P_PORT: u16 = 7070;
+
+/// The largest odd number not above `n` (at least 1).
+pub fn odd_floor(n: usize) -> usize {
+    if n <= 1 {
+        1
+    } else if !n.is_multiple_of(2) {
+        n
+    } else {
+        n - 1
+    }
+}
+
+/// Whether `addr` only reaches this machine: a loopback IP, or the name `localhost`.
+pub fn is_loopback(addr: &Multiaddr) -> bool {
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => ip.is_loopback(),
+        Some(Protocol::Ip6(ip)) => ip.is_loopback(),
+        Some(Protocol::Dns(h) | Protocol::Dns4(h) | Protocol::Dns6(h)) => h == "localhost",
+        _ => false,
+    }
+}
+
 /// The node's resolved configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -162,8 +201,12 @@ pub struct NodeConfig {
     pub kafka_addr: SocketAddr,
     /// Advertised Kafka address (`host:port`), if not derived.
     pub advertised_kafka_addr: Option<String>,
-    /// Mesh listen address.
-    pub p2p_addr: Multiaddr,
+    /// Mesh listen address (`None`: loopback without a key, every interface with one).
+    pub p2p_addr: Option<Multiaddr>,
+    /// The cluster key file.
+    pub cluster_key_file: Option<PathBuf>,
+    /// Allow a mesh reachable from other machines without a key.
+    pub insecure_open_mesh: bool,
     /// HTTP admin listener.
     pub http_addr: SocketAddr,
     /// Default fsync policy.
@@ -176,10 +219,12 @@ pub struct NodeConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// mDNS discovery.
     pub mdns: bool,
-    /// Control-plane listen address.
-    pub control_addr: Multiaddr,
-    /// Voters of the metadata log.
+    /// Control-plane listen address (`None`: the p2p address's IP, an OS-assigned port).
+    pub control_addr: Option<Multiaddr>,
+    /// Voters of the metadata log wanted (the actual number is odd, see [`NodeConfig::voters`]).
     pub voters: usize,
+    /// How long a voter may be dead before it is replaced (ms).
+    pub voter_replace_after_ms: u64,
     /// Default partition count.
     pub num_partitions: i32,
     /// Default replication factor.
@@ -234,15 +279,18 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("./rafka-data"),
             kafka_addr: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised_kafka_addr: None,
-            p2p_addr: rafka_mesh::config::default_listen(),
+            p2p_addr: None,
+            cluster_key_file: None,
+            insecure_open_mesh: false,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9644)),
             fsync: FsyncPolicy::Always,
             auto_create_topics: true,
             bootstrap_expect: None,
             bootstrap: Vec::new(),
             mdns: true,
-            control_addr: rafka_mesh::config::default_control_listen(),
+            control_addr: None,
             voters: 3,
+            voter_replace_after_ms: 30_000,
             num_partitions: 1,
             default_replication_factor: 1,
             min_insync_replicas: 1,
@@ -298,15 +346,28 @@ impl NodeConfig {
         if let Some(level) = args.max_feature_level {
             config.max_feature_level = Some(level);
         }
+        if args.insecure_open_mesh {
+            config.insecure_open_mesh = true;
+        }
+        for (field, value) in [
+            (&mut config.p2p_addr, args.p2p_addr),
+            (&mut config.control_addr, args.control_addr),
+        ] {
+            if value.is_some() {
+                *field = value;
+            }
+        }
+        if args.cluster_key_file.is_some() {
+            config.cluster_key_file = args.cluster_key_file;
+        }
         overlay!(
             config,
             args,
             data_dir,
             kafka_addr,
-            p2p_addr,
             http_addr,
-            control_addr,
             voters,
+            voter_replace_after_ms,
             fsync,
             auto_create_topics,
             num_partitions,
@@ -447,12 +508,19 @@ impl NodeConfig {
                 "must be positive".into(),
             ));
         }
-        if !matches!(self.voters, 1 | 3 | 5 | 7) {
+        if !(1..=9).contains(&self.voters) {
             return Err(invalid(
                 "voters",
-                format!("{} (use 3 or 5; 1 only for a single node)", self.voters),
+                format!("{} (use 3 or 5; 1 for a single voter)", self.voters),
             ));
         }
+        if self.voter_replace_after_ms < 1000 {
+            return Err(invalid(
+                "voter_replace_after_ms",
+                "must be at least 1000".into(),
+            ));
+        }
+        self.check_mesh_exposure()?;
         if let Some(0) = self.bootstrap_expect {
             return Err(invalid("bootstrap_expect", "must be at least 1".into()));
         }
@@ -479,6 +547,72 @@ impl NodeConfig {
         self.max_feature_level.map_or(features::SUPPORTED, |max| {
             features::SUPPORTED.capped(FeatureLevel(max))
         })
+    }
+
+    /// The mesh's data-plane listen address: `--p2p-addr`, or port 7070 on loopback (no key) or
+    /// on every interface (with a key).
+    pub fn p2p_listen(&self) -> Multiaddr {
+        self.p2p_addr.clone().unwrap_or_else(|| {
+            let ip = if self.cluster_key_file.is_some() {
+                Ipv4Addr::UNSPECIFIED
+            } else {
+                Ipv4Addr::LOCALHOST
+            };
+            Multiaddr::from(ip).with(Protocol::Tcp(DEFAULT_P2P_PORT))
+        })
+    }
+
+    /// The control plane's listen address: `--control-addr`, or the p2p address's IP with an
+    /// OS-assigned port.
+    pub fn control_listen(&self) -> Multiaddr {
+        self.control_addr.clone().unwrap_or_else(|| {
+            let mut addr: Multiaddr = self
+                .p2p_listen()
+                .iter()
+                .take_while(|p| !matches!(p, Protocol::Tcp(_)))
+                .collect();
+            addr.push(Protocol::Tcp(0));
+            addr
+        })
+    }
+
+    /// The actual number of voters for `nodes` live nodes: the largest odd number not above
+    /// `--voters` nor `nodes` (at least 1).
+    pub fn voters_for(&self, nodes: usize) -> usize {
+        odd_floor(self.voters.min(nodes))
+    }
+
+    /// How long a dead voter keeps its seat.
+    pub fn voter_replace_after(&self) -> Duration {
+        Duration::from_millis(self.voter_replace_after_ms)
+    }
+
+    /// Without a cluster key, every mesh address (listen and bootstrap) must be loopback, unless
+    /// the operator explicitly opens the mesh.
+    fn check_mesh_exposure(&self) -> Result<(), ConfigError> {
+        if self.cluster_key_file.is_some() || self.insecure_open_mesh {
+            return Ok(());
+        }
+        let listen = [
+            ("p2p_addr", self.p2p_listen()),
+            ("control_addr", self.control_listen()),
+        ];
+        let bootstrap = self.bootstrap.iter().map(|a| ("bootstrap", a.clone()));
+        for (key, addr) in listen.into_iter().chain(bootstrap) {
+            if !is_loopback(&addr) {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    reason: format!(
+                        "{addr} reaches beyond this machine, and this node has no cluster key: anyone who \
+                         can reach the mesh could join the cluster. Create a key once with `rafka cluster key \
+                         generate cluster.key`, copy the file to every node and client, and start each with \
+                         --cluster-key-file cluster.key (or RAFKA_CLUSTER_KEY_FILE); or, to run an open mesh \
+                         anyway, pass --insecure-open-mesh"
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// How often preferred replicas get their leadership back, if at all.
@@ -523,8 +657,8 @@ impl NodeConfig {
             data_dir: data_dir.to_path_buf(),
             kafka_addr: loopback,
             http_addr: loopback,
-            p2p_addr: any_port(),
-            control_addr: any_port(),
+            p2p_addr: Some(any_port()),
+            control_addr: Some(any_port()),
             mdns: false,
             bootstrap_expect: Some(1),
             ..NodeConfig::default()

@@ -50,7 +50,6 @@ pub mod producer_ids;
 pub mod push;
 pub mod series;
 pub mod transport;
-pub mod txn;
 
 pub use broker::Broker;
 pub use config::{NodeArgs, NodeConfig};

@@ -85,9 +85,19 @@ async fn wait_for_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
+/// Without `RUST_LOG`: one line per event an operator cares about (Rafka's own INFO lines), and
+/// only warnings and errors from libraries; openraft's own lines (state dumps at INFO, every retry
+/// of an unreachable peer at WARN) only when they are errors, and none from its replication tasks:
+/// they log every failed RPC to an unreachable peer as an ERROR (a node that left or died, which
+/// Rafka's own "member left" / "member dead" lines already say), and their one other error, a
+/// storage failure, stops the metadata log, which writes then report. `RUST_LOG=info` (or `debug`,
+/// or per crate, e.g. `RUST_LOG=info,openraft=debug`) shows more.
+const DEFAULT_LOG: &str = "warn,openraft=error,openraft::replication=off,rafka_node=info,\
+                           rafka_broker=info,rafka_mesh=info,rafka_store=info";
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)

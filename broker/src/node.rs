@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use rafka_mesh::{Mesh, MeshConfig, Multiaddr, Role};
+use rafka_mesh::{ClusterKey, Mesh, MeshConfig, Multiaddr, Role};
 use rafka_store::{Store, StoreConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +50,7 @@ pub struct NodeAddresses {
 pub struct Node {
     broker: Broker,
     mesh: Mesh,
+    cluster: Cluster,
     addresses: NodeAddresses,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -57,12 +58,15 @@ pub struct Node {
 
 impl Node {
     /// Starts a node. Returns once it serves: after forming or joining a cluster (without
-    /// `--bootstrap-expect` a fresh node waits to be added; `shutdown` ends the wait).
+    /// `--bootstrap-expect` a fresh node waits to be added; `stop_waiting` ends the wait). The
+    /// node's tasks stop in [`Node::shutdown`], not when `stop_waiting` is cancelled: a leaving
+    /// voter still answers the metadata log while it hands its seat over.
     pub async fn start(
         config: NodeConfig,
         prometheus: Option<PrometheusHandle>,
-        shutdown: CancellationToken,
+        stop_waiting: CancellationToken,
     ) -> Result<Node, NodeError> {
+        let shutdown = CancellationToken::new();
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| NodeError::Io {
             what: format!("creating {}", data_dir.display()),
@@ -82,11 +86,12 @@ impl Node {
                 })
             })?;
 
+        let cluster_key = load_cluster_key(&config)?;
         // One budget of request bytes for both listeners.
         let budget = RequestBudget::new(config.queued_max_request_bytes);
         let mesh_config = MeshConfig {
             admission: Some(Arc::new(budget.clone())),
-            ..mesh_config(&config)
+            ..mesh_config(&config, cluster_key)
         };
         let (mesh, inbound) = Mesh::start(keypair, mesh_config).await?;
         let supported = config.supported_levels();
@@ -113,8 +118,16 @@ impl Node {
             metadata.clone(),
             shutdown.clone(),
         ));
-        let joined = formation::form_or_join(&metadata, &cluster, &config, &advertised, &shutdown);
+        tasks.spawn(cluster::events::run(metadata.clone(), shutdown.clone()));
+        tasks.spawn(cluster::admission::run(
+            mesh.clone(),
+            metadata.clone(),
+            shutdown.clone(),
+        ));
+        let joined =
+            formation::form_or_join(&metadata, &cluster, &config, &advertised, &stop_waiting);
         if let Err(e) = joined.await {
+            shutdown.cancel();
             metadata.shutdown().await;
             mesh.shutdown().await;
             return Err(e);
@@ -199,6 +212,7 @@ impl Node {
             cluster.clone(),
             controller::Settings {
                 voters: broker.config().voters,
+                replace_after: broker.config().voter_replace_after(),
                 rebalance_every: broker.config().leader_rebalance_interval(),
                 supported,
             },
@@ -228,6 +242,7 @@ impl Node {
         Ok(Node {
             broker,
             mesh,
+            cluster,
             addresses,
             shutdown,
             tasks,
@@ -244,11 +259,15 @@ impl Node {
         &self.broker
     }
 
-    /// Announces the departure (peers see `left` at once), stops accepting, drains in-flight
-    /// requests, flushes the store, stops the metadata log and leaves the mesh.
+    /// Announces the departure (peers see `left` at once), hands its metadata-log seat over if it
+    /// votes, stops accepting, drains in-flight requests, flushes the store, stops the metadata
+    /// log and leaves the mesh.
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
+        let voter = cluster::handover::is_voter(self.broker.metadata()).await;
+        self.cluster.set_leaving();
         self.mesh.leave().await;
+        cluster::handover::hand_over_seat(self.broker.metadata(), &self.cluster, voter).await;
         self.shutdown.cancel();
         // Waiting acks=all produces answer NOT_LEADER_OR_FOLLOWER now rather than time out;
         // follower tasks stop.
@@ -272,14 +291,32 @@ impl Node {
     }
 }
 
+/// Reads the cluster key, and says how the mesh is protected.
+fn load_cluster_key(config: &NodeConfig) -> Result<Option<ClusterKey>, NodeError> {
+    let Some(path) = &config.cluster_key_file else {
+        if config.insecure_open_mesh {
+            tracing::warn!(
+                "no cluster key and --insecure-open-mesh: any process that reaches the mesh port can join the cluster"
+            );
+        } else {
+            tracing::info!("no cluster key: the mesh listens on loopback only");
+        }
+        return Ok(None);
+    };
+    let key = ClusterKey::load(path)?;
+    tracing::info!(path = %path.display(), fingerprint = %key.fingerprint(), "cluster key loaded: only holders of the same key can connect");
+    Ok(Some(key))
+}
+
 /// The mesh settings a node derives from its configuration.
-fn mesh_config(config: &NodeConfig) -> MeshConfig {
+fn mesh_config(config: &NodeConfig, cluster_key: Option<ClusterKey>) -> MeshConfig {
     let generation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     MeshConfig {
-        listen: vec![config.p2p_addr.clone()],
-        control_listen: vec![config.control_addr.clone()],
+        listen: vec![config.p2p_listen()],
+        control_listen: vec![config.control_listen()],
+        cluster_key,
         role: Role::Node,
         mdns: config.mdns,
         bootstrap: config.bootstrap.clone(),

@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, TopicName,
+    BrokerId, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, TopicName,
+    UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -84,6 +86,47 @@ impl Admin {
             Some(node) => self.client.node(node).await,
             None => self.client.any_node().await,
         }
+    }
+
+    /// Removes a stopped node from the cluster for good (UnregisterBroker, as
+    /// `kafka-cluster.sh unregister`): its replicas move to the other nodes. Sent to each live
+    /// broker in turn until one that may decide answers (a cluster below the feature level that
+    /// records removals answers NOT_CONTROLLER everywhere but on its metadata leader; a broker
+    /// that cannot be reached is skipped).
+    pub async fn remove_node(&self, node: i32) -> Result<()> {
+        let meta = self.client.refresh_metadata(Some(&[])).await?;
+        let mut last = None;
+        for &broker in meta.brokers.keys() {
+            // The node being removed may still be listed for a few seconds after it stopped.
+            let conn = match self.client.node(broker).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            let version = conn.version::<UnregisterBrokerRequest>()?;
+            let request = UnregisterBrokerRequest::default().with_broker_id(BrokerId(node));
+            let response = match conn.send(version, &request).await {
+                Ok(response) => response,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            let Some(mut e) = Error::from_code(response.error_code, &format!("node {node}"), None)
+            else {
+                return Ok(());
+            };
+            if let (Error::Broker { message, .. }, Some(m)) = (&mut e, &response.error_message) {
+                *message = Some(m.to_string());
+            }
+            if response.error_code != ResponseError::NotController.code() {
+                return Err(e);
+            }
+            last = Some(e);
+        }
+        Err(last.unwrap_or_else(|| Error::protocol("no broker to send UnregisterBroker to")))
     }
 
     /// Creates a topic and waits until its metadata shows a leader for every partition.

@@ -10,6 +10,7 @@
 //! node id the routes lack, or a request needs one, the other nodes are asked as well.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,6 +42,9 @@ pub struct ClientConfig {
     pub allow_auto_topic_creation: bool,
     /// How long [`Bootstrap::Mdns`] waits for mDNS to find a node (default 5 s).
     pub mdns_timeout: Duration,
+    /// The mesh's cluster key file (`rafka cluster key generate FILE` makes one): needed to reach
+    /// a cluster that uses a key. Kafka TCP does not use it.
+    pub cluster_key_file: Option<PathBuf>,
 }
 
 impl Default for ClientConfig {
@@ -52,6 +56,7 @@ impl Default for ClientConfig {
             retry_backoff: Duration::from_millis(100),
             allow_auto_topic_creation: false,
             mdns_timeout: Duration::from_secs(5),
+            cluster_key_file: None,
         }
     }
 }
@@ -131,14 +136,16 @@ impl Client {
                 },
             ),
             Bootstrap::Mesh(addr) => {
-                let node = MeshNode::start(max_frame, false).await?;
+                let key = config.cluster_key_file.as_deref();
+                let node = MeshNode::start(max_frame, false, key).await?;
                 let peer = node.dial(addr).await?;
                 let base = addr.split("/p2p/").next().unwrap_or(addr).to_owned();
                 debug!(peer = %peer, addr = %base, "mesh bootstrap dialled");
                 (Some(node), NodeRoutes::mesh(peer, Some(base)))
             }
             Bootstrap::Mdns => {
-                let node = MeshNode::start(max_frame, true).await?;
+                let key = config.cluster_key_file.as_deref();
+                let node = MeshNode::start(max_frame, true, key).await?;
                 let (peer, view) = node.discover(config.mdns_timeout).await?;
                 let mut routes = NodeRoutes::mesh(peer, None);
                 routes.update_members(&view.members);

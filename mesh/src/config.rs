@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::MeshError;
 use crate::kafka_codec::RequestAdmission;
+use crate::key::ClusterKey;
 use crate::membership::MembershipConfig;
 use crate::push::PushConfig;
 
@@ -61,6 +62,9 @@ pub struct MeshConfig {
     pub seed: u64,
     /// Push gossip (nodes; `None`: this node neither publishes nor relays).
     pub push: Option<PushConfig>,
+    /// The cluster key: with it, only peers holding the same key complete a connection (see
+    /// [`crate::gate`]); without it the wire is plain libp2p.
+    pub cluster_key: Option<ClusterKey>,
 }
 
 impl Default for MeshConfig {
@@ -82,6 +86,7 @@ impl Default for MeshConfig {
             generation: 1,
             seed: 0,
             push: None,
+            cluster_key: None,
         }
     }
 }

@@ -44,6 +44,17 @@ pub enum MeshError {
     /// The mesh task has stopped.
     #[error("the mesh has shut down")]
     Closed,
+    /// A cluster key file cannot be read, parsed or written.
+    #[error("cluster key file {path}: {reason}")]
+    KeyFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A cluster key cannot be made.
+    #[error("cluster key: {0}")]
+    Key(String),
     /// Building the swarm failed.
     #[error("cannot build the libp2p swarm: {0}")]
     Build(String),

@@ -1,5 +1,6 @@
 //! [`Mesh`]: the handle callers hold; the swarms themselves live in [`crate::event_loop`].
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -212,6 +213,12 @@ impl Mesh {
         let cluster_id = cluster_id.to_string();
         self.call(|reply| Command::SetClusterId { cluster_id, reply })
             .await?
+    }
+
+    /// Which peers' membership messages are accepted (`None`: everyone's, for a node not in a
+    /// cluster yet). Messages about other peers are dropped too.
+    pub async fn set_admitted(&self, peers: Option<HashSet<PeerId>>) {
+        let _ = self.commands.send(Command::SetAdmitted { peers }).await;
     }
 
     /// Announces that this node leaves (peers mark it `left` at once); resolves once the notice

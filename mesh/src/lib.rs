@@ -3,6 +3,10 @@
 //! Component map:
 //! - [`identity`]: the node's ed25519 key, persisted in the data dir so the peer id survives restarts.
 //! - [`config`]: [`MeshConfig`] and the [`Role`] of this peer (a broker node or a light client).
+//! - [`key`]: the cluster key ([`ClusterKey`]) nodes and clients share; without it no connection
+//!   to the mesh completes.
+//! - [`gate`]: the connection handshake of both planes: libp2p's private-network pre-shared key
+//!   plus an explicit key check, so a wrong key is refused by name.
 //! - [`codec`]: the length-prefixed frame codec of Rafka's request-response protocols.
 //! - [`kafka_codec`]: the `/rafka/kafka/1` codec on top of it: a deadline per outbound request,
 //!   admission (the node's request budget) before an inbound request's body is read.
@@ -38,9 +42,11 @@ pub mod data;
 pub mod error;
 mod event_loop;
 pub mod failure_detector;
+pub mod gate;
 pub mod handle;
 pub mod identity;
 pub mod kafka_codec;
+pub mod key;
 pub mod membership;
 pub mod metrics;
 pub mod push;
@@ -51,6 +57,7 @@ pub use error::MeshError;
 pub use handle::{Inbound, InboundKafka, InboundRaft, Mesh};
 pub use identity::load_or_create_identity;
 pub use kafka_codec::{Admitted, MAX_REQUEST_DEADLINE, RequestAdmission};
+pub use key::ClusterKey;
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol};
 pub use push::{InboundPushPoll, PushConfig, PushDelivery, PushValidator, Verdict};
 pub use view::{MemberInfo, MembershipView};

@@ -42,3 +42,21 @@ pub fn push_gossip_received(verdict: crate::push::Verdict) {
 pub fn push_delivery_dropped() {
     metrics::counter!(PUSH_DELIVERIES_DROPPED).increment(1);
 }
+
+/// Connections refused at the gate (see [`crate::gate`]), by `reason`: `wrong_key`,
+/// `peer_has_no_key`, `peer_needs_key`, `peer_closed`, `peer_closed_unanswered`. A counter.
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "rafka_mesh_connections_refused_total";
+
+/// Membership messages dropped because their sender is not a node registered in the metadata log.
+/// A counter.
+pub const UNADMITTED_MESSAGES_TOTAL: &str = "rafka_mesh_unadmitted_messages_total";
+
+/// Counts one refused connection.
+pub fn connection_refused(reason: &'static str) {
+    metrics::counter!(CONNECTIONS_REFUSED_TOTAL, "reason" => reason).increment(1);
+}
+
+/// Counts one membership message from a peer that is not admitted.
+pub fn unadmitted_message() {
+    metrics::counter!(UNADMITTED_MESSAGES_TOTAL).increment(1);
+}

@@ -212,6 +212,9 @@ fn route(broker: &Broker, ctx: RequestContext, request: RequestKind) -> Handled 
         RequestKind::InitProducerId(r) => respond_later(ctx.clone(), async move {
             init_producer_id::handle(&broker, &ctx, r).await
         }),
+        RequestKind::UnregisterBroker(r) => respond_later(ctx.clone(), async move {
+            unregister_broker::handle(&broker, r).await
+        }),
         _ => {
             // Unreachable while `versions::SERVED` and this match agree; a test checks they do.
             let reason = format!("no handler for {:?}", ctx.api_key);

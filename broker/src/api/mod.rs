@@ -28,6 +28,7 @@ mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 pub mod topics;
+mod unregister_broker;
 pub mod versions;
 
 pub use dispatch::{ConnectionInfo, Handled, RequestContext, Started, handle_frame};

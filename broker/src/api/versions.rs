@@ -125,6 +125,12 @@ pub const SERVED: &[Served] = &[
         min: 1,
         max: 4,
     },
+    // `rafka cluster remove` (kafka-cluster.sh unregister): removes a stopped node for good.
+    Served {
+        key: ApiKey::UnregisterBroker,
+        min: 0,
+        max: 0,
+    },
 ];
 
 /// The served range of `key`, if it is served at all.

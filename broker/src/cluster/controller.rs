@@ -1,21 +1,29 @@
 //! The controller: on the metadata leader only, turns what gossip knows into metadata decisions.
 //!
-//! Each round makes at most one membership change of the metadata log, so voters are replaced
-//! one change at a time:
-//! 1. a live node of this cluster (or a fresh one that is not forming its own) that is not in the
-//!    metadata log is added as a learner;
-//! 2. while there are fewer voters than configured, a live learner is promoted;
-//! 3. a dead voter is replaced: first a live learner is promoted, then the dead voter removed;
-//! 4. dead replicas leave in-sync replica sets (never the last one), partitions whose leader is
+//! Each round makes at most one membership change of the metadata log:
+//! 1. a half-done voter change (a joint configuration left by a leader that failed) is finished;
+//! 2. the voters become what [`voters::next_voters`] says: an odd set sized to the nodes present
+//!    (`--voters` at most), a leaving or long-dead voter's seat handed to a live, caught-up
+//!    learner or the set shrunk, each change one joint-consensus step;
+//! 3. learners that left or have been dead longer than the replacement time leave the log (they
+//!    are added again if they come back);
+//! 4. a registered node that is alive but not in the log (it left and came back) is added as a
+//!    learner. New nodes ask to join themselves (see `formation`). A removed node (no longer
+//!    registered) leaves the voters and the log at once.
+//!
+//! Then partitions:
+//! 0. replicas of removed nodes move: a new replica is added, the removed one dropped once the
+//!    others are in sync ([`reassign`]);
+//! 5. dead replicas leave in-sync replica sets (never the last one), partitions whose leader is
 //!    dead get a new leader from their live in-sync replicas, or none (-1) until one returns (or
 //!    a live out-of-sync replica where the topic enables unclean election); a partition without a
 //!    leader gets one as soon as an in-sync replica is alive again;
-//! 5. every `--leader-rebalance-interval-ms` (Kafka's auto.leader.rebalance), a partition whose
+//! 6. every `--leader-rebalance-interval-ms` (Kafka's auto.leader.rebalance), a partition whose
 //!    preferred replica (the first) is alive and in sync but not leading is handed back to it, so
 //!    leadership spreads again after a node returns instead of piling up on the survivors;
-//! 6. the cluster's finalized feature level rises once every registered node and every member of
-//!    the metadata log supports a higher one ([`features::next_finalization`]); a joining node
-//!    that cannot run at the finalized level is not added to the metadata log.
+//! 7. the cluster's finalized feature level rises once every registered node and every member of
+//!    the metadata log supports a higher one ([`features::next_finalization`]); a node that
+//!    cannot run at the finalized level is refused when it asks to join.
 //!
 //! Gossip decides nothing by itself: every change goes through the metadata log, and a node that
 //! is not the leader never acts.
@@ -24,17 +32,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rafka_mesh::PeerId;
-use rafka_mesh::membership::CLUSTER_ID_KEY;
-use rafka_mesh::view::CONTROL_ADDRS_KEY;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::Cluster;
 use super::formation::raft_node;
 use super::gossip::gossiped_features;
-use super::{Cluster, FORMING_KEY};
+use super::reassign;
+use super::voters::{self, Seat};
 use crate::metadata::raft::{RaftNode, RaftNodeId};
 use crate::metadata::{
-    LevelRange, Metadata, MetadataCommand, MetadataImage, MetadataStatus, NodeId, PartitionChange,
-    PartitionImage, RaftRole, features, topic_config,
+    Feature, GatedCommand, LevelRange, Metadata, MetadataCommand, MetadataImage, MetadataStatus,
+    NodeId, PartitionChange, PartitionImage, RaftRole, ReplicaChange, features, topic_config,
 };
 
 /// How often the controller looks even when nothing changed.
@@ -43,8 +52,10 @@ const PERIOD: Duration = Duration::from_secs(1);
 /// What the controller is configured with.
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
-    /// Voters the metadata log should have.
+    /// Voters the metadata log should have at most (`--voters`).
     pub voters: usize,
+    /// How long a dead voter keeps its seat.
+    pub replace_after: Duration,
     /// How often leadership goes back to preferred replicas (`None`: never).
     pub rebalance_every: Option<Duration>,
     /// The feature levels this node supports.
@@ -62,8 +73,15 @@ pub async fn run(
     let mut images = metadata.subscribe();
     let mut ticker = tokio::time::interval(PERIOD);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When this controller first saw each member of the metadata log: a member it has known for
+    // less than the replacement time is down, not gone, while it is missing from the membership
+    // view (just added, or this node just took over) or not registered yet (just joined).
+    let mut known_since: BTreeMap<RaftNodeId, Instant> = BTreeMap::new();
     // The first rebalance waits a whole interval, as Kafka's does.
-    let mut last_rebalance = tokio::time::Instant::now();
+    let mut last_rebalance = Instant::now();
+    // Registered peers as last seen: one that is no longer registered was removed for good
+    // (`rafka cluster remove`), and is gone for its seat at once, not after the joining grace.
+    let mut registered = registered_peers(&metadata.image());
     loop {
         tokio::select! {
             _ = view.changed() => {}
@@ -71,6 +89,14 @@ pub async fn run(
             _ = ticker.tick() => {}
             () = shutdown.cancelled() => break,
         }
+        let now_registered = registered_peers(&metadata.image());
+        for peer in registered.difference(&now_registered) {
+            cluster.mark_removed(*peer);
+        }
+        for peer in now_registered.difference(&registered) {
+            cluster.unmark_removed(peer);
+        }
+        registered = now_registered;
         let status = metadata.status().await;
         if status.role != RaftRole::Leader {
             continue;
@@ -79,131 +105,305 @@ pub async fn run(
             .rebalance_every
             .is_some_and(|every| last_rebalance.elapsed() >= every);
         if rebalance {
-            last_rebalance = tokio::time::Instant::now();
+            last_rebalance = Instant::now();
         }
-        if let Err(e) = step(&metadata, &cluster, &status, settings, rebalance).await {
+        let now = Instant::now();
+        known_since
+            .retain(|id, _| status.voters.contains_key(id) || status.learners.contains_key(id));
+        for id in status.voters.keys().chain(status.learners.keys()) {
+            known_since.entry(*id).or_insert(now);
+        }
+        let known_for = known_since
+            .iter()
+            .map(|(id, since)| (*id, now.duration_since(*since)))
+            .collect();
+        let round = Round {
+            metadata: &metadata,
+            cluster: &cluster,
+            status: &status,
+            settings,
+            known_for,
+        };
+        let result = tokio::select! {
+            result = round.step(rebalance) => result,
+            () = shutdown.cancelled() => break,
+        };
+        if let Err(e) = result {
             tracing::warn!(error = %e, "controller step failed; retrying");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }
 
-/// One round: at most one membership change, then partition leadership.
-async fn step(
-    metadata: &Metadata,
-    cluster: &Cluster,
-    status: &MetadataStatus,
+/// The peer ids of the registered nodes.
+fn registered_peers(image: &MetadataImage) -> BTreeSet<PeerId> {
+    image
+        .nodes
+        .values()
+        .filter_map(|n| n.peer_id.parse().ok())
+        .collect()
+}
+
+/// One round of the controller on the leader.
+struct Round<'a> {
+    metadata: &'a Metadata,
+    cluster: &'a Cluster,
+    status: &'a MetadataStatus,
     settings: Settings,
-    rebalance: bool,
-) -> Result<(), crate::metadata::MetadataError> {
-    let image = metadata.image();
-    if let Some(change) = membership_change(cluster, &image, status, settings.voters) {
-        match change {
-            Change::AddLearner(node) => {
-                tracing::info!(peer = %node.peer_id, "adding a node to the metadata log as a learner");
-                metadata.add_learner(node).await?;
-            }
-            Change::SetVoters(set, why) => {
-                tracing::info!(voters = ?set, why, "changing the metadata log's voters");
-                metadata.change_membership(set).await?;
-            }
-        }
-        return Ok(());
-    }
-    if let Some(finalize) = feature_level_change(cluster, &image, status, settings.supported) {
-        tracing::info!(?finalize, "raising the cluster's finalized feature level");
-        // Refused when a node re-registered meanwhile: judged again next round, and never in
-        // the way of the partition changes below.
-        if let Err(e) = metadata.propose(MetadataCommand::Gated(finalize)).await {
-            tracing::warn!(error = %e, "feature level not raised");
-        }
-    }
-    let changes = partition_changes(cluster, &image, rebalance);
-    if !changes.is_empty() {
-        for change in &changes {
-            tracing::info!(topic_id = %change.topic_id, partition = change.partition, leader = change.leader.0, isr = ?change.isr, unclean = change.unclean, "changing a partition's leader or ISR");
-        }
-        metadata
-            .propose(MetadataCommand::ChangePartitions { changes })
-            .await?;
-    }
-    Ok(())
+    /// How long this controller has known each member of the metadata log.
+    known_for: BTreeMap<RaftNodeId, Duration>,
 }
 
 enum Change {
     AddLearner(RaftNode),
     SetVoters(BTreeSet<RaftNodeId>, &'static str),
+    RemoveLearner(RaftNodeId),
 }
 
 fn peer_of(node: &RaftNode) -> Option<PeerId> {
     node.peer_id.parse().ok()
 }
 
-fn membership_change(
-    cluster: &Cluster,
-    image: &MetadataImage,
-    status: &MetadataStatus,
-    voters: usize,
-) -> Option<Change> {
-    let live = |nodes: &BTreeMap<RaftNodeId, RaftNode>| -> Vec<RaftNodeId> {
-        nodes
-            .iter()
-            .filter(|(_, n)| peer_of(n).is_some_and(|p| cluster.is_peer_live(&p)))
-            .map(|(id, _)| *id)
-            .collect()
-    };
-    let known = member_peers(status);
-    let view = cluster.view();
-    let joining = view.live().find(|m| {
-        m.peer_id != cluster.mesh().local_peer_id()
-            && !known.contains(&m.peer_id.to_string())
-            && m.keys.contains_key(CONTROL_ADDRS_KEY)
-            && !m.keys.contains_key(FORMING_KEY)
-            && m.keys
-                .get(CLUSTER_ID_KEY)
-                .is_none_or(|id| *id == image.cluster_id)
-            && can_run_at(m, image)
-    });
-    if let Some(member) = joining {
-        return Some(Change::AddLearner(raft_node(member)));
+impl Round<'_> {
+    /// At most one membership change, then partition leadership.
+    async fn step(&self, rebalance: bool) -> Result<(), crate::metadata::MetadataError> {
+        let image = self.metadata.image();
+        if let Some(change) = self.membership_change(&image) {
+            match change {
+                Change::AddLearner(node) => {
+                    tracing::info!(peer = %node.peer_id, node = ?node_id_of(&image, &node.peer_id), "node back: adding it to the metadata log as a learner");
+                    self.metadata.add_learner(node).await?;
+                }
+                Change::SetVoters(set, why) => {
+                    let from = self.names(&image, self.status.voters.keys());
+                    let to = self.names(&image, set.iter());
+                    self.metadata.change_membership(set).await?;
+                    tracing::info!(%from, %to, why, "metadata voters changed");
+                }
+                Change::RemoveLearner(id) => {
+                    let name = self.names(&image, [&id].into_iter());
+                    self.metadata.remove_node(id).await?;
+                    tracing::info!(node = %name, "departed node removed from the metadata log's learners");
+                }
+            }
+            return Ok(());
+        }
+        let finalize =
+            feature_level_change(self.cluster, &image, self.status, self.settings.supported);
+        if let Some(finalize) = finalize {
+            tracing::info!(?finalize, "raising the cluster's finalized feature level");
+            // Refused when a node re-registered meanwhile: judged again next round, and never
+            // in the way of the partition changes below.
+            let finalize = MetadataCommand::Gated(finalize);
+            if let Err(e) = self.metadata.propose(finalize).await {
+                tracing::warn!(error = %e, "feature level not raised");
+            }
+        }
+        let moves = reassign::replica_changes(&image, &self.cluster.live_nodes(&image));
+        if !moves.is_empty() && image.features().enabled(Feature::NodeRemoval) {
+            let command = GatedCommand::ReassignReplicas {
+                changes: moves.clone(),
+            };
+            self.metadata
+                .propose(MetadataCommand::Gated(command))
+                .await?;
+            for change in &moves {
+                log_replica_move(&image, change);
+            }
+            return Ok(());
+        }
+        let changes = partition_changes(self.cluster, &image, rebalance);
+        if !changes.is_empty() {
+            self.metadata
+                .propose(MetadataCommand::ChangePartitions {
+                    changes: changes.clone(),
+                })
+                .await?;
+            for change in &changes {
+                log_partition_change(&image, change);
+            }
+        }
+        Ok(())
     }
-    let voter_ids: BTreeSet<RaftNodeId> = status.voters.keys().copied().collect();
-    let live_voters = live(&status.voters);
-    // A learner is promoted only if it has everything committed in this term: gossip may still
-    // call a node alive that this leader cannot reach (a split seen late), and a joint config
-    // naming an unreachable voter can never commit, which would stop the metadata log for good.
-    let caught_up = |id: &RaftNodeId| {
-        let matched = status.matched.get(id).copied().flatten();
-        matched.is_some() && matched >= status.committed
+
+    fn membership_change(&self, image: &MetadataImage) -> Option<Change> {
+        let status = self.status;
+        if !status.membership_committed {
+            return None;
+        }
+        if let Some(target) = &status.joining_voters {
+            return Some(Change::SetVoters(
+                target.clone(),
+                "finishing a voter change left half done",
+            ));
+        }
+        let seats = self.seats(image);
+        if let Some(set) = voters::next_voters(&seats, status.node_id, self.settings.voters) {
+            return Some(Change::SetVoters(set, why(&seats, status.node_id)));
+        }
+        if let Some(&id) = voters::departed_learners(&seats).first() {
+            return Some(Change::RemoveLearner(id));
+        }
+        self.returning_node(image).map(Change::AddLearner)
+    }
+
+    /// Every member of the metadata log, as the controller sees it.
+    fn seats(&self, image: &MetadataImage) -> Vec<Seat> {
+        let status = self.status;
+        let caught_up = |id: &RaftNodeId| {
+            // A learner is promoted only if it has everything committed in this term: gossip may
+            // still call a node alive that this leader cannot reach (a split seen late).
+            let matched = status.matched.get(id).copied().flatten();
+            matched.is_some() && matched >= status.committed
+        };
+        let voters = status.voters.iter().map(|(id, node)| (id, node, true));
+        let learners = status.learners.iter().map(|(id, node)| (id, node, false));
+        voters
+            .chain(learners)
+            .map(|(id, node, voter)| Seat {
+                id: *id,
+                voter,
+                health: self.health(image, *id, node),
+                caught_up: *id == status.node_id || caught_up(id),
+            })
+            .collect()
+    }
+
+    /// A member's health. A member known for less than the replacement time is never gone for
+    /// being missing from the view or unregistered (it may have just joined); after that, an
+    /// unregistered one that is not alive was removed (`rafka cluster remove`) and is gone.
+    fn health(&self, image: &MetadataImage, id: RaftNodeId, node: &RaftNode) -> voters::Health {
+        let Some(peer) = peer_of(node) else {
+            return voters::Health::Gone;
+        };
+        if self.cluster.is_removed(&peer) {
+            // `rafka cluster remove`: gone at once, not after the joining grace.
+            return voters::Health::Gone;
+        }
+        let known_for = self.known_for.get(&id).copied().unwrap_or_default();
+        let replace_after = self.settings.replace_after;
+        let health = self.cluster.health(&peer, replace_after, known_for);
+        let registered = image.node_by_peer(&node.peer_id).is_some();
+        match health {
+            voters::Health::Alive | voters::Health::Leaving => health,
+            _ if !registered && known_for >= replace_after => voters::Health::Gone,
+            voters::Health::Gone if !registered => voters::Health::Down,
+            _ => health,
+        }
+    }
+
+    /// A registered node that is alive but no member of the metadata log.
+    fn returning_node(&self, image: &MetadataImage) -> Option<RaftNode> {
+        let members: BTreeSet<&str> = self
+            .status
+            .voters
+            .values()
+            .chain(self.status.learners.values())
+            .map(|n| n.peer_id.as_str())
+            .collect();
+        let view = self.cluster.view();
+        view.live()
+            .filter(|m| m.peer_id != self.cluster.mesh().local_peer_id())
+            .filter(|m| image.node_by_peer(&m.peer_id.to_string()).is_some())
+            .filter(|m| !self.cluster.is_removed(&m.peer_id))
+            .find(|m| !members.contains(m.peer_id.to_string().as_str()) && can_run_at(m, image))
+            .map(raft_node)
+    }
+
+    /// Metadata-log members as an operator reads them: `node 3` (or the peer id, unregistered).
+    fn names<'a>(
+        &self,
+        image: &MetadataImage,
+        ids: impl Iterator<Item = &'a RaftNodeId>,
+    ) -> String {
+        let status = self.status;
+        let names: Vec<String> = ids
+            .map(|id| {
+                let peer = status
+                    .voters
+                    .get(id)
+                    .or_else(|| status.learners.get(id))
+                    .map(|n| n.peer_id.as_str())
+                    .unwrap_or("?");
+                node_id_of(image, peer).map_or_else(|| format!("peer {peer}"), |n| n.to_string())
+            })
+            .collect();
+        format!("[{}]", names.join(", "))
+    }
+}
+
+/// The Kafka node id registered for `peer`.
+fn node_id_of(image: &MetadataImage, peer: &str) -> Option<NodeId> {
+    image.node_by_peer(peer).map(|n| n.node_id)
+}
+
+/// Why the voters change, for the log line.
+fn why(seats: &[Seat], leader: RaftNodeId) -> &'static str {
+    use voters::Health;
+    let voter = |health: Health| seats.iter().any(|s| s.voter && s.health == health);
+    if seats
+        .iter()
+        .any(|s| s.id == leader && s.health == Health::Leaving)
+    {
+        "this node (the metadata leader) leaves: handing its seat over"
+    } else if voter(Health::Leaving) {
+        "a voter leaves: handing its seat over"
+    } else if voter(Health::Gone) {
+        "replacing a voter dead longer than --voter-replace-after-ms"
+    } else {
+        "sizing the voters to the nodes present"
+    }
+}
+
+/// One line per replica move.
+fn log_replica_move(image: &MetadataImage, change: &ReplicaChange) {
+    let Some(topic) = image.topic_by_id(&change.topic_id) else {
+        return;
     };
-    let live_learners: Vec<RaftNodeId> = live(&status.learners)
-        .into_iter()
-        .filter(|id| !voter_ids.contains(id) && caught_up(id))
-        .collect();
-    let dead_voter = voter_ids
+    let Some(before) = usize::try_from(change.partition)
+        .ok()
+        .and_then(|i| topic.partitions.get(i))
+    else {
+        return;
+    };
+    let added: Vec<NodeId> = change
+        .replicas
         .iter()
         .copied()
-        .find(|id| !live_voters.contains(id));
-    if let Some(&learner) = live_learners.first()
-        && (voter_ids.len() < voters || dead_voter.is_some())
-    {
-        let mut set = voter_ids.clone();
-        set.insert(learner);
-        let why = if dead_voter.is_some() {
-            "replacing a dead voter"
-        } else {
-            "growing to the configured voters"
-        };
-        return Some(Change::SetVoters(set, why));
+        .filter(|n| !before.replicas.contains(n))
+        .collect();
+    let dropped: Vec<NodeId> = before
+        .replicas
+        .iter()
+        .copied()
+        .filter(|n| !change.replicas.contains(n))
+        .collect();
+    if dropped.is_empty() {
+        tracing::info!(topic = %topic.name, partition = change.partition, added = ?added, replicas = ?change.replicas, "partition replica added in place of a removed node's");
+    } else {
+        tracing::info!(topic = %topic.name, partition = change.partition, removed = ?dropped, replicas = ?change.replicas, "partition moved off a removed node");
     }
-    if let Some(dead) = dead_voter
-        && voter_ids.len() > voters
-    {
-        let mut set = voter_ids;
-        set.remove(&dead);
-        return Some(Change::SetVoters(set, "removing a dead voter"));
+}
+
+/// One line per partition change: new leader and ISR.
+fn log_partition_change(image: &MetadataImage, change: &PartitionChange) {
+    let topic = image
+        .topic_by_id(&change.topic_id)
+        .map_or_else(|| change.topic_id.to_string(), |t| t.name.clone());
+    let before = image.topic_by_id(&change.topic_id).and_then(|t| {
+        usize::try_from(change.partition)
+            .ok()
+            .and_then(|i| t.partitions.get(i))
+    });
+    let leader_moved = before.is_none_or(|p| p.leader != change.leader);
+    let isr_changed = before.is_none_or(|p| p.isr != change.isr);
+    let (old_leader, old_isr) =
+        before.map_or((NodeId::NONE, Vec::new()), |p| (p.leader, p.isr.clone()));
+    if leader_moved {
+        tracing::info!(%topic, partition = change.partition, from = %old_leader, to = %change.leader, isr = ?change.isr, unclean = change.unclean, "partition leader elected");
+    } else if isr_changed {
+        tracing::info!(%topic, partition = change.partition, leader = %change.leader, from = ?old_isr, to = ?change.isr, "ISR changed");
     }
-    None
 }
 
 /// Peer ids of the metadata log's voters and learners.
@@ -216,7 +416,7 @@ fn member_peers(status: &MetadataStatus) -> BTreeSet<String> {
         .collect()
 }
 
-/// Whether a joining member can read a metadata log at the cluster's finalized level (a node
+/// Whether a returning member can read a metadata log at the cluster's finalized level (a node
 /// that cannot would fail on the first entry or snapshot it receives).
 fn can_run_at(member: &rafka_mesh::MemberInfo, image: &MetadataImage) -> bool {
     let supported = gossiped_features(member).supported;

@@ -14,16 +14,20 @@ use rafka_mesh::MemberInfo;
 use rafka_mesh::view::CONTROL_ADDRS_KEY;
 use tokio_util::sync::CancellationToken;
 
-use super::{Cluster, FORMING_KEY, KAFKA_KEY};
+use super::{Cluster, FORMING_KEY, KAFKA_KEY, ROLE_KEY};
 use crate::NodeConfig;
 use crate::endpoint::Endpoint;
 use crate::error::{ConfigError, NodeError};
 use crate::metadata::raft::RaftNode;
-use crate::metadata::{Metadata, MetadataCommand};
+use crate::metadata::{LevelRange, Metadata, MetadataCommand};
 
 /// How often a waiting node re-checks and how often it says it is waiting.
 const RECHECK: Duration = Duration::from_millis(200);
 const REMIND: Duration = Duration::from_secs(15);
+/// How often a fresh node asks a cluster it knows of to add it.
+const JOIN_EVERY: Duration = Duration::from_secs(2);
+/// How long a fresh node waits for a node to tell it who is in its cluster.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Forms, resumes or joins a cluster; returns once this node's metadata image is formed.
 pub async fn form_or_join(
@@ -66,11 +70,17 @@ async fn wait_until_formed(
 ) -> Result<(), NodeError> {
     let mut images = metadata.subscribe();
     let mut last_reminder = tokio::time::Instant::now();
+    let mut last_join: Option<tokio::time::Instant> = None;
     while !metadata.image().is_formed() {
         let view = cluster.view();
         check_advertised(advertised, view.live())?;
-        if let Some(n) = config.bootstrap_expect {
-            try_form(metadata, cluster, n, config.voters).await?;
+        match config.bootstrap_expect {
+            Some(n) => try_form(metadata, cluster, n, config.voters_for(n as usize)).await?,
+            None if last_join.is_none_or(|at| at.elapsed() >= JOIN_EVERY) => {
+                last_join = Some(tokio::time::Instant::now());
+                try_join(metadata, cluster, config.supported_levels()).await;
+            }
+            None => {}
         }
         if last_reminder.elapsed() >= REMIND {
             last_reminder = tokio::time::Instant::now();
@@ -93,6 +103,37 @@ async fn wait_until_formed(
         }
     }
     Ok(())
+}
+
+/// A fresh node's attempt to join: asks each node it reached on the data plane (bootstrap
+/// addresses, mDNS) for its members, and asks a live member of a formed cluster, the metadata
+/// leader first, to add it. Membership gossip from a node outside the metadata log is not heard,
+/// so this request is how a new node gets in.
+async fn try_join(metadata: &Metadata, cluster: &Cluster, supported: LevelRange) {
+    let mesh = cluster.mesh();
+    for peer in mesh.known_peers().await {
+        let info = tokio::time::timeout(ASK_TIMEOUT, mesh.cluster_info(peer)).await;
+        let Ok(Ok(info)) = info else {
+            continue;
+        };
+        let mut formed: Vec<&MemberInfo> = info
+            .live()
+            .filter(|m| m.keys.contains_key(rafka_mesh::membership::CLUSTER_ID_KEY))
+            .filter(|m| m.keys.contains_key(CONTROL_ADDRS_KEY))
+            .collect();
+        formed.sort_by_key(|m| m.keys.get(ROLE_KEY).map(String::as_str) != Some("leader"));
+        for member in formed {
+            match metadata.ask_to_join(&raft_node(member), supported).await {
+                Ok(()) => {
+                    tracing::info!(through = %member.peer_id, "asked to join the cluster: added as a learner");
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(through = %member.peer_id, error = %e, "cannot join through this node")
+                }
+            }
+        }
+    }
 }
 
 /// Live members (this node included) that are fresh and forming a cluster of `n`.

@@ -6,15 +6,26 @@
 //! - [`formation`]: forming a new cluster with `--bootstrap-expect`, or waiting to be added;
 //! - [`controller`]: on the metadata leader, adds joining nodes as learners, keeps the configured
 //!   number of voters, and moves partition leadership away from dead nodes;
-//! - [`gossip`]: what this node tells the others about itself (node id, endpoints, role, load).
+//! - [`gossip`]: what this node tells the others about itself (node id, endpoints, role, load);
+//! - [`admission`]: whose membership gossip is heard (the nodes of the metadata log);
+//! - [`handover`]: a voter shutting down waits until its seat is handed over;
+//! - [`events`]: log lines for metadata leader elections and this node's seat;
+//! - [`voters`]: the pure rules for who votes in the metadata log;
+//! - [`reassign`]: the pure rules for moving a removed node's replicas.
 
+pub mod admission;
 pub mod controller;
+pub mod events;
 pub mod formation;
 pub mod gossip;
+pub mod handover;
+pub mod reassign;
 pub mod transport;
+pub mod voters;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rafka_mesh::membership::MemberStatus;
@@ -22,6 +33,7 @@ use rafka_mesh::{MembershipView, Mesh, PeerId};
 use tokio::sync::watch;
 
 use crate::metadata::{MetadataImage, NodeId};
+use voters::Health;
 
 /// How long a registered node may be silent before Metadata stops listing it as a broker.
 pub const UNLISTED_AFTER: Duration = Duration::from_secs(10);
@@ -31,18 +43,99 @@ pub use rafka_format::gossip::{
     METADATA_VERSION_KEY, NODE_ID_KEY, ROLE_KEY,
 };
 
+/// A member that announced it leaves counts as still answering (handing its seat over) this long.
+pub const LEAVING_GRACE: Duration = Duration::from_secs(15);
+
 /// Liveness of nodes, as membership sees it (cheap to clone).
 #[derive(Clone, Debug)]
 pub struct Cluster {
     mesh: Mesh,
     view: watch::Receiver<Arc<MembershipView>>,
+    leaving: Arc<AtomicBool>,
+    /// Nodes `rafka cluster remove` removed while the cluster's feature level could not record
+    /// it (below `Feature::NodeRemoval`): this controller treats them as gone. Lost when the
+    /// metadata leadership moves; a removed node is still dead, so it is then gone after the
+    /// replacement time.
+    removed: Arc<Mutex<BTreeSet<PeerId>>>,
 }
 
 impl Cluster {
     /// Reads liveness from `mesh`'s membership.
     pub fn new(mesh: Mesh) -> Self {
         let view = mesh.membership();
-        Self { mesh, view }
+        Self {
+            mesh,
+            view,
+            leaving: Arc::new(AtomicBool::new(false)),
+            removed: Arc::default(),
+        }
+    }
+
+    /// Treats `peer` as removed for good on this node's controller (the removal of a cluster
+    /// whose feature level cannot record it in the metadata log).
+    pub fn mark_removed(&self, peer: PeerId) {
+        self.removed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(peer);
+    }
+
+    /// `peer` registered again (a removed node that came back as a new node).
+    pub fn unmark_removed(&self, peer: &PeerId) {
+        self.removed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(peer);
+    }
+
+    /// Whether `peer` was removed on this node with [`Self::mark_removed`].
+    pub fn is_removed(&self, peer: &PeerId) -> bool {
+        self.removed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(peer)
+    }
+
+    /// This node is leaving (shutting down): from now on its controller (if it leads the metadata
+    /// log) hands its seat over.
+    pub fn set_leaving(&self) {
+        self.leaving.store(true, Ordering::Release);
+    }
+
+    /// Whether this node is leaving.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::Acquire)
+    }
+
+    /// How the controller sees `peer` for its metadata seat: a member dead for less than
+    /// `replace_after` (or missing from the view while it has been known for less than that,
+    /// `known_for`) is down, not gone.
+    pub fn health(&self, peer: &PeerId, replace_after: Duration, known_for: Duration) -> Health {
+        if *peer == self.mesh.local_peer_id() {
+            return if self.is_leaving() {
+                Health::Leaving
+            } else {
+                Health::Alive
+            };
+        }
+        if self.is_removed(peer) {
+            return Health::Gone;
+        }
+        let view = self.view.borrow();
+        let Some(member) = view.member(peer) else {
+            return if known_for >= replace_after {
+                Health::Gone
+            } else {
+                Health::Down
+            };
+        };
+        match member.status {
+            MemberStatus::Alive | MemberStatus::Suspect => Health::Alive,
+            MemberStatus::Left if member.last_heard_ago < LEAVING_GRACE => Health::Leaving,
+            MemberStatus::Left => Health::Gone,
+            MemberStatus::Dead if member.last_heard_ago < replace_after => Health::Down,
+            MemberStatus::Dead => Health::Gone,
+        }
     }
 
     /// The mesh handle.
@@ -55,7 +148,9 @@ impl Cluster {
         self.view.borrow().clone()
     }
 
-    /// Whether the node with this peer id is alive (or only suspected). This node always is.
+    /// Whether the node with this peer id is alive (or only suspected). This node always is (even
+    /// while leaving: the others move its partitions once they see it gone, and where it is the
+    /// only in-sync replica it keeps leading for when it returns).
     pub fn is_peer_live(&self, peer: &PeerId) -> bool {
         *peer == self.mesh.local_peer_id()
             || self.view.borrow().member(peer).is_some_and(|m| m.is_live())

@@ -72,7 +72,9 @@ pub async fn serve(
         };
         let metadata = metadata.clone();
         tokio::spawn(async move {
-            let answer = metadata.handle_rpc(&rpc.payload).await;
+            let answer = metadata
+                .handle_rpc(&rpc.peer.to_string(), &rpc.payload)
+                .await;
             let _ = rpc.reply.send(Bytes::from(answer));
         });
     }

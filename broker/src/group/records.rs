@@ -189,7 +189,7 @@ impl Record {
     }
 }
 
-pub(crate) fn put_str(buf: &mut BytesMut, s: &str) -> Option<()> {
+fn put_str(buf: &mut BytesMut, s: &str) -> Option<()> {
     buf.put_i16(i16::try_from(s.len()).ok()?);
     buf.put_slice(s.as_bytes());
     Some(())
@@ -368,31 +368,30 @@ fn decode_legacy_value(bytes: &[u8]) -> Option<OffsetValue> {
     })
 }
 
-/// A checked big-endian reader over record bytes (shared with `txn::records`).
-pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
+struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let (head, rest) = self.0.split_at_checked(n)?;
         self.0 = rest;
         Some(head)
     }
-    pub(crate) fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
         self.take(N)?.try_into().ok()
     }
-    pub(crate) fn u8(&mut self) -> Option<u8> {
+    fn u8(&mut self) -> Option<u8> {
         self.array::<1>().map(|[b]| b)
     }
-    pub(crate) fn i16(&mut self) -> Option<i16> {
+    fn i16(&mut self) -> Option<i16> {
         self.array().map(i16::from_be_bytes)
     }
-    pub(crate) fn i32(&mut self) -> Option<i32> {
+    fn i32(&mut self) -> Option<i32> {
         self.array().map(i32::from_be_bytes)
     }
     fn u32(&mut self) -> Option<u32> {
         self.array().map(u32::from_be_bytes)
     }
-    pub(crate) fn i64(&mut self) -> Option<i64> {
+    fn i64(&mut self) -> Option<i64> {
         self.array().map(i64::from_be_bytes)
     }
     fn opt_str(&mut self) -> Option<Option<String>> {
@@ -403,7 +402,7 @@ impl<'a> Reader<'a> {
         let len = usize::try_from(len).ok()?;
         Some(Some(String::from_utf8(self.take(len)?.to_vec()).ok()?))
     }
-    pub(crate) fn str(&mut self) -> Option<String> {
+    fn str(&mut self) -> Option<String> {
         self.opt_str()?
     }
     fn bytes(&mut self) -> Option<Bytes> {

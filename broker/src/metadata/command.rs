@@ -164,6 +164,22 @@ pub enum GatedCommand {
         /// The feature levels it supports.
         supported: LevelRange,
     },
+    /// Removes a node for good (`rafka cluster remove`, Kafka's UnregisterBroker): it leaves the
+    /// registered nodes, every ISR and every leadership at once; the partitions that name it
+    /// keep it among their replicas until the controller has moved them elsewhere
+    /// ([`GatedCommand::ReassignReplicas`]). Refused while it is the only in-sync replica of
+    /// a partition (its data has no other copy).
+    RemoveNode {
+        /// The node.
+        node_id: NodeId,
+    },
+    /// The controller's replica moves (a new replica added where a removed node's was, the
+    /// removed node's dropped once the others are in sync). Each change is applied only against
+    /// the partition epoch it was based on.
+    ReassignReplicas {
+        /// The changes.
+        changes: Vec<ReplicaChange>,
+    },
 }
 
 impl GatedCommand {
@@ -173,6 +189,9 @@ impl GatedCommand {
         match self {
             GatedCommand::FinalizeLevel { level, .. } => *level,
             GatedCommand::RegisterNode { .. } => Feature::VersionedMetadata.level(),
+            GatedCommand::RemoveNode { .. } | GatedCommand::ReassignReplicas { .. } => {
+                Feature::NodeRemoval.level()
+            }
         }
     }
 
@@ -181,8 +200,25 @@ impl GatedCommand {
         match self {
             GatedCommand::FinalizeLevel { .. } => None,
             GatedCommand::RegisterNode { .. } => Some(Feature::VersionedMetadata),
+            GatedCommand::RemoveNode { .. } | GatedCommand::ReassignReplicas { .. } => {
+                Some(Feature::NodeRemoval)
+            }
         }
     }
+}
+
+/// A partition's new replica set.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReplicaChange {
+    /// Topic id.
+    pub topic_id: Uuid,
+    /// Partition.
+    pub partition: i32,
+    /// The partition epoch the change is based on; a change against another is stale and skipped.
+    pub expected_partition_epoch: i32,
+    /// The new replicas: every in-sync replica and the leader stay; an added replica must be a
+    /// registered node.
+    pub replicas: Vec<NodeId>,
 }
 
 /// A registered node's supported levels, as the controller saw them for one broker epoch.

@@ -43,7 +43,7 @@ impl fmt::Display for FeatureLevel {
 }
 
 /// The highest level this build supports (and decodes).
-pub const LATEST: FeatureLevel = FeatureLevel(2);
+pub const LATEST: FeatureLevel = FeatureLevel(3);
 
 /// The levels this build can run at.
 pub const SUPPORTED: LevelRange = LevelRange {
@@ -64,17 +64,27 @@ pub enum Feature {
     /// the partition. Before it, offsets are written in the legacy layout and group metadata is
     /// not written at all.
     GroupRecords,
+    /// Level 3: `rafka cluster remove` records the removal in the metadata log
+    /// ([`GatedCommand::RemoveNode`]) and the controller moves the removed node's replicas
+    /// ([`GatedCommand::ReassignReplicas`]). Below it, a removal only takes the node out of the
+    /// metadata quorum (on the metadata leader, until it changes).
+    NodeRemoval,
 }
 
 impl Feature {
     /// Every feature, in level order.
-    pub const ALL: &'static [Feature] = &[Feature::VersionedMetadata, Feature::GroupRecords];
+    pub const ALL: &'static [Feature] = &[
+        Feature::VersionedMetadata,
+        Feature::GroupRecords,
+        Feature::NodeRemoval,
+    ];
 
     /// The level from which the feature is enabled.
     pub const fn level(self) -> FeatureLevel {
         match self {
             Self::VersionedMetadata => FeatureLevel(1),
             Self::GroupRecords => FeatureLevel(2),
+            Self::NodeRemoval => FeatureLevel(3),
         }
     }
 
@@ -83,6 +93,7 @@ impl Feature {
         match self {
             Self::VersionedMetadata => "versioned-metadata",
             Self::GroupRecords => "group-records",
+            Self::NodeRemoval => "node-removal",
         }
     }
 }
@@ -347,9 +358,9 @@ mod tests {
 
     #[test]
     fn ranges_parse_as_they_print_and_cap() {
-        let range: LevelRange = "0-2".parse().unwrap();
+        let range: LevelRange = "0-3".parse().unwrap();
         assert_eq!(range, SUPPORTED);
-        assert_eq!(range.to_string(), "0-2");
+        assert_eq!(range.to_string(), "0-3");
         for bad in ["", "1", "2-1", "a-b", "0-70000"] {
             assert!(bad.parse::<LevelRange>().is_err(), "{bad:?}");
         }

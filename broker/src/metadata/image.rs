@@ -4,6 +4,8 @@
 //! feature level gets `#[serde(default)]` so images of older levels still read. Level-0 images
 //! use a frozen copy of the layout of that time instead.
 
+mod removal;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -253,6 +255,14 @@ impl MetadataImage {
                 self.features
                     .check_supported(&format!("node {peer_id}"), *supported)?;
                 Ok(self.register_node(peer_id, kafka_host, *kafka_port, Some(*supported)))
+            }
+            GatedCommand::RemoveNode { node_id } => {
+                self.remove_node(*node_id)?;
+                Ok(Outcome::Done)
+            }
+            GatedCommand::ReassignReplicas { changes } => {
+                self.reassign_replicas(changes);
+                Ok(Outcome::Done)
             }
         }
     }

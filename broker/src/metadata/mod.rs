@@ -16,6 +16,7 @@ pub mod topic_config;
 
 pub use command::{
     GatedCommand, IsrMember, LeaderChange, MetadataCommand, NodeSupport, Outcome, PartitionChange,
+    ReplicaChange,
 };
 pub use features::{Feature, FeatureLevel, Features, LevelRange};
 pub use image::{MetadataImage, NodeImage, PartitionImage, TopicImage};
@@ -111,6 +112,19 @@ pub enum MetadataError {
     /// more replicas on a node than `--max-partitions-per-node`). Never forwarded.
     #[error("{0}")]
     PolicyViolation(String),
+    /// No node is registered with this id.
+    #[error("node {0} is not registered")]
+    UnknownNode(NodeId),
+    /// Removing this node would lose data: it is the only in-sync replica of a partition.
+    #[error(
+        "node {node} is the only in-sync replica of {partition}: removing it would lose that partition's data (bring the node back until another replica is in sync, or delete the topic)"
+    )]
+    LastInSyncReplica {
+        /// The node.
+        node: NodeId,
+        /// The partition, as `topic-index`.
+        partition: String,
+    },
 }
 
 impl MetadataError {
@@ -136,6 +150,8 @@ impl MetadataError {
             Self::FeatureNotEnabled { .. } => E::UnsupportedVersion,
             Self::UnsupportedLevel(_) => E::FeatureUpdateFailed,
             Self::PolicyViolation(_) => E::PolicyViolation,
+            Self::UnknownNode(_) => E::BrokerIdNotRegistered,
+            Self::LastInSyncReplica { .. } => E::InvalidRequest,
         };
         error.code()
     }

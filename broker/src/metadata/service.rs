@@ -16,10 +16,11 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::raft::{
-    Closed, Disk, LeaderOp, LogStore, Network, Raft, RaftConfig, RaftNode, RaftNodeId,
-    RaftTransport, Router, StateMachine, handle_rpc, wait_metrics,
+    Closed, Disk, LeaderOp, LogStore, Network, Raft, RaftConfig, RaftNode, RaftNodeId, RaftReply,
+    RaftRequest, RaftTransport, Router, StateMachine, encode_reply, handle_rpc, raft_node_id,
+    wait_metrics,
 };
-use super::{MetadataCommand, MetadataError, MetadataImage, Outcome};
+use super::{LevelRange, MetadataCommand, MetadataError, MetadataImage, Outcome};
 
 /// How long `shutdown` waits for the metadata Database to close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -108,6 +109,10 @@ pub struct MetadataStatus {
     pub matched: BTreeMap<RaftNodeId, Option<u64>>,
     /// Last index purged from this node's log.
     pub purged: Option<u64>,
+    /// While a voter change is half done (a joint configuration), the voters it goes to.
+    pub joining_voters: Option<BTreeSet<RaftNodeId>>,
+    /// The latest membership change is committed (a new one may be proposed).
+    pub membership_committed: bool,
 }
 
 fn storage(e: impl std::fmt::Display) -> MetadataError {
@@ -275,8 +280,8 @@ impl Metadata {
         self.leader_op(LeaderOp::AddLearner(id, node)).await
     }
 
-    /// Makes `voters` the voting members: at most one voter added (an existing learner) or
-    /// removed per call. Voters left out stay as learners.
+    /// Makes `voters` (an odd number of members, new ones existing learners) the voting members
+    /// in one joint-consensus change. Voters left out stay as learners.
     pub async fn change_membership(
         &self,
         voters: BTreeSet<RaftNodeId>,
@@ -311,6 +316,14 @@ impl Metadata {
             .map(|(id, node)| (*id, node.clone()))
             .partition(|(id, _)| voter_ids.contains(id));
         let member = membership.get_node(&self.inner.id).is_some();
+        let configs = membership.get_joint_config();
+        let joining_voters =
+            (configs.len() > 1).then(|| configs.last().cloned().unwrap_or_default());
+        let membership_index = metrics
+            .membership_config
+            .log_id()
+            .as_ref()
+            .map(|id| id.index);
         MetadataStatus {
             node_id: self.inner.id,
             role: if member || metrics.state == ServerState::Shutdown {
@@ -341,6 +354,8 @@ impl Metadata {
                 })
                 .unwrap_or_default(),
             purged: metrics.purged.map(|id| id.index),
+            joining_voters,
+            membership_committed: membership_index <= committed,
         }
     }
 
@@ -349,11 +364,129 @@ impl Metadata {
         self.inner.raft.metrics()
     }
 
-    /// Serves one metadata-log RPC another node sent through its [`RaftTransport`]: the mesh
+    /// Serves one metadata-log RPC the peer `from` sent through its [`RaftTransport`]: the mesh
     /// calls this with the request bytes and sends back the bytes returned. Never fails: errors
-    /// travel inside the answer.
-    pub async fn handle_rpc(&self, request: &[u8]) -> Vec<u8> {
-        handle_rpc(&self.inner.raft, self.inner.forward_timeout, request).await
+    /// travel inside the answer. Only members (see [`Self::admits`]) are served, except for
+    /// [`RaftRequest::Join`], which asks to become one.
+    pub async fn handle_rpc(&self, from: &str, request: &[u8]) -> Vec<u8> {
+        let reply = match RaftRequest::decode(request) {
+            Err(e) => {
+                tracing::debug!(peer = from, error = %e, "undecodable metadata RPC");
+                RaftReply::BadRequest(e.to_string())
+            }
+            Ok(RaftRequest::Join { node, supported }) => self.join(from, node, supported).await,
+            Ok(_) if !self.admits(from) => {
+                tracing::debug!(
+                    peer = from,
+                    "metadata RPC from a peer that is not a member refused"
+                );
+                RaftReply::Refused(format!(
+                    "peer {from} is not a registered node of this cluster (a new node asks to join first)"
+                ))
+            }
+            Ok(request) => handle_rpc(&self.inner.raft, self.inner.forward_timeout, request).await,
+        };
+        encode_reply(&reply)
+    }
+
+    /// Whether `peer` takes part in the metadata log: everyone before this node belongs to a
+    /// cluster (it must be reachable to be added), then only members of the log and registered
+    /// nodes.
+    pub fn admits(&self, peer: &str) -> bool {
+        let image = self.image();
+        if !image.is_formed() || image.node_by_peer(peer).is_some() {
+            return true;
+        }
+        peer.parse::<libp2p::PeerId>()
+            .is_ok_and(|peer| self.is_member(raft_node_id(&peer)))
+    }
+
+    /// Whether `id` is a member (voter or learner) of the metadata log, as this node knows it.
+    fn is_member(&self, id: RaftNodeId) -> bool {
+        self.raft_metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .is_some()
+    }
+
+    /// The peers admitted besides those registered: the members of the metadata log.
+    pub fn member_peers(&self) -> Vec<String> {
+        self.raft_metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(_, node)| node.peer_id.clone())
+            .collect()
+    }
+
+    /// A fresh node's request to join: adds it as a learner (through the leader), if it can run
+    /// at the cluster's finalized feature level.
+    async fn join(&self, from: &str, node: RaftNode, supported: LevelRange) -> RaftReply {
+        if node.peer_id != from {
+            return RaftReply::Refused(format!(
+                "a join must name its sender ({from}), not {}",
+                node.peer_id
+            ));
+        }
+        let image = self.image();
+        if !image.is_formed() {
+            return RaftReply::Refused("this node belongs to no cluster yet".into());
+        }
+        let finalized = image.features().finalized();
+        if !supported.contains(finalized) {
+            return RaftReply::Refused(format!(
+                "{from} supports cluster feature levels {supported}, but the cluster's finalized feature level is {finalized}"
+            ));
+        }
+        if node.id().is_ok_and(|id| self.is_member(id)) {
+            return RaftReply::Joined;
+        }
+        match self.add_learner(node).await {
+            Ok(()) => {
+                tracing::info!(peer = from, "node joined the metadata log as a learner");
+                RaftReply::Joined
+            }
+            Err(e) => RaftReply::Refused(format!("cannot add {from}: {e}")),
+        }
+    }
+
+    /// Asks `target`, a node of a cluster, to add this node (which supports the feature levels
+    /// `supported`) to its metadata log.
+    pub async fn ask_to_join(
+        &self,
+        target: &RaftNode,
+        supported: LevelRange,
+    ) -> Result<(), MetadataError> {
+        let request = RaftRequest::Join {
+            node: self.inner.node.clone(),
+            supported,
+        };
+        let bytes = request
+            .encode()
+            .map_err(|e| MetadataError::Storage(e.to_string()))?;
+        let answer = self
+            .inner
+            .router
+            .transport
+            .call(target, bytes, self.inner.forward_timeout)
+            .await
+            .map_err(|e| MetadataError::NoLeader(format!("{}: {e}", target.peer_id)))?;
+        match RaftReply::decode(&answer) {
+            Ok(RaftReply::Joined) => Ok(()),
+            Ok(RaftReply::Refused(reason)) => Err(MetadataError::Membership(reason)),
+            Ok(other) => Err(MetadataError::NoLeader(format!(
+                "{} answered {}",
+                target.peer_id,
+                other.kind()
+            ))),
+            Err(e) => Err(MetadataError::NoLeader(format!(
+                "undecodable answer from {}: {e}",
+                target.peer_id
+            ))),
+        }
     }
 
     /// Stops the metadata log and waits (bounded) until its Database is closed, so the data dir

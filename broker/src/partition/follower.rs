@@ -31,7 +31,7 @@ impl FollowerTask {
         stop: CancellationToken,
     ) -> Self {
         let (leader, leaders) = watch::channel(followed);
-        tracing::info!(topic_id = %tp.topic_id, partition = tp.partition, leader = followed.0.0, leader_epoch = followed.1.0, "following partition");
+        tracing::debug!(topic_id = %tp.topic_id, partition = tp.partition, leader = followed.0.0, leader_epoch = followed.1.0, "following partition");
         let task = Follower {
             env: env.clone(),
             tp,

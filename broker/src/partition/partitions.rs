@@ -270,7 +270,7 @@ impl<E: Env> Partitions<E> {
                 (metadata, config),
             ) {
                 Ok(leader) => {
-                    tracing::info!(topic_id = %tp.topic_id, partition = tp.partition, leader_epoch = metadata.leader_epoch.0, isr = ?metadata.isr, "leading partition");
+                    tracing::debug!(topic_id = %tp.topic_id, partition = tp.partition, leader_epoch = metadata.leader_epoch.0, isr = ?metadata.isr, "leading partition");
                     changes.push(LeadershipChange::Gained(leader.clone()));
                     Role::Leading(leader)
                 }
@@ -315,11 +315,6 @@ impl<E: Env> Partitions<E> {
                 }
             }
         });
-    }
-
-    /// Cancelled when the partitions stop (background work ends with it).
-    pub(super) fn stopped(&self) -> CancellationToken {
-        self.inner.shutdown.clone()
     }
 
     /// Stops everything (shutdown, or a node's crash in the simulation): leaderships resign

@@ -1,6 +1,7 @@
 //! mDNS discovery between network namespaces (root only; skipped with a message otherwise):
-//! nodes on one bridge with no bootstrap address find each other and form one cluster, and a
-//! second cluster formed later on the same bridge stays apart from the first.
+//! nodes on one bridge with no bootstrap address find each other and form one cluster (with a
+//! cluster key: the hosts' addresses are not loopback), nodes with another key or none are found
+//! but refused, and a second cluster formed later on the same bridge stays apart from the first.
 
 use crate::support::netns;
 use crate::support::wait_until_blocking;
@@ -105,6 +106,54 @@ fn process_netns_mdns_nodes_find_each_other_and_form_one_cluster() {
     let metadata = nodes[1].metadata(REQUEST).unwrap();
     assert_eq!(metadata.cluster_id.as_deref(), Some(cluster_id.as_str()));
     assert_eq!(metadata.brokers.len(), 3, "{metadata:?}");
+
+    // Two intruders on the same bridge, found by mDNS both ways: one with another cluster key,
+    // one with none (an open mesh, which a non-loopback address needs said explicitly). Neither
+    // gets in, and both sides say why.
+    let other_key = net.key_file().with_file_name("other.key");
+    rafka_mesh::ClusterKey::generate_file(&other_key).unwrap();
+    let other_key = other_key.to_str().unwrap().to_string();
+    let wrong = net.add_host();
+    let wrong = net.start_node(wrong, &["--cluster-key-file", &other_key]);
+    let open = net.add_host();
+    let open = net.start_node(open, &["--insecure-open-mesh"]);
+    let waiting = Instant::now();
+    wait_until_blocking(
+        Duration::from_secs(30),
+        "refusals logged on both sides",
+        || {
+            // A keyless side learns it from the peer's first bytes, or from the peer closing
+            // on its own first bytes.
+            let expect = [
+                (wrong, &["refused: wrong cluster key"][..]),
+                (
+                    open,
+                    &[
+                        "refused: peer requires a cluster key",
+                        "it may require a cluster key",
+                    ],
+                ),
+                (ids[0], &["refused: wrong cluster key"]),
+                (ids[0], &["refused: peer has no cluster key"]),
+            ];
+            for (i, lines) in expect {
+                let log = net.node(i).log_text();
+                if !lines.iter().any(|line| log.contains(line)) {
+                    return Err(format!("node {i} has not logged {lines:?} yet"));
+                }
+            }
+            Ok(())
+        },
+    );
+    let took = waiting.elapsed();
+    eprintln!("intruders refused within {took:?}");
+    assert!(!net.is_ready(wrong) && !net.is_ready(open));
+    let nodes: Vec<&NetNode> = ids.iter().map(|&i| net.node(i)).collect();
+    for node in &nodes {
+        let members = node.members().unwrap();
+        assert_eq!(members.len(), 3, "{} lets in {members:?}", node.ip);
+    }
+    one_cluster(&nodes).unwrap();
     eprintln!("{test}: {:?}", started.elapsed());
 }
 

@@ -31,7 +31,11 @@ mod imp {
     use futures::stream::FuturesUnordered;
     use futures::{FutureExt, StreamExt};
     use rafka_mesh::membership::MemberStatus;
-    use rafka_mesh::{Keypair, MemberInfo, Mesh, MeshConfig, MeshError, Multiaddr, PeerId};
+    use std::path::Path;
+
+    use rafka_mesh::{
+        ClusterKey, Keypair, MemberInfo, Mesh, MeshConfig, MeshError, Multiaddr, PeerId,
+    };
     use tokio::sync::{mpsc, oneshot};
     use tokio::task::JoinHandle;
     use tracing::debug;
@@ -92,13 +96,23 @@ mod imp {
     }
 
     impl MeshNode {
-        /// Starts a client-role mesh peer with a fresh identity; with `mdns`, it also listens for
-        /// nodes announcing themselves on the local network (see [`MeshNode::discover`]).
-        pub async fn start(max_frame_bytes: usize, mdns: bool) -> Result<MeshNode> {
+        /// Starts a client-role mesh peer with a fresh identity and the cluster key in `key_file`
+        /// (if any); with `mdns`, it also listens for nodes announcing themselves on the local
+        /// network (see [`MeshNode::discover`]).
+        pub async fn start(
+            max_frame_bytes: usize,
+            mdns: bool,
+            key_file: Option<&Path>,
+        ) -> Result<MeshNode> {
+            let cluster_key = key_file
+                .map(ClusterKey::load)
+                .transpose()
+                .map_err(|e| Error::Config(e.to_string()))?;
             let config = MeshConfig {
                 max_frame_bytes: max_frame_bytes.max(1024),
                 mdns,
                 mdns_query_interval: MDNS_QUERY_INTERVAL,
+                cluster_key,
                 ..MeshConfig::client()
             };
             let (mesh, inbound) = Mesh::start(Keypair::generate_ed25519(), config)
@@ -345,7 +359,11 @@ mod imp {
 
     impl MeshNode {
         /// Always fails: the transport is not compiled in.
-        pub async fn start(_max_frame_bytes: usize, _mdns: bool) -> Result<MeshNode> {
+        pub async fn start(
+            _max_frame_bytes: usize,
+            _mdns: bool,
+            _key_file: Option<&std::path::Path>,
+        ) -> Result<MeshNode> {
             Err(Error::Mesh(MISSING.into()))
         }
         /// Unreachable in practice (no `MeshNode` can exist).

@@ -21,6 +21,7 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::UnregisterBroker, 0, 0),
 ];
 
 /// The highest ApiVersions version the client sends first.
@@ -89,6 +90,7 @@ pub fn api_name(key: i16) -> &'static str {
         Ok(ApiKey::DeleteTopics) => "DeleteTopics",
         Ok(ApiKey::InitProducerId) => "InitProducerId",
         Ok(ApiKey::DescribeConfigs) => "DescribeConfigs",
+        Ok(ApiKey::UnregisterBroker) => "UnregisterBroker",
         _ => "request",
     }
 }
@@ -145,6 +147,7 @@ mod tests {
                 ApiKey::DeleteTopics => within::<DeleteTopicsRequest>(min, max),
                 ApiKey::InitProducerId => within::<InitProducerIdRequest>(min, max),
                 ApiKey::DescribeConfigs => within::<DescribeConfigsRequest>(min, max),
+                ApiKey::UnregisterBroker => within::<UnregisterBrokerRequest>(min, max),
                 _ => false,
             };
             assert!(ok, "{key:?} {min}..={max}");

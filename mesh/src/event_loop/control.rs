@@ -130,6 +130,7 @@ impl EventLoop {
         }
         if let Some(membership) = self.membership.as_mut()
             && membership.status(&peer).is_none()
+            && self.gatekeeper.admits(&peer)
         {
             membership.add_seed(peer);
         }

@@ -44,6 +44,9 @@ impl EventLoop {
         };
         match codec::decode(bytes, membership.config().max_message_bytes + 4096) {
             Ok(message) => {
+                let Some(message) = self.gatekeeper.filter(from, message) else {
+                    return;
+                };
                 let known = known_heartbeats(membership, &message);
                 membership.handle(now, from, message);
                 record_heartbeat_gaps(membership, now, &known);
@@ -85,13 +88,14 @@ impl EventLoop {
             } => {
                 tracing::info!(peer = %id, %generation, restarted = previous.is_some(), "member joined");
             }
-            MemberEvent::StatusChanged { id, old, new, .. } => {
-                if matches!(new, MemberStatus::Dead) {
-                    tracing::warn!(peer = %id, ?old, "member declared dead");
-                } else {
-                    tracing::info!(peer = %id, ?old, ?new, "member status changed");
+            MemberEvent::StatusChanged { id, old, new, .. } => match (old, new) {
+                (_, MemberStatus::Dead) => tracing::warn!(peer = %id, ?old, "member dead"),
+                (_, MemberStatus::Left) => tracing::info!(peer = %id, "member left"),
+                (MemberStatus::Dead | MemberStatus::Left, _) => {
+                    tracing::info!(peer = %id, ?old, ?new, "member alive again")
                 }
-            }
+                _ => tracing::debug!(peer = %id, ?old, ?new, "member status changed"),
+            },
             MemberEvent::KeyChanged {
                 id,
                 key,

@@ -1,6 +1,7 @@
 //! The one task that owns both swarms (data plane and control plane) and drives the membership
 //! protocol core with time and messages.
 
+mod admission;
 mod control;
 mod data;
 mod listeners;
@@ -17,17 +18,19 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::swarm::ConnectionId;
-use libp2p::{Multiaddr, PeerId, Swarm, identity::Keypair, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, identity::Keypair};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::control::ControlBehaviour;
 use crate::data::DataBehaviour;
+use crate::gate::{self, Refusal};
 use crate::handle::{InboundKafka, InboundRaft};
 use crate::kafka_codec::Frame;
 use crate::membership::{Generation, Membership};
 use crate::view::MembershipView;
 use crate::{MeshConfig, MeshError, Role};
 
+use admission::Gatekeeper;
 use listeners::Listeners;
 use push::PushState;
 pub(crate) use push::{PushCommand, PushOutlets};
@@ -71,6 +74,9 @@ pub(crate) enum Command {
     SetClusterId {
         cluster_id: String,
         reply: oneshot::Sender<Result<(), MeshError>>,
+    },
+    SetAdmitted {
+        peers: Option<HashSet<PeerId>>,
     },
     Leave {
         reply: oneshot::Sender<()>,
@@ -164,51 +170,26 @@ pub(crate) struct EventLoop {
     replies: FuturesUnordered<PendingReply>,
     leaving: Option<(Instant, Vec<oneshot::Sender<()>>)>,
     push: PushState,
+    refusals: mpsc::Receiver<Refusal>,
+    gatekeeper: Gatekeeper,
 }
 
-fn build_error(what: &str, e: impl std::fmt::Display) -> MeshError {
-    MeshError::Build(format!("{what}: {e}"))
-}
-
-fn data_swarm(keypair: &Keypair, config: &MeshConfig) -> Result<Swarm<DataBehaviour>, MeshError> {
-    let behaviour = DataBehaviour::new(keypair, config)?;
-    let idle = config.idle_connection_timeout;
-    Ok(
-        libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| build_error("data plane transport", e))?
-            .with_behaviour(|_| behaviour)
-            .map_err(|e| build_error("data plane behaviour", e))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-            .build(),
-    )
-}
-
-fn control_swarm(
+fn swarm<B: libp2p::swarm::NetworkBehaviour>(
     keypair: &Keypair,
     config: &MeshConfig,
-) -> Result<Swarm<ControlBehaviour>, MeshError> {
-    let behaviour = ControlBehaviour::new(keypair, config)?;
-    Ok(
-        libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| build_error("control plane transport", e))?
-            .with_behaviour(|_| behaviour)
-            .map_err(|e| build_error("control plane behaviour", e))?
-            // Members stay connected: a closed control connection would only be redialled.
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-            .build(),
-    )
+    behaviour: B,
+    idle: Duration,
+    refusals: &mpsc::Sender<Refusal>,
+) -> Result<Swarm<B>, MeshError> {
+    let transport = gate::transport(keypair, config.cluster_key, refusals.clone())?;
+    let swarm_config =
+        libp2p::swarm::Config::with_tokio_executor().with_idle_connection_timeout(idle);
+    Ok(Swarm::new(
+        transport,
+        behaviour,
+        keypair.public().to_peer_id(),
+        swarm_config,
+    ))
 }
 
 impl EventLoop {
@@ -223,11 +204,17 @@ impl EventLoop {
     ) -> Result<Self, MeshError> {
         let local = keypair.public().to_peer_id();
         let mut listeners = Listeners::default();
-        let mut data = data_swarm(&keypair, config)?;
+        let (refusals_tx, refusals) = gate::refusal_queue();
+        let behaviour = DataBehaviour::new(&keypair, config)?;
+        let idle = config.idle_connection_timeout;
+        let mut data = swarm(&keypair, config, behaviour, idle, &refusals_tx)?;
         listeners.listen_data(&mut data, &config.listen)?;
         let (control, membership) = match config.role {
             Role::Node => {
-                let mut control = control_swarm(&keypair, config)?;
+                let behaviour = ControlBehaviour::new(&keypair, config)?;
+                // Members stay connected: a closed control connection would only be redialled.
+                let idle = Duration::from_secs(3600);
+                let mut control = swarm(&keypair, config, behaviour, idle, &refusals_tx)?;
                 listeners.listen_control(&mut control, &config.control_listen)?;
                 let generation = Generation(config.generation);
                 let membership =
@@ -258,6 +245,8 @@ impl EventLoop {
             replies: FuturesUnordered::new(),
             leaving: None,
             push: PushState::new(push),
+            refusals,
+            gatekeeper: Gatekeeper::default(),
         })
     }
 
@@ -288,6 +277,7 @@ impl EventLoop {
                 event = self.data.select_next_some() => self.handle_data_event(event),
                 event = next_control_event(&mut self.control) => self.handle_control_event(event),
                 Some(reply) = self.replies.next(), if !self.replies.is_empty() => self.send_reply(reply),
+                Some(refusal) = self.refusals.recv() => self.gatekeeper.refused(&refusal),
                 _ = tick.tick() => self.on_tick(),
                 _ = bootstrap_retry.tick() => {
                     self.bootstrap_step();
@@ -343,6 +333,7 @@ impl EventLoop {
             Command::SetClusterId { cluster_id, reply } => {
                 let _ = reply.send(self.set_cluster_id(&cluster_id));
             }
+            Command::SetAdmitted { peers } => self.gatekeeper.set_admitted(peers),
             Command::Leave { reply } => self.leave(reply),
             Command::Push(command) => self.handle_push_command(command),
             Command::Shutdown { .. } => {}

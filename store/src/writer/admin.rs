@@ -101,7 +101,7 @@ impl Writer {
         self.commit_sync(wb)?;
         self.registry.insert(shared.clone());
         self.parts.insert(tp, st);
-        tracing::info!(%tp, "created partition");
+        tracing::debug!(%tp, "created partition");
         Ok(shared)
     }
 
@@ -127,7 +127,7 @@ impl Writer {
         }
         self.registry.remove(&tp);
         self.drop_keyspaces(segments);
-        tracing::info!(%tp, "deleted partition");
+        tracing::debug!(%tp, "deleted partition");
         Ok(())
     }
 

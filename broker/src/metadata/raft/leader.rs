@@ -25,7 +25,7 @@ pub(crate) enum LeaderOp {
     Propose(MetadataCommand),
     /// Add a non-voting member.
     AddLearner(RaftNodeId, RaftNode),
-    /// Replace the voters (at most one added or removed).
+    /// Replace the voters (an odd number of them, in one joint-consensus change).
     ChangeVoters(BTreeSet<RaftNodeId>),
     /// Remove a member (voter or learner) entirely.
     RemoveNode(RaftNodeId),
@@ -75,18 +75,13 @@ pub(crate) fn voters(metrics: &RaftMetrics<RaftNodeId, RaftNode>) -> BTreeSet<Ra
     metrics.membership_config.membership().voter_ids().collect()
 }
 
-/// Refuses voter changes other than one voter added or removed.
-fn check_one_at_a_time(
-    current: &BTreeSet<RaftNodeId>,
-    wanted: &BTreeSet<RaftNodeId>,
-) -> Result<(), MetadataError> {
-    if wanted.is_empty() {
-        return Err(MetadataError::Membership("no voters left".into()));
-    }
-    let changed = current.symmetric_difference(wanted).count();
-    if changed > 1 {
+/// Refuses voter sets that are empty or even: with 2 or 4 voters one more loss stops the log, as
+/// with 1 or 3, so an even set only adds a way to lose the majority.
+fn check_odd(wanted: &BTreeSet<RaftNodeId>) -> Result<(), MetadataError> {
+    if wanted.len().is_multiple_of(2) {
         return Err(MetadataError::Membership(format!(
-            "voters change one at a time: {current:?} -> {wanted:?} changes {changed}"
+            "the voters must be an odd number of nodes, not {}",
+            wanted.len()
         )));
     }
     Ok(())
@@ -99,8 +94,7 @@ pub(crate) async fn run_local(raft: &Raft, op: LeaderOp, timeout: Duration) -> F
             LeaderOp::Propose(command) => raft.client_write(command).await,
             LeaderOp::AddLearner(id, node) => raft.add_learner(id, node, false).await,
             LeaderOp::ChangeVoters(wanted) => {
-                let current = voters(&raft.metrics().borrow());
-                if let Err(e) = check_one_at_a_time(&current, &wanted) {
+                if let Err(e) = check_odd(&wanted) {
                     return ForwardReply::Failed(e);
                 }
                 raft.change_membership(ChangeMembers::ReplaceAllVoters(wanted), true)

@@ -121,7 +121,7 @@ impl RaftTransport for MemoryTransport {
         let to = target.peer_id.clone();
         Box::pin(async move {
             let node = network.route(&from, &to)?;
-            let answer = tokio::time::timeout(timeout, node.handle_rpc(&request))
+            let answer = tokio::time::timeout(timeout, node.handle_rpc(&from, &request))
                 .await
                 .map_err(|_| TransportError::Timeout(timeout))?;
             // A link cut while the request was in flight loses the answer.

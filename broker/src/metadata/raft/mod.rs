@@ -42,7 +42,7 @@ pub(crate) use leader::{LeaderOp, Router, wait_metrics};
 pub(crate) use log_store::LogStore;
 pub(crate) use network::Network;
 pub use network::{NoPeers, RaftTransport, TransportError};
-pub(crate) use rpc::handle_rpc;
+pub(crate) use rpc::{RaftReply, RaftRequest, encode_reply, handle_rpc};
 pub(crate) use state_machine::StateMachine;
 
 use super::{MetadataCommand, MetadataError, Outcome};

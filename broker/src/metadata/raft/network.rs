@@ -1,9 +1,10 @@
 //! The transport seam: [`RaftTransport`] carries opaque bytes to a node and back; openraft's
 //! `RaftNetworkFactory`/`RaftNetwork` are implemented on top of it here.
 //!
-//! Error mapping: [`TransportError::Unreachable`] becomes `RPCError::Unreachable` (openraft backs
-//! off before retrying that peer); no answer within the RPC's soft TTL becomes `RPCError::Timeout`;
-//! anything else is `RPCError::Network` (retried at once).
+//! Error mapping: [`TransportError::Unreachable`] and [`TransportError::Failed`] become
+//! `RPCError::Unreachable` (openraft backs off before retrying that peer); no answer within the
+//! RPC's soft TTL becomes `RPCError::Timeout`; an answer that does not decode is
+//! `RPCError::Network`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,9 @@ use openraft::{AnyError, RPCTypes};
 
 use super::rpc::{RaftReply, RaftRequest};
 use super::{RaftNode, RaftNodeId, TypeConfig};
+
+/// Longest pause between two attempts to reach an unreachable member.
+const MAX_BACKOFF: Duration = Duration::from_secs(4);
 
 /// Sends one metadata-log RPC to another node. The mesh implements this; the request and the
 /// answer are opaque bytes produced and read by this module.
@@ -123,15 +127,22 @@ async fn exchange<E: std::error::Error>(
     };
     let answer = match tokio::time::timeout(ttl, call).await {
         Err(_) | Ok(Err(TransportError::Timeout(_))) => return Err(timeout()),
-        Ok(Err(TransportError::Unreachable(reason))) => {
+        // A peer that stopped answering (no route, or streams cut short) is retried after a
+        // backoff, not at once: openraft retries a NetworkError immediately, in a tight loop.
+        Ok(Err(TransportError::Unreachable(reason) | TransportError::Failed(reason))) => {
             return Err(Unreachable::new(&AnyError::error(reason)).into());
         }
-        Ok(Err(e)) => return Err(NetworkError::new(&e).into()),
         Ok(Ok(answer)) => answer,
     };
     match RaftReply::decode(&answer) {
         Ok(RaftReply::Stopped(reason)) => Err(Unreachable::new(&AnyError::error(format!(
             "metadata log stopped on {}: {reason}",
+            conn.node.peer_id
+        )))
+        .into()),
+        // Not (or no longer) admitted there: back off as from an unreachable peer.
+        Ok(RaftReply::Refused(reason)) => Err(Unreachable::new(&AnyError::error(format!(
+            "{} refused: {reason}",
             conn.node.peer_id
         )))
         .into()),
@@ -197,7 +208,13 @@ impl RaftNetwork<TypeConfig> for Connection {
     }
 
     fn backoff(&self) -> Backoff {
-        // A mesh redials on demand: retry an unreachable peer every 250 ms.
-        Backoff::new(std::iter::repeat(Duration::from_millis(250)))
+        // A mesh redials on demand: retry an unreachable peer after 250 ms, then less and less
+        // often, up to every 4 s (a departed member is removed by the controller meanwhile).
+        let doubling = std::iter::successors(Some(Duration::from_millis(250)), |d| Some(*d * 2));
+        Backoff::new(
+            doubling
+                .take_while(|d| *d < MAX_BACKOFF)
+                .chain(std::iter::repeat(MAX_BACKOFF)),
+        )
     }
 }

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{self, CodecError};
 use super::leader::{self, ForwardReply, LeaderOp};
-use super::{Raft, RaftNodeId, TypeConfig};
+use super::{Raft, RaftNode, RaftNodeId, TypeConfig};
+use crate::metadata::LevelRange;
 
 /// A request from another node.
 #[derive(Serialize, Deserialize)]
@@ -35,6 +36,14 @@ pub(crate) enum RaftRequest {
         /// When the sender gives up on it (ms since the Unix epoch).
         expires_unix_ms: u64,
     },
+    /// A fresh node asks to be added to the metadata log as a learner. The only request served
+    /// to a peer that is not a registered node of the cluster.
+    Join {
+        /// The node: its peer id must be the sender's, its addresses its control plane's.
+        node: RaftNode,
+        /// The feature levels it supports: it is refused below the cluster's finalized one.
+        supported: LevelRange,
+    },
 }
 
 /// The answer to a [`RaftRequest`].
@@ -50,6 +59,10 @@ pub(crate) enum RaftReply {
     Stopped(String),
     /// The request did not decode.
     BadRequest(String),
+    /// The sender is now a member of the metadata log (a learner, or more).
+    Joined,
+    /// Refused: the sender is not a registered node of this cluster, or cannot join it.
+    Refused(String),
 }
 
 impl RaftRequest {
@@ -81,6 +94,8 @@ impl RaftReply {
             Self::Forwarded(_) => "Forwarded",
             Self::Stopped(_) => "Stopped",
             Self::BadRequest(_) => "BadRequest",
+            Self::Joined => "Joined",
+            Self::Refused(_) => "Refused",
         }
     }
 }
@@ -92,33 +107,35 @@ pub(crate) fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Serves one inbound RPC: decodes it, hands it to the local Raft node, encodes the answer.
-/// A forwarded proposal is run here if this node leads, within `forward_timeout`.
-pub(crate) async fn handle_rpc(raft: &Raft, forward_timeout: Duration, request: &[u8]) -> Vec<u8> {
-    let reply = match RaftRequest::decode(request) {
-        Err(e) => {
-            tracing::debug!(error = %e, "undecodable metadata RPC");
-            RaftReply::BadRequest(e.to_string())
-        }
-        Ok(RaftRequest::AppendEntries(rpc)) => match raft.append_entries(rpc).await {
+/// Serves one inbound RPC (a [`RaftRequest::Join`] is the caller's to serve): hands it to the
+/// local Raft node and returns the answer. A forwarded proposal is run here if this node leads,
+/// within `forward_timeout`.
+pub(crate) async fn handle_rpc(
+    raft: &Raft,
+    forward_timeout: Duration,
+    request: RaftRequest,
+) -> RaftReply {
+    match request {
+        RaftRequest::Join { .. } => RaftReply::Refused("joins are served elsewhere".into()),
+        RaftRequest::AppendEntries(rpc) => match raft.append_entries(rpc).await {
             Ok(response) => RaftReply::AppendEntries(response),
             Err(e) => RaftReply::Stopped(e.to_string()),
         },
-        Ok(RaftRequest::Vote(rpc)) => match raft.vote(rpc).await {
+        RaftRequest::Vote(rpc) => match raft.vote(rpc).await {
             Ok(response) => RaftReply::Vote(response),
             Err(e) => RaftReply::Stopped(e.to_string()),
         },
-        Ok(RaftRequest::InstallSnapshot(rpc)) => match raft.install_snapshot(rpc).await {
+        RaftRequest::InstallSnapshot(rpc) => match raft.install_snapshot(rpc).await {
             Ok(response) => RaftReply::InstallSnapshot(response),
             Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(mismatch))) => {
                 RaftReply::SnapshotMismatch(mismatch)
             }
             Err(RaftError::Fatal(e)) => RaftReply::Stopped(e.to_string()),
         },
-        Ok(RaftRequest::Forward {
+        RaftRequest::Forward {
             op,
             expires_unix_ms,
-        }) => {
+        } => {
             let left = Duration::from_millis(expires_unix_ms.saturating_sub(unix_ms()));
             if left.is_zero() {
                 RaftReply::Forwarded(ForwardReply::Failed(
@@ -128,7 +145,11 @@ pub(crate) async fn handle_rpc(raft: &Raft, forward_timeout: Duration, request: 
                 RaftReply::Forwarded(leader::run_local(raft, op, forward_timeout.min(left)).await)
             }
         }
-    };
+    }
+}
+
+/// The bytes of an answer (a `Stopped` if it cannot be encoded).
+pub(crate) fn encode_reply(reply: &RaftReply) -> Vec<u8> {
     reply.encode().unwrap_or_else(|e| {
         tracing::warn!(error = %e, reply = reply.kind(), "cannot encode a metadata RPC answer");
         RaftReply::Stopped(format!("cannot encode the answer: {e}"))

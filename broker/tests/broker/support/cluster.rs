@@ -48,6 +48,17 @@ pub struct Spawned {
 /// listener address), no mDNS, and `args` (`--bootstrap-expect N`, `--bootstrap ADDR`, ...),
 /// without waiting for it.
 pub fn spawn(binary: &Path, data_dir: &Path, args: &[&str]) -> Spawned {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    spawn_logging(binary, data_dir, args, Some(&filter))
+}
+
+/// As [`spawn`], with `RUST_LOG` set to `log`, or unset (the node's default logging) for `None`.
+pub fn spawn_logging(
+    binary: &Path,
+    data_dir: &Path,
+    args: &[&str],
+    rust_log: Option<&str>,
+) -> Spawned {
     let log = data_dir.with_extension("log");
     let stderr = std::fs::OpenOptions::new()
         .create(true)
@@ -67,13 +78,13 @@ pub fn spawn(binary: &Path, data_dir: &Path, args: &[&str]) -> Spawned {
             command.args([flag, any_port]);
         }
     }
+    match rust_log {
+        Some(filter) => command.env("RUST_LOG", filter),
+        None => command.env_remove("RUST_LOG"),
+    };
     let mut child = command
         .arg("--no-mdns")
         .args(args)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
@@ -99,7 +110,7 @@ pub fn spawn(binary: &Path, data_dir: &Path, args: &[&str]) -> Spawned {
 
 impl Spawned {
     /// This start's log (stderr) so far.
-    fn log_text(&self) -> String {
+    pub fn log_text(&self) -> String {
         let text = std::fs::read(&self.log).unwrap_or_default();
         let from = usize::try_from(self.log_offset)
             .unwrap_or(0)
@@ -232,50 +243,6 @@ impl ProcessCluster {
             nodes.push(spawn(binary, dir, &args));
         }
         SpawnedCluster { nodes, dirs, root }
-    }
-
-    /// Three nodes with replication factor 3 by default and min.insync.replicas 2 (and
-    /// `extra`), every member alive, and `topic` created with `partitions` partitions and
-    /// served by every node with every replica in sync.
-    pub fn replicated(topic: &str, partitions: i32, extra: &[&str]) -> ProcessCluster {
-        const STEP: Duration = Duration::from_secs(60);
-        let mut args = vec![
-            "--default-replication-factor",
-            "3",
-            "--min-insync-replicas",
-            "2",
-        ];
-        args.extend_from_slice(extra);
-        let cluster = ProcessCluster::start(3, &args);
-        cluster.create_topic_on_all(STEP, topic, partitions);
-        for node in 0..3 {
-            let addr = cluster.kafka(node);
-            wait_until_blocking(STEP, "the topic served with every replica in sync", || {
-                topic_metadata(addr, topic).is_ok_and(|m| {
-                    m.topics.first().is_some_and(|t| {
-                        t.partitions.len() == partitions as usize
-                            && t.partitions
-                                .iter()
-                                .all(|p| p.error_code == 0 && p.isr_nodes.len() == 3)
-                    })
-                })
-            });
-        }
-        cluster
-    }
-
-    /// The process index and node id of the leader of `topic`-`partition`, as node 0 says.
-    pub fn leader_of(&self, topic: &str, partition: i32) -> (usize, i64) {
-        let leaders = partition_leaders(self.kafka(0), topic).unwrap();
-        let leader = leaders
-            .iter()
-            .find(|(p, _, _)| *p == partition)
-            .map(|&(_, _, leader)| i64::from(leader))
-            .unwrap();
-        let index = (0..self.nodes.len())
-            .find(|&i| self.identity(i).1 == leader)
-            .expect("the leader is one of the nodes");
-        (index, leader)
     }
 
     /// A running node.
@@ -475,6 +442,22 @@ impl ClusterView {
     /// Members in state `state`.
     pub fn count(&self, state: &str) -> usize {
         self.members.iter().filter(|m| m.state == state).count()
+    }
+
+    /// Number of voters in the metadata log as this node sees it.
+    pub fn voters(&self) -> usize {
+        self.metadata
+            .get("voters")
+            .and_then(Value::as_object)
+            .map_or(0, |v| v.len())
+    }
+
+    /// Number of learners in the metadata log as this node sees it.
+    pub fn learners(&self) -> usize {
+        self.metadata
+            .get("learners")
+            .and_then(Value::as_object)
+            .map_or(0, |v| v.len())
     }
 
     /// The peer id this node believes leads the metadata log.

@@ -544,6 +544,9 @@ pub struct Net {
     nodes: Vec<NetNode>,
     namespaces: Vec<String>,
     dir: tempfile::TempDir,
+    /// The cluster key every node gets (the hosts' addresses are not loopback, so a node needs a
+    /// key or `--insecure-open-mesh`).
+    key_file: PathBuf,
 }
 
 impl Net {
@@ -555,6 +558,9 @@ impl Net {
         let name = format!("{PREFIX}{pid}-{k}");
         let subnet = u8::try_from((pid.wrapping_mul(31).wrapping_add(k)) % 250).unwrap() + 1;
         let hub = format!("{name}-hub");
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("cluster.key");
+        rafka_mesh::ClusterKey::generate_file(&key_file).unwrap();
         let mut net = Net {
             name,
             subnet,
@@ -562,7 +568,8 @@ impl Net {
             hosts: Vec::new(),
             nodes: Vec::new(),
             namespaces: Vec::new(),
-            dir: tempfile::tempdir().unwrap(),
+            dir,
+            key_file,
         };
         ip(&["netns", "add", &hub]);
         net.namespaces.push(hub.clone());
@@ -624,9 +631,15 @@ impl Net {
         &self.hosts[i]
     }
 
+    /// The network's cluster key file.
+    pub fn key_file(&self) -> &std::path::Path {
+        &self.key_file
+    }
+
     /// Starts `rafka-node` on host `host` (fresh data dir, listening on the host's address, mDNS
-    /// on unless `extra` says `--no-mdns`) with `extra` flags; does not wait for it. Returns the
-    /// node's index.
+    /// on unless `extra` says `--no-mdns`, the network's cluster key unless `extra` gives another
+    /// or `--insecure-open-mesh`) with `extra` flags; does not wait for it. Returns the node's
+    /// index.
     pub fn start_node(&mut self, host: usize, extra: &[&str]) -> usize {
         let index = self.nodes.len();
         let data_dir = self.dir.path().join(format!("node{index}"));
@@ -662,7 +675,11 @@ impl Net {
             .args(["--kafka-addr", &format!("{ip}:{KAFKA_PORT}")])
             .args(["--http-addr", &format!("{ip}:{HTTP_PORT}")])
             .args(["--p2p-addr", &format!("/ip4/{ip}/tcp/{P2P_PORT}")])
-            .args(["--control-addr", &format!("/ip4/{ip}/tcp/0")])
+            .args(["--control-addr", &format!("/ip4/{ip}/tcp/0")]);
+        if !extra.contains(&"--cluster-key-file") && !extra.contains(&"--insecure-open-mesh") {
+            command.arg("--cluster-key-file").arg(&self.key_file);
+        }
+        command
             .args(extra)
             .env(
                 "RUST_LOG",

@@ -27,6 +27,7 @@ Examples:
   rafka consume orders --from-beginning -n 1000 --format '%p:%o %k=%v\\n'
   rafka --kafka localhost:9092 topic list
   rafka --bootstrap /ip4/127.0.0.1/tcp/7070 cluster
+  rafka cluster key generate cluster.key     # then --cluster-key-file cluster.key everywhere
   rafka --kafka localhost:9092 bench produce --topic perf --records 5000000 --record-size 100
 
 Errors are one line on stderr with a non-zero exit code. Logs go to stderr; set RUST_LOG
@@ -48,6 +49,14 @@ pub struct GlobalArgs {
     /// Client id sent in every request header.
     #[arg(long, global = true, default_value = "rafka-cli")]
     pub client_id: String,
+    /// The cluster key file, for a mesh that uses one (`rafka cluster key generate FILE`).
+    #[arg(
+        long,
+        global = true,
+        env = "RAFKA_CLUSTER_KEY_FILE",
+        value_name = "FILE"
+    )]
+    pub cluster_key_file: Option<std::path::PathBuf>,
 }
 
 /// The commands.
@@ -65,7 +74,8 @@ pub enum Command {
     /// Benchmarks: producer and consumer throughput, end-to-end latency.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
-    /// List the cluster's members: node ids, states, metadata roles, heartbeats, addresses.
+    /// The cluster's members (node ids, states, metadata roles, heartbeats, addresses), its key,
+    /// and node removal.
     Cluster(commands::cluster::ClusterArgs),
 }
 
@@ -79,6 +89,7 @@ impl GlobalArgs {
         let mut config = ClientConfig::new(bootstrap);
         config.connection.request_timeout = Duration::from_millis(self.request_timeout_ms.max(1));
         config.connection.client_id = self.client_id.clone();
+        config.cluster_key_file.clone_from(&self.cluster_key_file);
         Ok(config)
     }
 }
@@ -112,6 +123,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Commands that need no cluster.
+    if let Command::Cluster(args) = &cli.command
+        && let Some(result) = commands::cluster::run_offline(args)
+    {
+        return result;
+    }
     let config = cli.global.client_config()?;
     let client = Client::connect(config.clone())
         .await

@@ -1,4 +1,5 @@
-//! `rafka cluster [--json]`: every member of the mesh as one node sees it.
+//! `rafka cluster [--json]`: every member of the mesh as one node sees it; `rafka cluster key
+//! generate FILE`: a new cluster key.
 //!
 //! Over the mesh the node the client reached answers `/rafka/cluster/1` with its gossip
 //! membership ([`Client::cluster_members`]): peer ids, node ids, states, heartbeat ages, and the
@@ -10,7 +11,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Subcommand};
 use rafka_client::members::{ClusterMember, ClusterView, MemberState};
 use rafka_client::metadata::ClusterMetadata;
 use rafka_client::{Bootstrap, Client};
@@ -18,11 +19,65 @@ use serde::Serialize;
 
 /// `cluster`.
 #[derive(Debug, Args)]
-#[command(after_help = JSON_HELP)]
+#[command(after_help = JSON_HELP, args_conflicts_with_subcommands = true)]
 pub struct ClusterArgs {
     /// Print one JSON document (field names below) instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(subcommand)]
+    pub action: Option<ClusterAction>,
+}
+
+/// What `cluster` does besides listing members.
+#[derive(Debug, Subcommand)]
+pub enum ClusterAction {
+    /// The cluster key every node and client of a mesh shares.
+    #[command(subcommand)]
+    Key(KeyAction),
+    /// Remove a stopped node for good: its replicas move to the other nodes (new followers catch
+    /// up before its replicas are dropped) and it leaves the metadata quorum. Refused while the
+    /// node is alive (stop it first) or is the only in-sync replica of a partition.
+    Remove {
+        /// The node id (`rafka cluster` lists them).
+        node_id: i32,
+    },
+}
+
+/// `cluster key`.
+#[derive(Debug, Subcommand)]
+pub enum KeyAction {
+    /// Write a new random cluster key to FILE (readable by its owner only; an existing file is
+    /// never overwritten). Copy it to every node and client, and give it with --cluster-key-file
+    /// (or RAFKA_CLUSTER_KEY_FILE).
+    Generate {
+        /// Where to write the key.
+        file: std::path::PathBuf,
+    },
+}
+
+/// Runs the `cluster` commands that need no connection; `None` for the others.
+pub fn run_offline(args: &ClusterArgs) -> Option<anyhow::Result<()>> {
+    let Some(ClusterAction::Key(KeyAction::Generate { file })) = &args.action else {
+        return None;
+    };
+    Some(generate_key(file))
+}
+
+#[cfg(feature = "mesh")]
+fn generate_key(file: &std::path::Path) -> anyhow::Result<()> {
+    let key = rafka_mesh::ClusterKey::generate_file(file)?;
+    println!(
+        "wrote a new cluster key to {} (fingerprint {}); give every node and client --cluster-key-file {}",
+        file.display(),
+        key.fingerprint(),
+        file.display()
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "mesh"))]
+fn generate_key(_file: &std::path::Path) -> anyhow::Result<()> {
+    anyhow::bail!("this build has no mesh (cargo feature `mesh`): it cannot make cluster keys")
 }
 
 /// The `--json` document, as `rafka cluster --help` shows it.
@@ -295,6 +350,14 @@ mesh: rafka --bootstrap /ip4/HOST/tcp/PORT cluster (a node's p2p address), or --
 
 /// Runs `cluster`.
 pub async fn run(client: &Client, args: ClusterArgs) -> anyhow::Result<()> {
+    if let Some(ClusterAction::Remove { node_id }) = args.action {
+        rafka_client::admin::Admin::new(client.clone())
+            .remove_node(node_id)
+            .await
+            .with_context(|| format!("remove node {node_id}"))?;
+        println!("node {node_id} removed: its replicas move to the other nodes");
+        return Ok(());
+    }
     let over_kafka = matches!(client.config().bootstrap, Bootstrap::Kafka(_));
     let mut out = std::io::stdout().lock();
     if over_kafka {
