@@ -46,13 +46,16 @@ class Member:
         self.started = threading.Event()
         cooperative = assignor == "cooperative-sticky"
 
+        # The assignment is kept from the callbacks' arguments: c.assignment() fails once close()
+        # has begun, and close() revokes.
         def on_assign(c, parts):
             if cooperative:
                 c.incremental_assign(parts)
             else:
                 c.assign(parts)
             with self.lock:
-                self.assigned = {p.partition for p in c.assignment()}
+                added = {p.partition for p in parts}
+                self.assigned = self.assigned | added if cooperative else added
                 self.assigned_at = time.monotonic()
 
         def on_revoke(c, parts):
@@ -61,7 +64,8 @@ class Member:
             else:
                 c.unassign()
             with self.lock:
-                self.assigned = {p.partition for p in c.assignment()}
+                revoked = {p.partition for p in parts}
+                self.assigned = self.assigned - revoked if cooperative else set()
                 self.assigned_at = time.monotonic()
 
         def run():

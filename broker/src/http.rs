@@ -173,6 +173,12 @@ const PARTITION_FAMILIES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The per-group family, one row per group and partition.
+const GROUP_FAMILIES: &[(&str, &str)] = &[(
+    names::GROUP_LAG,
+    "Consumer lag (high watermark minus committed offset) per group and partition.",
+)];
+
 /// The per-entity series of this scrape, within `--max-metric-series` (see [`crate::series`]).
 fn entity_series(broker: &Broker) -> String {
     let mut series = Series::new(broker.config().max_metric_series);
@@ -204,6 +210,18 @@ fn entity_series(broker: &Broker) -> String {
         }
     }
     series.add(partitions);
+    let mut lag = Table::new(GROUP_FAMILIES);
+    for (group, topic, partition, value) in broker.groups().lag() {
+        lag.row(
+            vec![
+                ("group", group),
+                ("topic", topic),
+                ("partition", partition.to_string()),
+            ],
+            vec![value as f64],
+        );
+    }
+    series.add(lag);
     series.render()
 }
 

@@ -50,6 +50,7 @@ pub mod producer_ids;
 pub mod push;
 pub mod series;
 pub mod transport;
+pub mod txn;
 
 pub use broker::Broker;
 pub use config::{NodeArgs, NodeConfig};

@@ -40,6 +40,9 @@ pub const LIMIT_HITS: &str = "rafka_limit_hits_total";
 /// `--queued-max-request-bytes`; `small`: admitted without waiting).
 pub const REQUEST_BYTES_IN_FLIGHT: &str = "rafka_request_bytes_in_flight";
 
+/// Gauge: partition logs no longer assigned here and not yet deleted (the background deletion).
+pub const PARTITION_LOGS_DOOMED: &str = "rafka_partition_logs_doomed";
+
 /// Histogram buckets of request latency, in seconds (50 µs to 10 s).
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -76,6 +79,12 @@ pub fn request_bytes_in_flight(kind: &'static str, delta: f64) {
 }
 
 /// Records produced bytes.
+/// Partition logs waiting for the background deletion.
+pub fn partition_logs_doomed(count: usize) {
+    metrics::gauge!(PARTITION_LOGS_DOOMED).set(count as f64);
+}
+
+/// Record batch bytes accepted by Produce.
 pub fn produce_bytes(bytes: usize) {
     metrics::counter!(PRODUCE_BYTES).increment(bytes as u64);
 }
@@ -143,9 +152,6 @@ pub const GROUP_REBALANCES: &str = "rafka_group_rebalances_total";
 /// outcome.
 pub const GROUP_COMMIT_SECONDS: &str = "rafka_group_commit_seconds";
 /// Gauge: consumer lag (high watermark minus committed offset) per group and partition, as the
-/// coordinator computes it for partitions this node holds a replica of.
+/// coordinator computes it for partitions this node holds a replica of (rendered per scrape
+/// within `--max-metric-series`: [`crate::series`]).
 pub const GROUP_LAG: &str = "rafka_group_lag";
-/// At most this many lag series are published (the rest are left out and counted here).
-pub const GROUP_LAG_SERIES_MAX: usize = 10_000;
-/// Gauge: lag series left out because of [`GROUP_LAG_SERIES_MAX`].
-pub const GROUP_LAG_SERIES_DROPPED: &str = "rafka_group_lag_series_dropped";

@@ -7,7 +7,7 @@
 //! | [`service.rs`](Groups) | the task that owns the core and the offsets partitions this node leads; the handle handlers call | shell |
 //! | `log.rs` | acks=all appends of group records (pipelined) and the replay of a partition | shell I/O |
 //! | [`records.rs`](records) | the records of `__consumer_offsets`: Kafka's layout and the legacy one | codec |
-//! | `metrics.rs` | groups by state, members, rebalances, commit latency, consumer lag | metrics |
+//! | `metrics.rs` | groups by state, members, rebalances, commit latency (the consumer lag is rendered per scrape: `Groups::lag`) | metrics |
 //!
 //! How it fits together, where state lives and what fails over how: `docs/groups.md`.
 

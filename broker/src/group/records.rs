@@ -189,7 +189,7 @@ impl Record {
     }
 }
 
-fn put_str(buf: &mut BytesMut, s: &str) -> Option<()> {
+pub(crate) fn put_str(buf: &mut BytesMut, s: &str) -> Option<()> {
     buf.put_i16(i16::try_from(s.len()).ok()?);
     buf.put_slice(s.as_bytes());
     Some(())
@@ -368,30 +368,31 @@ fn decode_legacy_value(bytes: &[u8]) -> Option<OffsetValue> {
     })
 }
 
-struct Reader<'a>(&'a [u8]);
+/// A checked big-endian reader over record bytes (shared with `txn::records`).
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let (head, rest) = self.0.split_at_checked(n)?;
         self.0 = rest;
         Some(head)
     }
-    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
         self.take(N)?.try_into().ok()
     }
-    fn u8(&mut self) -> Option<u8> {
+    pub(crate) fn u8(&mut self) -> Option<u8> {
         self.array::<1>().map(|[b]| b)
     }
-    fn i16(&mut self) -> Option<i16> {
+    pub(crate) fn i16(&mut self) -> Option<i16> {
         self.array().map(i16::from_be_bytes)
     }
-    fn i32(&mut self) -> Option<i32> {
+    pub(crate) fn i32(&mut self) -> Option<i32> {
         self.array().map(i32::from_be_bytes)
     }
     fn u32(&mut self) -> Option<u32> {
         self.array().map(u32::from_be_bytes)
     }
-    fn i64(&mut self) -> Option<i64> {
+    pub(crate) fn i64(&mut self) -> Option<i64> {
         self.array().map(i64::from_be_bytes)
     }
     fn opt_str(&mut self) -> Option<Option<String>> {
@@ -402,7 +403,7 @@ impl<'a> Reader<'a> {
         let len = usize::try_from(len).ok()?;
         Some(Some(String::from_utf8(self.take(len)?.to_vec()).ok()?))
     }
-    fn str(&mut self) -> Option<String> {
+    pub(crate) fn str(&mut self) -> Option<String> {
         self.opt_str()?
     }
     fn bytes(&mut self) -> Option<Bytes> {

@@ -52,7 +52,13 @@ pub struct Groups {
     partitions: i32,
     /// Offsets partitions attached (loading or served), with the leader epoch.
     attached: Arc<Mutex<HashMap<i32, LeaderEpoch>>>,
+    /// The consumer lag the task last computed.
+    lag: Arc<Mutex<Vec<GroupLag>>>,
 }
+
+/// The lag of one group on one partition: (group, topic, partition, high watermark minus the
+/// committed offset).
+pub type GroupLag = (String, String, i32, i64);
 
 type Tx<T> = oneshot::Sender<T>;
 
@@ -105,6 +111,7 @@ impl Groups {
     ) -> Self {
         let (tx, rx) = mpsc::channel(COMMANDS);
         let core = GroupCoordinator::new(config, partitions, member_prefix);
+        let lag = Arc::new(Mutex::new(Vec::new()));
         let task = Task {
             core,
             env: Arc::new(env),
@@ -115,13 +122,14 @@ impl Groups {
             next_reply: 0,
             epoch: Instant::now(),
             rebalances_reported: 0,
-            lag_series: Vec::new(),
+            lag: lag.clone(),
         };
         tokio::spawn(task.run(rx, shutdown));
         Self {
             tx,
             partitions: partitions.max(1),
             attached: Arc::new(Mutex::new(HashMap::new())),
+            lag,
         }
     }
 
@@ -280,6 +288,15 @@ impl Groups {
         self.ask(Command::Served).await.unwrap_or_default()
     }
 
+    /// The consumer lag of the groups coordinated here, as last computed (every few seconds),
+    /// for the partitions this node holds a replica of; `/metrics` renders it.
+    pub fn lag(&self) -> Vec<GroupLag> {
+        self.lag
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// The offsets partitions attached here (loading or served), with their leader epochs.
     pub fn attached(&self) -> Vec<(i32, LeaderEpoch)> {
         let mut attached: Vec<_> = self.attached_map().iter().map(|(p, e)| (*p, *e)).collect();
@@ -339,7 +356,8 @@ struct Task {
     next_reply: u64,
     epoch: Instant,
     rebalances_reported: u64,
-    lag_series: Vec<(String, String, i32)>,
+    /// Shared with [`Groups::lag`].
+    lag: Arc<Mutex<Vec<GroupLag>>>,
 }
 
 impl Task {
@@ -714,7 +732,7 @@ impl Task {
         group_metrics::groups(&stats);
         group_metrics::rebalances(stats.rebalances.saturating_sub(self.rebalances_reported));
         self.rebalances_reported = stats.rebalances;
-        let lag: Vec<(String, String, i32, i64)> = self
+        let lag: Vec<GroupLag> = self
             .core
             .all_offsets()
             .into_iter()
@@ -723,6 +741,9 @@ impl Task {
                 Some((group, topic, partition, (hw - committed).max(0)))
             })
             .collect();
-        self.lag_series = group_metrics::lag(&lag, std::mem::take(&mut self.lag_series));
+        *self
+            .lag
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = lag;
     }
 }

@@ -317,6 +317,11 @@ impl<E: Env> Partitions<E> {
         });
     }
 
+    /// Cancelled when the partitions stop (background work ends with it).
+    pub(super) fn stopped(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
     /// Stops everything (shutdown, or a node's crash in the simulation): leaderships resign
     /// (acks=all waits answer NOT_LEADER_OR_FOLLOWER at once), follower tasks and the ticker
     /// end.

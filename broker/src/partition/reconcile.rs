@@ -1,13 +1,15 @@
 //! Keeps this node's partitions in line with each metadata image: creates the logs of partitions
-//! assigned here, applies config changes and deletes the logs of partitions no longer here (on
-//! the store), then moves each partition into its role ([`Partitions::apply`]).
+//! assigned here and applies config changes (on the store), moves each partition into its role
+//! ([`Partitions::apply`]), then has the logs of partitions no longer here deleted in the
+//! background ([`NodeEnv::delete_in_background`]), so a large deleted topic holds up neither the
+//! next image nor the requests waiting for it.
 //!
 //! A partition this node leads whose ISR is this node alone has its high watermark at its log end,
 //! as Kafka's leader computes it (the minimum log end over the ISR): the store checkpoints the high
 //! watermark only now and then, so after a crash the recovered log end is ahead of it, and the
 //! leader state moves it up at once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use rafka_store::{LogConfig, Store, StoreError, TopicPartition};
 
@@ -30,12 +32,24 @@ impl Partitions<NodeEnv> {
         }
         let desired = self.desired(image);
         let store = self.env().store().clone();
-        tokio::task::spawn_blocking(move || apply(&store, desired))
-            .await
-            .map_err(|e| {
-                StoreError::Io(std::io::Error::other(format!("reconcile task failed: {e}")))
-            })??;
+        // Waits for the background deletion's current batch at most.
+        let mut doomed = self.env().doomed().lock().await;
+        let queued = std::mem::take(&mut *doomed);
+        let (queued, applied_to_store) =
+            tokio::task::spawn_blocking(move || apply(&store, desired, queued))
+                .await
+                .map_err(|e| {
+                    StoreError::Io(std::io::Error::other(format!("reconcile task failed: {e}")))
+                })?;
+        *doomed = queued;
+        applied_to_store?;
+        // Out of their roles before the background task may delete their logs.
         let changes = self.sync(image);
+        let deleting = !doomed.is_empty();
+        drop(doomed);
+        if deleting {
+            self.env().delete_in_background(self.stopped());
+        }
         *applied = image.version;
         Ok(changes)
     }
@@ -94,22 +108,48 @@ impl Partitions<NodeEnv> {
     }
 }
 
-fn apply(store: &Store, mut desired: HashMap<TopicPartition, LogConfig>) -> Result<(), StoreError> {
+/// Applies config changes and creates the logs assigned here; dooms (adds to `doomed`) the logs
+/// no longer assigned here, which the background task deletes, and spares a doomed log assigned
+/// here again.
+fn apply(
+    store: &Store,
+    mut desired: HashMap<TopicPartition, LogConfig>,
+    mut doomed: BTreeSet<TopicPartition>,
+) -> (BTreeSet<TopicPartition>, Result<(), StoreError>) {
+    let result = apply_to(store, &mut desired, &mut doomed);
+    (doomed, result)
+}
+
+fn apply_to(
+    store: &Store,
+    desired: &mut HashMap<TopicPartition, LogConfig>,
+    doomed: &mut BTreeSet<TopicPartition>,
+) -> Result<(), StoreError> {
+    let mut newly_doomed = 0usize;
     for log in store.partitions() {
         let tp = log.topic_partition();
         match desired.remove(&tp) {
-            Some(config) if config != log.config() => {
-                tracing::debug!(topic_id = %tp.topic_id, partition = tp.partition, "topic config changed");
-                store.set_log_config(tp, config)?;
+            Some(config) => {
+                doomed.remove(&tp);
+                if config != log.config() {
+                    tracing::debug!(topic_id = %tp.topic_id, partition = tp.partition, "topic config changed");
+                    store.set_log_config(tp, config)?;
+                }
             }
-            Some(_) => {}
             None => {
-                tracing::debug!(topic_id = %tp.topic_id, partition = tp.partition, "deleting partition log");
-                store.delete_partition(tp)?;
+                if doomed.insert(tp) {
+                    newly_doomed += 1;
+                }
             }
         }
     }
-    for (tp, config) in desired {
+    if newly_doomed > 0 {
+        tracing::info!(
+            logs = newly_doomed,
+            "partition logs no longer assigned here; deleting them in the background"
+        );
+    }
+    for (tp, config) in desired.drain() {
         tracing::debug!(topic_id = %tp.topic_id, partition = tp.partition, "creating partition log");
         store.create_partition(tp, config)?;
     }

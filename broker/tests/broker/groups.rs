@@ -30,7 +30,7 @@ use serde_json::Value;
 use crate::support::cluster::{ProcessCluster, create_topic, kafka_call};
 use crate::support::process::NodeProcess;
 use crate::support::run::{confluent_kafka_available, external_client, kcat_available, probe, run};
-use crate::support::wait_until_blocking;
+use crate::support::{wait_until, wait_until_blocking};
 
 const PARTITIONS: i32 = 6;
 /// Long enough for a rebalance with librdkafka's backoffs on a loaded 2-core machine.
@@ -639,29 +639,60 @@ fn usage(pid: u32) -> (u64, f64) {
     (rss_kb * 1024, ticks / per_second)
 }
 
-/// One member of group `group` through JoinGroup (twice: KIP-394), SyncGroup and a commit, over
-/// `client`; returns its member id and generation.
-async fn join_alone(client: &mut crate::support::raw::RawClient, group: &str) -> (String, i32) {
+/// A first JoinGroup of a member of `group` (no member id yet); its session lasts 5 minutes so
+/// that on a loaded machine the members joined first do not expire before the last has joined.
+fn bench_join(group: &str, member: StrBytes) -> kafka_protocol::messages::JoinGroupRequest {
     use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::{GroupId, JoinGroupRequest};
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_session_timeout_ms(300_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_member_id(member)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(bytes::Bytes::from_static(b"subscription")),
+        ])
+}
+
+/// Waits until every offsets partition (the default 8) is created and loaded: a first JoinGroup
+/// of a group on each is retried, as clients do, while it answers COORDINATOR_LOAD_IN_PROGRESS,
+/// COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR.
+async fn wait_offsets_partitions_loaded(client: &mut crate::support::raw::RawClient) {
+    const OFFSETS_PARTITIONS: i32 = 8;
+    for partition in 0..OFFSETS_PARTITIONS {
+        let group = (0..)
+            .map(|i| format!("bench-{}-warmup-{i}", std::process::id()))
+            .find(|g| rafka_broker::group::partition_for_group(g, OFFSETS_PARTITIONS) == partition)
+            .unwrap();
+        wait_until(SETTLE, "the offsets partitions loaded", async || {
+            let response = client
+                .send(&bench_join(&group, StrBytes::default()), 7)
+                .await;
+            match response.error_code {
+                14..=16 => Err(format!("{group}: error {}", response.error_code)),
+                _ => Ok(()),
+            }
+        })
+        .await;
+    }
+}
+
+/// One member of group `group` through JoinGroup (twice: KIP-394) and SyncGroup, over `client`;
+/// returns its member id and generation.
+async fn join_alone(client: &mut crate::support::raw::RawClient, group: &str) -> (String, i32) {
     use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
-    use kafka_protocol::messages::{GroupId, JoinGroupRequest, SyncGroupRequest};
+    use kafka_protocol::messages::{GroupId, SyncGroupRequest};
     let group_id = GroupId(StrBytes::from_string(group.to_string()));
-    let join = |member: StrBytes| {
-        JoinGroupRequest::default()
-            .with_group_id(group_id.clone())
-            .with_session_timeout_ms(30_000)
-            .with_rebalance_timeout_ms(30_000)
-            .with_member_id(member)
-            .with_protocol_type(StrBytes::from_static_str("consumer"))
-            .with_protocols(vec![
-                JoinGroupRequestProtocol::default()
-                    .with_name(StrBytes::from_static_str("range"))
-                    .with_metadata(bytes::Bytes::from_static(b"subscription")),
-            ])
-    };
-    let first = client.send(&join(StrBytes::default()), 7).await;
+    let first = client
+        .send(&bench_join(group, StrBytes::default()), 7)
+        .await;
     assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
-    let joined = client.send(&join(first.member_id.clone()), 7).await;
+    let joined = client
+        .send(&bench_join(group, first.member_id.clone()), 7)
+        .await;
     assert_eq!(joined.error_code, 0);
     let sync = SyncGroupRequest::default()
         .with_group_id(group_id)
@@ -703,11 +734,13 @@ fn bench_thousand_single_member_groups() {
             (node.ready.kafka, node.child.id())
         }
     };
+    // The broker creates the offsets topic on the first FindCoordinator, as Kafka does.
+    find_coordinator(addr, "bench-warmup");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        // The offsets topic exists before anything is measured.
+        // The offsets topic is loaded before anything is measured.
         let mut client = crate::support::raw::RawClient::connect(addr).await;
-        join_alone(&mut client, "bench-warmup").await;
+        wait_offsets_partitions_loaded(&mut client).await;
         let (rss_before, cpu_before) = usage(pid);
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -716,7 +749,8 @@ fn bench_thousand_single_member_groups() {
                 let mut client = crate::support::raw::RawClient::connect(addr).await;
                 let mut members = Vec::new();
                 for g in (c..GROUPS).step_by(CONNECTIONS) {
-                    let group = format!("bench-group-{g}");
+                    // Names of this run only: the node may have served an earlier one.
+                    let group = format!("bench-{}-group-{g}", std::process::id());
                     let (member, generation) = join_alone(&mut client, &group).await;
                     members.push((group, member, generation));
                 }

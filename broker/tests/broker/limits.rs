@@ -5,7 +5,10 @@
 //!   (POLICY_VIOLATION at once, as Kafka since KAFKA-17870) and `--max-partitions-per-node`
 //!   replicas on any node;
 //! - `--max-connections-per-ip`: a connection over the limit is closed at once;
-//! - `--max-metric-series`: /metrics stays small with many partitions, and says what it left out;
+//! - DeleteTopics of a large topic is answered once the topic is gone from the metadata; its logs
+//!   are deleted in the background while other requests are answered;
+//! - `--max-metric-series`: /metrics stays small with many partitions, and says what it left out,
+//!   per-group series included;
 //! - `--queued-max-request-bytes`: eight clients each sending 90 MB of a declared 100 MiB frame
 //!   keep the node's RSS under its idle RSS plus the budget plus [`RSS_MARGIN`], and the node
 //!   keeps answering small requests meanwhile.
@@ -15,7 +18,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, CreateTopicsRequest, MetadataRequest};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, FindCoordinatorRequest,
+    MetadataRequest,
+};
 
 use crate::support::process::NodeProcess;
 use crate::support::raw::RawClient;
@@ -155,6 +162,83 @@ async fn connections_over_the_per_address_limit_are_closed_and_a_closed_one_free
     wire::stop(node).await;
 }
 
+/// Partitions of the large topic deleted in the background: deleting their logs inline held up
+/// the DeleteTopics and every topic change after it for seconds.
+const LARGE_TOPIC: i32 = 2_000;
+
+#[tokio::test]
+async fn a_large_topic_is_deleted_in_the_background_while_other_requests_are_answered() {
+    let node = TestNode::start().await;
+    let broker = node.node.as_ref().unwrap().broker().clone();
+    let mut client = node.connect().await;
+    let small = wire::create_topic(&mut client, "small", 1).await;
+    let logs = || broker.store().partitions().len();
+    let before = logs();
+    let started = Instant::now();
+    let created = client
+        .send(
+            &create_request(&[("large", LARGE_TOPIC)]).with_timeout_ms(600_000),
+            wire::CREATE_TOPICS,
+        )
+        .await;
+    assert_eq!(
+        created.topics[0].error_code, 0,
+        "{:?}",
+        created.topics[0].error_message
+    );
+    let create_took = started.elapsed();
+    assert_eq!(logs(), before + LARGE_TOPIC as usize);
+
+    let started = Instant::now();
+    let deleted = client
+        .send(
+            &DeleteTopicsRequest::default()
+                .with_topics(vec![
+                    DeleteTopicState::default().with_name(Some(wire::topic_name("large"))),
+                ])
+                .with_timeout_ms(30_000),
+            6,
+        )
+        .await;
+    assert_eq!(
+        deleted.responses[0].error_code, 0,
+        "{:?}",
+        deleted.responses[0].error_message
+    );
+    let delete_took = started.elapsed();
+    // Meanwhile: a produce (the store's writer is shared with the deletion), a topic change
+    // (applying its image waits for one batch of deletions at most) and a metadata request.
+    let meanwhile = Instant::now();
+    wire::produce_values(&mut client, &small, 0, &[b"during the deletion"]).await;
+    wire::create_topic(&mut client, "another", 1).await;
+    assert!(!exists(&mut client, "large").await);
+    let meanwhile_took = meanwhile.elapsed();
+    // The logs still to delete once those were answered (the new topic's log is one more).
+    let left = logs().saturating_sub(before + 1);
+    wait_until(
+        Duration::from_secs(600),
+        "the large topic's logs deleted",
+        async || (logs() == before + 1).then_some(()),
+    )
+    .await;
+    let freed = started.elapsed();
+    eprintln!(
+        "{LARGE_TOPIC} partitions: created in {create_took:?}; DeleteTopics answered in \
+         {delete_took:?}; a produce, a CreateTopics and a Metadata after it in {meanwhile_took:?} \
+         with {left} logs still to delete; all deleted {freed:?} after the DeleteTopics"
+    );
+    assert!(
+        left > 0,
+        "every log was deleted before the requests after the DeleteTopics were answered"
+    );
+    assert!(delete_took < Duration::from_secs(10), "{delete_took:?}");
+    assert!(
+        meanwhile_took < Duration::from_secs(10),
+        "{meanwhile_took:?}"
+    );
+    wire::stop(node).await;
+}
+
 /// Samples of `family` in a /metrics text.
 fn samples(text: &str, family: &str) -> usize {
     text.lines()
@@ -197,6 +281,31 @@ fn process_metric_series_are_capped_and_say_what_they_left_out() {
         node.log_text().contains("limit hit") && node.log_text().contains("--max-metric-series"),
         "one log line for the limit"
     );
+
+    // A group's lag series share the cap: the partitions took all of it, so the group's series
+    // is left out, and counted.
+    let find = FindCoordinatorRequest::default().with_key(wire::str("capped"));
+    let commit = wire::simple_commit("capped", "wide", 0);
+    wait_until_blocking(
+        wire::DEADLINE,
+        "an offset committed by group capped",
+        || {
+            cluster::kafka_call(node.ready.kafka, &find, 3, wire::DEADLINE).ok()?;
+            let response =
+                cluster::kafka_call(node.ready.kafka, &commit, 8, wire::DEADLINE).ok()?;
+            (response.topics[0].partitions[0].error_code == 0).then_some(())
+        },
+    );
+    let text = wait_until_blocking(
+        wire::DEADLINE,
+        "the group's lag counted in /metrics",
+        || {
+            let text = node.http_get("/metrics").ok()?;
+            text.contains("rafka_metric_series_dropped{family=\"rafka_group_lag\"} 1\n")
+                .then_some(text)
+        },
+    );
+    assert_eq!(samples(&text, "rafka_group_lag"), 0, "{text}");
     node.kill();
 }
 

@@ -57,29 +57,7 @@ fn replicated_cluster() -> ProcessCluster {
 
 /// As [`replicated_cluster`], every node also given `extra`.
 fn replicated_cluster_with(extra: &[&str]) -> ProcessCluster {
-    let mut args = vec![
-        "--default-replication-factor",
-        "3",
-        "--min-insync-replicas",
-        "2",
-    ];
-    args.extend_from_slice(extra);
-    let cluster = ProcessCluster::start(3, &args);
-    cluster.create_topic_on_all(STEP, TOPIC, PARTITIONS);
-    for node in 0..3 {
-        let addr = cluster.kafka(node);
-        wait_until_blocking(STEP, "the topic served with every replica in sync", || {
-            cluster::topic_metadata(addr, TOPIC).is_ok_and(|m| {
-                m.topics.first().is_some_and(|t| {
-                    t.partitions.len() == PARTITIONS as usize
-                        && t.partitions
-                            .iter()
-                            .all(|p| p.error_code == 0 && p.isr_nodes.len() == 3)
-                })
-            })
-        });
-    }
-    cluster
+    ProcessCluster::replicated(TOPIC, PARTITIONS, extra)
 }
 
 fn bootstrap(cluster: &ProcessCluster) -> String {
@@ -91,15 +69,7 @@ fn bootstrap(cluster: &ProcessCluster) -> String {
 
 /// The process index of the leader of partition 0.
 fn leader_of_partition_zero(cluster: &ProcessCluster) -> usize {
-    let leaders = partition_leaders(cluster.kafka(0), TOPIC).unwrap();
-    let leader = leaders
-        .iter()
-        .find(|(p, _, _)| *p == 0)
-        .map(|&(_, _, leader)| i64::from(leader))
-        .unwrap();
-    (0..3)
-        .find(|&i| cluster.identity(i).1 == leader)
-        .expect("the leader is one of the nodes")
+    cluster.leader_of(TOPIC, 0).0
 }
 
 fn skip() -> bool {

@@ -247,3 +247,34 @@ async fn seek_by_timestamp() {
     assert!(c.poll(Duration::from_millis(20)).await.unwrap().is_empty());
     assert_eq!(c.position(&tp), Some(2));
 }
+
+#[tokio::test]
+async fn a_partition_resumes_on_its_new_leader_after_an_election() {
+    let broker = FakeBroker::cluster(2);
+    broker.create_topic("t", 2);
+    fill(&broker, "t", 0, &["a", "b"], Compression::None);
+    let config = ConsumerConfig {
+        auto_offset_reset: OffsetReset::Earliest,
+        ..Default::default()
+    };
+    let mut c = Consumer::new(client(&broker).await, config).unwrap();
+    c.assign_topic("t", Duration::from_secs(1)).await.unwrap();
+    assert_eq!(values(&drain(&mut c, 2).await), vec!["a", "b"]);
+
+    // Node 1 dies: its partition has no leader while the election runs, and the consumer's
+    // refreshed metadata says so.
+    broker.set_live(1, false);
+    broker.set_leader("t", 0, None);
+    fill(&broker, "t", 0, &["c"], Compression::None);
+    assert!(c.poll(Duration::from_millis(50)).await.unwrap().is_empty());
+    // Node 2 is elected: the consumer finds it without any error to tell it so.
+    broker.set_leader("t", 0, Some(2));
+    assert_eq!(values(&drain(&mut c, 1).await), vec!["c"]);
+    let tp = TopicPartition::new("t", 0);
+    assert_eq!(c.position(&tp), Some(3), "resumed from its position");
+    // Node 1 returns and leads again: NOT_LEADER from node 2 sends the consumer back.
+    broker.set_live(1, true);
+    broker.set_leader("t", 0, Some(1));
+    fill(&broker, "t", 0, &["d"], Compression::None);
+    assert_eq!(values(&drain(&mut c, 1).await), vec!["d"]);
+}

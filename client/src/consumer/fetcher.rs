@@ -52,9 +52,20 @@ pub fn request(
         } else {
             topic.topic = TopicName(StrBytes::from_string(tp.topic.to_string()));
         }
+        // v9+: the leader epoch the metadata names, so a deposed leader fences the fetch
+        // (FENCED_LEADER_EPOCH) and a leader behind the metadata says so (UNKNOWN_LEADER_EPOCH).
+        let epoch = match version {
+            9.. => meta
+                .topics
+                .get(&*tp.topic)
+                .and_then(|t| t.partition(tp.partition))
+                .map_or(-1, |p| p.leader_epoch),
+            _ => -1,
+        };
         topic.partitions.push(
             FetchPartition::default()
                 .with_partition(tp.partition)
+                .with_current_leader_epoch(epoch)
                 .with_fetch_offset(*offset)
                 .with_partition_max_bytes(config.max_partition_fetch_bytes),
         );

@@ -6,6 +6,14 @@
 //!
 //! One fetch per leader runs as its own task while the application handles what `poll`
 //! returned, so the network and the application overlap.
+//!
+//! Following leaders: a partition whose fetch failed with a leader error (NOT_LEADER_OR_FOLLOWER,
+//! FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH, ...), a timeout or a closed connection backs off on
+//! its own and asks for a metadata refresh; so does a partition the metadata names no leader for
+//! (an election under way). Refreshes are spaced by a backoff that doubles while partitions stay
+//! without a leader (up to [`MAX_BACKOFF`]). The partition then resumes from its position on
+//! whichever node the refreshed metadata names. Fetches carry the leader epoch of the metadata
+//! (v9+), so a deposed leader answers FENCED_LEADER_EPOCH instead of serving its stale log.
 
 pub mod fetcher;
 pub mod offsets;
@@ -37,11 +45,17 @@ pub enum SeekTo {
     Timestamp(i64),
 }
 
+/// The longest pause between metadata refreshes while a partition has no leader
+/// (`retry.backoff.max.ms`).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Default)]
 struct PartitionState {
     position: Option<i64>,
     seek: Option<SeekTo>,
     high_watermark: Option<i64>,
+    /// After a failed fetch, the partition is not fetched again before this.
+    paused_until: Option<Instant>,
 }
 
 type FetchResult = (
@@ -61,8 +75,13 @@ pub struct Consumer {
     fetches: JoinSet<FetchResult>,
     fetching: HashSet<NodeId>,
     in_fetch: HashSet<TopicPartition>,
+    /// Position lookups (committed offsets, ListOffsets) failed: not retried before this.
     retry_at: Option<Instant>,
+    /// A metadata refresh is wanted (leader errors, broken connections, leaderless partitions).
     refresh_metadata: bool,
+    /// When the last refresh was made, and the pause before the next one.
+    refreshed_at: Option<Instant>,
+    refresh_backoff: Duration,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -88,6 +107,8 @@ impl Consumer {
             in_fetch: HashSet::new(),
             retry_at: None,
             refresh_metadata: false,
+            refreshed_at: None,
+            refresh_backoff: Duration::ZERO,
         })
     }
 
@@ -181,13 +202,14 @@ impl Consumer {
             if now >= deadline {
                 return Ok(Vec::new());
             }
-            let wake = self.retry_at.map_or(deadline, |r| r.min(deadline));
+            let wake = self
+                .next_wake()
+                .map_or(deadline, |w| w.clamp(now, deadline));
             if self.fetches.is_empty() {
                 tokio::time::sleep_until(wake.into()).await;
-                self.retry_at = None;
                 continue;
             }
-            match tokio::time::timeout_at(deadline.into(), self.fetches.join_next()).await {
+            match tokio::time::timeout_at(wake.into(), self.fetches.join_next()).await {
                 Ok(Some(Ok(result))) => self.on_fetch(result)?,
                 Ok(Some(Err(join))) => return Err(Error::protocol(format!("fetch task: {join}"))),
                 Ok(None) | Err(_) => {}
@@ -212,7 +234,14 @@ impl Consumer {
             return Ok(());
         }
         let wait = self.client.config().connection.request_timeout;
-        offsets::commit(&self.client, &group, offsets, wait).await
+        offsets::commit(
+            &self.client,
+            &group,
+            offsets::Generation::NONE,
+            offsets,
+            wait,
+        )
+        .await
     }
 
     /// The group's committed offsets for `partitions`.
@@ -235,48 +264,94 @@ impl Consumer {
     /// Metadata and positions; retriable failures (leader moves, coordinator loads) wait for the
     /// backoff, anything else is the caller's.
     async fn prepare(&mut self) -> Result<()> {
+        self.refresh_leaders().await?;
         if self.retry_at.is_some_and(|r| r > Instant::now()) {
             return Ok(());
         }
-        if std::mem::take(&mut self.refresh_metadata) {
-            let mut topics: Vec<String> = self
-                .partitions
-                .keys()
-                .map(|tp| tp.topic.to_string())
-                .collect();
-            topics.dedup();
-            if let Err(e) = self.client.refresh_metadata(Some(&topics)).await {
-                debug!(error = %e, "metadata refresh failed");
-                return self.on_retriable(e);
-            }
-        }
-        self.ensure_metadata().await?;
+        self.retry_at = None;
         match self.resolve_positions().await {
             Ok(()) => Ok(()),
             Err(e) => self.on_retriable(e),
         }
     }
 
-    /// Loads metadata for assigned topics the client does not know yet.
-    async fn ensure_metadata(&mut self) -> Result<()> {
-        if self.retry_at.is_some_and(|r| r > Instant::now()) {
+    /// Refreshes metadata when an error asked for it or an assigned partition has no known
+    /// leader, at most once per backoff (doubling while partitions stay leaderless).
+    async fn refresh_leaders(&mut self) -> Result<()> {
+        let leaderless = self.leaderless_topics();
+        self.refresh_metadata |= !leaderless.is_empty();
+        if !self.refresh_metadata {
+            self.refresh_backoff = Duration::ZERO;
             return Ok(());
         }
+        if self.refresh_due().is_some_and(|due| due > Instant::now()) {
+            return Ok(());
+        }
+        let mut topics: Vec<String> = self
+            .partitions
+            .keys()
+            .map(|tp| tp.topic.to_string())
+            .collect();
+        topics.dedup();
+        self.refresh_metadata = false;
+        self.refreshed_at = Some(Instant::now());
+        let base = self.client.config().retry_backoff;
+        self.refresh_backoff = (self.refresh_backoff * 2).clamp(base, MAX_BACKOFF.max(base));
+        let meta = match self.client.refresh_metadata(Some(&topics)).await {
+            Ok(meta) => meta,
+            Err(e) => {
+                debug!(error = %e, "metadata refresh failed");
+                self.refresh_metadata = true;
+                return if e.is_retriable() { Ok(()) } else { Err(e) };
+            }
+        };
+        for topic in self.leaderless_topics() {
+            // A topic the broker refuses for good (authorization, invalid name) is the caller's.
+            if let Err(e) = meta.topic(&topic)
+                && !e.is_retriable()
+            {
+                return Err(e);
+            }
+            debug!(topic = %topic, "partitions without a leader yet");
+            self.refresh_metadata = true;
+        }
+        Ok(())
+    }
+
+    /// Topics with an assigned partition the metadata names no leader for.
+    fn leaderless_topics(&self) -> Vec<Arc<str>> {
         let meta = self.client.metadata();
-        let mut missing: Vec<Arc<str>> = self
+        let mut topics: Vec<Arc<str>> = self
             .partitions
             .keys()
             .filter(|tp| meta.leader(&tp.topic, tp.partition).is_none())
             .map(|tp| tp.topic.clone())
             .collect();
-        missing.dedup();
-        for topic in missing {
-            if let Err(e) = self.client.topic(&topic).await {
-                debug!(topic = %topic, error = %e, "no metadata for an assigned topic yet");
-                self.on_retriable(e)?;
-            }
-        }
-        Ok(())
+        topics.dedup();
+        topics
+    }
+
+    /// When the wanted metadata refresh may be made.
+    fn refresh_due(&self) -> Option<Instant> {
+        let last = self.refreshed_at?;
+        Some(last + self.refresh_backoff)
+    }
+
+    /// The earliest time something paused may go on: a refresh, a position lookup, a partition.
+    fn next_wake(&self) -> Option<Instant> {
+        let refresh = self
+            .refresh_metadata
+            .then(|| self.refresh_due().unwrap_or_else(Instant::now));
+        let paused = self
+            .partitions
+            .iter()
+            .filter(|(tp, s)| s.position.is_some() && !self.in_fetch.contains(*tp))
+            .filter_map(|(_, s)| s.paused_until);
+        [refresh, self.retry_at]
+            .into_iter()
+            .flatten()
+            .chain(paused)
+            .min()
     }
 
     /// Turns seeks and unknown positions into offsets.
@@ -370,20 +445,23 @@ impl Consumer {
         Ok(lookups)
     }
 
-    /// Starts one fetch per leader for partitions with a position and no fetch in flight.
+    /// Starts one fetch per leader for partitions with a position, no fetch in flight and no
+    /// pause after an error.
     fn start_fetches(&mut self) {
-        if self.retry_at.is_some_and(|r| r > Instant::now()) {
-            return;
-        }
+        let now = Instant::now();
         let meta = self.client.metadata();
         let mut by_leader: BTreeMap<NodeId, Vec<(TopicPartition, i64)>> = BTreeMap::new();
-        for (tp, state) in &self.partitions {
+        for (tp, state) in &mut self.partitions {
             let Some(position) = state.position else {
                 continue;
             };
             if self.in_fetch.contains(tp) || self.buffered_from.contains(tp) {
                 continue;
             }
+            if state.paused_until.is_some_and(|p| p > now) {
+                continue;
+            }
+            state.paused_until = None;
             if let Some(leader) = meta.leader(&tp.topic, tp.partition)
                 && !self.fetching.contains(&leader)
             {
@@ -414,10 +492,10 @@ impl Consumer {
             Ok(fetched) => fetched,
             Err(e) => {
                 debug!(node, error = %e, "fetch failed");
-                return self.on_retriable(e);
+                let tps: Vec<&TopicPartition> = parts.iter().map(|(tp, _)| tp).collect();
+                return self.pause(&tps, e);
             }
         };
-        let mut failures = Vec::new();
         for f in fetched {
             let Some(state) = self.partitions.get_mut(&f.tp) else {
                 continue;
@@ -452,16 +530,38 @@ impl Consumer {
                         _ => SeekTo::End,
                     });
                 }
-                Some(e) => failures.push(e),
+                Some(e) => {
+                    debug!(tp = %f.tp, error = %e, "partition fetch failed");
+                    self.pause(&[&f.tp], e)?;
+                }
             }
         }
-        failures.into_iter().try_for_each(|e| self.on_retriable(e))
+        Ok(())
     }
 
+    /// A retriable fetch error pauses `tps` for the backoff and, if the error says the leader
+    /// may have moved, asks for a metadata refresh; any other error is the caller's.
+    fn pause(&mut self, tps: &[&TopicPartition], e: Error) -> Result<()> {
+        if !e.is_retriable() {
+            return Err(e);
+        }
+        self.refresh_metadata |= e.needs_metadata_refresh();
+        let until = Instant::now() + self.client.config().retry_backoff;
+        for tp in tps {
+            if let Some(state) = self.partitions.get_mut(*tp) {
+                state.paused_until = Some(until);
+            }
+        }
+        Ok(())
+    }
+
+    /// A retriable position lookup error waits for the backoff (refreshing metadata first if
+    /// the error asks for it); any other error is the caller's.
     fn on_retriable(&mut self, e: Error) -> Result<()> {
         if !e.is_retriable() {
             return Err(e);
         }
+        debug!(error = %e, "position lookup failed");
         self.refresh_metadata |= e.needs_metadata_refresh();
         self.retry_at = Some(Instant::now() + self.client.config().retry_backoff);
         Ok(())

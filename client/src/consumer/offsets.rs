@@ -1,6 +1,7 @@
 //! Offsets: ListOffsets (earliest, latest, by timestamp) and committed offsets of a group
-//! (FindCoordinator + OffsetCommit / OffsetFetch as a "simple consumer": generation -1, empty
-//! member id; group membership comes later).
+//! (FindCoordinator + OffsetCommit / OffsetFetch), either as a "simple consumer" (generation -1,
+//! empty member id: accepted while the group has no members) or as a member of a generation
+//! ([`Generation`], fenced by the coordinator).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -171,20 +172,56 @@ fn coordinator_error(group: &str, code: i16, message: Option<&str>) -> Option<Er
     })
 }
 
-/// Commits `offsets` (the next offset to read, per partition) for `group`.
+/// The member a commit is made as: its generation, member id and group instance id.
+#[derive(Debug, Clone, Copy)]
+pub struct Generation<'a> {
+    /// Generation id.
+    pub id: i32,
+    /// Member id.
+    pub member_id: &'a str,
+    /// Group instance id (static members).
+    pub instance_id: Option<&'a str>,
+}
+
+impl Generation<'_> {
+    /// A commit outside any generation ("simple consumer", admin tools).
+    pub const NONE: Generation<'static> = Generation {
+        id: -1,
+        member_id: "",
+        instance_id: None,
+    };
+}
+
+/// Commits `offsets` (the next offset to read, per partition) for `group` as `generation`,
+/// finding the coordinator again while it moves (until `wait` has passed). Fencing errors
+/// (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS, ...) are the caller's.
 pub async fn commit(
     client: &Client,
     group: &str,
+    generation: Generation<'_>,
     offsets: &[(TopicPartition, i64)],
     wait: Duration,
 ) -> Result<()> {
+    on_coordinator(client, group, wait, |node| {
+        commit_once(client, node, group, generation, offsets)
+    })
+    .await
+}
+
+/// Runs `call` on the coordinator of `group`, finding it again and retrying retriable errors
+/// (the coordinator moved, is loading, or its connection broke) until `wait` has passed.
+async fn on_coordinator<T, F: Future<Output = Result<T>>>(
+    client: &Client,
+    group: &str,
+    wait: Duration,
+    call: impl Fn(NodeId) -> F,
+) -> Result<T> {
     let deadline = Instant::now() + wait;
     loop {
-        let result = async {
-            let node = find_coordinator(client, group, wait).await?;
-            commit_once(client, node, group, offsets).await
-        }
-        .await;
+        let result = match find_coordinator(client, group, wait).await {
+            Ok(node) => call(node).await,
+            Err(e) => Err(e),
+        };
         match result {
             Err(e) if e.is_retriable() && Instant::now() < deadline => {
                 tokio::time::sleep(client.config().retry_backoff).await;
@@ -198,6 +235,7 @@ async fn commit_once(
     client: &Client,
     node: NodeId,
     group: &str,
+    generation: Generation<'_>,
     offsets: &[(TopicPartition, i64)],
 ) -> Result<()> {
     let conn = client.node(node).await?;
@@ -213,10 +251,16 @@ async fn commit_once(
                 .with_committed_offset(*offset),
         );
     }
-    let request = OffsetCommitRequest::default()
+    let mut request = OffsetCommitRequest::default()
         .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
-        .with_generation_id_or_member_epoch(-1)
+        .with_generation_id_or_member_epoch(generation.id)
+        .with_member_id(StrBytes::from_string(generation.member_id.to_owned()))
         .with_topics(topics.into_values().collect());
+    if version >= 7 {
+        request.group_instance_id = generation
+            .instance_id
+            .map(|i| StrBytes::from_string(i.to_owned()));
+    }
     let response = conn.send(version, &request).await?;
     for topic in &response.topics {
         for p in &topic.partitions {
@@ -235,20 +279,10 @@ pub async fn committed(
     partitions: &[TopicPartition],
     wait: Duration,
 ) -> Result<HashMap<TopicPartition, Option<i64>>> {
-    let deadline = Instant::now() + wait;
-    loop {
-        let result = async {
-            let node = find_coordinator(client, group, wait).await?;
-            committed_once(client, node, group, partitions).await
-        }
-        .await;
-        match result {
-            Err(e) if e.is_retriable() && Instant::now() < deadline => {
-                tokio::time::sleep(client.config().retry_backoff).await;
-            }
-            other => return other,
-        }
-    }
+    on_coordinator(client, group, wait, |node| {
+        committed_once(client, node, group, partitions)
+    })
+    .await
 }
 
 async fn committed_once(
@@ -257,33 +291,67 @@ async fn committed_once(
     group: &str,
     partitions: &[TopicPartition],
 ) -> Result<HashMap<TopicPartition, Option<i64>>> {
+    let rows = fetch_committed(client, node, group, Some(partitions)).await?;
+    let mut out: HashMap<TopicPartition, Option<i64>> =
+        partitions.iter().map(|tp| (tp.clone(), None)).collect();
+    for (tp, offset) in rows {
+        out.insert(tp, (offset >= 0).then_some(offset));
+    }
+    Ok(out)
+}
+
+/// Every offset `group` has committed (OffsetFetch with no topics: all of them).
+pub async fn committed_all(
+    client: &Client,
+    group: &str,
+    wait: Duration,
+) -> Result<BTreeMap<TopicPartition, i64>> {
+    let rows = on_coordinator(client, group, wait, |node| {
+        fetch_committed(client, node, group, None)
+    })
+    .await?;
+    Ok(rows.into_iter().filter(|(_, o)| *o >= 0).collect())
+}
+
+/// OffsetFetch of `partitions` (`None`: every committed partition) on `node`.
+async fn fetch_committed(
+    client: &Client,
+    node: NodeId,
+    group: &str,
+    partitions: Option<&[TopicPartition]>,
+) -> Result<Vec<(TopicPartition, i64)>> {
     let conn = client.node(node).await?;
     let version = conn.version::<OffsetFetchRequest>()?;
+    if partitions.is_none() && version < 2 {
+        return Err(Error::UnsupportedVersion {
+            api: "OffsetFetch (every partition)",
+            endpoint: conn.endpoint().to_string(),
+        });
+    }
     let request = offset_fetch_request(version, group, partitions);
     let response = conn.send(version, &request).await?;
     let (top_code, rows) = offset_fetch_rows(version, &response)?;
     if let Some(e) = coordinator_error(group, top_code, None) {
         return Err(e);
     }
-    let mut out: HashMap<TopicPartition, Option<i64>> =
-        partitions.iter().map(|tp| (tp.clone(), None)).collect();
+    let mut out = Vec::with_capacity(rows.len());
     for (tp, offset, code) in rows {
         if let Some(e) = coordinator_error(group, code, None) {
             return Err(e);
         }
-        out.insert(tp, (offset >= 0).then_some(offset));
+        out.push((tp, offset));
     }
     Ok(out)
 }
 
-/// OffsetFetch for one group: v8+ nests the group in `groups[]`.
+/// OffsetFetch for one group (`None`: every partition): v8+ nests the group in `groups[]`.
 fn offset_fetch_request(
     version: i16,
     group: &str,
-    partitions: &[TopicPartition],
+    partitions: Option<&[TopicPartition]>,
 ) -> OffsetFetchRequest {
     let mut by_topic: BTreeMap<Arc<str>, Vec<i32>> = BTreeMap::new();
-    for tp in partitions {
+    for tp in partitions.unwrap_or_default() {
         by_topic
             .entry(tp.topic.clone())
             .or_default()
@@ -300,7 +368,7 @@ fn offset_fetch_request(
         request.groups = vec![
             OffsetFetchRequestGroup::default()
                 .with_group_id(group_id)
-                .with_topics(Some(topics.collect())),
+                .with_topics(partitions.map(|_| topics.collect())),
         ];
     } else {
         let topics = by_topic.iter().map(|(t, ps)| {
@@ -309,7 +377,7 @@ fn offset_fetch_request(
                 .with_partition_indexes(ps.clone())
         });
         request.group_id = group_id;
-        request.topics = Some(topics.collect());
+        request.topics = partitions.map(|_| topics.collect());
     }
     request
 }

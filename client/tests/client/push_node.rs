@@ -177,10 +177,25 @@ async fn a_subscriber_from_an_offset_misses_nothing_at_the_seam_between_fetch_an
         async move { produce(&client, "seam", "new", 500).await }
     });
     produced.extend(live.await.unwrap());
-    let got = read_until(&mut subscription, &ends_of(&produced, 1)).await;
+    let mut got = read_until(&mut subscription, &ends_of(&produced, 1)).await;
+    // Once caught up, what is produced next comes by push.
+    let before = subscription.stats().counts;
+    produced.extend(produce(&client, "seam", "later", 100).await);
+    for (p, records) in read_until(&mut subscription, &ends_of(&produced, 1)).await {
+        got.entry(p).or_default().extend(records);
+    }
     check_exactly_once_in_order(&got, &produced, &[(0, 50)].into());
-    assert_eq!(got[&0].len(), 550);
-    assert_eq!(subscription.position(&tp), Some(600));
+    assert_eq!(got[&0].len(), 650);
+    assert_eq!(subscription.position(&tp), Some(700));
+    let stats = subscription.stats();
+    assert!(
+        before.fetched >= 50,
+        "the history came by Fetch: {before:?}"
+    );
+    assert!(
+        stats.counts.pushed > before.pushed,
+        "records after the seam came by push: {stats:?}"
+    );
     client.shutdown().await;
 }
 

@@ -8,6 +8,7 @@
 //! | [`batch`] | RecordBatch v2: the header layout, [`BatchHeader::parse`](batch::BatchHeader::parse), the checks every stored batch passes ([`check_batch`](batch::check_batch)), walking concatenated batches ([`BatchIter`](batch::BatchIter)), header rewrites (base offset, leader epoch, append time, producer identity) |
 //! | `builder` (feature `records`, default) | writing a batch: records encoded in place, the header and CRC filled once ([`BatchBuilder`](builder::BatchBuilder)); flags, base offset and offset deltas for rewrites and control batches ([`BatchOptions`](builder::BatchOptions)) |
 //! | `records` (feature `records`) | reading the records of one batch ([`Records`](records::Records)), keys and values sliced out of the batch |
+//! | `marker` (feature `records`) | transaction markers: the control batch that commits or aborts a producer's transaction on a partition ([`EndTxnMarker`](marker::EndTxnMarker)), and the type of a control record |
 //! | [`varint`] | Kafka's zigzag varints |
 //! | [`gossip`] | the keys a node gossips about itself in the mesh membership |
 //! | [`push`] | push subscription: the notices and high-watermark summaries leaders publish, the gossip topic of a Kafka topic, a subscriber's long-poll to its home broker |
@@ -42,6 +43,8 @@ pub mod batch;
 #[cfg(feature = "records")]
 pub mod builder;
 pub mod gossip;
+#[cfg(feature = "records")]
+pub mod marker;
 pub mod push;
 #[cfg(feature = "records")]
 pub mod records;

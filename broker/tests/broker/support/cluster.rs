@@ -245,6 +245,50 @@ impl ProcessCluster {
         SpawnedCluster { nodes, dirs, root }
     }
 
+    /// Three nodes with replication factor 3 by default and min.insync.replicas 2 (and
+    /// `extra`), every member alive, and `topic` created with `partitions` partitions and
+    /// served by every node with every replica in sync.
+    pub fn replicated(topic: &str, partitions: i32, extra: &[&str]) -> ProcessCluster {
+        const STEP: Duration = Duration::from_secs(60);
+        let mut args = vec![
+            "--default-replication-factor",
+            "3",
+            "--min-insync-replicas",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        let cluster = ProcessCluster::start(3, &args);
+        cluster.create_topic_on_all(STEP, topic, partitions);
+        for node in 0..3 {
+            let addr = cluster.kafka(node);
+            wait_until_blocking(STEP, "the topic served with every replica in sync", || {
+                topic_metadata(addr, topic).is_ok_and(|m| {
+                    m.topics.first().is_some_and(|t| {
+                        t.partitions.len() == partitions as usize
+                            && t.partitions
+                                .iter()
+                                .all(|p| p.error_code == 0 && p.isr_nodes.len() == 3)
+                    })
+                })
+            });
+        }
+        cluster
+    }
+
+    /// The process index and node id of the leader of `topic`-`partition`, as node 0 says.
+    pub fn leader_of(&self, topic: &str, partition: i32) -> (usize, i64) {
+        let leaders = partition_leaders(self.kafka(0), topic).unwrap();
+        let leader = leaders
+            .iter()
+            .find(|(p, _, _)| *p == partition)
+            .map(|&(_, _, leader)| i64::from(leader))
+            .unwrap();
+        let index = (0..self.nodes.len())
+            .find(|&i| self.identity(i).1 == leader)
+            .expect("the leader is one of the nodes");
+        (index, leader)
+    }
+
     /// A running node.
     pub fn node(&self, i: usize) -> &NodeProcess {
         self.nodes[i].as_ref().expect("node is down")

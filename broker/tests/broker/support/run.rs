@@ -77,12 +77,22 @@ pub struct Running {
 }
 
 /// Starts `command` with `stdin` as its standard input, in the background.
-pub fn spawn(mut command: Command, stdin: &[u8]) -> Running {
+pub fn spawn(command: Command, stdin: &[u8]) -> Running {
+    spawn_to(command, stdin, Stdio::piped())
+}
+
+/// As [`spawn`], with standard output going to `file` (to watch a long-running program's
+/// progress); [`Output::stdout`] is then empty.
+pub fn spawn_to_file(command: Command, stdin: &[u8], file: std::fs::File) -> Running {
+    spawn_to(command, stdin, Stdio::from(file))
+}
+
+fn spawn_to(mut command: Command, stdin: &[u8], stdout: Stdio) -> Running {
     let text = describe(&command);
     let started = Instant::now();
     let child = command
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start `{text}`: {e}"));
@@ -93,7 +103,10 @@ pub fn spawn(mut command: Command, stdin: &[u8]) -> Running {
     let writer = std::thread::spawn(move || {
         let _ = input.write_all(&data);
     });
-    let stdout = collect(guard.0.stdout.take().unwrap());
+    let stdout = match guard.0.stdout.take() {
+        Some(pipe) => collect(pipe),
+        None => std::thread::spawn(Vec::new),
+    };
     let stderr = collect(guard.0.stderr.take().unwrap());
     Running {
         guard,
