@@ -13,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::RequestContext;
 use super::topics::{self, NewTopic};
 use crate::Broker;
+use crate::group::OFFSETS_TOPIC;
 use crate::metadata::{MetadataError, MetadataImage, NodeId, TopicImage, validate_topic_name};
 
 /// Answers a Metadata request.
@@ -88,6 +89,19 @@ async fn requested_topic(
             .with_name(Some(TopicName(StrBytes::from_string(name.clone()))))
             .with_error_code(e.kafka_code())
     };
+    if name == OFFSETS_TOPIC && allow_auto_create {
+        // As Kafka: a Metadata request may create the offsets topic, but the broker's way (its
+        // partition count, replication factor and retention), never with a client's defaults;
+        // until enough nodes are alive for its replication factor, COORDINATOR_NOT_AVAILABLE.
+        super::find_coordinator::ensure_offsets_topic(broker).await;
+        return match broker.image().topic(&name) {
+            Some(topic) => describe(topic, live),
+            None => MetadataResponseTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_string(name.clone()))))
+                .with_is_internal(true)
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+        };
+    }
     if !(allow_auto_create && broker.config().auto_create_topics) {
         // Kafka names an invalid name as such whether or not it would have created the topic.
         return error(

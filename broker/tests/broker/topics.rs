@@ -737,3 +737,33 @@ async fn clients_cannot_create_the_internal_topics() {
     assert_eq!(describe(&mut client, "__consumer_offsets").await.0, 0);
     wire::stop(node).await;
 }
+
+#[tokio::test]
+async fn metadata_creates_the_offsets_topic_the_brokers_way() {
+    let node = TestNode::start().await;
+    let mut client = node.connect().await;
+    // A Metadata request that allows auto-creation (kcat -L -t, a consumer's first look) gets
+    // the offsets topic created as the broker creates it, not refused and not a client topic.
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name("__consumer_offsets"))),
+        ]))
+        .with_allow_auto_topic_creation(true);
+    let response = client.send(&request, 12).await;
+    let topic = &response.topics[0];
+    assert_eq!(topic.error_code, 0, "{topic:?}");
+    assert!(topic.is_internal);
+    let partitions = node
+        .node
+        .as_ref()
+        .unwrap()
+        .broker()
+        .config()
+        .offsets_topic_partitions;
+    assert_eq!(topic.partitions.len(), usize::try_from(partitions).unwrap());
+    assert_ne!(
+        partitions,
+        node.node.as_ref().unwrap().broker().config().num_partitions
+    );
+    wire::stop(node).await;
+}
