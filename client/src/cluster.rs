@@ -127,6 +127,7 @@ impl Client {
     pub async fn connect(config: ClientConfig) -> Result<Client> {
         config.validate()?;
         let max_frame = config.connection.max_frame_bytes;
+        let timeout = config.connection.request_timeout;
         let (mesh, routes) = match &config.bootstrap {
             Bootstrap::Kafka(hosts) => (
                 None,
@@ -137,7 +138,7 @@ impl Client {
             ),
             Bootstrap::Mesh(addr) => {
                 let key = config.cluster_key_file.as_deref();
-                let node = MeshNode::start(max_frame, false, key).await?;
+                let node = MeshNode::start(max_frame, false, key, timeout).await?;
                 let peer = node.dial(addr).await?;
                 let base = addr.split("/p2p/").next().unwrap_or(addr).to_owned();
                 debug!(peer = %peer, addr = %base, "mesh bootstrap dialled");
@@ -145,7 +146,7 @@ impl Client {
             }
             Bootstrap::Mdns => {
                 let key = config.cluster_key_file.as_deref();
-                let node = MeshNode::start(max_frame, true, key).await?;
+                let node = MeshNode::start(max_frame, true, key, timeout).await?;
                 let (peer, view) = node.discover(config.mdns_timeout).await?;
                 let mut routes = NodeRoutes::mesh(peer, None);
                 routes.update_members(&view.members);

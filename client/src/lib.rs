@@ -14,7 +14,10 @@
 //! - [`records`]: RecordBatch v2 encoding for the producer and decoding for the consumer.
 //! - [`producer`]: [`Producer`] — partitioner (Kafka's murmur2, sticky), accumulator, sequence
 //!   numbers for idempotence, and the sender task.
-//! - [`consumer`]: [`Consumer`] — assignment, seek, long-poll fetch, simple group offsets.
+//! - [`consumer`]: [`Consumer`] — assignment, seek, long-poll fetch, following leaders,
+//!   committed offsets.
+//! - [`group`]: [`GroupConsumer`] — `subscribe` in a consumer group: join, sync, heartbeat,
+//!   the range / roundrobin / cooperative-sticky assignors, commits fenced by generation.
 //! - [`subscription`]: [`Subscription`] — push: committed records from the partition leaders
 //!   through the home node, gaps and history backfilled by Fetch (`docs/push.md`).
 //! - [`admin`]: [`Admin`] — create, list, describe and delete topics.
@@ -69,6 +72,7 @@ pub mod config;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod group;
 pub mod members;
 pub mod metadata;
 pub mod producer;
@@ -82,6 +86,7 @@ pub use cluster::{Client, ClientConfig};
 pub use config::{Acks, ConsumerConfig, OffsetReset, ProducerConfig};
 pub use consumer::{Consumer, SeekTo};
 pub use error::{Error, Result};
+pub use group::{GroupConfig, GroupConsumer, RebalanceListener};
 pub use metadata::TopicPartition;
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
 pub use records::ConsumerRecord;

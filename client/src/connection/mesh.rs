@@ -91,6 +91,8 @@ mod imp {
     #[derive(Debug, Clone)]
     pub struct MeshNode {
         mesh: Mesh,
+        /// Deadline of a member list request.
+        request_timeout: Duration,
         // Kept so the mesh task never sees its inbound queue closed (a client gets no requests).
         _inbound: Arc<rafka_mesh::Inbound>,
     }
@@ -98,11 +100,13 @@ mod imp {
     impl MeshNode {
         /// Starts a client-role mesh peer with a fresh identity and the cluster key in `key_file`
         /// (if any); with `mdns`, it also listens for nodes announcing themselves on the local
-        /// network (see [`MeshNode::discover`]).
+        /// network (see [`MeshNode::discover`]). Member list requests give up after
+        /// `request_timeout`.
         pub async fn start(
             max_frame_bytes: usize,
             mdns: bool,
             key_file: Option<&Path>,
+            request_timeout: Duration,
         ) -> Result<MeshNode> {
             let cluster_key = key_file
                 .map(ClusterKey::load)
@@ -121,6 +125,7 @@ mod imp {
             debug!(peer = %mesh.local_peer_id(), "mesh client started");
             Ok(MeshNode {
                 mesh,
+                request_timeout,
                 _inbound: Arc::new(inbound),
             })
         }
@@ -144,10 +149,13 @@ mod imp {
         /// Asks `peer` which members it knows (the mesh makes their data addresses dialable).
         pub async fn cluster_info(&self, peer: &str) -> Result<ClusterView> {
             let id = parse_peer(peer)?;
-            let view = self
-                .mesh
-                .cluster_info(id)
+            let view = tokio::time::timeout(self.request_timeout, self.mesh.cluster_info(id))
                 .await
+                .map_err(|_| Error::Timeout {
+                    api: "cluster info",
+                    endpoint: format!("/p2p/{peer}"),
+                    timeout: self.request_timeout,
+                })?
                 .map_err(|e| request_error(peer, e))?;
             Ok(ClusterView {
                 responder: view.local.map(|p| p.to_base58()),
@@ -363,6 +371,7 @@ mod imp {
             _max_frame_bytes: usize,
             _mdns: bool,
             _key_file: Option<&std::path::Path>,
+            _request_timeout: Duration,
         ) -> Result<MeshNode> {
             Err(Error::Mesh(MISSING.into()))
         }

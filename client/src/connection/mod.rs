@@ -196,7 +196,9 @@ impl Connection {
         }
         let frame = self.encode(version, &request)?;
         let correlation_id = frame.1;
-        let response = self.round_trip::<ApiVersionsRequest>(frame.0, true).await?;
+        let response = self
+            .round_trip::<ApiVersionsRequest>(frame.0, true, self.timeout)
+            .await?;
         let mut body = check_header::<ApiVersionsRequest>(response, version, correlation_id)
             .inspect_err(|_| self.transport.close())?;
         let copy = body.clone();
@@ -233,8 +235,19 @@ impl Connection {
 
     /// Sends `request` at `version` and waits for its response.
     pub async fn send<R: Request>(&self, version: i16, request: &R) -> Result<R::Response> {
+        self.send_within(version, request, self.timeout).await
+    }
+
+    /// As [`Connection::send`], waiting up to `timeout` instead of the request timeout (a
+    /// JoinGroup is held by the coordinator for up to the rebalance timeout).
+    pub async fn send_within<R: Request>(
+        &self,
+        version: i16,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<R::Response> {
         let (frame, correlation_id) = self.encode(version, request)?;
-        let response = self.round_trip::<R>(frame, true).await?;
+        let response = self.round_trip::<R>(frame, true, timeout).await?;
         // A bad header means the byte stream is out of step: the connection is unusable.
         let mut body = check_header::<R>(response, version, correlation_id)
             .inspect_err(|_| self.transport.close())?;
@@ -261,19 +274,26 @@ impl Connection {
     /// Sends `request` without waiting for a response (acks=0 produce).
     pub async fn send_no_response<R: Request>(&self, version: i16, request: &R) -> Result<()> {
         let (frame, _) = self.encode(version, request)?;
-        self.round_trip::<R>(frame, false).await.map(|_| ())
+        self.round_trip::<R>(frame, false, self.timeout)
+            .await
+            .map(|_| ())
     }
 
-    async fn round_trip<R: Request>(&self, frame: Bytes, expect: bool) -> Result<Option<Bytes>> {
-        let call = self.transport.call_within(frame, expect, self.timeout);
-        match tokio::time::timeout(self.timeout, call).await {
+    async fn round_trip<R: Request>(
+        &self,
+        frame: Bytes,
+        expect: bool,
+        timeout: Duration,
+    ) -> Result<Option<Bytes>> {
+        let call = self.transport.call_within(frame, expect, timeout);
+        match tokio::time::timeout(timeout, call).await {
             Ok(result) => result,
             Err(_) => {
                 self.transport.close();
                 Err(Error::Timeout {
                     api: api_name(R::KEY),
                     endpoint: self.endpoint.to_string(),
-                    timeout: self.timeout,
+                    timeout,
                 })
             }
         }

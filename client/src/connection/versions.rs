@@ -22,6 +22,14 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::UnregisterBroker, 0, 0),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The highest ApiVersions version the client sends first.
@@ -91,6 +99,14 @@ pub fn api_name(key: i16) -> &'static str {
         Ok(ApiKey::InitProducerId) => "InitProducerId",
         Ok(ApiKey::DescribeConfigs) => "DescribeConfigs",
         Ok(ApiKey::UnregisterBroker) => "UnregisterBroker",
+        Ok(ApiKey::JoinGroup) => "JoinGroup",
+        Ok(ApiKey::SyncGroup) => "SyncGroup",
+        Ok(ApiKey::Heartbeat) => "Heartbeat",
+        Ok(ApiKey::LeaveGroup) => "LeaveGroup",
+        Ok(ApiKey::DescribeGroups) => "DescribeGroups",
+        Ok(ApiKey::ListGroups) => "ListGroups",
+        Ok(ApiKey::DeleteGroups) => "DeleteGroups",
+        Ok(ApiKey::OffsetDelete) => "OffsetDelete",
         _ => "request",
     }
 }
@@ -148,6 +164,14 @@ mod tests {
                 ApiKey::InitProducerId => within::<InitProducerIdRequest>(min, max),
                 ApiKey::DescribeConfigs => within::<DescribeConfigsRequest>(min, max),
                 ApiKey::UnregisterBroker => within::<UnregisterBrokerRequest>(min, max),
+                ApiKey::JoinGroup => within::<JoinGroupRequest>(min, max),
+                ApiKey::SyncGroup => within::<SyncGroupRequest>(min, max),
+                ApiKey::Heartbeat => within::<HeartbeatRequest>(min, max),
+                ApiKey::LeaveGroup => within::<LeaveGroupRequest>(min, max),
+                ApiKey::DescribeGroups => within::<DescribeGroupsRequest>(min, max),
+                ApiKey::ListGroups => within::<ListGroupsRequest>(min, max),
+                ApiKey::DeleteGroups => within::<DeleteGroupsRequest>(min, max),
+                ApiKey::OffsetDelete => within::<OffsetDeleteRequest>(min, max),
                 _ => false,
             };
             assert!(ok, "{key:?} {min}..={max}");

@@ -6,13 +6,16 @@
 //! - `mesh_fake`: the client over the mesh transport against the test broker;
 //! - `push_node`: push subscription (library and `rafka subscribe`) against a `rafka-node`;
 //! - `node_e2e`, `bench_node`: the library, the CLI and `rafka bench` against a `rafka-node`
-//!   process (`support`).
+//!   process (`support`);
+//! - `group_node`: the group consumer (over TCP and the mesh, in one group) and `rafka group`
+//!   against a `rafka-node` process.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 mod bench_node;
 mod cli_fake_tcp;
 mod conformance;
+mod group_node;
 #[cfg(feature = "mesh")]
 mod mesh_fake;
 mod node_e2e;

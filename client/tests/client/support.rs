@@ -38,6 +38,11 @@ impl Node {
     /// Starts a single-node cluster on OS-assigned ports; `None` (with a message) when the
     /// binary is not built.
     pub fn start() -> Option<Node> {
+        Node::start_with(&[])
+    }
+
+    /// As [`Node::start`], with extra `rafka-node` flags.
+    pub fn start_with(extra: &[&str]) -> Option<Node> {
         let Some(bin) = node_bin() else {
             eprintln!(
                 "SKIPPED: rafka-node is not built (cargo build --workspace, or set RAFKA_NODE_BIN)"
@@ -52,6 +57,7 @@ impl Node {
             .args(["--p2p-addr", "/ip4/127.0.0.1/tcp/0"])
             .args(["--http-addr", "127.0.0.1:0"])
             .args(["--bootstrap-expect", "1"])
+            .args(extra)
             .env(
                 "RUST_LOG",
                 std::env::var("RAFKA_NODE_LOG").unwrap_or_else(|_| "warn".into()),
