@@ -184,6 +184,11 @@ fn process_default_logs_say_each_event_once_without_state_dumps() {
     .wait_ready(READY);
     let (code, message) = create_topic(first.ready.kafka, "logged", 1, WRITE).unwrap();
     assert_eq!(code, 0, "{message:?}");
+    // Ready means registered in the metadata log; the membership gossip may see the newcomer a
+    // moment later. Its leave is only an event once its join was one.
+    wait_until_blocking(SETTLE, "the join in the first node's log", || {
+        first.log_text().contains("member joined")
+    });
     cluster::signal(&second, libc::SIGTERM);
     assert!(wait_exit(&mut second), "{}", second.log_text());
     wait_until_blocking(SETTLE, "the departure in the first node's log", || {
