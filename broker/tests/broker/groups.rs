@@ -134,14 +134,8 @@ impl Member {
         if let Some(mut stdin) = self.stdin.take() {
             let _ = stdin.write_all(b"close\n");
         }
-        let deadline = Instant::now() + SETTLE;
-        while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("{} did not close within {SETTLE:?}", self.name);
+        let what = format!("{} to close", self.name);
+        wait_until_blocking(SETTLE, &what, || self.child.try_wait().unwrap().is_some());
     }
 
     /// SIGKILL: no LeaveGroup, no last commit.
