@@ -470,8 +470,12 @@ pub(crate) fn decode_epoch_start(buf: &[u8]) -> Result<i64> {
 }
 
 /// Producer state value: epoch, then up to 5 batches (first seq, last seq, base, last offset).
+/// Version 2 adds the transaction state (open transaction's first offset, last ended
+/// transaction's first and marker offsets, -1 for none); it is written only for producers that
+/// used transactions, so stores without them stay readable by releases from before.
 pub(crate) fn encode_producer(e: &ProducerEntry) -> Vec<u8> {
-    let mut enc = Enc::new(3 + 24 * e.batches.len());
+    let txn = e.ongoing_txn.is_some() || e.last_txn.is_some();
+    let mut enc = Enc::with_version(if txn { 2 } else { 1 }, 27 + 24 * e.batches.len());
     enc.i16(e.epoch).u8(e.batches.len().min(255) as u8);
     for b in &e.batches {
         enc.i32(b.first_seq)
@@ -479,11 +483,15 @@ pub(crate) fn encode_producer(e: &ProducerEntry) -> Vec<u8> {
             .i64(b.base_offset)
             .i64(b.last_offset);
     }
+    if txn {
+        let (first, marker) = e.last_txn.unwrap_or((-1, -1));
+        enc.i64(opt(e.ongoing_txn)).i64(first).i64(marker);
+    }
     enc.done()
 }
 
 pub(crate) fn decode_producer(buf: &[u8]) -> Result<ProducerEntry> {
-    let mut d = Dec::new(buf, "producers")?;
+    let (mut d, version) = Dec::versioned(buf, "producers", 2)?;
     let epoch = d.i16()?;
     let n = d.u8()?;
     let mut batches = std::collections::VecDeque::with_capacity(usize::from(n).min(8));
@@ -495,7 +503,22 @@ pub(crate) fn decode_producer(buf: &[u8]) -> Result<ProducerEntry> {
             last_offset: d.i64()?,
         });
     }
-    Ok(ProducerEntry { epoch, batches })
+    let (ongoing_txn, last_txn) = if version >= 2 {
+        let ongoing = unopt(d.i64()?);
+        let (first, marker) = (d.i64()?, d.i64()?);
+        (
+            ongoing,
+            (first >= 0 && marker >= 0).then_some((first, marker)),
+        )
+    } else {
+        (None, None)
+    };
+    Ok(ProducerEntry {
+        epoch,
+        batches,
+        ongoing_txn,
+        last_txn,
+    })
 }
 
 #[cfg(test)]
@@ -591,5 +614,32 @@ mod tests {
         );
         assert!(IndexEntry::decode(&[2, 0, 0]).is_err());
         assert!(decode_producer(&[1, 0, 1, 9]).is_err());
+    }
+
+    #[test]
+    fn producer_values_carry_transactions_only_when_used() {
+        let mut p = ProducerEntry {
+            epoch: 3,
+            batches: [ProducerBatch {
+                first_seq: 0,
+                last_seq: 4,
+                base_offset: 10,
+                last_offset: 14,
+            }]
+            .into(),
+            ongoing_txn: None,
+            last_txn: None,
+        };
+        let v1 = encode_producer(&p);
+        assert_eq!(v1.first(), Some(&1), "no transaction: version 1");
+        assert_eq!(decode_producer(&v1).unwrap(), p);
+        p.ongoing_txn = Some(10);
+        p.last_txn = Some((2, 8));
+        let v2 = encode_producer(&p);
+        assert_eq!(v2.first(), Some(&2));
+        assert_eq!(decode_producer(&v2).unwrap(), p);
+        for cut in 0..v2.len() {
+            assert!(decode_producer(&v2[..cut]).is_err());
+        }
     }
 }

@@ -83,6 +83,17 @@ pub enum StoreError {
         /// The batch's epoch.
         received: i16,
     },
+    /// A producer with a transaction open on the partition wrote a non-transactional batch
+    /// (Kafka's `InvalidTxnStateException` from `ProducerAppendInfo`).
+    #[error("producer {producer_id} has a transaction open on {partition}: {reason}")]
+    InvalidTxnState {
+        /// The partition.
+        partition: TopicPartition,
+        /// The producer.
+        producer_id: i64,
+        /// What was wrong.
+        reason: &'static str,
+    },
     /// The partition does not exist in this store (never created, or deleted).
     #[error("unknown partition {partition}")]
     UnknownPartition {
@@ -147,6 +158,7 @@ impl StoreError {
             StoreError::OffsetOutOfRange { .. } => 1,
             StoreError::OutOfOrderSequence { .. } => 45,
             StoreError::InvalidProducerEpoch { .. } => 47,
+            StoreError::InvalidTxnState { .. } => 48,
             StoreError::UnknownPartition { .. } => 3,
             StoreError::InvalidConfig { .. } => 40,
             StoreError::InvalidRequest { .. } => 42,

@@ -10,12 +10,13 @@
 //! | `meta` | `S` · topic id · partition · segment base offset (8) | [`crate::codec::SegmentSummary`] |
 //! | `meta` | `E` · topic id · partition · leader epoch (4) | start offset (i64) |
 //! | `meta` | `C` · topic id · partition | [`crate::codec::CleanerCheckpoint`] |
+//! | `meta` | `T` · topic id · partition · abort marker offset (8) | an aborted transaction ([`crate::txn::encode_aborted`]) |
 //! | `meta` | `H` | the store's secret for key hashes ([`crate::codec::encode_hash_key`]) |
 //! | `keys` | topic id · partition · generation (4) · key hash (16) · slot (8) | [`crate::codec::KeyEntry`] |
 //!
 //! A cleaned segment's keyspace is `s.<topic id hex>.<partition>.<base offset>.<generation>`.
 //! A key index slot is [`LATEST_SLOT`] (the key's latest record) or a time window's number.
-//! Reserved `meta` prefixes for later: `T` (aborted transactions index), `L` (last stable offset).
+//! Reserved `meta` prefix for later: `L`.
 
 use crate::TopicPartition;
 
@@ -34,6 +35,8 @@ pub(crate) const META_PARTITION: u8 = b'P';
 pub(crate) const META_SEGMENT: u8 = b'S';
 pub(crate) const META_EPOCH: u8 = b'E';
 pub(crate) const META_CLEANER: u8 = b'C';
+/// The aborted-transactions index.
+pub(crate) const META_TXN: u8 = b'T';
 /// The store-wide key hash secret (no partition in the key).
 pub(crate) const META_HASH_KEY: &[u8] = b"H";
 

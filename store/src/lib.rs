@@ -73,6 +73,7 @@ mod retention;
 mod shared;
 mod stats;
 mod store;
+mod txn;
 mod types;
 mod writer;
 
@@ -85,6 +86,7 @@ pub use partition::PartitionLog;
 pub use produced::ProducedBatch;
 pub use producer_state::{ProducerBatch, ProducerSnapshot};
 pub use store::Store;
+pub use txn::AbortedTxn;
 pub use types::{
     AppendOptions, Appended, CleanReport, CleanerState, LogOffsets, RetentionReport, StoreStats,
     TimestampOffset, TopicId, TopicPartition,

@@ -292,8 +292,10 @@ impl PartitionLog {
         self.shared.size_bytes.load(Ordering::Acquire)
     }
 
-    /// The last stable offset. Until transactions exist it is the high watermark; the log
-    /// cleaner never cleans at or above it.
+    /// The last stable offset: the high watermark, or the first offset of the oldest
+    /// transaction not yet decided on every in-sync replica if that is lower (an open one, or
+    /// one whose marker is at or above the high watermark). read_committed consumers read up
+    /// to it; the log cleaner never cleans at or above it.
     pub fn last_stable_offset(&self) -> i64 {
         self.shared.last_stable_offset()
     }

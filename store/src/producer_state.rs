@@ -11,10 +11,16 @@
 //!
 //! Control batches (transaction markers) are checked for fencing only and do not enter the
 //! 5-batch cache. Replicated batches are recorded without checks (the leader checked them).
+//!
+//! Transactions: a producer's first transactional batch opens its transaction on the partition
+//! (its offset is the transaction's first offset, which holds the last stable offset back); a
+//! commit or abort marker ends it. While one is open, a non-transactional batch of the producer
+//! is `InvalidTxnState`, as in Kafka's `ProducerAppendInfo`.
 
 use crate::TopicPartition;
 use crate::batch::{BatchHeader, increment_sequence};
 use crate::error::{Result, StoreError};
+use rafka_format::marker::ControlType;
 use std::collections::VecDeque;
 
 /// How many batches per producer are remembered for duplicate detection (Kafka's 5).
@@ -40,6 +46,10 @@ pub struct ProducerEntry {
     pub epoch: i16,
     /// Up to [`MAX_CACHED_BATCHES`] most recent batches, oldest first.
     pub batches: VecDeque<ProducerBatch>,
+    /// First offset of the transaction the producer has open on the partition.
+    pub ongoing_txn: Option<i64>,
+    /// The producer's last transaction a marker ended here: (first offset, marker offset).
+    pub last_txn: Option<(i64, i64)>,
 }
 
 /// What [`crate::PartitionLog::producer`] returns.
@@ -51,6 +61,8 @@ pub struct ProducerSnapshot {
     pub epoch: i16,
     /// Its most recent batches, oldest first.
     pub batches: Vec<ProducerBatch>,
+    /// First offset of its open transaction on the partition.
+    pub ongoing_txn: Option<i64>,
 }
 
 impl ProducerEntry {
@@ -60,9 +72,9 @@ impl ProducerEntry {
     }
 
     /// True when every remembered batch lies below `log_start` (Kafka then forgets the
-    /// producer, as its batches are gone from the log).
+    /// producer, as its batches are gone from the log) and it has no transaction open.
     pub fn is_below(&self, log_start: i64) -> bool {
-        self.last_offset().is_some_and(|last| last < log_start)
+        self.ongoing_txn.is_none() && self.last_offset().is_some_and(|last| last < log_start)
     }
 
     /// The public view.
@@ -71,8 +83,25 @@ impl ProducerEntry {
             producer_id,
             epoch: self.epoch,
             batches: self.batches.iter().copied().collect(),
+            ongoing_txn: self.ongoing_txn,
         }
     }
+}
+
+/// What an append did to the producer's transaction on the partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TxnEvent {
+    /// Nothing.
+    None,
+    /// A transaction opened at this offset.
+    Begin(i64),
+    /// A marker ended the transaction begun at `first`.
+    End {
+        /// The transaction's first offset.
+        first: i64,
+        /// True for an abort marker.
+        aborted: bool,
+    },
 }
 
 /// Outcome of checking a leader append.
@@ -104,6 +133,13 @@ pub(crate) fn check(
     }
     if h.is_control() {
         return Ok(SequenceCheck::Append);
+    }
+    if e.ongoing_txn.is_some() && !h.is_transactional() {
+        return Err(StoreError::InvalidTxnState {
+            partition: tp,
+            producer_id: h.producer_id,
+            reason: "a non-transactional batch while its transaction is open",
+        });
     }
     let out_of_order = |expected| StoreError::OutOfOrderSequence {
         partition: tp,
@@ -139,19 +175,46 @@ pub(crate) fn check(
     }
 }
 
-/// The state after appending batch `h` at `[base_offset, last_offset]`.
+/// The state after appending batch `h` at `[base_offset, last_offset]` (`marker`: a control
+/// batch's record type), and what it did to the producer's transaction. A new epoch starts a
+/// new batch cache but keeps the transaction state: the coordinator ends a transaction with a
+/// marker of a bumped epoch when it fences the producer.
 pub(crate) fn record(
     entry: Option<ProducerEntry>,
     h: &BatchHeader,
-    base_offset: i64,
-    last_offset: i64,
-) -> ProducerEntry {
+    (base_offset, last_offset): (i64, i64),
+    marker: Option<ControlType>,
+) -> (ProducerEntry, TxnEvent) {
     let mut e = match entry {
         Some(e) if e.epoch == h.producer_epoch => e,
-        _ => ProducerEntry {
+        Some(e) => ProducerEntry {
             epoch: h.producer_epoch,
             batches: VecDeque::new(),
+            ..e
         },
+        None => ProducerEntry {
+            epoch: h.producer_epoch,
+            ..ProducerEntry::default()
+        },
+    };
+    let event = match (h.is_control(), marker) {
+        (true, Some(kind @ (ControlType::Commit | ControlType::Abort))) => {
+            match e.ongoing_txn.take() {
+                Some(first) => {
+                    e.last_txn = Some((first, base_offset));
+                    TxnEvent::End {
+                        first,
+                        aborted: kind == ControlType::Abort,
+                    }
+                }
+                None => TxnEvent::None,
+            }
+        }
+        (false, _) if h.is_transactional() && e.ongoing_txn.is_none() => {
+            e.ongoing_txn = Some(base_offset);
+            TxnEvent::Begin(base_offset)
+        }
+        _ => TxnEvent::None,
     };
     if !h.is_control() && h.base_sequence >= 0 {
         e.batches.push_back(ProducerBatch {
@@ -164,7 +227,7 @@ pub(crate) fn record(
             e.batches.pop_front();
         }
     }
-    e
+    (e, event)
 }
 
 #[cfg(test)]
@@ -197,7 +260,7 @@ mod tests {
         for i in 0..7 {
             let h = header(1, i * 2, 2);
             assert_eq!(check(tp, e.as_ref(), &h).unwrap(), SequenceCheck::Append);
-            e = Some(record(e, &h, off, off + 1));
+            e = Some(record(e, &h, (off, off + 1), None).0);
             off += 2;
         }
         let st = e.clone().unwrap();

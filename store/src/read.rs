@@ -5,11 +5,12 @@
 use crate::batch::{BatchHeader, check_batch};
 use crate::codec::{IndexEntry, decode_producer};
 use crate::error::{Result, StoreError};
-use crate::keys;
+use crate::keys::{self, META_TXN};
 use crate::partition::PartitionLog;
 use crate::producer_state::ProducerSnapshot;
 use crate::records::{RecordTime, find_record};
 use crate::shared::SegmentView;
+use crate::txn::{self, AbortedTxn};
 use crate::types::TimestampOffset;
 use bytes::Bytes;
 
@@ -209,6 +210,41 @@ impl PartitionLog {
             return Ok(None);
         }
         Ok(Some(entry.snapshot(producer_id)))
+    }
+
+    /// The aborted transactions a read of `[from, upper_bound)` must tell a read_committed
+    /// consumer about (Kafka's `collectAbortedTransactions`): those whose abort marker is at or
+    /// after `from` and that began before `upper_bound`, in marker order. The index is keyed by
+    /// marker offset; the scan stops at the first entry whose last stable offset at abort
+    /// reaches `upper_bound` (every transaction aborted after it began at or after that).
+    pub fn aborted_transactions(&self, from: i64, upper_bound: i64) -> Result<Vec<AbortedTxn>> {
+        let tp = self.shared.tp;
+        let range = keys::meta_key(META_TXN, tp, &from.max(0).to_be_bytes())
+            ..=keys::meta_key(META_TXN, tp, &i64::MAX.to_be_bytes());
+        let mut out = Vec::new();
+        for kv in self.inner.engine.meta.range(range) {
+            let (k, v) = kv.into_inner()?;
+            let last = keys::parse_meta_key(META_TXN, &k)
+                .and_then(|(_, suffix)| <[u8; 8]>::try_from(suffix).ok())
+                .map(i64::from_be_bytes);
+            let Some(aborted) = last.and_then(|last| txn::decode_aborted(last, &v)) else {
+                return Err(StoreError::corrupt("meta", "bad aborted transaction entry"));
+            };
+            if aborted.first_offset < upper_bound {
+                out.push(aborted);
+            }
+            if aborted.last_stable_offset >= upper_bound {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// First offset of the transaction `producer_id` has open on this partition, as of the
+    /// last commit (the produce path asks the coordinator to verify a transactional batch of a
+    /// producer with none open: KIP-890).
+    pub fn open_transaction(&self, producer_id: i64) -> Option<i64> {
+        self.shared.txns().ongoing(producer_id)
     }
 
     /// A producer's current epoch (what InitProducerId and the transaction coordinator need).

@@ -11,11 +11,13 @@
 use crate::batch::check_batch;
 use crate::codec::{
     CleanerCheckpoint, IndexEntry, PartitionRecord, SegmentSummary, decode_epoch_start,
+    decode_producer,
 };
 use crate::error::Result;
 use crate::keys::{self, META_CLEANER, META_EPOCH, META_PARTITION, META_SEGMENT};
 use crate::leader_epoch::LeaderEpochCache;
 use crate::shared::{Engine, PartitionShared};
+use crate::txn::Ended;
 use crate::types::{LogOffsets, TopicPartition};
 use crate::writer::state::{PartitionState, SegmentState};
 use fjall::{Keyspace, OwnedWriteBatch, PersistMode};
@@ -71,6 +73,7 @@ pub(crate) fn recover(e: &Engine) -> Result<Recovered> {
     for (tp, _) in cleaners {
         wb.remove(&e.meta, keys::meta_key(META_CLEANER, tp, &[]));
     }
+    load_txns(e, &mut out.parts)?;
     for ((tp, base), ks) in keyspaces {
         tracing::warn!(%tp, offset = base, "deleting segment not reachable from its partition");
         e.db.delete_keyspace(ks)?;
@@ -79,6 +82,42 @@ pub(crate) fn recover(e: &Engine) -> Result<Recovered> {
         wb.durability(Some(PersistMode::SyncData)).commit()?;
     }
     Ok(out)
+}
+
+/// Every partition's transactions, from the entries of producers that used them (version 2
+/// values): open ones, and ended ones whose marker is at or above the checkpointed high
+/// watermark (it may still be cut away by a new leader).
+fn load_txns(e: &Engine, parts: &mut HashMap<TopicPartition, PartitionState>) -> Result<()> {
+    for kv in e.producers.iter() {
+        let (k, v) = kv.into_inner()?;
+        if v.first() != Some(&2) {
+            continue;
+        }
+        let Some((tp, pid)) = keys::parse_entry_key(&k) else {
+            continue;
+        };
+        let Some(st) = parts.get_mut(&tp) else {
+            continue;
+        };
+        let entry = decode_producer(&v)?;
+        if let Some(first) = entry.ongoing_txn {
+            st.txns.begin(pid, first);
+        }
+        if let Some((first, marker)) = entry.last_txn
+            && marker >= st.shared.offsets().high_watermark
+            && marker < st.log_end
+        {
+            st.txns.restore_ended(Ended {
+                producer_id: pid,
+                first_offset: first,
+                marker_offset: marker,
+            });
+        }
+    }
+    for st in parts.values() {
+        st.publish_offsets();
+    }
+    Ok(())
 }
 
 fn load_records(e: &Engine) -> Result<BTreeMap<TopicPartition, PartitionRecord>> {
@@ -249,6 +288,7 @@ fn build(
         producers: HashMap::new(),
         hw_checkpoint: rec.high_watermark,
         cleaner: CleanerCheckpoint::default(),
+        txns: crate::txn::TxnState::default(),
     };
     st.publish_all();
     Ok((st, fix))

@@ -8,6 +8,7 @@ use crate::codec::{CleanerCheckpoint, SegmentSummary};
 use crate::compaction::CleanerCounters;
 use crate::config::LogConfig;
 use crate::leader_epoch::LeaderEpochCache;
+use crate::txn::TxnState;
 use crate::types::{LogOffsets, TopicPartition};
 use fjall::config::{BlockSizePolicy, CompressionPolicy, FilterPolicy};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
@@ -98,6 +99,8 @@ pub(crate) struct PartitionShared {
     pub cleaner: Mutex<CleanerCheckpoint>,
     /// What the log cleaner did to this partition since the store opened.
     pub cleaner_counters: CleanerCounters,
+    /// The transactions as of the last commit.
+    pub txns: RwLock<Arc<TxnState>>,
 }
 
 impl PartitionShared {
@@ -114,6 +117,7 @@ impl PartitionShared {
             hw_dirty: AtomicBool::new(false),
             cleaner: Mutex::new(CleanerCheckpoint::default()),
             cleaner_counters: CleanerCounters::default(),
+            txns: RwLock::new(Arc::new(TxnState::default())),
         }
     }
 
@@ -173,11 +177,23 @@ impl PartitionShared {
         *self.epochs.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(c);
     }
 
-    /// The last stable offset: until transactions exist, the high watermark. Transactions
-    /// lower it here, and everything that must stay below it (the cleaner, read_committed
-    /// fetches) takes it from here.
+    /// The last stable offset: the high watermark, lowered to the first offset of the oldest
+    /// transaction not decided on every in-sync replica (`txn.rs`). Everything that must stay
+    /// below it (the cleaner, read_committed fetches) takes it from here.
     pub(crate) fn last_stable_offset(&self) -> i64 {
-        self.offsets().high_watermark
+        self.txns()
+            .last_stable_offset(self.offsets().high_watermark)
+    }
+
+    pub(crate) fn txns(&self) -> Arc<TxnState> {
+        self.txns
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_txns(&self, t: TxnState) {
+        *self.txns.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(t);
     }
 
     /// Nothing at or above min(last stable offset, high watermark) is cleaned.

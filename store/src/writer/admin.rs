@@ -7,7 +7,7 @@ use super::state::PartitionState;
 use crate::codec::CleanerCheckpoint;
 use crate::config::LogConfig;
 use crate::error::{Result, StoreError};
-use crate::keys::{self, META_CLEANER, META_EPOCH, META_PARTITION, META_SEGMENT};
+use crate::keys::{self, META_CLEANER, META_EPOCH, META_PARTITION, META_SEGMENT, META_TXN};
 use crate::leader_epoch::LeaderEpochCache;
 use crate::shared::PartitionShared;
 use crate::stats::Counters;
@@ -92,6 +92,7 @@ impl Writer {
             producers: HashMap::new(),
             hw_checkpoint: 0,
             cleaner: CleanerCheckpoint::default(),
+            txns: crate::txn::TxnState::default(),
         };
         let mut wb = self.engine.db.batch();
         st.put_record(&self.engine, &mut wb);
@@ -114,7 +115,13 @@ impl Writer {
         let e = self.engine.clone();
         let mut wb = e.db.batch();
         let prefix = keys::tp_prefix(tp);
-        for tag in [META_PARTITION, META_SEGMENT, META_EPOCH, META_CLEANER] {
+        for tag in [
+            META_PARTITION,
+            META_SEGMENT,
+            META_EPOCH,
+            META_CLEANER,
+            META_TXN,
+        ] {
             remove_prefix(&mut wb, &e.meta, &keys::meta_key(tag, tp, &[]))?;
         }
         remove_prefix(&mut wb, &e.index, &prefix)?;

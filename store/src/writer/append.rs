@@ -7,12 +7,14 @@ use super::{Group, Writer};
 use crate::batch::{self, BatchError, BatchHeader};
 use crate::codec::{IndexEntry, SegmentSummary, decode_producer};
 use crate::error::{Result, StoreError};
-use crate::keys;
-use crate::producer_state::{self, ProducerEntry, SequenceCheck};
+use crate::keys::{self, META_TXN};
+use crate::producer_state::{self, ProducerEntry, SequenceCheck, TxnEvent};
 use crate::shared::{Engine, PartitionShared};
 use crate::stats::Counters;
+use crate::txn;
 use crate::types::Appended;
 use bytes::Bytes;
+use rafka_format::marker::ControlType;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -89,17 +91,14 @@ impl Writer {
         let last = h.last_offset().ok_or_else(|| bad_offsets(&h))?;
         batch::set_base_offset(&mut buf, base);
         batch::set_partition_leader_epoch(&mut buf, opts.leader_epoch);
-        put_batch(
-            &self.engine,
-            g,
-            st,
-            &h,
-            buf.freeze(),
-            opts.now_ms,
-            &self.stats,
-        )?;
+        let value = buf.freeze();
+        let marker = h
+            .is_control()
+            .then(|| txn::marker_type(&value, &h))
+            .flatten();
+        put_batch(&self.engine, g, st, &h, value, opts.now_ms, &self.stats)?;
         if h.producer_id >= 0 {
-            record_producer(st, g, &h, base, last);
+            record_producer(&self.engine, st, g, &h, (base, last), marker);
         }
         st.log_end = last + 1;
         Ok(Appended {
@@ -140,9 +139,13 @@ impl Writer {
             if h.producer_id >= 0 {
                 producer_entry(&self.engine, st, h.producer_id)?;
             }
+            let marker = h
+                .is_control()
+                .then(|| txn::marker_type(&value, &h))
+                .flatten();
             put_batch(&self.engine, g, st, &h, value, now_ms, &self.stats)?;
             if h.producer_id >= 0 {
-                record_producer(st, g, &h, h.base_offset, last);
+                record_producer(&self.engine, st, g, &h, (h.base_offset, last), marker);
             }
             st.log_end = last + 1;
         }
@@ -198,11 +201,38 @@ fn producer_entry<'a>(
     Ok(st.producers.get(&pid))
 }
 
-fn record_producer(st: &mut PartitionState, g: &mut Group, h: &BatchHeader, base: i64, last: i64) {
-    let prev = st.producers.remove(&h.producer_id);
-    st.producers
-        .insert(h.producer_id, producer_state::record(prev, h, base, last));
-    g.producers.insert((st.tp(), h.producer_id));
+/// Records the append in the producer's state, and what it did to its transaction: a first
+/// transactional batch opens one, a marker ends it (an abort adds an entry to the aborted
+/// transactions index, in the same atomic batch).
+fn record_producer(
+    e: &Engine,
+    st: &mut PartitionState,
+    g: &mut Group,
+    h: &BatchHeader,
+    offsets: (i64, i64),
+    marker: Option<ControlType>,
+) {
+    let pid = h.producer_id;
+    let prev = st.producers.remove(&pid);
+    let (entry, event) = producer_state::record(prev, h, offsets, marker);
+    st.producers.insert(pid, entry);
+    g.producers.insert((st.tp(), pid));
+    match event {
+        TxnEvent::None => {}
+        TxnEvent::Begin(first) => st.txns.begin(pid, first),
+        TxnEvent::End { first, aborted } => {
+            st.txns.prune(st.shared.offsets().high_watermark);
+            let ended = txn::Ended {
+                producer_id: pid,
+                first_offset: first,
+                marker_offset: offsets.0,
+            };
+            if let Some(a) = st.txns.end(ended, aborted) {
+                let key = keys::meta_key(META_TXN, st.tp(), &a.last_offset.to_be_bytes());
+                g.wb.insert(&e.meta, key, txn::encode_aborted(&a));
+            }
+        }
+    }
 }
 
 /// Stages one batch (already carrying its final offsets) into the group.

@@ -9,7 +9,7 @@ use super::state::{PartitionState, SegmentState};
 use crate::batch::increment_sequence;
 use crate::codec::{IndexEntry, SegmentSummary, decode_producer};
 use crate::error::{Result, StoreError};
-use crate::keys::{self, META_EPOCH};
+use crate::keys::{self, META_EPOCH, META_TXN};
 use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{MAX_CACHED_BATCHES, ProducerBatch, ProducerEntry};
 use crate::shared::Engine;
@@ -64,7 +64,9 @@ impl Writer {
         remove_prefix(&mut wb, &e.index, &prefix)?;
         remove_prefix(&mut wb, &e.producers, &prefix)?;
         remove_prefix(&mut wb, &e.meta, &keys::meta_key(META_EPOCH, tp, &[]))?;
+        remove_prefix(&mut wb, &e.meta, &keys::meta_key(META_TXN, tp, &[]))?;
         st.producers.clear();
+        st.txns.clear();
         st.epochs = LeaderEpochCache::default();
         st.log_start = offset;
         st.log_end = offset;
@@ -147,6 +149,12 @@ impl Writer {
         st.put_epoch_changes(&e, &mut wb, &changes);
         // Producers whose batches are all gone are forgotten (on disk by the compaction filter).
         st.producers.retain(|_, p| !p.is_below(new_start));
+        // Aborted transactions whose marker is gone can no longer overlap a read.
+        let below = keys::meta_key(META_TXN, tp, &0i64.to_be_bytes())
+            ..keys::meta_key(META_TXN, tp, &new_start.to_be_bytes());
+        for kv in e.meta.range(below) {
+            wb.remove(&e.meta, kv.key()?);
+        }
         st.put_record(&e, &mut wb);
         self.commit_sync(wb)?;
         self.finish_cut(tp, dropped);
@@ -207,7 +215,8 @@ fn stage_truncate(
     }
     let changes = st.epochs.truncate_from_end(new_end);
     st.put_epoch_changes(e, wb, &changes);
-    rebuild_producers(e, st, new_end, wb)?;
+    let rebuilt = rebuild_producers(e, st, new_end, wb)?;
+    truncate_txns(e, st, new_end, rebuilt, wb)?;
     st.log_end = new_end;
     st.put_record(e, wb);
     // The key index may know records that are gone now.
@@ -260,14 +269,14 @@ fn rebuild_producers(
     st: &mut PartitionState,
     new_end: i64,
     wb: &mut OwnedWriteBatch,
-) -> Result<()> {
+) -> Result<HashSet<i64>> {
     let tp = st.tp();
     let affected = producers_past(e, st, new_end)?;
     if affected.is_empty() {
-        return Ok(());
+        return Ok(affected);
     }
     let mut rebuilt = scan_index_for(e, tp, st.log_start, new_end, &affected)?;
-    for pid in affected {
+    for &pid in &affected {
         let key = keys::entry_key(tp, pid);
         match rebuilt.remove(&pid) {
             Some(p) => {
@@ -279,6 +288,54 @@ fn rebuild_producers(
                 st.producers.remove(&pid);
             }
         }
+    }
+    Ok(affected)
+}
+
+/// The transactions after a cut at `new_end` (`txn.rs`: those begun past it are gone, those
+/// whose marker is cut are open again), written into the entries of the producers concerned
+/// (those whose transactions changed, and those `rebuild_producers` rebuilt from the index,
+/// which knows no transactions); aborted-index entries of cut markers go.
+fn truncate_txns(
+    e: &Engine,
+    st: &mut PartitionState,
+    new_end: i64,
+    rebuilt: HashSet<i64>,
+    wb: &mut OwnedWriteBatch,
+) -> Result<()> {
+    let tp = st.tp();
+    let mut concerned = st.txns.truncate(new_end);
+    concerned.extend(rebuilt.iter().copied());
+    concerned.sort_unstable();
+    concerned.dedup();
+    for pid in concerned {
+        let key = keys::entry_key(tp, pid);
+        // A rebuilt producer's entry is in the cache, or it was forgotten (its removal is
+        // staged, not committed: the disk still has the old entry).
+        let entry = match st.producers.remove(&pid) {
+            Some(p) => Some(p),
+            None if rebuilt.contains(&pid) => None,
+            None => e
+                .producers
+                .get(key)?
+                .map(|v| decode_producer(&v))
+                .transpose()?,
+        };
+        let Some(mut p) = entry else {
+            continue;
+        };
+        p.ongoing_txn = st.txns.ongoing(pid);
+        p.last_txn = match st.txns.last_unreplicated(pid) {
+            Some(ended) => Some((ended.first_offset, ended.marker_offset)),
+            None => p.last_txn.filter(|(_, marker)| *marker < new_end),
+        };
+        wb.insert(&e.producers, key, crate::codec::encode_producer(&p));
+        st.producers.insert(pid, p);
+    }
+    let cut = keys::meta_key(META_TXN, tp, &new_end.to_be_bytes())
+        ..=keys::meta_key(META_TXN, tp, &i64::MAX.to_be_bytes());
+    for kv in e.meta.range(cut) {
+        wb.remove(&e.meta, kv.key()?);
     }
     Ok(())
 }
@@ -325,7 +382,7 @@ fn scan_index_for(
         }
         let p = rebuilt.entry(pid).or_insert_with(|| ProducerEntry {
             epoch: entry.producer_epoch,
-            batches: Default::default(),
+            ..ProducerEntry::default()
         });
         if entry.producer_epoch != p.epoch || entry.base_sequence < 0 {
             done.insert(pid);

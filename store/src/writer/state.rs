@@ -6,6 +6,7 @@ use crate::keys::{self, META_CLEANER, META_EPOCH, META_PARTITION, META_SEGMENT};
 use crate::leader_epoch::{EpochChange, LeaderEpochCache};
 use crate::producer_state::ProducerEntry;
 use crate::shared::{Engine, PartitionShared, SegmentView};
+use crate::txn::TxnState;
 use crate::types::TopicPartition;
 use fjall::{Keyspace, OwnedWriteBatch};
 use std::collections::HashMap;
@@ -34,6 +35,9 @@ pub(crate) struct PartitionState {
     /// The log cleaner's checkpoint (written to `meta` only once a cleaning or an
     /// invalidation touches it).
     pub cleaner: CleanerCheckpoint,
+    /// Open transactions and ended ones not yet below the high watermark (every producer's:
+    /// loaded at open, unlike `producers`).
+    pub txns: TxnState,
 }
 
 impl PartitionState {
@@ -138,7 +142,12 @@ impl PartitionState {
     }
 
     /// Publishes offsets and the active summary (after every commit touching the partition).
+    /// The transactions go first, so that a reader woken by the new offsets sees the last
+    /// stable offset that goes with them.
     pub(crate) fn publish_offsets(&self) {
+        if *self.shared.txns() != self.txns {
+            self.shared.set_txns(self.txns.clone());
+        }
         let (start, end) = (self.log_start, self.log_end);
         self.shared.offsets.send_modify(|o| {
             o.log_start = start;

@@ -13,3 +13,4 @@ mod log_ops;
 mod recovery;
 mod reopen;
 mod retention;
+mod transactions;
