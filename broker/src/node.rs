@@ -215,6 +215,7 @@ impl Node {
                 replace_after: broker.config().voter_replace_after(),
                 rebalance_every: broker.config().leader_rebalance_interval(),
                 supported,
+                max_partitions_per_node: broker.config().max_partitions_per_node as usize,
             },
             shutdown.clone(),
         ));

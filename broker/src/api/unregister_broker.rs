@@ -2,7 +2,8 @@
 //! replicas then move to live nodes (the controller adds new ones, which catch up before the
 //! removed node's are dropped), and it leaves the metadata log. A node that is still alive is
 //! refused (stop it first: a clean stop hands its work over), and so is the last in-sync replica
-//! of a partition (its data has no other copy).
+//! of a partition (its data has no other copy), and so is a removal whose replicas would not all
+//! fit on live nodes under `--max-partitions-per-node` (POLICY_VIOLATION; nothing changes).
 //!
 //! Below cluster feature level 3 (`node-removal`: nodes of older levels cannot decode the
 //! removal record) the removal is what level 0 can express: the metadata leader takes the node
@@ -17,7 +18,9 @@ use kafka_protocol::protocol::StrBytes;
 use rafka_mesh::PeerId;
 
 use crate::Broker;
+use crate::cluster::reassign;
 use crate::ids::NodeId;
+use crate::limits::{self, Limit};
 use crate::metadata::{
     Feature, GatedCommand, MetadataCommand, MetadataError, MetadataImage, RaftRole,
 };
@@ -56,6 +59,7 @@ async fn remove(broker: &Broker, node: NodeId) -> Result<(), (i16, String)> {
     if !image.features().enabled(Feature::NodeRemoval) {
         return remove_at_level_0(broker, &image, node).await;
     }
+    room_for_replicas(broker, &image, node)?;
     let command = MetadataCommand::Gated(GatedCommand::RemoveNode { node_id: node });
     broker
         .metadata()
@@ -63,6 +67,30 @@ async fn remove(broker: &Broker, node: NodeId) -> Result<(), (i16, String)> {
         .await
         .map(|_| ())
         .map_err(|e| (e.kafka_code(), e.to_string()))
+}
+
+/// Refuses the removal, before anything changes, when the node's replicas would not all find a
+/// live node under `--max-partitions-per-node` (the controller moves them only to such nodes).
+fn room_for_replicas(
+    broker: &Broker,
+    image: &MetadataImage,
+    node: NodeId,
+) -> Result<(), (i16, String)> {
+    let max = broker.config().max_partitions_per_node as usize;
+    let live = broker.cluster().live_nodes(image);
+    let Err(no_room) = reassign::check_removal(image, node, &live, max) else {
+        return Ok(());
+    };
+    let full: Vec<String> = no_room.full.iter().map(ToString::to_string).collect();
+    let message = format!(
+        "node {node} was not removed: moving its replica of {} would put node {} over the limit \
+         of {max} partition replicas per node (--max-partitions-per-node); nothing changed (raise \
+         the limit, add a node or delete topics, then remove it again)",
+        no_room.partition,
+        full.join(" or ")
+    );
+    limits::hit(Limit::PartitionsPerNode, format_args!("{message}"));
+    Err((ResponseError::PolicyViolation.code(), message))
 }
 
 /// The removal a cluster below `node-removal` can make: on the metadata leader, the node's seat

@@ -12,8 +12,9 @@
 //!    registered) leaves the voters and the log at once.
 //!
 //! Then partitions:
-//! 0. replicas of removed nodes move: a new replica is added, the removed one dropped once the
-//!    others are in sync ([`reassign`]);
+//! 0. replicas of removed nodes move: a new replica is added (on a node under
+//!    `--max-partitions-per-node`; none fitting, the move waits), the removed one dropped once
+//!    the others are in sync ([`reassign`]);
 //! 5. dead replicas leave in-sync replica sets (never the last one), partitions whose leader is
 //!    dead get a new leader from their live in-sync replicas, or none (-1) until one returns (or
 //!    a live out-of-sync replica where the topic enables unclean election); a partition without a
@@ -40,6 +41,7 @@ use super::formation::raft_node;
 use super::gossip::gossiped_features;
 use super::reassign;
 use super::voters::{self, Seat};
+use crate::limits::{self, Limit};
 use crate::metadata::raft::{RaftNode, RaftNodeId};
 use crate::metadata::{
     Feature, GatedCommand, LevelRange, Metadata, MetadataCommand, MetadataImage, MetadataStatus,
@@ -60,6 +62,9 @@ pub struct Settings {
     pub rebalance_every: Option<Duration>,
     /// The feature levels this node supports.
     pub supported: LevelRange,
+    /// Partition replicas a node may hold (`--max-partitions-per-node`): a removed node's
+    /// replicas move only to nodes under it.
+    pub max_partitions_per_node: usize,
 }
 
 /// Runs the controller until `shutdown`.
@@ -199,17 +204,7 @@ impl Round<'_> {
                 tracing::warn!(error = %e, "feature level not raised");
             }
         }
-        let moves = reassign::replica_changes(&image, &self.cluster.live_nodes(&image));
-        if !moves.is_empty() && image.features().enabled(Feature::NodeRemoval) {
-            let command = GatedCommand::ReassignReplicas {
-                changes: moves.clone(),
-            };
-            self.metadata
-                .propose(MetadataCommand::Gated(command))
-                .await?;
-            for change in &moves {
-                log_replica_move(&image, change);
-            }
+        if image.features().enabled(Feature::NodeRemoval) && self.move_replicas(&image).await? {
             return Ok(());
         }
         let changes = partition_changes(self.cluster, &image, rebalance);
@@ -224,6 +219,39 @@ impl Round<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Moves removed nodes' replicas ([`reassign`]); whether it proposed anything.
+    async fn move_replicas(
+        &self,
+        image: &MetadataImage,
+    ) -> Result<bool, crate::metadata::MetadataError> {
+        let max = self.settings.max_partitions_per_node;
+        let moves = reassign::replica_changes(image, &self.cluster.live_nodes(image), max);
+        if let Some(first) = moves.over_limit.first() {
+            let more = moves.over_limit.len() - 1;
+            limits::hit(
+                Limit::PartitionsPerNode,
+                format_args!(
+                    "a removed node's replica of {first} (and of {more} more partitions) waits: \
+                     no live node that could take it holds fewer than {max} partition replicas \
+                     (--max-partitions-per-node)"
+                ),
+            );
+        }
+        if moves.changes.is_empty() {
+            return Ok(false);
+        }
+        let command = GatedCommand::ReassignReplicas {
+            changes: moves.changes.clone(),
+        };
+        self.metadata
+            .propose(MetadataCommand::Gated(command))
+            .await?;
+        for change in &moves.changes {
+            log_replica_move(image, change);
+        }
+        Ok(true)
     }
 
     fn membership_change(&self, image: &MetadataImage) -> Option<Change> {

@@ -1,14 +1,18 @@
 //! `rafka cluster remove NODE_ID` with real processes on loopback:
 //!
 //! - at the cluster's latest feature level a stopped node is removed for good: a live node is
-//!   refused, the removed node's replicas move to the live nodes (the new followers caught up
-//!   before its replicas are dropped), it leaves the metadata quorum at once (not after the
-//!   replacement time) and metadata stays writable;
+//!   refused, and so is a removal whose replicas would put a live node over
+//!   `--max-partitions-per-node` (changing nothing); once there is room the removed node's
+//!   replicas move to the live nodes (the new followers caught up before its replicas are
+//!   dropped), it leaves the metadata quorum at once (not after the replacement time) and
+//!   metadata stays writable;
 //! - at feature level 0 (a cluster mid-upgrade, `--max-feature-level 0`), where the removal
 //!   cannot be recorded in the metadata log, the node still leaves the metadata quorum at once
 //!   and metadata stays writable.
 
 use std::time::Duration;
+
+use kafka_protocol::ResponseError;
 
 use crate::support::cluster::{ClusterView, ProcessCluster, create_topic, topic_metadata};
 use crate::support::run::{Output, rafka, run};
@@ -51,6 +55,21 @@ fn remove_once_dead(cluster: &ProcessCluster, through: usize, node: i64) {
     });
 }
 
+/// The refusal of removing `node` (killed before) through node `through`, once the cluster no
+/// longer sees it alive; panics if the removal is accepted.
+fn refusal_once_dead(cluster: &ProcessCluster, through: usize, node: i64) -> String {
+    wait_until_blocking(SETTLE, "the node seen dead by the removal", || {
+        let out = remove(cluster, through, node);
+        assert!(!out.status.success(), "removal accepted: {}", out.command);
+        let refusal = out.stderr_text();
+        if refusal.contains("is alive") {
+            Err(refusal)
+        } else {
+            Ok(refusal)
+        }
+    })
+}
+
 /// Whether `peer` is a voter or learner of the metadata log in `view`.
 fn in_metadata_log(view: &ClusterView, peer: &str) -> bool {
     ["voters", "learners"].iter().any(|k| {
@@ -78,6 +97,16 @@ fn placement(cluster: &ProcessCluster, i: usize, topic: &str) -> Vec<(Vec<i32>, 
         .collect()
 }
 
+/// Whether node `i` answers that `topic` does not exist.
+fn unknown(cluster: &ProcessCluster, i: usize, topic: &str) -> bool {
+    topic_metadata(cluster.kafka(i), topic).is_ok_and(|response| {
+        response
+            .topics
+            .iter()
+            .all(|t| t.error_code == ResponseError::UnknownTopicOrPartition.code())
+    })
+}
+
 fn write(cluster: &ProcessCluster, i: usize, name: &str) {
     let (code, message) = create_topic(cluster.kafka(i), name, 1, WRITE).unwrap();
     assert_eq!(code, 0, "creating {name} through node {i}: {message:?}");
@@ -92,6 +121,8 @@ fn process_a_removed_node_is_gone_for_good_and_its_replicas_move() {
             "2",
             "--voter-replace-after-ms",
             NO_REPLACEMENT,
+            "--max-partitions-per-node",
+            "7",
         ],
     );
     wait_until_blocking(SETTLE, "the latest feature level", || {
@@ -105,7 +136,10 @@ fn process_a_removed_node_is_gone_for_good_and_its_replicas_move() {
             other => Err(format!("finalized {other:?}, {} voters", view.voters())),
         }
     });
+    // 4 replicas on each node; `filler` adds 4 more over the three.
     let (code, message) = create_topic(cluster.kafka(0), "moving", 6, WRITE).unwrap();
+    assert_eq!(code, 0, "{message:?}");
+    let (code, message) = create_topic(cluster.kafka(0), "filler", 2, WRITE).unwrap();
     assert_eq!(code, 0, "{message:?}");
     wait_until_blocking(SETTLE, "every replica in sync", || {
         let placement = placement(&cluster, 0, "moving");
@@ -123,8 +157,42 @@ fn process_a_removed_node_is_gone_for_good_and_its_replicas_move() {
     assert_refused(&remove(&cluster, 0, node), "is alive");
 
     cluster.kill(2);
-    remove_once_dead(&cluster, 0, node);
     let removed = i32::try_from(node).unwrap();
+    // With replication factor 2 and two nodes left, each would hold all 8 partitions: over the
+    // limit of 7. Refused, and nothing changed: still registered, its replicas where they were.
+    let before = placement(&cluster, 0, "moving");
+    let refusal = refusal_once_dead(&cluster, 0, node);
+    assert!(
+        refusal.contains(
+            "over the limit of 7 partition replicas per node (--max-partitions-per-node)"
+        ) && refusal.contains("nothing changed"),
+        "{refusal}"
+    );
+    let moving: Vec<Vec<i32>> = placement(&cluster, 0, "moving")
+        .into_iter()
+        .map(|(replicas, _)| replicas)
+        .collect();
+    let was: Vec<Vec<i32>> = before.into_iter().map(|(replicas, _)| replicas).collect();
+    assert_eq!(moving, was, "replicas changed by a refused removal");
+    assert!(in_metadata_log(&cluster.view(0).unwrap(), &peer));
+    // Room made: the same removal goes through.
+    let deleted = run(
+        rafka(&[
+            "--bootstrap",
+            &cluster.node(0).ready.p2p,
+            "topic",
+            "delete",
+            "filler",
+        ]),
+        b"",
+        CLI,
+    );
+    assert!(deleted.status.success(), "{}", deleted.stderr_text());
+    // Whichever node the CLI's removal reaches must see the room made.
+    wait_until_blocking(WRITE, "both live nodes to see the deletion", || {
+        [0, 1].iter().all(|&i| unknown(&cluster, i, "filler"))
+    });
+    remove_once_dead(&cluster, 0, node);
     wait_until_blocking(
         SETTLE,
         "the removed node's replicas moved and in sync",
