@@ -6,12 +6,16 @@
 //! - nodes added one at a time from 1 to 5 (`--voters 5`) and taken away one at a time back to 1
 //!   with SIGTERM, the metadata leader among them: at every step the voters are the largest odd
 //!   number not above the nodes present, a leaving voter handed its seat over before it exited,
-//!   and a topic creation (a metadata write) succeeds.
+//!   and a topic creation (a metadata write) succeeds;
+//! - a voter dead (SIGKILL) longer than `--voter-replace-after-ms` gives its seat to the
+//!   caught-up learner in one change, and metadata stays writable.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::support::cluster::{self, ClusterView, cluster_view, create_topic, spawn, wait_exit};
+use crate::support::cluster::{
+    self, ClusterView, ProcessCluster, cluster_view, create_topic, spawn, wait_exit,
+};
 use crate::support::process::{NodeProcess, workspace_binary};
 use crate::support::wait_until_blocking;
 
@@ -262,6 +266,41 @@ fn process_one_to_five_nodes_and_back_keeps_metadata_writable() {
     let last = nodes.running()[0];
     let (took, _) = nodes.stop(last);
     assert!(took < QUICK_EXIT, "the last node took {took:?} to stop");
+}
+
+#[test]
+fn process_a_voter_dead_longer_than_the_replacement_time_gives_its_seat_to_a_learner() {
+    const REPLACE_AFTER: Duration = Duration::from_secs(3);
+    let replace_after = REPLACE_AFTER.as_millis().to_string();
+    let mut cluster = ProcessCluster::start(4, &["--voter-replace-after-ms", &replace_after]);
+    cluster.wait_all(SETTLE, "three voters and a learner", |v| {
+        v.voters() == 3 && v.learners() == 1
+    });
+    let leader = cluster.metadata_leader().expect("a metadata leader");
+    let peers: Vec<String> = (0..4).map(|i| cluster.identity(i).0).collect();
+    let seated = |view: &ClusterView, peer: &str| {
+        view.metadata
+            .get("voters")
+            .is_some_and(|v| v.to_string().contains(peer))
+    };
+    let view = cluster.view(leader).expect("the leader's view");
+    let victim = (0..4)
+        .find(|&i| i != leader && seated(&view, &peers[i]))
+        .expect("a voter that does not lead");
+    let learner = (0..4)
+        .find(|&i| !seated(&view, &peers[i]))
+        .expect("the learner");
+
+    // (That it keeps its seat while dead for less is the unit tests' `voters::tests`.)
+    cluster.kill(victim);
+    cluster.wait_all(
+        SETTLE + REPLACE_AFTER,
+        "the learner in the dead voter's seat",
+        |v| v.voters() == 3 && seated(v, &peers[learner]) && !seated(v, &peers[victim]),
+    );
+    let (code, message) = create_topic(cluster.kafka(learner), "after-replacement", 1, WRITE)
+        .expect("CreateTopics answered");
+    assert_eq!(code, 0, "{message:?}");
 }
 
 /// The largest odd number not above `n`.
