@@ -258,6 +258,8 @@ def main():
                    stdout=subprocess.DEVNULL)
     try:
         pids = [int(open(f"{cluster_dir}/node{i}.pid").read()) for i in range(3)]
+        # The cluster is closed (local-cluster.sh makes a key); every client started below uses it.
+        os.environ["RAFKA_CLUSTER_KEY_FILE"] = os.path.join(cluster_dir, "cluster.key")
         node_ids = [json.loads(get(i, "/cluster"))["node_id"] for i in range(3)]
         print(f"machine: nproc={os.cpu_count()}, load average at start {load()}")
         (latency if args.what == "latency" else fanout)(args, pids, node_ids)

@@ -417,7 +417,7 @@ async fn wait_for_level(metadata: &Metadata, feature: Feature) {
 async fn readiness(broker: Broker, shutdown: CancellationToken) {
     let metadata = broker.metadata().clone();
     let target = metadata.status().await.committed.unwrap_or(0);
-    let mut metrics = metadata.raft_metrics();
+    let mut changes = metadata.status_watch();
     loop {
         let applied = metadata.status().await.last_applied.unwrap_or(0);
         if applied >= target {
@@ -426,7 +426,7 @@ async fn readiness(broker: Broker, shutdown: CancellationToken) {
             return;
         }
         tokio::select! {
-            _ = metrics.changed() => {}
+            _ = changes.changed() => {}
             () = shutdown.cancelled() => return,
         }
     }

@@ -32,7 +32,7 @@ pub fn admitted(metadata: &Metadata) -> Option<HashSet<PeerId>> {
 /// Keeps the mesh's admitted set current until `shutdown`.
 pub async fn run(mesh: Mesh, metadata: Metadata, shutdown: CancellationToken) {
     let mut images = metadata.subscribe();
-    let mut raft = metadata.raft_metrics();
+    let mut raft = metadata.status_watch();
     let mut published: Option<Option<HashSet<PeerId>>> = None;
     loop {
         let wanted = admitted(&metadata);

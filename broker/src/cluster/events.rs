@@ -7,7 +7,7 @@ use crate::metadata::{Metadata, MetadataStatus};
 
 /// Logs metadata leader and seat changes until `shutdown`.
 pub async fn run(metadata: Metadata, shutdown: CancellationToken) {
-    let mut metrics = metadata.raft_metrics();
+    let mut changes = metadata.status_watch();
     let mut last: Option<(Option<u64>, &'static str)> = None;
     loop {
         let status = metadata.status().await;
@@ -41,7 +41,7 @@ pub async fn run(metadata: Metadata, shutdown: CancellationToken) {
             last = Some(now);
         }
         tokio::select! {
-            changed = metrics.changed() => if changed.is_err() { break },
+            changed = changes.changed() => if changed.is_err() { break },
             () = shutdown.cancelled() => break,
         }
     }

@@ -25,7 +25,7 @@ pub async fn is_voter(metadata: &Metadata) -> bool {
 pub async fn hand_over_seat(metadata: &Metadata, cluster: &Cluster, was_voter: bool) {
     let started = Instant::now();
     let deadline = started + HANDOVER_TIMEOUT;
-    let mut changes = metadata.raft_metrics();
+    let mut changes = metadata.status_watch();
     let mut was_voter = was_voter;
     loop {
         let status = metadata.status().await;

@@ -20,7 +20,7 @@ pub use command::{
 };
 pub use features::{Feature, FeatureLevel, Features, LevelRange};
 pub use image::{MetadataImage, NodeImage, PartitionImage, TopicImage};
-pub use service::{Metadata, MetadataStatus, RaftRole};
+pub use service::{Metadata, MetadataStatus, RaftRole, StatusWatch};
 pub use topic_config::{TopicConfigError, TopicDefaults};
 
 pub use crate::ids::NodeId;

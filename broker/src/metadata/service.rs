@@ -80,6 +80,46 @@ impl From<ServerState> for RaftRole {
     }
 }
 
+/// Changes of the metadata log's status, for loops that act on them ([`Metadata::status_watch`]).
+///
+/// openraft republishes its metrics after every call into its core, each time with a fresh
+/// `millis_since_quorum_ack`, so a loop that reads [`Metadata::status`] (a call into the core)
+/// whenever the raw metrics change wakes itself again at once and spins a core; this wakes only
+/// when something else in them changed.
+pub struct StatusWatch {
+    metrics: watch::Receiver<RaftMetrics<RaftNodeId, RaftNode>>,
+    seen: RaftMetrics<RaftNodeId, RaftNode>,
+}
+
+impl StatusWatch {
+    /// Watches `metrics` from what they say now.
+    pub(crate) fn new(mut metrics: watch::Receiver<RaftMetrics<RaftNodeId, RaftNode>>) -> Self {
+        let seen = Self::relevant(&metrics.borrow_and_update());
+        Self { metrics, seen }
+    }
+
+    /// Returns once the status changed since the last return (or since the watch was made);
+    /// errs once the metadata log has shut down.
+    pub async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
+        loop {
+            self.metrics.changed().await?;
+            let now = Self::relevant(&self.metrics.borrow_and_update());
+            if now != self.seen {
+                self.seen = now;
+                return Ok(());
+            }
+        }
+    }
+
+    /// The metrics without the part that changes on every report.
+    fn relevant(metrics: &RaftMetrics<RaftNodeId, RaftNode>) -> RaftMetrics<RaftNodeId, RaftNode> {
+        RaftMetrics {
+            millis_since_quorum_ack: None,
+            ..metrics.clone()
+        }
+    }
+}
+
 /// The metadata log as this node sees it (for `rafka cluster` and `/ready`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MetadataStatus {
@@ -359,9 +399,15 @@ impl Metadata {
         }
     }
 
-    /// openraft's metrics of this node, to wait on changes (leader, membership, progress).
+    /// openraft's metrics of this node, to read (leader, membership, progress). To wait on
+    /// changes, use [`Self::status_watch`]: these metrics change on every call into the log.
     pub fn raft_metrics(&self) -> watch::Receiver<RaftMetrics<RaftNodeId, RaftNode>> {
         self.inner.raft.metrics()
+    }
+
+    /// Wakes a loop when the log's leader, term, role, membership or positions change.
+    pub fn status_watch(&self) -> StatusWatch {
+        StatusWatch::new(self.raft_metrics())
     }
 
     /// Serves one metadata-log RPC the peer `from` sent through its [`RaftTransport`]: the mesh

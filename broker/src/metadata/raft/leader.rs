@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::network::{RaftTransport, TransportError};
 use super::rpc::{RaftReply, RaftRequest};
 use super::{ApplyResult, Raft, RaftNode, RaftNodeId};
-use crate::metadata::{MetadataCommand, MetadataError, Outcome};
+use crate::metadata::{MetadataCommand, MetadataError, Outcome, StatusWatch};
 
 /// Longest pause between two attempts while no leader answers.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
@@ -254,9 +254,8 @@ impl Router {
     /// Waits for a metrics change (a new leader, say), at most [`RETRY_PAUSE`].
     async fn pause(&self, deadline: Instant) {
         let until = deadline.min(Instant::now() + RETRY_PAUSE);
-        let mut metrics = self.raft.metrics();
-        metrics.borrow_and_update();
-        let _ = tokio::time::timeout_at(until, metrics.changed()).await;
+        let mut changes = StatusWatch::new(self.raft.metrics());
+        let _ = tokio::time::timeout_at(until, changes.changed()).await;
     }
 
     async fn wait_metrics<T>(
