@@ -160,9 +160,6 @@ impl Consumer {
 }
 
 #[test]
-#[ignore = "open regression since the closed-mesh change (4f7d9f2): the mesh consumer without \
-            --group stops short (4,353 of 5,000) while the leader is down; the group and TCP \
-            consumers finish. Run with --ignored while fixing it."]
 fn process_consumers_follow_a_sigkilled_and_restarted_leader() {
     let started = Instant::now();
     // Leadership returns to the preferred replica within a second of it being back in sync.
