@@ -567,6 +567,43 @@ mod tests {
             .unwrap()
     }
 
+    #[test]
+    fn the_status_watch_ignores_reports_that_only_age_the_quorum_ack() {
+        use futures::FutureExt;
+        let (tx, rx) = watch::channel(RaftMetrics::new_initial(1));
+        let mut changes = StatusWatch::new(rx);
+        for millis in 1..=50 {
+            tx.send_modify(|m| m.millis_since_quorum_ack = Some(millis));
+            assert!(
+                changes.changed().now_or_never().is_none(),
+                "woke on a report that changed only millis_since_quorum_ack ({millis})"
+            );
+        }
+        tx.send_modify(|m| {
+            m.millis_since_quorum_ack = Some(51);
+            m.current_leader = Some(1);
+        });
+        assert!(
+            matches!(changes.changed().now_or_never(), Some(Ok(()))),
+            "a new leader wakes the watch"
+        );
+        assert!(
+            changes.changed().now_or_never().is_none(),
+            "one wake per change"
+        );
+        let applied = openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), 7);
+        tx.send_modify(|m| m.last_applied = Some(applied));
+        assert!(
+            matches!(changes.changed().now_or_never(), Some(Ok(()))),
+            "an applied entry wakes the watch"
+        );
+        drop(tx);
+        assert!(
+            matches!(changes.changed().now_or_never(), Some(Err(_))),
+            "a stopped log ends the watch"
+        );
+    }
+
     #[tokio::test]
     async fn gated_commands_wait_for_their_level_and_the_level_survives_reopen() {
         use crate::metadata::features::SUPPORTED;
