@@ -17,6 +17,10 @@
 //! - [`transport`]: the Kafka TCP listener and the libp2p (`/rafka/kafka/1`) listener: both feed
 //!   the same frames to [`api::dispatch`].
 //! - [`group`]: committed group offsets, kept in the internal `__consumer_offsets` partitions.
+//! - [`txn`]: the transaction coordinator, its state in the internal `__transaction_state`
+//!   partitions.
+//! - [`peers`]: Kafka requests to another node by node id (over the mesh, or through this
+//!   node's own dispatcher when the node is this one).
 //! - [`producer_ids`]: producer id blocks for idempotent producers.
 //! - [`ids`]: node ids, broker, leader and partition epochs and offsets as types.
 //! - [`limits`]: the node's resource limits and the one log line each time one is hit.
@@ -46,6 +50,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod node;
 pub mod partition;
+pub mod peers;
 pub mod producer_ids;
 pub mod push;
 pub mod series;
