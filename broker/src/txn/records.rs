@@ -3,10 +3,14 @@
 //!
 //! | record | key | value |
 //! |---|---|---|
-//! | a transactional id's state | `i16` 0, transactional id | `i16` 0, producer id `i64`, producer epoch `i16`, timeout ms `i32`, status `i8`, partitions (nullable `i32` count of (topic, `i32` count of `i32` partition)), last update ms `i64`, transaction start ms `i64` |
+//! | a transactional id's state | `i16` 0, transactional id | `i16` 0, producer id `i64`, producer epoch `i16`, timeout ms `i32`, status `i8`, partitions (nullable `i32` count of (topic, `i32` count of `i32` partition): null for Empty, a list otherwise), last update ms `i64`, transaction start ms `i64` |
 //!
 //! Strings are `i16` length + UTF-8. A record without a value (a tombstone) forgets the
 //! transactional id (expiration). Decoding never panics; anything malformed decodes to `None`.
+//! Checked against Kafka's `TransactionLog` and the `TransactionLogKey`/`TransactionLogValue`
+//! schemas: Kafka writes value v0 until `transaction.version` 1 is enabled (v1 is flexible,
+//! with tagged fields for transactions v2), so v0 is what a v1 transactions coordinator writes;
+//! a v1 value is not read here (it decodes to `None`).
 
 use std::collections::BTreeSet;
 
@@ -85,6 +89,22 @@ impl TxnStatus {
             7 => TxnStatus::PrepareEpochFence,
             _ => return None,
         })
+    }
+
+    /// The status of a name DescribeTransactions and ListTransactions use.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            TxnStatus::Empty,
+            TxnStatus::Ongoing,
+            TxnStatus::PrepareCommit,
+            TxnStatus::PrepareAbort,
+            TxnStatus::CompleteCommit,
+            TxnStatus::CompleteAbort,
+            TxnStatus::Dead,
+            TxnStatus::PrepareEpochFence,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
     }
 
     /// The name DescribeTransactions and ListTransactions use.
@@ -167,7 +187,8 @@ fn encode_state(state: &TxnState) -> Option<Bytes> {
     v.put_i16(state.producer_epoch);
     v.put_i32(state.timeout_ms);
     v.put_i8(state.status.code());
-    if state.partitions.is_empty() {
+    // As Kafka writes it: null for Empty, a (possibly empty) list for every other status.
+    if state.status == TxnStatus::Empty {
         v.put_i32(-1);
     } else {
         let mut topics: Vec<(&str, Vec<i32>)> = Vec::new();
@@ -264,6 +285,11 @@ mod tests {
             let (key, value) = record.encode().expect("encodable");
             assert_eq!(TxnRecord::decode(&key, value.as_deref()), Some(record));
         }
+        for code in 0..=7 {
+            let status = TxnStatus::from_code(code).expect("a status");
+            assert_eq!(TxnStatus::from_name(status.name()), Some(status));
+        }
+        assert_eq!(TxnStatus::from_name("Stable"), None);
         for code in -1..=8 {
             let status = TxnStatus::from_code(code);
             assert_eq!(
@@ -293,6 +319,26 @@ mod tests {
         expected.extend_from_slice(&1_700_000_000_123i64.to_be_bytes());
         expected.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
         assert_eq!(value.as_deref(), Some(&expected[..]));
+    }
+
+    #[test]
+    fn partitions_are_null_only_when_empty() {
+        // The partitions field follows status (1 byte) after id, epoch and timeout.
+        let at = 2 + 8 + 2 + 4 + 1;
+        for (status, field) in [
+            (TxnStatus::Empty, -1i32),
+            (TxnStatus::CompleteCommit, 0),
+            (TxnStatus::CompleteAbort, 0),
+        ] {
+            let record = TxnRecord {
+                transactional_id: "t".into(),
+                state: Some(state(status, &[])),
+            };
+            let (key, value) = record.encode().expect("encodable");
+            let value = value.expect("a value");
+            assert_eq!(value[at..at + 4], field.to_be_bytes(), "{status:?}");
+            assert_eq!(TxnRecord::decode(&key, Some(&value)), Some(record));
+        }
     }
 
     #[test]

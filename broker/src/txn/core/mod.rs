@@ -214,6 +214,9 @@ struct Txn {
     retry: BTreeSet<TopicPartition>,
     /// False until the id's first record is persisted (a failed first write forgets it).
     known: bool,
+    /// After a failed write: no timer fires for the id before this (a write that keeps failing
+    /// at once, say while leadership moves, is tried again every `marker_retry`, not in a loop).
+    backoff_until: Option<i64>,
 }
 
 impl Txn {
@@ -348,6 +351,7 @@ impl TxnCoordinator {
                 retry_at: None,
                 retry: BTreeSet::new(),
                 known: true,
+                backoff_until: None,
             };
             self.txns.insert(id.clone(), txn);
             if ending {
@@ -386,6 +390,12 @@ impl TxnCoordinator {
         }
     }
 
+    /// Whether some `__transaction_state` partition is still loading here (ListTransactions
+    /// answers COORDINATOR_LOAD_IN_PROGRESS meanwhile, as Kafka does).
+    pub fn loading(&self) -> bool {
+        self.owned.values().any(|o| *o == Ownership::Loading)
+    }
+
     /// Whether `transactional_id` is served here: NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS
     /// if not.
     fn check_owned(&self, transactional_id: &str) -> Result<i32, ResponseError> {
@@ -408,9 +418,11 @@ impl TxnCoordinator {
     }
 
     /// KIP-890 part 1: may `producer` write transactional data to `partition` now? Only if the
-    /// partition was added to its open transaction. INVALID_PRODUCER_ID_MAPPING for an unknown
-    /// id or another producer, PRODUCER_FENCED for another epoch, INVALID_TXN_STATE otherwise
-    /// (the partition leader answers TRANSACTION_ABORTABLE to clients that know it).
+    /// partition was added to its open transaction. As Kafka's coordinator answers a
+    /// verification: INVALID_PRODUCER_ID_MAPPING for an unknown id or another producer,
+    /// PRODUCER_FENCED for another epoch, CONCURRENT_TRANSACTIONS while the transaction ends,
+    /// TRANSACTION_ABORTABLE for a partition not in it (the partition leader answers
+    /// INVALID_TXN_STATE instead to clients that do not know TRANSACTION_ABORTABLE).
     pub fn verify(
         &self,
         transactional_id: &str,
@@ -419,11 +431,30 @@ impl TxnCoordinator {
     ) -> Result<(), ResponseError> {
         self.check_owned(transactional_id)?;
         let txn = self.txn_of(transactional_id, producer)?;
-        if txn.state.status == TxnStatus::Ongoing && txn.state.partitions.contains(partition) {
-            Ok(())
-        } else {
-            Err(ResponseError::InvalidTxnState)
+        match txn.state.status {
+            TxnStatus::PrepareCommit | TxnStatus::PrepareAbort => {
+                Err(ResponseError::ConcurrentTransactions)
+            }
+            TxnStatus::Ongoing if txn.state.partitions.contains(partition) => Ok(()),
+            _ => Err(ResponseError::TransactionAbortable),
         }
+    }
+
+    /// Partitions whose marker is still to be written, over every ending transaction.
+    pub fn markers_pending(&self) -> usize {
+        self.txns.values().map(|t| t.markers_left.len()).sum()
+    }
+
+    /// How many transactional ids served here are in each status (only statuses in use).
+    pub fn count_by_status(&self) -> Vec<(TxnStatus, usize)> {
+        let mut counts: Vec<(TxnStatus, usize)> = Vec::new();
+        for txn in self.txns.values().filter(|t| t.known) {
+            match counts.iter_mut().find(|(s, _)| *s == txn.state.status) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((txn.state.status, 1)),
+            }
+        }
+        counts
     }
 
     /// The id's transaction as persisted (DescribeTransactions).
@@ -517,6 +548,8 @@ impl TxnCoordinator {
             return;
         };
         if let Err(error) = result {
+            let retry = i64::try_from(self.config.marker_retry.as_millis()).unwrap_or(i64::MAX);
+            txn.backoff_until = Some(now.saturating_add(retry));
             if !txn.known {
                 self.txns.remove(&id);
             }
@@ -598,11 +631,11 @@ impl TxnCoordinator {
         if !txn.markers_left.is_empty() || txn.pending.is_some() {
             return;
         }
+        // Kafka keeps the transaction's start time in Complete* (DescribeTransactions shows it).
         let next = TxnState {
             status,
             partitions: BTreeSet::new(),
             last_update_ms: now,
-            start_ms: -1,
             ..txn.state.clone()
         };
         self.write(id, next, Then::Completed);
@@ -614,6 +647,11 @@ impl TxnCoordinator {
     }
 
     fn deadline_of(&self, txn: &Txn) -> Option<i64> {
+        let backoff = txn.backoff_until.unwrap_or(i64::MIN);
+        self.timer_of(txn).map(|at| at.max(backoff))
+    }
+
+    fn timer_of(&self, txn: &Txn) -> Option<i64> {
         if txn.pending.is_some() {
             return None;
         }

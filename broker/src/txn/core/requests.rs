@@ -269,5 +269,6 @@ fn new_entry(partition: i32, state: TxnState) -> Txn {
         retry_at: None,
         retry: BTreeSet::new(),
         known: false,
+        backoff_until: None,
     }
 }

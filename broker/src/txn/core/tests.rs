@@ -414,13 +414,13 @@ fn kip_890_verification_accepts_only_partitions_added_to_the_open_transaction() 
     let p = h.init("t", None).expect("init");
     assert_eq!(
         h.core.verify("t", p, &tp("a", 0)),
-        Err(ResponseError::InvalidTxnState)
+        Err(ResponseError::TransactionAbortable)
     );
     h.add("t", p, &[("a", 0)]).expect("add");
     assert_eq!(h.core.verify("t", p, &tp("a", 0)), Ok(()));
     assert_eq!(
         h.core.verify("t", p, &tp("a", 1)),
-        Err(ResponseError::InvalidTxnState)
+        Err(ResponseError::TransactionAbortable)
     );
     let stale = ProducerIdEpoch {
         epoch: p.epoch - 1,
@@ -435,15 +435,16 @@ fn kip_890_verification_accepts_only_partitions_added_to_the_open_transaction() 
         Err(ResponseError::InvalidProducerIdMapping)
     );
     let (_, sent) = h.end("t", p, false);
-    // Once the end is decided, a late write to the same partition is refused.
+    // Once the end is decided, a late write to the same partition is refused: retriable while
+    // the markers are written, abortable once the transaction is complete.
     assert_eq!(
         h.core.verify("t", p, &tp("a", 0)),
-        Err(ResponseError::InvalidTxnState)
+        Err(ResponseError::ConcurrentTransactions)
     );
     h.write_markers(&sent);
     assert_eq!(
         h.core.verify("t", p, &tp("a", 0)),
-        Err(ResponseError::InvalidTxnState)
+        Err(ResponseError::TransactionAbortable)
     );
 }
 
@@ -538,6 +539,33 @@ fn a_transaction_open_past_its_timeout_is_aborted_and_its_producer_fenced() {
     h.write_markers(&sent);
     assert_eq!(h.status("t"), TxnStatus::CompleteAbort);
     assert_eq!(h.core.open_transactions(), 0);
+}
+
+#[test]
+fn a_timer_whose_write_fails_waits_the_retry_delay_before_firing_again() {
+    let mut h = Harness::new();
+    let p = h.init("t", None).expect("init");
+    h.add("t", p, &[("a", 0)]).expect("add");
+    let deadline = T0 + i64::from(TIMEOUT);
+    h.now = deadline;
+    h.core.tick(h.now);
+    // The abort's write fails at once (say, leadership is moving).
+    let token = match h.outputs().as_slice() {
+        [Output::Persist { token, .. }] => *token,
+        other => panic!("expected one write: {other:?}"),
+    };
+    h.core
+        .persisted(h.now, token, Err(ResponseError::NotCoordinator));
+    assert_eq!(h.status("t"), TxnStatus::Ongoing);
+    let retry = i64::try_from(TxnConfig::default().marker_retry.as_millis()).expect("ms");
+    assert_eq!(h.core.next_deadline(), Some(h.now + retry));
+    h.core.tick(h.now);
+    assert!(h.outputs().is_empty(), "no write before the retry delay");
+    h.now += retry;
+    h.core.tick(h.now);
+    let sent = markers(&h.settle());
+    assert_eq!(sent.len(), 1, "the abort is written once the delay passed");
+    assert_eq!(h.status("t"), TxnStatus::PrepareAbort);
 }
 
 #[test]
