@@ -15,6 +15,7 @@ use crate::ids::BrokerEpoch;
 use crate::metadata::{Metadata, MetadataImage, NodeId, TopicDefaults};
 use crate::partition::NodePartitions;
 use crate::producer_ids::ProducerIds;
+use crate::txn::Txns;
 
 /// This node, as registered in the metadata.
 #[derive(Clone, Debug)]
@@ -55,6 +56,8 @@ pub struct BrokerParts {
     pub partitions: NodePartitions,
     /// The group coordinator.
     pub groups: Groups,
+    /// The transaction coordinator.
+    pub txns: Txns,
     /// Producer id allocation.
     pub producer_ids: ProducerIds,
     /// Liveness of nodes.
@@ -126,6 +129,12 @@ impl Broker {
         &self.inner.parts.groups
     }
 
+    /// The transaction coordinator (transactional ids of the `__transaction_state` partitions
+    /// led here).
+    pub fn txns(&self) -> &Txns {
+        &self.inner.parts.txns
+    }
+
     /// Producer id allocation.
     pub fn producer_ids(&self) -> &ProducerIds {
         &self.inner.parts.producer_ids
@@ -134,6 +143,19 @@ impl Broker {
     /// Liveness of nodes (gossip membership).
     pub fn cluster(&self) -> &Cluster {
         &self.inner.parts.cluster
+    }
+
+    /// The leader of `topic`'s `partition` if it is alive (where a coordinator of that
+    /// partition's keys is).
+    pub fn live_leader(&self, topic: &str, partition: i32) -> Option<NodeId> {
+        let image = self.image();
+        let leader = usize::try_from(partition)
+            .ok()
+            .and_then(|i| image.topic(topic)?.partitions.get(i))
+            .map(|p| p.leader)?;
+        self.cluster()
+            .is_node_live(&image, leader)
+            .then_some(leader)
     }
 
     /// Node-level topic defaults.

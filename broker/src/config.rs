@@ -159,6 +159,26 @@ pub struct NodeArgs {
     /// had members, after their commit), in minutes. [default: 10080]
     #[arg(long, env = "RAFKA_OFFSETS_RETENTION_MINUTES", value_name = "MINUTES")]
     pub offsets_retention_minutes: Option<u64>,
+    /// Partitions of the internal transaction-state topic `__transaction_state` (Kafka's transaction.state.log.num.partitions; fixed once created). [default: 50]
+    #[arg(long, env = "RAFKA_TRANSACTION_STATE_PARTITIONS", value_name = "N")]
+    pub transaction_state_partitions: Option<i32>,
+    /// Replicas of `__transaction_state` (Kafka's transaction.state.log.replication.factor; at most the nodes registered in the cluster); it is created only once that many nodes are alive (KIP-115). [default: 3]
+    #[arg(
+        long,
+        env = "RAFKA_TRANSACTION_STATE_REPLICATION_FACTOR",
+        value_name = "N"
+    )]
+    pub transaction_state_replication_factor: Option<i16>,
+    /// Largest transaction.timeout.ms a transactional producer may ask for (INVALID_TRANSACTION_TIMEOUT above; Kafka's transaction.max.timeout.ms). [default: 900000]
+    #[arg(long, env = "RAFKA_TRANSACTION_MAX_TIMEOUT_MS", value_name = "MS")]
+    pub transaction_max_timeout_ms: Option<u64>,
+    /// How long a transactional id with no open transaction is kept after its last use (Kafka's transactional.id.expiration.ms). [default: 604800000]
+    #[arg(long, env = "RAFKA_TRANSACTIONAL_ID_EXPIRATION_MS", value_name = "MS")]
+    pub transactional_id_expiration_ms: Option<u64>,
+    /// Serve transactional producers before the partition side of transactions is complete
+    /// (development only: markers are not written yet, so no transaction completes).
+    #[arg(long, env = "RAFKA_TRANSACTIONS_PREVIEW", hide = true)]
+    pub transactions_preview: bool,
     /// Highest cluster feature level this node says it supports (at most this release's). The
     /// cluster's level rises only to what every node supports, so during a rolling upgrade this
     /// keeps the level, and with it the way back to the previous release, until it is removed.
@@ -269,6 +289,16 @@ pub struct NodeConfig {
     pub group_max_size: u32,
     /// `offsets.retention.minutes`.
     pub offsets_retention_minutes: u64,
+    /// Partitions of `__transaction_state`.
+    pub transaction_state_partitions: i32,
+    /// Replicas of `__transaction_state` (at most the registered nodes).
+    pub transaction_state_replication_factor: i16,
+    /// `transaction.max.timeout.ms`.
+    pub transaction_max_timeout_ms: u64,
+    /// `transactional.id.expiration.ms`.
+    pub transactional_id_expiration_ms: u64,
+    /// Serve transactional producers before the partition side is complete (development only).
+    pub transactions_preview: bool,
     /// Highest feature level this node supports (`None`: the release's highest).
     pub max_feature_level: Option<u16>,
 }
@@ -313,6 +343,11 @@ impl Default for NodeConfig {
             group_max_session_timeout_ms: 1_800_000,
             group_max_size: i32::MAX as u32,
             offsets_retention_minutes: 7 * 24 * 60,
+            transaction_state_partitions: 50,
+            transaction_state_replication_factor: 3,
+            transaction_max_timeout_ms: 900_000,
+            transactional_id_expiration_ms: 7 * 24 * 3600 * 1000,
+            transactions_preview: false,
             max_feature_level: None,
         }
     }
@@ -348,6 +383,9 @@ impl NodeConfig {
         }
         if args.insecure_open_mesh {
             config.insecure_open_mesh = true;
+        }
+        if args.transactions_preview {
+            config.transactions_preview = true;
         }
         for (field, value) in [
             (&mut config.p2p_addr, args.p2p_addr),
@@ -392,6 +430,10 @@ impl NodeConfig {
             group_max_session_timeout_ms,
             group_max_size,
             offsets_retention_minutes,
+            transaction_state_partitions,
+            transaction_state_replication_factor,
+            transaction_max_timeout_ms,
+            transactional_id_expiration_ms,
         );
         config.validate()?;
         Ok(config)
@@ -427,6 +469,19 @@ impl NodeConfig {
                 "must be at least 1".into(),
             ));
         }
+        if self.transaction_state_partitions < 1 {
+            return Err(invalid(
+                "transaction_state_partitions",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.transaction_max_timeout_ms < 1 || self.transactional_id_expiration_ms < 1 {
+            return Err(invalid(
+                "transaction_max_timeout_ms",
+                "transaction_max_timeout_ms and transactional_id_expiration_ms must be at least 1"
+                    .into(),
+            ));
+        }
         for (key, value) in [
             (
                 "default_replication_factor",
@@ -436,6 +491,10 @@ impl NodeConfig {
             (
                 "offsets_topic_replication_factor",
                 i32::from(self.offsets_topic_replication_factor),
+            ),
+            (
+                "transaction_state_replication_factor",
+                i32::from(self.transaction_state_replication_factor),
             ),
         ] {
             if value < 1 {
@@ -639,6 +698,17 @@ impl NodeConfig {
         }
     }
 
+    /// The transaction coordinator's settings.
+    pub fn txn_config(&self) -> crate::txn::core::TxnConfig {
+        crate::txn::core::TxnConfig {
+            max_timeout: Duration::from_millis(self.transaction_max_timeout_ms),
+            id_expiration: Duration::from_millis(self.transactional_id_expiration_ms),
+            state_partitions: self.transaction_state_partitions,
+            offsets_partitions: self.offsets_topic_partitions,
+            ..crate::txn::core::TxnConfig::default()
+        }
+    }
+
     /// The retention check period.
     pub fn retention_check_interval(&self) -> Duration {
         Duration::from_millis(self.retention_check_interval_ms)
@@ -732,6 +802,10 @@ mod tests {
             "--max-partitions-per-request",
             "--max-partitions-per-node",
             "--max-metric-series",
+            "--transaction-state-partitions",
+            "--transaction-state-replication-factor",
+            "--transaction-max-timeout-ms",
+            "--transactional-id-expiration-ms",
             "RAFKA_FSYNC",
         ] {
             assert!(help.contains(flag), "--help lacks {flag}");

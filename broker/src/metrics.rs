@@ -151,6 +151,21 @@ pub const GROUP_REBALANCES: &str = "rafka_group_rebalances_total";
 /// Histogram: OffsetCommit latency on the coordinator (validation, acks=all append, apply), by
 /// outcome.
 pub const GROUP_COMMIT_SECONDS: &str = "rafka_group_commit_seconds";
+/// Gauge: transactional ids this node coordinates, by status (Empty, Ongoing, PrepareCommit,
+/// PrepareAbort, CompleteCommit, CompleteAbort).
+pub const TXN_IDS: &str = "rafka_txn_transactional_ids";
+/// Gauge: open transactions this node coordinates (Ongoing or ending).
+pub const TXN_OPEN: &str = "rafka_txn_open_transactions";
+/// Gauge: partitions whose commit or abort marker this node's coordinator has yet to write.
+pub const TXN_MARKERS_PENDING: &str = "rafka_txn_markers_pending";
+/// Counter: transactions ended by this node's coordinator, by outcome (commit, abort).
+pub const TXN_ENDED: &str = "rafka_txn_ended_total";
+/// Counter: transactions aborted because they outlived their timeout.
+pub const TXN_TIMEOUTS: &str = "rafka_txn_timeouts_total";
+/// Counter: producers fenced by a newer InitProducerId for their transactional id.
+pub const TXN_FENCED: &str = "rafka_txn_fenced_producers_total";
+/// Histogram: EndTxn latency on the coordinator (until the decision is replicated), by outcome.
+pub const TXN_END_SECONDS: &str = "rafka_txn_end_seconds";
 /// Gauge: consumer lag (high watermark minus committed offset) per group and partition, as the
 /// coordinator computes it for partitions this node holds a replica of (rendered per scrape
 /// within `--max-metric-series`: [`crate::series`]).

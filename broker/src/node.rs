@@ -1,9 +1,10 @@
 //! Start-up and shutdown of a node, in order.
 //!
 //! Start: data dir → identity → listeners bound → mesh (both planes) → metadata log → form,
-//! resume or join a cluster → store → registration → internal topics → group offsets → serving,
-//! with the controller and gossip publisher running. Shutdown: announce leaving, stop accepting,
-//! drain in-flight requests, flush the store, stop the metadata log, close the mesh.
+//! resume or join a cluster → store → registration → internal topics → group offsets and
+//! transaction state → serving, with the controller and gossip publisher running. Shutdown:
+//! announce leaving, stop accepting, drain in-flight requests, flush the store, stop the
+//! metadata log, close the mesh.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,7 +22,7 @@ use crate::broker::{BrokerParts, LocalNode, topic_defaults};
 use crate::cluster::transport::MeshRaftTransport;
 use crate::cluster::{self, Cluster, controller, formation, gossip};
 use crate::error::NodeError;
-use crate::group::{Groups, GroupsEnv, OFFSETS_TOPIC};
+use crate::group::{Groups, GroupsEnv, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use crate::ids::BrokerEpoch;
 use crate::metadata::raft::{RaftConfig, RaftNode};
 use crate::metadata::{
@@ -31,6 +32,7 @@ use crate::partition::{MeshLink, NodeEnv, Partitions, ReplicationConfig};
 use crate::producer_ids::ProducerIds;
 use crate::push::Push;
 use crate::transport::budget::RequestBudget;
+use crate::txn::Txns;
 use crate::{Broker, NodeConfig, endpoint, http, transport};
 
 /// Addresses a started node listens on (ports resolved).
@@ -166,16 +168,19 @@ impl Node {
             groups_env(&metadata, &store),
             shutdown.child_token(),
         );
+        let (txns, txns_task) = Txns::new(config.txn_config());
         let producer_ids = ProducerIds::new(metadata.clone());
         let parts = BrokerParts {
             metadata: metadata.clone(),
             store,
             partitions,
             groups,
+            txns,
             producer_ids,
             cluster: cluster.clone(),
         };
         let broker = Broker::new(config, local, parts, shutdown.clone());
+        txns_task.start(broker.clone(), shutdown.child_token());
         attach_offsets(&broker).await;
         let push = Push::new(mesh.clone());
         push.attach(&broker);
@@ -452,15 +457,20 @@ fn local_addr(
     })
 }
 
-/// Serves the groups of the offsets partitions this node leads (replaying each newly led one,
-/// or one led again in a new leader epoch) and stops serving those it no longer leads.
+/// Serves the groups of the offsets partitions and the transactional ids of the transaction
+/// state partitions this node leads (replaying each newly led one, or one led again in a new
+/// leader epoch) and stops serving those it no longer leads.
 async fn attach_offsets(broker: &Broker) {
     let image = broker.image();
-    let led = match image.topic(OFFSETS_TOPIC) {
+    let led = |name: &str| match image.topic(name) {
         Some(topic) => broker.partitions().leaders(Some(topic.id)),
         None => Vec::new(),
     };
-    broker.groups().follow_leadership(led).await;
+    broker.groups().follow_leadership(led(OFFSETS_TOPIC)).await;
+    broker
+        .txns()
+        .follow_leadership(led(TRANSACTION_STATE_TOPIC))
+        .await;
 }
 
 /// What the group coordinator reads from the rest of the node.

@@ -212,6 +212,21 @@ fn route(broker: &Broker, ctx: RequestContext, request: RequestKind) -> Handled 
         RequestKind::InitProducerId(r) => respond_later(ctx.clone(), async move {
             init_producer_id::handle(&broker, &ctx, r).await
         }),
+        // The transaction coordinator's APIs answer from its task once their records are
+        // replicated; AddPartitionsToTxn v4+ (verification) comes from other nodes only.
+        RequestKind::AddPartitionsToTxn(r) => {
+            respond_later(ctx.clone(), add_partitions_to_txn::handle(broker, ctx, r))
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            respond_later(ctx.clone(), add_offsets_to_txn::handle(broker, ctx, r))
+        }
+        RequestKind::EndTxn(r) => respond_later(ctx.clone(), end_txn::handle(broker, ctx, r)),
+        RequestKind::DescribeTransactions(r) => {
+            respond_later(ctx, describe_transactions::handle(broker, r))
+        }
+        RequestKind::ListTransactions(r) => {
+            respond_later(ctx, list_transactions::handle(broker, r))
+        }
         RequestKind::UnregisterBroker(r) => respond_later(ctx.clone(), async move {
             unregister_broker::handle(&broker, r).await
         }),

@@ -11,9 +11,8 @@ use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::RequestContext;
-use super::topics::{self, NewTopic};
+use super::topics::{self, NewTopic, is_internal};
 use crate::Broker;
-use crate::group::OFFSETS_TOPIC;
 use crate::metadata::{MetadataError, MetadataImage, NodeId, TopicImage, validate_topic_name};
 
 /// Answers a Metadata request.
@@ -89,11 +88,12 @@ async fn requested_topic(
             .with_name(Some(TopicName(StrBytes::from_string(name.clone()))))
             .with_error_code(e.kafka_code())
     };
-    if name == OFFSETS_TOPIC && allow_auto_create {
-        // As Kafka: a Metadata request may create the offsets topic, but the broker's way (its
-        // partition count, replication factor and retention), never with a client's defaults;
-        // until enough nodes are alive for its replication factor, COORDINATOR_NOT_AVAILABLE.
-        super::find_coordinator::ensure_offsets_topic(broker).await;
+    if is_internal(&name) && allow_auto_create {
+        // As Kafka: a Metadata request may create an internal topic (the offsets topic, the
+        // transaction state topic), but the broker's way (its partition count, replication
+        // factor and retention), never with a client's defaults; until enough nodes are alive
+        // for its replication factor, COORDINATOR_NOT_AVAILABLE.
+        super::find_coordinator::ensure_internal_topic(broker, &name).await;
         return match broker.image().topic(&name) {
             Some(topic) => describe(topic, live),
             None => MetadataResponseTopic::default()

@@ -4,6 +4,8 @@
 //! a response (or a future of one). [`dispatch::handle_frame`] does the decoding, version checks and
 //! encoding, for both the TCP and the libp2p listener.
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod api_versions;
 mod create_topics;
 pub mod deadline;
@@ -11,7 +13,9 @@ mod delete_groups;
 mod delete_topics;
 mod describe_configs;
 mod describe_groups;
+mod describe_transactions;
 pub mod dispatch;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -20,6 +24,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -49,4 +54,16 @@ pub(crate) fn client_host(ctx: &RequestContext) -> String {
         ConnectionInfo::Tcp(addr) => format!("/{}", addr.ip()),
         ConnectionInfo::Mesh(peer) => format!("p2p:{peer}"),
     }
+}
+
+/// Whether a request came over the mesh from a node registered in the cluster: what Kafka's
+/// broker-to-broker requests require (WriteTxnMarkers, AddPartitionsToTxn v4+); anything else
+/// gets CLUSTER_AUTHORIZATION_FAILED. A request this node sends itself through
+/// [`crate::peers::request_node`] passes (it is registered too).
+pub(crate) fn from_registered_node(broker: &crate::Broker, ctx: &RequestContext) -> bool {
+    let ConnectionInfo::Mesh(peer) = &ctx.connection else {
+        return false;
+    };
+    let peer = peer.to_string();
+    broker.image().nodes.values().any(|n| n.peer_id == peer)
 }

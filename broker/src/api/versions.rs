@@ -114,6 +114,35 @@ pub const SERVED: &[Served] = &[
         min: 0,
         max: 5,
     },
+    // Transactions v1 (KIP-98) with KIP-890 part 1: v0-3 from producers, v4+ (batched,
+    // verify_only) from other nodes only.
+    Served {
+        key: ApiKey::AddPartitionsToTxn,
+        min: 0,
+        max: 5,
+    },
+    Served {
+        key: ApiKey::AddOffsetsToTxn,
+        min: 0,
+        max: 4,
+    },
+    // v5 is transactions v2 (a new producer epoch per transaction), which Rafka does not have.
+    Served {
+        key: ApiKey::EndTxn,
+        min: 0,
+        max: 4,
+    },
+    Served {
+        key: ApiKey::DescribeTransactions,
+        min: 0,
+        max: 0,
+    },
+    // v2 filters ids by a Java regular expression, which Rafka does not evaluate.
+    Served {
+        key: ApiKey::ListTransactions,
+        min: 0,
+        max: 1,
+    },
     // The crate's range: v0-1 lack the current leader epoch fencing clients rely on.
     Served {
         key: ApiKey::OffsetForLeaderEpoch,

@@ -1,13 +1,16 @@
 //! The coordinator's side of an offsets partition's log: records appended as acks=all writes
 //! through the partition's [`Leader`](crate::partition::Leader), and the replay that rebuilds
-//! a partition's groups when this node starts leading it.
+//! a partition's groups when this node starts leading it. The transaction coordinator uses the
+//! same pieces for `__transaction_state` ([`append_encoded`], [`follow_leadership`],
+//! [`spawn_replay`]).
 //!
 //! Appends are pipelined: [`append`] queues the batch before it returns (the leader keeps call
 //! order) and its future waits for the in-sync replicas on its own, so nothing is held across
 //! the wait and commits to one partition overlap.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,10 +19,12 @@ use rafka_format::batch::BatchIdentity;
 use rafka_format::builder::{BatchBuilder, RecordParts};
 use rafka_store::batch::BatchHeader;
 use rafka_store::{PartitionLog, ProducedBatch, StoreError};
+use tokio::sync::mpsc;
 
 use super::OFFSETS_TOPIC;
 use super::core::ResponseError;
 use super::records::{Format, Record};
+use crate::ids::LeaderEpoch;
 use crate::partition::core::ReplicaError;
 use crate::partition::{Acks, AppendError, NodeLeader};
 
@@ -43,12 +48,26 @@ pub fn append(
 ) -> Result<impl Future<Output = Result<i64, ResponseError>> + Send + 'static, ResponseError> {
     let encoded: Vec<(Bytes, Option<Bytes>)> =
         records.iter().filter_map(|r| r.encode(format)).collect();
-    let batch = encode_batch(&encoded, now_ms).map_err(|e| {
-        tracing::warn!(error = %e, "cannot encode group records");
+    append_encoded(leader, &encoded, now_ms)
+}
+
+/// [`append`] of records already encoded as (key, value): any coordinator's records (the
+/// transaction coordinator writes `__transaction_state` through it), with the same errors.
+pub fn append_encoded<'a>(
+    leader: &'a Arc<NodeLeader>,
+    encoded: &[(Bytes, Option<Bytes>)],
+    now_ms: i64,
+) -> Result<
+    impl Future<Output = Result<i64, ResponseError>> + Send + 'static + use<'a>,
+    ResponseError,
+> {
+    let tp = leader.topic_partition();
+    let batch = encode_batch(encoded, now_ms).map_err(|e| {
+        tracing::warn!(?tp, error = %e, "cannot encode coordinator records");
         ResponseError::UnknownServerError
     })?;
     let batch = ProducedBatch::parse(batch).map_err(|e| {
-        tracing::warn!(error = %e, "cannot parse group records");
+        tracing::warn!(?tp, error = %e, "cannot parse coordinator records");
         ResponseError::UnknownServerError
     })?;
     let appending = leader
@@ -59,11 +78,93 @@ pub fn append(
             Ok(appended) => Ok(appended.base_offset),
             Err(AppendError::Replica(e)) => Err(replication_error(&e)),
             Err(AppendError::Store(e)) => {
-                tracing::warn!(error = %e, "group records not written");
+                tracing::warn!(?tp, error = %e, "coordinator records not written");
                 Err(ResponseError::CoordinatorNotAvailable)
             }
         }
     })
+}
+
+/// The partitions a coordinator attached (served or loading), with their leader epochs.
+pub type Attached = Mutex<HashMap<i32, LeaderEpoch>>;
+
+/// Follows this node's leadership of a coordinator's partitions: `led` is every partition of its
+/// topic this node leads now. Tells the coordinator's task (`tx`) to stop serving each partition
+/// no longer led (or led in another epoch) with `detach`, and to start serving each newly led one
+/// (or one led in a new epoch) with `attach`; `attached` records what was told.
+pub async fn follow_leadership<C>(
+    attached: &Attached,
+    led: Vec<Arc<NodeLeader>>,
+    tx: &mpsc::Sender<C>,
+    detach: fn(i32) -> C,
+    attach: fn(Arc<NodeLeader>) -> C,
+) {
+    let (dropped, added) = leadership_changes(attached, led);
+    for partition in dropped {
+        let _ = tx.send(detach(partition)).await;
+    }
+    for leader in added {
+        let _ = tx.send(attach(leader)).await;
+    }
+}
+
+/// Replays the partition `leader` leads on the blocking pool ([`replay_with`]) and sends the
+/// records to the coordinator's task as `loaded(partition, leader epoch, records)`.
+pub fn spawn_replay<T: Send + 'static, C: Send + 'static>(
+    leader: &NodeLeader,
+    topic: &'static str,
+    decode: fn(&[u8], Option<&[u8]>) -> Option<T>,
+    tx: mpsc::Sender<C>,
+    loaded: fn(i32, LeaderEpoch, Vec<(i64, T)>) -> C,
+) {
+    let partition = leader.topic_partition().partition;
+    let epoch = leader.leader_epoch();
+    let log = leader.log().clone();
+    tokio::spawn(async move {
+        let replayed = tokio::task::spawn_blocking(move || replay_with(&log, topic, decode)).await;
+        match replayed {
+            Ok(Ok(records)) => {
+                let _ = tx.send(loaded(partition, epoch, records)).await;
+            }
+            Ok(Err(e)) => tracing::error!(topic, partition, error = %e, "cannot replay"),
+            Err(e) => tracing::error!(topic, partition, error = %e, "replay task failed"),
+        }
+    });
+}
+
+/// The partitions to stop serving (no longer led, or led in another epoch) and the leaders to
+/// start serving (newly led, or led in a new epoch); the change is recorded in `attached`.
+fn leadership_changes(
+    attached: &Attached,
+    led: Vec<Arc<NodeLeader>>,
+) -> (Vec<i32>, Vec<Arc<NodeLeader>>) {
+    // Entries are inserted and removed whole: a poisoned lock still holds a consistent map.
+    let mut attached = attached
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut dropped: Vec<i32> = attached
+        .iter()
+        .filter(|(partition, epoch)| {
+            !led.iter().any(|l| {
+                l.topic_partition().partition == **partition && l.leader_epoch() == **epoch
+            })
+        })
+        .map(|(partition, _)| *partition)
+        .collect();
+    dropped.sort_unstable();
+    for partition in &dropped {
+        attached.remove(partition);
+    }
+    let mut added = Vec::new();
+    for leader in led {
+        let partition = leader.topic_partition().partition;
+        let epoch = leader.leader_epoch();
+        if attached.get(&partition) != Some(&epoch) {
+            attached.insert(partition, epoch);
+            added.push(leader);
+        }
+    }
+    (dropped, added)
 }
 
 /// The error a coordinator answers for a failed replicated write.
@@ -74,11 +175,8 @@ fn replication_error(e: &ReplicaError) -> ResponseError {
     }
 }
 
-fn corrupt(reason: String) -> StoreError {
-    StoreError::CorruptValue {
-        keyspace: OFFSETS_TOPIC,
-        reason,
-    }
+fn corrupt(keyspace: &'static str, reason: String) -> StoreError {
+    StoreError::CorruptValue { keyspace, reason }
 }
 
 fn encode_batch(records: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<Bytes, StoreError> {
@@ -91,16 +189,21 @@ fn encode_batch(records: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<Bytes
         };
         builder
             .append(now_ms, &parts)
-            .map_err(|e| corrupt(format!("cannot encode group records: {e}")))?;
+            .map_err(|e| corrupt(OFFSETS_TOPIC, format!("cannot encode records: {e}")))?;
     }
     builder
         .build(BatchIdentity::NONE, Compression::None)
-        .map_err(|e| corrupt(format!("cannot encode group records: {e}")))
+        .map_err(|e| corrupt(OFFSETS_TOPIC, format!("cannot encode records: {e}")))
 }
 
-/// Reads one offsets partition from its log start: every record of either format, with its
-/// offset, in log order.
-pub fn replay(log: &PartitionLog) -> Result<Vec<(i64, Record)>, StoreError> {
+/// Reads a coordinator's partition of `topic` from its log start (an offsets partition: every
+/// record of either format): every record `decode` reads (from its key and value), with its
+/// offset, in log order; the others are skipped (logged).
+pub fn replay_with<T>(
+    log: &PartitionLog,
+    topic: &'static str,
+    decode: impl Fn(&[u8], Option<&[u8]>) -> Option<T>,
+) -> Result<Vec<(i64, T)>, StoreError> {
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
     let end = log.log_end_offset();
@@ -119,8 +222,8 @@ pub fn replay(log: &PartitionLog) -> Result<Vec<(i64, Record)>, StoreError> {
                     let last = BatchHeader::parse(&batch)
                         .ok()
                         .and_then(|h| h.last_offset())
-                        .ok_or_else(|| corrupt(format!("unreadable record batch: {e}")))?;
-                    tracing::warn!(offset, error = %e, "skipping undecodable offsets batch");
+                        .ok_or_else(|| corrupt(topic, format!("unreadable record batch: {e}")))?;
+                    tracing::warn!(topic, offset, error = %e, "skipping undecodable batch");
                     offset = offset.max(last + 1);
                     continue;
                 }
@@ -130,11 +233,11 @@ pub fn replay(log: &PartitionLog) -> Result<Vec<(i64, Record)>, StoreError> {
                 let decoded = record
                     .key
                     .as_deref()
-                    .and_then(|key| Record::decode(key, record.value.as_deref()));
+                    .and_then(|key| decode(key, record.value.as_deref()));
                 match decoded {
                     Some(decoded) => out.push((record.offset, decoded)),
                     None => {
-                        tracing::warn!(offset = record.offset, "skipping unreadable offsets record")
+                        tracing::warn!(topic, offset = record.offset, "skipping unreadable record")
                     }
                 }
             }

@@ -12,7 +12,7 @@
 //! How it fits together, where state lives and what fails over how: `docs/groups.md`.
 
 pub mod core;
-mod log;
+pub(crate) mod log;
 mod metrics;
 pub mod records;
 mod service;

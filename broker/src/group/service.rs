@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::OFFSETS_TOPIC;
 use super::core::{
     GroupConfig, GroupCoordinator, GroupDescription, GroupState, JoinRequest, JoinResponse,
     ListedGroup, MemberRef, Output, PersistToken, Reply, ResponseError, SyncRequest, SyncResponse,
@@ -315,25 +316,8 @@ impl Groups {
     /// the offsets topic this node leads now. A newly led one (or one led in a new leader epoch)
     /// is replayed and then served; one no longer led is dropped at once (NOT_COORDINATOR).
     pub async fn follow_leadership(&self, led: Vec<Arc<NodeLeader>>) {
-        let current: Vec<(i32, LeaderEpoch)> = self.attached();
-        for (partition, epoch) in current {
-            let still = led
-                .iter()
-                .any(|l| l.topic_partition().partition == partition && l.leader_epoch() == epoch);
-            if !still {
-                self.attached_map().remove(&partition);
-                let _ = self.tx.send(Command::Detach(partition)).await;
-            }
-        }
-        for leader in led {
-            let partition = leader.topic_partition().partition;
-            let epoch = leader.leader_epoch();
-            if self.attached_map().get(&partition) == Some(&epoch) {
-                continue;
-            }
-            self.attached_map().insert(partition, epoch);
-            let _ = self.tx.send(Command::Attach(leader)).await;
-        }
+        let (detach, attach) = (Command::Detach, Command::Attach);
+        log::follow_leadership(&self.attached, led, &self.tx, detach, attach).await;
     }
 }
 
@@ -636,7 +620,6 @@ impl Task {
 
     fn attach(&mut self, leader: Arc<NodeLeader>) {
         let partition = leader.topic_partition().partition;
-        let epoch = leader.leader_epoch();
         self.core.begin_load(partition);
         self.slots.insert(
             partition,
@@ -647,17 +630,7 @@ impl Task {
             },
         );
         let tx = self.tx.clone();
-        let log = leader.log().clone();
-        tokio::spawn(async move {
-            let replayed = tokio::task::spawn_blocking(move || log::replay(&log)).await;
-            match replayed {
-                Ok(Ok(records)) => {
-                    let _ = tx.send(Command::Loaded(partition, epoch, records)).await;
-                }
-                Ok(Err(e)) => tracing::error!(partition, error = %e, "cannot load groups"),
-                Err(e) => tracing::error!(partition, error = %e, "group replay task failed"),
-            }
-        });
+        log::spawn_replay(&leader, OFFSETS_TOPIC, Record::decode, tx, Command::Loaded);
     }
 
     /// Instead of a key-compacting cleaner: once superseded records outnumber the live ones

@@ -5,13 +5,37 @@
 //! | file | what | kind |
 //! |---|---|---|
 //! | `core/` | [`core::TxnCoordinator`]: producer ids and epochs per transactional id, fencing, open transactions and their partitions, the two-phase end (Prepare, markers, Complete), timeouts, expiration, replay | sans-IO core |
+//! | [`service.rs`](Txns) | the task that owns the core and the `__transaction_state` partitions this node leads (appends acks=all, replay on leadership, producer ids, WriteTxnMarkers to partition leaders); the handle handlers call | shell |
 //! | [`records.rs`](records) | the records of `__transaction_state`, in Kafka's layout | codec |
+//! | `metrics.rs` | transactional ids by status, open transactions, pending markers, ends, timeouts, fenced producers, EndTxn latency | metrics |
 //!
-//! Not yet wired: the shell (appends, markers over the mesh), the partition side (transactional
-//! and control batches, the last stable offset, aborted transactions) and the handlers. Until
-//! they are, a transactional InitProducerId keeps its COORDINATOR_NOT_AVAILABLE answer.
+//! Until the partition side (transactional and control batches, the last stable offset, the
+//! WriteTxnMarkers handler) is in, transactional producers are refused as before ([`served`]),
+//! so clients fail cleanly rather than half-work.
 
 pub mod core;
+mod metrics;
 pub mod records;
+mod service;
+
+pub use service::{Txns, TxnsTask};
 
 pub use crate::group::TRANSACTION_STATE_TOPIC;
+
+use crate::Broker;
+use crate::ids::NodeId;
+
+/// Whether this node serves transactional producers (FindCoordinator for transactional ids,
+/// transactional InitProducerId): only with `--transactions-preview` until the partition side
+/// of transactions is complete.
+pub fn served(broker: &Broker) -> bool {
+    broker.config().transactions_preview
+}
+
+/// The node coordinating `transactional_id`: the live leader of its `__transaction_state`
+/// partition (`None` while that topic does not exist or its leader is not alive). Where a
+/// partition leader sends AddPartitionsToTxn to verify a transactional write (KIP-890 part 1).
+pub fn coordinator_node(broker: &Broker, transactional_id: &str) -> Option<NodeId> {
+    let partition = broker.txns().partition_of(transactional_id);
+    broker.live_leader(TRANSACTION_STATE_TOPIC, partition)
+}

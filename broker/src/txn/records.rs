@@ -91,20 +91,21 @@ impl TxnStatus {
         })
     }
 
+    /// Every status, in code order.
+    pub const ALL: [TxnStatus; 8] = [
+        TxnStatus::Empty,
+        TxnStatus::Ongoing,
+        TxnStatus::PrepareCommit,
+        TxnStatus::PrepareAbort,
+        TxnStatus::CompleteCommit,
+        TxnStatus::CompleteAbort,
+        TxnStatus::Dead,
+        TxnStatus::PrepareEpochFence,
+    ];
+
     /// The status of a name DescribeTransactions and ListTransactions use.
     pub fn from_name(name: &str) -> Option<Self> {
-        [
-            TxnStatus::Empty,
-            TxnStatus::Ongoing,
-            TxnStatus::PrepareCommit,
-            TxnStatus::PrepareAbort,
-            TxnStatus::CompleteCommit,
-            TxnStatus::CompleteAbort,
-            TxnStatus::Dead,
-            TxnStatus::PrepareEpochFence,
-        ]
-        .into_iter()
-        .find(|s| s.name() == name)
+        Self::ALL.into_iter().find(|s| s.name() == name)
     }
 
     /// The name DescribeTransactions and ListTransactions use.

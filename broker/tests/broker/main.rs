@@ -39,4 +39,5 @@ mod removal;
 mod replication_faults;
 mod restart;
 mod topics;
+mod transactions;
 mod upgrade;
