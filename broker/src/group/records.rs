@@ -74,7 +74,8 @@ pub struct MemberMetadata {
 /// A group's generation as the coordinator persists it (Kafka's `GroupMetadataValue`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupMetadata {
-    /// "consumer", or empty for a group without members.
+    /// "consumer" (kept when the group empties, as in Kafka); empty for a group that never had
+    /// members.
     pub protocol_type: String,
     /// Generation.
     pub generation: i32,

@@ -121,7 +121,6 @@ impl Groups {
             joins: HashMap::new(),
             syncs: HashMap::new(),
             next_reply: 0,
-            epoch: Instant::now(),
             rebalances_reported: 0,
             lag: lag.clone(),
         };
@@ -338,7 +337,6 @@ struct Task {
     joins: HashMap<Reply, Tx<JoinResponse>>,
     syncs: HashMap<Reply, Tx<SyncResponse>>,
     next_reply: u64,
-    epoch: Instant,
     rebalances_reported: u64,
     /// Shared with [`Groups::lag`].
     lag: Arc<Mutex<Vec<GroupLag>>>,
@@ -366,14 +364,21 @@ impl Task {
                 _ = metrics.tick() => self.publish_metrics(),
                 () = shutdown.cancelled() => break,
             }
-            self.core.tick(Instant::now());
+            let now = self.clock();
+            self.core.tick(now);
             self.drain();
         }
-        let _ = self.epoch;
+    }
+
+    /// Now, with the wall clock's reading given to the core.
+    fn clock(&mut self) -> Instant {
+        let now = Instant::now();
+        self.core.set_wall_clock(now, (self.env.now_ms)());
+        now
     }
 
     fn handle(&mut self, command: Command) {
-        let now = Instant::now();
+        let now = self.clock();
         match command {
             Command::Join(request, tx) => {
                 let reply = self.reply();
@@ -693,7 +698,7 @@ impl Task {
 
     fn expire(&mut self) {
         let now_ms = (self.env.now_ms)();
-        for (partition, records) in self.core.expire_offsets(Instant::now(), now_ms) {
+        for (partition, records) in self.core.expire_offsets(now_ms) {
             tracing::info!(partition, records = records.len(), "expiring group offsets");
             let (tx, _rx) = oneshot::channel();
             self.write_then(partition, records, tx);

@@ -10,7 +10,9 @@
 //! - `kcat -G` consumes as a group, and its committed offsets survive a node restart;
 //! - three nodes, replication factor 3: SIGKILL of the group's coordinator while two members
 //!   consume and commit; both go on, every record is consumed at least once, and no committed
-//!   offset goes backwards (watched through OffsetFetch all along).
+//!   offset goes backwards (watched through OffsetFetch all along);
+//! - three nodes, replication factor 3: a group emptied by LeaveGroup (raw requests) looks the
+//!   same on the new coordinator after a SIGKILL, and its record says when it emptied.
 //!
 //! Members are `tests/python/group_member.py` processes printing one JSON event per line.
 //! Each test skips with a message when its client is missing, and fails instead when
@@ -608,6 +610,229 @@ fn process_three_nodes_coordinator_sigkill_members_go_on_and_commits_never_go_ba
     watch.close();
     a.close();
     b.close();
+}
+
+/// A JoinGroup (v7) of `member` (empty for a first join) of a group with one "range" member.
+fn member_join(group: &str, member: &str) -> kafka_protocol::messages::JoinGroupRequest {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::{GroupId, JoinGroupRequest};
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_session_timeout_ms(30_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_member_id(StrBytes::from_string(member.to_string()))
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(bytes::Bytes::from_static(b"subscription")),
+        ])
+}
+
+/// DescribeGroups (v5) of `group` at `addr` once its coordinator has it loaded: (state,
+/// protocol type, protocol, members).
+fn described(addr: std::net::SocketAddr, group: &str) -> (String, String, String, usize) {
+    use kafka_protocol::messages::{DescribeGroupsRequest, GroupId};
+    let request = DescribeGroupsRequest::default()
+        .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+    wait_until_blocking(SETTLE, "the group described", || {
+        let response = kafka_call(addr, &request, 5, SETTLE).map_err(|e| e.to_string())?;
+        let g = &response.groups[0];
+        match g.error_code {
+            0 => Ok((
+                g.group_state.to_string(),
+                g.protocol_type.to_string(),
+                g.protocol_data.to_string(),
+                g.members.len(),
+            )),
+            code => Err(format!("error {code}")),
+        }
+    })
+}
+
+/// The last group metadata record of `group` in its `__consumer_offsets` partition, read from
+/// that partition's leader at `addr` (up to its high watermark).
+fn last_group_record(
+    addr: std::net::SocketAddr,
+    group: &str,
+) -> rafka_broker::group::records::GroupMetadata {
+    use kafka_protocol::records::RecordBatchDecoder;
+    use rafka_broker::group::records::Record;
+    let topic = crate::support::wire::Topic {
+        name: rafka_broker::group::OFFSETS_TOPIC.to_string(),
+        id: Default::default(),
+    };
+    let partition = rafka_broker::group::partition_for_group(group, 8);
+    let mut last = None;
+    let mut offset = 0;
+    loop {
+        let request = crate::support::wire::fetch_request(&topic, partition, offset, 12);
+        let response = kafka_call(addr, &request, 12, SETTLE).unwrap();
+        let data = crate::support::wire::only_partition(&response);
+        assert_eq!(data.error_code, 0, "fetch of the offsets partition");
+        let mut records = data.records.clone().unwrap_or_default();
+        if records.is_empty() {
+            break;
+        }
+        for record in RecordBatchDecoder::decode_all(&mut records)
+            .unwrap()
+            .into_iter()
+            .flat_map(|set| set.records)
+        {
+            offset = record.offset + 1;
+            let decoded = record
+                .key
+                .as_deref()
+                .and_then(|key| Record::decode(key, record.value.as_deref()));
+            if let Some(Record::Group { group: g, metadata }) = decoded
+                && g == group
+            {
+                last = metadata;
+            }
+        }
+        if offset >= data.high_watermark {
+            break;
+        }
+    }
+    last.expect("a group metadata record")
+}
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(since.as_millis()).unwrap()
+}
+
+/// Three nodes, replication factor 3: a group emptied by its last member's LeaveGroup, then its
+/// coordinator SIGKILLed. The new coordinator describes the group as the old one did (Empty,
+/// protocol type "consumer") with its committed offset, and the group record it replayed carries
+/// when the group emptied: offsets retention counts from then on any coordinator (the core's
+/// `an_empty_group_is_persisted_with_when_it_emptied_and_a_new_coordinator_counts_from_then`).
+#[test]
+fn process_three_nodes_an_empty_group_is_the_same_on_the_new_coordinator() {
+    use kafka_protocol::messages::leave_group_request::MemberIdentity;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    use kafka_protocol::messages::{
+        GroupId, LeaveGroupRequest, OffsetCommitRequest, SyncGroupRequest, TopicName,
+    };
+    const GROUP: &str = "g-emptied";
+    const TOPIC: &str = "g-emptied";
+    let mut cluster =
+        ProcessCluster::replicated(TOPIC, 1, &["--group-initial-rebalance-delay-ms", "0"]);
+    let addrs: Vec<std::net::SocketAddr> = (0..3).map(|i| cluster.kafka(i)).collect();
+    let coordinator = find_coordinator(addrs[0], GROUP);
+    let group_id = GroupId(StrBytes::from_static_str(GROUP));
+
+    // One member joins (KIP-394's round trip), syncs, commits and leaves: the group is empty.
+    let member_id = wait_until_blocking(SETTLE, "a member id", || {
+        let response = kafka_call(coordinator, &member_join(GROUP, ""), 7, SETTLE)
+            .map_err(|e| e.to_string())?;
+        match response.error_code {
+            79 => Ok(response.member_id),
+            code => Err(format!("error {code}")),
+        }
+    });
+    let joined = kafka_call(coordinator, &member_join(GROUP, &member_id), 7, SETTLE).unwrap();
+    assert_eq!(joined.error_code, 0, "join");
+    let sync = SyncGroupRequest::default()
+        .with_group_id(group_id.clone())
+        .with_generation_id(joined.generation_id)
+        .with_member_id(member_id.clone())
+        .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+        .with_protocol_name(joined.protocol_name.clone())
+        .with_assignments(vec![
+            SyncGroupRequestAssignment::default()
+                .with_member_id(member_id.clone())
+                .with_assignment(bytes::Bytes::from_static(b"assignment")),
+        ]);
+    assert_eq!(
+        kafka_call(coordinator, &sync, 5, SETTLE)
+            .unwrap()
+            .error_code,
+        0,
+        "sync"
+    );
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(group_id.clone())
+        .with_generation_id_or_member_epoch(joined.generation_id)
+        .with_member_id(member_id.clone())
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(7),
+                ]),
+        ]);
+    let committed_answer = kafka_call(coordinator, &commit, 8, SETTLE).unwrap();
+    assert_eq!(
+        committed_answer.topics[0].partitions[0].error_code, 0,
+        "commit"
+    );
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(group_id)
+        .with_members(vec![MemberIdentity::default().with_member_id(member_id)]);
+    let left_from = now_ms();
+    let left = kafka_call(coordinator, &leave, 3, SETTLE).unwrap();
+    let left_by = now_ms();
+    assert_eq!(left.error_code, 0, "leave");
+    let before = described(coordinator, GROUP);
+    assert_eq!(
+        before,
+        (
+            "Empty".to_string(),
+            "consumer".to_string(),
+            String::new(),
+            0
+        )
+    );
+    // The LeaveGroup is answered at once and the empty group's record written after it, as in
+    // Kafka: a failover before every replica has it would bring back the last generation.
+    let emptied = joined.generation_id + 1;
+    let emptied_record = |addr| {
+        wait_until_blocking(SETTLE, "the empty group's record replicated", || {
+            let record = last_group_record(addr, GROUP);
+            if record.generation == emptied {
+                Ok(record)
+            } else {
+                Err(format!("last record {record:?}"))
+            }
+        })
+    };
+    emptied_record(coordinator);
+
+    // The coordinator dies; another node takes the offsets partition over and replays it.
+    let victim = addrs.iter().position(|a| *a == coordinator).unwrap();
+    cluster.kill(victim);
+    let survivor = addrs[(victim + 1) % 3];
+    let moved = wait_until_blocking(SETTLE, "a new coordinator", || {
+        let now = find_coordinator(survivor, GROUP);
+        (now != coordinator).then_some(now)
+    });
+    assert_eq!(
+        described(moved, GROUP),
+        before,
+        "the same group after the failover"
+    );
+    assert_eq!(
+        committed(moved, GROUP, TOPIC).get(&0),
+        Some(&7),
+        "its offset"
+    );
+    // Readable there once the new leader's high watermark covers it again.
+    let record = emptied_record(moved);
+    assert!(record.members.is_empty(), "{record:?}");
+    assert_eq!(record.protocol_type, "consumer");
+    assert!(
+        (left_from..=left_by).contains(&record.state_timestamp),
+        "the record says when the group emptied ({} not within {left_from}..={left_by})",
+        record.state_timestamp
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -127,14 +127,17 @@ pub(super) struct Group {
     pub join_phase: Option<JoinPhase>,
     pub new_member_joined: bool,
     pub offsets: HashMap<(String, i32), Commit>,
-    /// When the group entered its state (for offsets retention of an empty group), ms since the
-    /// Unix epoch as the commit timestamps count (0 until known).
-    pub state_since: Instant,
+    /// When the group entered its state, in ms since the Unix epoch as commit timestamps count
+    /// (Kafka's `currentStateTimestamp`): written with the group's metadata, so offsets retention
+    /// of an empty group counts from when it emptied on whichever node coordinates it. `None`
+    /// when unknown (a record written without it, or no wall clock given to the core).
+    pub state_timestamp: Option<i64>,
     pub next_seq: u64,
 }
 
 impl Group {
-    pub fn new(id: &str, partition: i32, now: Instant) -> Self {
+    /// A new, empty group; `state_timestamp` is now on the wall clock.
+    pub fn new(id: &str, partition: i32, state_timestamp: Option<i64>) -> Self {
         Self {
             id: id.to_string(),
             partition,
@@ -149,7 +152,7 @@ impl Group {
             join_phase: None,
             new_member_joined: false,
             offsets: HashMap::new(),
-            state_since: now,
+            state_timestamp,
             next_seq: 0,
         }
     }
@@ -158,10 +161,11 @@ impl Group {
         self.state == GroupState::Dead
     }
 
-    pub fn set_state(&mut self, state: GroupState, now: Instant) {
+    /// Moves to `state` at wall-clock time `at` (ms since the Unix epoch).
+    pub fn set_state(&mut self, state: GroupState, at: Option<i64>) {
         if self.state != state {
             self.state = state;
-            self.state_since = now;
+            self.state_timestamp = at;
         }
     }
 
@@ -265,7 +269,7 @@ impl Group {
             generation: self.generation,
             protocol: self.protocol.clone(),
             leader: self.leader.clone(),
-            state_timestamp: -1,
+            state_timestamp: self.state_timestamp.unwrap_or(-1),
             members: self
                 .members
                 .values()
@@ -283,8 +287,9 @@ impl Group {
         }
     }
 
-    /// Applies a replayed group metadata record: the group as it was when last persisted; its
-    /// members get a full session from `now`.
+    /// Applies a replayed group metadata record: the group as it was when last persisted (with
+    /// the time it entered that state, when the record has it); its members get a full session
+    /// from `now`.
     pub fn replay_metadata(&mut self, metadata: &GroupMetadata, now: Instant) {
         self.generation = metadata.generation;
         self.protocol_type =
@@ -318,12 +323,12 @@ impl Group {
             }
             self.members.insert(m.member_id.clone(), member);
         }
-        let state = if self.members.is_empty() {
+        self.state = if self.members.is_empty() {
             GroupState::Empty
         } else {
             GroupState::Stable
         };
-        self.set_state(state, now);
+        self.state_timestamp = Some(metadata.state_timestamp).filter(|t| *t >= 0);
     }
 
     pub fn replay_offset(

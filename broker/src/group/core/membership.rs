@@ -26,7 +26,7 @@ impl GroupCoordinator {
                     JoinResponse::error(ResponseError::UnknownMemberId, &request.member_id),
                 );
             }
-            let group = Group::new(&request.group, partition, now);
+            let group = Group::new(&request.group, partition, self.wall_ms(now));
             self.groups.insert(request.group.clone(), group);
         }
         let id = request.group.clone();
@@ -281,7 +281,7 @@ impl GroupCoordinator {
         };
         group.join_phase = Some(phase);
         group.new_member_joined = false;
-        group.set_state(GroupState::PreparingRebalance, now);
+        group.set_state(GroupState::PreparingRebalance, self.wall_ms(now));
         self.rebalances += 1;
         tracing::debug!(group = %group.id, generation = group.generation, "preparing rebalance");
         self.maybe_complete_join(group, now);
@@ -314,10 +314,10 @@ impl GroupCoordinator {
         group.pending.clear();
         group.generation += 1;
         if group.members.is_empty() {
+            // The protocol type stays, as in Kafka: an empty consumer group is still one.
             group.protocol = None;
-            group.protocol_type = None;
             group.leader = None;
-            group.set_state(GroupState::Empty, now);
+            group.set_state(GroupState::Empty, self.wall_ms(now));
             self.persist(group);
             return;
         }
@@ -337,7 +337,7 @@ impl GroupCoordinator {
                 .or_else(|| group.members.values().min_by_key(|m| m.joined_seq))
                 .map(|m| m.id.clone());
         }
-        group.set_state(GroupState::CompletingRebalance, now);
+        group.set_state(GroupState::CompletingRebalance, self.wall_ms(now));
         tracing::debug!(group = %group.id, generation = group.generation, protocol = ?group.protocol, "join phase complete");
         let everyone = joined_members(group);
         let leader = group.leader.clone().unwrap_or_default();
@@ -474,7 +474,7 @@ impl GroupCoordinator {
             }
             match result {
                 Ok(()) => {
-                    group.set_state(GroupState::Stable, now);
+                    group.set_state(GroupState::Stable, coordinator.wall_ms(now));
                     let waiting: Vec<(Reply, String)> = group
                         .members
                         .values_mut()
@@ -624,14 +624,14 @@ impl GroupCoordinator {
         }
     }
 
-    /// The last member is gone: the group is empty in a new generation (persisted, as Kafka does).
+    /// The last member is gone: the group is empty in a new generation, persisted as Kafka does
+    /// (keeping its protocol type, with the time it emptied: offsets retention counts from it).
     fn empty_group(&mut self, group: &mut Group, now: Instant) {
         group.generation += 1;
         group.protocol = None;
-        group.protocol_type = None;
         group.leader = None;
         group.join_phase = None;
-        group.set_state(GroupState::Empty, now);
+        group.set_state(GroupState::Empty, self.wall_ms(now));
         self.persist(group);
     }
 

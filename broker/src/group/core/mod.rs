@@ -16,7 +16,11 @@
 //!   [`GroupCoordinator::validate_commit`] before the append, [`GroupCoordinator::committed`]
 //!   once the records are replicated.
 //! - Writes finished: [`GroupCoordinator::persisted`] for each [`Output::Persist`].
-//! - Time: [`GroupCoordinator::tick`] at [`GroupCoordinator::next_deadline`] at the latest.
+//! - Time: [`GroupCoordinator::tick`] at [`GroupCoordinator::next_deadline`] at the latest;
+//!   timers run on the monotonic `now` every call takes, and [`GroupCoordinator::set_wall_clock`]
+//!   says what the wall clock reads at an instant, for the times Kafka records in milliseconds
+//!   since the Unix epoch (when a group entered its state, which offsets retention of an empty
+//!   group counts from).
 //!
 //! # What comes out
 //!
@@ -284,6 +288,8 @@ pub struct GroupCoordinator {
     /// Group metadata writes in flight: which group and generation each completes.
     persisting: HashMap<PersistToken, (String, i32)>,
     rebalances: u64,
+    /// An instant and what the wall clock read then (ms since the Unix epoch).
+    wall_clock: Option<(Instant, i64)>,
 }
 
 impl GroupCoordinator {
@@ -301,7 +307,25 @@ impl GroupCoordinator {
             next_token: 0,
             persisting: HashMap::new(),
             rebalances: 0,
+            wall_clock: None,
         }
+    }
+
+    /// The wall clock reads `now_ms` (ms since the Unix epoch) at `now`. The shell says so
+    /// before each input; until it has, the times a group entered its states are unknown.
+    pub fn set_wall_clock(&mut self, now: Instant, now_ms: i64) {
+        self.wall_clock = Some((now, now_ms));
+    }
+
+    /// What the wall clock read (or will read) at `at`, in ms since the Unix epoch.
+    fn wall_ms(&self, at: Instant) -> Option<i64> {
+        let (then, then_ms) = self.wall_clock?;
+        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        Some(if at >= then {
+            then_ms.saturating_add(millis(at - then))
+        } else {
+            then_ms.saturating_sub(millis(then - at))
+        })
     }
 
     /// The settings.
@@ -351,20 +375,21 @@ impl GroupCoordinator {
     /// offsets are served from now on. Members loaded from a group record get a full session
     /// from `now` to heartbeat the new coordinator.
     pub fn load(&mut self, partition: i32, records: Vec<(i64, Record)>, now: Instant) {
+        let created = self.wall_ms(now);
         let mut loaded: HashMap<String, Group> = HashMap::new();
         for (log_offset, record) in records {
             match record {
                 Record::Offset { key, value } => {
                     let group = loaded
                         .entry(key.group.clone())
-                        .or_insert_with(|| Group::new(&key.group, partition, now));
+                        .or_insert_with(|| Group::new(&key.group, partition, created));
                     group.replay_offset(key.topic, key.partition, value, log_offset);
                 }
                 Record::Group { group, metadata } => match metadata {
                     Some(metadata) => {
                         let entry = loaded
                             .entry(group.clone())
-                            .or_insert_with(|| Group::new(&group, partition, now));
+                            .or_insert_with(|| Group::new(&group, partition, created));
                         entry.replay_metadata(&metadata, now);
                     }
                     None => {

@@ -63,10 +63,11 @@ impl GroupCoordinator {
         if !self.is_active(partition) {
             return;
         }
+        let created = self.wall_ms(now);
         let g = self
             .groups
             .entry(group.to_string())
-            .or_insert_with(|| Group::new(group, partition, now));
+            .or_insert_with(|| Group::new(group, partition, created));
         for (topic, p, value) in entries {
             let key = (topic, p);
             if g.offsets
@@ -204,13 +205,15 @@ impl GroupCoordinator {
         Ok((partition, tombstones(g, keys, false)))
     }
 
-    /// Offsets past `offsets.retention.minutes` (Kafka's KIP-211 rules): of a group with a
-    /// protocol, only once it has been empty that long, all of them; of a group without one
-    /// (simple consumers), each commit older than that. Groups left with nothing are forgotten.
-    /// Returns the tombstones to append, per partition.
-    pub fn expire_offsets(&mut self, now: Instant, now_ms: i64) -> Vec<(i32, Vec<Record>)> {
-        let retention = self.config.offsets_retention;
-        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    /// Offsets past `offsets.retention.minutes` at `now_ms` (Kafka's KIP-211 rules): of an empty
+    /// group with a protocol type, all of them once it has been empty that long (counted from
+    /// its state timestamp, or from each commit when that is unknown); of a group without one
+    /// (simple consumers), each commit older than that. Empty groups left with no offsets are
+    /// forgotten (with a tombstone if they had a generation). Returns the tombstones to append,
+    /// per partition.
+    pub fn expire_offsets(&mut self, now_ms: i64) -> Vec<(i32, Vec<Record>)> {
+        let retention_ms =
+            i64::try_from(self.config.offsets_retention.as_millis()).unwrap_or(i64::MAX);
         let mut out: Vec<(i32, Vec<Record>)> = Vec::new();
         let ids: Vec<String> = self.groups.keys().cloned().collect();
         for id in ids {
@@ -220,24 +223,21 @@ impl GroupCoordinator {
             if g.state != GroupState::Empty || !self.served.contains_key(&g.partition) {
                 continue;
             }
-            let expired: Vec<(String, i32)> = if g.generation > 0 {
-                if now.duration_since(g.state_since) < retention {
-                    continue;
-                }
-                g.offsets.keys().cloned().collect()
-            } else {
-                g.offsets
-                    .iter()
-                    .filter(|(_, c)| {
-                        c.value.commit_timestamp.saturating_add(retention_ms) <= now_ms
-                    })
-                    .map(|(k, _)| k.clone())
-                    .collect()
-            };
+            let emptied = g.state_timestamp.filter(|_| g.protocol_type.is_some());
+            let expired: Vec<(String, i32)> = g
+                .offsets
+                .iter()
+                .filter(|(_, c)| {
+                    let since = emptied.unwrap_or(c.value.commit_timestamp);
+                    since.saturating_add(retention_ms) <= now_ms
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
             for key in &expired {
                 g.offsets.remove(key);
             }
-            let forget = g.offsets.is_empty();
+            // A first joiner's member id (KIP-394) keeps a new group alive.
+            let forget = g.offsets.is_empty() && g.pending.is_empty();
             let mut records = tombstones(g, expired, forget);
             let partition = g.partition;
             if forget {

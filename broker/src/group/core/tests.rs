@@ -10,9 +10,13 @@ use crate::group::records::{GroupMetadata, MemberMetadata, OffsetKey, OffsetValu
 const SESSION: Duration = Duration::from_secs(10);
 const REBALANCE: Duration = Duration::from_secs(30);
 const DELAY: Duration = Duration::from_secs(3);
+const RETENTION: Duration = Duration::from_secs(3600);
+/// What the wall clock reads when a harness starts (ms since the Unix epoch).
+const START_MS: i64 = 1_765_000_000_000;
 
 struct Harness {
     core: GroupCoordinator,
+    started: Instant,
     now: Instant,
     next_reply: u64,
 }
@@ -22,18 +26,25 @@ impl Harness {
         let config = GroupConfig {
             initial_rebalance_delay: DELAY,
             max_group_size: 3,
-            offsets_retention: Duration::from_secs(3600),
+            offsets_retention: RETENTION,
             ..GroupConfig::default()
         };
         let mut core = GroupCoordinator::new(config, 1, "n1.1".into());
         let now = Instant::now();
+        core.set_wall_clock(now, START_MS);
         core.begin_load(0);
         core.load(0, Vec::new(), now);
         Self {
             core,
+            started: now,
             now,
             next_reply: 0,
         }
+    }
+
+    /// What the wall clock reads now.
+    fn wall(&self) -> i64 {
+        START_MS + i64::try_from((self.now - self.started).as_millis()).unwrap()
     }
 
     fn advance(&mut self, by: Duration) {
@@ -612,9 +623,9 @@ fn offsets_of_an_empty_group_expire_after_the_retention() {
     };
     h.core.leave(h.now, "g", &[leave]).unwrap();
     h.outputs();
-    assert!(h.core.expire_offsets(h.now, 2_000).is_empty());
-    h.advance(Duration::from_secs(3600));
-    let expired = h.core.expire_offsets(h.now, 2_000);
+    assert!(h.core.expire_offsets(h.wall()).is_empty());
+    h.advance(RETENTION);
+    let expired = h.core.expire_offsets(h.wall());
     assert_eq!(expired.len(), 1);
     assert_eq!(
         expired[0].1.len(),
@@ -622,6 +633,157 @@ fn offsets_of_an_empty_group_expire_after_the_retention() {
         "an offset and the group's tombstones"
     );
     assert_eq!(h.core.describe("g").unwrap().state, GroupState::Dead);
+}
+
+/// The records a group's life wrote, as the partition's log holds them (for a replay).
+fn log_of(outputs: &[Output], first_offset: i64) -> Vec<(i64, Record)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Persist { records, .. } => Some(records.clone()),
+            _ => None,
+        })
+        .flatten()
+        .zip(first_offset..)
+        .map(|(record, offset)| (offset, record))
+        .collect()
+}
+
+#[test]
+fn an_empty_group_is_persisted_with_when_it_emptied_and_a_new_coordinator_counts_from_then() {
+    let mut h = Harness::new();
+    let (a, _) = h.join_new(&["range"]);
+    h.advance(DELAY);
+    h.joins();
+    let reply = h.send_sync(h.sync(&a, 1, &[(&a, "A")]));
+    let mut written = h.outputs();
+    let token = match written.as_slice() {
+        [Output::Persist { token, .. }] => *token,
+        other => panic!("{other:?}"),
+    };
+    h.core.persisted(h.now, token, Ok(()));
+    assert!(matches!(h.outputs().as_slice(), [Output::Sync { reply: r, .. }] if *r == reply));
+    h.core
+        .committed(h.now, "g", vec![("t".into(), 0, value(3))], 1);
+    h.advance(Duration::from_secs(600));
+    let emptied_ms = h.wall();
+    let leave = MemberRef {
+        member_id: a,
+        instance_id: None,
+    };
+    h.core.leave(h.now, "g", &[leave]).unwrap();
+    let emptied = h.outputs();
+    match emptied.as_slice() {
+        [Output::Persist { records, .. }] => match records.as_slice() {
+            [
+                Record::Group {
+                    metadata: Some(m), ..
+                },
+            ] => {
+                assert!(m.members.is_empty());
+                assert_eq!(m.generation, 2);
+                assert_eq!(m.state_timestamp, emptied_ms, "when the group emptied");
+                assert_eq!(m.protocol_type, "consumer", "an empty consumer group");
+            }
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+    let before = h.core.describe("g").unwrap();
+    assert_eq!(before.state, GroupState::Empty);
+    assert_eq!(before.protocol_type, "consumer");
+    written.extend(emptied);
+    // The log as a new coordinator replays it: the first generation, the commit, the empty one.
+    let mut log = log_of(&written[..1], 0);
+    log.push((
+        1,
+        Record::Offset {
+            key: OffsetKey {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 0,
+            },
+            value: Some(value(3)),
+        },
+    ));
+    log.extend(log_of(&written[1..], 2));
+
+    // Another node takes over half an hour later (its own monotonic clock).
+    let mut other = GroupCoordinator::new(h.core.config().clone(), 1, "n2.1".into());
+    let loaded_at = Instant::now();
+    let loaded_ms = emptied_ms + 1_800_000;
+    other.set_wall_clock(loaded_at, loaded_ms);
+    other.begin_load(0);
+    other.load(0, log, loaded_at);
+    assert_eq!(other.describe("g").unwrap(), before, "the same view");
+    let listed = other.list(&[GroupState::Empty]);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].protocol_type, "consumer");
+    // Retention counts from when the group emptied, not from the load.
+    let retention_ms = i64::try_from(RETENTION.as_millis()).unwrap();
+    assert!(
+        other
+            .expire_offsets(emptied_ms + retention_ms - 1)
+            .is_empty()
+    );
+    let expired = other.expire_offsets(emptied_ms + retention_ms);
+    assert_eq!(expired.len(), 1, "expired an hour after emptying");
+    assert_eq!(
+        expired[0].1.len(),
+        2,
+        "the offset's and the group's tombstones"
+    );
+    assert_eq!(other.describe("g").unwrap().state, GroupState::Dead);
+}
+
+#[test]
+fn an_empty_group_recorded_without_a_state_timestamp_expires_by_its_commit_times() {
+    let mut h = Harness::new();
+    h.core.unload(0);
+    h.core.begin_load(0);
+    let empty = GroupMetadata {
+        protocol_type: "consumer".into(),
+        generation: 4,
+        protocol: None,
+        leader: None,
+        state_timestamp: -1,
+        members: Vec::new(),
+    };
+    let committed_ms = h.wall() - 1_000;
+    let commit = |partition: i32| Record::Offset {
+        key: OffsetKey {
+            group: "g".into(),
+            topic: "t".into(),
+            partition,
+        },
+        value: Some(OffsetValue {
+            commit_timestamp: committed_ms + i64::from(partition) * 1_000,
+            ..value(5)
+        }),
+    };
+    let records = vec![
+        (0, commit(0)),
+        (1, commit(1)),
+        (
+            2,
+            Record::Group {
+                group: "g".into(),
+                metadata: Some(empty),
+            },
+        ),
+    ];
+    h.core.load(0, records, h.now);
+    assert_eq!(h.state(), GroupState::Empty);
+    let retention_ms = i64::try_from(RETENTION.as_millis()).unwrap();
+    assert!(
+        h.core
+            .expire_offsets(committed_ms + retention_ms - 1)
+            .is_empty()
+    );
+    let expired = h.core.expire_offsets(committed_ms + retention_ms);
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].1.len(), 1, "only the older commit: {expired:?}");
+    assert_eq!(h.state(), GroupState::Empty, "the later commit remains");
 }
 
 #[test]
