@@ -8,8 +8,9 @@
   group-bench.py first-assignment --bootstrap B --topic T [--runs N]
       A new group's only member: time from subscribe() to its first assignment (run it against
       nodes with different --group-initial-rebalance-delay-ms).
-  group-bench.py commit --bootstrap B --topic T [--count N]
-      One member commits synchronously N times: OffsetCommit latency p50/p99 as the client sees it.
+  group-bench.py commit --bootstrap B --topic T [--count N] [--slow-ms MS]
+      One member commits synchronously N times: OffsetCommit latency p50/p99 as the client sees it
+      (each commit slower than MS, 1000 by default, is printed with when it ended).
 
 T must exist with several partitions. Output: one line per measurement, then a summary line.
 """
@@ -157,8 +158,10 @@ def first_assignment(args):
 
 def commit(args):
     group = "bench-commit-%s" % uuid.uuid4().hex[:8]
-    c = Consumer({"bootstrap.servers": args.bootstrap, "group.id": group,
-                  "enable.auto.commit": False})
+    config = {"bootstrap.servers": args.bootstrap, "group.id": group, "enable.auto.commit": False}
+    if args.debug:
+        config["debug"] = args.debug  # librdkafka's own log, on stderr
+    c = Consumer(config)
     parts = [TopicPartition(args.topic, 0, 0)]
     c.assign(parts)
     c.commit(offsets=parts, asynchronous=False)  # finds the coordinator
@@ -167,7 +170,12 @@ def commit(args):
         parts = [TopicPartition(args.topic, 0, i + 1)]
         t = time.perf_counter()
         c.commit(offsets=parts, asynchronous=False)
-        latencies.append(time.perf_counter() - t)
+        took = time.perf_counter() - t
+        latencies.append(took)
+        if took * 1000 >= args.slow_ms:
+            # When it ended, in the nodes' log time (UTC), to find it in their logs.
+            print("slow commit %d: %.1f ms, ended %s" % (
+                i, took * 1000, time.strftime("%H:%M:%S", time.gmtime())), flush=True)
     c.close()
     latencies.sort()
     p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
@@ -183,6 +191,9 @@ def main():
     parser.add_argument("--assignor", default="range")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--slow-ms", type=float, default=1000,
+                        help="commit: print each commit at least this slow")
+    parser.add_argument("--debug", help="commit: librdkafka debug contexts (e.g. cgrp,protocol)")
     args = parser.parse_args()
     {"rebalance": rebalance, "first-assignment": first_assignment, "commit": commit}[args.what](args)
 

