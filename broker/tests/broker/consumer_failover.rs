@@ -110,24 +110,40 @@ impl Consumer {
         }
     }
 
-    /// The values printed so far (complete lines only).
-    fn values(&self) -> Vec<String> {
+    /// The (partition, value) of each record printed so far (complete lines only).
+    fn printed(&self) -> Vec<(String, String)> {
         let text = std::fs::read_to_string(&self.out).unwrap_or_default();
         text.split_inclusive('\n')
             .filter(|l| l.ends_with('\n'))
-            .filter_map(|l| l.trim_end().splitn(3, ' ').nth(2).map(str::to_string))
+            .filter_map(|l| {
+                let mut fields = l.trim_end().splitn(3, ' ');
+                let partition = fields.next()?.to_string();
+                Some((partition, fields.nth(1)?.to_string()))
+            })
             .collect()
+    }
+
+    /// The values printed so far.
+    fn values(&self) -> Vec<String> {
+        self.printed().into_iter().map(|(_, v)| v).collect()
     }
 
     fn wait_for(&self, count: usize, what: &str) {
         let what = format!("{} to print {count} records {what}", self.name);
         wait_until_blocking(STEP, &what, || {
-            let got = self.values().len();
-            if got >= count {
-                Ok(())
-            } else {
-                Err(format!("{got} printed"))
+            let printed = self.printed();
+            if printed.len() >= count {
+                return Ok(());
             }
+            // Which partitions are behind tells a stalled partition from a slow consumer.
+            let mut by_partition: BTreeMap<String, usize> = BTreeMap::new();
+            for (partition, _) in &printed {
+                *by_partition.entry(partition.clone()).or_default() += 1;
+            }
+            Err(format!(
+                "{} printed; by partition: {by_partition:?}",
+                printed.len()
+            ))
         });
     }
 

@@ -11,6 +11,13 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Path of a binary built from this workspace (`rafka-node`, `rafka`).
+///
+/// Cargo builds `rafka-node` for these tests (it is this package's binary), but not the `rafka`
+/// CLI of the client package: that one is whatever `cargo build --workspace --bins` left in the
+/// target dir, so it is refused if any of its sources changed since it was built. (A stale CLI
+/// once passed for a regression: after a checkout restored the consumer's leader following,
+/// `consumer_failover` kept running a `rafka` built without it and failed exactly as that old
+/// consumer does.)
 pub fn workspace_binary(name: &str) -> PathBuf {
     if name == "rafka-node"
         && let Some(path) = option_env!("CARGO_BIN_EXE_rafka-node")
@@ -26,7 +33,57 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         "{} not built; run `cargo build --workspace --bins` first",
         path.display()
     );
+    if let Some(changed) = changed_since_built(&path) {
+        panic!(
+            "{} is older than its source {}: run `cargo build --workspace --bins` first",
+            path.display(),
+            changed.display()
+        );
+    }
     path
+}
+
+/// A source of `binary` (as its cargo dep-info file `<binary>.d` lists them) modified after the
+/// binary was written, if any.
+fn changed_since_built(binary: &Path) -> Option<PathBuf> {
+    let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok()?;
+    let deps = std::fs::read_to_string(binary.with_extension("d")).ok()?;
+    newer_source(&deps, |source| {
+        std::fs::metadata(source)
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| modified > built)
+    })
+}
+
+/// The first source in dep-info `deps` (`target: source source ...`, spaces in paths escaped)
+/// for which `newer` holds.
+fn newer_source(deps: &str, newer: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    let (_, sources) = deps.lines().next()?.split_once(": ")?;
+    let mut paths = Vec::new();
+    let mut current = String::new();
+    let mut chars = sources.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => current.extend(chars.next()),
+            ' ' => paths.push(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    paths.push(current);
+    paths
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .find(|p| newer(p))
+}
+
+#[test]
+fn a_binary_is_stale_when_a_source_in_its_dep_info_is_newer() {
+    let deps = "/t/debug/rafka: /w/client/src/a.rs /w/my\\ dir/b.rs\n\n/w/client/src/a.rs:\n";
+    let found = newer_source(deps, |p| p == Path::new("/w/my dir/b.rs"));
+    assert_eq!(found, Some(PathBuf::from("/w/my dir/b.rs")));
+    assert_eq!(newer_source(deps, |_| false), None);
+    assert_eq!(newer_source("garbage", |_| true), None);
 }
 
 /// Addresses a node printed on its ready line.
