@@ -132,6 +132,12 @@ pub struct NodeArgs {
     /// How often retention is enforced, in ms. [default: 30000]
     #[arg(long, env = "RAFKA_RETENTION_CHECK_INTERVAL_MS", value_name = "MS")]
     pub retention_check_interval_ms: Option<u64>,
+    /// Log cleaner threads compacting topics with cleanup.policy=compact (Kafka's log.cleaner.threads); 0 runs none. [default: 1]
+    #[arg(long, env = "RAFKA_LOG_CLEANER_THREADS", value_name = "N")]
+    pub log_cleaner_threads: Option<usize>,
+    /// How long an idle log cleaner thread waits before looking for dirty logs again, in ms (Kafka's log.cleaner.backoff.ms). [default: 15000]
+    #[arg(long, env = "RAFKA_LOG_CLEANER_BACKOFF_MS", value_name = "MS")]
+    pub log_cleaner_backoff_ms: Option<u64>,
     /// Partitions of the internal group-offsets topic (fixed once created). [default: 8]
     #[arg(long, env = "RAFKA_OFFSETS_TOPIC_PARTITIONS", value_name = "N")]
     pub offsets_topic_partitions: Option<i32>,
@@ -275,6 +281,10 @@ pub struct NodeConfig {
     pub segment_bytes: u64,
     /// Retention enforcement period (ms).
     pub retention_check_interval_ms: u64,
+    /// Log cleaner threads.
+    pub log_cleaner_threads: usize,
+    /// Idle log cleaner backoff (ms).
+    pub log_cleaner_backoff_ms: u64,
     /// Partitions of `__consumer_offsets`.
     pub offsets_topic_partitions: i32,
     /// Replicas of `__consumer_offsets` (at most the registered nodes).
@@ -336,6 +346,8 @@ impl Default for NodeConfig {
             retention_bytes: -1,
             segment_bytes: 1 << 30,
             retention_check_interval_ms: 30_000,
+            log_cleaner_threads: 1,
+            log_cleaner_backoff_ms: 15_000,
             offsets_topic_partitions: 8,
             offsets_topic_replication_factor: 3,
             group_initial_rebalance_delay_ms: 3_000,
@@ -423,6 +435,8 @@ impl NodeConfig {
             retention_bytes,
             segment_bytes,
             retention_check_interval_ms,
+            log_cleaner_threads,
+            log_cleaner_backoff_ms,
             offsets_topic_partitions,
             offsets_topic_replication_factor,
             group_initial_rebalance_delay_ms,
@@ -560,6 +574,9 @@ impl NodeConfig {
         }
         if self.segment_bytes < 1024 * 1024 {
             return Err(invalid("segment_bytes", "must be at least 1 MiB".into()));
+        }
+        if self.log_cleaner_backoff_ms == 0 {
+            return Err(invalid("log_cleaner_backoff_ms", "must be positive".into()));
         }
         if self.retention_check_interval_ms == 0 {
             return Err(invalid(

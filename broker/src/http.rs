@@ -179,11 +179,66 @@ const GROUP_FAMILIES: &[(&str, &str)] = &[(
     "Consumer lag (high watermark minus committed offset) per group and partition.",
 )];
 
+/// Families of the log cleaner's gauges, one row per local compacted partition (in order: the
+/// values of [`cleaner_row`]).
+const CLEANER_FAMILIES: &[(&str, &str)] = &[
+    (
+        names::CLEANER_DIRTY_RATIO,
+        "Dirty bytes over cleanable bytes of each compacted partition.",
+    ),
+    (
+        names::CLEANER_BACKLOG_BYTES,
+        "Dirty bytes of each compacted partition the cleaner may clean now.",
+    ),
+    (
+        names::CLEANER_CLEANINGS,
+        "Cleanings of each compacted partition since the node started.",
+    ),
+    (
+        names::CLEANER_BYTES_CLEANED,
+        "Bytes the cleaner read from each partition's cleaned segments since the node started.",
+    ),
+    (
+        names::CLEANER_RECORDS_REMOVED,
+        "Records the cleaner removed from each partition since the node started.",
+    ),
+    (
+        names::CLEANER_CPU_SECONDS,
+        "CPU seconds the cleaner spent on each partition since the node started.",
+    ),
+    (
+        names::CLEANER_LAST_CLEAN_MS,
+        "Wall-clock time of each partition's last cleaning, ms since the epoch (-1: none yet).",
+    ),
+    (
+        names::CLEANER_UNCLEANABLE,
+        "1 when the cleaner gave up on a partition (a corrupt batch) until the node restarts.",
+    ),
+];
+
+/// The log cleaner's values of a partition (`CLEANER_FAMILIES`), if it is compacted.
+fn cleaner_row(log: &rafka_store::PartitionLog) -> Option<Vec<f64>> {
+    let state = log.cleaner_state(crate::api::now_ms());
+    state.compacted.then(|| {
+        vec![
+            state.dirty_ratio,
+            state.cleanable_bytes as f64,
+            state.cleanings as f64,
+            state.bytes_read as f64,
+            state.records_removed as f64,
+            state.cpu_ns as f64 / 1e9,
+            state.last_clean_ms as f64,
+            if state.failed { 1.0 } else { 0.0 },
+        ]
+    })
+}
+
 /// The per-entity series of this scrape, within `--max-metric-series` (see [`crate::series`]).
 fn entity_series(broker: &Broker) -> String {
     let mut series = Series::new(broker.config().max_metric_series);
     let image = broker.image();
     let mut partitions = Table::new(PARTITION_FAMILIES);
+    let mut cleaner = Table::new(CLEANER_FAMILIES);
     for topic in image.topics() {
         for partition in 0..topic.partitions.len() {
             let Ok(index) = i32::try_from(partition) else {
@@ -196,11 +251,15 @@ fn entity_series(broker: &Broker) -> String {
             let Some(log) = broker.store().partition(tp) else {
                 continue;
             };
+            let labels = vec![
+                ("topic", topic.name.clone()),
+                ("partition", index.to_string()),
+            ];
+            if let Some(values) = cleaner_row(&log) {
+                cleaner.row(labels.clone(), values);
+            }
             partitions.row(
-                vec![
-                    ("topic", topic.name.clone()),
-                    ("partition", index.to_string()),
-                ],
+                labels,
                 vec![
                     log.log_end_offset() as f64,
                     log.log_start_offset() as f64,
@@ -210,6 +269,7 @@ fn entity_series(broker: &Broker) -> String {
         }
     }
     series.add(partitions);
+    series.add(cleaner);
     let mut lag = Table::new(GROUP_FAMILIES);
     for (group, topic, partition, value) in broker.groups().lag() {
         lag.row(

@@ -27,6 +27,23 @@ pub const LOG_END_OFFSET: &str = "rafka_partition_log_end_offset";
 pub const LOG_START_OFFSET: &str = "rafka_partition_log_start_offset";
 /// High watermark of each local partition.
 pub const HIGH_WATERMARK: &str = "rafka_partition_high_watermark";
+/// Gauge: dirty bytes over cleanable bytes of a compacted partition (Kafka's dirty ratio).
+pub const CLEANER_DIRTY_RATIO: &str = "rafka_log_cleaner_dirty_ratio";
+/// Gauge: dirty bytes of a compacted partition the cleaner may clean now (its backlog).
+pub const CLEANER_BACKLOG_BYTES: &str = "rafka_log_cleaner_backlog_bytes";
+/// Gauge: cleanings of a compacted partition since the node started.
+pub const CLEANER_CLEANINGS: &str = "rafka_log_cleaner_cleanings";
+/// Gauge: bytes of batches the cleaner read from a partition's cleaned segments since the node
+/// started.
+pub const CLEANER_BYTES_CLEANED: &str = "rafka_log_cleaner_bytes_cleaned";
+/// Gauge: records the cleaner removed from a partition since the node started.
+pub const CLEANER_RECORDS_REMOVED: &str = "rafka_log_cleaner_records_removed";
+/// Gauge: CPU seconds the cleaner spent on a partition since the node started.
+pub const CLEANER_CPU_SECONDS: &str = "rafka_log_cleaner_cpu_seconds";
+/// Gauge: wall-clock time of a partition's last cleaning, in ms since the epoch (-1: none yet).
+pub const CLEANER_LAST_CLEAN_MS: &str = "rafka_log_cleaner_last_clean_timestamp_ms";
+/// Gauge: 1 when the cleaner gave up on a partition (a corrupt batch) until the node restarts.
+pub const CLEANER_UNCLEANABLE: &str = "rafka_log_cleaner_uncleanable";
 /// Bytes the partition store occupies on disk.
 pub const STORAGE_BYTES: &str = "rafka_storage_bytes";
 /// Gauge: the cluster's finalized feature level, as this node's metadata image has it.

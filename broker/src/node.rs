@@ -357,6 +357,8 @@ async fn open_metadata(dir: &Path, mesh: &Mesh) -> Result<Metadata, NodeError> {
 fn open_store(config: &NodeConfig, data_dir: &Path) -> Result<Store, NodeError> {
     let mut store_config = StoreConfig::new(data_dir.join("partitions"));
     store_config.fsync = config.fsync;
+    store_config.cleaner_threads = config.log_cleaner_threads;
+    store_config.cleaner_backoff_ms = config.log_cleaner_backoff_ms;
     Ok(Store::open(store_config)?)
 }
 

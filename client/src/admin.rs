@@ -7,9 +7,12 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, TopicName,
-    UnregisterBrokerRequest,
+    BrokerId, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    IncrementalAlterConfigsRequest, TopicName, UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -55,6 +58,34 @@ pub struct ConfigEntry {
     pub value: Option<String>,
     /// Whether it is the broker default rather than set on the topic.
     pub is_default: bool,
+}
+
+/// A change to one topic config (IncrementalAlterConfigs' operations, KIP-339).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// Set the key to this value.
+    Set(String),
+    /// Remove the topic's override: the key takes the broker default again.
+    Delete,
+    /// Add these comma-separated items to a list config (`cleanup.policy`).
+    Append(String),
+    /// Remove these comma-separated items from a list config.
+    Subtract(String),
+}
+
+impl ConfigChange {
+    fn encode(&self, name: &str) -> AlterableConfig {
+        let (op, value) = match self {
+            ConfigChange::Set(v) => (0, Some(v)),
+            ConfigChange::Delete => (1, None),
+            ConfigChange::Append(v) => (2, Some(v)),
+            ConfigChange::Subtract(v) => (3, Some(v)),
+        };
+        AlterableConfig::default()
+            .with_name(StrBytes::from_string(name.to_owned()))
+            .with_config_operation(op)
+            .with_value(value.map(|v| StrBytes::from_string(v.clone())))
+    }
 }
 
 /// What `describe` reports.
@@ -235,6 +266,33 @@ impl Admin {
             .collect();
         configs.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(configs)
+    }
+
+    /// Changes configs of `topic`, all or none (IncrementalAlterConfigs).
+    pub async fn alter_topic_configs(
+        &self,
+        topic: &str,
+        changes: &[(String, ConfigChange)],
+    ) -> Result<()> {
+        let conn = self.controller().await?;
+        let version = conn.version::<IncrementalAlterConfigsRequest>()?;
+        let resource = AlterConfigsResource::default()
+            .with_resource_type(RESOURCE_TOPIC)
+            .with_resource_name(StrBytes::from_string(topic.to_owned()))
+            .with_configs(changes.iter().map(|(k, c)| c.encode(k)).collect());
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![resource]);
+        let response = conn.send(version, &request).await?;
+        let result = response
+            .responses
+            .first()
+            .ok_or_else(|| Error::protocol("IncrementalAlterConfigs: no result"))?;
+        if let Some(mut e) = Error::from_code(result.error_code, topic, None) {
+            if let (Error::Broker { message, .. }, Some(m)) = (&mut e, &result.error_message) {
+                *message = Some(m.to_string());
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Deletes a topic.

@@ -209,6 +209,12 @@ fn route(broker: &Broker, ctx: RequestContext, request: RequestKind) -> Handled 
         RequestKind::DescribeConfigs(r) => {
             respond(ctx.clone(), describe_configs::handle(&broker, &ctx, r))
         }
+        RequestKind::AlterConfigs(r) => respond_later(ctx.clone(), async move {
+            alter_configs::handle_alter(&broker, r).await
+        }),
+        RequestKind::IncrementalAlterConfigs(r) => respond_later(ctx.clone(), async move {
+            alter_configs::handle_incremental(&broker, r).await
+        }),
         RequestKind::InitProducerId(r) => respond_later(ctx.clone(), async move {
             init_producer_id::handle(&broker, &ctx, r).await
         }),

@@ -139,6 +139,32 @@ async fn create_placed(broker: &Broker, topic: NewTopic) -> Result<Arc<TopicImag
         .ok_or(MetadataError::UnknownTopic(topic.name))
 }
 
+/// Replaces a topic's config overrides (validated as at creation) and applies them to the local
+/// partition logs; with `validate_only`, only checks them.
+pub async fn alter_configs(
+    broker: &Broker,
+    topic: &TopicImage,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), MetadataError> {
+    topic_config::validate(&configs)?;
+    validate_log_config(broker, &configs)?;
+    if topic.internal {
+        return Err(MetadataError::InternalTopic(topic.name.clone()));
+    }
+    if validate_only || configs == topic.configs {
+        return Ok(());
+    }
+    broker
+        .metadata()
+        .propose(MetadataCommand::SetTopicConfig {
+            topic_id: topic.id,
+            configs,
+        })
+        .await?;
+    reconcile(broker).await
+}
+
 /// Deletes a topic and its local partition logs.
 pub async fn delete(broker: &Broker, topic: &TopicImage) -> Result<(), MetadataError> {
     if topic.internal {

@@ -160,6 +160,16 @@ pub const SERVED: &[Served] = &[
         min: 0,
         max: 0,
     },
+    Served {
+        key: ApiKey::AlterConfigs,
+        min: 0,
+        max: 2,
+    },
+    Served {
+        key: ApiKey::IncrementalAlterConfigs,
+        min: 0,
+        max: 1,
+    },
 ];
 
 /// The served range of `key`, if it is served at all.

@@ -199,6 +199,20 @@ const DEFAULT_WINDOW_MS: i64 = 3_600_000;
 /// `rafka.compaction.history.ms` when not set: a week.
 const DEFAULT_HISTORY_MS: i64 = 7 * 24 * 3_600_000;
 
+/// Checks that `key` is a list config (IncrementalAlterConfigs may APPEND to and SUBTRACT from
+/// it): an error when it is unknown or not a list.
+pub fn check_list_key(key: &str) -> Result<(), TopicConfigError> {
+    match KEYS.iter().find(|k| k.name == key) {
+        None => Err(TopicConfigError::Unknown(key.to_string())),
+        Some(k) if k.kind == ConfigType::List => Ok(()),
+        Some(_) => Err(TopicConfigError::Invalid {
+            key: key.to_string(),
+            value: String::new(),
+            reason: "APPEND and SUBTRACT work only on list configs".into(),
+        }),
+    }
+}
+
 /// Validates explicit overrides (as given to CreateTopics or AlterConfigs).
 pub fn validate(configs: &BTreeMap<String, String>) -> Result<(), TopicConfigError> {
     for (key, value) in configs {
@@ -347,10 +361,11 @@ pub fn unclean_leader_election(configs: &BTreeMap<String, String>) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn defaults() -> TopicDefaults {
+    /// Node defaults for unit tests.
+    pub(crate) fn defaults() -> TopicDefaults {
         TopicDefaults {
             fsync: FsyncPolicy::Always,
             retention_ms: 1000,
@@ -360,7 +375,8 @@ mod tests {
         }
     }
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    /// Overrides from pairs.
+    pub(crate) fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -30,6 +30,7 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 /// The highest ApiVersions version the client sends first.
@@ -107,6 +108,7 @@ pub fn api_name(key: i16) -> &'static str {
         Ok(ApiKey::ListGroups) => "ListGroups",
         Ok(ApiKey::DeleteGroups) => "DeleteGroups",
         Ok(ApiKey::OffsetDelete) => "OffsetDelete",
+        Ok(ApiKey::IncrementalAlterConfigs) => "IncrementalAlterConfigs",
         _ => "request",
     }
 }
@@ -172,6 +174,9 @@ mod tests {
                 ApiKey::ListGroups => within::<ListGroupsRequest>(min, max),
                 ApiKey::DeleteGroups => within::<DeleteGroupsRequest>(min, max),
                 ApiKey::OffsetDelete => within::<OffsetDeleteRequest>(min, max),
+                ApiKey::IncrementalAlterConfigs => {
+                    within::<IncrementalAlterConfigsRequest>(min, max)
+                }
                 _ => false,
             };
             assert!(ok, "{key:?} {min}..={max}");

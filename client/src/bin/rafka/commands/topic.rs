@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use rafka_client::Client;
-use rafka_client::admin::{Admin, NewTopic, TopicDescription};
+use rafka_client::admin::{Admin, ConfigChange, NewTopic, TopicDescription};
 
 /// Topic administration.
 #[derive(Debug, Subcommand)]
@@ -20,6 +20,9 @@ pub enum TopicCommand {
         /// Topic name.
         name: String,
     },
+    /// Change topic configs (IncrementalAlterConfigs), e.g.
+    /// `alter-config orders --set cleanup.policy=compact --set min.cleanable.dirty.ratio=0.1`.
+    AlterConfig(AlterArgs),
     /// Delete a topic.
     Delete {
         /// Topic name.
@@ -41,6 +44,41 @@ pub struct CreateArgs {
     /// A topic config as KEY=VALUE (repeatable), e.g. --config retention.ms=86400000.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_config)]
     pub config: Vec<(String, String)>,
+}
+
+/// `topic alter-config`.
+#[derive(Debug, Args)]
+pub struct AlterArgs {
+    /// Topic name.
+    pub name: String,
+    /// Set a config: KEY=VALUE (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_config)]
+    pub set: Vec<(String, String)>,
+    /// Remove a topic's override, back to the broker default: KEY (repeatable).
+    #[arg(long, value_name = "KEY")]
+    pub delete: Vec<String>,
+    /// Add items to a list config: KEY=ITEM[,ITEM] (repeatable), e.g. cleanup.policy=compact.
+    #[arg(long, value_name = "KEY=ITEMS", value_parser = parse_config)]
+    pub append: Vec<(String, String)>,
+    /// Remove items from a list config: KEY=ITEM[,ITEM] (repeatable).
+    #[arg(long, value_name = "KEY=ITEMS", value_parser = parse_config)]
+    pub subtract: Vec<(String, String)>,
+}
+
+impl AlterArgs {
+    fn changes(self) -> Vec<(String, ConfigChange)> {
+        let set = self.set.into_iter().map(|(k, v)| (k, ConfigChange::Set(v)));
+        let delete = self.delete.into_iter().map(|k| (k, ConfigChange::Delete));
+        let append = self
+            .append
+            .into_iter()
+            .map(|(k, v)| (k, ConfigChange::Append(v)));
+        let subtract = self
+            .subtract
+            .into_iter()
+            .map(|(k, v)| (k, ConfigChange::Subtract(v)));
+        set.chain(delete).chain(append).chain(subtract).collect()
+    }
 }
 
 fn parse_config(s: &str) -> Result<(String, String), String> {
@@ -116,6 +154,19 @@ pub async fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("describe topic {name}"))?;
             describe(&mut out, &d)?;
+        }
+        TopicCommand::AlterConfig(args) => {
+            let name = args.name.clone();
+            let changes = args.changes();
+            anyhow::ensure!(
+                !changes.is_empty(),
+                "nothing to change: give --set, --delete, --append or --subtract"
+            );
+            admin
+                .alter_topic_configs(&name, &changes)
+                .await
+                .with_context(|| format!("alter configs of topic {name}"))?;
+            writeln!(out, "Altered configs of topic {name}.")?;
         }
         TopicCommand::Delete { name } => {
             admin
