@@ -13,6 +13,7 @@ mod bad_input;
 mod cluster_client;
 mod cluster_key;
 mod cluster_processes;
+mod compaction;
 mod consumer_failover;
 mod e2e_cli;
 mod fetch;
