@@ -4,11 +4,10 @@
 //! `cargo bench -p rafka-store --bench storage -- [--records N] [--fsync always|never|interval:MS]`
 //! Without `--fsync` it runs the three modes in turn.
 
+mod common;
+
 use anyhow::{Context, Result, bail};
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
 use rafka_store::batch::BatchHeader;
 use rafka_store::{
     AppendOptions, FsyncPolicy, LogConfig, PartitionLog, Store, StoreConfig, TopicPartition,
@@ -50,43 +49,13 @@ fn parse_args() -> Result<Args> {
 
 /// A few distinct batches of incompressible 100-byte values.
 fn templates() -> Result<Vec<Bytes>> {
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut values = common::Values::new();
     (0..16)
         .map(|_| {
-            let records: Vec<Record> = (0..RECORDS_PER_BATCH)
-                .map(|i| {
-                    let value: Vec<u8> = (0..RECORD_BYTES)
-                        .map(|_| {
-                            seed ^= seed << 13;
-                            seed ^= seed >> 7;
-                            seed ^= seed << 17;
-                            seed as u8
-                        })
-                        .collect();
-                    Record {
-                        transactional: false,
-                        control: false,
-                        delete_horizon: false,
-                        partition_leader_epoch: -1,
-                        producer_id: -1,
-                        producer_epoch: -1,
-                        timestamp_type: TimestampType::Creation,
-                        offset: i as i64,
-                        sequence: i as i32 - 1,
-                        timestamp: 1_700_000_000_000 + i as i64,
-                        key: None,
-                        value: Some(value.into()),
-                        headers: Default::default(),
-                    }
-                })
-                .collect();
-            let mut buf = BytesMut::new();
-            let opts = RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            };
-            RecordBatchEncoder::encode(&mut buf, records.iter(), &opts)?;
-            Ok(buf.freeze())
+            common::batch(
+                1_700_000_000_000,
+                (0..RECORDS_PER_BATCH).map(|_| (None, values.next(RECORD_BYTES))),
+            )
         })
         .collect()
 }
