@@ -5,7 +5,8 @@
 //! the node with a short backoff, so the tests wait (with a deadline) for what cleaning must
 //! lead to: only the latest record per key outside the active segment, at the offset it was
 //! written at, tombstones gone after `delete.retention.ms`, and on a three-node cluster the same
-//! latest value per key on every replica.
+//! latest value per key on every replica; and 110 MiB of superseded values cleaned away give the
+//! node's data directory back, measured on disk.
 //!
 //! Each test skips with a message when confluent-kafka is missing, and fails instead when
 //! `RAFKA_REQUIRE_EXTERNAL_CLIENTS=1` (CI).
@@ -605,6 +606,89 @@ fn replicas_of_a_compacted_topic_clean_independently_and_agree_on_the_latest_val
         assert!(
             view.keys().all(|k| expected.contains_key(k)),
             "node {i}: no unknown keys"
+        );
+    }
+}
+
+/// Bytes of the files under `path`.
+fn dir_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+const MIB: u64 = 1024 * 1024;
+
+#[test]
+fn superseded_values_cleaned_away_give_the_data_directory_back() {
+    if !confluent_kafka_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let node = NodeProcess::start(&data, CLEANER_FLAGS);
+    let bootstrap = node.ready.kafka.to_string();
+    let topic = "snapshots";
+    let configs = [
+        "cleanup.policy=compact".to_string(),
+        format!("segment.bytes={}", 4 * MIB),
+        "min.cleanable.dirty.ratio=0.5".to_string(),
+    ];
+    create(&bootstrap, topic, &configs, 1);
+    let empty = dir_bytes(&data);
+    // 110 MiB of incompressible 100 KiB values over 10 keys: all but the last of each key
+    // superseded.
+    let report = python(&[
+        "fill",
+        &bootstrap,
+        topic,
+        "--keys",
+        "10",
+        "--mib",
+        "110",
+        "--value-bytes",
+        "102400",
+    ]);
+    assert_eq!(report["errors"], Value::Array(vec![]), "fill {topic}");
+    let written = report["bytes"].as_u64().unwrap();
+    assert!(written >= 110 * MIB, "{report}");
+    let filled = dir_bytes(&data);
+    eprintln!(
+        "data directory: {} MiB empty, {} MiB after {} MiB of values",
+        empty / MIB,
+        filled / MIB,
+        written / MIB
+    );
+    // What must remain: each key's latest value and the active segment (4 MiB), plus the
+    // metadata and journal tails. Everything superseded gives its space back, measured on
+    // disk, without restarting the node.
+    let bound = empty + 24 * MIB;
+    let after = wait_until_blocking(CLEANED, "the data directory to shrink", || {
+        let now = dir_bytes(&data);
+        if now < bound {
+            Ok(now)
+        } else {
+            Err(format!("{} MiB on disk", now / MIB))
+        }
+    });
+    eprintln!("data directory after cleaning: {} MiB", after / MIB);
+    // Every key's latest value is still there.
+    let latest: BTreeMap<String, i64> = serde_json::from_value(report["latest"].clone()).unwrap();
+    assert_eq!(latest.len(), 10);
+    let got = read(&bootstrap, topic, None);
+    for (key, offset) in &latest {
+        assert!(
+            got.iter()
+                .any(|r| r.offset == *offset && r.key.as_deref() == Some(key.as_str())),
+            "{key}'s latest record at {offset} is missing"
         );
     }
 }

@@ -18,6 +18,9 @@ Usage:
       unless given), then tombstones (null values) for the first T keys, then N records
       without a key; idempotent, acks=all, partition 0.
       -> {"delivered": [[key, value or null, offset], ...], "errors": [...]}
+  fill BOOTSTRAP TOPIC --keys K --mib M --value-bytes B
+      M MiB of random B-byte values (hex text) over keys "big-0".."big-<K-1>", partition 0
+      -> {"records": n, "bytes": n, "latest": {key: offset}, "errors": [...]}
   read BOOTSTRAP TOPIC [--from OFFSET]
       partition 0 from OFFSET (default: the beginning) up to its high watermark
       -> {"records": [[offset, key, value or null], ...], "high_watermark": n, "errors": [...]}
@@ -25,6 +28,7 @@ Usage:
 
 import argparse
 import json
+import os
 import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -143,6 +147,50 @@ def produce(args):
     return state
 
 
+def fill(args):
+    """Random values of args.value_bytes (hex text, which nothing on the way compresses) over
+    args.keys keys named "big-<k>" until args.mib MiB are delivered: nearly all of it
+    superseded. Reports counts and each key's latest offset, not the values."""
+    producer = Producer({
+        "bootstrap.servers": args.bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 20,
+        "compression.type": "none",
+    })
+    state = {"records": 0, "bytes": 0, "latest": {}, "errors": []}
+
+    def report(err, msg):
+        if err is not None:
+            state["errors"].append(str(err))
+        else:
+            state["records"] += 1
+            state["bytes"] += len(msg.value())
+            key = msg.key().decode()
+            state["latest"][key] = max(state["latest"].get(key, -1), msg.offset())
+
+    target = args.mib * 1024 * 1024
+    sent = 0
+    i = 0
+    while sent < target:
+        key = f"big-{i % args.keys}"
+        value = os.urandom(args.value_bytes // 2).hex()
+        while True:
+            try:
+                producer.produce(args.topic, key=key, value=value, partition=0,
+                                 on_delivery=report)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        sent += len(value)
+        i += 1
+        producer.poll(0)
+    remaining = producer.flush(TIMEOUT)
+    if remaining:
+        state["errors"].append(f"{remaining} records not delivered")
+    return state
+
+
 def read(args):
     consumer = Consumer({
         "bootstrap.servers": args.bootstrap,
@@ -202,13 +250,19 @@ def main():
     p.add_argument("--prefix", default="key")
     p.add_argument("--keyless", type=int, default=0)
     p.add_argument("--tombstones", type=int, default=0)
+    p = sub.add_parser("fill")
+    p.add_argument("bootstrap")
+    p.add_argument("topic")
+    p.add_argument("--keys", type=int, required=True)
+    p.add_argument("--mib", type=int, required=True)
+    p.add_argument("--value-bytes", type=int, required=True)
     p = sub.add_parser("read")
     p.add_argument("bootstrap")
     p.add_argument("topic")
     p.add_argument("--from", dest="start", type=int)
     args = parser.parse_args()
     result = {"create": create, "alter": alter, "replace": replace, "produce": produce,
-              "read": read}[args.command](args)
+              "fill": fill, "read": read}[args.command](args)
     print(json.dumps(result))
 
 
