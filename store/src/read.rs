@@ -9,9 +9,9 @@ use crate::keys::{self, META_TXN};
 use crate::partition::PartitionLog;
 use crate::producer_state::ProducerSnapshot;
 use crate::records::{RecordTime, find_record};
-use crate::shared::SegmentView;
+use crate::shared::{Engine, SegmentView};
 use crate::txn::{self, AbortedTxn};
-use crate::types::TimestampOffset;
+use crate::types::{TimestampOffset, TopicPartition};
 use bytes::Bytes;
 
 impl PartitionLog {
@@ -218,26 +218,7 @@ impl PartitionLog {
     /// marker offset; the scan stops at the first entry whose last stable offset at abort
     /// reaches `upper_bound` (every transaction aborted after it began at or after that).
     pub fn aborted_transactions(&self, from: i64, upper_bound: i64) -> Result<Vec<AbortedTxn>> {
-        let tp = self.shared.tp;
-        let range = keys::meta_key(META_TXN, tp, &from.max(0).to_be_bytes())
-            ..=keys::meta_key(META_TXN, tp, &i64::MAX.to_be_bytes());
-        let mut out = Vec::new();
-        for kv in self.inner.engine.meta.range(range) {
-            let (k, v) = kv.into_inner()?;
-            let last = keys::parse_meta_key(META_TXN, &k)
-                .and_then(|(_, suffix)| <[u8; 8]>::try_from(suffix).ok())
-                .map(i64::from_be_bytes);
-            let Some(aborted) = last.and_then(|last| txn::decode_aborted(last, &v)) else {
-                return Err(StoreError::corrupt("meta", "bad aborted transaction entry"));
-            };
-            if aborted.first_offset < upper_bound {
-                out.push(aborted);
-            }
-            if aborted.last_stable_offset >= upper_bound {
-                break;
-            }
-        }
-        Ok(out)
+        aborted_between(&self.inner.engine, self.shared.tp, from, upper_bound)
     }
 
     /// First offset of the transaction `producer_id` has open on this partition, as of the
@@ -263,4 +244,32 @@ fn corrupt_at(
         offset: Some(offset),
         reason,
     }
+}
+
+/// [`PartitionLog::aborted_transactions`] of `tp` (the log cleaner reads them too).
+pub(crate) fn aborted_between(
+    engine: &Engine,
+    tp: TopicPartition,
+    from: i64,
+    upper_bound: i64,
+) -> Result<Vec<AbortedTxn>> {
+    let range = keys::meta_key(META_TXN, tp, &from.max(0).to_be_bytes())
+        ..=keys::meta_key(META_TXN, tp, &i64::MAX.to_be_bytes());
+    let mut out = Vec::new();
+    for kv in engine.meta.range(range) {
+        let (k, v) = kv.into_inner()?;
+        let last = keys::parse_meta_key(META_TXN, &k)
+            .and_then(|(_, suffix)| <[u8; 8]>::try_from(suffix).ok())
+            .map(i64::from_be_bytes);
+        let Some(aborted) = last.and_then(|last| txn::decode_aborted(last, &v)) else {
+            return Err(StoreError::corrupt("meta", "bad aborted transaction entry"));
+        };
+        if aborted.first_offset < upper_bound {
+            out.push(aborted);
+        }
+        if aborted.last_stable_offset >= upper_bound {
+            break;
+        }
+    }
+    Ok(out)
 }

@@ -2,7 +2,8 @@
 //!
 //! 1. plan: the cleanable segments, below min(last stable offset, high watermark), never the
 //!    active one (`plan.rs`);
-//! 2. merge the dirty part's records into the key index (`key_index.rs`);
+//! 2. merge the dirty part's records into the key index (`key_index.rs`), leaving out aborted
+//!    transactions (`txn.rs`);
 //! 3. for each group of consecutive segments (at most `segment_bytes` together): judge every
 //!    batch against the index (`rewrite.rs`); if anything changes (or the group merges
 //!    segments), write the survivors into a new segment keyspace by bulk ingestion and ask the
@@ -15,17 +16,20 @@
 
 use super::key_index::{KeyIndex, Slot};
 use super::plan::{self, Plan};
-use super::rewrite::{self, Decision, Judge};
+use super::rewrite::{self, Decision, Judge, TxnVerdict};
+use super::txn::{BatchFacts, TxnWalk};
 use super::{CleanerShared, strategy, thread_cpu_ns};
 use crate::batch::{BatchHeader, check_batch};
 use crate::codec::{CleanerCheckpoint, IndexEntry, KeyEntry, SegmentSummary, decode_producer};
 use crate::error::{Result, StoreError};
 use crate::keys::{self, LATEST_SLOT, window_slot};
 use crate::shared::{PartitionShared, SegmentView};
+use crate::txn;
 use crate::types::{CleanReport, TopicPartition};
 use crate::writer::request::{Request, Swap};
 use bytes::Bytes;
 use fjall::{Keyspace, PersistMode};
+use rafka_format::marker::ControlType;
 use rafka_format::records::Records;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -136,10 +140,13 @@ fn run(round: &Round<'_>, config: &crate::LogConfig, now_ms: i64) -> Result<Clea
         segments_read: views.len(),
         ..CleanReport::default()
     };
-    // 1. What the dirty part says about each key.
+    // 1. What the dirty part says about each key (aborted transactions left out).
+    let aborted_from =
+        |from| crate::read::aborted_between(&c.engine, round.tp, from, plan.clean_end);
+    let mut walk = TxnWalk::new(aborted_from(plan.first_dirty)?);
     for view in views {
         stop_check(c, round.tp)?;
-        merge_dirty(round, view, &mut index, &strategy, &hasher)?;
+        merge_dirty(round, view, &mut index, &strategy, &hasher, &mut walk)?;
     }
     index.flush()?;
     report.keys_indexed = index.written;
@@ -154,12 +161,20 @@ fn run(round: &Round<'_>, config: &crate::LogConfig, now_ms: i64) -> Result<Clea
     };
     let sizes: Vec<u64> = sums.iter().map(|s| s.size_bytes).collect();
     let mut due: Option<i64> = None;
+    let mut walk = TxnWalk::new(aborted_from(sums.first().map_or(0, |s| s.base_offset))?);
     for group in plan::groups(&sizes, config.segment_bytes) {
         stop_check(c, round.tp)?;
         let (Some(v), Some(s)) = (views.get(group.clone()), sums.get(group)) else {
             continue;
         };
-        clean_group(round, v, s, &index, &judge, &mut report, &mut due)?;
+        let mut pass = Pass {
+            index: &index,
+            judge: &judge,
+            walk: &mut walk,
+            report: &mut report,
+            due: &mut due,
+        };
+        clean_group(round, v, s, &mut pass)?;
     }
     // 3. Offsets below the cleaned end are clean now.
     let checkpoint = CleanerCheckpoint {
@@ -225,11 +240,17 @@ fn merge_dirty(
     index: &mut KeyIndex<'_>,
     strategy: &crate::CompactionStrategy,
     hasher: &super::key_index::KeyHasher,
+    walk: &mut TxnWalk,
 ) -> Result<()> {
     let first_dirty = round.plan.first_dirty;
     for item in batches(round.tp, &view.keyspace, first_dirty) {
-        let (_, h, bytes) = item?;
+        let (last, h, bytes) = item?;
         if h.is_control() {
+            walk.control(facts(&h, last), marker_kind(&bytes, &h));
+            continue;
+        }
+        if walk.data(facts(&h, last)) {
+            // Aborted: never anyone's latest record.
             continue;
         }
         let horizon = h.delete_horizon_ms().unwrap_or(-1);
@@ -257,6 +278,39 @@ fn merge_dirty(
     Ok(())
 }
 
+/// What the transaction walk needs of a batch ending at `last`.
+fn facts(h: &BatchHeader, last: i64) -> BatchFacts {
+    BatchFacts {
+        producer_id: h.producer_id,
+        last_offset: last,
+        transactional: h.is_transactional(),
+    }
+}
+
+/// A control batch's type as the walk needs it: `None` when it has no record left (cleaned
+/// before); a record this build cannot read counts as a type it does not know (kept, as
+/// Kafka keeps unknown control types).
+fn marker_kind(bytes: &Bytes, h: &BatchHeader) -> Option<ControlType> {
+    if h.record_count == 0 {
+        return None;
+    }
+    Some(txn::marker_type(bytes, h).unwrap_or(ControlType::Unknown(-1)))
+}
+
+/// What the transaction walk says of a batch, as it passes it.
+fn txn_verdict(walk: &mut TxnWalk, h: &BatchHeader, bytes: &Bytes, last: i64) -> TxnVerdict {
+    let goes = if h.is_control() {
+        walk.control(facts(h, last), marker_kind(bytes, h))
+    } else {
+        walk.data(facts(h, last))
+    };
+    if goes {
+        TxnVerdict::Goes
+    } else {
+        TxnVerdict::Stays
+    }
+}
+
 fn corrupt(tp: TopicPartition, h: &BatchHeader, reason: crate::batch::BatchError) -> StoreError {
     StoreError::CorruptRecord {
         partition: Some(tp),
@@ -281,6 +335,15 @@ fn tracked_producers(round: &Round<'_>) -> Result<HashMap<i64, i64>> {
     Ok(out)
 }
 
+/// What the judging pass carries from group to group.
+struct Pass<'p, 'a> {
+    index: &'p KeyIndex<'a>,
+    judge: &'p Judge<'a>,
+    walk: &'p mut TxnWalk,
+    report: &'p mut CleanReport,
+    due: &'p mut Option<i64>,
+}
+
 /// What pass A decided for a group.
 struct Judgement {
     decisions: Vec<(i64, Decision)>,
@@ -294,12 +357,10 @@ fn clean_group(
     round: &Round<'_>,
     views: &[SegmentView],
     sums: &[SegmentSummary],
-    index: &KeyIndex<'_>,
-    judge: &Judge<'_>,
-    report: &mut CleanReport,
-    due: &mut Option<i64>,
+    pass: &mut Pass<'_, '_>,
 ) -> Result<()> {
-    let j = judge_group(round, views, index, judge, report, due)?;
+    let j = judge_group(round, views, pass)?;
+    let (index, report) = (pass.index, &mut *pass.report);
     if !j.changed {
         report.bytes_written += sums.iter().map(|s| s.size_bytes).sum::<u64>();
         // The batches carry their horizons already; the index learns them (a rebuilt index).
@@ -350,6 +411,7 @@ fn clean_group(
         summary: written.summary,
         index_puts: written.index_puts,
         index_removes: written.index_removes,
+        txn_removes: written.markers_removed,
         key_puts,
         key_removes,
     };
@@ -361,11 +423,9 @@ fn clean_group(
 fn judge_group(
     round: &Round<'_>,
     views: &[SegmentView],
-    index: &KeyIndex<'_>,
-    judge: &Judge<'_>,
-    report: &mut CleanReport,
-    due: &mut Option<i64>,
+    pass: &mut Pass<'_, '_>,
 ) -> Result<Judgement> {
+    let report = &mut *pass.report;
     let mut j = Judgement {
         decisions: Vec::new(),
         changed: views.len() > 1,
@@ -376,12 +436,13 @@ fn judge_group(
         for item in batches(round.tp, &view.keyspace, 0) {
             let (last, h, bytes) = item?;
             report.bytes_read += bytes.len() as u64;
-            let judged = rewrite::judge(judge, index, &bytes, &h)
+            let txn = txn_verdict(pass.walk, &h, &bytes, last);
+            let judged = rewrite::judge(pass.judge, pass.index, &bytes, &h, txn)
                 .map_err(|e| with_partition(e, round.tp))?;
             report.records_read += judged.records;
             report.records_removed += judged.removed;
             if let Some(h) = judged.horizon {
-                *due = Some(due.map_or(h, |d| d.min(h)));
+                *pass.due = Some(pass.due.map_or(h, |d| d.min(h)));
             }
             j.stamped.extend(judged.stamped);
             j.deleted.extend(judged.deleted);
@@ -413,6 +474,8 @@ struct Written {
     summary: SegmentSummary,
     index_puts: Vec<(i64, IndexEntry)>,
     index_removes: Vec<i64>,
+    /// Offsets of the markers removed (their aborted-transactions index entries go too).
+    markers_removed: Vec<i64>,
 }
 
 /// Pass B: the surviving batches, in offset order, ingested into the new keyspace (durable
@@ -428,6 +491,7 @@ fn write_group(
         summary,
         index_puts: Vec::new(),
         index_removes: Vec::new(),
+        markers_removed: Vec::new(),
     };
     let mut ingestion = keyspace.start_ingestion()?;
     let mut planned = decisions.iter();
@@ -442,6 +506,9 @@ fn write_group(
             };
             let Some(kept) = rewrite::apply(decision, &bytes, &h)? else {
                 out.index_removes.push(*at);
+                if h.is_control() {
+                    out.markers_removed.push(*at);
+                }
                 continue;
             };
             let header = check_batch(&kept).map_err(|reason| corrupt(round.tp, &h, reason))?;

@@ -5,6 +5,7 @@
 //! | `plan.rs` | which segments a cleaning covers and whether it is due (dirty ratio, compaction lags, tombstone and history horizons); pure |
 //! | `strategy.rs` | keep-latest, time-window and hybrid as verdicts over (key, timestamp, offset); pure |
 //! | `key_index.rs` | the key index in fjall (128-bit keyed hashes), merged from the dirty part of the log |
+//! | `txn.rs` | aborted transactions' data and markers whose transaction is gone, as the cleaner walks the log; pure |
 //! | `rewrite.rs` | each batch judged and, where some records go, rewritten in Kafka's format |
 //! | `clean.rs` | one cleaning of one partition: merge, judge, write new segments, swap them in |
 //! | `threads.rs` | the cleaner threads: the dirtiest due partition first, a backoff when idle |
@@ -20,6 +21,7 @@ mod plan;
 mod rewrite;
 mod strategy;
 mod threads;
+mod txn;
 
 pub(crate) use clean::{clean, plan_for};
 pub(crate) use key_index::new_secret;

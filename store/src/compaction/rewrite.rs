@@ -8,8 +8,11 @@
 //! that keeps a tombstone gets a delete horizon (KIP-534) the first time. A batch that loses
 //! every record goes, unless it is the last batch of a producer the partition still tracks:
 //! then its header stays, empty (Kafka's `RETAIN_EMPTY`), so a follower or a later leader still
-//! learns the producer's epoch and last sequence. Control batches are kept as they are until
-//! transactions define when they may go.
+//! learns the producer's epoch and last sequence; an empty batch that is no longer a producer's
+//! last goes. Transactions follow Kafka's rules (`txn.rs` walks them): a batch of an aborted
+//! transaction goes as a whole; a marker whose transaction has no data left gets a delete
+//! horizon the first time (KIP-534, as a tombstone) and goes once it has passed; any other
+//! marker is kept as it is.
 
 use super::key_index::{KeyHasher, KeyIndex, Slot};
 use super::strategy::{self, Fact, Seen};
@@ -40,6 +43,16 @@ pub(crate) enum Decision {
     },
 }
 
+/// What the cleaning's walk through transactions (`txn.rs`) says of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TxnVerdict {
+    /// Data outside aborted transactions, or a marker whose transaction still has data here.
+    Stays,
+    /// Data of an aborted transaction (it goes), or a marker whose transaction has no data
+    /// left (it goes once its delete horizon has passed).
+    Goes,
+}
+
 /// What a cleaning needs to judge records.
 pub(crate) struct Judge<'a> {
     pub strategy: CompactionStrategy,
@@ -65,16 +78,26 @@ pub(crate) struct Judged {
     pub deleted: Vec<[u8; 16]>,
 }
 
-/// Judges one stored batch against the key index.
+/// Judges one stored batch against the key index and what the transaction walk says of it.
 pub(crate) fn judge(
     j: &Judge<'_>,
     index: &KeyIndex<'_>,
     batch: &Bytes,
     h: &BatchHeader,
+    txn: TxnVerdict,
 ) -> Result<Judged> {
     let mut out = Judged::default();
-    if h.is_control() {
-        out.decision = Some(Decision::Keep);
+    if h.is_control() || txn == TxnVerdict::Goes {
+        out.records = u64::try_from(h.record_count).unwrap_or(0);
+        let decision = if h.is_control() {
+            judge_marker(j, h, txn, &mut out)
+        } else {
+            gone(j, h)
+        };
+        if decision == Decision::Drop || decision == Decision::Empty {
+            out.removed = out.records;
+        }
+        out.decision = Some(decision);
         return Ok(out);
     }
     let existing = h.delete_horizon_ms();
@@ -91,23 +114,56 @@ pub(crate) fn judge(
     let survivors = kept.iter().filter(|k| **k).count();
     out.removed = out.records - survivors as u64;
     let must_stamp = tombstones_kept && existing.is_none();
-    out.decision = Some(if survivors == kept.len() && !must_stamp {
+    out.decision = Some(if survivors == 0 {
+        gone(j, h)
+    } else if survivors == kept.len() && !must_stamp {
         Decision::Keep
-    } else if survivors == 0 {
-        let last = h.last_offset();
-        let tracked = h.producer_id >= 0
-            && last.is_some()
-            && j.producers.get(&h.producer_id) == last.as_ref();
-        if tracked {
-            Decision::Empty
-        } else {
-            Decision::Drop
-        }
     } else {
         let horizon = tombstones_kept.then_some(stamp).or(existing);
         Decision::Rewrite { kept, horizon }
     });
     Ok(out)
+}
+
+/// A batch all of whose records go: removed, unless it is the last batch of a producer the
+/// partition tracks (then its header stays, empty, as Kafka's `RETAIN_EMPTY`).
+fn gone(j: &Judge<'_>, h: &BatchHeader) -> Decision {
+    let last = h.last_offset();
+    let tracked =
+        h.producer_id >= 0 && last.is_some() && j.producers.get(&h.producer_id) == last.as_ref();
+    match (tracked, h.record_count) {
+        (true, 0) => Decision::Keep,
+        (true, _) => Decision::Empty,
+        (false, _) => Decision::Drop,
+    }
+}
+
+/// A marker (control batch): kept while its transaction has data here; then stamped with a
+/// delete horizon, and removed once that has passed (Kafka's `CleanedTransactionMetadata` with
+/// the tombstone horizon of KIP-534). An empty control batch (cleaned before) goes.
+fn judge_marker(j: &Judge<'_>, h: &BatchHeader, txn: TxnVerdict, out: &mut Judged) -> Decision {
+    if txn == TxnVerdict::Stays {
+        return Decision::Keep;
+    }
+    if h.record_count == 0 {
+        return gone(j, h);
+    }
+    match h.delete_horizon_ms() {
+        Some(horizon) if j.now_ms >= horizon => gone(j, h),
+        Some(horizon) => {
+            out.horizon = Some(horizon);
+            Decision::Keep
+        }
+        None => {
+            let stamp = j.now_ms.saturating_add(j.delete_retention_ms);
+            out.horizon = Some(stamp);
+            let records = usize::try_from(h.record_count).unwrap_or(0);
+            Decision::Rewrite {
+                kept: vec![true; records],
+                horizon: Some(stamp),
+            }
+        }
+    }
 }
 
 fn judge_record(

@@ -133,6 +133,8 @@ pub(crate) struct Swap {
     pub index_puts: Vec<(i64, IndexEntry)>,
     /// Index entries of removed batches.
     pub index_removes: Vec<i64>,
+    /// Offsets of removed markers: their aborted-transactions index entries go.
+    pub txn_removes: Vec<i64>,
     /// Key index entries to write (tombstones that got their delete horizon).
     pub key_puts: Vec<(Vec<u8>, Vec<u8>)>,
     /// Key index entries of deleted keys.

@@ -5,7 +5,8 @@
 //! `.cleaned` files), durably (fjall's ingestion fsyncs its tables and its manifest). The swap
 //! then commits, in one `SyncData` batch, the new segment's summary (naming the new keyspace by
 //! its generation), the removal of the replaced segments' summaries, the index entries of the
-//! rewritten and removed batches, and the key index changes; only then are the old keyspaces
+//! rewritten and removed batches, the aborted-transactions index entries of removed markers,
+//! and the key index changes; only then are the old keyspaces
 //! deleted. A crash before the commit leaves the new keyspace unnamed by any summary, a crash
 //! after it leaves the old ones unnamed: recovery deletes whichever it finds (see
 //! `recovery.rs`), so the log is always either all old or all new.
@@ -16,7 +17,7 @@ use super::request::Swap;
 use super::state::SegmentState;
 use crate::codec::{CleanerCheckpoint, decode_hash_key, encode_hash_key};
 use crate::error::{Result, StoreError};
-use crate::keys;
+use crate::keys::{self, META_TXN};
 use crate::shared::PartitionShared;
 use fjall::Keyspace;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ impl Writer {
             summary,
             index_puts,
             index_removes,
+            txn_removes,
             key_puts,
             key_removes,
         } = s;
@@ -54,6 +56,9 @@ impl Writer {
         }
         for (last, entry) in index_puts {
             wb.insert(&e.index, keys::entry_key(tp, last), entry.encode());
+        }
+        for marker in txn_removes {
+            wb.remove(&e.meta, keys::meta_key(META_TXN, tp, &marker.to_be_bytes()));
         }
         for key in key_removes {
             wb.remove(&e.keys, key);

@@ -5,12 +5,13 @@ mod crash;
 mod keep_latest;
 mod model;
 mod space;
+mod transactions;
 
 use crate::common::*;
 use bytes::Bytes;
 use kafka_protocol::records::Compression;
 use rafka_format::batch::{BatchIdentity, check_batch};
-use rafka_format::builder::{BatchBuilder, RecordParts};
+use rafka_format::builder::{BatchBuilder, BatchOptions, RecordParts};
 use rafka_format::records::Records;
 use rafka_store::{CleanupPolicy, CompactionConfig, CompactionStrategy, LogConfig, PartitionLog};
 
@@ -34,6 +35,11 @@ impl Rec {
 
 /// One batch of `recs` (offset deltas 0..n), compressed as asked, with a producer identity.
 pub fn keyed_batch(recs: &[Rec], identity: BatchIdentity, compression: Compression) -> Bytes {
+    batch_with(recs, BatchOptions::new(identity, compression))
+}
+
+/// One batch of `recs` (offset deltas 0..n) built with `options`.
+pub fn batch_with(recs: &[Rec], options: BatchOptions) -> Bytes {
     let mut b = BatchBuilder::with_capacity(256);
     for r in recs {
         let parts = RecordParts {
@@ -43,7 +49,7 @@ pub fn keyed_batch(recs: &[Rec], identity: BatchIdentity, compression: Compressi
         };
         b.append(r.ts, &parts).expect("append");
     }
-    b.build(identity, compression).expect("build")
+    b.finish(options).expect("build")
 }
 
 pub fn plain(recs: &[Rec]) -> Bytes {
