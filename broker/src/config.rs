@@ -111,6 +111,15 @@ pub struct NodeArgs {
     /// Kafka connections open at once from one client IP address (Kafka's max.connections.per.ip); more are closed at once. [default: 1000]
     #[arg(long, env = "RAFKA_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
+    /// Connections one peer may have established with this node on each p2p plane (data and control, each its own); more are closed once their handshake is done. [default: 8]
+    #[arg(long, env = "RAFKA_P2P_MAX_CONNECTIONS_PER_PEER", value_name = "N")]
+    pub p2p_max_connections_per_peer: Option<u32>,
+    /// Inbound p2p connections still in their handshake (key check, noise, yamux) at once, per plane; more are closed as they are accepted. [default: 256]
+    #[arg(long, env = "RAFKA_P2P_MAX_PENDING_CONNECTIONS", value_name = "N")]
+    pub p2p_max_pending_connections: Option<u32>,
+    /// Inbound p2p connections established at once (clients and other nodes), per plane; more are closed once their handshake is done. [default: 4096]
+    #[arg(long, env = "RAFKA_P2P_MAX_INCOMING_CONNECTIONS", value_name = "N")]
+    pub p2p_max_incoming_connections: Option<u32>,
     /// Partitions one CreateTopics request may create, over all its topics; more fail the whole request with POLICY_VIOLATION (as Kafka since KAFKA-17870). [default: 10000]
     #[arg(long, env = "RAFKA_MAX_PARTITIONS_PER_REQUEST", value_name = "N")]
     pub max_partitions_per_request: Option<u32>,
@@ -267,6 +276,12 @@ pub struct NodeConfig {
     pub queued_max_request_bytes: usize,
     /// Kafka connections per client IP address.
     pub max_connections_per_ip: usize,
+    /// p2p connections one peer may have established, per plane.
+    pub p2p_max_connections_per_peer: u32,
+    /// Inbound p2p connections in their handshake at once, per plane.
+    pub p2p_max_pending_connections: u32,
+    /// Inbound p2p connections established at once, per plane.
+    pub p2p_max_incoming_connections: u32,
     /// Partitions one CreateTopics may create.
     pub max_partitions_per_request: u32,
     /// Partition replicas one node may host.
@@ -339,6 +354,9 @@ impl Default for NodeConfig {
             max_request_bytes: 100 * 1024 * 1024,
             queued_max_request_bytes: 256 * 1024 * 1024,
             max_connections_per_ip: 1000,
+            p2p_max_connections_per_peer: 8,
+            p2p_max_pending_connections: 256,
+            p2p_max_incoming_connections: 4096,
             max_partitions_per_request: 10_000,
             max_partitions_per_node: 20_000,
             max_metric_series: 10_000,
@@ -428,6 +446,9 @@ impl NodeConfig {
             max_request_bytes,
             queued_max_request_bytes,
             max_connections_per_ip,
+            p2p_max_connections_per_peer,
+            p2p_max_pending_connections,
+            p2p_max_incoming_connections,
             max_partitions_per_request,
             max_partitions_per_node,
             max_metric_series,
@@ -547,6 +568,18 @@ impl NodeConfig {
         }
         for (key, value) in [
             ("max_connections_per_ip", self.max_connections_per_ip),
+            (
+                "p2p_max_connections_per_peer",
+                self.p2p_max_connections_per_peer as usize,
+            ),
+            (
+                "p2p_max_pending_connections",
+                self.p2p_max_pending_connections as usize,
+            ),
+            (
+                "p2p_max_incoming_connections",
+                self.p2p_max_incoming_connections as usize,
+            ),
             (
                 "max_partitions_per_request",
                 self.max_partitions_per_request as usize,
@@ -816,6 +849,9 @@ mod tests {
             "--max-request-bytes",
             "--queued-max-request-bytes",
             "--max-connections-per-ip",
+            "--p2p-max-connections-per-peer",
+            "--p2p-max-pending-connections",
+            "--p2p-max-incoming-connections",
             "--max-partitions-per-request",
             "--max-partitions-per-node",
             "--max-metric-series",

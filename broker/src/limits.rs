@@ -24,6 +24,12 @@ pub enum Limit {
     RequestBudget,
     /// A connection refused by `--max-connections-per-ip`.
     ConnectionsPerAddress,
+    /// A p2p connection refused by `--p2p-max-connections-per-peer`.
+    P2pConnectionsPerPeer,
+    /// A p2p connection refused by `--p2p-max-pending-connections`.
+    P2pPendingConnections,
+    /// A p2p connection refused by `--p2p-max-incoming-connections`.
+    P2pIncomingConnections,
     /// A CreateTopics over `--max-partitions-per-request`.
     PartitionsPerRequest,
     /// A topic refused by `--max-partitions-per-node`.
@@ -33,10 +39,13 @@ pub enum Limit {
 }
 
 impl Limit {
-    const ALL: [Limit; 6] = [
+    const ALL: [Limit; 9] = [
         Limit::RequestSize,
         Limit::RequestBudget,
         Limit::ConnectionsPerAddress,
+        Limit::P2pConnectionsPerPeer,
+        Limit::P2pPendingConnections,
+        Limit::P2pIncomingConnections,
         Limit::PartitionsPerRequest,
         Limit::PartitionsPerNode,
         Limit::MetricSeries,
@@ -48,6 +57,9 @@ impl Limit {
             Limit::RequestSize => "--max-request-bytes",
             Limit::RequestBudget => "--queued-max-request-bytes",
             Limit::ConnectionsPerAddress => "--max-connections-per-ip",
+            Limit::P2pConnectionsPerPeer => "--p2p-max-connections-per-peer",
+            Limit::P2pPendingConnections => "--p2p-max-pending-connections",
+            Limit::P2pIncomingConnections => "--p2p-max-incoming-connections",
             Limit::PartitionsPerRequest => "--max-partitions-per-request",
             Limit::PartitionsPerNode => "--max-partitions-per-node",
             Limit::MetricSeries => "--max-metric-series",
@@ -72,6 +84,21 @@ static WINDOWS: [Mutex<Window>; Limit::ALL.len()] = [const {
         unlogged: 0,
     })
 }; Limit::ALL.len()];
+
+/// The mesh's connection limits, counted and logged as the node's other limits.
+#[derive(Debug)]
+pub struct MeshLimitHits;
+
+impl rafka_mesh::LimitHits for MeshLimitHits {
+    fn hit(&self, limit: rafka_mesh::ConnectionLimit, what: &str) {
+        let limit = match limit {
+            rafka_mesh::ConnectionLimit::PerPeer => Limit::P2pConnectionsPerPeer,
+            rafka_mesh::ConnectionLimit::PendingIncoming => Limit::P2pPendingConnections,
+            rafka_mesh::ConnectionLimit::EstablishedIncoming => Limit::P2pIncomingConnections,
+        };
+        hit(limit, format_args!("{what}"));
+    }
+}
 
 /// Records a hit of `limit`; `what` says what it refused or delayed.
 pub fn hit(limit: Limit, what: fmt::Arguments<'_>) {

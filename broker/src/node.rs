@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use rafka_mesh::{ClusterKey, Mesh, MeshConfig, Multiaddr, Role};
+use rafka_mesh::{ClusterKey, ConnectionLimits, Mesh, MeshConfig, Multiaddr, Role};
 use rafka_store::{Store, StoreConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -330,6 +330,12 @@ fn mesh_config(config: &NodeConfig, cluster_key: Option<ClusterKey>) -> MeshConf
         generation,
         seed: generation,
         push: Some(crate::push::mesh_config()),
+        connection_limits: ConnectionLimits {
+            per_peer: config.p2p_max_connections_per_peer,
+            pending_incoming: config.p2p_max_pending_connections,
+            established_incoming: config.p2p_max_incoming_connections,
+        },
+        limit_hits: Some(Arc::new(crate::limits::MeshLimitHits)),
         ..MeshConfig::default()
     }
 }

@@ -1,5 +1,6 @@
 //! Mesh configuration.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +66,65 @@ pub struct MeshConfig {
     /// The cluster key: with it, only peers holding the same key complete a connection (see
     /// [`crate::gate`]); without it the wire is plain libp2p.
     pub cluster_key: Option<ClusterKey>,
+    /// How many connections each swarm holds (per peer, in their handshake, established inbound).
+    pub connection_limits: ConnectionLimits,
+    /// Told of each connection a limit refused (a node counts and logs them); without one the
+    /// mesh logs them itself.
+    pub limit_hits: Option<Arc<dyn LimitHits>>,
+}
+
+/// Connection limits of a swarm (libp2p's `connection_limits`), applied to the data plane and to
+/// the control plane, each on its own. Kafka's port has `max.connections.per.ip`; these bound
+/// what any number of peers can make a node hold on its p2p listeners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections established with one peer (it needs one; two while a simultaneous dial
+    /// settles). Also bounds this side's dials.
+    pub per_peer: u32,
+    /// Inbound connections still in their handshake (TCP accepted; the key check, noise and
+    /// yamux not done, each ending within [`crate::gate::HANDSHAKE_TIMEOUT`]). More are closed
+    /// as they are accepted.
+    pub pending_incoming: u32,
+    /// Inbound connections established, from clients and other nodes. More are closed once
+    /// their handshake is done.
+    pub established_incoming: u32,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            per_peer: 8,
+            pending_incoming: 256,
+            established_incoming: 4096,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// The same limits as libp2p takes them.
+    pub(crate) fn libp2p(self) -> libp2p::connection_limits::ConnectionLimits {
+        libp2p::connection_limits::ConnectionLimits::default()
+            .with_max_established_per_peer(Some(self.per_peer))
+            .with_max_pending_incoming(Some(self.pending_incoming))
+            .with_max_established_incoming(Some(self.established_incoming))
+    }
+}
+
+/// Which connection limit refused a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnectionLimit {
+    /// [`ConnectionLimits::per_peer`].
+    PerPeer,
+    /// [`ConnectionLimits::pending_incoming`].
+    PendingIncoming,
+    /// [`ConnectionLimits::established_incoming`].
+    EstablishedIncoming,
+}
+
+/// Where connection-limit hits go (the node's limit counter and log).
+pub trait LimitHits: Send + Sync + fmt::Debug + 'static {
+    /// `limit` refused a connection; `what` says which one (plane, direction, address).
+    fn hit(&self, limit: ConnectionLimit, what: &str);
 }
 
 impl Default for MeshConfig {
@@ -87,6 +147,8 @@ impl Default for MeshConfig {
             seed: 0,
             push: None,
             cluster_key: None,
+            connection_limits: ConnectionLimits::default(),
+            limit_hits: None,
         }
     }
 }
@@ -126,6 +188,11 @@ impl MeshConfig {
         }
         if self.role == Role::Node && (self.listen.is_empty() || self.control_listen.is_empty()) {
             return bad("a node needs a data-plane and a control-plane listen address".into());
+        }
+        let limits = self.connection_limits;
+        if limits.per_peer == 0 || limits.pending_incoming == 0 || limits.established_incoming == 0
+        {
+            return bad(format!("connection limits must be positive: {limits:?}"));
         }
         if self.max_concurrent_streams == 0 {
             return bad("max_concurrent_streams must be positive".into());

@@ -7,7 +7,10 @@
 use std::time::Duration;
 
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{StreamProtocol, gossipsub, identify, identity::Keypair, kad, request_response};
+use libp2p::{
+    StreamProtocol, connection_limits, gossipsub, identify, identity::Keypair, kad,
+    request_response,
+};
 
 use crate::codec::FrameCodec;
 use crate::data::{AGENT, IDENTIFY_PROTOCOL};
@@ -27,6 +30,8 @@ pub const MAX_RAFT_FRAME: usize = 16 * 1024 * 1024;
 /// Everything the control plane speaks.
 #[derive(NetworkBehaviour)]
 pub struct ControlBehaviour {
+    /// Connection limits: first, so a refused connection reaches no other behaviour.
+    pub limits: connection_limits::Behaviour,
     /// Membership anti-entropy (Syn / Ack / Ack2), answered with an empty frame.
     pub membership: request_response::Behaviour<FrameCodec>,
     /// Raft RPCs.
@@ -85,6 +90,7 @@ impl ControlBehaviour {
                 .with_agent_version(AGENT.to_string()),
         );
         Ok(Self {
+            limits: connection_limits::Behaviour::new(config.connection_limits.libp2p()),
             membership,
             raft,
             gossipsub,

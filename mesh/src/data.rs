@@ -6,7 +6,10 @@
 
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, gossipsub, identify, identity::Keypair, mdns, request_response};
+use libp2p::{
+    StreamProtocol, connection_limits, gossipsub, identify, identity::Keypair, mdns,
+    request_response,
+};
 
 use crate::codec::{FrameCodec, KAFKA_PROTOCOL};
 use crate::kafka_codec::{KafkaCodec, MAX_REQUEST_DEADLINE};
@@ -22,6 +25,8 @@ pub const CLUSTER_PROTOCOL: StreamProtocol = StreamProtocol::new("/rafka/cluster
 /// Everything the data plane speaks.
 #[derive(NetworkBehaviour)]
 pub struct DataBehaviour {
+    /// Connection limits: first, so a refused connection reaches no other behaviour.
+    pub limits: connection_limits::Behaviour,
     /// Kafka frames between clients and nodes, and between nodes; each request has its own
     /// deadline (see [`crate::kafka_codec`]).
     pub kafka: request_response::Behaviour<KafkaCodec>,
@@ -82,6 +87,7 @@ impl DataBehaviour {
             _ => None,
         };
         Ok(Self {
+            limits: connection_limits::Behaviour::new(config.connection_limits.libp2p()),
             kafka,
             cluster,
             identify,

@@ -52,7 +52,7 @@ pub mod metrics;
 pub mod push;
 pub mod view;
 
-pub use config::{MeshConfig, Role};
+pub use config::{ConnectionLimit, ConnectionLimits, LimitHits, MeshConfig, Role};
 pub use error::MeshError;
 pub use handle::{Inbound, InboundKafka, InboundRaft, Mesh};
 pub use identity::load_or_create_identity;

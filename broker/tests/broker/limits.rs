@@ -162,6 +162,41 @@ async fn connections_over_the_per_address_limit_are_closed_and_a_closed_one_free
     wire::stop(node).await;
 }
 
+#[tokio::test]
+async fn p2p_connections_over_the_pending_limit_are_closed_and_a_closed_one_frees_its_place() {
+    let node = TestNode::start_with(|c| c.p2p_max_pending_connections = 1).await;
+    let p2p = &node.node.as_ref().unwrap().addresses().p2p[0];
+    let port = p2p
+        .iter()
+        .find_map(|p| match p {
+            rafka_mesh::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    // A connection that never starts its handshake holds the one pending place...
+    let stalled = wire::Socket::connect(addr).await;
+    // ...so the next is closed as it is accepted (the node accepts them in order).
+    let mut second = wire::Socket::connect(addr).await;
+    assert!(
+        second.is_closed().await,
+        "a second p2p connection in its handshake"
+    );
+    drop(stalled);
+    // The stalled connection closed: the place is free again, and a connection that starts the
+    // handshake (libp2p's multistream-select header) is answered in kind.
+    wait_until(wire::DEADLINE, "the pending place freed", async || {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(addr).await.ok()?;
+        socket.write_all(b"\x13/multistream/1.0.0\n").await.ok()?;
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(2), socket.read(&mut byte)).await;
+        matches!(read, Ok(Ok(1))).then_some(())
+    })
+    .await;
+    wire::stop(node).await;
+}
+
 /// Partitions of the large topic deleted in the background: deleting their logs inline held up
 /// the DeleteTopics and every topic change after it for seconds.
 const LARGE_TOPIC: i32 = 2_000;

@@ -3,10 +3,11 @@
 
 use bytes::Bytes;
 use libp2p::request_response::{self, Message};
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{ListenError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, gossipsub, identify, kad};
 
 use super::EventLoop;
+use super::admission::Denied;
 use crate::control::ControlBehaviourEvent;
 
 impl EventLoop {
@@ -34,6 +35,17 @@ impl EventLoop {
             } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "control plane connected");
             }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error: ListenError::Denied { cause },
+                peer_id,
+                ..
+            } => self.gatekeeper.denied(&Denied {
+                plane: "control",
+                peer: peer_id,
+                addr: &send_back_addr,
+                cause: &cause,
+            }),
             SwarmEvent::Behaviour(ControlBehaviourEvent::Membership(event)) => {
                 self.handle_membership_rr(event)
             }

@@ -2,10 +2,11 @@
 
 use bytes::Bytes;
 use libp2p::request_response::{self, Message};
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{ListenError, SwarmEvent};
 use libp2p::{PeerId, identify, mdns};
 
 use super::EventLoop;
+use super::admission::Denied;
 use crate::data::DataBehaviourEvent;
 use crate::kafka_codec::Frame;
 use crate::view::{self, DATA_ADDRS_KEY};
@@ -62,6 +63,17 @@ impl EventLoop {
                     }));
                 }
             }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error: ListenError::Denied { cause },
+                peer_id,
+                ..
+            } => self.gatekeeper.denied(&Denied {
+                plane: "data",
+                peer: peer_id,
+                addr: &send_back_addr,
+                cause: &cause,
+            }),
             SwarmEvent::Behaviour(DataBehaviourEvent::Kafka(event)) => self.handle_kafka(event),
             SwarmEvent::Behaviour(DataBehaviourEvent::Cluster(event)) => self.handle_cluster(event),
             SwarmEvent::Behaviour(DataBehaviourEvent::Mdns(event)) => self.handle_mdns(event),

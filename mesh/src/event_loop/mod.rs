@@ -246,7 +246,7 @@ impl EventLoop {
             leaving: None,
             push: PushState::new(push),
             refusals,
-            gatekeeper: Gatekeeper::default(),
+            gatekeeper: Gatekeeper::new(config.limit_hits.clone()),
         })
     }
 
