@@ -3,10 +3,12 @@
 //! not have are all refused, each by name on the side that can tell.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
-use rafka_mesh::{ClusterKey, Inbound, Keypair, Mesh, MeshConfig, Multiaddr};
+use rafka_mesh::{ClusterKey, Keypair, Mesh, MeshConfig, Multiaddr};
 
 fn node_config(key: Option<ClusterKey>, bootstrap: Vec<Multiaddr>) -> MeshConfig {
     MeshConfig {
@@ -27,24 +29,9 @@ fn client_config(key: Option<ClusterKey>) -> MeshConfig {
     }
 }
 
-/// A node that answers every Kafka frame with `echo:` and the frame.
+/// A node with `key` that answers every Kafka frame with `echo:` and the frame.
 async fn echo_node(key: Option<ClusterKey>) -> (Mesh, Multiaddr) {
-    let (node, inbound) = Mesh::start(Keypair::generate_ed25519(), node_config(key, vec![]))
-        .await
-        .unwrap();
-    let Inbound {
-        mut kafka, raft, ..
-    } = inbound;
-    tokio::spawn(async move {
-        let _raft = raft;
-        while let Some(request) = kafka.recv().await {
-            let mut answer = b"echo:".to_vec();
-            answer.extend_from_slice(&request.frame);
-            let _ = request.reply.send(Bytes::from(answer));
-        }
-    });
-    let addr = node.listen_addrs().await.into_iter().next().unwrap();
-    (node, addr)
+    common::echo_node(node_config(key, vec![])).await
 }
 
 async fn client(key: Option<ClusterKey>) -> Mesh {

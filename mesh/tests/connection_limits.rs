@@ -4,13 +4,14 @@
 //! connection closes.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rafka_mesh::{
-    ConnectionLimit, ConnectionLimits, Inbound, Keypair, LimitHits, Mesh, MeshConfig, Multiaddr,
-    Protocol,
+    ConnectionLimit, ConnectionLimits, Keypair, LimitHits, Mesh, MeshConfig, Multiaddr, Protocol,
 };
 
 /// Every hit, in order.
@@ -48,30 +49,15 @@ impl Hits {
 
 /// A node with `limits` that answers every Kafka frame with `echo:` and the frame.
 async fn echo_node(limits: ConnectionLimits, hits: Arc<Hits>) -> (Mesh, Multiaddr) {
-    let config = MeshConfig {
+    common::echo_node(MeshConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         control_listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         mdns: false,
         connection_limits: limits,
         limit_hits: Some(hits),
         ..MeshConfig::default()
-    };
-    let (node, inbound) = Mesh::start(Keypair::generate_ed25519(), config)
-        .await
-        .unwrap();
-    let Inbound {
-        mut kafka, raft, ..
-    } = inbound;
-    tokio::spawn(async move {
-        let _raft = raft;
-        while let Some(request) = kafka.recv().await {
-            let mut answer = b"echo:".to_vec();
-            answer.extend_from_slice(&request.frame);
-            let _ = request.reply.send(Bytes::from(answer));
-        }
-    });
-    let addr = node.listen_addrs().await.into_iter().next().unwrap();
-    (node, addr)
+    })
+    .await
 }
 
 async fn client() -> Mesh {
