@@ -236,8 +236,8 @@ fn process_one_to_five_nodes_and_back_keeps_metadata_writable() {
     }
     let mut leader_left = false;
     for n in (1..5).rev() {
-        // One step takes the metadata leader away (when 4 remain after it); the others a
-        // non-leader, preferring voters.
+        // One step takes the metadata leader away (from 4 nodes to 3: three voters and a
+        // learner, so its seat goes to the learner); the others a non-leader, preferring voters.
         let leader = nodes.leader().expect("a metadata leader");
         let victim = if n == 3 {
             leader_left = true;
