@@ -885,6 +885,40 @@ mod tests {
     }
 
     #[test]
+    fn the_p2p_connection_limits_come_from_their_flags_and_must_be_positive() {
+        use clap::Parser;
+        let args = NodeArgs::try_parse_from([
+            "rafka-node",
+            "--p2p-max-connections-per-peer",
+            "3",
+            "--p2p-max-pending-connections",
+            "4",
+            "--p2p-max-incoming-connections",
+            "5",
+        ])
+        .unwrap();
+        let config = NodeConfig::load(args).unwrap();
+        assert_eq!(
+            (
+                config.p2p_max_connections_per_peer,
+                config.p2p_max_pending_connections,
+                config.p2p_max_incoming_connections
+            ),
+            (3, 4, 5)
+        );
+        for flag in [
+            "--p2p-max-connections-per-peer",
+            "--p2p-max-pending-connections",
+            "--p2p-max-incoming-connections",
+        ] {
+            let args = NodeArgs::try_parse_from(["rafka-node", flag, "0"]).unwrap();
+            let err = NodeConfig::load(args).unwrap_err().to_string();
+            let field = flag.trim_start_matches("--").replace('-', "_");
+            assert!(err.contains(&field), "{flag} 0: {err}");
+        }
+    }
+
+    #[test]
     fn the_supported_feature_levels_are_capped_by_the_flag_but_not_above_the_release() {
         assert_eq!(
             NodeConfig::default().supported_levels(),

@@ -5,6 +5,9 @@
 //!   (POLICY_VIOLATION at once, as Kafka since KAFKA-17870) and `--max-partitions-per-node`
 //!   replicas on any node;
 //! - `--max-connections-per-ip`: a connection over the limit is closed at once;
+//! - the p2p listeners (`--p2p-max-connections-per-peer`, `--p2p-max-incoming-connections`,
+//!   `--p2p-max-pending-connections`): connections over a limit are closed and counted, and a
+//!   client still gets its request answered over the mesh;
 //! - DeleteTopics of a large topic is answered once the topic is gone from the metadata; its logs
 //!   are deleted in the background while other requests are answered;
 //! - `--max-metric-series`: /metrics stays small with many partitions, and says what it left out,
@@ -195,6 +198,152 @@ async fn p2p_connections_over_the_pending_limit_are_closed_and_a_closed_one_free
     })
     .await;
     wire::stop(node).await;
+}
+
+/// A peer that opens `connections` connections to the p2p address `addr` (`/p2p/<id>` included)
+/// under one identity of its own, as plain libp2p (tcp, noise, yamux) with no protocol, and keeps
+/// every connection the node lets it keep. The watch says how many are open and how many ended
+/// (refused by the node, or never established); dropping the returned handle closes them all.
+/// Runs on the runtime it is called in.
+fn p2p_flood(
+    addr: &rafka_mesh::Multiaddr,
+    connections: usize,
+) -> (
+    tokio::sync::watch::Receiver<(usize, usize)>,
+    tokio_util::task::AbortOnDropHandle<()>,
+) {
+    use futures::StreamExt;
+    use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+    use libp2p::swarm::{SwarmEvent, dummy};
+
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| dummy::Behaviour)
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    let Some(rafka_mesh::Protocol::P2p(node)) = addr.iter().last() else {
+        panic!("{addr} names no peer");
+    };
+    for _ in 0..connections {
+        let opts = DialOpts::peer_id(node)
+            .condition(PeerCondition::Always)
+            .addresses(vec![addr.clone()])
+            .build();
+        swarm.dial(opts).unwrap();
+    }
+    let (tx, rx) = tokio::sync::watch::channel((0, 0));
+    let task = tokio::spawn(async move {
+        let (mut open, mut ended) = (0, 0);
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => open += 1,
+                SwarmEvent::ConnectionClosed { .. } => {
+                    open -= 1;
+                    ended += 1;
+                }
+                SwarmEvent::OutgoingConnectionError { .. } => ended += 1,
+                _ => continue,
+            }
+            tx.send_replace((open, ended));
+        }
+    });
+    (rx, tokio_util::task::AbortOnDropHandle::new(task))
+}
+
+/// The node's `rafka_limit_hits_total` for `flag`, 0 before its first hit.
+fn limit_hits(node: &NodeProcess, flag: &str) -> Option<f64> {
+    let text = node.http_get("/metrics").ok()?;
+    let label = format!("limit=\"{flag}\"");
+    Some(
+        crate::support::mesh_metrics::metric(&text, "rafka_limit_hits_total", Some(&label))
+            .unwrap_or(0.0),
+    )
+}
+
+#[test]
+fn process_the_p2p_limit_flags_bound_the_nodes_listener_and_a_client_still_gets_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(
+        &dir.path().join("n"),
+        &[
+            "--p2p-max-connections-per-peer",
+            "2",
+            "--p2p-max-incoming-connections",
+            "3",
+        ],
+    );
+    let addr: rafka_mesh::Multiaddr = node.ready.p2p.parse().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
+    let settled = |flood: &tokio::sync::watch::Receiver<(usize, usize)>, open, ended| {
+        wait_until_blocking(wire::DEADLINE, "the flood settled", || {
+            let now = *flood.borrow();
+            if now == (open, ended) {
+                Ok(())
+            } else {
+                Err(format!("(open, ended) = {now:?}, not {:?}", (open, ended)))
+            }
+        });
+    };
+    let hits = |flag: &str, n: f64| {
+        wait_until_blocking(wire::DEADLINE, &format!("{n} hits of {flag}"), || {
+            limit_hits(&node, flag).is_some_and(|hits| hits == n)
+        });
+    };
+
+    // One peer opens four connections: two are its own, two are refused per peer.
+    let (one, _one) = p2p_flood(&addr, 4);
+    settled(&one, 2, 2);
+    hits("--p2p-max-connections-per-peer", 2.0);
+    // Another peer opens four: one takes the last incoming place, three are refused.
+    let (other, other_task) = p2p_flood(&addr, 4);
+    settled(&other, 1, 3);
+    hits("--p2p-max-incoming-connections", 3.0);
+    assert_eq!(
+        limit_hits(&node, "--p2p-max-connections-per-peer"),
+        Some(2.0)
+    );
+    let log = node.log_text();
+    for flag in [
+        "--p2p-max-connections-per-peer",
+        "--p2p-max-incoming-connections",
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("limit hit") && l.contains(flag) && l.contains("data plane")),
+            "no limit line for {flag}:\n{log}"
+        );
+    }
+
+    // The second peer leaves: a client gets its place and its request is answered over the mesh,
+    // while the first peer keeps its two connections.
+    drop(other_task);
+    wait_until_blocking(wire::DEADLINE, "a CLI request over the mesh", || {
+        let out = crate::support::run::run(
+            crate::support::run::rafka(&[
+                "--bootstrap",
+                &node.ready.p2p,
+                "topic",
+                "create",
+                "past-the-flood",
+            ]),
+            b"",
+            wire::DEADLINE,
+        );
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(out.stderr_text())
+        }
+    });
+    assert_eq!(one.borrow().0, 2);
 }
 
 /// Partitions of the large topic deleted in the background: deleting their logs inline held up
