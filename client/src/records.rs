@@ -111,8 +111,25 @@ pub fn decode_records(
     topic: &Arc<str>,
     partition: i32,
     fetch_offset: i64,
-    mut data: Bytes,
+    data: Bytes,
 ) -> Result<DecodedRecords> {
+    decode_committed(topic, partition, fetch_offset, data, &[])
+}
+
+/// [`decode_records`] for a read_committed fetch: the transactional batches of the aborted
+/// transactions the broker listed (producer id, first offset) are skipped too, as Kafka's
+/// consumer does: a producer's batches are dropped from its aborted transaction's first offset
+/// until its next control batch (the abort marker).
+pub fn decode_committed(
+    topic: &Arc<str>,
+    partition: i32,
+    fetch_offset: i64,
+    mut data: Bytes,
+    aborted: &[(i64, i64)],
+) -> Result<DecodedRecords> {
+    let mut pending: Vec<(i64, i64)> = aborted.to_vec();
+    pending.sort_by_key(|&(_, first)| std::cmp::Reverse(first));
+    let mut aborting: Vec<i64> = Vec::new();
     let mut out = DecodedRecords::default();
     while data.len() >= HEADER_LEN {
         let corrupt = |offset: i64, reason: String| Error::CorruptRecord {
@@ -135,8 +152,17 @@ pub fn decode_records(
         })?;
         let last = header.last_offset().unwrap_or(i64::MAX);
         out.next_offset = Some(last.saturating_add(1));
-        if header.is_control() || last < fetch_offset {
-            continue; // control batch (transaction marker), or wholly below the position
+        while pending.last().is_some_and(|&(_, first)| first <= last) {
+            aborting.extend(pending.pop().map(|(pid, _)| pid));
+        }
+        let pid = header.producer_id;
+        if header.is_control() {
+            // The marker ends the producer's transaction.
+            aborting.retain(|p| *p != pid);
+            continue;
+        }
+        if last < fetch_offset || (header.is_transactional() && aborting.contains(&pid)) {
+            continue; // wholly below the position, or aborted
         }
         let at = header.base_offset;
         let log_append_time = header.is_log_append_time();

@@ -140,6 +140,52 @@ fn control_batches_are_skipped_but_advance_the_position() {
     assert_eq!(out.next_offset, Some(21));
 }
 
+/// One batch of `count` records of producer `pid` at `offset`; a control batch holds an abort
+/// marker.
+fn txn_batch(pid: i64, offset: i64, count: usize, control: bool) -> BytesMut {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: true,
+            control,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: offset + i as i64,
+            sequence: if control { -1 } else { i as i32 },
+            timestamp: 0,
+            key: Some(Bytes::from_static(&[0, 0, 0, 0])),
+            value: Some(Bytes::from(format!("{pid}@{}", offset + i as i64))),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let opts = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &opts).unwrap();
+    buf
+}
+
+#[test]
+fn read_committed_skips_aborted_transactions_up_to_their_marker() {
+    let mut all = BytesMut::new();
+    all.extend_from_slice(&txn_batch(5, 10, 2, false)); // aborted below
+    all.extend_from_slice(&txn_batch(6, 12, 1, false)); // committed
+    all.extend_from_slice(&txn_batch(5, 13, 1, true)); // producer 5's abort marker
+    all.extend_from_slice(&txn_batch(5, 14, 2, false)); // its next transaction
+    let data = all.freeze();
+    let out = decode_committed(&topic(), 0, 10, data.clone(), &[(5, 10)]).unwrap();
+    let offsets: Vec<i64> = out.records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, vec![12, 14, 15]);
+    assert_eq!(out.next_offset, Some(16));
+    // Without the aborted list (read_uncommitted) every data record is delivered.
+    let out = decode_records(&topic(), 0, 10, data).unwrap();
+    assert_eq!(out.records.len(), 5);
+}
+
 #[test]
 fn bad_crc_is_a_typed_error() {
     let batch = encode_batch(&[rec(0)], BatchIdentity::NONE, Compression::None).unwrap();

@@ -236,6 +236,11 @@ fn route(broker: &Broker, ctx: RequestContext, request: RequestKind) -> Handled 
         RequestKind::UnregisterBroker(r) => respond_later(ctx.clone(), async move {
             unregister_broker::handle(&broker, r).await
         }),
+        // Broker to broker: each marker waits for its partition's in-sync replicas inside the
+        // returned future.
+        RequestKind::WriteTxnMarkers(r) => {
+            respond_later(ctx.clone(), write_txn_markers::handle(broker, ctx, r))
+        }
         _ => {
             // Unreachable while `versions::SERVED` and this match agree; a test checks they do.
             let reason = format!("no handler for {:?}", ctx.api_key);

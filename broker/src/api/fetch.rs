@@ -1,4 +1,5 @@
-//! Fetch: whole batches up to the last stable offset (a follower: the log end), within the
+//! Fetch: whole batches up to the high watermark (read_uncommitted), the last stable offset with
+//! the aborted transactions of the range (read_committed), or the log end (a follower), within the
 //! request's byte limits, with `max_wait_ms` / `min_bytes` long-polling on the partitions' offset
 //! watches (no busy polling). Each partition is read through its [`Leader`]; a follower's fetch
 //! is recorded there first ([`Leader::replica_fetch`]: the leader's half of replication).
@@ -17,9 +18,9 @@ use futures::future::select_all;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
 };
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use rafka_store::{LogOffsets, StoreError};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -44,7 +45,8 @@ enum TargetState {
         leader: Arc<NodeLeader>,
         fetch_offset: Offset,
         max_bytes: usize,
-        /// A follower's fetch reads up to the log end; a consumer's up to the last stable offset.
+        /// A follower's fetch reads up to the log end; a consumer's up to the high watermark or,
+        /// reading committed records, the last stable offset.
         reader: Reader,
     },
 }
@@ -140,6 +142,12 @@ fn resolve_all(
         ResponseError::UnknownTopicOrPartition
     };
     let replica = replica_of(request, version);
+    // Kafka's isolation levels: 0 read_uncommitted, 1 read_committed.
+    let consumer = if request.isolation_level == 1 {
+        Reader::Consumer
+    } else {
+        Reader::Uncommitted
+    };
     let mut targets = Vec::new();
     for (index, topic) in request.topics.iter().enumerate() {
         let resolved = if version >= 13 {
@@ -149,7 +157,7 @@ fn resolve_all(
         };
         for partition in &topic.partitions {
             let state = match resolved {
-                Some(t) => resolve(broker, t, partition, replica),
+                Some(t) => resolve(broker, t, partition, (replica, consumer)),
                 None => TargetState::Failed(unknown, None),
             };
             targets.push(Target {
@@ -166,7 +174,7 @@ fn resolve(
     broker: &Broker,
     topic: &TopicImage,
     partition: &FetchPartition,
-    replica: Option<Replica>,
+    (replica, consumer): (Option<Replica>, Reader),
 ) -> TargetState {
     let Some(image) = usize::try_from(partition.partition)
         .ok()
@@ -191,7 +199,7 @@ fn resolve(
                 leader.replica_fetch(replica.node, replica.broker_epoch, epoch, fetch_offset);
             (recorded, Reader::Replica, current_leader)
         }
-        None => (leader.check_epoch(epoch), Reader::Consumer, None),
+        None => (leader.check_epoch(epoch), consumer, None),
     };
     match checked {
         Ok(()) => TargetState::Readable {
@@ -319,8 +327,8 @@ fn failed(
     }
 }
 
-/// One partition: its batches from `offset` up to what the reader may see (the last stable
-/// offset for a consumer, the log end for a follower).
+/// One partition: its batches from `offset` up to what the reader may see (the high watermark,
+/// the last stable offset with the aborted transactions of the batches read, or the log end).
 fn read_partition(
     leader: &NodeLeader,
     offset: Offset,
@@ -328,10 +336,21 @@ fn read_partition(
     (first, reader): (bool, Reader),
 ) -> Result<(PartitionData, usize), StoreError> {
     let read = leader.read(reader, offset, budget)?;
+    let aborted = read.aborted.map(|aborted| {
+        aborted
+            .iter()
+            .map(|a| {
+                AbortedTransaction::default()
+                    .with_producer_id(ProducerId(a.producer_id))
+                    .with_first_offset(a.first_offset)
+            })
+            .collect()
+    });
     let data = PartitionData::default()
         .with_high_watermark(read.high_watermark.0)
         .with_last_stable_offset(read.last_stable_offset.0)
-        .with_log_start_offset(read.log_start.0);
+        .with_log_start_offset(read.log_start.0)
+        .with_aborted_transactions(aborted);
     let size: usize = read.batches.iter().map(Bytes::len).sum();
     // KIP-74: only the first partition with data may exceed the budget (by its first batch).
     if size > budget && !first {

@@ -26,11 +26,15 @@ pub fn handle(
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let image = broker.image();
-    // A follower asking (replica id >= 0) gets the log end as "latest", as Kafka answers it.
+    // A follower asking (replica id >= 0) gets the log end as "latest", as Kafka answers it; a
+    // read_committed consumer (isolation level 1, v2+) the last stable offset; others the high
+    // watermark.
     let reader = if request.replica_id.0 >= 0 {
         Reader::Replica
-    } else {
+    } else if request.isolation_level == 1 {
         Reader::Consumer
+    } else {
+        Reader::Uncommitted
     };
     let topics = request
         .topics
@@ -79,7 +83,7 @@ fn lookup(
     }
     let log = leader.log();
     let found: Result<Option<(i64, i64)>, ResponseError> = match request.timestamp {
-        // The last stable offset for a consumer, the log end for a follower.
+        // The high watermark or last stable offset for a consumer, the log end for a follower.
         LATEST => Ok(Some((-1, leader.visible_end(reader).0))),
         EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, log.log_start_offset()))),
         MAX_TIMESTAMP => log

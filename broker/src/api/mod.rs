@@ -36,6 +36,7 @@ mod sync_group;
 pub mod topics;
 mod unregister_broker;
 pub mod versions;
+mod write_txn_markers;
 
 pub use dispatch::{ConnectionInfo, Handled, RequestContext, Started, handle_frame};
 pub use produce::now_ms;

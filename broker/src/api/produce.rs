@@ -5,27 +5,53 @@
 //! The appends are queued before this function returns ([`Leader::append`] enqueues when it is
 //! called), so pipelined requests on one connection append in order and share group commits.
 //!
+//! Transactional batches (from the `transactions` feature level on): the first batch of a
+//! producer's transaction on a partition is appended only once the transaction coordinator
+//! confirms that the partition is in the producer's open transaction (KIP-890 part 1:
+//! AddPartitionsToTxn v4 with `verify_only`, to the leader of the transactional id's
+//! `__transaction_state` partition, over the mesh or locally), so a stray or late write cannot
+//! open a transaction the coordinator knows nothing about and pin the last stable offset. Until
+//! the answer, that producer's later batches to the partition wait behind it
+//! ([`Leader::txn_gate`]), keeping their order. Errors as Kafka's `ReplicaManager` translates
+//! them: not in the transaction is TRANSACTION_ABORTABLE for Produce v11+ and INVALID_TXN_STATE
+//! before; a fenced producer INVALID_PRODUCER_EPOCH; a coordinator that cannot answer now
+//! NOT_ENOUGH_REPLICAS (retriable without a metadata refresh).
+//!
 //! [`Leader`]: crate::partition::Leader
 //! [`Leader::append`]: crate::partition::Leader::append
+//! [`Leader::txn_gate`]: crate::partition::Leader::txn_gate
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, join_all};
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::add_partitions_to_txn_request::{
+    AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+};
 use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ProduceRequest, ProduceResponse,
+    ProducerId, TopicName, TransactionalId,
+};
 use kafka_protocol::protocol::StrBytes;
 use rafka_store::{Appended, ProducedBatch, StoreError, TopicPartition};
 
 use super::dispatch::{Handled, RequestContext, respond_later};
 use crate::ids::NodeId;
-use crate::metadata::TopicImage;
+use crate::metadata::{Feature, TopicImage};
 use crate::partition::core::ReplicaError;
-use crate::partition::{Acks, AppendError};
+use crate::partition::{Acks, AppendError, NodeLeader};
+use crate::peers::request_node;
 use crate::{Broker, metrics};
+
+/// The AddPartitionsToTxn version a partition leader verifies with (v4: batched, broker to
+/// broker, `verify_only`).
+const VERIFY_VERSION: i16 = 4;
+/// How long a verification may take before the produce is answered NOT_ENOUGH_REPLICAS.
+const VERIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -53,6 +79,11 @@ pub fn handle(broker: &Broker, ctx: RequestContext, request: ProduceRequest) -> 
     let ack_timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0).max(1));
     let image = broker.image();
     let now = now_ms();
+    let transactions = image.features().enabled(Feature::Transactions);
+    let txn = Txn {
+        id: request.transactional_id.as_ref().map(|id| id.0.to_string()),
+        version: ctx.version,
+    };
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
         let topic = if ctx.version >= 13 {
@@ -64,8 +95,10 @@ pub fn handle(broker: &Broker, ctx: RequestContext, request: ProduceRequest) -> 
         for data in topic_data.partition_data {
             let pending = match (Acks::from_kafka(acks), topic.as_deref()) {
                 (None, _) => fail(ResponseError::InvalidRequiredAcks, None),
-                _ if request.transactional_id.is_some() => {
-                    let message = "transactions are not supported yet".to_string();
+                _ if request.transactional_id.is_some() && !transactions => {
+                    let message = "transactions are not enabled yet (cluster feature level \
+                                   below `transactions`)"
+                        .to_string();
                     fail(
                         ResponseError::TransactionalIdAuthorizationFailed,
                         Some(message),
@@ -76,7 +109,8 @@ pub fn handle(broker: &Broker, ctx: RequestContext, request: ProduceRequest) -> 
                 (Some(_), None) => fail(ResponseError::UnknownTopicOrPartition, None),
                 (Some(acks), Some(topic)) => {
                     let ack = (acks, ack_timeout);
-                    start_append(broker, topic, data.index, data.records, ack, now)
+                    let txn = &txn;
+                    start_append(broker, (topic, data.index, txn), data.records, ack, now)
                 }
             };
             partitions.push((data.index, pending));
@@ -117,10 +151,15 @@ pub fn handle(broker: &Broker, ctx: RequestContext, request: ProduceRequest) -> 
     })
 }
 
+/// The request's transactional id and version.
+struct Txn {
+    id: Option<String>,
+    version: i16,
+}
+
 fn start_append(
     broker: &Broker,
-    topic: &TopicImage,
-    partition: i32,
+    (topic, partition, txn): (&TopicImage, i32, &Txn),
     records: Option<Bytes>,
     (acks, ack_timeout): (Acks, Duration),
     now: i64,
@@ -148,16 +187,60 @@ fn start_append(
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return fail(ResponseError::InvalidRecord, Some("no record batch".into()));
     };
-    let batch = match check_client_batch(records) {
+    let batch = match check_client_batch(records, txn.id.is_some()) {
         Ok(batch) => batch,
         Err(refused) => return refused,
     };
     let size = batch.bytes().len();
+    let header = *batch.header();
+    if header.is_transactional() {
+        let (Some(id), pid) = (txn.id.clone(), header.producer_id) else {
+            return fail(ResponseError::InvalidRecord, None);
+        };
+        let gate = leader.txn_gate(pid);
+        // The producer's transaction is open here and none of its appends waits: at once.
+        if let Ok(held) = gate.clone().try_lock_owned()
+            && leader.log().open_transaction(pid).is_some()
+        {
+            let pending = append_now(&leader, batch, now, (acks, ack_timeout));
+            drop(held);
+            return pending;
+        }
+        let verify = Verify {
+            broker: broker.clone(),
+            transactional_id: id,
+            producer: (pid, header.producer_epoch),
+            topic: topic.name.clone(),
+            partition,
+            version: txn.version,
+        };
+        metrics::produce_bytes(size);
+        return Pending::Appending(Box::pin(async move {
+            // Behind any earlier append of this producer here that is being verified.
+            let held = gate.lock_owned().await;
+            if leader.log().open_transaction(pid).is_none() {
+                verify.run().await?;
+            }
+            let pending = append_now(&leader, batch, now_ms(), (acks, ack_timeout));
+            drop(held);
+            finish(pending).await
+        }));
+    }
+    metrics::produce_bytes(size);
+    append_now(&leader, batch, now, (acks, ack_timeout))
+}
+
+/// Queues the append on the leader; the outcome once acknowledged as `acks` says.
+fn append_now(
+    leader: &std::sync::Arc<NodeLeader>,
+    batch: ProducedBatch,
+    now: i64,
+    (acks, ack_timeout): (Acks, Duration),
+) -> Pending {
     let appending = match leader.append(batch, now, acks, ack_timeout) {
         Ok(appending) => appending,
         Err(e) => return fail(replica_code(&e), Some(e.to_string())),
     };
-    metrics::produce_bytes(size);
     Pending::Appending(Box::pin(async move {
         appending.await.map_err(|e| match e {
             AppendError::Store(e) => store_failure(e),
@@ -166,10 +249,116 @@ fn start_append(
     }))
 }
 
+/// One KIP-890 verification: is the partition in the producer's open transaction?
+struct Verify {
+    broker: Broker,
+    transactional_id: String,
+    producer: (i64, i16),
+    topic: String,
+    partition: i32,
+    /// The Produce version, which decides the error a client understands.
+    version: i16,
+}
+
+impl Verify {
+    async fn run(self) -> Result<(), Failure> {
+        let code = self.ask().await.unwrap_or_else(|reason| {
+            tracing::debug!(transactional_id = %self.transactional_id, %reason, "transaction verification failed");
+            ResponseError::NetworkException.code()
+        });
+        verification_failure(code, self.version).map_or(Ok(()), Err)
+    }
+
+    /// The coordinator's answer for this partition (an error code; 0: in the transaction).
+    async fn ask(&self) -> Result<i16, String> {
+        let image = self.broker.image();
+        let state = image
+            .topic(crate::txn::TRANSACTION_STATE_TOPIC)
+            .filter(|t| !t.partitions.is_empty())
+            .ok_or("no transaction state topic yet")?;
+        let partitions = i32::try_from(state.partitions.len()).unwrap_or(i32::MAX);
+        let index = crate::group::partition_for_group(&self.transactional_id, partitions);
+        let coordinator = usize::try_from(index)
+            .ok()
+            .and_then(|i| state.partitions.get(i))
+            .map(|p| p.leader)
+            .filter(|leader| leader.is_some())
+            .ok_or("the transaction coordinator's partition has no leader")?;
+        let (pid, epoch) = self.producer;
+        let request = AddPartitionsToTxnRequest::default().with_transactions(vec![
+            AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_string(
+                    self.transactional_id.clone(),
+                )))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_verify_only(true)
+                .with_topics(vec![
+                    AddPartitionsToTxnTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(self.topic.clone())))
+                        .with_partitions(vec![self.partition]),
+                ]),
+        ]);
+        let key = (ApiKey::AddPartitionsToTxn, VERIFY_VERSION);
+        let response: AddPartitionsToTxnResponse =
+            request_node(&self.broker, coordinator, key, &request, VERIFY_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
+        if response.error_code != 0 {
+            // As Kafka: the client must not see CLUSTER_AUTHORIZATION_FAILED.
+            return Ok(
+                if response.error_code == ResponseError::ClusterAuthorizationFailed.code() {
+                    ResponseError::InvalidTxnState.code()
+                } else {
+                    response.error_code
+                },
+            );
+        }
+        let code = response
+            .results_by_transaction
+            .iter()
+            .flat_map(|t| &t.topic_results)
+            .filter(|t| t.name.0.as_str() == self.topic)
+            .flat_map(|t| &t.results_by_partition)
+            .find(|p| p.partition_index == self.partition)
+            .map(|p| p.partition_error_code)
+            .ok_or("the coordinator's answer lacks the partition")?;
+        Ok(code)
+    }
+}
+
+/// What a producer of Produce `version` is told for the coordinator's verification `code`
+/// (Kafka's `AddPartitionsToTxnManager` and `ReplicaManager`); `None` when verified.
+fn verification_failure(code: i16, version: i16) -> Option<Failure> {
+    let error = ResponseError::try_from_code(code)?;
+    let (answer, message) = match error {
+        ResponseError::ProducerFenced => (ResponseError::InvalidProducerEpoch, None),
+        ResponseError::TransactionAbortable | ResponseError::InvalidTxnState => {
+            let answer = if version >= 11 {
+                ResponseError::TransactionAbortable
+            } else {
+                ResponseError::InvalidTxnState
+            };
+            (answer, Some("Partition was not added to the transaction"))
+        }
+        ResponseError::ConcurrentTransactions
+        | ResponseError::NetworkException
+        | ResponseError::CoordinatorLoadInProgress
+        | ResponseError::CoordinatorNotAvailable
+        | ResponseError::NotCoordinator => (
+            ResponseError::NotEnoughReplicas,
+            Some("Unable to verify the partition has been added to the transaction"),
+        ),
+        other => (other, None),
+    };
+    Some(Failure(answer, message.map(str::to_string), None))
+}
+
 /// Kafka's checks of a client's batch before the store sees it: one whole v2 batch, no control
-/// records, a sequence with a producer id, and no transaction (Rafka has none yet). The header
-/// is read here once; the store checks the rest on the same parse.
-fn check_client_batch(records: Bytes) -> Result<ProducedBatch, Pending> {
+/// records, a sequence with a producer id, and a transactional batch only in a request with a
+/// transactional id (`transactional`) and a producer id. The header is read here once; the
+/// store checks the rest on the same parse.
+fn check_client_batch(records: Bytes, transactional: bool) -> Result<ProducedBatch, Pending> {
     let refuse = |code, message: String| Err(fail(code, Some(message)));
     let len = records.len();
     let batch = match ProducedBatch::parse(records) {
@@ -207,13 +396,16 @@ fn check_client_batch(records: Bytes) -> Result<ProducedBatch, Pending> {
         );
         return refuse(ResponseError::InvalidRecord, message);
     }
-    if header.is_transactional() {
-        let message =
-            "transactional batches need a transaction; transactions are not supported yet";
+    if header.is_transactional() && !transactional {
+        let message = "a transactional batch in a request without a transactional id";
         return refuse(
             ResponseError::TransactionalIdAuthorizationFailed,
             message.to_string(),
         );
+    }
+    if header.is_transactional() && header.producer_id < 0 {
+        let message = "a transactional batch without a producer id".to_string();
+        return refuse(ResponseError::InvalidRecord, message);
     }
     Ok(batch)
 }

@@ -170,6 +170,12 @@ pub const SERVED: &[Served] = &[
         min: 0,
         max: 1,
     },
+    // Broker to broker (the transaction coordinator to partition leaders); the crate's range.
+    Served {
+        key: ApiKey::WriteTxnMarkers,
+        min: 1,
+        max: 1,
+    },
 ];
 
 /// The served range of `key`, if it is served at all.

@@ -43,7 +43,7 @@ impl fmt::Display for FeatureLevel {
 }
 
 /// The highest level this build supports (and decodes).
-pub const LATEST: FeatureLevel = FeatureLevel(3);
+pub const LATEST: FeatureLevel = FeatureLevel(4);
 
 /// The levels this build can run at.
 pub const SUPPORTED: LevelRange = LevelRange {
@@ -69,6 +69,11 @@ pub enum Feature {
     /// ([`GatedCommand::ReassignReplicas`]). Below it, a removal only takes the node out of the
     /// metadata quorum (on the metadata leader, until it changes).
     NodeRemoval,
+    /// Level 4: transactions. Partition logs take transactional batches and transaction
+    /// markers, and the store records open transactions in producer entries of a newer layout
+    /// (and an aborted-transactions index) that older releases cannot read. Below it,
+    /// transactional produce and WriteTxnMarkers are refused.
+    Transactions,
 }
 
 impl Feature {
@@ -77,6 +82,7 @@ impl Feature {
         Feature::VersionedMetadata,
         Feature::GroupRecords,
         Feature::NodeRemoval,
+        Feature::Transactions,
     ];
 
     /// The level from which the feature is enabled.
@@ -85,6 +91,7 @@ impl Feature {
             Self::VersionedMetadata => FeatureLevel(1),
             Self::GroupRecords => FeatureLevel(2),
             Self::NodeRemoval => FeatureLevel(3),
+            Self::Transactions => FeatureLevel(4),
         }
     }
 
@@ -94,6 +101,7 @@ impl Feature {
             Self::VersionedMetadata => "versioned-metadata",
             Self::GroupRecords => "group-records",
             Self::NodeRemoval => "node-removal",
+            Self::Transactions => "transactions",
         }
     }
 }

@@ -83,6 +83,7 @@ pub struct Leader<E: Env> {
     waiters: Mutex<HashMap<WaiterId, AckSender>>,
     next_waiter: AtomicU64,
     commits: watch::Sender<Commit>,
+    txn_gates: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl<E: Env> std::fmt::Debug for Leader<E> {
@@ -117,6 +118,7 @@ impl<E: Env> Leader<E> {
             waiters: Mutex::new(HashMap::new()),
             next_waiter: AtomicU64::new(1),
             commits: watch::Sender::new(commit),
+            txn_gates: Mutex::new(HashMap::new()),
         });
         leader.drain();
         Ok(leader)
@@ -155,20 +157,35 @@ impl<E: Env> Leader<E> {
         self.log.high_watermark()
     }
 
-    /// The last stable offset: consumers reading committed records stop here. Without
-    /// transactions it is the high watermark; transactions lower it to the first offset of the
-    /// oldest open transaction (and add an aborted-transactions index beside it).
+    /// The last stable offset: read_committed consumers stop here. The high watermark, or the
+    /// first offset of the oldest transaction not decided on every in-sync replica if lower
+    /// (the store's transactions, beside its aborted-transactions index).
     pub fn last_stable_offset(&self) -> Offset {
-        self.high_watermark()
+        self.log.last_stable_offset()
     }
 
-    /// The end of what `reader` may see: the last stable offset for a consumer (ListOffsets'
-    /// "latest"), the log end for a replica.
+    /// The end of what `reader` may see (ListOffsets' "latest"): the last stable offset for a
+    /// read_committed consumer, the high watermark for a read_uncommitted one, the log end for
+    /// a replica.
     pub fn visible_end(&self, reader: Reader) -> Offset {
         match reader {
             Reader::Consumer => self.last_stable_offset(),
+            Reader::Uncommitted => self.high_watermark(),
             Reader::Replica => self.log.log_end_offset(),
         }
+    }
+
+    /// The gate a producer's transactional appends to this partition pass one at a time while
+    /// the first of a transaction waits for the coordinator's verification (KIP-890), so that
+    /// they keep their order (`api/produce.rs`).
+    pub fn txn_gate(&self, producer_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        let mut gates = self
+            .txn_gates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Gates nobody holds or waits for are dropped as new ones are made.
+        gates.retain(|_, gate| Arc::strong_count(gate) > 1);
+        gates.entry(producer_id).or_default().clone()
     }
 
     /// The committed ISR.

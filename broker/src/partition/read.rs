@@ -2,7 +2,8 @@
 //! stored): how far each may see is decided here, in one place.
 
 use bytes::Bytes;
-use rafka_store::{PartitionLog, StoreError};
+use rafka_store::batch::BatchHeader;
+use rafka_store::{AbortedTxn, PartitionLog, StoreError};
 
 use super::env::Env;
 use super::leader::Leader;
@@ -11,8 +12,11 @@ use crate::ids::Offset;
 /// Who reads a partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reader {
-    /// A consumer: up to the last stable offset.
+    /// A consumer reading committed records (read_committed): up to the last stable offset,
+    /// with the aborted transactions of what it read.
     Consumer,
+    /// A read_uncommitted consumer: up to the high watermark.
+    Uncommitted,
     /// A follower fetching as a replica: up to the log end.
     Replica,
 }
@@ -28,6 +32,9 @@ pub struct PartitionRead {
     pub last_stable_offset: Offset,
     /// The log start when read.
     pub log_start: Offset,
+    /// For a read_committed consumer, the aborted transactions overlapping what was read
+    /// (its client drops their records); `None` for other readers.
+    pub aborted: Option<Vec<AbortedTxn>>,
 }
 
 impl<E: Env<Log = PartitionLog>> Leader<E> {
@@ -47,12 +54,26 @@ impl<E: Env<Log = PartitionLog>> Leader<E> {
             high_watermark: self.high_watermark(),
             last_stable_offset: self.last_stable_offset(),
             log_start: Offset(log.log_start_offset()),
+            aborted: (reader == Reader::Consumer).then(Vec::new),
         };
         // Between the limit and the log end there is nothing this reader may see yet.
         if offset >= limit && offset.0 <= log.log_end_offset() {
             return Ok(found);
         }
         let batches = log.read(offset.0, max_bytes.max(1), limit.0)?;
-        Ok(PartitionRead { batches, ..found })
+        // Kafka's `collectAbortedTransactions` over [offset, end of the last batch read].
+        let end = batches
+            .last()
+            .and_then(|b| BatchHeader::parse(b).ok())
+            .and_then(|h| h.last_offset());
+        let aborted = match (reader, end) {
+            (Reader::Consumer, Some(last)) => Some(log.aborted_transactions(offset.0, last + 1)?),
+            _ => found.aborted.clone(),
+        };
+        Ok(PartitionRead {
+            batches,
+            aborted,
+            ..found
+        })
     }
 }

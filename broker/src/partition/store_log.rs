@@ -24,6 +24,10 @@ impl LocalLog for PartitionLog {
         Offset(PartitionLog::high_watermark(self))
     }
 
+    fn last_stable_offset(&self) -> Offset {
+        Offset(PartitionLog::last_stable_offset(self))
+    }
+
     fn latest_epoch(&self) -> Option<LeaderEpoch> {
         PartitionLog::latest_epoch(self).map(LeaderEpoch)
     }

@@ -79,12 +79,17 @@ async fn transactional_ids_are_refused_clearly() {
         assert_eq!(response.producer_id.0, -1, "v{version}");
         assert_eq!(response.producer_epoch, -1, "v{version}");
     }
-    // A transactional produce is refused per partition, and writes nothing.
+    // A transactional batch whose transaction no coordinator knows is refused per partition
+    // (KIP-890 verification), and writes nothing.
     let topic = wire::create_topic(&mut client, "txn-refused", 1).await;
     let request = wire::produce_request(
         &topic,
         0,
-        Some(wire::batch(&[b"t"], None, T)),
+        Some(crate::support::batches::transactional(
+            &[b"t"],
+            (1, 0, 0),
+            T,
+        )),
         -1,
         wire::PRODUCE,
     )

@@ -41,4 +41,5 @@ mod replication_faults;
 mod restart;
 mod topics;
 mod transactions;
+mod txn_partition;
 mod upgrade;

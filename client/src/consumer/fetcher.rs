@@ -13,7 +13,7 @@ use crate::config::ConsumerConfig;
 use crate::error::{Error, Result};
 use crate::metadata::{ClusterMetadata, NodeId};
 use crate::producer::accumulator::TopicPartition;
-use crate::records::{DecodedRecords, decode_records};
+use crate::records::{DecodedRecords, decode_committed};
 
 /// What one partition of a Fetch response said.
 #[derive(Debug)]
@@ -137,9 +137,15 @@ pub fn parse(
                     offset: *offset,
                 });
             }
+            let aborted: Vec<(i64, i64)> = p
+                .aborted_transactions
+                .iter()
+                .flatten()
+                .map(|a| (a.producer_id.0, a.first_offset))
+                .collect();
             let records = match (&error, p.records) {
                 (None, Some(bytes)) => {
-                    match decode_records(&tp.topic, tp.partition, *offset, bytes) {
+                    match decode_committed(&tp.topic, tp.partition, *offset, bytes, &aborted) {
                         Ok(records) => records,
                         Err(e) => {
                             error = Some(e);

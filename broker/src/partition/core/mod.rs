@@ -119,6 +119,12 @@ pub trait LocalLog {
     fn log_end_offset(&self) -> Offset;
     /// The local high watermark.
     fn high_watermark(&self) -> Offset;
+    /// The last stable offset: the high watermark, or the first offset of the oldest
+    /// transaction not decided on every in-sync replica if lower. A log without transactions
+    /// (the simulation's) has it at the high watermark.
+    fn last_stable_offset(&self) -> Offset {
+        self.high_watermark()
+    }
     /// The latest leader epoch in the log, if any.
     fn latest_epoch(&self) -> Option<LeaderEpoch>;
     /// Kafka's leader-epoch cache lookup: the largest epoch at or below `epoch` and where it

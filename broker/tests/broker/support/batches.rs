@@ -20,12 +20,27 @@ pub fn batch_with(
     timestamp: i64,
     compression: Compression,
 ) -> Bytes {
+    encode(values, (idempotence, false), timestamp, compression)
+}
+
+/// One transactional batch of producer (id, epoch, base sequence), as a transactional
+/// producer sends it.
+pub fn transactional(values: &[&[u8]], producer: (i64, i16, i32), timestamp: i64) -> Bytes {
+    encode(values, (Some(producer), true), timestamp, Compression::None)
+}
+
+fn encode(
+    values: &[&[u8]],
+    (idempotence, transactional): (Idempotence, bool),
+    timestamp: i64,
+    compression: Compression,
+) -> Bytes {
     let (producer_id, producer_epoch, base_sequence) = idempotence.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = values
         .iter()
         .enumerate()
         .map(|(i, value)| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,

@@ -37,6 +37,21 @@ pub struct ConsumeArgs {
     /// Exit once no record has arrived for this long (default: run until interrupted).
     #[arg(long, value_name = "MS")]
     pub timeout_ms: Option<u64>,
+    /// Kafka's isolation.level: read_committed stops at each partition's last stable offset and
+    /// skips aborted transactions' records.
+    #[arg(long, value_enum, default_value_t = Isolation::ReadUncommitted)]
+    pub isolation: Isolation,
+}
+
+/// `--isolation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Isolation {
+    /// Every record up to the high watermark, transactional or not.
+    #[value(name = "read_uncommitted")]
+    ReadUncommitted,
+    /// Committed records only.
+    #[value(name = "read_committed")]
+    ReadCommitted,
 }
 
 /// How often offsets are committed while consuming with --group.
@@ -51,6 +66,7 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
         } else {
             OffsetReset::Latest
         },
+        read_committed: args.isolation == Isolation::ReadCommitted,
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(client.clone(), config)?;
