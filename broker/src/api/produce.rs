@@ -11,15 +11,17 @@
 //! AddPartitionsToTxn v4 with `verify_only`, to the leader of the transactional id's
 //! `__transaction_state` partition, over the mesh or locally), so a stray or late write cannot
 //! open a transaction the coordinator knows nothing about and pin the last stable offset. Until
-//! the answer, that producer's later batches to the partition wait behind it
-//! ([`Leader::txn_gate`]), keeping their order. Errors as Kafka's `ReplicaManager` translates
-//! them: not in the transaction is TRANSACTION_ABORTABLE for Produce v11+ and INVALID_TXN_STATE
-//! before; a fenced producer INVALID_PRODUCER_EPOCH; a coordinator that cannot answer now
-//! NOT_ENOUGH_REPLICAS (retriable without a metadata refresh).
+//! the answer, that producer's later batches to the partition wait behind it, in order
+//! ([`Leader::txn_turn`]: turns are taken as requests start, so the order holds even when their
+//! futures run on different tasks, as the mesh listener's do); if it is refused, the batches
+//! behind it are refused too rather than leave a gap in the producer's sequence. Errors as
+//! Kafka's `ReplicaManager` translates them: not in the transaction is TRANSACTION_ABORTABLE for
+//! Produce v11+ and INVALID_TXN_STATE before; a fenced producer INVALID_PRODUCER_EPOCH; a
+//! coordinator that cannot answer now NOT_ENOUGH_REPLICAS (retriable without a metadata refresh).
 //!
 //! [`Leader`]: crate::partition::Leader
 //! [`Leader::append`]: crate::partition::Leader::append
-//! [`Leader::txn_gate`]: crate::partition::Leader::txn_gate
+//! [`Leader::txn_turn`]: crate::partition::Leader::txn_turn
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -43,7 +45,7 @@ use super::dispatch::{Handled, RequestContext, respond_later};
 use crate::ids::NodeId;
 use crate::metadata::{Feature, TopicImage};
 use crate::partition::core::ReplicaError;
-use crate::partition::{Acks, AppendError, NodeLeader};
+use crate::partition::{Acks, AppendError, NodeLeader, PreviousTurn};
 use crate::peers::request_node;
 use crate::{Broker, metrics};
 
@@ -197,13 +199,12 @@ fn start_append(
         let (Some(id), pid) = (txn.id.clone(), header.producer_id) else {
             return fail(ResponseError::InvalidRecord, None);
         };
-        let gate = leader.txn_gate(pid);
-        // The producer's transaction is open here and none of its appends waits: at once.
-        if let Ok(held) = gate.clone().try_lock_owned()
-            && leader.log().open_transaction(pid).is_some()
-        {
+        metrics::produce_bytes(size);
+        let mut turn = leader.txn_turn(pid);
+        // No earlier append of the producer waits here and its transaction is open here: at once.
+        if turn.first() && leader.log().open_transaction(pid).is_some() {
             let pending = append_now(&leader, batch, now, (acks, ack_timeout));
-            drop(held);
+            turn.end(0);
             return pending;
         }
         let verify = Verify {
@@ -214,15 +215,34 @@ fn start_append(
             partition,
             version: txn.version,
         };
-        metrics::produce_bytes(size);
         return Pending::Appending(Box::pin(async move {
-            // Behind any earlier append of this producer here that is being verified.
-            let held = gate.lock_owned().await;
-            if leader.log().open_transaction(pid).is_none() {
-                verify.run().await?;
+            // Behind the producer's earlier appends here that are being verified, in order.
+            let refused = match turn.previous().await {
+                PreviousTurn::Done => None,
+                // Appending this one would leave a gap in the producer's sequence: it is
+                // refused too, and the producer sends both again.
+                PreviousTurn::Refused(code) => Some(Failure(
+                    ResponseError::try_from_code(code).unwrap_or(ResponseError::NotEnoughReplicas),
+                    Some("an earlier batch of this producer was refused".to_string()),
+                    None,
+                )),
+                PreviousTurn::Abandoned => Some(Failure(
+                    ResponseError::NotEnoughReplicas,
+                    Some("an earlier batch of this producer was not appended".to_string()),
+                    None,
+                )),
+            };
+            let verified = match refused {
+                Some(failure) => Err(failure),
+                None if leader.log().open_transaction(pid).is_some() => Ok(()),
+                None => verify.run().await,
+            };
+            if let Err(failure) = verified {
+                turn.end(failure.0.code());
+                return Err(failure);
             }
             let pending = append_now(&leader, batch, now_ms(), (acks, ack_timeout));
-            drop(held);
+            turn.end(0);
             finish(pending).await
         }));
     }

@@ -22,6 +22,7 @@ use super::core::{
 };
 use super::env::{Env, ProposalError, ReplicaLog};
 use super::read::Reader;
+use super::txn_turn::{TxnTurn, TxnTurns};
 use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, Offset};
 
 /// A produce request's `acks`.
@@ -83,7 +84,8 @@ pub struct Leader<E: Env> {
     waiters: Mutex<HashMap<WaiterId, AckSender>>,
     next_waiter: AtomicU64,
     commits: watch::Sender<Commit>,
-    txn_gates: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per producer, its latest transactional append's turn ([`Leader::txn_turn`]).
+    txn_turns: TxnTurns,
 }
 
 impl<E: Env> std::fmt::Debug for Leader<E> {
@@ -118,7 +120,7 @@ impl<E: Env> Leader<E> {
             waiters: Mutex::new(HashMap::new()),
             next_waiter: AtomicU64::new(1),
             commits: watch::Sender::new(commit),
-            txn_gates: Mutex::new(HashMap::new()),
+            txn_turns: TxnTurns::default(),
         });
         leader.drain();
         Ok(leader)
@@ -175,17 +177,13 @@ impl<E: Env> Leader<E> {
         }
     }
 
-    /// The gate a producer's transactional appends to this partition pass one at a time while
-    /// the first of a transaction waits for the coordinator's verification (KIP-890), so that
-    /// they keep their order (`api/produce.rs`).
-    pub fn txn_gate(&self, producer_id: i64) -> Arc<tokio::sync::Mutex<()>> {
-        let mut gates = self
-            .txn_gates
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Gates nobody holds or waits for are dropped as new ones are made.
-        gates.retain(|_, gate| Arc::strong_count(gate) > 1);
-        gates.entry(producer_id).or_default().clone()
+    /// The next turn of a producer's transactional appends to this partition. Turns are taken
+    /// in the order the appends arrive (synchronously, when a request starts), so an append
+    /// that must first wait for the coordinator's verification (KIP-890) keeps the producer's
+    /// later appends behind it, in order, even when their requests' futures run on different
+    /// tasks (`api/produce.rs`).
+    pub fn txn_turn(&self, producer_id: i64) -> TxnTurn {
+        self.txn_turns.take(producer_id)
     }
 
     /// The committed ISR.

@@ -10,6 +10,7 @@
 //! | [`leader.rs`](Leader) | a led partition in one leader epoch: append with acks, a replica's fetch, an epoch's end offset, the epoch check of a read; carries out the leader core's outputs | shell |
 //! | `follower.rs` | a followed partition's task: carries out the follower core's actions | shell |
 //! | [`env.rs`](Env) | what the shells need from outside: the log ([`ReplicaLog`]), time and tasks, requests to a leader, ISR proposals | seam |
+//! | `txn_turn.rs` | a producer's transactional appends to a partition in arrival order while one waits for verification | shell |
 //! | [`node_env.rs`](NodeEnv), [`mesh_link.rs`](MeshLink), `store_log.rs`, `reconcile.rs`, `read.rs` | the node's side of that seam: the store, tokio, Kafka requests over the mesh, the metadata log; reading for consumers and replicas | production I/O |
 //! | `sim/` (tests) | the seeded simulation: three nodes' [`Partitions`] over a virtual clock, an in-memory log and a lossy network | the same shells, another [`Env`] |
 //!
@@ -39,10 +40,11 @@
 //!   writes are [`Leader::append`] with [`Acks::All`]: appends are queued in call order and each
 //!   future resolves with its own acknowledgement, so a coordinator can pipeline commits to one
 //!   partition instead of holding a lock across the wait.
-//! - **Transactions** add the last stable offset and an aborted-transactions index:
-//!   [`Leader::last_stable_offset`] (today the high watermark) is where consumers' reads and
-//!   ListOffsets stop ([`Leader::visible_end`]); the index would be read beside the batches in
-//!   [`Leader::read`].
+//! - **Transactions**: [`Leader::last_stable_offset`] (the store's) is where read_committed
+//!   reads and ListOffsets stop ([`Leader::visible_end`], [`Reader::Consumer`]), and
+//!   [`Leader::read`] returns the aborted transactions of what it read; a producer's
+//!   transactional appends take turns ([`Leader::txn_turn`], `txn_turn.rs`) while the first of
+//!   a transaction waits for the coordinator's verification (KIP-890).
 //! - **Log compaction**: a cleaner rewrites a led partition's log below
 //!   min([`Leader::last_stable_offset`], [`Leader::high_watermark`]), through the [`Leader`]
 //!   so that a leadership change stops it.
@@ -64,6 +66,7 @@ mod reconcile;
 #[cfg(test)]
 mod sim;
 mod store_log;
+mod txn_turn;
 
 pub use env::{Env, Fetched, LinkError, ProposalError, Refused, ReplicaLog};
 pub use leader::{Acks, AppendError, Commit, Leader};
@@ -71,6 +74,7 @@ pub use mesh_link::MeshLink;
 pub use node_env::NodeEnv;
 pub use partitions::{LeadershipChange, Partitions, ReplicationConfig, TICK};
 pub use read::{PartitionRead, Reader};
+pub use txn_turn::{PreviousTurn, TxnTurn};
 
 /// The node's partitions, in production.
 pub type NodePartitions = Partitions<NodeEnv>;
