@@ -219,6 +219,10 @@ def latency(args, pids, node_ids):
             ("fetch, mesh", ["--bootstrap", p2p(leader)], []),
             ("push, home = leader", ["--bootstrap", p2p(leader)], ["--push"]),
             ("push, home = another node", ["--bootstrap", p2p(other)], ["--push"]),
+            ("push, home = leader, producer on Kafka TCP", ["--bootstrap", p2p(leader)],
+             ["--push", "--produce-kafka", kafka(leader)]),
+            ("fetch, mesh, producer on Kafka TCP", ["--bootstrap", p2p(leader)],
+             ["--produce-kafka", kafka(leader)]),
         ]))
     for rep in range(args.reps):
         for rf, topic, variants in topics:

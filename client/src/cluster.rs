@@ -318,6 +318,20 @@ impl Client {
         }
     }
 
+    /// Opens a push stream to `peer` over the mesh (see [`crate::subscription`]); `None` if
+    /// that node serves polls only; fails over Kafka TCP, which has no push.
+    pub async fn open_push_stream(
+        &self,
+        peer: &str,
+    ) -> Result<Option<crate::connection::mesh::PushFeed>> {
+        match &self.inner.mesh {
+            Some(mesh) => mesh.open_push_stream(peer).await,
+            None => Err(Error::Config(
+                "push subscription needs the mesh transport (a multiaddr or mdns bootstrap)".into(),
+            )),
+        }
+    }
+
     /// The current routes (no I/O).
     pub fn routes(&self) -> NodeRoutes {
         lock(&self.inner.routes).clone()

@@ -40,6 +40,9 @@ pub struct DataBehaviour {
     pub push: Toggle<gossipsub::Behaviour>,
     /// Subscribers' long-polls to their home node.
     pub push_poll: request_response::Behaviour<FrameCodec>,
+    /// Raw streams: subscribers' push streams to their home node
+    /// ([`crate::push_stream`]); read and written outside the swarm task.
+    pub streams: libp2p_stream::Behaviour,
 }
 
 impl DataBehaviour {
@@ -94,6 +97,7 @@ impl DataBehaviour {
             mdns: Toggle::from(mdns),
             push: Toggle::from(push),
             push_poll: crate::push::polls(config),
+            streams: libp2p_stream::Behaviour::new(),
         })
     }
 }

@@ -55,6 +55,14 @@ pub enum MeshError {
     /// A cluster key cannot be made.
     #[error("cluster key: {0}")]
     Key(String),
+    /// The peer does not speak a protocol (an older node, say).
+    #[error("{peer} does not support {protocol}")]
+    Unsupported {
+        /// The peer.
+        peer: PeerId,
+        /// The protocol it refused.
+        protocol: String,
+    },
     /// Building the swarm failed.
     #[error("cannot build the libp2p swarm: {0}")]
     Build(String),

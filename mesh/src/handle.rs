@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::event_loop::{Command, EventLoop, PushCommand, PushOutlets};
 use crate::kafka_codec::Frame;
 use crate::push::{InboundPushPoll, Listened, PushDelivery, PushValidator};
+use crate::push_stream::{IncomingPushStreams, PushStream, PushStreams};
 use crate::view::MembershipView;
 use crate::{MeshConfig, MeshError};
 
@@ -18,6 +19,9 @@ use crate::{MeshConfig, MeshError};
 const INBOUND_QUEUE: usize = 4096;
 /// Capacity of the command queue into the swarm task.
 const COMMAND_QUEUE: usize = 4096;
+/// The largest answer a subscriber reads on a push stream (up to its byte budget plus one
+/// message).
+const PUSH_STREAM_MAX_FRAME: usize = 16 * 1024 * 1024;
 /// How long [`Mesh::start`] waits for its listeners to bind.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -66,6 +70,7 @@ pub struct Mesh {
     local_peer_id: PeerId,
     view: watch::Receiver<Arc<MembershipView>>,
     push_listened: Listened,
+    push_streams: PushStreams,
 }
 
 impl Mesh {
@@ -89,12 +94,18 @@ impl Mesh {
         let event_loop = EventLoop::new(
             keypair, &config, command_rx, kafka_tx, raft_tx, view_tx, outlets,
         )?;
+        let push_streams = PushStreams::new(
+            event_loop.stream_control(),
+            PUSH_STREAM_MAX_FRAME,
+            config.request_timeout,
+        );
         tokio::spawn(event_loop.run());
         let mesh = Mesh {
             commands,
             local_peer_id,
             view,
             push_listened,
+            push_streams,
         };
         let listening = mesh.call(|reply| Command::WaitListening { reply });
         match tokio::time::timeout(LISTEN_TIMEOUT, listening).await {
@@ -265,6 +276,17 @@ impl Mesh {
     pub async fn push_poll(&self, peer: PeerId, frame: Bytes) -> Result<Bytes, MeshError> {
         self.call(|reply| Command::Push(PushCommand::Poll { peer, frame, reply }))
             .await?
+    }
+
+    /// Opens a push stream to `peer` (a subscriber to its home node); a node without the
+    /// protocol answers [`MeshError::Unsupported`].
+    pub async fn open_push_stream(&self, peer: PeerId) -> Result<PushStream, MeshError> {
+        self.push_streams.open(peer).await
+    }
+
+    /// Starts accepting subscribers' push streams (a node, once).
+    pub fn accept_push_streams(&self) -> Result<IncomingPushStreams, MeshError> {
+        self.push_streams.accept()
     }
 
     /// Stops the swarm task: listeners close and connections drop.

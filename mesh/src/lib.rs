@@ -13,7 +13,8 @@
 //! - [`data`]: the data plane (`/rafka/kafka/1`, `/rafka/cluster/1`, mDNS) on the user-facing p2p
 //!   address; bulk traffic stays here.
 //! - [`push`]: push on the data plane: gossip between nodes (validated by the broker before it is
-//!   forwarded) and subscribers' long-polls to their home node (`/rafka/push/1`).
+//!   forwarded), subscribers' push streams to their home node ([`push_stream`],
+//!   `/rafka/push/stream/1`) and their long-polls (`/rafka/push/1`).
 //! - [`control`]: the control plane (membership gossip, Raft RPCs, Kademlia) on a second swarm with
 //!   the same identity and its own, OS-assigned listener, so heartbeats never queue behind data.
 //! - `event_loop`: the single task that owns both swarms and drives the membership core.
@@ -50,6 +51,7 @@ pub mod key;
 pub mod membership;
 pub mod metrics;
 pub mod push;
+pub mod push_stream;
 pub mod view;
 
 pub use config::{ConnectionLimit, ConnectionLimits, LimitHits, MeshConfig, Role};
@@ -60,6 +62,7 @@ pub use kafka_codec::{Admitted, MAX_REQUEST_DEADLINE, RequestAdmission};
 pub use key::ClusterKey;
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol};
 pub use push::{InboundPushPoll, PushConfig, PushDelivery, PushValidator, Verdict};
+pub use push_stream::{IncomingPushStreams, PushStream};
 pub use view::{MemberInfo, MembershipView};
 
 /// Splits a multiaddr into the dialable part and the optional trailing `/p2p/<peer id>`.

@@ -11,10 +11,12 @@
 //!   mesh peers of the topic only (`flood_publish` off), so a publisher's cost does not grow with
 //!   the number of nodes subscribed. The message id is the key the broker's
 //!   [`PushConfig::message_key`] finds in the bytes (else author and sequence number).
+//! - **Streams** (client → node, [`crate::push_stream`]): a subscriber's one long-lived stream
+//!   to its home node, which writes to it whenever it has messages for the subscriber.
 //! - **Polls** (client → node): request-response with one frame each way; the node hands each
-//!   poll to the broker ([`InboundPushPoll`]) and answers when the broker does. Clients have no
-//!   gossipsub at all, so a subscriber never relays anything and is never counted in a topic's
-//!   gossip mesh.
+//!   poll to the broker ([`InboundPushPoll`]) and answers when the broker does (subscribers use
+//!   them with nodes that do not serve streams). Clients have no gossipsub at all, so a
+//!   subscriber never relays anything and is never counted in a topic's gossip mesh.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -25,7 +25,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rafka_format::push::{self as format, Notice, PartitionKey, PollRequest, PushMessage};
-use rafka_mesh::{InboundPushPoll, Mesh, PushConfig, PushDelivery, PushValidator, Verdict};
+use rafka_mesh::{
+    InboundPushPoll, IncomingPushStreams, Mesh, PushConfig, PushDelivery, PushStream,
+    PushValidator, Verdict,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -40,6 +43,8 @@ use sessions::{SessionLimits, Sessions};
 /// Committed batches up to this size travel inside the notice; larger moves are announced by
 /// extent and fetched by subscribers.
 pub const INLINE_MAX_BYTES: usize = 64 * 1024;
+/// How long a subscriber has to send its request after opening a push stream.
+const STREAM_OPEN_WAIT: Duration = Duration::from_secs(10);
 /// How often a leader publishes the high watermarks of what it leads.
 pub const SUMMARY_EVERY: Duration = Duration::from_secs(1);
 
@@ -124,6 +129,15 @@ impl Push {
         });
         self.inner.mesh.set_push_validator(judge).await;
         let tasks = TaskTracker::new();
+        match self.inner.mesh.accept_push_streams() {
+            Ok(streams) => {
+                tasks.spawn(
+                    self.clone()
+                        .accept_streams(streams, tasks.clone(), shutdown.clone()),
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "push streams not served (polls still are)"),
+        }
         let mut summaries = tokio::time::interval(SUMMARY_EVERY);
         summaries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -144,6 +158,97 @@ impl Push {
         }
         self.inner.publishers.stop_all();
         tasks.close();
+    }
+
+    /// Accepts subscribers' push streams until `shutdown`, serving each in its own task.
+    async fn accept_streams(
+        self,
+        mut streams: IncomingPushStreams,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                stream = streams.next() => match stream {
+                    Some(stream) => {
+                        let push = self.clone();
+                        let stop = shutdown.clone();
+                        tasks.spawn(async move {
+                            tokio::select! {
+                                () = stop.cancelled() => {}
+                                () = push.serve_stream(stream) => {}
+                            }
+                        });
+                    }
+                    None => break,
+                },
+            }
+        }
+    }
+
+    /// Serves one subscriber's push stream: its first frame opens (or resumes) a session like a
+    /// poll; from then on an answer frame is written whenever the session has messages (or
+    /// after the session's wait with nothing, so both ends learn the other is alive). A later
+    /// frame from the subscriber replaces its request (its topics). The session ends with the
+    /// stream.
+    async fn serve_stream(&self, mut stream: PushStream) {
+        let peer = stream.peer().to_base58();
+        let first = tokio::time::timeout(STREAM_OPEN_WAIT, stream.next_frame()).await;
+        let Ok(Some(Ok(first))) = first else {
+            return;
+        };
+        let Some(mut request) = self.stream_request(&mut stream, &first).await else {
+            return;
+        };
+        loop {
+            let response = tokio::select! {
+                response = self.inner.sessions.poll(&peer, &request) => response,
+                frame = stream.next_frame() => match frame {
+                    Some(Ok(frame)) => match self.stream_request(&mut stream, &frame).await {
+                        Some(next) => {
+                            request = next;
+                            continue;
+                        }
+                        None => break,
+                    },
+                    Some(Err(e)) => {
+                        tracing::debug!(peer = %peer, error = %e, "push stream failed");
+                        break;
+                    }
+                    None => break,
+                },
+            };
+            let refused = response.error != format::poll_error::NONE;
+            if let Err(e) = stream.send(&response.encode()).await {
+                tracing::debug!(peer = %peer, error = %e, "push stream write failed");
+                break;
+            }
+            if refused {
+                break;
+            }
+        }
+        self.inner.sessions.remove(&peer, request.session);
+    }
+
+    /// Reads a subscriber's request frame on its stream and joins its gossip topics; an
+    /// unreadable one is answered INVALID_REQUEST (and the stream ends).
+    async fn stream_request(&self, stream: &mut PushStream, frame: &[u8]) -> Option<PollRequest> {
+        match PollRequest::decode(frame) {
+            Ok(request) => {
+                self.join(&request.topics).await;
+                Some(request)
+            }
+            Err(e) => {
+                tracing::debug!(peer = %stream.peer(), error = %e, "unreadable push stream request");
+                let response = format::PollResponse {
+                    error: format::poll_error::INVALID_REQUEST,
+                    ..Default::default()
+                };
+                let _ = stream.send(&response.encode()).await;
+                None
+            }
+        }
     }
 
     async fn answer(&self, poll: InboundPushPoll) {

@@ -99,6 +99,11 @@ impl Sessions {
             .retain(|_, session| now.duration_since(session.last_poll) < idle);
     }
 
+    /// Forgets a session (its subscriber's stream closed).
+    pub fn remove(&self, peer: &str, session: u64) {
+        self.lock().remove(&(peer.to_string(), session));
+    }
+
     /// Sessions now.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -284,6 +289,13 @@ mod tests {
         assert!(sessions.is_empty());
         assert_eq!(
             sessions.poll("q", &poll(1, 0)).await.error,
+            poll_error::NONE
+        );
+        // A session whose stream closed is forgotten at once, freeing its place.
+        sessions.remove("q", 1);
+        assert!(sessions.is_empty());
+        assert_eq!(
+            sessions.poll("p", &poll(1, 0)).await.error,
             poll_error::NONE
         );
     }

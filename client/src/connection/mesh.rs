@@ -232,9 +232,49 @@ mod imp {
                 .map_err(|e| request_error(peer, e))
         }
 
+        /// Opens a push stream to `peer` (a subscriber's home node); `None` if the node does not
+        /// serve push streams (an older node: poll it instead).
+        pub async fn open_push_stream(&self, peer: &str) -> Result<Option<PushFeed>> {
+            let id = parse_peer(peer)?;
+            match self.mesh.open_push_stream(id).await {
+                Ok(stream) => Ok(Some(PushFeed(stream))),
+                Err(MeshError::Unsupported { .. }) => Ok(None),
+                Err(e) => Err(request_error(peer, e)),
+            }
+        }
+
         /// Stops the mesh peer.
         pub async fn shutdown(&self) {
             self.mesh.shutdown().await;
+        }
+    }
+
+    /// A push stream to a subscriber's home node (see [`rafka_mesh::PushStream`]).
+    #[derive(Debug)]
+    pub struct PushFeed(rafka_mesh::PushStream);
+
+    impl PushFeed {
+        /// Writes one frame.
+        pub async fn send(&mut self, frame: &[u8]) -> Result<()> {
+            let peer = self.0.peer().to_base58();
+            self.0.send(frame).await.map_err(|e| Error::Disconnected {
+                endpoint: format!("/p2p/{peer}"),
+                reason: e.to_string(),
+            })
+        }
+
+        /// The next frame from the node; an error once the stream ended. Cancel-safe.
+        pub async fn next_frame(&mut self) -> Result<Bytes> {
+            let peer = self.0.peer();
+            let closed = |reason: String| Error::Disconnected {
+                endpoint: format!("/p2p/{peer}"),
+                reason,
+            };
+            match self.0.next_frame().await {
+                Some(Ok(frame)) => Ok(frame),
+                Some(Err(e)) => Err(closed(e.to_string())),
+                None => Err(closed("push stream closed".into())),
+            }
         }
     }
 
@@ -391,8 +431,27 @@ mod imp {
         pub fn transport(&self, _peer: &str) -> Result<MeshTransport> {
             Err(Error::Mesh(MISSING.into()))
         }
+        /// Unreachable in practice (no `MeshNode` can exist).
+        pub async fn open_push_stream(&self, _peer: &str) -> Result<Option<PushFeed>> {
+            Err(Error::Mesh(MISSING.into()))
+        }
         /// Nothing to stop.
         pub async fn shutdown(&self) {}
+    }
+
+    /// Stand-in push stream (none can exist).
+    #[derive(Debug)]
+    pub struct PushFeed(());
+
+    impl PushFeed {
+        /// Unreachable in practice.
+        pub async fn send(&mut self, _frame: &[u8]) -> Result<()> {
+            Err(Error::Mesh(MISSING.into()))
+        }
+        /// Unreachable in practice.
+        pub async fn next_frame(&mut self) -> Result<Bytes> {
+            Err(Error::Mesh(MISSING.into()))
+        }
     }
 
     impl MemberSource for MeshNode {
@@ -415,4 +474,4 @@ mod imp {
     }
 }
 
-pub use imp::{MeshNode, MeshTransport};
+pub use imp::{MeshNode, MeshTransport, PushFeed};

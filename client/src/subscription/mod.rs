@@ -27,6 +27,7 @@ use tracing::debug;
 use crate::cluster::Client;
 use crate::config::ConsumerConfig;
 use crate::connection::Endpoint;
+use crate::connection::mesh::PushFeed;
 use crate::consumer::{fetcher, offsets};
 use crate::error::{Error, Result};
 use crate::metadata::TopicPartition;
@@ -105,7 +106,9 @@ pub struct Subscription {
     names: HashMap<[u8; 16], Arc<str>>,
     session: u64,
     home: Option<String>,
-    polling: Option<JoinHandle<Result<Bytes>>>,
+    feed: Feed,
+    /// The home node serves polls only (an older node): poll it instead of opening a stream.
+    polls_only: bool,
     fetches: FuturesUnordered<JoinHandle<FetchDone>>,
     ready: VecDeque<ConsumerRecord>,
     stats: SubscriptionStats,
@@ -120,8 +123,23 @@ impl std::fmt::Debug for Subscription {
     }
 }
 
+/// How push messages reach the subscription from its home node.
+enum Feed {
+    /// Nothing yet, or the last poll was answered: start one.
+    Idle,
+    /// A push stream being opened (its request is written once it is open).
+    Opening(JoinHandle<Result<Option<PushFeed>>>),
+    /// An open push stream: the home node writes an answer whenever it has messages, and an
+    /// empty one after the poll wait with none, so silence past the deadline means it is gone.
+    Stream(PushFeed, tokio::time::Instant),
+    /// A poll in flight (home nodes without push streams).
+    Polling(JoinHandle<Result<Bytes>>),
+}
+
 enum Event {
-    Polled(Result<Bytes>),
+    Opened(Result<Option<PushFeed>>),
+    /// A poll's answer, or a frame from the stream (`true`).
+    Polled(Result<Bytes>, bool),
     Fetched(FetchDone),
     Timeout,
 }
@@ -156,7 +174,8 @@ impl Subscription {
             names,
             session,
             home: None,
-            polling: None,
+            feed: Feed::Idle,
+            polls_only: false,
             fetches: FuturesUnordered::new(),
             ready: VecDeque::new(),
             stats: SubscriptionStats::default(),
@@ -166,7 +185,7 @@ impl Subscription {
             let actions = subscription.core.start((tp.topic, tp.partition), offset);
             subscription.apply(actions);
         }
-        subscription.start_poll();
+        subscription.start_feed();
         Ok(subscription)
     }
 
@@ -178,26 +197,59 @@ impl Subscription {
             if !self.ready.is_empty() {
                 return Ok(self.ready.drain(..).collect());
             }
-            if self.polling.is_none() {
-                self.start_poll();
+            if matches!(self.feed, Feed::Idle) {
+                self.start_feed();
             }
+            let silence = self.stream_silence();
             let event = {
-                let polling = self.polling.as_mut();
+                let feed = &mut self.feed;
                 let fetches = &mut self.fetches;
                 tokio::select! {
-                    polled = async {
-                        match polling {
-                            Some(handle) => handle.await,
-                            None => std::future::pending().await,
+                    event = async {
+                        match feed {
+                            Feed::Opening(handle) => Event::Opened(
+                                handle.await.unwrap_or_else(|e| Err(Error::Mesh(e.to_string()))),
+                            ),
+                            Feed::Stream(stream, deadline) => {
+                                let frame = tokio::time::timeout_at(*deadline, stream.next_frame())
+                                    .await
+                                    .unwrap_or_else(|_| {
+                                        Err(Error::Mesh("home node silent on the push stream".into()))
+                                    });
+                                if frame.is_ok() {
+                                    *deadline = tokio::time::Instant::now() + silence;
+                                }
+                                Event::Polled(frame, true)
+                            }
+                            Feed::Polling(handle) => Event::Polled(
+                                handle.await.unwrap_or_else(|e| Err(Error::Mesh(e.to_string()))),
+                                false,
+                            ),
+                            Feed::Idle => std::future::pending().await,
                         }
-                    } => Event::Polled(polled.unwrap_or_else(|e| Err(Error::Mesh(e.to_string())))),
+                    } => event,
                     Some(Ok(done)) = fetches.next(), if !fetches.is_empty() => Event::Fetched(done),
                     () = tokio::time::sleep_until(deadline) => Event::Timeout,
                 }
             };
             match event {
-                Event::Polled(answer) => {
-                    self.polling = None;
+                Event::Opened(Ok(Some(stream))) => {
+                    let deadline = tokio::time::Instant::now() + silence;
+                    self.feed = Feed::Stream(stream, deadline);
+                }
+                Event::Opened(Ok(None)) => {
+                    debug!(home = ?self.home, "home node serves push polls only");
+                    self.polls_only = true;
+                    self.feed = Feed::Idle;
+                }
+                Event::Opened(Err(e)) => {
+                    self.feed = Feed::Idle;
+                    self.on_polled(Err(e)).await;
+                }
+                Event::Polled(answer, streaming) => {
+                    if !streaming || answer.is_err() {
+                        self.feed = Feed::Idle;
+                    }
                     self.on_polled(answer).await;
                 }
                 Event::Fetched((partition, from, answer)) => {
@@ -223,18 +275,26 @@ impl Subscription {
         }
     }
 
-    /// The home node's peer id, once a poll was sent.
+    /// The home node's peer id, once a stream was opened or a poll sent.
     pub fn home(&self) -> Option<&str> {
         self.home.as_deref()
     }
 
-    fn start_poll(&mut self) {
+    /// How long an open push stream may stay silent: the home node writes at least once per
+    /// poll wait; the rest is slack for a loaded machine.
+    fn stream_silence(&self) -> Duration {
+        self.config.poll_wait + self.client.config().connection.request_timeout
+    }
+
+    /// Starts receiving from the home node (picking one if needed): opens a push stream, or
+    /// sends a poll to a node that serves polls only.
+    fn start_feed(&mut self) {
         let home = match &self.home {
             Some(home) => home.clone(),
             None => match pick_home(&self.client, None) {
                 Some(home) => home,
                 None => {
-                    self.polling = Some(tokio::spawn(async {
+                    self.feed = Feed::Polling(tokio::spawn(async {
                         Err(Error::Config(
                             "push subscription needs the mesh transport".into(),
                         ))
@@ -244,6 +304,11 @@ impl Subscription {
             },
         };
         self.home = Some(home.clone());
+        if !self.polls_only {
+            // Each stream is a new session: whatever was queued for an earlier one is gone, and
+            // the home node's first answer (fresh) makes the core fetch what was missed.
+            self.session = session_id();
+        }
         let request = PollRequest {
             session: self.session,
             max_wait_ms: u32::try_from(self.config.poll_wait.as_millis()).unwrap_or(u32::MAX),
@@ -251,8 +316,20 @@ impl Subscription {
             topics: self.names.keys().copied().collect(),
         };
         let client = self.client.clone();
-        self.polling = Some(tokio::spawn(async move {
-            client.push_poll(&home, request.encode()).await
+        if self.polls_only {
+            self.feed = Feed::Polling(tokio::spawn(async move {
+                client.push_poll(&home, request.encode()).await
+            }));
+            return;
+        }
+        self.feed = Feed::Opening(tokio::spawn(async move {
+            match client.open_push_stream(&home).await? {
+                Some(mut stream) => {
+                    stream.send(&request.encode()).await?;
+                    Ok(Some(stream))
+                }
+                None => Ok(None),
+            }
         }));
     }
 
@@ -293,6 +370,8 @@ impl Subscription {
     /// whatever may have been missed meanwhile.
     async fn lost_home(&mut self) {
         self.stats.push_losses += 1;
+        self.feed = Feed::Idle;
+        self.polls_only = false;
         let previous = self.home.take();
         self.home = pick_home(&self.client, previous.as_deref());
         self.session = session_id();

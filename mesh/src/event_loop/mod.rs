@@ -254,6 +254,11 @@ impl EventLoop {
         self.started.elapsed()
     }
 
+    /// A control for the data plane's raw streams (push streams), used outside this task.
+    pub(crate) fn stream_control(&self) -> libp2p_stream::Control {
+        self.data.behaviour().streams.new_control()
+    }
+
     /// Runs until a shutdown command arrives or every handle is dropped.
     pub(crate) async fn run(mut self) {
         let tick_every = self

@@ -16,7 +16,7 @@ use rafka_client::bench::produce::ProduceBench;
 use rafka_client::bench::stats::Progress;
 use rafka_client::bench::{OnProgress, Report};
 use rafka_client::records::parse_compression;
-use rafka_client::{Acks, Client, ClientConfig, ConsumerConfig, ProducerConfig};
+use rafka_client::{Acks, Bootstrap, Client, ClientConfig, ConsumerConfig, ProducerConfig};
 
 /// `bench`.
 #[derive(Debug, Subcommand)]
@@ -167,6 +167,11 @@ pub struct E2eArgs {
     /// long-poll wait is then the push poll's.
     #[arg(long)]
     pub push: bool,
+    /// Produce over Kafka TCP to these bootstrap servers (host:port,...) instead of over the
+    /// receiver's transport: a stock client's path in, the receiver's (push or Fetch over the
+    /// mesh, say) out.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub produce_kafka: Option<String>,
     #[command(flatten)]
     pub output: Output,
 }
@@ -291,9 +296,22 @@ pub async fn run(client: &Client, config: &ClientConfig, cmd: BenchCommand) -> a
         }
         BenchCommand::E2e(args) => {
             let bench = args.bench()?;
-            let clients = clients(client, config, 2).await?;
-            let [producer, consumer] = clients.as_slice() else {
-                bail!("two clients expected");
+            let clients = match &args.produce_kafka {
+                // The producer gets its own client over Kafka TCP; the receiver is the caller's.
+                Some(hosts) => {
+                    let mut tcp = config.clone();
+                    tcp.bootstrap = Bootstrap::kafka(hosts)?;
+                    let producer = Client::connect(tcp)
+                        .await
+                        .context("the Kafka TCP producer's client")?;
+                    vec![client.clone(), producer]
+                }
+                None => clients(client, config, 2).await?,
+            };
+            let (producer, consumer) = match (clients.as_slice(), &args.produce_kafka) {
+                ([caller, tcp], Some(_)) => (tcp, caller),
+                ([producer, consumer], None) => (producer, consumer),
+                _ => bail!("two clients expected"),
             };
             let report = bench.run(producer, consumer, on_progress).await;
             shutdown(&clients).await;
