@@ -89,13 +89,8 @@ impl PushStream {
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
         loop {
             let mut chunk = READ_CHUNK;
-            if self.buffer.len() >= 4 {
-                let len = u32::from_be_bytes([
-                    self.buffer[0],
-                    self.buffer[1],
-                    self.buffer[2],
-                    self.buffer[3],
-                ]) as usize;
+            if let Some(prefix) = self.buffer.first_chunk::<4>() {
+                let len = u32::from_be_bytes(*prefix) as usize;
                 if len > self.max_read {
                     return Poll::Ready(Some(Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -113,7 +108,8 @@ impl PushStream {
             }
             let start = self.buffer.len();
             self.buffer.resize(start + chunk, 0);
-            let read = Pin::new(&mut self.stream).poll_read(cx, &mut self.buffer[start..]);
+            let (_, free) = self.buffer.split_at_mut(start);
+            let read = Pin::new(&mut self.stream).poll_read(cx, free);
             let read = match read {
                 Poll::Ready(Ok(n)) => n,
                 other => {

@@ -131,7 +131,7 @@ enum Feed {
     Opening(JoinHandle<Result<Option<PushFeed>>>),
     /// An open push stream: the home node writes an answer whenever it has messages, and an
     /// empty one after the poll wait with none, so silence past the deadline means it is gone.
-    Stream(PushFeed, tokio::time::Instant),
+    Stream(Box<PushFeed>, tokio::time::Instant),
     /// A poll in flight (home nodes without push streams).
     Polling(JoinHandle<Result<Bytes>>),
 }
@@ -235,7 +235,7 @@ impl Subscription {
             match event {
                 Event::Opened(Ok(Some(stream))) => {
                     let deadline = tokio::time::Instant::now() + silence;
-                    self.feed = Feed::Stream(stream, deadline);
+                    self.feed = Feed::Stream(Box::new(stream), deadline);
                 }
                 Event::Opened(Ok(None)) => {
                     debug!(home = ?self.home, "home node serves push polls only");
