@@ -6,20 +6,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use rafka_mesh::{Keypair, Mesh, MeshConfig, Multiaddr};
 
+mod common;
+
 fn node_config() -> MeshConfig {
     MeshConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        control_listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        mdns: false,
         max_frame_bytes: 64 * 1024,
-        ..MeshConfig::default()
-    }
-}
-
-fn client_config() -> MeshConfig {
-    MeshConfig {
-        mdns: false,
-        ..MeshConfig::client()
+        ..common::node_config()
     }
 }
 
@@ -47,7 +39,7 @@ async fn client_sends_frames_and_node_answers() {
     });
     let addr = listen_addr(&node).await;
 
-    let (client, _) = Mesh::start(Keypair::generate_ed25519(), client_config())
+    let (client, _) = Mesh::start(Keypair::generate_ed25519(), common::client_config())
         .await
         .unwrap();
     let peer = client.dial(addr.clone()).await.unwrap();
@@ -98,7 +90,7 @@ async fn client_sends_frames_and_node_answers() {
 
 #[tokio::test]
 async fn dialing_nothing_fails_cleanly() {
-    let (client, _) = Mesh::start(Keypair::generate_ed25519(), client_config())
+    let (client, _) = Mesh::start(Keypair::generate_ed25519(), common::client_config())
         .await
         .unwrap();
     // Port 1 on loopback: nothing listens there.
@@ -136,7 +128,7 @@ async fn a_kafka_request_ends_at_its_own_deadline_not_at_the_request_timeout() {
     let addr = listen_addr(&node).await;
     let client_config = MeshConfig {
         request_timeout: short,
-        ..client_config()
+        ..common::client_config()
     };
     let (client, _) = Mesh::start(Keypair::generate_ed25519(), client_config)
         .await

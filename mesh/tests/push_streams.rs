@@ -3,23 +3,10 @@
 
 use std::time::Duration;
 
-use rafka_mesh::{Keypair, Mesh, MeshConfig, MeshError};
+use rafka_mesh::{Keypair, Mesh, MeshError};
 
-fn node_config() -> MeshConfig {
-    MeshConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        control_listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        mdns: false,
-        ..MeshConfig::default()
-    }
-}
-
-fn client_config() -> MeshConfig {
-    MeshConfig {
-        mdns: false,
-        ..MeshConfig::client()
-    }
-}
+mod common;
+use common::{client_config, node_config};
 
 async fn node_and_client() -> (Mesh, Mesh) {
     let (node, _inbound) = Mesh::start(Keypair::generate_ed25519(), node_config())

@@ -4,6 +4,24 @@
 use bytes::Bytes;
 use rafka_mesh::{Inbound, Keypair, Mesh, MeshConfig, Multiaddr};
 
+/// A node listening on loopback (OS-assigned ports, both planes), without mDNS.
+pub fn node_config() -> MeshConfig {
+    MeshConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        control_listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        mdns: false,
+        ..MeshConfig::default()
+    }
+}
+
+/// A client peer without mDNS.
+pub fn client_config() -> MeshConfig {
+    MeshConfig {
+        mdns: false,
+        ..MeshConfig::client()
+    }
+}
+
 /// Starts a node with `config` that answers every Kafka frame with `echo:` and the frame;
 /// returns it and its data-plane address.
 pub async fn echo_node(config: MeshConfig) -> (Mesh, Multiaddr) {
