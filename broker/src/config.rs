@@ -190,10 +190,6 @@ pub struct NodeArgs {
     /// How long a transactional id with no open transaction is kept after its last use (Kafka's transactional.id.expiration.ms). [default: 604800000]
     #[arg(long, env = "RAFKA_TRANSACTIONAL_ID_EXPIRATION_MS", value_name = "MS")]
     pub transactional_id_expiration_ms: Option<u64>,
-    /// Serve transactional producers before the partition side of transactions is complete
-    /// (development only: markers are not written yet, so no transaction completes).
-    #[arg(long, env = "RAFKA_TRANSACTIONS_PREVIEW", hide = true)]
-    pub transactions_preview: bool,
     /// Highest cluster feature level this node says it supports (at most this release's). The
     /// cluster's level rises only to what every node supports, so during a rolling upgrade this
     /// keeps the level, and with it the way back to the previous release, until it is removed.
@@ -322,8 +318,6 @@ pub struct NodeConfig {
     pub transaction_max_timeout_ms: u64,
     /// `transactional.id.expiration.ms`.
     pub transactional_id_expiration_ms: u64,
-    /// Serve transactional producers before the partition side is complete (development only).
-    pub transactions_preview: bool,
     /// Highest feature level this node supports (`None`: the release's highest).
     pub max_feature_level: Option<u16>,
 }
@@ -377,7 +371,6 @@ impl Default for NodeConfig {
             transaction_state_replication_factor: 3,
             transaction_max_timeout_ms: 900_000,
             transactional_id_expiration_ms: 7 * 24 * 3600 * 1000,
-            transactions_preview: false,
             max_feature_level: None,
         }
     }
@@ -413,9 +406,6 @@ impl NodeConfig {
         }
         if args.insecure_open_mesh {
             config.insecure_open_mesh = true;
-        }
-        if args.transactions_preview {
-            config.transactions_preview = true;
         }
         for (field, value) in [
             (&mut config.p2p_addr, args.p2p_addr),

@@ -9,9 +9,8 @@
 //! | [`records.rs`](records) | the records of `__transaction_state`, in Kafka's layout | codec |
 //! | `metrics.rs` | transactional ids by status, open transactions, pending markers, ends, timeouts, fenced producers, EndTxn latency | metrics |
 //!
-//! Until the partition side (transactional and control batches, the last stable offset, the
-//! WriteTxnMarkers handler) is in, transactional producers are refused as before ([`served`]),
-//! so clients fail cleanly rather than half-work.
+//! Transactional producers are served once the cluster's feature level has transactions
+//! ([`served`]); below it they are refused, so clients fail cleanly rather than half-work.
 
 pub mod core;
 mod metrics;
@@ -26,10 +25,14 @@ use crate::Broker;
 use crate::ids::NodeId;
 
 /// Whether this node serves transactional producers (FindCoordinator for transactional ids,
-/// transactional InitProducerId): only with `--transactions-preview` until the partition side
-/// of transactions is complete.
+/// transactional InitProducerId): once the cluster's feature level has transactions, so every
+/// node can take transactional batches and write markers (during a rolling upgrade from an older
+/// release they are refused, and clients fail cleanly).
 pub fn served(broker: &Broker) -> bool {
-    broker.config().transactions_preview
+    broker
+        .image()
+        .features()
+        .enabled(crate::metadata::Feature::Transactions)
 }
 
 /// The node coordinating `transactional_id`: the live leader of its `__transaction_state`

@@ -41,5 +41,6 @@ mod replication_faults;
 mod restart;
 mod topics;
 mod transactions;
+mod transactions_clients;
 mod txn_partition;
 mod upgrade;

@@ -25,13 +25,12 @@ use crate::support::{TestNode, wait_until};
 
 const TIMEOUT_MS: i32 = 60_000;
 
-/// A node serving transactions, with a small `__transaction_state`.
+/// A node with a small `__transaction_state`.
 async fn txn_node() -> TestNode {
-    TestNode::start_with(serve_transactions).await
+    TestNode::start_with(small_state_topic).await
 }
 
-fn serve_transactions(config: &mut NodeConfig) {
-    config.transactions_preview = true;
+fn small_state_topic(config: &mut NodeConfig) {
     config.transaction_state_partitions = 3;
 }
 
@@ -720,11 +719,7 @@ mod failover {
 
     #[test]
     fn a_new_coordinator_has_the_decided_and_the_open_transactions() {
-        let extra = [
-            "--transactions-preview",
-            "--transaction-state-partitions",
-            "1",
-        ];
+        let extra = ["--transaction-state-partitions", "1"];
         let mut cluster = ProcessCluster::replicated(TOPIC, 3, &extra);
         let first = wait_until_blocking(STEP, "a transaction coordinator", || {
             coordinator(cluster.kafka(0), "decided")

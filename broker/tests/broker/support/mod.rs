@@ -32,6 +32,7 @@ pub struct TestNode {
 pub fn test_config(dir: &std::path::Path) -> NodeConfig {
     NodeConfig {
         offsets_topic_partitions: 2,
+        transaction_state_partitions: 2,
         ..NodeConfig::single_on_loopback(dir)
     }
 }
