@@ -9,8 +9,9 @@
 //! 4. no state → any sequence accepted;
 //! 5. otherwise first sequence must be last sequence + 1 (wrapping at `i32::MAX` to 0).
 //!
-//! Control batches (transaction markers) are checked for fencing only and do not enter the
-//! 5-batch cache. Replicated batches are recorded without checks (the leader checked them).
+//! Control batches (transaction markers) and a coordinator's batches for a producer (base
+//! sequence -1: the group coordinator's TxnOffsetCommit records) are checked for fencing only
+//! and do not enter the 5-batch cache. Replicated batches are recorded without checks (the leader checked them).
 //!
 //! Transactions: a producer's first transactional batch opens its transaction on the partition
 //! (its offset is the transaction's first offset, which holds the last stable offset back); a
@@ -140,6 +141,12 @@ pub(crate) fn check(
             producer_id: h.producer_id,
             reason: "a non-transactional batch while its transaction is open",
         });
+    }
+    if h.base_sequence < 0 {
+        // A coordinator's write for the producer (a TxnOffsetCommit on `__consumer_offsets`,
+        // base sequence -1; clients' batches with a producer id always carry a sequence): fenced
+        // by epoch only, as Kafka checks appends of origin COORDINATOR.
+        return Ok(SequenceCheck::Append);
     }
     let out_of_order = |expected| StoreError::OutOfOrderSequence {
         partition: tp,
@@ -277,5 +284,34 @@ mod tests {
         ));
         assert!(check(tp, Some(&st), &header(2, 0, 1)).is_ok());
         assert!(check(tp, Some(&st), &header(2, 5, 1)).is_err());
+    }
+
+    #[test]
+    fn a_coordinators_batch_without_sequence_is_fenced_by_epoch_only() {
+        let tp = TopicPartition::new(uuid::Uuid::from_u128(1), 0);
+        // TxnOffsetCommit records: transactional, base sequence -1, one after another.
+        let txn = |epoch| BatchHeader {
+            attributes: rafka_format::batch::TRANSACTIONAL_BIT,
+            ..header(epoch, -1, 2)
+        };
+        let mut e = None;
+        let mut off = 0;
+        for _ in 0..3 {
+            assert_eq!(
+                check(tp, e.as_ref(), &txn(1)).unwrap(),
+                SequenceCheck::Append
+            );
+            e = Some(record(e, &txn(1), (off, off + 1), None).0);
+            off += 2;
+        }
+        let st = e.unwrap();
+        assert!(st.batches.is_empty());
+        assert_eq!(st.ongoing_txn, Some(0));
+        // A newer epoch (InitProducerId bumped it, no marker yet) is accepted; an older one not.
+        assert_eq!(check(tp, Some(&st), &txn(2)).unwrap(), SequenceCheck::Append);
+        assert!(matches!(
+            check(tp, Some(&st), &txn(0)),
+            Err(StoreError::InvalidProducerEpoch { .. })
+        ));
     }
 }

@@ -227,6 +227,11 @@ fn route(broker: &Broker, ctx: RequestContext, request: RequestKind) -> Handled 
             respond_later(ctx.clone(), add_offsets_to_txn::handle(broker, ctx, r))
         }
         RequestKind::EndTxn(r) => respond_later(ctx.clone(), end_txn::handle(broker, ctx, r)),
+        // At the group coordinator: waits for the transaction coordinator's verification and
+        // the offsets partition's in-sync replicas inside the returned future.
+        RequestKind::TxnOffsetCommit(r) => {
+            respond_later(ctx.clone(), txn_offset_commit::handle(broker, ctx, r))
+        }
         RequestKind::DescribeTransactions(r) => {
             respond_later(ctx, describe_transactions::handle(broker, r))
         }

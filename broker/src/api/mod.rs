@@ -34,6 +34,7 @@ mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 pub mod topics;
+mod txn_offset_commit;
 mod unregister_broker;
 pub mod versions;
 mod write_txn_markers;

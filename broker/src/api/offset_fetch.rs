@@ -1,6 +1,9 @@
 //! OffsetFetch: v1-7 for one group in top-level fields, v8+ for a list of groups. A partition
 //! without a commit answers offset -1 and no error; `topics = null` asks for every commit.
 //! v1 has no group-level error code, so a group's error goes on each partition there.
+//! Offsets a transaction committed are returned only once its commit marker is written; with
+//! `require_stable` (v7+, librdkafka sets it) a partition with such a pending commit answers
+//! UNSTABLE_OFFSET_COMMIT (offset -1), which clients retry, as Kafka does.
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
@@ -9,12 +12,14 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use kafka_protocol::ResponseError;
+
 use super::RequestContext;
 use crate::Broker;
 use crate::group::records::OffsetValue;
 
-/// One partition's answer: (partition, commit if any).
-type Answer = (i32, Option<OffsetValue>);
+/// One partition's answer: (partition, commit if any, error code).
+type Answer = (i32, Option<OffsetValue>, i16);
 type Wanted = Option<Vec<(String, Vec<i32>)>>;
 
 /// Answers an OffsetFetch request.
@@ -30,15 +35,18 @@ pub async fn handle(
                 .map(|t| (t.name.0.to_string(), t.partition_indexes))
                 .collect()
         });
-        let (topics, code) = lookup(&broker, request.group_id.0.to_string(), wanted).await;
+        let stable = ctx.version >= 7 && request.require_stable;
+        let group = request.group_id.0.to_string();
+        let (topics, code) = lookup(&broker, group, wanted, stable).await;
         let per_partition = if ctx.version < 2 { code } else { 0 };
         let topics = topics
             .into_iter()
             .map(|(name, answers)| {
                 let partitions = answers
                     .into_iter()
-                    .map(|(p, c)| {
-                        legacy_partition(p, c, ctx.version).with_error_code(per_partition)
+                    .map(|(p, c, error)| {
+                        let error = if error != 0 { error } else { per_partition };
+                        legacy_partition(p, c, ctx.version).with_error_code(error)
                     })
                     .collect();
                 OffsetFetchResponseTopic::default()
@@ -61,11 +69,15 @@ pub async fn handle(
                 .map(|t| (t.name.0.to_string(), t.partition_indexes))
                 .collect()
         });
-        let (topics, code) = lookup(&broker, group.group_id.0.to_string(), wanted).await;
+        let stable = request.require_stable;
+        let (topics, code) = lookup(&broker, group.group_id.0.to_string(), wanted, stable).await;
         let topics = topics
             .into_iter()
             .map(|(name, answers)| {
-                let partitions = answers.into_iter().map(|(p, c)| partition(p, c)).collect();
+                let partitions = answers
+                    .into_iter()
+                    .map(|(p, c, error)| partition(p, c).with_error_code(error))
+                    .collect();
                 OffsetFetchResponseTopics::default()
                     .with_name(name)
                     .with_partitions(partitions)
@@ -86,8 +98,13 @@ async fn lookup(
     broker: &Broker,
     group: String,
     wanted: Wanted,
+    require_stable: bool,
 ) -> (Vec<(TopicName, Vec<Answer>)>, i16) {
-    let fetched = match broker.groups().fetch_offsets(group, wanted.clone()).await {
+    let fetched = broker
+        .groups()
+        .fetch_offsets(group, wanted.clone(), require_stable)
+        .await;
+    let fetched = match fetched {
         Ok(fetched) => fetched,
         Err(e) => {
             // The wanted partitions, each without a commit, beside the group's error.
@@ -97,7 +114,7 @@ async fn lookup(
                 .map(|(name, partitions)| {
                     (
                         TopicName(StrBytes::from_string(name)),
-                        partitions.into_iter().map(|p| (p, None)).collect(),
+                        partitions.into_iter().map(|p| (p, None, 0)).collect(),
                     )
                 })
                 .collect();
@@ -105,13 +122,15 @@ async fn lookup(
         }
     };
     let mut out: Vec<(TopicName, Vec<Answer>)> = Vec::new();
-    for (topic, partition, commit) in fetched {
+    for f in fetched {
+        let answer = if f.unstable {
+            (f.partition, None, ResponseError::UnstableOffsetCommit.code())
+        } else {
+            (f.partition, f.commit, 0)
+        };
         match out.last_mut() {
-            Some((name, answers)) if name.0.as_str() == topic => answers.push((partition, commit)),
-            _ => out.push((
-                TopicName(StrBytes::from_string(topic)),
-                vec![(partition, commit)],
-            )),
+            Some((name, answers)) if name.0.as_str() == f.topic => answers.push(answer),
+            _ => out.push((TopicName(StrBytes::from_string(f.topic)), vec![answer])),
         }
     }
     (out, 0)

@@ -347,6 +347,26 @@ impl Verify {
     }
 }
 
+/// KIP-890 part 1 for another writer of transactional batches (the group coordinator's
+/// TxnOffsetCommit): the coordinator's answer whether `topic`/`partition` is in the producer's
+/// open transaction (an error code; 0: it is), or why there is none.
+pub(crate) async fn verify_in_transaction(
+    broker: &Broker,
+    transactional_id: String,
+    producer: (i64, i16),
+    (topic, partition): (String, i32),
+) -> Result<i16, String> {
+    let verify = Verify {
+        broker: broker.clone(),
+        transactional_id,
+        producer,
+        topic,
+        partition,
+        version: 0,
+    };
+    verify.ask().await
+}
+
 /// What a producer of Produce `version` is told for the coordinator's verification `code`
 /// (Kafka's `AddPartitionsToTxnManager` and `ReplicaManager`); `None` when verified.
 fn verification_failure(code: i16, version: i16) -> Option<Failure> {

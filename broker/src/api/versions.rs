@@ -126,6 +126,13 @@ pub const SERVED: &[Served] = &[
         min: 0,
         max: 4,
     },
+    // At the group coordinator; v5 is transactions v2 (the offsets partition added to the
+    // transaction implicitly), which Rafka does not have.
+    Served {
+        key: ApiKey::TxnOffsetCommit,
+        min: 0,
+        max: 4,
+    },
     // v5 is transactions v2 (a new producer epoch per transaction), which Rafka does not have.
     Served {
         key: ApiKey::EndTxn,

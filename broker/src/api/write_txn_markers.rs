@@ -12,6 +12,12 @@
 //!
 //! Every append is queued before the handler waits for any (in request order), so the markers of
 //! one request share group commits; the response future holds up nothing else.
+//!
+//! A marker written to a `__consumer_offsets` partition is also reported to the group
+//! coordinator ([`Groups::end_txn`](crate::group::Groups::end_txn)) before the partition is
+//! answered: the producer's pending transactional offsets there become committed offsets or
+//! are dropped, so once the transaction coordinator has every answer, OffsetFetch shows the
+//! outcome.
 
 use std::time::Duration;
 
@@ -28,6 +34,7 @@ use rafka_store::{ProducedBatch, TopicPartition};
 use super::produce::now_ms;
 use super::{RequestContext, from_registered_node};
 use crate::Broker;
+use crate::group::OFFSETS_TOPIC;
 use crate::metadata::{Feature, MetadataImage};
 use crate::partition::{Acks, AppendError};
 
@@ -143,10 +150,18 @@ fn write(
     };
     let producer_id = marker.producer_id.0;
     let commit = marker.transaction_result;
+    // A marker on an offsets partition ends the producer's pending transactional offsets there
+    // (the group coordinator's `onTransactionCompleted`).
+    let groups = (topic.name == OFFSETS_TOPIC).then(|| broker.groups().clone());
     Box::pin(async move {
         match appending.await {
             Ok(appended) => {
                 tracing::debug!(%tp, producer_id, commit, offset = appended.base_offset, "transaction marker written");
+                if let Some(groups) = groups {
+                    groups
+                        .end_txn(partition, producer_id, commit, appended.base_offset)
+                        .await;
+                }
                 0
             }
             Err(AppendError::Store(e)) => {

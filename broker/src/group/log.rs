@@ -16,13 +16,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use rafka_format::batch::BatchIdentity;
-use rafka_format::builder::{BatchBuilder, RecordParts};
+use rafka_format::builder::{BatchBuilder, BatchOptions, RecordParts};
+use rafka_format::marker::{ControlType, control_type};
 use rafka_store::batch::BatchHeader;
 use rafka_store::{PartitionLog, ProducedBatch, StoreError};
 use tokio::sync::mpsc;
 
 use super::OFFSETS_TOPIC;
-use super::core::ResponseError;
+use super::core::{LogEntry, ResponseError};
 use super::records::{Format, Record};
 use crate::ids::LeaderEpoch;
 use crate::partition::core::ReplicaError;
@@ -61,8 +62,37 @@ pub fn append_encoded<'a>(
     impl Future<Output = Result<i64, ResponseError>> + Send + 'static + use<'a>,
     ResponseError,
 > {
+    append_batch(leader, encoded, None, now_ms)
+}
+
+/// [`append`] of a TxnOffsetCommit: the records as one transactional batch of `producer` (id,
+/// epoch), base sequence -1 as Kafka's coordinator writes it (the store checks the epoch and
+/// skips sequence checks for such a batch, which no client may send). The partition's store
+/// opens the producer's transaction with it; its marker ends it.
+pub fn append_transactional(
+    leader: &Arc<NodeLeader>,
+    records: &[Record],
+    producer: (i64, i16),
+    now_ms: i64,
+) -> Result<impl Future<Output = Result<i64, ResponseError>> + Send + 'static, ResponseError> {
+    let encoded: Vec<(Bytes, Option<Bytes>)> = records
+        .iter()
+        .filter_map(|r| r.encode(Format::Kafka))
+        .collect();
+    append_batch(leader, &encoded, Some(producer), now_ms)
+}
+
+fn append_batch<'a>(
+    leader: &'a Arc<NodeLeader>,
+    encoded: &[(Bytes, Option<Bytes>)],
+    producer: Option<(i64, i16)>,
+    now_ms: i64,
+) -> Result<
+    impl Future<Output = Result<i64, ResponseError>> + Send + 'static + use<'a>,
+    ResponseError,
+> {
     let tp = leader.topic_partition();
-    let batch = encode_batch(encoded, now_ms).map_err(|e| {
+    let batch = encode_batch(encoded, producer, now_ms).map_err(|e| {
         tracing::warn!(?tp, error = %e, "cannot encode coordinator records");
         ResponseError::UnknownServerError
     })?;
@@ -77,6 +107,16 @@ pub fn append_encoded<'a>(
         match appending.await {
             Ok(appended) => Ok(appended.base_offset),
             Err(AppendError::Replica(e)) => Err(replication_error(&e)),
+            // A transactional write of a fenced producer (or one whose transaction state the
+            // partition refuses) is answered as Kafka's coordinator passes it on.
+            Err(AppendError::Store(e @ StoreError::InvalidProducerEpoch { .. })) => {
+                tracing::debug!(?tp, error = %e, "coordinator records refused");
+                Err(ResponseError::InvalidProducerEpoch)
+            }
+            Err(AppendError::Store(e @ StoreError::InvalidTxnState { .. })) => {
+                tracing::debug!(?tp, error = %e, "coordinator records refused");
+                Err(ResponseError::InvalidTxnState)
+            }
             Err(AppendError::Store(e)) => {
                 tracing::warn!(?tp, error = %e, "coordinator records not written");
                 Err(ResponseError::CoordinatorNotAvailable)
@@ -117,11 +157,24 @@ pub fn spawn_replay<T: Send + 'static, C: Send + 'static>(
     tx: mpsc::Sender<C>,
     loaded: fn(i32, LeaderEpoch, Vec<(i64, T)>) -> C,
 ) {
+    let replay = move |log: &PartitionLog| replay_with(log, topic, decode);
+    spawn_replay_by(leader, topic, replay, tx, loaded);
+}
+
+/// [`spawn_replay`] with the partition read by `replay` (the offsets partitions' replay, which
+/// also reads transactions: [`replay_offsets`]).
+pub fn spawn_replay_by<T: Send + 'static, C: Send + 'static>(
+    leader: &NodeLeader,
+    topic: &'static str,
+    replay: impl FnOnce(&PartitionLog) -> Result<Vec<(i64, T)>, StoreError> + Send + 'static,
+    tx: mpsc::Sender<C>,
+    loaded: fn(i32, LeaderEpoch, Vec<(i64, T)>) -> C,
+) {
     let partition = leader.topic_partition().partition;
     let epoch = leader.leader_epoch();
     let log = leader.log().clone();
     tokio::spawn(async move {
-        let replayed = tokio::task::spawn_blocking(move || replay_with(&log, topic, decode)).await;
+        let replayed = tokio::task::spawn_blocking(move || replay(&log)).await;
         match replayed {
             Ok(Ok(records)) => {
                 let _ = tx.send(loaded(partition, epoch, records)).await;
@@ -179,7 +232,12 @@ fn corrupt(keyspace: &'static str, reason: String) -> StoreError {
     StoreError::CorruptValue { keyspace, reason }
 }
 
-fn encode_batch(records: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<Bytes, StoreError> {
+/// One batch of `records`; with `producer` (id, epoch), a transactional batch of it.
+fn encode_batch(
+    records: &[(Bytes, Option<Bytes>)],
+    producer: Option<(i64, i16)>,
+    now_ms: i64,
+) -> Result<Bytes, StoreError> {
     let mut builder = BatchBuilder::with_capacity(0);
     for (key, value) in records {
         let parts = RecordParts {
@@ -191,18 +249,96 @@ fn encode_batch(records: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<Bytes
             .append(now_ms, &parts)
             .map_err(|e| corrupt(OFFSETS_TOPIC, format!("cannot encode records: {e}")))?;
     }
+    let options = match producer {
+        None => BatchOptions::new(BatchIdentity::NONE, Compression::None),
+        Some((producer_id, producer_epoch)) => {
+            let identity = BatchIdentity {
+                producer_id,
+                producer_epoch,
+                base_sequence: -1,
+            };
+            let mut options = BatchOptions::new(identity, Compression::None);
+            options.transactional = true;
+            options
+        }
+    };
     builder
-        .build(BatchIdentity::NONE, Compression::None)
+        .finish(options)
         .map_err(|e| corrupt(OFFSETS_TOPIC, format!("cannot encode records: {e}")))
 }
 
 /// Reads a coordinator's partition of `topic` from its log start (an offsets partition: every
 /// record of either format): every record `decode` reads (from its key and value), with its
-/// offset, in log order; the others are skipped (logged).
+/// offset, in log order; the others are skipped (logged). Transaction markers (control
+/// records) are not a coordinator's records and are skipped silently.
 pub fn replay_with<T>(
     log: &PartitionLog,
     topic: &'static str,
     decode: impl Fn(&[u8], Option<&[u8]>) -> Option<T>,
+) -> Result<Vec<(i64, T)>, StoreError> {
+    replay_records(log, topic, |record| {
+        if record.control {
+            return Read::Skip;
+        }
+        record
+            .key
+            .as_deref()
+            .and_then(|key| decode(key, record.value.as_deref()))
+            .map_or(Read::Unreadable, Read::Keep)
+    })
+}
+
+/// Reads an offsets partition from its log start as [`LogEntry`]s: the records of plain
+/// batches, those of transactional batches (TxnOffsetCommit) with their producer, and the
+/// commit and abort markers that end the producers' transactions (control records of another
+/// type are skipped, as Kafka does).
+pub fn replay_offsets(log: &PartitionLog) -> Result<Vec<(i64, LogEntry)>, StoreError> {
+    replay_records(log, OFFSETS_TOPIC, |r| {
+        if r.control {
+            return match r.key.as_deref().and_then(control_type) {
+                Some(ControlType::Commit) => Read::Keep(LogEntry::Marker {
+                    producer_id: r.producer_id,
+                    commit: true,
+                }),
+                Some(ControlType::Abort) => Read::Keep(LogEntry::Marker {
+                    producer_id: r.producer_id,
+                    commit: false,
+                }),
+                Some(ControlType::Unknown(_)) => Read::Skip,
+                None => Read::Unreadable,
+            };
+        }
+        let Some(record) = r
+            .key
+            .as_deref()
+            .and_then(|key| Record::decode(key, r.value.as_deref()))
+        else {
+            return Read::Unreadable;
+        };
+        Read::Keep(if r.transactional && r.producer_id >= 0 {
+            LogEntry::Txn {
+                producer_id: r.producer_id,
+                record,
+            }
+        } else {
+            LogEntry::Record(record)
+        })
+    })
+}
+
+/// What replay makes of one record.
+enum Read<T> {
+    Keep(T),
+    /// Not a record of the coordinator's (a marker): skipped silently.
+    Skip,
+    /// Skipped with a warning.
+    Unreadable,
+}
+
+fn replay_records<T>(
+    log: &PartitionLog,
+    topic: &'static str,
+    read: impl Fn(&kafka_protocol::records::Record) -> Read<T>,
 ) -> Result<Vec<(i64, T)>, StoreError> {
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
@@ -230,13 +366,10 @@ pub fn replay_with<T>(
             };
             for record in sets.into_iter().flat_map(|set| set.records) {
                 offset = offset.max(record.offset + 1);
-                let decoded = record
-                    .key
-                    .as_deref()
-                    .and_then(|key| decode(key, record.value.as_deref()));
-                match decoded {
-                    Some(decoded) => out.push((record.offset, decoded)),
-                    None => {
+                match read(&record) {
+                    Read::Keep(decoded) => out.push((record.offset, decoded)),
+                    Read::Skip => {}
+                    Read::Unreadable => {
                         tracing::warn!(topic, offset = record.offset, "skipping unreadable record")
                     }
                 }
@@ -260,7 +393,7 @@ mod tests {
                 )
             })
             .collect();
-        let batch = encode_batch(&records, 1_700_000_000_000).unwrap();
+        let batch = encode_batch(&records, None, 1_700_000_000_000).unwrap();
         let header = BatchHeader::parse(&batch).unwrap();
         assert_eq!(header.total_len(), Some(batch.len()));
         assert_eq!(header.base_sequence, -1);

@@ -17,7 +17,7 @@ mod metrics;
 pub mod records;
 mod service;
 
-pub use service::{Groups, GroupsEnv};
+pub use service::{Fetched, Groups, GroupsEnv};
 
 /// Name of the internal topic.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";

@@ -6,6 +6,7 @@
 //! oneshot sender parked in a map, so it holds up nothing but its own response.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 use super::OFFSETS_TOPIC;
 use super::core::{
     GroupConfig, GroupCoordinator, GroupDescription, GroupState, JoinRequest, JoinResponse,
-    ListedGroup, MemberRef, Output, PersistToken, Reply, ResponseError, SyncRequest, SyncResponse,
+    ListedGroup, LogEntry, MemberRef, Output, PersistToken, Reply, ResponseError, SyncRequest,
+    SyncResponse,
 };
 use super::log::{self, CHUNK};
 use super::metrics as group_metrics;
@@ -82,23 +84,61 @@ enum Command {
         Tx<Result<Arc<NodeLeader>, ResponseError>>,
     ),
     Committed(Committed, Tx<()>),
-    Fetch(String, Option<Vec<(String, Vec<i32>)>>, Tx<FetchResult>),
+    ValidateTxnCommit(
+        String,
+        i32,
+        MemberRef,
+        Tx<Result<Arc<NodeLeader>, ResponseError>>,
+    ),
+    TxnCommitted(TxnCommitted, Tx<()>),
+    EndTxn(TxnMarker, Tx<()>),
+    Fetch(String, Option<Vec<(String, Vec<i32>)>>, bool, Tx<FetchResult>),
     Persisted(PersistToken, i32, Result<(), ResponseError>),
     Written(i32),
     Attach(Arc<NodeLeader>),
-    Loaded(i32, LeaderEpoch, Vec<(i64, Record)>),
+    Loaded(i32, LeaderEpoch, Vec<(i64, LogEntry)>),
     Detach(i32),
     Served(Tx<Vec<i32>>),
 }
 
 type LeaveResult = Result<Vec<Option<ResponseError>>, ResponseError>;
-type FetchResult = Result<Vec<(String, i32, Option<OffsetValue>)>, ResponseError>;
+type FetchResult = Result<Vec<Fetched>, ResponseError>;
+
+/// One partition's answer to OffsetFetch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetched {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The committed offset, if any.
+    pub commit: Option<OffsetValue>,
+    /// A transactional commit of it is pending (only asked with `require_stable`):
+    /// UNSTABLE_OFFSET_COMMIT.
+    pub unstable: bool,
+}
 
 struct Committed {
     group: String,
     partition: i32,
     entries: Vec<(String, i32, OffsetValue)>,
     result: Result<i64, ResponseError>,
+}
+
+struct TxnCommitted {
+    group: String,
+    partition: i32,
+    producer_id: i64,
+    entries: Vec<(String, i32, OffsetValue)>,
+    result: Result<i64, ResponseError>,
+}
+
+/// A commit or abort marker written to an offsets partition.
+struct TxnMarker {
+    partition: i32,
+    producer_id: i64,
+    commit: bool,
+    offset: i64,
 }
 
 impl Groups {
@@ -272,15 +312,84 @@ impl Groups {
         outcome
     }
 
-    /// OffsetFetch of the wanted partitions (all of them with `None`).
+    /// OffsetFetch of the wanted partitions (all of them with `None`); with `require_stable`,
+    /// partitions with a transactional commit pending are marked unstable.
     pub async fn fetch_offsets(
         &self,
         group: String,
         wanted: Option<Vec<(String, Vec<i32>)>>,
+        require_stable: bool,
     ) -> FetchResult {
-        self.ask(|tx| Command::Fetch(group, wanted, tx))
+        self.ask(|tx| Command::Fetch(group, wanted, require_stable, tx))
             .await
             .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
+    }
+
+    /// TxnOffsetCommit: checks the member and generation (as Kafka does for a transactional
+    /// commit), runs `verify` (KIP-890: is the offsets partition in the producer's transaction?)
+    /// with the partition's leader, appends the commits as one transactional batch of
+    /// `producer` (id, epoch; acks=all, pipelined with the partition's other writes), and keeps
+    /// them pending until the producer's marker on that partition commits or drops them.
+    pub async fn txn_commit<V, F>(
+        &self,
+        (group, generation, member): (String, i32, MemberRef),
+        producer: (i64, i16),
+        entries: Vec<(String, i32, OffsetValue)>,
+        now_ms: i64,
+        verify: V,
+    ) -> Result<(), ResponseError>
+    where
+        V: FnOnce(Arc<NodeLeader>) -> F,
+        F: Future<Output = Result<(), ResponseError>>,
+    {
+        let started = Instant::now();
+        let leader = self
+            .ask(|tx| Command::ValidateTxnCommit(group.clone(), generation, member, tx))
+            .await
+            .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))?;
+        let partition = leader.topic_partition().partition;
+        let records: Vec<Record> = entries
+            .iter()
+            .map(|(topic, p, value)| Record::Offset {
+                key: super::records::OffsetKey {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    partition: *p,
+                },
+                value: Some(value.clone()),
+            })
+            .collect();
+        let result = match verify(leader.clone()).await {
+            Ok(()) => match log::append_transactional(&leader, &records, producer, now_ms) {
+                Ok(appending) => appending.await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        let outcome = result.map(drop);
+        let committed = TxnCommitted {
+            group,
+            partition,
+            producer_id: producer.0,
+            entries,
+            result,
+        };
+        self.ask(|tx| Command::TxnCommitted(committed, tx)).await;
+        group_metrics::commit_done(started.elapsed(), outcome.is_ok());
+        outcome
+    }
+
+    /// A commit (`commit`) or abort marker of `producer_id`'s transaction was written to offsets
+    /// partition `partition` at `offset` (the WriteTxnMarkers handler says so once it is
+    /// replicated): the producer's pending offsets there are committed or dropped.
+    pub async fn end_txn(&self, partition: i32, producer_id: i64, commit: bool, offset: i64) {
+        let marker = TxnMarker {
+            partition,
+            producer_id,
+            commit,
+            offset,
+        };
+        self.ask(|tx| Command::EndTxn(marker, tx)).await;
     }
 
     /// The offsets partitions served (loaded) here.
@@ -437,8 +546,70 @@ impl Task {
                 let _ = tx.send(());
                 self.maybe_snapshot(committed.partition);
             }
-            Command::Fetch(group, wanted, tx) => {
-                let _ = tx.send(self.core.fetch_offsets(&group, wanted.as_deref()));
+            Command::ValidateTxnCommit(group, generation, member, tx) => {
+                let result = self
+                    .core
+                    .validate_txn_commit(&group, generation, &member)
+                    .and_then(|partition| {
+                        let slot = self
+                            .slots
+                            .get_mut(&partition)
+                            .ok_or(ResponseError::NotCoordinator)?;
+                        slot.in_flight += 1;
+                        Ok(slot.leader.clone())
+                    });
+                let _ = tx.send(result);
+            }
+            Command::TxnCommitted(committed, tx) => {
+                if let Some(slot) = self.slots.get_mut(&committed.partition) {
+                    slot.in_flight = slot.in_flight.saturating_sub(1);
+                    slot.records += committed.entries.len() as u64;
+                }
+                if let Ok(log_offset) = committed.result {
+                    self.core.txn_committed(
+                        now,
+                        &committed.group,
+                        committed.producer_id,
+                        committed.entries,
+                        log_offset,
+                    );
+                }
+                let _ = tx.send(());
+            }
+            Command::EndTxn(marker, tx) => {
+                self.core.end_txn(
+                    now,
+                    marker.partition,
+                    marker.producer_id,
+                    marker.commit,
+                    marker.offset,
+                );
+                if let Some(slot) = self.slots.get_mut(&marker.partition) {
+                    slot.records += 1;
+                }
+                let _ = tx.send(());
+                self.maybe_snapshot(marker.partition);
+            }
+            Command::Fetch(group, wanted, require_stable, tx) => {
+                let unstable = if require_stable {
+                    self.core.pending_partitions(&group)
+                } else {
+                    Default::default()
+                };
+                let fetched = self.core.fetch_offsets(&group, wanted.as_deref()).map(|all| {
+                    all.into_iter()
+                        .map(|(topic, partition, commit)| {
+                            let unstable = unstable.contains(&(topic.clone(), partition));
+                            Fetched {
+                                topic,
+                                partition,
+                                commit,
+                                unstable,
+                            }
+                        })
+                        .collect()
+                });
+                let _ = tx.send(fetched);
             }
             Command::Persisted(token, partition, result) => {
                 if let Some(slot) = self.slots.get_mut(&partition) {
@@ -466,7 +637,7 @@ impl Task {
                         records = records.len(),
                         "serving groups"
                     );
-                    self.core.load(partition, records, now);
+                    self.core.load_log(partition, records, now);
                 }
             }
             Command::Detach(partition) => {
@@ -635,7 +806,13 @@ impl Task {
             },
         );
         let tx = self.tx.clone();
-        log::spawn_replay(&leader, OFFSETS_TOPIC, Record::decode, tx, Command::Loaded);
+        log::spawn_replay_by(
+            &leader,
+            OFFSETS_TOPIC,
+            log::replay_offsets,
+            tx,
+            Command::Loaded,
+        );
     }
 
     /// Instead of a key-compacting cleaner: once superseded records outnumber the live ones
@@ -647,7 +824,12 @@ impl Task {
         let Some(slot) = self.slots.get(&partition) else {
             return;
         };
-        if slot.in_flight > 0 || !self.core.is_active(partition) {
+        // Pending transactional offsets live only in the log until their marker: a snapshot
+        // (which carries committed state only) must not move the log start past them.
+        if slot.in_flight > 0
+            || !self.core.is_active(partition)
+            || self.core.has_pending_txns(partition)
+        {
             return;
         }
         let live = self.core.live_records(partition);

@@ -42,5 +42,6 @@ mod restart;
 mod topics;
 mod transactions;
 mod transactions_clients;
+mod txn_offsets;
 mod txn_partition;
 mod upgrade;

@@ -33,6 +33,7 @@ mod membership;
 mod offsets;
 #[cfg(test)]
 mod tests;
+mod txn;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -42,6 +43,8 @@ pub use kafka_protocol::ResponseError;
 
 use group::Group;
 pub use group::{GroupState, MemberDescription};
+pub use txn::LogEntry;
+use txn::TxnOffsets;
 
 use super::records::{GroupMetadata, OffsetValue, Record};
 
@@ -290,6 +293,8 @@ pub struct GroupCoordinator {
     rebalances: u64,
     /// An instant and what the wall clock read then (ms since the Unix epoch).
     wall_clock: Option<(Instant, i64)>,
+    /// Per offsets partition served (or loading): transactional offsets pending per producer.
+    txns: HashMap<i32, TxnOffsets>,
 }
 
 impl GroupCoordinator {
@@ -308,6 +313,7 @@ impl GroupCoordinator {
             persisting: HashMap::new(),
             rebalances: 0,
             wall_clock: None,
+            txns: HashMap::new(),
         }
     }
 
@@ -375,41 +381,42 @@ impl GroupCoordinator {
     /// offsets are served from now on. Members loaded from a group record get a full session
     /// from `now` to heartbeat the new coordinator.
     pub fn load(&mut self, partition: i32, records: Vec<(i64, Record)>, now: Instant) {
-        let created = self.wall_ms(now);
+        let entries = records.into_iter().map(|(o, r)| (o, LogEntry::from(r)));
+        self.load_log(partition, entries.collect(), now);
+    }
+
+    /// [`Self::load`] of a log with transactions: transactional offset records wait per producer
+    /// for its marker (commit applies them, abort drops them, none leaves them pending), as
+    /// Kafka's loader does. Markers reported while the partition loaded are applied after it,
+    /// unless the replay already held them.
+    pub fn load_log(&mut self, partition: i32, entries: Vec<(i64, LogEntry)>, now: Instant) {
         let mut loaded: HashMap<String, Group> = HashMap::new();
-        for (log_offset, record) in records {
-            match record {
-                Record::Offset { key, value } => {
-                    let group = loaded
-                        .entry(key.group.clone())
-                        .or_insert_with(|| Group::new(&key.group, partition, created));
-                    group.replay_offset(key.topic, key.partition, value, log_offset);
-                }
-                Record::Group { group, metadata } => match metadata {
-                    Some(metadata) => {
-                        let entry = loaded
-                            .entry(group.clone())
-                            .or_insert_with(|| Group::new(&group, partition, created));
-                        entry.replay_metadata(&metadata, now);
-                    }
-                    None => {
-                        loaded.remove(&group);
-                    }
-                },
-            }
+        let mut txns = TxnOffsets::default();
+        for entry in entries {
+            self.replay_entry(partition, entry, &mut loaded, &mut txns, now);
         }
+        txns.pending.retain(|_, pending| !pending.is_empty());
         for (id, group) in loaded {
             if !group.is_dead() {
                 self.groups.insert(id, group);
             }
         }
+        let early = self
+            .txns
+            .insert(partition, txns)
+            .map(|t| t.early_markers)
+            .unwrap_or_default();
         self.served.insert(partition, Served::Active);
+        for (producer_id, commit, offset) in early {
+            self.end_txn(now, partition, producer_id, commit, offset);
+        }
     }
 
     /// This node no longer leads offsets partition `partition`: its groups are dropped and
     /// every held join or sync of theirs is answered NOT_COORDINATOR.
     pub fn unload(&mut self, partition: i32) {
         self.served.remove(&partition);
+        self.txns.remove(&partition);
         let ids: Vec<String> = self
             .groups
             .iter()

@@ -176,10 +176,15 @@ impl GroupCoordinator {
             .remove(group)
             .ok_or(ResponseError::GroupIdNotFound)?;
         g.state = GroupState::Dead;
-        Ok((
-            partition,
-            tombstones(&g, g.offsets.keys().cloned().collect(), true),
-        ))
+        // Pending transactional offsets go too (Kafka writes their tombstones as well).
+        let mut keys: Vec<(String, i32)> = g.offsets.keys().cloned().collect();
+        for key in self.pending_partitions(group) {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        self.drop_pending(group, &keys);
+        Ok((partition, tombstones(&g, keys, true)))
     }
 
     /// OffsetDelete: drops the commits of the given partitions, refused while the group has
@@ -191,18 +196,26 @@ impl GroupCoordinator {
         partitions: &[(String, i32)],
     ) -> Result<(i32, Vec<Record>), ResponseError> {
         let partition = self.check_coordinator(group)?;
-        let Some(g) = self.groups.get_mut(group) else {
+        let Some(g) = self.groups.get(group) else {
             return Err(ResponseError::GroupIdNotFound);
         };
         if !g.members.is_empty() {
             return Err(ResponseError::GroupSubscribedToTopic);
         }
+        let pending = self.pending_partitions(group);
+        let Some(g) = self.groups.get_mut(group) else {
+            return Err(ResponseError::GroupIdNotFound);
+        };
+        // A tombstone also for a partition with only pending transactional offsets (Kafka's
+        // deleteOffsets): its replay drops them.
         let keys: Vec<(String, i32)> = partitions
             .iter()
-            .filter(|k| g.offsets.remove(*k).is_some())
+            .filter(|k| g.offsets.remove(*k).is_some() || pending.contains(*k))
             .cloned()
             .collect();
-        Ok((partition, tombstones(g, keys, false)))
+        let records = tombstones(g, keys.clone(), false);
+        self.drop_pending(group, &keys);
+        Ok((partition, records))
     }
 
     /// Offsets past `offsets.retention.minutes` at `now_ms` (Kafka's KIP-211 rules): of an empty
@@ -224,20 +237,23 @@ impl GroupCoordinator {
                 continue;
             }
             let emptied = g.state_timestamp.filter(|_| g.protocol_type.is_some());
+            // Offsets with a transactional commit pending stay until it ends (as in Kafka).
+            let pending = super::txn::pending_of(&self.txns, &id, g.partition);
             let expired: Vec<(String, i32)> = g
                 .offsets
                 .iter()
-                .filter(|(_, c)| {
+                .filter(|(k, c)| {
                     let since = emptied.unwrap_or(c.value.commit_timestamp);
-                    since.saturating_add(retention_ms) <= now_ms
+                    since.saturating_add(retention_ms) <= now_ms && !pending.contains(*k)
                 })
                 .map(|(k, _)| k.clone())
                 .collect();
             for key in &expired {
                 g.offsets.remove(key);
             }
-            // A first joiner's member id (KIP-394) keeps a new group alive.
-            let forget = g.offsets.is_empty() && g.pending.is_empty();
+            // A first joiner's member id (KIP-394) keeps a new group alive, and so does an
+            // open transaction's commit.
+            let forget = g.offsets.is_empty() && g.pending.is_empty() && pending.is_empty();
             let mut records = tombstones(g, expired, forget);
             let partition = g.partition;
             if forget {

@@ -827,3 +827,309 @@ fn a_failed_persist_answers_the_syncs_and_rebalances() {
     }
     assert_eq!(h.state(), GroupState::PreparingRebalance);
 }
+
+// Transactional offset commits (TxnOffsetCommit): pending per producer until the marker.
+
+fn member(id: &str) -> MemberRef {
+    MemberRef {
+        member_id: id.into(),
+        instance_id: None,
+    }
+}
+
+fn offset_key(group: &str, partition: i32) -> OffsetKey {
+    OffsetKey {
+        group: group.into(),
+        topic: "t".into(),
+        partition,
+    }
+}
+
+fn txn_offset(group: &str, partition: i32, producer_id: i64, offset: i64) -> LogEntry {
+    LogEntry::Txn {
+        producer_id,
+        record: Record::Offset {
+            key: offset_key(group, partition),
+            value: Some(value(offset)),
+        },
+    }
+}
+
+fn plain_offset(group: &str, partition: i32, offset: i64) -> LogEntry {
+    LogEntry::Record(Record::Offset {
+        key: offset_key(group, partition),
+        value: Some(value(offset)),
+    })
+}
+
+fn marker(producer_id: i64, commit: bool) -> LogEntry {
+    LogEntry::Marker {
+        producer_id,
+        commit,
+    }
+}
+
+/// What OffsetFetch of `group` returns: (partition, offset) of every committed offset.
+fn committed_offsets(core: &GroupCoordinator, group: &str) -> Vec<(i32, i64)> {
+    core.fetch_offsets(group, None)
+        .unwrap()
+        .into_iter()
+        .map(|(_, p, c)| (p, c.unwrap().offset))
+        .collect()
+}
+
+fn pending(core: &GroupCoordinator, group: &str) -> Vec<i32> {
+    core.pending_partitions(group)
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect()
+}
+
+#[test]
+fn transactional_offsets_are_pending_until_the_commit_marker() {
+    let mut h = Harness::new();
+    let now = h.now;
+    assert_eq!(h.core.validate_txn_commit("g", -1, &member("")), Ok(0));
+    h.core
+        .txn_committed(now, "g", 7, vec![("t".into(), 0, value(5))], 10);
+    h.core
+        .txn_committed(now, "g", 7, vec![("t".into(), 1, value(9))], 11);
+    assert!(committed_offsets(&h.core, "g").is_empty(), "invisible");
+    assert_eq!(pending(&h.core, "g"), vec![0, 1]);
+    assert!(h.core.has_pending_txns(0));
+    // Another producer's marker changes nothing.
+    h.core.end_txn(now, 0, 8, true, 12);
+    assert_eq!(pending(&h.core, "g"), vec![0, 1]);
+    h.core.end_txn(now, 0, 7, true, 13);
+    assert_eq!(committed_offsets(&h.core, "g"), vec![(0, 5), (1, 9)]);
+    assert!(pending(&h.core, "g").is_empty());
+    assert!(!h.core.has_pending_txns(0));
+    // The group exists now (a simple consumer's group, as Kafka creates it).
+    assert_eq!(h.core.describe("g").unwrap().state, GroupState::Empty);
+}
+
+#[test]
+fn an_abort_marker_drops_the_pending_offsets_and_keeps_the_committed_ones() {
+    let mut h = Harness::new();
+    let now = h.now;
+    h.core
+        .committed(now, "g", vec![("t".into(), 0, value(3))], 1);
+    h.core
+        .txn_committed(now, "g", 7, vec![("t".into(), 0, value(5))], 2);
+    assert_eq!(committed_offsets(&h.core, "g"), vec![(0, 3)]);
+    assert_eq!(pending(&h.core, "g"), vec![0]);
+    h.core.end_txn(now, 0, 7, false, 3);
+    assert_eq!(committed_offsets(&h.core, "g"), vec![(0, 3)]);
+    assert!(pending(&h.core, "g").is_empty());
+    // The next transaction of the same producer starts clean.
+    h.core
+        .txn_committed(now, "g", 7, vec![("t".into(), 1, value(8))], 4);
+    h.core.end_txn(now, 0, 7, true, 5);
+    assert_eq!(committed_offsets(&h.core, "g"), vec![(0, 3), (1, 8)]);
+}
+
+#[test]
+fn plain_and_transactional_commits_of_a_partition_keep_the_later_write() {
+    let mut h = Harness::new();
+    let now = h.now;
+    // The transactional write (log offset 10) is older than a plain commit (12): it loses.
+    h.core
+        .txn_committed(now, "g", 7, vec![("t".into(), 0, value(5))], 10);
+    h.core
+        .committed(now, "g", vec![("t".into(), 0, value(6))], 12);
+    h.core.end_txn(now, 0, 7, true, 13);
+    assert_eq!(committed_offsets(&h.core, "g"), vec![(0, 6)]);
+    // A newer transactional write (14) wins over the plain one.
+    h.core
+        .txn_committed(now, "g", 7, vec![("t".into(), 0, value(9))], 14);
+    h.core.end_txn(now, 0, 7, true, 15);
+    assert_eq!(committed_offsets(&h.core, "g"), vec![(0, 9)]);
+}
+
+#[test]
+fn transactional_commits_are_fenced_as_kafka_fences_them() {
+    let mut h = Harness::new();
+    assert_eq!(
+        h.core.validate_txn_commit("unknown", 3, &member("m")),
+        Err(ResponseError::IllegalGeneration)
+    );
+    assert_eq!(
+        h.core.validate_txn_commit("", -1, &member("")),
+        Err(ResponseError::InvalidGroupId)
+    );
+    let (a, b) = stable_pair(&mut h);
+    assert_eq!(h.core.validate_txn_commit("g", 1, &member(&a)), Ok(0));
+    // v0-2 carry no member: accepted even though the group has members (not for OffsetCommit).
+    assert_eq!(h.core.validate_txn_commit("g", -1, &member("")), Ok(0));
+    assert_eq!(
+        h.core.validate_txn_commit("g", 0, &member(&a)),
+        Err(ResponseError::IllegalGeneration)
+    );
+    assert_eq!(
+        h.core.validate_txn_commit("g", 1, &member("zombie")),
+        Err(ResponseError::UnknownMemberId)
+    );
+    // CompletingRebalance: a transactional commit of the new generation is accepted.
+    h.join_new(&["range"]);
+    h.send_join(Harness::join_request(&a, &["range"]));
+    h.send_join(Harness::join_request(&b, &["range"]));
+    assert_eq!(h.joins().len(), 3);
+    assert_eq!(h.state(), GroupState::CompletingRebalance);
+    assert_eq!(h.core.validate_txn_commit("g", 2, &member(&b)), Ok(0));
+    h.core.unload(0);
+    assert_eq!(
+        h.core.validate_txn_commit("g", 2, &member(&b)),
+        Err(ResponseError::NotCoordinator)
+    );
+}
+
+#[test]
+fn replay_commits_aborts_and_keeps_pending_what_has_no_marker() {
+    let mut h = Harness::new();
+    let entries = vec![
+        (0, plain_offset("g", 0, 1)),
+        (1, txn_offset("g", 0, 7, 5)),
+        (2, txn_offset("g", 1, 8, 50)),
+        (3, txn_offset("g", 2, 9, 90)),
+        (4, marker(7, true)),
+        (5, marker(8, false)),
+        // A marker of a producer without offsets here changes nothing.
+        (6, marker(42, true)),
+        (7, txn_offset("g", 0, 7, 6)),
+        (8, txn_offset("h", 0, 9, 70)),
+    ];
+    h.core.begin_load(0);
+    h.core.load_log(0, entries, h.now);
+    assert_eq!(committed_offsets(&h.core, "g"), vec![(0, 5)]);
+    assert_eq!(pending(&h.core, "g"), vec![0, 2]);
+    assert_eq!(pending(&h.core, "h"), vec![0]);
+    assert_eq!(h.core.pending_producers(0), vec![7, 9]);
+    // The markers of what stayed pending still come and settle it.
+    h.core.end_txn(h.now, 0, 9, true, 9);
+    h.core.end_txn(h.now, 0, 7, false, 10);
+    assert_eq!(committed_offsets(&h.core, "g"), vec![(0, 5), (2, 90)]);
+    assert_eq!(committed_offsets(&h.core, "h"), vec![(0, 70)]);
+    assert!(!h.core.has_pending_txns(0));
+}
+
+#[test]
+fn replay_of_what_the_live_coordinator_wrote_gives_the_same_state() {
+    // Live: plain and transactional commits of two producers and their markers, in log order.
+    let mut h = Harness::new();
+    let now = h.now;
+    let mut log = Vec::new();
+    h.core
+        .committed(now, "g", vec![("t".into(), 0, value(1))], 0);
+    log.push((0, plain_offset("g", 0, 1)));
+    h.core
+        .txn_committed(now, "g", 7, vec![("t".into(), 0, value(5))], 1);
+    log.push((1, txn_offset("g", 0, 7, 5)));
+    h.core
+        .txn_committed(now, "g", 8, vec![("t".into(), 1, value(6))], 2);
+    log.push((2, txn_offset("g", 1, 8, 6)));
+    h.core.end_txn(now, 0, 7, true, 3);
+    log.push((3, marker(7, true)));
+    h.core
+        .txn_committed(now, "g", 7, vec![("t".into(), 2, value(7))], 4);
+    log.push((4, txn_offset("g", 2, 7, 7)));
+    let mut other = GroupCoordinator::new(GroupConfig::default(), 1, "n2.1".into());
+    other.begin_load(0);
+    other.load_log(0, log, now);
+    assert_eq!(
+        committed_offsets(&other, "g"),
+        committed_offsets(&h.core, "g")
+    );
+    assert_eq!(pending(&other, "g"), pending(&h.core, "g"));
+    assert_eq!(pending(&other, "g"), vec![1, 2]);
+}
+
+#[test]
+fn markers_written_while_the_partition_loads_apply_after_the_replay_once() {
+    let mut h = Harness::new();
+    let now = h.now;
+    h.core.begin_load(0);
+    // Reported while loading: one the replay holds (offset 2), one after it (offset 5).
+    h.core.end_txn(now, 0, 7, true, 2);
+    h.core.end_txn(now, 0, 8, true, 5);
+    assert_eq!(
+        h.core.validate_txn_commit("g", -1, &member("")),
+        Err(ResponseError::CoordinatorLoadInProgress)
+    );
+    let entries = vec![
+        (0, txn_offset("g", 0, 7, 10)),
+        (1, txn_offset("g", 1, 8, 20)),
+        (2, marker(7, true)),
+        // Producer 7's next transaction, still open: the early report of its earlier marker
+        // must not commit it.
+        (3, txn_offset("g", 2, 7, 30)),
+    ];
+    h.core.load_log(0, entries, now);
+    assert_eq!(committed_offsets(&h.core, "g"), vec![(0, 10), (1, 20)]);
+    assert_eq!(pending(&h.core, "g"), vec![2]);
+}
+
+#[test]
+fn a_write_acknowledged_after_its_marker_is_settled_as_the_marker_said() {
+    let mut h = Harness::new();
+    let now = h.now;
+    // The coordinator aborted the transaction (timeout) while the write at 15 waited for its
+    // replicas: its late acknowledgement must not leave it pending for the next transaction.
+    h.core.end_txn(now, 0, 7, false, 20);
+    h.core
+        .txn_committed(now, "g", 7, vec![("t".into(), 0, value(5))], 15);
+    assert!(pending(&h.core, "g").is_empty());
+    assert!(committed_offsets(&h.core, "g").is_empty());
+    h.core.end_txn(now, 0, 8, true, 30);
+    h.core
+        .txn_committed(now, "g", 8, vec![("t".into(), 1, value(6))], 25);
+    assert_eq!(committed_offsets(&h.core, "g"), vec![(1, 6)]);
+    // A write after the last marker is pending as usual.
+    h.core
+        .txn_committed(now, "g", 7, vec![("t".into(), 0, value(9))], 31);
+    assert_eq!(pending(&h.core, "g"), vec![0]);
+}
+
+#[test]
+fn deletes_drop_pending_offsets_and_retention_waits_for_them() {
+    let mut h = Harness::new();
+    let now = h.now;
+    h.core
+        .committed(now, "g", vec![("t".into(), 0, value(1))], 0);
+    h.core
+        .txn_committed(now, "g", 7, vec![("t".into(), 1, value(2))], 1);
+    // OffsetDelete of a partition with only a pending commit writes its tombstone too.
+    let (_, records) = h
+        .core
+        .delete_offsets("g", &[("t".into(), 1), ("t".into(), 5)])
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    assert!(pending(&h.core, "g").is_empty());
+    h.core.end_txn(now, 0, 7, true, 2);
+    assert_eq!(committed_offsets(&h.core, "g"), vec![(0, 1)]);
+    // Retention keeps an offset while a transactional commit of it is pending.
+    h.core
+        .txn_committed(now, "g", 7, vec![("t".into(), 0, value(3))], 3);
+    h.advance(RETENTION + RETENTION);
+    assert!(h.core.expire_offsets(h.wall()).is_empty());
+    assert_eq!(committed_offsets(&h.core, "g"), vec![(0, 1)]);
+    // DeleteGroups drops them with the group.
+    let (_, records) = h.core.delete_group("g").unwrap();
+    assert_eq!(records.len(), 1, "one tombstone for partition 0");
+    assert!(pending(&h.core, "g").is_empty());
+    h.core.end_txn(now, 0, 7, true, 4);
+    assert!(h.core.fetch_offsets("g", None).unwrap().is_empty());
+}
+
+#[test]
+fn losing_the_partition_forgets_its_pending_offsets() {
+    let mut h = Harness::new();
+    let now = h.now;
+    h.core
+        .txn_committed(now, "g", 7, vec![("t".into(), 0, value(2))], 1);
+    h.core.unload(0);
+    h.core.end_txn(now, 0, 7, true, 2);
+    h.core.begin_load(0);
+    h.core.load_log(0, Vec::new(), now);
+    assert!(pending(&h.core, "g").is_empty());
+    assert!(h.core.fetch_offsets("g", None).unwrap().is_empty());
+}
