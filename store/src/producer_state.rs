@@ -308,7 +308,10 @@ mod tests {
         assert!(st.batches.is_empty());
         assert_eq!(st.ongoing_txn, Some(0));
         // A newer epoch (InitProducerId bumped it, no marker yet) is accepted; an older one not.
-        assert_eq!(check(tp, Some(&st), &txn(2)).unwrap(), SequenceCheck::Append);
+        assert_eq!(
+            check(tp, Some(&st), &txn(2)).unwrap(),
+            SequenceCheck::Append
+        );
         assert!(matches!(
             check(tp, Some(&st), &txn(0)),
             Err(StoreError::InvalidProducerEpoch { .. })

@@ -124,7 +124,11 @@ async fn lookup(
     let mut out: Vec<(TopicName, Vec<Answer>)> = Vec::new();
     for f in fetched {
         let answer = if f.unstable {
-            (f.partition, None, ResponseError::UnstableOffsetCommit.code())
+            (
+                f.partition,
+                None,
+                ResponseError::UnstableOffsetCommit.code(),
+            )
         } else {
             (f.partition, f.commit, 0)
         };

@@ -92,7 +92,12 @@ enum Command {
     ),
     TxnCommitted(TxnCommitted, Tx<()>),
     EndTxn(TxnMarker, Tx<()>),
-    Fetch(String, Option<Vec<(String, Vec<i32>)>>, bool, Tx<FetchResult>),
+    Fetch(
+        String,
+        Option<Vec<(String, Vec<i32>)>>,
+        bool,
+        Tx<FetchResult>,
+    ),
     Persisted(PersistToken, i32, Result<(), ResponseError>),
     Written(i32),
     Attach(Arc<NodeLeader>),
@@ -596,19 +601,22 @@ impl Task {
                 } else {
                     Default::default()
                 };
-                let fetched = self.core.fetch_offsets(&group, wanted.as_deref()).map(|all| {
-                    all.into_iter()
-                        .map(|(topic, partition, commit)| {
-                            let unstable = unstable.contains(&(topic.clone(), partition));
-                            Fetched {
-                                topic,
-                                partition,
-                                commit,
-                                unstable,
-                            }
-                        })
-                        .collect()
-                });
+                let fetched = self
+                    .core
+                    .fetch_offsets(&group, wanted.as_deref())
+                    .map(|all| {
+                        all.into_iter()
+                            .map(|(topic, partition, commit)| {
+                                let unstable = unstable.contains(&(topic.clone(), partition));
+                                Fetched {
+                                    topic,
+                                    partition,
+                                    commit,
+                                    unstable,
+                                }
+                            })
+                            .collect()
+                    });
                 let _ = tx.send(fetched);
             }
             Command::Persisted(token, partition, result) => {

@@ -7,8 +7,6 @@
 //! and on a new coordinator after the old one is SIGKILLed (three processes, RF 3). The
 //! confluent-kafka test drives `send_offsets_to_transaction` (`tests/python/txn_offsets.py`).
 
-use std::time::Duration;
-
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
@@ -368,8 +366,8 @@ mod failover {
 
     /// The node id coordinating `key` (`key_type` 0: a group, 1: a transactional id).
     fn coordinator(addr: SocketAddr, key: &str, key_type: i8) -> Result<i32, String> {
-        let response = kafka_call(addr, &find_request(key, key_type), 3, CALL)
-            .map_err(|e| e.to_string())?;
+        let response =
+            kafka_call(addr, &find_request(key, key_type), 3, CALL).map_err(|e| e.to_string())?;
         match ResponseError::try_from_code(response.error_code) {
             None => Ok(response.node_id.0),
             Some(e) => Err(format!("{e:?}")),
@@ -450,7 +448,8 @@ mod failover {
             });
             wait_until_blocking(STEP, "TxnOffsetCommit", || {
                 let request = txn_commit_request(id, producer, GROUP, ("", -1), offset);
-                let response = kafka_call(group_at, &request, 3, CALL).map_err(|e| e.to_string())?;
+                let response =
+                    kafka_call(group_at, &request, 3, CALL).map_err(|e| e.to_string())?;
                 code(txn_commit_code(&response))
             });
         };
@@ -469,7 +468,11 @@ mod failover {
 
         cluster.kill(index_of(&cluster, group_node));
         let group_at = find(&cluster, GROUP, 0, Some(group_node));
-        expect_fetch(group_at, (-1, UNSTABLE), "the pending commit on the new coordinator");
+        expect_fetch(
+            group_at,
+            (-1, UNSTABLE),
+            "the pending commit on the new coordinator",
+        );
         assert_eq!(fetch(group_at, false), Ok((5, 0)));
         let txn_at = find(&cluster, id, 1, Some(group_node));
         end(txn_at);
@@ -508,7 +511,8 @@ mod clients {
 
     impl Script {
         fn start(bootstrap: &str) -> Script {
-            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/txn_offsets.py");
+            let script =
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/txn_offsets.py");
             let mut child = Command::new("python3")
                 .arg(script)
                 .arg(bootstrap)

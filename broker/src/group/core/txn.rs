@@ -240,7 +240,10 @@ impl GroupCoordinator {
         };
         for pending in txns.pending.values_mut() {
             pending.retain(|key, _| {
-                key.group != group || !keys.iter().any(|(t, p)| *t == key.topic && *p == key.partition)
+                key.group != group
+                    || !keys
+                        .iter()
+                        .any(|(t, p)| *t == key.topic && *p == key.partition)
             });
         }
     }
