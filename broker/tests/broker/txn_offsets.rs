@@ -592,7 +592,7 @@ mod clients {
         let node = NodeProcess::start(
             dir.path(),
             &[
-                    "--transaction-state-partitions",
+                "--transaction-state-partitions",
                 "2",
                 "--offsets-topic-partitions",
                 "2",
