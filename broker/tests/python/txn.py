@@ -57,9 +57,27 @@ def error_of(exc):
     return {"name": str(exc), "fatal": False, "abortable": False, "retriable": False}
 
 
+def high_watermark(bootstrap, topic, partition):
+    """The partition's high watermark (a read_uncommitted query: markers included)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"hw-{topic}-{time.time_ns()}",
+            "isolation.level": "read_uncommitted",
+        }
+    )
+    try:
+        return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+    finally:
+        consumer.close()
+
+
 def read_all(bootstrap, topic, isolation, partition=0):
-    """Every value of `topic`/`partition` from the start to the end the broker reports for this
-    isolation level (the last stable offset for read_committed)."""
+    """Every value of `topic`/`partition` up to its high watermark as `isolation` reads it.
+    EndTxn is answered before the markers are written (as in Kafka), so right after a commit
+    the last stable offset may still trail: a read_committed reader waits until its position
+    reaches the high watermark, which it does once every marker is in."""
+    end = high_watermark(bootstrap, topic, partition)
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -72,7 +90,6 @@ def read_all(bootstrap, topic, isolation, partition=0):
     try:
         tp = TopicPartition(topic, partition, 0)
         consumer.assign([tp])
-        _, end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
         values = []
         deadline = time.monotonic() + DEADLINE_S
         while time.monotonic() < deadline:
