@@ -290,17 +290,7 @@ impl Groups {
             .await
             .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))?;
         let partition = leader.topic_partition().partition;
-        let records: Vec<Record> = entries
-            .iter()
-            .map(|(topic, p, value)| Record::Offset {
-                key: super::records::OffsetKey {
-                    group: group.clone(),
-                    topic: topic.clone(),
-                    partition: *p,
-                },
-                value: Some(value.clone()),
-            })
-            .collect();
+        let records = offset_records(&group, &entries);
         let result = match log::append(&leader, &records, format, now_ms) {
             Ok(appending) => appending.await,
             Err(e) => Err(e),
@@ -353,17 +343,7 @@ impl Groups {
             .await
             .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))?;
         let partition = leader.topic_partition().partition;
-        let records: Vec<Record> = entries
-            .iter()
-            .map(|(topic, p, value)| Record::Offset {
-                key: super::records::OffsetKey {
-                    group: group.clone(),
-                    topic: topic.clone(),
-                    partition: *p,
-                },
-                value: Some(value.clone()),
-            })
-            .collect();
+        let records = offset_records(&group, &entries);
         let result = match verify(leader.clone()).await {
             Ok(()) => match log::append_transactional(&leader, &records, producer, now_ms) {
                 Ok(appending) => appending.await,
@@ -914,4 +894,19 @@ impl Task {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = lag;
     }
+}
+
+/// The offset records of `entries` (topic, partition, value) committed by `group`.
+fn offset_records(group: &str, entries: &[(String, i32, OffsetValue)]) -> Vec<Record> {
+    entries
+        .iter()
+        .map(|(topic, partition, value)| Record::Offset {
+            key: super::records::OffsetKey {
+                group: group.to_string(),
+                topic: topic.clone(),
+                partition: *partition,
+            },
+            value: Some(value.clone()),
+        })
+        .collect()
 }
