@@ -15,9 +15,43 @@ use crate::Broker;
 use crate::group::core::MemberRef;
 use crate::group::records::{Format, OffsetValue};
 use crate::metadata::Feature;
+use crate::metadata::TopicImage;
 
 /// The longest metadata string a commit may carry (Kafka's `offset.metadata.max.bytes`).
 const MAX_METADATA_BYTES: usize = 4096;
+
+/// One partition of an offset commit, as OffsetCommit and TxnOffsetCommit both carry it.
+pub(super) struct PartitionCommit<'a> {
+    pub index: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<&'a str>,
+}
+
+impl PartitionCommit<'_> {
+    /// The value to write for this partition of `topic` (`None`: unknown), or the error it is
+    /// answered with before anything is written.
+    pub(super) fn checked(
+        &self,
+        topic: Option<&TopicImage>,
+        now: i64,
+    ) -> Result<OffsetValue, ResponseError> {
+        let known = topic
+            .is_some_and(|k| usize::try_from(self.index).is_ok_and(|i| i < k.partitions.len()));
+        if !known {
+            return Err(ResponseError::UnknownTopicOrPartition);
+        }
+        if self.metadata.is_some_and(|m| m.len() > MAX_METADATA_BYTES) {
+            return Err(ResponseError::OffsetMetadataTooLarge);
+        }
+        Ok(OffsetValue {
+            offset: self.offset,
+            leader_epoch: self.leader_epoch,
+            metadata: self.metadata.unwrap_or_default().to_string(),
+            commit_timestamp: now,
+        })
+    }
+}
 
 /// Answers an OffsetCommit request.
 pub async fn handle(broker: Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
@@ -31,29 +65,18 @@ pub async fn handle(broker: Broker, request: OffsetCommitRequest) -> OffsetCommi
         let name = topic.name.0.to_string();
         let known = image.topic(&name);
         for p in &topic.partitions {
-            let code = if known.is_none_or(|k| {
-                usize::try_from(p.partition_index).map_or(true, |i| i >= k.partitions.len())
-            }) {
-                Some(ResponseError::UnknownTopicOrPartition.code())
-            } else if p
-                .committed_metadata
-                .as_ref()
-                .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
-            {
-                Some(ResponseError::OffsetMetadataTooLarge.code())
-            } else {
-                let value = OffsetValue {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p
-                        .committed_metadata
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
-                    commit_timestamp: now,
-                };
-                entries.push((name.clone(), p.partition_index, value));
-                None
+            let commit = PartitionCommit {
+                index: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_deref(),
+            };
+            let code = match commit.checked(known.map(|k| &**k), now) {
+                Ok(value) => {
+                    entries.push((name.clone(), p.partition_index, value));
+                    None
+                }
+                Err(e) => Some(e.code()),
             };
             results.push((t, p.partition_index, code));
         }

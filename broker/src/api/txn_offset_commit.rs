@@ -21,15 +21,13 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use super::RequestContext;
+use super::offset_commit::PartitionCommit;
 use super::produce::{now_ms, verify_in_transaction};
 use crate::Broker;
 use crate::group::OFFSETS_TOPIC;
 use crate::group::core::MemberRef;
 use crate::group::records::OffsetValue;
 use crate::metadata::Feature;
-
-/// The longest metadata string a commit may carry (Kafka's `offset.metadata.max.bytes`).
-const MAX_METADATA_BYTES: usize = 4096;
 
 /// Answers a TxnOffsetCommit request.
 pub async fn handle(
@@ -47,29 +45,18 @@ pub async fn handle(
         let name = topic.name.0.to_string();
         let known = image.topic(&name);
         for p in &topic.partitions {
-            let code = if known.is_none_or(|k| {
-                usize::try_from(p.partition_index).map_or(true, |i| i >= k.partitions.len())
-            }) {
-                Some(ResponseError::UnknownTopicOrPartition.code())
-            } else if p
-                .committed_metadata
-                .as_ref()
-                .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
-            {
-                Some(ResponseError::OffsetMetadataTooLarge.code())
-            } else {
-                let value = OffsetValue {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p
-                        .committed_metadata
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
-                    commit_timestamp: now,
-                };
-                entries.push((name.clone(), p.partition_index, value));
-                None
+            let commit = PartitionCommit {
+                index: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_deref(),
+            };
+            let code = match commit.checked(known.map(|k| &**k), now) {
+                Ok(value) => {
+                    entries.push((name.clone(), p.partition_index, value));
+                    None
+                }
+                Err(e) => Some(e.code()),
             };
             results.push((t, p.partition_index, code));
         }
