@@ -49,6 +49,7 @@ fn all_alive(view: &ClusterView) -> bool {
 fn replicated_cluster() -> ProcessCluster {
     let cluster = ProcessCluster::start(NODES, &["--default-replication-factor", "3"]);
     cluster.wait_all(STEP, "every member alive with a node id", all_alive);
+    cluster.wait_latest_feature_level(STEP);
     let (code, message) = create_topic(cluster.kafka(0), TOPIC, 1, STEP).unwrap();
     assert_eq!(code, 0, "create topic: {message:?}");
     wait_until_blocking(STEP, "the topic's partition led", || {

@@ -387,15 +387,24 @@ async fn three_nodes_rf3_markers_over_the_mesh_and_read_committed_on_the_leader(
     let request = kafka_protocol::messages::CreateTopicsRequest::default()
         .with_topics(vec![wire::creatable("txn-rf3", 1, 3, &[])])
         .with_timeout_ms(10_000);
-    let created = client.send(&request, wire::CREATE_TOPICS).await;
-    assert_eq!(
-        created.topics[0].error_code, 0,
-        "{:?}",
-        created.topics[0].error_message
-    );
+    // Until the metadata log has seen all three nodes register, a replication factor of 3 is
+    // refused with INVALID_REPLICATION_FACTOR: retry that, and only that.
+    let invalid_replication_factor = kafka_protocol::ResponseError::InvalidReplicationFactor.code();
+    let created = wait_until(STEP, "txn-rf3 created on three nodes", async || {
+        let created = client.send(&request, wire::CREATE_TOPICS).await;
+        let answer = &created.topics[0];
+        match answer.error_code {
+            0 => Ok(answer.topic_id),
+            code if code == invalid_replication_factor => {
+                Err(format!("{:?}", answer.error_message))
+            }
+            code => panic!("CreateTopics answered {code}: {:?}", answer.error_message),
+        }
+    })
+    .await;
     let topic = Topic {
         name: "txn-rf3".to_string(),
-        id: created.topics[0].topic_id,
+        id: created,
     };
     let tp = TopicPartition {
         topic_id: topic.id,

@@ -259,6 +259,9 @@ impl ProcessCluster {
         args.extend_from_slice(extra);
         let cluster = ProcessCluster::start(3, &args);
         cluster.create_topic_on_all(STEP, topic, partitions);
+        if !extra.contains(&"--max-feature-level") {
+            cluster.wait_latest_feature_level(STEP);
+        }
         for node in 0..3 {
             let addr = cluster.kafka(node);
             wait_until_blocking(STEP, "the topic served with every replica in sync", || {
@@ -414,6 +417,17 @@ impl ProcessCluster {
         })
     }
 
+    /// Waits until every running node knows this build's feature level as finalized. A new
+    /// cluster starts at level 0 and climbs once every node has gossiped what it supports; until
+    /// then group metadata is not written to `__consumer_offsets` (it would not fail over) and
+    /// transactions are refused, so tests of those start from here.
+    pub fn wait_latest_feature_level(&self, timeout: Duration) {
+        let latest = u64::from(rafka_broker::metadata::features::LATEST.0);
+        self.wait_all(timeout, "this build's feature level finalized", |view| {
+            view.finalized_level == Some(latest)
+        });
+    }
+
     /// Kafka address of a running node.
     pub fn kafka(&self, i: usize) -> SocketAddr {
         self.node(i).ready.kafka
@@ -470,6 +484,8 @@ pub struct ClusterView {
     pub members: Vec<MemberView>,
     /// The metadata log as seen from the node (`role`, `leader_peer_id`, `voters`, ...).
     pub metadata: Value,
+    /// The cluster's finalized feature level as the node knows it.
+    pub finalized_level: Option<u64>,
 }
 
 impl ClusterView {
@@ -530,6 +546,7 @@ fn parse_view(body: &str) -> Option<ClusterView> {
         node_id: doc["node_id"].as_i64().unwrap_or(-1),
         members,
         metadata: doc.get("metadata").cloned().unwrap_or(Value::Null),
+        finalized_level: doc.pointer("/features/finalized").and_then(Value::as_u64),
     })
 }
 
