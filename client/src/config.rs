@@ -70,6 +70,11 @@ pub struct ProducerConfig {
     pub max_block: Duration,
     /// Seed of the sticky partitioner's random choices (default: from the clock).
     pub partitioner_seed: Option<u64>,
+    /// `transactional.id`: makes the producer transactional (see [`crate::Producer`]'s
+    /// transaction methods); needs idempotence (acks=all). Default none.
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms` (default 60 s): the coordinator aborts a transaction open longer.
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -88,6 +93,8 @@ impl Default for ProducerConfig {
             retry_backoff: Duration::from_millis(100),
             max_block: Duration::from_secs(60),
             partitioner_seed: None,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -100,6 +107,23 @@ impl ProducerConfig {
 
     /// Checks the values and their combinations (as the Java producer does).
     pub fn validate(&self) -> Result<()> {
+        if let Some(id) = &self.transactional_id {
+            if id.is_empty() {
+                return Err(Error::Config("the transactional id must not be empty".into()));
+            }
+            if !self.idempotent() {
+                return Err(Error::Config(
+                    "a transactional producer is idempotent: it needs acks=all and idempotence on"
+                        .into(),
+                ));
+            }
+            let ms = self.transaction_timeout.as_millis();
+            if ms == 0 || ms > i32::MAX as u128 {
+                return Err(Error::Config(
+                    "the transaction timeout must be between 1 ms and i32::MAX ms".into(),
+                ));
+            }
+        }
         if self.enable_idempotence == Some(true) && self.acks != Acks::All {
             return Err(Error::Config("idempotence requires acks=all".into()));
         }
@@ -208,5 +232,25 @@ mod tests {
         assert_eq!(Acks::parse("all").unwrap().as_i16(), -1);
         assert!(Acks::parse("2").is_err());
         assert!(ConsumerConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn a_transactional_producer_must_be_idempotent() {
+        let mut c = ProducerConfig {
+            transactional_id: Some("t".into()),
+            ..ProducerConfig::default()
+        };
+        assert!(c.validate().is_ok());
+        c.acks = Acks::Leader;
+        assert!(c.validate().is_err());
+        c.acks = Acks::All;
+        c.enable_idempotence = Some(false);
+        assert!(c.validate().is_err());
+        c.enable_idempotence = None;
+        c.transactional_id = Some(String::new());
+        assert!(c.validate().is_err());
+        c.transactional_id = Some("t".into());
+        c.transaction_timeout = Duration::ZERO;
+        assert!(c.validate().is_err());
     }
 }

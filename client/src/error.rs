@@ -123,6 +123,16 @@ pub enum Error {
     /// Local I/O (reading stdin, writing stdout) in the CLI helpers.
     #[error("i/o: {0}")]
     Io(String),
+
+    /// The current transaction cannot commit: a record or an offset commit in it failed. Abort
+    /// it ([`crate::Producer::abort_transaction`]); the producer stays usable.
+    #[error("the transaction must be aborted: {0}")]
+    TransactionAbortable(Box<Error>),
+
+    /// A transactional call made in the wrong state (e.g. `send` outside a transaction, a
+    /// commit while the previous commit must be retried, a producer without a transactional id).
+    #[error("transaction: {0}")]
+    TransactionState(String),
 }
 
 impl Error {
@@ -227,6 +237,25 @@ impl Error {
                     | ResponseError::UnknownTopicId
                     | ResponseError::InconsistentTopicId
             ),
+            _ => false,
+        }
+    }
+
+    /// Whether a transactional producer that got this error cannot go on and must be closed
+    /// (fenced by a newer instance with the same transactional id, or refused for good).
+    pub fn is_fatal_for_transactions(&self) -> bool {
+        match self {
+            Error::ProducerFenced(_) => true,
+            Error::Broker { error, .. } => matches!(
+                error,
+                ResponseError::TransactionalIdAuthorizationFailed
+                    | ResponseError::InvalidTxnState
+                    | ResponseError::InvalidTransactionTimeout
+                    | ResponseError::ClusterAuthorizationFailed
+                    | ResponseError::UnsupportedVersion
+                    | ResponseError::UnsupportedForMessageFormat
+            ),
+            Error::UnsupportedVersion { .. } | Error::Config(_) => true,
             _ => false,
         }
     }

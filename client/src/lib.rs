@@ -13,7 +13,8 @@
 //! - [`members`]: the cluster's members as the mesh reports them (`rafka cluster`, routing).
 //! - [`records`]: RecordBatch v2 encoding for the producer and decoding for the consumer.
 //! - [`producer`]: [`Producer`] — partitioner (Kafka's murmur2, sticky), accumulator, sequence
-//!   numbers for idempotence, and the sender task.
+//!   numbers for idempotence, the sender task, and transactions (init, begin, send,
+//!   send_offsets_to_transaction, commit, abort).
 //! - [`consumer`]: [`Consumer`] — assignment, seek, long-poll fetch, following leaders,
 //!   committed offsets.
 //! - [`group`]: [`GroupConsumer`] — `subscribe` in a consumer group: join, sync, heartbeat,
@@ -21,6 +22,8 @@
 //! - [`subscription`]: [`Subscription`] — push: committed records from the partition leaders
 //!   through the home node, gaps and history backfilled by Fetch (`docs/push.md`).
 //! - [`admin`]: [`Admin`] — create, list, describe and delete topics.
+//! - [`transactions`]: [`transactions::TxnAdmin`] — list and describe transactional ids (the
+//!   transactional producer itself is [`Producer`] with a transactional id).
 //! - [`bench`]: the `rafka bench` runners (producer, consumer and end-to-end latency).
 //! - [`config`]: [`ProducerConfig`] and [`ConsumerConfig`] with Kafka's defaults.
 //! - [`error`]: [`Error`], with Kafka error codes mapped to typed variants.
@@ -79,6 +82,7 @@ pub mod producer;
 pub mod records;
 pub mod routes;
 pub mod subscription;
+pub mod transactions;
 
 pub use admin::{Admin, NewTopic};
 pub use bootstrap::Bootstrap;
@@ -86,7 +90,7 @@ pub use cluster::{Client, ClientConfig};
 pub use config::{Acks, ConsumerConfig, OffsetReset, ProducerConfig};
 pub use consumer::{Consumer, SeekTo};
 pub use error::{Error, Result};
-pub use group::{GroupConfig, GroupConsumer, RebalanceListener};
+pub use group::{ConsumerGroupMetadata, GroupConfig, GroupConsumer, RebalanceListener};
 pub use metadata::TopicPartition;
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
 pub use records::ConsumerRecord;

@@ -116,6 +116,11 @@ struct State {
     produce_log: Vec<ProduceAttempt>,
     version_caps: HashMap<i16, i16>,
     advertised: Option<(String, i32)>,
+    /// Transactions: partitions added to the open transaction, the ends (producer id, epoch,
+    /// committed), and answers to give the next transaction requests ((api, code), in order).
+    txn_added: Vec<(String, i32)>,
+    txn_ends: Vec<(i64, i16, bool)>,
+    txn_faults: VecDeque<(ApiKey, i16)>,
 }
 
 /// The in-memory broker (node 1 at `fake:9092`; node N of a cluster at `fake:909(1+N)`, peer
@@ -292,6 +297,22 @@ impl FakeBroker {
             .count()
     }
 
+    /// Answers the next transaction request of `api` (InitProducerId, AddPartitionsToTxn,
+    /// EndTxn) with `code` (queued: one answer per call).
+    pub fn fail_txn(&self, api: ApiKey, code: i16) {
+        lock(&self.state).txn_faults.push_back((api, code));
+    }
+
+    /// The partitions added to the open transaction (AddPartitionsToTxn), in order.
+    pub fn txn_added(&self) -> Vec<(String, i32)> {
+        lock(&self.state).txn_added.clone()
+    }
+
+    /// The transactions ended (EndTxn): producer id, epoch, committed.
+    pub fn txn_ends(&self) -> Vec<(i64, i16, bool)> {
+        lock(&self.state).txn_ends.clone()
+    }
+
     /// How many member lists [`FakeBroker::members`] answered.
     pub fn member_requests(&self) -> usize {
         lock(&self.state).member_requests
@@ -461,6 +482,60 @@ impl FakeBroker {
         let body = match key {
             ApiKey::ApiVersions => encode(&api_versions(state), v),
             ApiKey::Metadata => encode(&handlers::metadata(state, decode(&mut frame, v)?, v), v),
+            ApiKey::InitProducerId if state.txn_fault(key).is_some() => {
+                let code = state.txn_fault(key).unwrap_or_default();
+                state.txn_faults.pop_front();
+                let r = InitProducerIdResponse::default()
+                    .with_error_code(code)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1);
+                encode(&r, v)
+            }
+            ApiKey::AddPartitionsToTxn => {
+                let req: AddPartitionsToTxnRequest = decode(&mut frame, v)?;
+                let code = state.txn_fault(key).unwrap_or_default();
+                if code != 0 {
+                    state.txn_faults.pop_front();
+                }
+                let topics = req
+                    .v3_and_below_topics
+                    .iter()
+                    .map(|t| {
+                        add_partitions_to_txn_response::AddPartitionsToTxnTopicResult::default()
+                            .with_name(t.name.clone())
+                            .with_results_by_partition(
+                                t.partitions
+                                    .iter()
+                                    .map(|&p| {
+                                        if code == 0 {
+                                            state.txn_added.push((t.name.to_string(), p));
+                                        }
+                                        add_partitions_to_txn_response::AddPartitionsToTxnPartitionResult::default()
+                                            .with_partition_index(p)
+                                            .with_partition_error_code(code)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+                encode(
+                    &AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics),
+                    v,
+                )
+            }
+            ApiKey::EndTxn => {
+                let req: EndTxnRequest = decode(&mut frame, v)?;
+                let code = state.txn_fault(key).unwrap_or_default();
+                if code != 0 {
+                    state.txn_faults.pop_front();
+                } else {
+                    state
+                        .txn_ends
+                        .push((req.producer_id.0, req.producer_epoch, req.committed));
+                    state.txn_added.clear();
+                }
+                encode(&EndTxnResponse::default().with_error_code(code), v)
+            }
             ApiKey::InitProducerId => {
                 state.next_producer_id += 1;
                 let r = InitProducerIdResponse::default()
@@ -518,6 +593,16 @@ impl FakeBroker {
             .map_err(|e| Error::protocol(e.to_string()))?;
         out.extend_from_slice(&body);
         Ok(out.freeze())
+    }
+}
+
+impl State {
+    /// The code queued for the next request of `api`, if it is the next queued answer.
+    fn txn_fault(&self, api: ApiKey) -> Option<i16> {
+        self.txn_faults
+            .front()
+            .filter(|(a, _)| *a == api)
+            .map(|&(_, code)| code)
     }
 }
 
@@ -671,6 +756,8 @@ fn response_header_version(key: ApiKey, v: i16) -> i16 {
         ApiKey::OffsetFetch => OffsetFetchResponse::header_version(v),
         ApiKey::CreateTopics => CreateTopicsResponse::header_version(v),
         ApiKey::DeleteTopics => DeleteTopicsResponse::header_version(v),
+        ApiKey::AddPartitionsToTxn => AddPartitionsToTxnResponse::header_version(v),
+        ApiKey::EndTxn => EndTxnResponse::header_version(v),
         _ => DescribeConfigsResponse::header_version(v),
     }
 }

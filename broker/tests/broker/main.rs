@@ -43,5 +43,6 @@ mod topics;
 mod transactions;
 mod transactions_clients;
 mod txn_offsets;
+mod txn_client;
 mod txn_partition;
 mod upgrade;

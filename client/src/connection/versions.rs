@@ -31,6 +31,14 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    // Transactions v1: AddPartitionsToTxn v4+ and EndTxn v5 are for brokers and transactions
+    // v2; TxnOffsetCommit v5 is transactions v2 (it adds the offsets itself).
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 2),
 ];
 
 /// The highest ApiVersions version the client sends first.
@@ -109,6 +117,12 @@ pub fn api_name(key: i16) -> &'static str {
         Ok(ApiKey::DeleteGroups) => "DeleteGroups",
         Ok(ApiKey::OffsetDelete) => "OffsetDelete",
         Ok(ApiKey::IncrementalAlterConfigs) => "IncrementalAlterConfigs",
+        Ok(ApiKey::AddPartitionsToTxn) => "AddPartitionsToTxn",
+        Ok(ApiKey::AddOffsetsToTxn) => "AddOffsetsToTxn",
+        Ok(ApiKey::EndTxn) => "EndTxn",
+        Ok(ApiKey::TxnOffsetCommit) => "TxnOffsetCommit",
+        Ok(ApiKey::DescribeTransactions) => "DescribeTransactions",
+        Ok(ApiKey::ListTransactions) => "ListTransactions",
         _ => "request",
     }
 }
@@ -177,6 +191,12 @@ mod tests {
                 ApiKey::IncrementalAlterConfigs => {
                     within::<IncrementalAlterConfigsRequest>(min, max)
                 }
+                ApiKey::AddPartitionsToTxn => within::<AddPartitionsToTxnRequest>(min, max),
+                ApiKey::AddOffsetsToTxn => within::<AddOffsetsToTxnRequest>(min, max),
+                ApiKey::EndTxn => within::<EndTxnRequest>(min, max),
+                ApiKey::TxnOffsetCommit => within::<TxnOffsetCommitRequest>(min, max),
+                ApiKey::DescribeTransactions => within::<DescribeTransactionsRequest>(min, max),
+                ApiKey::ListTransactions => within::<ListTransactionsRequest>(min, max),
                 _ => false,
             };
             assert!(ok, "{key:?} {min}..={max}");

@@ -105,13 +105,29 @@ async fn list_offsets_on(
     Ok(out)
 }
 
+/// FindCoordinator key type of a consumer group.
+pub const GROUP_KEY: i8 = 0;
+/// FindCoordinator key type of a transactional id.
+pub const TRANSACTION_KEY: i8 = 1;
+
 /// The coordinator node of `group`, retrying "not ready" answers until `wait` has passed.
 pub async fn find_coordinator(client: &Client, group: &str, wait: Duration) -> Result<NodeId> {
+    find_coordinator_of(client, group, GROUP_KEY, wait).await
+}
+
+/// The coordinator node of `key` (a group, or a transactional id with [`TRANSACTION_KEY`]),
+/// retrying "not ready" answers until `wait` has passed.
+pub async fn find_coordinator_of(
+    client: &Client,
+    key: &str,
+    key_type: i8,
+    wait: Duration,
+) -> Result<NodeId> {
     let deadline = Instant::now() + wait;
     loop {
-        match find_coordinator_once(client, group).await {
+        match find_coordinator_once(client, key, key_type).await {
             Err(e) if e.is_retriable() && Instant::now() < deadline => {
-                debug!(group, error = %e, "coordinator not ready");
+                debug!(key, key_type, error = %e, "coordinator not ready");
                 tokio::time::sleep(client.config().retry_backoff).await;
             }
             other => return other,
@@ -119,11 +135,20 @@ pub async fn find_coordinator(client: &Client, group: &str, wait: Duration) -> R
     }
 }
 
-async fn find_coordinator_once(client: &Client, group: &str) -> Result<NodeId> {
+async fn find_coordinator_once(client: &Client, group: &str, key_type: i8) -> Result<NodeId> {
     let conn = client.any_node().await?;
     let version = conn.version::<FindCoordinatorRequest>()?;
+    if key_type != GROUP_KEY && version < 1 {
+        return Err(Error::UnsupportedVersion {
+            api: "FindCoordinator (transaction coordinator)",
+            endpoint: conn.endpoint().to_string(),
+        });
+    }
     let key = StrBytes::from_string(group.to_owned());
     let mut request = FindCoordinatorRequest::default();
+    if version >= 1 {
+        request.key_type = key_type;
+    }
     if version >= 4 {
         request.coordinator_keys = vec![key];
     } else {
@@ -291,7 +316,10 @@ async fn committed_once(
     group: &str,
     partitions: &[TopicPartition],
 ) -> Result<HashMap<TopicPartition, Option<i64>>> {
-    let rows = fetch_committed(client, node, group, Some(partitions)).await?;
+    // As the Java consumer (KIP-447): offsets a transaction has committed but not yet ended are
+    // answered UNSTABLE_OFFSET_COMMIT (retriable) rather than as the previous offset, so a
+    // consume-transform-produce loop does not start from a stale offset.
+    let rows = fetch_committed(client, node, group, Some(partitions), true).await?;
     let mut out: HashMap<TopicPartition, Option<i64>> =
         partitions.iter().map(|tp| (tp.clone(), None)).collect();
     for (tp, offset) in rows {
@@ -307,7 +335,7 @@ pub async fn committed_all(
     wait: Duration,
 ) -> Result<BTreeMap<TopicPartition, i64>> {
     let rows = on_coordinator(client, group, wait, |node| {
-        fetch_committed(client, node, group, None)
+        fetch_committed(client, node, group, None, false)
     })
     .await?;
     Ok(rows.into_iter().filter(|(_, o)| *o >= 0).collect())
@@ -319,6 +347,7 @@ async fn fetch_committed(
     node: NodeId,
     group: &str,
     partitions: Option<&[TopicPartition]>,
+    require_stable: bool,
 ) -> Result<Vec<(TopicPartition, i64)>> {
     let conn = client.node(node).await?;
     let version = conn.version::<OffsetFetchRequest>()?;
@@ -328,7 +357,10 @@ async fn fetch_committed(
             endpoint: conn.endpoint().to_string(),
         });
     }
-    let request = offset_fetch_request(version, group, partitions);
+    let mut request = offset_fetch_request(version, group, partitions);
+    if version >= 7 {
+        request.require_stable = require_stable;
+    }
     let response = conn.send(version, &request).await?;
     let (top_code, rows) = offset_fetch_rows(version, &response)?;
     if let Some(e) = coordinator_error(group, top_code, None) {

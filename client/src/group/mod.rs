@@ -117,6 +117,32 @@ impl GroupConfig {
     }
 }
 
+/// A group member's identity for offsets committed inside a transaction (Kafka's
+/// `ConsumerGroupMetadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMetadata {
+    /// `group.id`.
+    pub group_id: String,
+    /// Generation (-1 outside one: the coordinator then checks no generation).
+    pub generation_id: i32,
+    /// Member id ("" outside a generation).
+    pub member_id: String,
+    /// Group instance id of a static member.
+    pub instance_id: Option<String>,
+}
+
+impl ConsumerGroupMetadata {
+    /// A group without membership (offsets of a consumer that assigns its own partitions).
+    pub fn new(group_id: impl Into<String>) -> Self {
+        ConsumerGroupMetadata {
+            group_id: group_id.into(),
+            generation_id: -1,
+            member_id: String::new(),
+            instance_id: None,
+        }
+    }
+}
+
 /// Told about assignment changes, from inside [`GroupConsumer::poll`] (and `close`).
 pub trait RebalanceListener: Send {
     /// Partitions newly assigned (their positions are the committed offsets, or the reset).
@@ -224,6 +250,19 @@ impl GroupConsumer {
     /// The current generation id and member id, once joined.
     pub fn generation(&self) -> Option<(i32, &str)> {
         (self.state.generation >= 0).then_some((self.state.generation, &self.state.member_id))
+    }
+
+    /// What a transactional producer needs to commit this member's offsets inside a
+    /// transaction ([`crate::Producer::send_offsets_to_transaction`]): the group, the
+    /// generation and member id (so the coordinator fences a member that was rebalanced out)
+    /// and the instance id.
+    pub fn group_metadata(&self) -> ConsumerGroupMetadata {
+        ConsumerGroupMetadata {
+            group_id: self.config.group_id.clone(),
+            generation_id: self.state.generation,
+            member_id: self.state.member_id.clone(),
+            instance_id: self.config.instance_id.clone(),
+        }
     }
 
     /// The next offset `poll` will return for `tp`, once known.

@@ -17,7 +17,7 @@ use kafka_protocol::records::Compression;
 
 pub use super::delivery::{BatchAck, BatchCompletion};
 use crate::error::{Error, Result};
-use crate::records::builder::restamp;
+use crate::records::builder::{BatchOptions, restamp};
 use crate::records::{BatchBuilder, BatchIdentity, RecordParts};
 
 pub use crate::metadata::TopicPartition;
@@ -70,12 +70,22 @@ impl ProducerBatch {
         self.count
     }
 
-    /// The wire bytes with `identity` in the header. The first call seals the batch (header,
-    /// compression, CRC); later calls reuse those bytes, re-stamped if the identity changed.
-    pub fn encoded(&mut self, identity: BatchIdentity, compression: Compression) -> Result<Bytes> {
+    /// The wire bytes with `identity` in the header (and the transactional flag for a
+    /// transactional producer's batch). The first call seals the batch (header, compression,
+    /// CRC); later calls reuse those bytes, re-stamped if the identity changed.
+    pub fn encoded(
+        &mut self,
+        identity: BatchIdentity,
+        compression: Compression,
+        transactional: bool,
+    ) -> Result<Bytes> {
         match std::mem::replace(&mut self.body, Body::Taken) {
             Body::Open(builder) => {
-                let bytes = builder.build(identity, compression)?;
+                let options = BatchOptions {
+                    transactional,
+                    ..BatchOptions::new(identity, compression)
+                };
+                let bytes = builder.finish(options)?;
                 self.body = Body::Sealed {
                     identity,
                     bytes: bytes.clone(),

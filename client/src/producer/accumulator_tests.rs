@@ -153,14 +153,14 @@ fn encoded_batches_are_sealed_once_and_restamped_on_a_new_identity() {
         producer_epoch: 0,
         base_sequence: seq,
     };
-    let first = batch.encoded(id(0), Compression::None).unwrap();
-    let again = batch.encoded(id(0), Compression::None).unwrap();
+    let first = batch.encoded(id(0), Compression::None, false).unwrap();
+    let again = batch.encoded(id(0), Compression::None, false).unwrap();
     assert_eq!(
         first.as_ptr(),
         again.as_ptr(),
         "same identity: the same bytes"
     );
-    let moved = batch.encoded(id(9), Compression::None).unwrap();
+    let moved = batch.encoded(id(9), Compression::None, false).unwrap();
     let decoded = crate::records::decode_records(&Arc::from("t"), 0, 0, moved).unwrap();
     assert_eq!(decoded.records.len(), 3);
     assert_eq!(&first[53..57], &0i32.to_be_bytes());

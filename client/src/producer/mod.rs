@@ -5,6 +5,9 @@
 //! - [`accumulator`]: per-partition batches (size, linger, retries in order). Pure.
 //! - [`sequence`]: idempotence (producer id, epoch, sequences, error verdicts). Pure.
 //! - `sender` (private): the task that owns the I/O; `request` builds its Produce requests.
+//! - `txn` (private): transactions (`init_transactions`, `begin_transaction`,
+//!   `send_offsets_to_transaction`, `commit_transaction`, `abort_transaction`) with a
+//!   `transactional_id` in [`ProducerConfig`].
 
 pub mod accumulator;
 mod clock;
@@ -13,6 +16,7 @@ pub mod partitioner;
 mod request;
 mod sender;
 pub mod sequence;
+mod txn;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -94,6 +98,8 @@ struct Shared {
     fatal: std::sync::Mutex<Option<Error>>,
     /// Outcomes of batches not yet completed, by batch id (for `flush`).
     incomplete: std::sync::Mutex<HashMap<u64, Arc<BatchCompletion>>>,
+    /// A transactional producer's transaction state.
+    txn: Option<Arc<txn::Txn>>,
 }
 
 /// What `send` needs under one lock: the batches, the partition counts and sticky choices.
@@ -123,6 +129,13 @@ struct TopicRoute {
 }
 
 /// A Kafka producer. Cheap to share behind an `Arc`; `send` takes `&self`.
+///
+/// With [`ProducerConfig::transactional_id`] it is transactional: call
+/// [`Producer::init_transactions`] once, then for each transaction
+/// [`Producer::begin_transaction`], `send` (and [`Producer::send_offsets_to_transaction`]),
+/// and [`Producer::commit_transaction`] or [`Producer::abort_transaction`]. Records are sent
+/// as they are produced; read_committed consumers see them only once committed. The
+/// transaction calls must not overlap each other or a `send`.
 pub struct Producer {
     client: Client,
     config: ProducerConfig,
@@ -160,6 +173,10 @@ impl Producer {
             failed: AtomicBool::new(false),
             fatal: std::sync::Mutex::new(None),
             incomplete: std::sync::Mutex::new(HashMap::new()),
+            txn: config
+                .transactional_id
+                .as_deref()
+                .map(|id| Arc::new(txn::Txn::new(id, config.transaction_timeout))),
         });
         let task = sender::Sender::new(client.clone(), config.clone(), shared.clone());
         let handle = tokio::spawn(task.run());
@@ -187,6 +204,9 @@ impl Producer {
             && let Some(e) = lock(&self.shared.fatal).clone()
         {
             return Err(e);
+        }
+        if let Some(txn) = &self.shared.txn {
+            txn.check_send()?;
         }
         let ProducerRecord {
             topic,
@@ -245,7 +265,12 @@ impl Producer {
         if appended.new_batch {
             lock(&self.shared.incomplete).insert(appended.batch_id, appended.completion.clone());
         }
-        if appended.new_batch || appended.batch_full {
+        let new_partition = self
+            .shared
+            .txn
+            .as_ref()
+            .is_some_and(|txn| txn.note_partition(&tp));
+        if appended.new_batch || appended.batch_full || new_partition {
             self.shared.wake.notify_one();
         }
         Ok(DeliveryFuture {

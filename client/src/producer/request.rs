@@ -7,7 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
-use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName, TransactionalId,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use super::accumulator::TopicPartition;
@@ -46,6 +48,7 @@ pub(super) async fn produce(
     node: NodeId,
     acks: Acks,
     timeout_ms: i32,
+    transactional_id: Option<&str>,
     batches: Vec<(TopicPartition, uuid::Uuid, Bytes)>,
 ) -> Result<Option<ProduceResponse>> {
     let conn = client.node(node).await?;
@@ -77,6 +80,9 @@ pub(super) async fn produce(
         );
     }
     let request = ProduceRequest::default()
+        .with_transactional_id(
+            transactional_id.map(|id| TransactionalId(StrBytes::from_string(id.to_owned()))),
+        )
         .with_acks(acks.as_i16())
         .with_timeout_ms(timeout_ms)
         .with_topic_data(topics.into_values().collect());

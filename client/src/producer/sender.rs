@@ -5,8 +5,14 @@
 //! that leader has fewer than `max_in_flight` requests outstanding, and then waits for a response,
 //! a wake-up from `send`/`flush`, or the next linger/backoff deadline. Responses complete batches,
 //! or put them back in order for a retry (see [`super::sequence`] for the idempotence rules).
+//!
+//! A transactional producer's sender takes its producer id and epoch from the transaction state
+//! (`init_transactions` gets them; it never bumps the epoch itself), adds each partition to the
+//! transaction (AddPartitionsToTxn, one request at a time) before it sends that partition's
+//! first batch, fails the batches not sent yet once the transaction must be aborted (or is
+//! being aborted), and makes the transaction abortable when a batch fails.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -23,6 +29,7 @@ use super::Shared;
 use super::accumulator::{Accumulator, BatchAck, ProducerBatch, TopicPartition};
 use super::request::{index_response, init_producer_id, produce, topic_id};
 use super::sequence::{Idempotence, ProducerIdentity, Verdict};
+use super::txn::{Next, Phase, Txn, add_partitions_once};
 use crate::cluster::{Client, lock};
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
@@ -40,6 +47,14 @@ enum Event {
     },
     Metadata,
     Identity(Result<ProducerIdentity>),
+    /// An AddPartitionsToTxn ended.
+    Added {
+        /// The transaction it was for.
+        number: u64,
+        partitions: Vec<TopicPartition>,
+        result: std::result::Result<(), Next>,
+        coordinator: Option<NodeId>,
+    },
 }
 
 pub(super) struct Sender {
@@ -53,6 +68,12 @@ pub(super) struct Sender {
     refreshing: bool,
     identity_pending: bool,
     identity_retry_at: Option<Instant>,
+    /// The transaction state, for a transactional producer.
+    txn: Option<Arc<Txn>>,
+    /// The transaction `txn_added` belongs to.
+    txn_number: u64,
+    /// The partitions added to the current transaction (batches of others wait).
+    txn_added: HashSet<TopicPartition>,
 }
 
 impl Sender {
@@ -61,7 +82,6 @@ impl Sender {
         Sender {
             client,
             config,
-            shared,
             idem,
             events: FuturesUnordered::new(),
             node_in_flight: HashMap::new(),
@@ -69,6 +89,10 @@ impl Sender {
             refreshing: false,
             identity_pending: false,
             identity_retry_at: None,
+            txn: shared.txn.clone(),
+            txn_number: 0,
+            txn_added: HashSet::new(),
+            shared,
         }
     }
 
@@ -84,6 +108,9 @@ impl Sender {
             let mut wake_at = next_check.unwrap_or(now + IDLE_TICK).min(now + IDLE_TICK);
             if let Some(at) = self.identity_retry_at {
                 wake_at = wake_at.min(at);
+            }
+            if let Some(at) = self.txn.as_ref().and_then(|t| lock(&t.state).add_retry_at) {
+                wake_at = wake_at.min(at.max(now));
             }
             tokio::select! {
                 Some(event) = self.events.next(), if !self.events.is_empty() => self.handle(event),
@@ -120,6 +147,9 @@ impl Sender {
     }
 
     fn maintain_identity(&mut self, now: Instant) {
+        if self.txn.is_some() {
+            return self.sync_transaction(now);
+        }
         let Some(idem) = self.idem.as_mut() else {
             return;
         };
@@ -135,6 +165,122 @@ impl Sender {
         let client = self.client.clone();
         self.events
             .push(async move { Event::Identity(init_producer_id(&client).await) }.boxed());
+    }
+
+    /// A transactional producer's turn: takes the identity `init_transactions` (or an abort's
+    /// epoch bump) got, fails the batches not sent yet when the transaction must be aborted, is
+    /// being aborted or the producer failed, and adds pending partitions to the transaction.
+    fn sync_transaction(&mut self, now: Instant) {
+        let Some(txn) = self.txn.clone() else {
+            return;
+        };
+        let mut fail_queued = None;
+        {
+            let mut st = lock(&txn.state);
+            if let (Some(idem), Some(identity)) = (self.idem.as_mut(), st.identity)
+                && idem.identity() != Some(identity)
+            {
+                idem.set_identity(identity);
+            }
+            if st.number != self.txn_number {
+                self.txn_number = st.number;
+                self.txn_added.clear();
+            }
+            match &st.phase {
+                Phase::Abortable(e) => {
+                    fail_queued = Some(Error::TransactionAbortable(Box::new(e.clone())));
+                }
+                Phase::Aborting => {
+                    fail_queued = Some(Error::TransactionState(
+                        "the transaction was aborted".into(),
+                    ));
+                }
+                Phase::Fatal(e) => fail_queued = Some(e.clone()),
+                Phase::InTransaction | Phase::Committing => {}
+                Phase::Uninitialized | Phase::Ready => return,
+            }
+            let due = st.add_retry_at.is_none_or(|at| at <= now);
+            if fail_queued.is_none()
+                && !st.pending.is_empty()
+                && !st.adding
+                && due
+                && let Some(identity) = st.identity
+            {
+                let partitions: Vec<TopicPartition> = st.pending.iter().cloned().collect();
+                st.adding = true;
+                let (client, txn, number, coordinator) =
+                    (self.client.clone(), txn.clone(), st.number, st.coordinator);
+                self.events.push(
+                    async move {
+                        let (result, coordinator) =
+                            add_partitions_once(&client, &txn, identity, coordinator, &partitions)
+                                .await;
+                        Event::Added {
+                            number,
+                            partitions,
+                            result,
+                            coordinator,
+                        }
+                    }
+                    .boxed(),
+                );
+            }
+        }
+        if let Some(error) = fail_queued {
+            let queued = lock(&self.shared.buffers).acc.take_all();
+            for batch in queued {
+                if let (Some(idem), Some(seq)) = (self.idem.as_mut(), batch.sequence) {
+                    idem.on_abandoned(&batch.tp, seq);
+                }
+                self.finish(batch, Err(error.clone()));
+            }
+        }
+    }
+
+    fn on_added(
+        &mut self,
+        number: u64,
+        partitions: Vec<TopicPartition>,
+        result: std::result::Result<(), Next>,
+        coordinator: Option<NodeId>,
+    ) {
+        let Some(txn) = self.txn.clone() else {
+            return;
+        };
+        let mut fatal = None;
+        {
+            let mut st = lock(&txn.state);
+            st.adding = false;
+            st.coordinator = coordinator;
+            if number == st.number {
+                match result {
+                    Ok(()) => {
+                        debug!(partitions = partitions.len(), "partitions added to the transaction");
+                        st.add_retry_at = None;
+                        for tp in partitions {
+                            st.pending.remove(&tp);
+                            st.added.insert(tp.clone());
+                            if self.txn_number == number {
+                                self.txn_added.insert(tp);
+                            }
+                        }
+                    }
+                    Err(next @ (Next::Retry(..) | Next::Refind(_))) => {
+                        debug!(error = ?next, "AddPartitionsToTxn: retrying");
+                        st.add_retry_at = Some(Instant::now() + next.backoff(self.config.retry_backoff));
+                    }
+                    Err(Next::Abortable(e)) => {
+                        drop(st);
+                        txn.set_abortable(e);
+                    }
+                    Err(Next::Fatal(e)) => fatal = Some(e),
+                }
+            }
+        }
+        txn.changed.notify_waiters();
+        if let Some(e) = fatal {
+            self.fatal(e);
+        }
     }
 
     /// Drains ready batches into requests while leaders have request slots; returns when the
@@ -206,6 +352,9 @@ impl Sender {
     /// The ordering gates: idempotence rules, or (without idempotence) one retry at a time.
     fn may_send_front(&mut self, acc: &mut Accumulator, tp: &TopicPartition) -> bool {
         let in_flight = self.partition_in_flight.get(tp).copied().unwrap_or(0);
+        if self.txn.is_some() && !self.txn_added.contains(tp) {
+            return false;
+        }
         let Some(idem) = self.idem.as_mut() else {
             return acc
                 .front(tp)
@@ -239,7 +388,7 @@ impl Sender {
                     producer_epoch: epoch,
                     base_sequence: seq,
                 });
-            match batch.encoded(identity, self.config.compression) {
+            match batch.encoded(identity, self.config.compression, self.txn.is_some()) {
                 Ok(bytes) => encoded.push((batch.tp.clone(), topic_id(meta, &batch.tp), bytes)),
                 Err(e) => failed.push((i, e)),
             }
@@ -258,9 +407,18 @@ impl Sender {
         let client = self.client.clone();
         let acks = self.config.acks;
         let timeout_ms = i32::try_from(self.config.request_timeout.as_millis()).unwrap_or(i32::MAX);
+        let transactional_id = self.txn.as_ref().map(|t| t.id.clone());
         self.events.push(
             async move {
-                let result = produce(&client, node, acks, timeout_ms, encoded).await;
+                let result = produce(
+                    &client,
+                    node,
+                    acks,
+                    timeout_ms,
+                    transactional_id.as_deref(),
+                    encoded,
+                )
+                .await;
                 Event::Produced {
                     node,
                     batches,
@@ -275,6 +433,12 @@ impl Sender {
         match event {
             Event::Metadata => self.refreshing = false,
             Event::Identity(result) => self.on_identity(result),
+            Event::Added {
+                number,
+                partitions,
+                result,
+                coordinator,
+            } => self.on_added(number, partitions, result, coordinator),
             Event::Produced {
                 node,
                 batches,
@@ -391,6 +555,7 @@ impl Sender {
             self.client.invalidate(&batch.tp.topic);
             self.refresh_metadata();
         }
+        let txn_error = self.txn.as_ref().map(|_| err.clone());
         let verdict = match (self.idem.as_mut(), batch.sequence, code) {
             (Some(idem), Some(seq), Some(code)) => {
                 idem.on_error(&batch.tp, seq, code, log_start_offset, err)
@@ -406,6 +571,14 @@ impl Sender {
                 }
             }
         };
+        // A transactional producer does not bump its epoch on its own: a sequence gap makes the
+        // transaction abortable, and the abort bumps the epoch with the coordinator.
+        if let (Some(txn), Some(err)) = (&self.txn, txn_error)
+            && self.idem.as_ref().is_some_and(Idempotence::bump_requested)
+        {
+            lock(&txn.state).needs_bump = true;
+            txn.set_abortable(err);
+        }
         match verdict {
             Verdict::Retry => self.retry(batch, self.config.retry_backoff),
             Verdict::RetryInOrder => self.retry(batch, Duration::ZERO),
@@ -441,6 +614,9 @@ impl Sender {
 
     fn fatal(&mut self, error: Error) {
         warn!(error = %error, "producer failed fatally");
+        if let Some(txn) = &self.txn {
+            txn.set_fatal(error.clone());
+        }
         *lock(&self.shared.fatal) = Some(error.clone());
         self.shared.failed.store(true, Ordering::Release);
         let queued = lock(&self.shared.buffers).acc.take_all();
@@ -450,6 +626,13 @@ impl Sender {
     }
 
     fn finish(&mut self, batch: ProducerBatch, result: Result<BatchAck>) {
+        if let (Some(txn), Err(e)) = (&self.txn, &result) {
+            // Before the outcome is published: a commit waiting on it must see the phase.
+            if batch.sequence.is_some() {
+                lock(&txn.state).needs_bump = true;
+            }
+            txn.set_abortable(e.clone());
+        }
         batch.complete(result);
         self.shared.memory.add_permits(batch.reserved);
         lock(&self.shared.incomplete).remove(&batch.id);

@@ -9,6 +9,8 @@
 //!   process (`support`);
 //! - `group_node`: the group consumer (over TCP and the mesh, in one group) and `rafka group`
 //!   against a `rafka-node` process.
+//! - `txn_node`: the transactional producer (over TCP and the mesh), read_committed consumers
+//!   and the transaction admin against a `rafka-node` process.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
@@ -22,3 +24,4 @@ mod node_e2e;
 #[cfg(feature = "mesh")]
 mod push_node;
 mod support;
+mod txn_node;

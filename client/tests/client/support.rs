@@ -21,6 +21,8 @@ pub struct Node {
     pub kafka: String,
     /// Mesh multiaddr (with `/p2p/<peer id>` when the node prints it).
     pub p2p: String,
+    /// HTTP `HOST:PORT` (status, metrics).
+    pub http: String,
     _dir: tempfile::TempDir,
 }
 
@@ -91,16 +93,34 @@ impl Node {
         };
         let kafka = field("advertised");
         let p2p = field("p2p");
+        let http = field("http");
         Some(Node {
             child,
             kafka,
             p2p,
+            http,
             _dir: dir,
         })
     }
 }
 
 impl Node {
+    /// The body of `GET path` on the node's HTTP listener (`None` if it cannot be read).
+    pub fn http_get(&self, path: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.http).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.http
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+    }
+
     /// The node's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -25,6 +25,9 @@ Examples:
   rafka topic create orders --partitions 3
   seq 1000 | rafka produce orders
   rafka consume orders --from-beginning -n 1000 --format '%p:%o %k=%v\\n'
+  rafka produce orders --transactional-id loader-1   # one committed transaction per input batch
+  rafka consume orders --isolation read_committed
+  rafka txn list                                 # transactional ids, producers, states
   rafka --kafka localhost:9092 topic list
   rafka --bootstrap /ip4/127.0.0.1/tcp/7070 cluster
   rafka cluster key generate cluster.key     # then --cluster-key-file cluster.key everywhere
@@ -71,6 +74,9 @@ pub enum Command {
     Consume(commands::consume::ConsumeArgs),
     /// Receive committed records as the partition leaders push them (mesh bootstrap only).
     Subscribe(commands::subscribe::SubscribeArgs),
+    /// List and describe transactional ids and their transactions.
+    #[command(subcommand)]
+    Txn(commands::txn::TxnCommand),
     /// Benchmarks: producer and consumer throughput, end-to-end latency.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -138,6 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(args) => commands::produce::run(&client, args).await,
         Command::Consume(args) => commands::consume::run(&client, args).await,
         Command::Subscribe(args) => commands::subscribe::run(&client, args).await,
+        Command::Txn(cmd) => commands::txn::run(&client, cmd).await,
         Command::Bench(cmd) => commands::bench::run(&client, &config, cmd).await,
         Command::Cluster(args) => commands::cluster::run(&client, args).await,
     };
@@ -263,5 +270,54 @@ mod tests {
         assert_eq!(c.partition, vec![0, 1]);
         assert!(parse(&["consume", "t", "--format", "%x"]).is_err());
         assert!(parse(&["consume", "t", "--offset", "5", "--from-beginning"]).is_err());
+    }
+
+    #[test]
+    fn transactional_produce_and_txn_commands_parse() {
+        let cli = parse(&[
+            "produce",
+            "t",
+            "--transactional-id",
+            "loader",
+            "--transaction-timeout-ms",
+            "5000",
+        ])
+        .unwrap();
+        let Command::Produce(p) = cli.command else {
+            panic!("not produce")
+        };
+        let config = p.producer_config().unwrap();
+        assert_eq!(config.transactional_id.as_deref(), Some("loader"));
+        assert_eq!(config.transaction_timeout, Duration::from_secs(5));
+        // A transactional producer is idempotent.
+        let Command::Produce(p) = parse(&["produce", "t", "--transactional-id", "x", "--acks", "1"])
+            .unwrap()
+            .command
+        else {
+            panic!("not produce")
+        };
+        assert!(p.producer_config().is_err());
+        assert!(
+            parse(&["produce", "t", "--transactional-id", "x", "--no-idempotence"]).is_err()
+        );
+        assert!(parse(&["produce", "t", "--abort"]).is_err(), "--abort needs an id");
+
+        use commands::txn::TxnCommand;
+        assert!(matches!(
+            parse(&["txn", "describe", "loader", "--json"])
+                .unwrap()
+                .command,
+            Command::Txn(TxnCommand::Describe { json: true, .. })
+        ));
+        let Command::Txn(TxnCommand::List { state, json, .. }) =
+            parse(&["txn", "list", "--state", "Ongoing", "--state", "Empty"])
+                .unwrap()
+                .command
+        else {
+            panic!("not txn list")
+        };
+        assert_eq!(state, ["Ongoing", "Empty"]);
+        assert!(!json);
+        assert!(parse(&["txn", "describe"]).is_err());
     }
 }

@@ -6,3 +6,4 @@ pub mod consume;
 pub mod produce;
 pub mod subscribe;
 pub mod topic;
+pub mod txn;

@@ -4,6 +4,11 @@
 //! copies: each record shares its chunk). The async side hands records to the producer and
 //! keeps the delivery futures in send order, counting those already resolved after each send
 //! (no channel or task per record) and the rest once the producer has flushed.
+//!
+//! With `--transactional-id` each batch of lines read from stdin at once (everything available,
+//! up to 256 KiB) is one transaction, committed before the next is read: read_committed
+//! consumers see a batch whole or not at all. A failed transaction is aborted and the command
+//! stops with an error saying how many records were committed before it.
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -44,9 +49,21 @@ pub struct ProduceArgs {
     /// Disable the idempotent producer (it is on by default with acks=all).
     #[arg(long)]
     pub no_idempotence: bool,
-    /// How long to wait for the topic's metadata before giving up.
+    /// How long to wait for the topic's metadata (and, with --transactional-id, for the
+    /// transaction coordinator) before giving up.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     pub max_block_ms: u64,
+    /// Produce in transactions under this transactional id, one per batch of input lines,
+    /// each committed (a newer producer with the same id fences this one).
+    #[arg(long, value_name = "ID", conflicts_with = "no_idempotence")]
+    pub transactional_id: Option<String>,
+    /// transaction.timeout.ms: the coordinator aborts a transaction open longer.
+    #[arg(long, default_value_t = 60_000, value_name = "MS")]
+    pub transaction_timeout_ms: u64,
+    /// Abort every transaction instead of committing it (read_committed consumers see
+    /// nothing; read_uncommitted ones see the records): to try out isolation levels.
+    #[arg(long, requires = "transactional_id")]
+    pub abort: bool,
 }
 
 fn parse_acks(s: &str) -> Result<Acks, String> {
@@ -67,6 +84,8 @@ impl ProduceArgs {
             linger: Duration::from_millis(self.linger_ms),
             compression: self.compression,
             max_block: Duration::from_millis(self.max_block_ms),
+            transactional_id: self.transactional_id.clone(),
+            transaction_timeout: Duration::from_millis(self.transaction_timeout_ms),
             ..ProducerConfig::default()
         };
         config.validate()?;
@@ -84,6 +103,11 @@ pub async fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
     let separator = args.key_separator.clone().map(Bytes::from);
     let (lines_tx, mut lines_rx) = mpsc::channel::<std::io::Result<Vec<Bytes>>>(16);
     std::thread::spawn(move || read_lines(std::io::stdin().lock(), &lines_tx));
+    if args.transactional_id.is_some() {
+        let result = run_transactions(&producer, &args, &topic, &mut lines_rx).await;
+        producer.close().await;
+        return result;
+    }
     let mut outstanding = Deliveries::default();
     let mut failure = None;
     'read: while let Some(chunk) = lines_rx.recv().await {
@@ -112,6 +136,56 @@ pub async fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
         );
     }
     tracing::info!(records = sent, topic = %topic, "produced");
+    Ok(())
+}
+
+/// Produces each batch of lines in its own transaction, committed (or aborted with `--abort`).
+async fn run_transactions(
+    producer: &Producer,
+    args: &ProduceArgs,
+    topic: &Arc<str>,
+    lines_rx: &mut mpsc::Receiver<std::io::Result<Vec<Bytes>>>,
+) -> anyhow::Result<()> {
+    let id = args.transactional_id.as_deref().unwrap_or_default();
+    producer
+        .init_transactions()
+        .await
+        .with_context(|| format!("initialize transactional id {id}"))?;
+    let separator = args.key_separator.clone().map(Bytes::from);
+    let (mut transactions, mut records) = (0u64, 0u64);
+    while let Some(chunk) = lines_rx.recv().await {
+        let lines = chunk.context("read standard input")?;
+        let count = lines.len() as u64;
+        let outcome: rafka_client::Result<()> = async {
+            producer.begin_transaction()?;
+            for line in lines {
+                let mut record = to_record(topic, line, separator.as_deref());
+                record.partition = args.partition;
+                // Delivery is checked by the commit, which fails if any record failed.
+                drop(producer.send(record).await?);
+            }
+            if args.abort {
+                producer.abort_transaction().await
+            } else {
+                producer.commit_transaction().await
+            }
+        }
+        .await;
+        if let Err(e) = outcome {
+            if !e.is_fatal_for_transactions() {
+                let _ = producer.abort_transaction().await;
+            }
+            let ended = if args.abort { "aborted" } else { "committed" };
+            bail!(
+                "transaction {} of transactional id {id} failed: {e} \
+                 ({records} records in {transactions} transactions {ended} before it)",
+                transactions + 1
+            );
+        }
+        transactions += 1;
+        records += count;
+    }
+    tracing::info!(records, transactions, topic = %topic, "produced in transactions");
     Ok(())
 }
 
