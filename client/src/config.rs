@@ -109,7 +109,9 @@ impl ProducerConfig {
     pub fn validate(&self) -> Result<()> {
         if let Some(id) = &self.transactional_id {
             if id.is_empty() {
-                return Err(Error::Config("the transactional id must not be empty".into()));
+                return Err(Error::Config(
+                    "the transactional id must not be empty".into(),
+                ));
             }
             if !self.idempotent() {
                 return Err(Error::Config(

@@ -519,7 +519,8 @@ impl FakeBroker {
                     })
                     .collect();
                 encode(
-                    &AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics),
+                    &AddPartitionsToTxnResponse::default()
+                        .with_results_by_topic_v3_and_below(topics),
                     v,
                 )
             }

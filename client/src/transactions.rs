@@ -193,7 +193,8 @@ impl TxnAdmin {
             producer_id: t.producer_id.0,
             producer_epoch: t.producer_epoch,
             timeout_ms: t.transaction_timeout_ms,
-            start_time_ms: (t.transaction_start_time_ms >= 0).then_some(t.transaction_start_time_ms),
+            start_time_ms: (t.transaction_start_time_ms >= 0)
+                .then_some(t.transaction_start_time_ms),
             partitions,
         })
     }

@@ -97,14 +97,12 @@ fn txn_json(via: &[&str], args: &[&str]) -> Result<Value, String> {
 /// Waits (up to `STEP`) for a child started here to exit: its status and stderr. Killed (by
 /// its own pid) if it does not.
 fn wait_child(mut child: Child) -> (ExitStatus, String) {
-    let status = wait_until_blocking(STEP, "the producer to exit", || {
-        match child.try_wait() {
-            Ok(Some(status)) => Ok(status),
-            Ok(None) => Err("running".to_string()),
-            Err(e) => {
-                let _ = child.kill();
-                Err(e.to_string())
-            }
+    let status = wait_until_blocking(STEP, "the producer to exit", || match child.try_wait() {
+        Ok(Some(status)) => Ok(status),
+        Ok(None) => Err("running".to_string()),
+        Err(e) => {
+            let _ = child.kill();
+            Err(e.to_string())
         }
     });
     let mut stderr = String::new();
@@ -243,7 +241,10 @@ fn transactions_through_the_cli(mesh: &[&str], tcp: &[&str], topic: &str) {
     let total = committed.len() + 2;
     let seen = set(&consume(tcp, topic, "read_committed", total));
     assert!(seen.contains("older-0") && seen.contains("newer-0"));
-    assert!(!seen.contains("older-1"), "the fenced transaction is not visible");
+    assert!(
+        !seen.contains("older-1"),
+        "the fenced transaction is not visible"
+    );
 }
 
 #[test]
@@ -255,7 +256,10 @@ fn process_cli_transactions_on_one_node_over_the_mesh_and_tcp() {
     let mesh = ["--bootstrap", node.ready.p2p.as_str()];
     let tcp = ["--kafka", kafka.as_str()];
     let partitions = PARTITIONS.to_string();
-    let create = with(&tcp, &["topic", "create", "txn-cli", "--partitions", &partitions]);
+    let create = with(
+        &tcp,
+        &["topic", "create", "txn-cli", "--partitions", &partitions],
+    );
     run(rafka(&create), b"", STEP).ok();
     transactions_through_the_cli(&mesh, &tcp, "txn-cli");
 }

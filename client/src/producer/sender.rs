@@ -255,7 +255,10 @@ impl Sender {
             if number == st.number {
                 match result {
                     Ok(()) => {
-                        debug!(partitions = partitions.len(), "partitions added to the transaction");
+                        debug!(
+                            partitions = partitions.len(),
+                            "partitions added to the transaction"
+                        );
                         st.add_retry_at = None;
                         for tp in partitions {
                             st.pending.remove(&tp);
@@ -267,7 +270,8 @@ impl Sender {
                     }
                     Err(next @ (Next::Retry(..) | Next::Refind(_))) => {
                         debug!(error = ?next, "AddPartitionsToTxn: retrying");
-                        st.add_retry_at = Some(Instant::now() + next.backoff(self.config.retry_backoff));
+                        st.add_retry_at =
+                            Some(Instant::now() + next.backoff(self.config.retry_backoff));
                     }
                     Err(Next::Abortable(e)) => {
                         drop(st);

@@ -234,9 +234,7 @@ pub(super) fn classify(api: &str, id: &str, code: i16, message: Option<&str>) ->
         message: message.map(str::to_owned),
     };
     Some(match error {
-        ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable => {
-            Next::Refind(err)
-        }
+        ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable => Next::Refind(err),
         ResponseError::ConcurrentTransactions => Next::Retry(err, true),
         ResponseError::CoordinatorLoadInProgress
         | ResponseError::UnknownTopicOrPartition
@@ -802,7 +800,11 @@ impl Producer {
                 })
                 .await;
             let identity = self.settle(&txn, bumped)?;
-            debug!(producer_id = identity.id, epoch = identity.epoch, "epoch bumped after an abort");
+            debug!(
+                producer_id = identity.id,
+                epoch = identity.epoch,
+                "epoch bumped after an abort"
+            );
             let mut st = lock(&txn.state);
             st.identity = Some(identity);
             st.needs_bump = false;
@@ -978,7 +980,12 @@ mod tests {
         producer.commit_transaction().await.unwrap();
         assert_eq!(broker.txn_ends().len(), 1);
         producer.begin_transaction().unwrap();
-        drop(producer.send(ProducerRecord::new("a", "x").with_partition(0)).await.unwrap());
+        drop(
+            producer
+                .send(ProducerRecord::new("a", "x").with_partition(0))
+                .await
+                .unwrap(),
+        );
         // Written (so the partition is in the transaction), then aborted.
         producer.flush().await;
         producer.abort_transaction().await.unwrap();
@@ -988,11 +995,19 @@ mod tests {
 
         // Fenced at the end: fatal, and every later call says so.
         producer.begin_transaction().unwrap();
-        drop(producer.send(ProducerRecord::new("a", "y").with_partition(1)).await.unwrap());
+        drop(
+            producer
+                .send(ProducerRecord::new("a", "y").with_partition(1))
+                .await
+                .unwrap(),
+        );
         broker.fail_txn(ApiKey::EndTxn, 90);
         let e = producer.commit_transaction().await.unwrap_err();
         assert!(matches!(e, Error::ProducerFenced(_)), "{e:?}");
-        assert!(matches!(producer.begin_transaction(), Err(Error::ProducerFenced(_))));
+        assert!(matches!(
+            producer.begin_transaction(),
+            Err(Error::ProducerFenced(_))
+        ));
         assert!(matches!(
             producer.send(ProducerRecord::new("a", "z")).await,
             Err(Error::ProducerFenced(_))

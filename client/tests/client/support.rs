@@ -109,7 +109,9 @@ impl Node {
     pub fn http_get(&self, path: &str) -> Option<String> {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(&self.http).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
         write!(
             stream,
             "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
@@ -118,7 +120,9 @@ impl Node {
         .ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
-        response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
     }
 
     /// The node's process id.

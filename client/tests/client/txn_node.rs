@@ -76,13 +76,20 @@ fn values(tag: &str, n: usize) -> Vec<String> {
 
 /// Every record of `topic` from the beginning, read until `expected` arrived (or `SETTLE`
 /// passed), then for another moment (to see what should not be there).
-async fn read_all(client: &Client, topic: &str, read_committed: bool, expected: usize) -> Vec<String> {
+async fn read_all(
+    client: &Client,
+    topic: &str,
+    read_committed: bool,
+    expected: usize,
+) -> Vec<String> {
     let config = ConsumerConfig {
         read_committed,
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(client.clone(), config).unwrap();
-    let tps: Vec<_> = (0..PARTITIONS).map(|p| TopicPartition::new(topic, p)).collect();
+    let tps: Vec<_> = (0..PARTITIONS)
+        .map(|p| TopicPartition::new(topic, p))
+        .collect();
     consumer.assign(tps.clone());
     for tp in &tps {
         consumer.seek(tp, SeekTo::Beginning).unwrap();
@@ -122,7 +129,9 @@ async fn scenario(bootstrap: &str, tag: &str) {
     ));
     producer.init_transactions().await.unwrap();
     assert!(matches!(
-        producer.send(ProducerRecord::new(topic.as_str(), "x")).await,
+        producer
+            .send(ProducerRecord::new(topic.as_str(), "x"))
+            .await,
         Err(Error::TransactionState(_))
     ));
     assert!(matches!(
@@ -229,7 +238,9 @@ async fn scenario(bootstrap: &str, tag: &str) {
         Err(Error::ProducerFenced(_))
     ));
     assert!(matches!(
-        producer.send(ProducerRecord::new(topic.as_str(), "late")).await,
+        producer
+            .send(ProducerRecord::new(topic.as_str(), "late"))
+            .await,
         Err(Error::ProducerFenced(_))
     ));
     producer.close().await;
@@ -248,7 +259,10 @@ async fn scenario(bootstrap: &str, tag: &str) {
     let tp = TopicPartition::new(topic.as_str(), 0);
     newer.begin_transaction().unwrap();
     send_all(&newer, &topic, &["with-offsets".to_owned()]).await;
-    match newer.send_offsets_to_transaction(&[(tp.clone(), 7)], &group).await {
+    match newer
+        .send_offsets_to_transaction(&[(tp.clone(), 7)], &group)
+        .await
+    {
         Ok(()) => {
             newer.commit_transaction().await.unwrap();
             let committed = rafka_client::consumer::offsets::committed(

@@ -290,17 +290,28 @@ mod tests {
         assert_eq!(config.transactional_id.as_deref(), Some("loader"));
         assert_eq!(config.transaction_timeout, Duration::from_secs(5));
         // A transactional producer is idempotent.
-        let Command::Produce(p) = parse(&["produce", "t", "--transactional-id", "x", "--acks", "1"])
-            .unwrap()
-            .command
+        let Command::Produce(p) =
+            parse(&["produce", "t", "--transactional-id", "x", "--acks", "1"])
+                .unwrap()
+                .command
         else {
             panic!("not produce")
         };
         assert!(p.producer_config().is_err());
         assert!(
-            parse(&["produce", "t", "--transactional-id", "x", "--no-idempotence"]).is_err()
+            parse(&[
+                "produce",
+                "t",
+                "--transactional-id",
+                "x",
+                "--no-idempotence"
+            ])
+            .is_err()
         );
-        assert!(parse(&["produce", "t", "--abort"]).is_err(), "--abort needs an id");
+        assert!(
+            parse(&["produce", "t", "--abort"]).is_err(),
+            "--abort needs an id"
+        );
 
         use commands::txn::TxnCommand;
         assert!(matches!(

@@ -165,6 +165,8 @@ async fn run_transactions(
                 drop(producer.send(record).await?);
             }
             if args.abort {
+                // Written first, so read_uncommitted consumers see what was aborted.
+                producer.flush().await;
                 producer.abort_transaction().await
             } else {
                 producer.commit_transaction().await

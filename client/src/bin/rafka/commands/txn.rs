@@ -83,10 +83,7 @@ pub async fn run(client: &Client, cmd: TxnCommand) -> anyhow::Result<()> {
                 producer_ids: producer_id,
                 min_duration_ms,
             };
-            let listed = admin
-                .list(&filter)
-                .await
-                .context("list transactions")?;
+            let listed = admin.list(&filter).await.context("list transactions")?;
             if json {
                 serde_json::to_writer_pretty(&mut out, &listed)?;
                 writeln!(out)?;
