@@ -121,6 +121,11 @@ struct State {
     txn_added: Vec<(String, i32)>,
     txn_ends: Vec<(i64, i16, bool)>,
     txn_faults: VecDeque<(ApiKey, i16)>,
+    /// Groups added with AddOffsetsToTxn, and TxnOffsetCommits received (committed to
+    /// `offsets` by the EndTxn that commits, dropped by one that aborts).
+    txn_groups: Vec<String>,
+    txn_offset_commits: Vec<TxnOffsetCommitRequest>,
+    txn_offset_commits_seen: Vec<TxnOffsetCommitRequest>,
 }
 
 /// The in-memory broker (node 1 at `fake:9092`; node N of a cluster at `fake:909(1+N)`, peer
@@ -306,6 +311,20 @@ impl FakeBroker {
     /// The partitions added to the open transaction (AddPartitionsToTxn), in order.
     pub fn txn_added(&self) -> Vec<(String, i32)> {
         lock(&self.state).txn_added.clone()
+    }
+
+    /// The TxnOffsetCommit requests received, in order.
+    pub fn txn_offset_commits(&self) -> Vec<TxnOffsetCommitRequest> {
+        let state = lock(&self.state);
+        let mut all = state.txn_offset_commits_seen.clone();
+        all.extend(state.txn_offset_commits.iter().cloned());
+        all
+    }
+
+    /// The group's committed offset of `topic`-`partition`.
+    pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
+        let key = (group.to_owned(), topic.to_owned(), partition);
+        lock(&self.state).offsets.get(&key).copied()
     }
 
     /// The transactions ended (EndTxn): producer id, epoch, committed.
@@ -534,8 +553,67 @@ impl FakeBroker {
                         .txn_ends
                         .push((req.producer_id.0, req.producer_epoch, req.committed));
                     state.txn_added.clear();
+                    state.txn_groups.clear();
+                    let pending = std::mem::take(&mut state.txn_offset_commits);
+                    if req.committed {
+                        for commit in &pending {
+                            for t in &commit.topics {
+                                for p in &t.partitions {
+                                    let key = (
+                                        commit.group_id.to_string(),
+                                        t.name.to_string(),
+                                        p.partition_index,
+                                    );
+                                    state.offsets.insert(key, p.committed_offset);
+                                }
+                            }
+                        }
+                    }
+                    // Kept for the test to look at (the offsets were applied or dropped).
+                    state.txn_offset_commits_seen.extend(pending);
                 }
                 encode(&EndTxnResponse::default().with_error_code(code), v)
+            }
+            ApiKey::AddOffsetsToTxn => {
+                let req: AddOffsetsToTxnRequest = decode(&mut frame, v)?;
+                let code = state.txn_fault(key).unwrap_or_default();
+                if code != 0 {
+                    state.txn_faults.pop_front();
+                } else {
+                    state.txn_groups.push(req.group_id.to_string());
+                }
+                encode(&AddOffsetsToTxnResponse::default().with_error_code(code), v)
+            }
+            ApiKey::TxnOffsetCommit => {
+                let req: TxnOffsetCommitRequest = decode(&mut frame, v)?;
+                let code = state.txn_fault(key).unwrap_or_default();
+                if code != 0 {
+                    state.txn_faults.pop_front();
+                }
+                let group_added = state.txn_groups.contains(&req.group_id.to_string());
+                let code = if code == 0 && !group_added { 48 } else { code };
+                let topics = req
+                    .topics
+                    .iter()
+                    .map(|t| {
+                        txn_offset_commit_response::TxnOffsetCommitResponseTopic::default()
+                            .with_name(t.name.clone())
+                            .with_partitions(
+                                t.partitions
+                                    .iter()
+                                    .map(|p| {
+                                        txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()
+                                            .with_partition_index(p.partition_index)
+                                            .with_error_code(code)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+                if code == 0 {
+                    state.txn_offset_commits.push(req);
+                }
+                encode(&TxnOffsetCommitResponse::default().with_topics(topics), v)
             }
             ApiKey::InitProducerId => {
                 state.next_producer_id += 1;
@@ -759,6 +837,8 @@ fn response_header_version(key: ApiKey, v: i16) -> i16 {
         ApiKey::DeleteTopics => DeleteTopicsResponse::header_version(v),
         ApiKey::AddPartitionsToTxn => AddPartitionsToTxnResponse::header_version(v),
         ApiKey::EndTxn => EndTxnResponse::header_version(v),
+        ApiKey::AddOffsetsToTxn => AddOffsetsToTxnResponse::header_version(v),
+        ApiKey::TxnOffsetCommit => TxnOffsetCommitResponse::header_version(v),
         _ => DescribeConfigsResponse::header_version(v),
     }
 }

@@ -1048,6 +1048,73 @@ mod tests {
         producer.close().await;
     }
 
+    #[tokio::test]
+    async fn offsets_sent_to_a_transaction_commit_with_it_as_the_member_that_consumed() {
+        let broker = FakeBroker::new();
+        broker.create_topic("in", 2);
+        broker.create_topic("out", 1);
+        let producer = fake_producer(&broker).await;
+        producer.init_transactions().await.unwrap();
+        let member = ConsumerGroupMetadata {
+            group_id: "g".into(),
+            generation_id: 3,
+            member_id: "m-1".into(),
+            instance_id: Some("i-1".into()),
+        };
+        let offsets = [
+            (TopicPartition::new("in", 0), 5),
+            (TopicPartition::new("in", 1), 9),
+        ];
+        producer.begin_transaction().unwrap();
+        drop(
+            producer
+                .send(ProducerRecord::new("out", "transformed"))
+                .await
+                .unwrap(),
+        );
+        producer
+            .send_offsets_to_transaction(&offsets, &member)
+            .await
+            .unwrap();
+        assert_eq!(
+            broker.committed("g", "in", 0),
+            None,
+            "pending until the commit"
+        );
+        producer.commit_transaction().await.unwrap();
+        assert_eq!(broker.committed("g", "in", 0), Some(5));
+        assert_eq!(broker.committed("g", "in", 1), Some(9));
+        let sent = broker.txn_offset_commits();
+        assert_eq!(sent.len(), 1);
+        let request = &sent[0];
+        assert_eq!(request.transactional_id.as_str(), "t-1");
+        assert_eq!(
+            (request.generation_id, request.member_id.as_str()),
+            (3, "m-1")
+        );
+        assert_eq!(request.group_instance_id.as_deref(), Some("i-1"));
+
+        // A member rebalanced out: the transaction must be aborted, and its offsets are dropped.
+        producer.begin_transaction().unwrap();
+        broker.fail_txn(ApiKey::TxnOffsetCommit, 22);
+        let later = [(TopicPartition::new("in", 0), 50)];
+        let e = producer
+            .send_offsets_to_transaction(&later, &member)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::TransactionAbortable(_)), "{e:?}");
+        assert!(matches!(
+            producer.commit_transaction().await,
+            Err(Error::TransactionAbortable(_))
+        ));
+        producer.abort_transaction().await.unwrap();
+        let ends = broker.txn_ends();
+        assert_eq!(ends.len(), 2, "the group was added: EndTxn(abort) is sent");
+        assert!(!ends[1].2);
+        assert_eq!(broker.committed("g", "in", 0), Some(5));
+        producer.close().await;
+    }
+
     #[test]
     fn calls_out_of_order_say_what_to_do() {
         let txn = Txn::new("t", Duration::from_secs(60));
