@@ -42,7 +42,7 @@ mod restart;
 mod topics;
 mod transactions;
 mod transactions_clients;
-mod txn_offsets;
 mod txn_client;
+mod txn_offsets;
 mod txn_partition;
 mod upgrade;

@@ -28,10 +28,7 @@ const PARTITIONS: i32 = 3;
 const MAX_BLOCK_MS: &str = "60000";
 
 /// Flags of nodes serving transactional producers (a small `__transaction_state`).
-const TXN_FLAGS: &[&str] = &[
-    "--transaction-state-partitions",
-    "3",
-];
+const TXN_FLAGS: &[&str] = &["--transaction-state-partitions", "3"];
 
 /// Waits until the cluster's feature level enables transactional batches (level 4).
 fn wait_for_transactions(http: std::net::SocketAddr) {
