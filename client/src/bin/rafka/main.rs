@@ -28,6 +28,9 @@ Examples:
   rafka produce orders --transactional-id loader-1   # one committed transaction per input batch
   rafka consume orders --isolation read_committed
   rafka txn list                                 # transactional ids, producers, states
+  rafka consume orders --group billing          # run it twice: the two split the partitions
+  rafka group describe billing                   # members, assignment, committed offsets, lag
+  rafka group reset-offsets billing --topic orders --to-earliest
   rafka --kafka localhost:9092 topic list
   rafka --bootstrap /ip4/127.0.0.1/tcp/7070 cluster
   rafka cluster key generate cluster.key     # then --cluster-key-file cluster.key everywhere
@@ -70,13 +73,16 @@ pub enum Command {
     Topic(commands::topic::TopicCommand),
     /// Produce one record per line of standard input.
     Produce(commands::produce::ProduceArgs),
-    /// Consume records and write them to standard output.
+    /// Consume records and write them to standard output (with --group, as a group member).
     Consume(commands::consume::ConsumeArgs),
     /// Receive committed records as the partition leaders push them (mesh bootstrap only).
     Subscribe(commands::subscribe::SubscribeArgs),
     /// List and describe transactional ids and their transactions.
     #[command(subcommand)]
     Txn(commands::txn::TxnCommand),
+    /// List, describe and delete consumer groups; reset their committed offsets.
+    #[command(subcommand)]
+    Group(commands::group::GroupCommand),
     /// Benchmarks: producer and consumer throughput, end-to-end latency.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -145,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(args) => commands::consume::run(&client, args).await,
         Command::Subscribe(args) => commands::subscribe::run(&client, args).await,
         Command::Txn(cmd) => commands::txn::run(&client, cmd).await,
+        Command::Group(cmd) => commands::group::run(&client, cmd).await,
         Command::Bench(cmd) => commands::bench::run(&client, &config, cmd).await,
         Command::Cluster(args) => commands::cluster::run(&client, args).await,
     };
@@ -251,8 +258,6 @@ mod tests {
             "--from-beginning",
             "-n",
             "10",
-            "--group",
-            "g",
             "--format",
             "%k %v\\n",
             "--timeout-ms",
@@ -270,6 +275,61 @@ mod tests {
         assert_eq!(c.partition, vec![0, 1]);
         assert!(parse(&["consume", "t", "--format", "%x"]).is_err());
         assert!(parse(&["consume", "t", "--offset", "5", "--from-beginning"]).is_err());
+
+        let cli = parse(&[
+            "consume",
+            "t",
+            "--group",
+            "g",
+            "--instance-id",
+            "i1",
+            "--assignor",
+            "cooperative-sticky",
+            "--assignor",
+            "range",
+            "--session-timeout-ms",
+            "10000",
+        ])
+        .unwrap();
+        let Command::Consume(c) = cli.command else {
+            panic!("not consume")
+        };
+        assert_eq!(c.group.as_deref(), Some("g"));
+        assert_eq!(c.assignor.len(), 2);
+        // A group member is given its partitions; assigning them by hand is another mode.
+        assert!(parse(&["consume", "t", "--group", "g", "--partition", "0"]).is_err());
+        assert!(parse(&["consume", "t", "--instance-id", "i1"]).is_err());
+        assert!(parse(&["consume", "t", "--group", "g", "--assignor", "sticky"]).is_err());
+    }
+
+    #[test]
+    fn group_commands_parse() {
+        use commands::group::GroupCommand;
+        assert!(matches!(
+            parse(&["group", "describe", "g", "--json"])
+                .unwrap()
+                .command,
+            Command::Group(GroupCommand::Describe { json: true, .. })
+        ));
+        assert!(parse(&["group", "list"]).is_ok());
+        assert!(parse(&["group", "delete", "g"]).is_ok());
+        let reset = ["group", "reset-offsets", "g", "--topic", "t"];
+        assert!(parse(&reset).is_err(), "a target is required");
+        assert!(parse(&[&reset[..], &["--to-earliest", "--to-latest"]].concat()).is_err());
+        let Command::Group(GroupCommand::ResetOffsets(r)) = parse(
+            &[
+                &reset[..],
+                &["--to-datetime", "2026-12-07T06:00:00Z", "--dry-run"],
+            ]
+            .concat(),
+        )
+        .unwrap()
+        .command
+        else {
+            panic!("not reset-offsets")
+        };
+        assert_eq!(r.to_datetime, Some(1_796_623_200_000));
+        assert!(r.dry_run);
     }
 
     #[test]
