@@ -39,7 +39,7 @@ const PARTITIONS: i32 = 6;
 const SETTLE: Duration = Duration::from_secs(60);
 const SESSION_MS: &str = "6000";
 
-fn kafka_python_available() -> bool {
+pub(crate) fn kafka_python_available() -> bool {
     external_client(
         "python3 with kafka-python",
         probe("python3", &["-c", "import kafka"]),
@@ -51,7 +51,7 @@ fn script() -> PathBuf {
 }
 
 /// One `group_member.py` process and the events it printed (with when they arrived).
-struct Member {
+pub(crate) struct Member {
     name: String,
     child: Child,
     stdin: Option<ChildStdin>,
@@ -59,7 +59,13 @@ struct Member {
 }
 
 impl Member {
-    fn start(name: &str, bootstrap: &str, group: &str, topic: &str, extra: &[&str]) -> Member {
+    pub(crate) fn start(
+        name: &str,
+        bootstrap: &str,
+        group: &str,
+        topic: &str,
+        extra: &[&str],
+    ) -> Member {
         let mut child = Command::new("python3")
             .arg(script())
             .args(["--bootstrap", bootstrap, "--group", group, "--topic", topic])
@@ -112,7 +118,7 @@ impl Member {
     }
 
     /// The partitions its last assignment event left it with.
-    fn assignment(&self) -> Vec<i32> {
+    pub(crate) fn assignment(&self) -> Vec<i32> {
         self.of_kind("assignment")
             .last()
             .map(|e| partitions(&e["partitions"]))
@@ -120,19 +126,19 @@ impl Member {
     }
 
     /// Every (partition, offset) it consumed.
-    fn consumed(&self) -> BTreeSet<(i32, i64)> {
+    pub(crate) fn consumed(&self) -> BTreeSet<(i32, i64)> {
         self.of_kind("record")
             .iter()
             .map(|e| (as_i32(&e["partition"]), e["offset"].as_i64().unwrap()))
             .collect()
     }
 
-    fn errors(&self) -> Vec<Value> {
+    pub(crate) fn errors(&self) -> Vec<Value> {
         self.of_kind("error")
     }
 
     /// Asks it to close (a dynamic member sends LeaveGroup) and waits for it to exit.
-    fn close(mut self) {
+    pub(crate) fn close(mut self) {
         if let Some(mut stdin) = self.stdin.take() {
             let _ = stdin.write_all(b"close\n");
         }

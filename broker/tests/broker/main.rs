@@ -10,6 +10,7 @@ mod support;
 
 mod api_versions;
 mod bad_input;
+mod client_groups;
 mod cluster_client;
 mod cluster_key;
 mod cluster_processes;

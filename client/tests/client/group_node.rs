@@ -1,6 +1,8 @@
 //! The group consumer against a `rafka-node` process: members over Kafka TCP and over the mesh
 //! in one group split a topic and take over from a leaver; cooperative-sticky members give up
-//! only what moves; `rafka group` lists, describes (JSON checked), resets and deletes.
+//! only what moves; `rafka consume --group` commits what it printed and the next run resumes
+//! after it. (Several `rafka consume --group` processes, a stock client in the same group, and
+//! every `rafka group` command: `broker/tests/broker/client_groups.rs`.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +17,7 @@ use rafka_client::{
 };
 use tokio::task::JoinHandle;
 
+use crate::node_e2e::rafka;
 use crate::support::Node;
 
 const PARTITIONS: i32 = 6;
@@ -283,4 +286,74 @@ async fn cooperative_sticky_members_give_up_only_what_moves() {
     for m in [a, b, c] {
         m.stop().await.close().await.unwrap();
     }
+}
+
+/// `rafka consume --group` commits what it printed, not what a poll returned past `-n`: the next
+/// member resumes right after it, and `rafka group describe --json` shows the commit.
+#[test]
+fn cli_member_commits_what_it_printed_and_resumes_after_it() {
+    let Some(node) = node() else { return };
+    let mesh = ["--bootstrap", node.p2p.as_str()];
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    ok(rafka(
+        &mesh,
+        &["topic", "create", "k", "--partitions", "1"],
+        b"",
+    ));
+    ok(rafka(
+        &mesh,
+        &["produce", "k", "--key-separator", "\t"],
+        b"a\t1\nb\t2\nnokey\n",
+    ));
+    let first = [
+        "consume",
+        "k",
+        "--group",
+        "g-cli",
+        "--from-beginning",
+        "-n",
+        "2",
+        "--timeout-ms",
+        "30000",
+        "--format",
+        "%k=%v@%p/%o\\n",
+    ];
+    assert_eq!(ok(rafka(&mesh, &first, b"")), b"a=1@0/0\nb=2@0/1\n");
+    let described = ok(rafka(&mesh, &["group", "describe", "g-cli", "--json"], b""));
+    let doc: serde_json::Value = serde_json::from_slice(&described).unwrap();
+    assert_eq!(doc["state"], "Empty", "{doc}");
+    assert_eq!(doc["members"].as_array().map(Vec::len), Some(0), "{doc}");
+    let k0 = &doc["offsets"][0];
+    assert_eq!(
+        (&k0["topic"], &k0["partition"], &k0["committed"]),
+        (
+            &serde_json::json!("k"),
+            &serde_json::json!(0),
+            &serde_json::json!(2)
+        ),
+        "{doc}"
+    );
+    assert_eq!(
+        (&k0["log_end"], &k0["lag"]),
+        (&serde_json::json!(3), &serde_json::json!(1))
+    );
+
+    let resume = [
+        "consume",
+        "k",
+        "--group",
+        "g-cli",
+        "-n",
+        "1",
+        "--timeout-ms",
+        "30000",
+    ];
+    assert_eq!(ok(rafka(&mesh, &resume, b"")), b"nokey\n");
 }
