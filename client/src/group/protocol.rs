@@ -50,16 +50,39 @@ pub struct Assignment {
     pub user_data: Option<Bytes>,
 }
 
-fn by_topic(partitions: &[TopicPartition]) -> BTreeMap<Arc<str>, Vec<i32>> {
-    let mut out: BTreeMap<Arc<str>, Vec<i32>> = BTreeMap::new();
+/// `partitions` grouped by topic, one `make(topic, partitions)` per topic: the owned partitions
+/// of a Subscription and the assigned ones of an Assignment are two structs of this one shape.
+fn by_topic<T>(partitions: &[TopicPartition], make: impl Fn(TopicName, Vec<i32>) -> T) -> Vec<T> {
+    let mut grouped: BTreeMap<Arc<str>, Vec<i32>> = BTreeMap::new();
     for tp in partitions {
-        out.entry(tp.topic.clone()).or_default().push(tp.partition);
+        grouped
+            .entry(tp.topic.clone())
+            .or_default()
+            .push(tp.partition);
     }
-    out
+    grouped
+        .into_iter()
+        .map(|(topic, partitions)| {
+            make(
+                TopicName(StrBytes::from_string(topic.to_string())),
+                partitions,
+            )
+        })
+        .collect()
 }
 
-fn topic_name(topic: &str) -> TopicName {
-    TopicName(StrBytes::from_string(topic.to_owned()))
+/// The partitions of `(topic, partitions)` pairs, one by one (the reverse of [`by_topic`]).
+fn flatten<'a>(
+    topics: impl IntoIterator<Item = (&'a TopicName, &'a [i32])>,
+) -> Vec<TopicPartition> {
+    topics
+        .into_iter()
+        .flat_map(|(topic, partitions)| {
+            partitions
+                .iter()
+                .map(|p| TopicPartition::new(topic.as_str(), *p))
+        })
+        .collect()
 }
 
 fn encode(version: i16, body: &impl Encodable) -> Result<Bytes> {
@@ -100,14 +123,11 @@ fn decode<T: Decodable>(mut bytes: Bytes, what: &str) -> Result<T> {
 impl Subscription {
     /// The JoinGroup protocol metadata bytes.
     pub fn encode(&self) -> Result<Bytes> {
-        let owned = by_topic(&self.owned)
-            .into_iter()
-            .map(|(topic, partitions)| {
-                OwnedTopic::default()
-                    .with_topic(topic_name(&topic))
-                    .with_partitions(partitions)
-            })
-            .collect();
+        let owned = by_topic(&self.owned, |topic, partitions| {
+            OwnedTopic::default()
+                .with_topic(topic)
+                .with_partitions(partitions)
+        });
         let body = ConsumerProtocolSubscription::default()
             .with_topics(
                 self.topics
@@ -128,15 +148,11 @@ impl Subscription {
         Ok(Subscription {
             topics: body.topics.iter().map(|t| t.to_string()).collect(),
             user_data: body.user_data,
-            owned: body
-                .owned_partitions
-                .iter()
-                .flat_map(|t| {
-                    t.partitions
-                        .iter()
-                        .map(|p| TopicPartition::new(t.topic.as_str(), *p))
-                })
-                .collect(),
+            owned: flatten(
+                body.owned_partitions
+                    .iter()
+                    .map(|t| (&t.topic, &t.partitions[..])),
+            ),
             generation: body.generation_id,
             rack: body.rack_id.map(|r| r.to_string()),
         })
@@ -146,14 +162,11 @@ impl Subscription {
 impl Assignment {
     /// The SyncGroup assignment bytes.
     pub fn encode(&self) -> Result<Bytes> {
-        let assigned = by_topic(&self.partitions)
-            .into_iter()
-            .map(|(topic, partitions)| {
-                AssignedTopic::default()
-                    .with_topic(topic_name(&topic))
-                    .with_partitions(partitions)
-            })
-            .collect();
+        let assigned = by_topic(&self.partitions, |topic, partitions| {
+            AssignedTopic::default()
+                .with_topic(topic)
+                .with_partitions(partitions)
+        });
         let body = ConsumerProtocolAssignment::default()
             .with_assigned_partitions(assigned)
             .with_user_data(self.user_data.clone());
@@ -168,15 +181,11 @@ impl Assignment {
         }
         let body: ConsumerProtocolAssignment = decode(bytes, "assignment")?;
         Ok(Assignment {
-            partitions: body
-                .assigned_partitions
-                .iter()
-                .flat_map(|t| {
-                    t.partitions
-                        .iter()
-                        .map(|p| TopicPartition::new(t.topic.as_str(), *p))
-                })
-                .collect(),
+            partitions: flatten(
+                body.assigned_partitions
+                    .iter()
+                    .map(|t| (&t.topic, &t.partitions[..])),
+            ),
             user_data: body.user_data,
         })
     }
