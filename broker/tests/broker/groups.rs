@@ -3,7 +3,8 @@
 //!
 //! - members of both Python clients split a 6-partition topic (two, then three), never owning a
 //!   partition twice at once; a member that closes (LeaveGroup) or is SIGKILLed (after its
-//!   session timeout) has its partitions taken over;
+//!   session timeout) has its partitions taken over; per record, tagged with the member's
+//!   generation, no partition is consumed by two members (nor a record twice) in one generation;
 //! - a static member (`group.instance.id`) restarted within its session timeout gets its
 //!   partitions back without a rebalance;
 //! - librdkafka's cooperative-sticky assignor moves only what must move (incremental);
@@ -133,6 +134,14 @@ impl Member {
             .collect()
     }
 
+    /// What it consumed, readable after it closed or was killed.
+    fn consumption(&self) -> Consumption {
+        Consumption {
+            name: self.name.clone(),
+            events: self.events.clone(),
+        }
+    }
+
     pub(crate) fn errors(&self) -> Vec<Value> {
         self.of_kind("error")
     }
@@ -150,6 +159,32 @@ impl Member {
     fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The records one member consumed (its events outlive the process).
+struct Consumption {
+    name: String,
+    events: Arc<Mutex<Vec<(Instant, Value)>>>,
+}
+
+impl Consumption {
+    /// Every record consumed, as (generation, partition, offset), in the order consumed.
+    fn records(&self) -> Vec<(i64, i32, i64)> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, e)| e)
+            .filter(|e| e["event"] == "record")
+            .map(|e| {
+                (
+                    e["generation"].as_i64().unwrap(),
+                    as_i32(&e["partition"]),
+                    e["offset"].as_i64().unwrap(),
+                )
+            })
+            .collect()
     }
 }
 
@@ -181,6 +216,41 @@ fn wait_for_split(members: &[&Member], what: &str) -> Vec<Vec<i32>> {
             Err(format!("assignments {owned:?}"))
         }
     })
+}
+
+/// Per record, as the members reported them: no partition consumed by two members in one
+/// generation, and no record consumed twice in one generation (redelivery comes only with a new
+/// generation: what a member consumed but had not committed when it lost the partition). Every
+/// record consumed by a member of the group (generation 1 or later). Returns how many
+/// (generation, partition) pairs were seen.
+fn assert_no_partition_consumed_twice_in_a_generation(members: &[Consumption]) -> usize {
+    let mut consumers: BTreeMap<(i64, i32), BTreeSet<&str>> = BTreeMap::new();
+    let mut seen: BTreeMap<(i64, i32, i64), &str> = BTreeMap::new();
+    for m in members {
+        for (generation, partition, offset) in m.records() {
+            assert!(
+                generation >= 1,
+                "{} consumed {partition}@{offset} outside a generation ({generation})",
+                m.name
+            );
+            consumers
+                .entry((generation, partition))
+                .or_default()
+                .insert(&m.name);
+            if let Some(first) = seen.insert((generation, partition, offset), &m.name) {
+                panic!(
+                    "{partition}@{offset} consumed twice in generation {generation}: by {first} and {}",
+                    m.name
+                );
+            }
+        }
+    }
+    let shared: Vec<_> = consumers.iter().filter(|(_, who)| who.len() > 1).collect();
+    assert!(
+        shared.is_empty(),
+        "(generation, partition) consumed by two members: {shared:?}"
+    );
+    consumers.len()
 }
 
 /// Produces `count` records `tag-i` with kcat (keys spread them over the partitions).
@@ -292,9 +362,11 @@ fn process_stock_clients_split_a_topic_and_take_over_from_leavers() {
     let expected = all_offsets(&log_ends(&[node.ready.kafka], "g-split"));
     wait_consumed(&[&a, &b, &c], &expected, "every record consumed");
 
+    let c_consumed = c.consumption();
     c.close();
     wait_for_split(&[&a, &b], "c left: a and b take its partitions");
     let killed = Instant::now();
+    let b_consumed = b.consumption();
     b.kill();
     wait_for_split(
         &[&a],
@@ -327,6 +399,22 @@ fn process_stock_clients_split_a_topic_and_take_over_from_leavers() {
         },
     );
     assert!(a.errors().is_empty(), "a: {:?}", a.errors());
+    let consumed = [a.consumption(), b_consumed, c_consumed];
+    let generations: BTreeSet<i64> = consumed
+        .iter()
+        .flat_map(|m| m.records())
+        .map(|r| r.0)
+        .collect();
+    assert!(
+        generations.len() >= 3,
+        "records consumed in generations {generations:?} only: the check below is to span the \
+         joins, the leave and the takeover"
+    );
+    let pairs = assert_no_partition_consumed_twice_in_a_generation(&consumed);
+    eprintln!(
+        "per record: generations {generations:?}, {pairs} (generation, partition) pairs, each \
+         consumed by one member"
+    );
     a.close();
 }
 

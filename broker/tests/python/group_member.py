@@ -3,13 +3,17 @@
 (librdkafka) or kafka-python, and prints one JSON object per line on stdout:
 
   {"event": "assignment", "kind": "assign"|"revoke"|"lost", "changed": [p...], "partitions": [p...]}
-  {"event": "record", "partition": p, "offset": o}
+  {"event": "record", "partition": p, "offset": o, "generation": g}
   {"event": "committed", "offsets": {"p": offset, ...}}       (confluent-kafka, successful commits)
   {"event": "error", "error": "..."}
   {"event": "closed"}
 
 With --watch N it joins nothing: every 200 ms it asks the group's coordinator for the committed
 offsets of partitions 0..N-1 (OffsetFetch) and prints {"event": "watched", "offsets": {"p": o}}.
+
+A record's generation is the member's group generation when poll() returned it (librdkafka's
+consumer group metadata, kafka-python's group_metadata()), so the test can check that no two
+members consume one partition in one generation.
 
 It commits what it consumed (auto-commit every --commit-interval-ms, synchronously on close), and
 leaves the group (consumer.close(): LeaveGroup, except for static members) when its standard
@@ -18,6 +22,7 @@ input says "close" or ends.
 
 import argparse
 import json
+import struct
 import sys
 import threading
 import time
@@ -36,6 +41,16 @@ def watch_stdin(stop):
         if line.strip() == "close":
             break
     stop.set()
+
+
+def librdkafka_generation(consumer):
+    """The generation in librdkafka's serialized consumer group metadata: the magic "CGMDv2:",
+    then the generation id as a native int32 (rd_kafka_consumer_group_metadata_write)."""
+    blob = consumer.consumer_group_metadata()
+    magic = b"CGMDv2:"
+    if not isinstance(blob, bytes) or not blob.startswith(magic) or len(blob) < len(magic) + 4:
+        raise RuntimeError("unknown consumer group metadata layout: %r" % (blob,))
+    return struct.unpack_from("=i", blob, len(magic))[0]
 
 
 def run_confluent(args, stop):
@@ -102,7 +117,8 @@ def run_confluent(args, stop):
         if msg.error():
             emit({"event": "error", "error": str(msg.error())})
             continue
-        emit({"event": "record", "partition": msg.partition(), "offset": msg.offset()})
+        emit({"event": "record", "partition": msg.partition(), "offset": msg.offset(),
+              "generation": librdkafka_generation(consumer)})
     consumer.close()
     emit({"event": "closed"})
 
@@ -154,9 +170,11 @@ def run_kafka_python(args, stop):
     consumer.subscribe([args.topic], listener=Listener())
     while not stop.is_set():
         batches = consumer.poll(timeout_ms=100)
+        generation = consumer.group_metadata().generation_id
         for tp, records in batches.items():
             for r in records:
-                emit({"event": "record", "partition": tp.partition, "offset": r.offset})
+                emit({"event": "record", "partition": tp.partition, "offset": r.offset,
+                      "generation": generation})
     consumer.close()
     emit({"event": "closed"})
 
