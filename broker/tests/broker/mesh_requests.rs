@@ -7,8 +7,9 @@
 //! - `rafka consume --group` over the mesh reads 3,000 records and commits, and a mesh client's
 //!   OffsetCommits to the group's coordinator each succeed (the coordinator's followers must
 //!   fetch the commit over the same mesh listener the commit arrived on: with head-of-line
-//!   blocking they never did, and every commit failed after 30 s); how fast they are is measured
-//!   by the ignored `bench_group_commits_over_the_mesh` (docs/benchmarks.md), not asserted here;
+//!   blocking they never did, and every commit failed after 30 s), their median under a second;
+//!   how fast they are is measured by the ignored `bench_group_commits_over_the_mesh`
+//!   (docs/benchmarks.md);
 //! - with one follower stopped (SIGSTOP), a commit from one mesh peer waits for its in-sync
 //!   replicas, and meanwhile another peer's fetches from the same node are answered, each in
 //!   under a quarter of the commit's wait (a fetch queued behind the commit would take all of it).
@@ -37,6 +38,10 @@ const STEP: Duration = Duration::from_secs(30);
 /// A commit's deadline: well past the coordinator's own 5 s commit timeout (after which it
 /// answers an error), well short of the 30 s the head-of-line blocking took.
 const COMMIT_DEADLINE: Duration = Duration::from_secs(15);
+/// The bound of the median of 20 commits over the mesh (RF 3, acks=all to the offsets
+/// partition): a few milliseconds idle, up to about 500 ms on the loaded debug build
+/// (docs/benchmarks.md); with head-of-line blocking each took 30 s.
+const MEDIAN_COMMIT: Duration = Duration::from_secs(1);
 /// How much shorter than the waiting commit each fetch must be: a fetch queued behind the
 /// commit takes as long as what is left of it, one answered at once a few milliseconds (a few
 /// hundred on a loaded machine), and the commit waits the coordinator's 5 s commit timeout (the
@@ -200,6 +205,13 @@ fn process_group_commits_over_the_mesh_succeed_with_replication() {
         eprintln!(
             "20 commits over the mesh: median {:?}, max {:?}",
             times[10], times[19]
+        );
+        // Well under a second, as the issue asks: the median (one commit may meet a stalled
+        // fsync on a loaded machine; each has COMMIT_DEADLINE).
+        assert!(
+            times[10] < MEDIAN_COMMIT,
+            "median commit over the mesh {:?}: {times:?}",
+            times[10]
         );
         any.shutdown().await;
     });
