@@ -162,6 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+    use rafka_client::OffsetReset;
 
     use super::*;
 
@@ -296,6 +297,24 @@ mod tests {
         };
         assert_eq!(c.group.as_deref(), Some("g"));
         assert_eq!(c.assignor.len(), 2);
+        assert!(!c.consumer_config().read_committed);
+        let Command::Consume(c) = parse(&[
+            "consume",
+            "t",
+            "--group",
+            "g",
+            "--isolation",
+            "read_committed",
+            "--from-beginning",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not consume")
+        };
+        let config = c.consumer_config();
+        assert!(config.read_committed, "a group member reads committed too");
+        assert_eq!(config.auto_offset_reset, OffsetReset::Earliest);
         // A group member is given its partitions; assigning them by hand is another mode.
         assert!(parse(&["consume", "t", "--group", "g", "--partition", "0"]).is_err());
         assert!(parse(&["consume", "t", "--instance-id", "i1"]).is_err());

@@ -113,17 +113,25 @@ impl Source {
     }
 }
 
+impl ConsumeArgs {
+    /// The consumer configuration these options describe, for a plain consumer and for a group
+    /// member alike (a member's fetches honour --isolation too).
+    pub fn consumer_config(&self) -> ConsumerConfig {
+        ConsumerConfig {
+            auto_offset_reset: if self.from_beginning {
+                OffsetReset::Earliest
+            } else {
+                OffsetReset::Latest
+            },
+            read_committed: self.isolation == Isolation::ReadCommitted,
+            ..ConsumerConfig::default()
+        }
+    }
+}
+
 /// Runs `consume`.
 pub async fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
-    let config = ConsumerConfig {
-        auto_offset_reset: if args.from_beginning {
-            OffsetReset::Earliest
-        } else {
-            OffsetReset::Latest
-        },
-        read_committed: args.isolation == Isolation::ReadCommitted,
-        ..ConsumerConfig::default()
-    };
+    let config = args.consumer_config();
     let mut source = match &args.group {
         Some(group) => Source::Group(Box::new(group_member(client, config, group, &args)?)),
         None => Source::Assigned(Box::new(assigned(client, config, &args).await?)),
