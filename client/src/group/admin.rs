@@ -19,7 +19,7 @@ use super::coordinator::{PROTOCOL_TYPE, check};
 use super::protocol::{Assignment, Subscription};
 use crate::cluster::Client;
 use crate::consumer::offsets::{self, EARLIEST, Generation, LATEST};
-use crate::error::{Error, Result};
+use crate::error::{Error, ResponseError, Result};
 use crate::metadata::TopicPartition;
 
 /// A group as ListGroups reports it.
@@ -278,6 +278,13 @@ impl GroupAdmin {
         let request = DeleteGroupsRequest::default().with_groups_names(vec![gid(group)]);
         let response = conn.send(version, &request).await?;
         for r in &response.results {
+            if r.error_code == ResponseError::NonEmptyGroup.code() {
+                return Err(Error::Broker {
+                    context: format!("DeleteGroups of group {group}"),
+                    error: ResponseError::NonEmptyGroup,
+                    message: Some("the group has members: stop its consumers first".to_owned()),
+                });
+            }
             check(group, "DeleteGroups", r.error_code)?;
         }
         Ok(())
@@ -295,12 +302,17 @@ impl GroupAdmin {
     ) -> Result<Vec<(TopicPartition, i64)>> {
         let described = self.describe(group).await?;
         if !described.members.is_empty() {
-            return Err(Error::Config(format!(
-                "group {group} has {} member(s) (state {}): stop its consumers before resetting \
-                 its offsets",
-                described.members.len(),
-                described.state
-            )));
+            // The refusal DeleteGroups gives a group with members, decided here: a reset from
+            // outside the generation would be refused or overwritten.
+            return Err(Error::Broker {
+                context: format!(
+                    "group {group} has {} member(s) (state {})",
+                    described.members.len(),
+                    described.state
+                ),
+                error: ResponseError::NonEmptyGroup,
+                message: Some("stop its consumers before resetting its offsets".to_owned()),
+            });
         }
         let info = self.client.topic(topic).await?;
         let partitions: Vec<TopicPartition> = info

@@ -127,11 +127,22 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // Standard output closed by its reader (`rafka group describe g | head`): done.
+        Err(e) if stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rafka: error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `e` is a write to a closed pipe.
+fn stdout_closed(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -168,6 +179,15 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("rafka").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn a_closed_stdout_is_not_an_error() {
+        let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(stdout_closed(&anyhow::Error::new(pipe).context("describe")));
+        let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(!stdout_closed(&anyhow::Error::new(other)));
+        assert!(!stdout_closed(&anyhow::anyhow!("broken pipe")));
     }
 
     #[test]

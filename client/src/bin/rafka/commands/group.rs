@@ -154,6 +154,14 @@ fn dash(v: Option<i64>) -> String {
 
 /// Prints a description as `kafka-consumer-groups.sh --describe` does (offsets, then members).
 fn describe(out: &mut impl Write, d: &GroupDescription) -> std::io::Result<()> {
+    if d.state == "Dead" && d.members.is_empty() && d.offsets.is_empty() {
+        // What DescribeGroups answers for a group id the coordinator does not know.
+        return writeln!(
+            out,
+            "Group {} does not exist (no members, no committed offsets).",
+            d.group
+        );
+    }
     writeln!(
         out,
         "Group: {}\tState: {}\tProtocolType: {}\tAssignor: {}\tCoordinator: {}\tMembers: {}",
@@ -183,6 +191,9 @@ fn describe(out: &mut impl Write, d: &GroupDescription) -> std::io::Result<()> {
         )?;
     }
     writeln!(out)?;
+    if d.members.is_empty() {
+        return writeln!(out, "Group {} has no active members.", d.group);
+    }
     writeln!(
         out,
         "{:<40} {:<16} {:<16} {:<16} ASSIGNMENT",
@@ -261,7 +272,80 @@ pub async fn run(client: &Client, cmd: GroupCommand) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use rafka_client::group::admin::{GroupMember, PartitionLag};
+
     use super::*;
+
+    fn description(state: &str) -> GroupDescription {
+        GroupDescription {
+            group: "billing".into(),
+            state: state.into(),
+            protocol_type: "consumer".into(),
+            protocol: "range".into(),
+            coordinator: 2,
+            members: Vec::new(),
+            offsets: Vec::new(),
+        }
+    }
+
+    fn text(d: &GroupDescription) -> String {
+        let mut out = Vec::new();
+        describe(&mut out, d).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn describe_prints_offsets_then_members_and_says_when_there_are_none() {
+        let dead = text(&description("Dead"));
+        assert_eq!(
+            dead,
+            "Group billing does not exist (no members, no committed offsets).\n"
+        );
+
+        let mut d = description("Empty");
+        d.offsets.push(PartitionLag {
+            topic: "orders".into(),
+            partition: 1,
+            committed: Some(7),
+            log_end: Some(10),
+            lag: Some(3),
+            member_id: None,
+        });
+        let empty = text(&d);
+        assert!(
+            empty.starts_with("Group: billing\tState: Empty\t"),
+            "{empty}"
+        );
+        let row: Vec<&str> = empty
+            .lines()
+            .find(|l| l.starts_with("orders"))
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        assert_eq!(row, ["orders", "1", "7", "10", "3", "-"]);
+        assert!(
+            empty.ends_with("Group billing has no active members.\n"),
+            "{empty}"
+        );
+
+        d.state = "Stable".into();
+        d.offsets[0].member_id = Some("m-1".into());
+        d.members.push(GroupMember {
+            member_id: "m-1".into(),
+            instance_id: None,
+            client_id: "rafka-cli".into(),
+            client_host: "/127.0.0.1".into(),
+            topics: vec!["orders".into()],
+            assignment: vec!["orders-0".into(), "orders-1".into()],
+        });
+        let stable = text(&d);
+        let member: Vec<&str> = stable.lines().last().unwrap().split_whitespace().collect();
+        assert_eq!(
+            member,
+            ["m-1", "-", "rafka-cli", "/127.0.0.1", "orders-0,orders-1"]
+        );
+        assert!(!stable.contains("no active members"), "{stable}");
+    }
 
     #[test]
     fn iso_8601_times_parse_to_epoch_millis() {
