@@ -11,10 +11,20 @@ use crate::leader_epoch::LeaderEpochCache;
 use crate::txn::TxnState;
 use crate::types::{LogOffsets, TopicPartition};
 use fjall::config::{BlockSizePolicy, CompressionPolicy, FilterPolicy};
-use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use fjall::{AbstractTree, Database, Keyspace, KeyspaceCreateOptions};
 
 /// Data block size of segment keyspaces.
 const SEGMENT_BLOCK_BYTES: u32 = 64 * 1024;
+/// Memtable size at which the small keyspaces are rotated (fjall's default memtable size).
+pub(crate) const SMALL_MEMTABLE_BYTES: u64 = 64 * 1024 * 1024;
+/// What every keyspace tells fjall its memtable may hold: more than it ever will, so fjall never
+/// queues a rotation itself. fjall 3.1 queues rotations, flushes and compactions on one bounded
+/// queue (1,000 messages) that only its workers drain; a worker that rotates a memtable sends the
+/// flush with a blocking send into that queue, so once writers had filled it with rotation
+/// requests (one per write to an oversized memtable) the worker blocked on a queue only it
+/// drains, and every writer behind it. The store's own threads rotate instead
+/// ([`Engine::rotate_full`]): they may wait for the worker, the worker never waits for anyone.
+const FJALL_MEMTABLE_LIMIT: u64 = u64::MAX;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -30,6 +40,8 @@ pub(crate) struct Engine {
     /// The log cleaner's key index.
     pub keys: Keyspace,
     pub memtable_bytes: u64,
+    /// Journal bytes at which the writer rotates every memtable (fjall's own limit is off).
+    pub max_journal_bytes: u64,
     /// Next generation for a cleaned segment's keyspace name (above every name on disk).
     pub next_generation: Arc<AtomicU32>,
 }
@@ -44,6 +56,26 @@ impl Engine {
             self.producers.clone(),
             self.keys.clone(),
         ]
+    }
+
+    /// Options of a small keyspace (`meta`, `index`, `producers`, `keys`).
+    pub(crate) fn small_options() -> KeyspaceCreateOptions {
+        KeyspaceCreateOptions::default().max_memtable_size(FJALL_MEMTABLE_LIMIT)
+    }
+
+    /// Rotates the memtable of each keyspace that holds at least `limit` bytes (fjall then
+    /// flushes it to a table). Called by the store's threads after they write, never by fjall's.
+    pub(crate) fn rotate_full(keyspaces: &[Keyspace], limit: u64) {
+        for ks in keyspaces {
+            if ks.tree.active_memtable().size() >= limit {
+                rotate(ks);
+            }
+        }
+    }
+
+    /// Rotates the small keyspaces whose memtables hold [`SMALL_MEMTABLE_BYTES`].
+    pub(crate) fn rotate_full_small(&self) {
+        Engine::rotate_full(&self.small_keyspaces(), SMALL_MEMTABLE_BYTES);
     }
 
     /// Records a segment generation found on disk.
@@ -61,15 +93,23 @@ impl Engine {
     /// them already (or chose not to), so block compression would spend the flush thread's CPU for
     /// nothing; reads are range seeks, never point lookups, so no bloom filters; blocks are large
     /// because batches are.
+    /// Its memtable is rotated at `memtable_bytes` by the writer (fjall is told no limit, see
+    /// [`FJALL_MEMTABLE_LIMIT`]).
     pub(crate) fn open_keyspace(&self, name: &str) -> fjall::Result<Keyspace> {
-        let bytes = self.memtable_bytes;
         self.db.keyspace(name, || {
             KeyspaceCreateOptions::default()
-                .max_memtable_size(bytes)
+                .max_memtable_size(FJALL_MEMTABLE_LIMIT)
                 .data_block_compression_policy(CompressionPolicy::disabled())
                 .filter_policy(FilterPolicy::disabled())
                 .data_block_size_policy(BlockSizePolicy::all(SEGMENT_BLOCK_BYTES))
         })
+    }
+}
+
+/// Rotates one memtable (an empty one is left alone); fjall flushes it on its worker.
+pub(crate) fn rotate(ks: &Keyspace) {
+    if let Err(e) = ks.rotate_memtable() {
+        tracing::warn!(keyspace = %ks.name(), error = %e, "could not rotate a memtable");
     }
 }
 

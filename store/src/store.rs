@@ -13,7 +13,7 @@ use crate::stats::Counters;
 use crate::types::{RetentionReport, StoreStats, TopicPartition};
 use crate::writer::Writer;
 use crate::writer::request::{self, Reply, Request};
-use fjall::{CompressionType, Database, KeyspaceCreateOptions};
+use fjall::{CompressionType, Database};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
@@ -87,19 +87,24 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The journals' limit without `max_journal_bytes` (fjall's default).
+const DEFAULT_MAX_JOURNAL_BYTES: u64 = 512 * 1024 * 1024;
+
 fn open_database(config: &StoreConfig, registry: &Arc<Registry>) -> Result<Database> {
     std::fs::create_dir_all(&config.data_dir)?;
     let mut builder = Database::builder(&config.data_dir)
         .cache_size(config.cache_bytes)
         // fjall's worker 0 hands compactions to the other workers by re-queueing them, which
         // spins while they are busy: one worker does flushes and compactions without that.
+        // That worker must never wait on fjall's bounded queue: it only does so when it rotates
+        // a memtable, and fjall only asks it to when a memtable outgrows its keyspace's limit or
+        // the journals outgrow theirs. Both limits are off; the store's threads rotate instead
+        // (shared::FJALL_MEMTABLE_LIMIT, the writer's check_journals).
         .worker_threads(1)
+        .max_journaling_size(u64::MAX)
         // Batches are often compressed by producers already; keep the writer's CPU for CRCs.
         .journal_compression(CompressionType::None)
         .with_compaction_filter_factories(filter::assigner(registry));
-    if let Some(bytes) = config.max_journal_bytes {
-        builder = builder.max_journaling_size(bytes);
-    }
     if let Some(bytes) = config.max_write_buffer_bytes {
         #[allow(deprecated)]
         {
@@ -117,12 +122,15 @@ impl Store {
         let registry = Arc::new(Registry::default());
         let db = open_database(&config, &registry)?;
         let engine = Engine {
-            meta: db.keyspace(keys::KS_META, KeyspaceCreateOptions::default)?,
-            index: db.keyspace(keys::KS_INDEX, KeyspaceCreateOptions::default)?,
-            producers: db.keyspace(keys::KS_PRODUCERS, KeyspaceCreateOptions::default)?,
-            keys: db.keyspace(keys::KS_KEYS, KeyspaceCreateOptions::default)?,
+            meta: db.keyspace(keys::KS_META, Engine::small_options)?,
+            index: db.keyspace(keys::KS_INDEX, Engine::small_options)?,
+            producers: db.keyspace(keys::KS_PRODUCERS, Engine::small_options)?,
+            keys: db.keyspace(keys::KS_KEYS, Engine::small_options)?,
             db,
             memtable_bytes: config.memtable_bytes,
+            max_journal_bytes: config
+                .max_journal_bytes
+                .unwrap_or(DEFAULT_MAX_JOURNAL_BYTES),
             next_generation: Arc::new(AtomicU32::new(1)),
         };
         let recovered = recovery::recover(&engine)?;

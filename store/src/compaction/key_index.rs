@@ -14,7 +14,7 @@
 use crate::codec::KeyEntry;
 use crate::error::Result;
 use crate::keys::{self, KEY_INDEX_KEY_LEN, LATEST_SLOT};
-use crate::shared::Engine;
+use crate::shared::{Engine, SMALL_MEMTABLE_BYTES};
 use crate::types::TopicPartition;
 use fjall::PersistMode;
 use siphasher::sip128::{Hasher128, SipHasher13};
@@ -127,6 +127,8 @@ impl<'a> KeyIndex<'a> {
             wb.durability(Some(PersistMode::Buffer)).commit()?;
             self.written += staged as u64;
         }
+        // fjall does not rotate memtables itself (shared::FJALL_MEMTABLE_LIMIT).
+        Engine::rotate_full(std::slice::from_ref(ks), SMALL_MEMTABLE_BYTES);
         Ok(())
     }
 

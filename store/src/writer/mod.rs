@@ -252,8 +252,42 @@ impl Writer {
         if !g.sealed.is_empty() || self.unflushed_small >= SMALL_FLUSH_BYTES {
             self.unflushed_small = 0;
             g.sealed.extend(self.engine.small_keyspaces());
+            self.check_journals();
         }
         rotate(&g.sealed);
+        // fjall never rotates a memtable itself (shared::FJALL_MEMTABLE_LIMIT): the active
+        // segments that reached `memtable_bytes` are rotated here.
+        let active: Vec<Keyspace> = g
+            .touched
+            .iter()
+            .filter_map(|tp| self.parts.get(tp)?.segments.last())
+            .map(|s| s.keyspace.clone())
+            .collect();
+        Engine::rotate_full(&active, self.engine.memtable_bytes);
+    }
+
+    /// fjall does not evict journals itself either (its eviction queues rotations from its
+    /// worker; `open_database` gives it no limit): when the journals reach `max_journal_bytes`,
+    /// every memtable is rotated, so that after the flushes the old journals can be deleted.
+    fn check_journals(&self) {
+        let used = match self.engine.db.journal_disk_space() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the journals' size");
+                return;
+            }
+        };
+        if used < self.engine.max_journal_bytes {
+            return;
+        }
+        tracing::debug!(
+            bytes = used,
+            "journals at their limit: rotating every memtable"
+        );
+        let mut all: Vec<Keyspace> = self.engine.small_keyspaces().to_vec();
+        let segments = self.parts.values().filter_map(|st| st.segments.last());
+        all.extend(segments.map(|s| s.keyspace.clone()));
+        rotate(&all);
     }
 
     /// Flushes every memtable and waits (up to `timeout`) until fjall has written them and
@@ -299,8 +333,11 @@ impl Writer {
                 }
             }
         }
+        // The cleaner writes the key index (and swaps write the small keyspaces) besides appends.
+        self.engine.rotate_full_small();
         if self.next_hw_check <= now {
             self.next_hw_check = now + self.hw_interval;
+            self.check_journals();
             if let Err(e) = self.checkpoint_high_watermarks() {
                 tracing::warn!(error = %e, "high watermark checkpoint failed");
             }
@@ -323,9 +360,5 @@ impl Writer {
 }
 
 fn rotate(keyspaces: &[Keyspace]) {
-    for ks in keyspaces {
-        if let Err(e) = ks.rotate_memtable() {
-            tracing::warn!(keyspace = %ks.name(), error = %e, "could not rotate a memtable");
-        }
-    }
+    keyspaces.iter().for_each(crate::shared::rotate);
 }

@@ -14,3 +14,4 @@ mod recovery;
 mod reopen;
 mod retention;
 mod transactions;
+mod worker_pool;
