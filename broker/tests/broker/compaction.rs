@@ -117,8 +117,13 @@ fn produce(
 /// Partition 0 read by the stock consumer from `from` (the beginning if `None`) up to the high
 /// watermark, as `[offset, key, value]` rows.
 fn read(bootstrap: &str, topic: &str, from: Option<i64>) -> Vec<Rec> {
+    read_as(bootstrap, topic, from, "read_committed")
+}
+
+/// [`read`] with the consumer's `isolation.level`.
+fn read_as(bootstrap: &str, topic: &str, from: Option<i64>, isolation: &str) -> Vec<Rec> {
     let from = from.map(|o| o.to_string());
-    let mut args = vec!["read", bootstrap, topic];
+    let mut args = vec!["read", bootstrap, topic, "--isolation", isolation];
     if let Some(from) = &from {
         args.extend(["--from", from]);
     }
@@ -369,6 +374,135 @@ fn the_admin_client_alters_a_topic_to_compact_and_keyless_records_are_refused() 
     assert_eq!(replaced["error"], Value::Null, "{replaced}");
     assert_eq!(replaced["configs"]["cleanup.policy"][0], "compact,delete");
     assert_eq!(replaced["configs"]["segment.bytes"][1], true, "{replaced}");
+}
+
+/// A transactional producer (confluent-kafka) on a compacted topic: transaction A writes every
+/// key and commits, B overwrites every key and aborts, C overwrites half of them and commits.
+/// Kafka's cleaner removes aborted data (it never enters the key index, so B does not shadow A)
+/// and compacts committed data like any other, so once cleaned both read_committed and
+/// read_uncommitted consumers see exactly one record per key, C's or else A's, at the offset it
+/// was written at, and nothing of B.
+#[test]
+fn a_transactional_producer_on_a_compacted_topic_leaves_the_latest_committed_value_per_key() {
+    if !confluent_kafka_available() {
+        return;
+    }
+    const TXN_KEYS: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let mut flags = CLEANER_FLAGS.to_vec();
+    flags.extend([
+        "--transaction-state-partitions",
+        "4",
+        "--offsets-topic-partitions",
+        "4",
+    ]);
+    let node = NodeProcess::start(&dir.path().join("node"), &flags);
+    let bootstrap = node.ready.kafka.to_string();
+    let topic = "txn-changelog";
+    create(&bootstrap, topic, &compacted_configs(1_000), 1);
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/txn.py");
+    let mut command = Command::new("python3");
+    let keys = TXN_KEYS.to_string();
+    command
+        .arg(script)
+        .args([bootstrap.as_str(), "compacted", topic, keys.as_str()]);
+    let stdout = run(command, b"", TIMEOUT).ok();
+    let report: Value =
+        serde_json::from_slice(&stdout).unwrap_or_else(|e| panic!("txn.py: not JSON ({e})"));
+    assert_eq!(report["errors"], Value::Array(vec![]), "{report}");
+    let rows = report["delivered"].as_array().unwrap();
+    let outcome = |r: &Value| r[3].as_str().unwrap().to_string();
+    let delivered: Vec<(Rec, String)> = rows
+        .iter()
+        .map(|r| {
+            let rec = Rec {
+                key: r[0].as_str().map(str::to_string),
+                value: r[1].as_str().map(str::to_string),
+                offset: r[2].as_i64().unwrap(),
+            };
+            (rec, outcome(r))
+        })
+        .collect();
+    let count = |o: &str| delivered.iter().filter(|(_, x)| x == o).count();
+    assert_eq!(count("committed"), TXN_KEYS + TXN_KEYS / 2);
+    assert_eq!(count("aborted"), TXN_KEYS);
+    assert_eq!(count("plain"), 20 * 50);
+
+    // What Kafka's cleaner leaves of the transactions: each key's latest committed record.
+    let mut expected: BTreeMap<String, Rec> = BTreeMap::new();
+    for (rec, o) in &delivered {
+        if o == "committed" {
+            expected.insert(rec.key.clone().unwrap(), rec.clone());
+        }
+    }
+    for i in 0..TXN_KEYS {
+        let want = if i < TXN_KEYS / 2 { "C" } else { "A" };
+        assert_eq!(
+            expected[&format!("k-{i}")].value.as_deref(),
+            Some(format!("{want}-{i}").as_str())
+        );
+    }
+    let by_offset: BTreeMap<i64, &(Rec, String)> =
+        delivered.iter().map(|d| (d.0.offset, d)).collect();
+    let plain: Vec<Rec> = delivered
+        .iter()
+        .filter(|(_, o)| o == "plain")
+        .map(|(r, _)| r.clone())
+        .collect();
+    let latest_plain = latest(&plain);
+    for isolation in ["read_committed", "read_uncommitted"] {
+        let got = wait_until_blocking(
+            CLEANED,
+            &format!("{isolation} to see the cleaned log"),
+            || {
+                let got = read_as(&bootstrap, topic, None, isolation);
+                // Whatever is read is what was delivered at that offset, in offset order, and
+                // never aborted data for read_committed.
+                for w in got.windows(2) {
+                    assert!(w[0].offset < w[1].offset, "{isolation}: offsets {w:?}");
+                }
+                for r in &got {
+                    let (rec, o) = by_offset
+                        .get(&r.offset)
+                        .unwrap_or_else(|| panic!("{isolation}: {r:?} was never delivered"));
+                    assert_eq!(rec, r, "{isolation}: record at {}", r.offset);
+                    assert!(
+                        o != "aborted" || isolation == "read_uncommitted",
+                        "read_committed sees aborted {r:?}"
+                    );
+                }
+                for last in latest_plain.values() {
+                    assert!(got.contains(last), "{isolation}: {last:?} missing");
+                }
+                let txn: BTreeMap<String, Rec> = got
+                    .iter()
+                    .filter(|r| r.key.as_deref().is_some_and(|k| k.starts_with("k-")))
+                    .map(|r| (r.key.clone().unwrap(), r.clone()))
+                    .collect();
+                let per_key = got
+                    .iter()
+                    .filter(|r| r.key.as_deref().is_some_and(|k| k.starts_with("k-")))
+                    .count();
+                if txn == expected && per_key == TXN_KEYS {
+                    Ok(got)
+                } else {
+                    Err(format!(
+                        "{per_key} transactional records for {} keys, {} as expected",
+                        txn.len(),
+                        txn.iter()
+                            .filter(|(k, r)| expected.get(*k) == Some(*r))
+                            .count()
+                    ))
+                }
+            },
+        );
+        eprintln!(
+            "{isolation}: {} records left of {}",
+            got.len(),
+            delivered.len()
+        );
+    }
 }
 
 /// The `rafka` CLI over the mesh.

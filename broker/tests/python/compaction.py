@@ -21,8 +21,9 @@ Usage:
   fill BOOTSTRAP TOPIC --keys K --mib M --value-bytes B
       M MiB of random B-byte values (hex text) over keys "big-0".."big-<K-1>", partition 0
       -> {"records": n, "bytes": n, "latest": {key: offset}, "errors": [...]}
-  read BOOTSTRAP TOPIC [--from OFFSET]
-      partition 0 from OFFSET (default: the beginning) up to its high watermark
+  read BOOTSTRAP TOPIC [--from OFFSET] [--isolation read_committed|read_uncommitted]
+      partition 0 from OFFSET (default: the beginning) up to its high watermark (the last
+      stable offset under read_committed, librdkafka's default)
       -> {"records": [[offset, key, value or null], ...], "high_watermark": n, "errors": [...]}
 """
 
@@ -197,6 +198,7 @@ def read(args):
         "group.id": "compaction-test-reader",
         "enable.auto.commit": False,
         "enable.partition.eof": True,
+        "isolation.level": args.isolation,
     })
     tp = TopicPartition(args.topic, 0)
     _, high = consumer.get_watermark_offsets(tp, timeout=TIMEOUT)
@@ -260,6 +262,8 @@ def main():
     p.add_argument("bootstrap")
     p.add_argument("topic")
     p.add_argument("--from", dest="start", type=int)
+    p.add_argument("--isolation", default="read_committed",
+                   choices=["read_committed", "read_uncommitted"])
     args = parser.parse_args()
     result = {"create": create, "alter": alter, "replace": replace, "produce": produce,
               "fill": fill, "read": read}[args.command](args)

@@ -24,6 +24,13 @@ Usage:
       every BATCH records writes "<value>-copied" to OUT and commits the input offsets with
       send_offsets_to_transaction, until COUNT records were copied:
       {"copied": n, "transactions": n, "errors": [...]}
+  txn.py BOOTSTRAP compacted TOPIC KEYS
+      On a compacted topic: transaction A writes "A-<i>" to key "k-<i>" (i < KEYS) and commits;
+      transaction B writes "B-<i>" to the same keys and aborts; transaction C writes "C-<i>" to
+      the first KEYS/2 keys and commits; then an idempotent producer without transactions writes
+      50 rounds of "filler-<j>" (j < 20), so the transactions leave the active segment:
+      {"delivered": [[key, value, offset, "committed" | "aborted" | "plain"], ...],
+       "errors": [...]}
 """
 
 import json
@@ -228,6 +235,45 @@ def copy(bootstrap, source, target, group, count, batch):
     return {"copied": copied, "transactions": transactions, "errors": errors}
 
 
+def compacted(bootstrap, topic, keys):
+    delivered = []
+    errors = []
+
+    def report(outcome):
+        def on_delivery(err, msg):
+            if err is not None:
+                errors.append(str(err))
+            else:
+                delivered.append([msg.key().decode(), msg.value().decode(), msg.offset(), outcome])
+
+        return on_delivery
+
+    p = producer(bootstrap, f"compacted-{topic}")
+    p.init_transactions(30)
+    for name, count, commit in (("A", keys, True), ("B", keys, False), ("C", keys // 2, True)):
+        outcome = "committed" if commit else "aborted"
+        p.begin_transaction()
+        for i in range(count):
+            p.produce(topic, key=f"k-{i}".encode(), value=f"{name}-{i}".encode(), partition=0,
+                      on_delivery=report(outcome))
+        # Deliveries (with their offsets) are reported before the transaction ends.
+        p.flush(30)
+        if commit:
+            p.commit_transaction(30)
+        else:
+            p.abort_transaction(30)
+    plain = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    for version in range(50):
+        for j in range(20):
+            plain.produce(topic, key=f"filler-{j}".encode(), value=f"filler-{j}@{version}".encode(),
+                          partition=0, on_delivery=report("plain"))
+        plain.poll(0)
+    remaining = plain.flush(30)
+    if remaining:
+        errors.append(f"{remaining} filler records not delivered")
+    return {"delivered": delivered, "errors": errors}
+
+
 def main():
     bootstrap, scenario, *args = sys.argv[1:]
     if scenario == "commit-abort":
@@ -238,6 +284,8 @@ def main():
         result = timeout(bootstrap, args[0], int(args[1]))
     elif scenario == "copy":
         result = copy(bootstrap, args[0], args[1], args[2], int(args[3]), int(args[4]))
+    elif scenario == "compacted":
+        result = compacted(bootstrap, args[0], int(args[1]))
     else:
         raise SystemExit(f"unknown scenario {scenario}")
     json.dump(result, sys.stdout)
