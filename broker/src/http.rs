@@ -171,6 +171,10 @@ const PARTITION_FAMILIES: &[(&str, &str)] = &[
         names::HIGH_WATERMARK,
         "High watermark of each local partition.",
     ),
+    (
+        names::LSO_LAG,
+        "High watermark minus last stable offset of each local partition.",
+    ),
 ];
 
 /// The per-group family, one row per group and partition.
@@ -258,12 +262,14 @@ fn entity_series(broker: &Broker) -> String {
             if let Some(values) = cleaner_row(&log) {
                 cleaner.row(labels.clone(), values);
             }
+            let high_watermark = log.high_watermark();
             partitions.row(
                 labels,
                 vec![
                     log.log_end_offset() as f64,
                     log.log_start_offset() as f64,
-                    log.high_watermark() as f64,
+                    high_watermark as f64,
+                    (high_watermark - log.last_stable_offset()).max(0) as f64,
                 ],
             );
         }

@@ -27,6 +27,10 @@ pub const LOG_END_OFFSET: &str = "rafka_partition_log_end_offset";
 pub const LOG_START_OFFSET: &str = "rafka_partition_log_start_offset";
 /// High watermark of each local partition.
 pub const HIGH_WATERMARK: &str = "rafka_partition_high_watermark";
+/// High watermark minus last stable offset of each local partition: the records read_committed
+/// consumers cannot read yet because a transaction before them is undecided (Kafka's
+/// `LastStableOffsetLag`).
+pub const LSO_LAG: &str = "rafka_partition_last_stable_offset_lag";
 /// Gauge: dirty bytes over cleanable bytes of a compacted partition (Kafka's dirty ratio).
 pub const CLEANER_DIRTY_RATIO: &str = "rafka_log_cleaner_dirty_ratio";
 /// Gauge: dirty bytes of a compacted partition the cleaner may clean now (its backlog).

@@ -433,8 +433,8 @@ fn samples(text: &str, family: &str) -> usize {
 #[test]
 fn process_metric_series_are_capped_and_say_what_they_left_out() {
     let dir = tempfile::tempdir().unwrap();
-    // Three per-partition families: room for 10 partitions.
-    let mut node = NodeProcess::start(&dir.path().join("n"), &["--max-metric-series", "30"]);
+    // Four per-partition families: room for 10 partitions.
+    let mut node = NodeProcess::start(&dir.path().join("n"), &["--max-metric-series", "40"]);
     let (code, message) =
         cluster::create_topic(node.ready.kafka, "wide", 50, wire::DEADLINE).unwrap();
     assert_eq!(code, 0, "{message:?}");
@@ -446,6 +446,7 @@ fn process_metric_series_are_capped_and_say_what_they_left_out() {
         "rafka_partition_log_end_offset",
         "rafka_partition_log_start_offset",
         "rafka_partition_high_watermark",
+        "rafka_partition_last_stable_offset_lag",
     ] {
         assert_eq!(samples(&text, family), 10, "{family} in:\n{text}");
         assert!(

@@ -44,6 +44,7 @@ mod topics;
 mod transactions;
 mod transactions_clients;
 mod txn_client;
+mod txn_metrics;
 mod txn_offsets;
 mod txn_partition;
 mod upgrade;
