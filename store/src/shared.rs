@@ -65,9 +65,15 @@ impl Engine {
 
     /// Rotates the memtable of each keyspace that holds at least `limit` bytes (fjall then
     /// flushes it to a table). Called by the store's threads after they write, never by fjall's.
+    /// While a keyspace still has a sealed memtable waiting for the worker, its active one may
+    /// grow to four times `limit` first (as it did when fjall's worker rotated it when it got
+    /// to the request): rotating at once would stack sealed memtables, and fjall halts writes
+    /// for 100 ms at a time once a keyspace has four.
     pub(crate) fn rotate_full(keyspaces: &[Keyspace], limit: u64) {
         for ks in keyspaces {
-            if ks.tree.active_memtable().size() >= limit {
+            let size = ks.tree.active_memtable().size();
+            if size >= limit && (ks.sealed_memtable_count() == 0 || size >= limit.saturating_mul(4))
+            {
                 rotate(ks);
             }
         }
