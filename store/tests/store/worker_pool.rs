@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 const APPENDS: u64 = 60_000;
 /// The appender stops after this long even if it has not written them all.
 const WRITE_FOR: Duration = Duration::from_secs(90);
-/// The test fails if no append completes for this long.
-const STALL: Duration = Duration::from_secs(20);
+/// The test fails if no append completes for this long (a hang lasts for ever; a loaded CI
+/// machine must not look like one).
+const STALL: Duration = Duration::from_secs(60);
 
 #[test]
 fn sustained_writes_never_deadlock_fjalls_worker() -> Result<()> {
