@@ -43,6 +43,7 @@ mod restart;
 mod topics;
 mod transactions;
 mod transactions_clients;
+mod transactions_eos;
 mod txn_client;
 mod txn_metrics;
 mod txn_offsets;

@@ -331,3 +331,391 @@ fn process_a_waiting_request_from_one_mesh_peer_does_not_delay_another_peers_fet
         fast.shutdown().await;
     });
 }
+
+/// The rule holds for the requests of transactions (issue 15): a transaction coordinator's
+/// WriteTxnMarkers over the mesh wait for the in-sync replicas of the partition, among them the
+/// coordinator itself, whose replica fetches travel the same mesh connection; a partition leader
+/// holds a transactional produce while the coordinator verifies it (KIP-890); an EndTxn and its
+/// markers, written through the coordinator's own dispatcher, wait for a stopped follower. None
+/// of them may hold up a replica's or another peer's fetches.
+mod transactions {
+    use std::time::{Duration, Instant};
+
+    use kafka_protocol::ResponseError;
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::{
+        AddPartitionsToTxnRequest, EndTxnRequest, FindCoordinatorRequest, InitProducerIdRequest,
+        ListOffsetsRequest, ProduceRequest, ProducerId, TransactionalId,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use uuid::Uuid;
+
+    use super::{FETCH_BOUND, NODES, STEP, TOPIC, all_alive, fetch_request, index_of};
+    use crate::support::batches;
+    use crate::support::cluster::{
+        ProcessCluster, create_topic, kafka_call, partition_leaders, signal, topic_metadata,
+    };
+    use crate::support::mesh_client::MeshClient;
+    use crate::support::wait_until_blocking;
+    use crate::support::wire::{self, Topic};
+
+    /// A transaction's markers over the mesh are written well within this of its EndTxn; one
+    /// held up by its sender's own replica fetch would wait out the 10 s marker timeout.
+    const MARKERS_BOUND: Duration = Duration::from_secs(5);
+    /// A produce acknowledged by the in-sync follower while another request waits.
+    const PRODUCE_BOUND: Duration = Duration::from_secs(2);
+    /// Transactions whose markers are timed.
+    const TRANSACTIONS: usize = 10;
+    const CALL: Duration = Duration::from_secs(15);
+
+    fn topic() -> Topic {
+        Topic {
+            name: TOPIC.to_string(),
+            id: Uuid::nil(),
+        }
+    }
+
+    fn txn_id(id: &str) -> TransactionalId {
+        TransactionalId(StrBytes::from_string(id.to_string()))
+    }
+
+    /// Three nodes, replication factor 3 everywhere, `__transaction_state` of 6 partitions
+    /// (coordinators spread over the nodes), a stopped follower out of the ISR after 2 s, and
+    /// `TOPIC` (one partition) led with every replica in sync.
+    fn cluster() -> ProcessCluster {
+        let cluster = ProcessCluster::start(
+            NODES,
+            &[
+                "--default-replication-factor",
+                "3",
+                "--transaction-state-partitions",
+                "6",
+                "--replica-lag-time-max-ms",
+                "2000",
+            ],
+        );
+        cluster.wait_all(STEP, "every member alive with a node id", all_alive);
+        let (code, message) = create_topic(cluster.kafka(0), TOPIC, 1, STEP).unwrap();
+        assert_eq!(code, 0, "create topic: {message:?}");
+        wait_isr(&cluster, 0, 3);
+        cluster
+    }
+
+    /// Waits until node `at` says `TOPIC`'s partition is led with `n` in-sync replicas.
+    fn wait_isr(cluster: &ProcessCluster, at: usize, n: usize) {
+        wait_until_blocking(STEP, &format!("{n} in-sync replicas"), || {
+            let m = topic_metadata(cluster.kafka(at), TOPIC).map_err(|e| e.to_string())?;
+            let p = &m.topics[0].partitions[0];
+            if p.error_code == 0 && p.leader_id.0 >= 0 && p.isr_nodes.len() == n {
+                Ok(())
+            } else {
+                Err(format!("{p:?}"))
+            }
+        });
+    }
+
+    /// The node coordinating transactional id `id`, as node `at` says (asked again until
+    /// `__transaction_state` exists and is led).
+    fn coordinator(cluster: &ProcessCluster, at: usize, id: &str) -> i32 {
+        let request = FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(id.to_string()))
+            .with_key_type(1);
+        wait_until_blocking(STEP, &format!("a coordinator for {id}"), || {
+            let response = kafka_call(cluster.kafka(at), &request, 3, CALL)?;
+            match response.error_code {
+                0 => Ok(response.node_id.0),
+                code => Err(std::io::Error::other(format!("error {code}"))),
+            }
+        })
+    }
+
+    /// A transactional id coordinated by a node for which `wanted` holds.
+    fn id_where(cluster: &ProcessCluster, wanted: impl Fn(i32) -> bool) -> (String, i32) {
+        (0..200)
+            .map(|i| format!("t{i}"))
+            .map(|id| {
+                let node = coordinator(cluster, 0, &id);
+                (id, node)
+            })
+            .find(|(_, node)| wanted(*node))
+            .expect("a transactional id coordinated where wanted")
+    }
+
+    /// InitProducerId at the coordinator (retried while it loads).
+    fn init(cluster: &ProcessCluster, at: usize, id: &str) -> (i64, i16) {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(Some(txn_id(id)))
+            .with_transaction_timeout_ms(60_000);
+        wait_until_blocking(STEP, &format!("a producer id for {id}"), || {
+            let response = kafka_call(cluster.kafka(at), &request, 4, CALL)?;
+            match response.error_code {
+                0 => Ok((response.producer_id.0, response.producer_epoch)),
+                code => Err(std::io::Error::other(format!("error {code}"))),
+            }
+        })
+    }
+
+    fn add(cluster: &ProcessCluster, at: usize, id: &str, (pid, epoch): (i64, i16)) {
+        let request = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(txn_id(id))
+            .with_v3_and_below_producer_id(ProducerId(pid))
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(vec![
+                AddPartitionsToTxnTopic::default()
+                    .with_name(wire::topic_name(TOPIC))
+                    .with_partitions(vec![0]),
+            ]);
+        let response = kafka_call(cluster.kafka(at), &request, 3, CALL).unwrap();
+        let code = response.results_by_topic_v3_and_below[0].results_by_partition[0]
+            .partition_error_code;
+        assert_eq!(code, 0, "AddPartitionsToTxn");
+    }
+
+    fn end(id: &str, (pid, epoch): (i64, i16), commit: bool) -> EndTxnRequest {
+        EndTxnRequest::default()
+            .with_transactional_id(txn_id(id))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_committed(commit)
+    }
+
+    /// A Produce (v9, acks=all) of one transactional batch of the producer at `sequence`.
+    fn transactional(id: &str, (pid, epoch): (i64, i16), sequence: i32) -> ProduceRequest {
+        let batch = batches::transactional(&[&b"in a transaction"[..]], (pid, epoch, sequence), 0);
+        wire::produce_request(&topic(), 0, Some(batch), -1, wire::PRODUCE)
+            .with_transactional_id(Some(txn_id(id)))
+    }
+
+    /// A plain Produce (v9, acks=all) of one record.
+    fn plain() -> ProduceRequest {
+        let batch = batches::batch(&[&b"plain"[..]], None, 0);
+        wire::produce_request(&topic(), 0, Some(batch), -1, wire::PRODUCE)
+    }
+
+    fn produce_code(response: &kafka_protocol::messages::ProduceResponse) -> i16 {
+        response.responses[0].partition_responses[0].error_code
+    }
+
+    /// (last stable offset, high watermark) of `TOPIC` at node `at`.
+    fn stable_and_end(cluster: &ProcessCluster, at: usize) -> (i64, i64) {
+        let latest = |isolation: i8| {
+            let request: ListOffsetsRequest =
+                wire::list_offsets_request(&topic(), 0, -1).with_isolation_level(isolation);
+            let response = kafka_call(cluster.kafka(at), &request, wire::LIST_OFFSETS, CALL)
+                .expect("ListOffsets answered");
+            response.topics[0].partitions[0].offset
+        };
+        (latest(1), latest(0))
+    }
+
+    #[test]
+    fn process_markers_over_the_mesh_are_not_held_up_by_their_senders_replica_fetches() {
+        let cluster = cluster();
+        let (_, _, leader) = partition_leaders(cluster.kafka(0), TOPIC).unwrap()[0];
+        let leader = index_of(&cluster, leader);
+        // The coordinator is another node, itself a follower of the partition: its markers to
+        // the leader wait for its own replica fetches over the same mesh connection.
+        let (id, node) = id_where(&cluster, |node| index_of(&cluster, node) != leader);
+        let at = index_of(&cluster, node);
+        let producer = init(&cluster, at, &id);
+        let mut times = Vec::new();
+        for sequence in 0..TRANSACTIONS {
+            add(&cluster, at, &id, producer);
+            let sequence = i32::try_from(sequence).unwrap();
+            let request = transactional(&id, producer, sequence);
+            let response = kafka_call(cluster.kafka(leader), &request, wire::PRODUCE, CALL).unwrap();
+            assert_eq!(produce_code(&response), 0, "transactional produce {sequence}");
+            let response = kafka_call(cluster.kafka(at), &end(&id, producer, true), 3, CALL).unwrap();
+            assert_eq!(response.error_code, 0, "EndTxn {sequence}");
+            let ended = Instant::now();
+            wait_until_blocking(MARKERS_BOUND, "the commit marker written", || {
+                let (stable, end) = stable_and_end(&cluster, leader);
+                // The marker is the last record; written and replicated, nothing is unstable.
+                if stable == end && end == 2 * (i64::from(sequence) + 1) {
+                    Ok(())
+                } else {
+                    Err(format!("last stable offset {stable}, high watermark {end}"))
+                }
+            });
+            times.push(ended.elapsed());
+        }
+        times.sort_unstable();
+        eprintln!(
+            "{TRANSACTIONS} transactions' markers over the mesh: median {:?}, max {:?}",
+            times[TRANSACTIONS / 2],
+            times[TRANSACTIONS - 1]
+        );
+    }
+
+    /// Sends `request` from `fast` again and again for as long as `waiting` has not answered,
+    /// each within `bound`; returns `waiting`'s answer, how long it took, and the count.
+    async fn meanwhile<T, R: kafka_protocol::protocol::Request>(
+        waiting: impl std::future::Future<Output = T>,
+        fast: &MeshClient,
+        request: &R,
+        version: i16,
+        bound: Duration,
+        check: impl Fn(&R::Response),
+    ) -> (T, Duration, usize) {
+        let started = Instant::now();
+        let mut waiting = std::pin::pin!(waiting);
+        let mut times = Vec::new();
+        let answer = loop {
+            let fast_one = async {
+                let started = Instant::now();
+                let response = fast.send(request, version, STEP).await.unwrap();
+                (started.elapsed(), response)
+            };
+            tokio::select! {
+                biased;
+                answer = &mut waiting => break answer,
+                (took, response) = fast_one => {
+                    check(&response);
+                    times.push(took);
+                }
+            }
+        };
+        let slowest = times.iter().max().copied().unwrap_or_default();
+        assert!(
+            slowest < bound,
+            "a request took {slowest:?} while another waited: {times:?}"
+        );
+        (answer, started.elapsed(), times.len())
+    }
+
+    #[test]
+    fn process_waiting_transaction_requests_do_not_delay_replica_or_peer_fetches() {
+        let cluster = cluster();
+        let (_, _, leader_id) = partition_leaders(cluster.kafka(0), TOPIC).unwrap()[0];
+        let leader = index_of(&cluster, leader_id);
+        let leader_p2p = cluster.node(leader).ready.p2p.clone();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (slow, fast) = runtime.block_on(async {
+            (
+                MeshClient::connect(&leader_p2p).await,
+                MeshClient::connect(&leader_p2p).await,
+            )
+        });
+
+        // 1. KIP-890 verification: the coordinator (another node) is stopped, so the leader
+        // holds the producer's first transactional batch until its verification times out.
+        let (id, node) = id_where(&cluster, |node| index_of(&cluster, node) != leader);
+        let coordinator = index_of(&cluster, node);
+        let producer = init(&cluster, coordinator, &id);
+        add(&cluster, coordinator, &id, producer);
+        signal(cluster.node(coordinator), libc::SIGSTOP);
+        // Out of the ISR, the stopped node no longer holds up acks=all: a plain produce is
+        // acknowledged once the other follower has fetched it.
+        wait_isr(&cluster, leader, 2);
+        let verifying = slow.send(&transactional(&id, producer, 0), wire::PRODUCE, STEP);
+        let ((answer, took, fetches), produces) = runtime.block_on(async {
+            let (answer, took, fetches) = meanwhile(
+                verifying,
+                &fast,
+                &fetch_request(),
+                12,
+                FETCH_BOUND,
+                |r| assert_eq!(r.responses[0].partitions[0].error_code, 0),
+            )
+            .await;
+            // Again, with plain acks=all produces instead of fetches: the in-sync follower's
+            // replica fetches go on while the verification waits.
+            let verifying = slow.send(&transactional(&id, producer, 0), wire::PRODUCE, STEP);
+            let (_, _, produces) = meanwhile(
+                verifying,
+                &fast,
+                &plain(),
+                wire::PRODUCE,
+                PRODUCE_BOUND,
+                |r| assert_eq!(produce_code(r), 0, "a plain produce"),
+            )
+            .await;
+            ((answer, took, fetches), produces)
+        });
+        let code = produce_code(&answer.expect("the verifying produce is answered"));
+        eprintln!(
+            "a produce waiting for verification took {took:?} ({code}); {fetches} fetches and \
+             {produces} acks=all produces meanwhile"
+        );
+        assert_eq!(code, ResponseError::NotEnoughReplicas.code());
+        assert!(
+            took > Duration::from_secs(1) && fetches >= 5 && produces >= 2,
+            "the produce did not wait ({took:?}, {fetches} fetches, {produces} produces)"
+        );
+        signal(cluster.node(coordinator), libc::SIGCONT);
+        wait_isr(&cluster, leader, 3);
+
+        // 2. The leader coordinates the transaction: with a follower stopped (still in the
+        // ISR), its EndTxn waits for the transaction record's replicas, then its marker goes
+        // through this node's own dispatcher and waits for the partition's.
+        let (id, _) = id_where(&cluster, |node| node == leader_id);
+        let producer = init(&cluster, leader, &id);
+        add(&cluster, leader, &id, producer);
+        let response = kafka_call(
+            cluster.kafka(leader),
+            &transactional(&id, producer, 0),
+            wire::PRODUCE,
+            CALL,
+        )
+        .unwrap();
+        assert_eq!(produce_code(&response), 0);
+        let (_, before) = stable_and_end(&cluster, leader);
+        let follower = (0..NODES).find(|&i| i != leader).unwrap();
+        signal(cluster.node(follower), libc::SIGSTOP);
+        // As a client does, EndTxn is sent again after a retriable error (its record may time
+        // out before the stopped follower leaves the ISR).
+        let ending = async {
+            let mut codes = Vec::new();
+            loop {
+                let code = slow
+                    .send(&end(&id, producer, true), 3, STEP)
+                    .await
+                    .expect("EndTxn answered")
+                    .error_code;
+                codes.push(code);
+                let retriable = [
+                    ResponseError::CoordinatorNotAvailable,
+                    ResponseError::NotCoordinator,
+                    ResponseError::ConcurrentTransactions,
+                    ResponseError::RequestTimedOut,
+                ]
+                .map(ResponseError::code);
+                if !retriable.contains(&code) {
+                    return codes;
+                }
+            }
+        };
+        let (codes, took, fetches) = runtime.block_on(meanwhile(
+            ending,
+            &fast,
+            &fetch_request(),
+            12,
+            FETCH_BOUND,
+            |r| assert_eq!(r.responses[0].partitions[0].error_code, 0),
+        ));
+        eprintln!(
+            "EndTxn with a follower stopped took {took:?} (answers {codes:?}); {fetches} \
+             fetches meanwhile"
+        );
+        assert!(
+            took > Duration::from_secs(1) && fetches >= 5,
+            "EndTxn did not wait ({took:?}, {fetches} fetches)"
+        );
+        assert_eq!(codes.last(), Some(&0), "EndTxn");
+        // The marker is written and replicated on the other follower's fetches, the stopped
+        // one still stopped.
+        wait_until_blocking(STEP, "the commit marker written", || {
+            let (stable, end) = stable_and_end(&cluster, leader);
+            if stable == end && end == before + 1 {
+                Ok(())
+            } else {
+                Err(format!("last stable offset {stable}, high watermark {end} (was {before})"))
+            }
+        });
+        signal(cluster.node(follower), libc::SIGCONT);
+        runtime.block_on(async {
+            slow.shutdown().await;
+            fast.shutdown().await;
+        });
+    }
+}

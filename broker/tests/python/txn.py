@@ -19,11 +19,21 @@ Usage:
       aborted it); then it tries to commit:
       {"released_after_ms": n, "commit_error": {"name": ..., "fatal": bool, "abortable": bool},
        "read_committed": [value, ...], "errors": [...]}
-  txn.py BOOTSTRAP copy IN OUT GROUP COUNT BATCH
-      Consume-transform-produce: reads IN (read_committed, group GROUP, no auto commit) and for
-      every BATCH records writes "<value>-copied" to OUT and commits the input offsets with
-      send_offsets_to_transaction, until COUNT records were copied:
-      {"copied": n, "transactions": n, "errors": [...]}
+  txn.py BOOTSTRAP seed-aborted TOPIC PARTITIONS COUNT
+      One transaction writes "aborted-<p>-<i>" (i < COUNT) to every partition p of TOPIC and is
+      aborted: {"aborted": n, "errors": [...]}
+  txn.py BOOTSTRAP copy IN OUT GROUP BATCH
+      Consume-transform-produce, as an exactly-once application is written with librdkafka: reads
+      IN (read_committed, group GROUP, no auto commit) and per transaction of at most BATCH
+      records writes "<value>-copied" (same key, same partition) to OUT and commits the input
+      offsets with send_offsets_to_transaction, until the group's committed offsets reach IN's
+      end on every partition. Broker failures are survived as the librdkafka docs say: a
+      retriable error is retried, an abortable one aborts the transaction and rewinds the
+      consumer to the group's committed offsets, a fatal one replaces the producer (whose
+      init_transactions completes or aborts what the old one left) and rewinds. Prints
+      {"progress": <input offsets committed, all partitions>} after every commit, then:
+      {"copied": n, "transactions": n, "aborted": n, "producers": n, "done": bool,
+       "errors": [...]}
   txn.py BOOTSTRAP compacted TOPIC KEYS
       On a compacted topic: transaction A writes "A-<i>" to key "k-<i>" (i < KEYS) and commits;
       transaction B writes "B-<i>" to the same keys and aborts; transaction C writes "C-<i>" to
@@ -31,13 +41,23 @@ Usage:
       50 rounds of "filler-<j>" (j < 20), so the transactions leave the active segment:
       {"delivered": [[key, value, offset, "committed" | "aborted" | "plain"], ...],
        "errors": [...]}
+  txn.py BOOTSTRAP dump TOPIC PARTITIONS ISOLATION
+      Every value of every partition of TOPIC from the start to its end under ISOLATION:
+      {"partitions": {"<p>": [value, ...]}}
 """
 
 import json
 import sys
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 
 DEADLINE_S = 60
 
@@ -200,39 +220,174 @@ def timeout(bootstrap, topic, timeout_ms):
     }
 
 
-def copy(bootstrap, source, target, group, count, batch):
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.subscribe([source])
-    p = producer(bootstrap, f"copy-{group}")
+def seed_aborted(bootstrap, topic, partitions, count):
+    p = producer(bootstrap, f"seed-{topic}")
     p.init_transactions(30)
-    copied = 0
-    transactions = 0
-    errors = []
-    deadline = time.monotonic() + 5 * DEADLINE_S
-    while copied < count and time.monotonic() < deadline:
-        messages = consumer.consume(batch, 1.0)
-        messages = [m for m in messages if not m.error()]
-        if not messages:
-            continue
-        p.begin_transaction()
-        for m in messages:
-            p.produce(target, key=m.key(), value=m.value() + b"-copied", partition=m.partition())
-        p.send_offsets_to_transaction(
-            consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), 30
+    p.begin_transaction()
+    for partition in range(partitions):
+        for i in range(count):
+            p.produce(topic, value=f"aborted-{partition}-{i}".encode(), partition=partition)
+    p.flush(30)
+    p.abort_transaction(30)
+    return {"aborted": partitions * count, "errors": []}
+
+
+class Copier:
+    """The consume-transform-produce loop of `copy`, with its recovery from broker failures."""
+
+    def __init__(self, bootstrap, source, target, group, batch):
+        self.bootstrap = bootstrap
+        self.target = target
+        self.group = group
+        self.batch = batch
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+            }
         )
-        p.commit_transaction(30)
-        copied += len(messages)
-        transactions += 1
-    consumer.close()
-    return {"copied": copied, "transactions": transactions, "errors": errors}
+        metadata = self.consumer.list_topics(source, timeout=30)
+        partitions = sorted(metadata.topics[source].partitions)
+        self.end = {}
+        for partition in partitions:
+            _, high = self.consumer.get_watermark_offsets(
+                TopicPartition(source, partition), timeout=30, cached=False
+            )
+            self.end[partition] = high
+        self.committed = {partition: 0 for partition in partitions}
+        self.consumer.subscribe([source])
+        self.producer = None
+        self.producers = 0
+        self.copied = 0
+        self.transactions = 0
+        self.aborted = 0
+        self.errors = []
+
+    def note(self, what, exc):
+        error = error_of(exc)
+        error["during"] = what
+        self.errors.append(error)
+        sys.stderr.write(f"error during {what}: {error}\n")
+        sys.stderr.flush()
+
+    def new_producer(self):
+        if self.producer is not None:
+            self.producer.flush(0)
+        self.producer = producer(self.bootstrap, f"copy-{self.group}")
+        self.producers += 1
+        while True:
+            try:
+                self.producer.init_transactions(30)
+                return
+            except KafkaException as e:
+                self.note("init_transactions", e)
+                if e.args[0].fatal():
+                    self.producer = producer(self.bootstrap, f"copy-{self.group}")
+                    self.producers += 1
+
+    def rewind(self):
+        """Seeks every assigned partition back to the group's committed offset."""
+        while True:
+            try:
+                assignment = self.consumer.assignment()
+                for tp in self.consumer.committed(assignment, timeout=30):
+                    offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                    self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+                    self.committed[tp.partition] = max(tp.offset, 0)
+                return
+            except KafkaException as e:
+                self.note("rewind", e)
+                time.sleep(0.5)
+
+    def done(self):
+        return all(self.committed[p] >= end for p, end in self.end.items())
+
+    def end_transaction(self, offsets):
+        """Sends the offsets and commits; returns whether the transaction committed."""
+        group = self.consumer.consumer_group_metadata()
+        steps = (
+            ("send_offsets_to_transaction",
+             lambda: self.producer.send_offsets_to_transaction(offsets, group, 30)),
+            ("commit_transaction", lambda: self.producer.commit_transaction(30)),
+        )
+        for what, step in steps:
+            while True:
+                try:
+                    step()
+                    break
+                except KafkaException as e:
+                    self.note(what, e)
+                    error = e.args[0]
+                    if error.txn_requires_abort():
+                        self.abort()
+                        return False
+                    if error.fatal() or not error.retriable():
+                        # The outcome is the coordinator's to finish: a new producer's
+                        # init_transactions completes or aborts it, the group's offsets say which.
+                        self.new_producer()
+                        self.rewind()
+                        return False
+        return True
+
+    def abort(self):
+        while True:
+            try:
+                self.producer.abort_transaction(30)
+                break
+            except KafkaException as e:
+                self.note("abort_transaction", e)
+                if e.args[0].fatal() or not e.args[0].retriable():
+                    self.new_producer()
+                    break
+        self.aborted += 1
+        self.rewind()
+
+    def run(self, deadline):
+        self.new_producer()
+        while not self.done() and time.monotonic() < deadline:
+            messages = self.consumer.consume(self.batch, 1.0)
+            messages = [m for m in messages if not m.error()]
+            if not messages:
+                continue
+            try:
+                self.producer.begin_transaction()
+                offsets = {}
+                for m in messages:
+                    self.producer.produce(
+                        self.target,
+                        key=m.key(),
+                        value=m.value() + b"-copied",
+                        partition=m.partition(),
+                    )
+                    offsets[m.partition()] = (m.topic(), m.offset() + 1)
+                    self.producer.poll(0)
+            except (KafkaException, BufferError) as e:
+                self.note("produce", e)
+                self.abort()
+                continue
+            positions = [TopicPartition(t, p, o) for p, (t, o) in offsets.items()]
+            if self.end_transaction(positions):
+                for tp in positions:
+                    self.committed[tp.partition] = tp.offset
+                self.copied += len(messages)
+                self.transactions += 1
+                print(json.dumps({"progress": sum(self.committed.values())}), flush=True)
+        self.consumer.close()
+        return {
+            "copied": self.copied,
+            "transactions": self.transactions,
+            "aborted": self.aborted,
+            "producers": self.producers,
+            "done": self.done(),
+            "errors": self.errors,
+        }
+
+
+def copy(bootstrap, source, target, group, batch):
+    return Copier(bootstrap, source, target, group, batch).run(time.monotonic() + 10 * DEADLINE_S)
 
 
 def compacted(bootstrap, topic, keys):
@@ -274,6 +429,14 @@ def compacted(bootstrap, topic, keys):
     return {"delivered": delivered, "errors": errors}
 
 
+def dump(bootstrap, topic, partitions, isolation):
+    return {
+        "partitions": {
+            str(p): read_all(bootstrap, topic, isolation, partition=p) for p in range(partitions)
+        }
+    }
+
+
 def main():
     bootstrap, scenario, *args = sys.argv[1:]
     if scenario == "commit-abort":
@@ -282,10 +445,14 @@ def main():
         result = fence(bootstrap, args[0])
     elif scenario == "timeout":
         result = timeout(bootstrap, args[0], int(args[1]))
+    elif scenario == "seed-aborted":
+        result = seed_aborted(bootstrap, args[0], int(args[1]), int(args[2]))
     elif scenario == "copy":
-        result = copy(bootstrap, args[0], args[1], args[2], int(args[3]), int(args[4]))
+        result = copy(bootstrap, args[0], args[1], args[2], int(args[3]))
     elif scenario == "compacted":
         result = compacted(bootstrap, args[0], int(args[1]))
+    elif scenario == "dump":
+        result = dump(bootstrap, args[0], int(args[1]), args[2])
     else:
         raise SystemExit(f"unknown scenario {scenario}")
     json.dump(result, sys.stdout)

@@ -124,6 +124,11 @@ impl Running {
         self.guard.0.id()
     }
 
+    /// Whether the program has exited (it is still reaped by `wait`).
+    pub fn exited(&mut self) -> bool {
+        self.guard.0.try_wait().ok().flatten().is_some()
+    }
+
     /// Waits for the program to exit; panics (after killing it) if it has not within `timeout`
     /// of its start.
     pub fn wait(mut self, timeout: Duration) -> Output {
