@@ -466,8 +466,8 @@ mod transactions {
                     .with_partitions(vec![0]),
             ]);
         let response = kafka_call(cluster.kafka(at), &request, 3, CALL).unwrap();
-        let code = response.results_by_topic_v3_and_below[0].results_by_partition[0]
-            .partition_error_code;
+        let code =
+            response.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code;
         assert_eq!(code, 0, "AddPartitionsToTxn");
     }
 
@@ -523,9 +523,15 @@ mod transactions {
             add(&cluster, at, &id, producer);
             let sequence = i32::try_from(sequence).unwrap();
             let request = transactional(&id, producer, sequence);
-            let response = kafka_call(cluster.kafka(leader), &request, wire::PRODUCE, CALL).unwrap();
-            assert_eq!(produce_code(&response), 0, "transactional produce {sequence}");
-            let response = kafka_call(cluster.kafka(at), &end(&id, producer, true), 3, CALL).unwrap();
+            let response =
+                kafka_call(cluster.kafka(leader), &request, wire::PRODUCE, CALL).unwrap();
+            assert_eq!(
+                produce_code(&response),
+                0,
+                "transactional produce {sequence}"
+            );
+            let response =
+                kafka_call(cluster.kafka(at), &end(&id, producer, true), 3, CALL).unwrap();
             assert_eq!(response.error_code, 0, "EndTxn {sequence}");
             let ended = Instant::now();
             wait_until_blocking(MARKERS_BOUND, "the commit marker written", || {
@@ -607,20 +613,18 @@ mod transactions {
         // Out of the ISR, the stopped node no longer holds up acks=all: a plain produce is
         // acknowledged once the other follower has fetched it.
         wait_isr(&cluster, leader, 2);
-        let verifying = slow.send(&transactional(&id, producer, 0), wire::PRODUCE, STEP);
+        let first = transactional(&id, producer, 0);
+        let verifying = slow.send(&first, wire::PRODUCE, STEP);
         let ((answer, took, fetches), produces) = runtime.block_on(async {
-            let (answer, took, fetches) = meanwhile(
-                verifying,
-                &fast,
-                &fetch_request(),
-                12,
-                FETCH_BOUND,
-                |r| assert_eq!(r.responses[0].partitions[0].error_code, 0),
-            )
-            .await;
+            let (answer, took, fetches) =
+                meanwhile(verifying, &fast, &fetch_request(), 12, FETCH_BOUND, |r| {
+                    assert_eq!(r.responses[0].partitions[0].error_code, 0)
+                })
+                .await;
             // Again, with plain acks=all produces instead of fetches: the in-sync follower's
             // replica fetches go on while the verification waits.
-            let verifying = slow.send(&transactional(&id, producer, 0), wire::PRODUCE, STEP);
+            let first = transactional(&id, producer, 0);
+            let verifying = slow.send(&first, wire::PRODUCE, STEP);
             let (_, _, produces) = meanwhile(
                 verifying,
                 &fast,
@@ -679,7 +683,7 @@ mod transactions {
                     ResponseError::ConcurrentTransactions,
                     ResponseError::RequestTimedOut,
                 ]
-                .map(ResponseError::code);
+                .map(|e| e.code());
                 if !retriable.contains(&code) {
                     return codes;
                 }
@@ -709,7 +713,9 @@ mod transactions {
             if stable == end && end == before + 1 {
                 Ok(())
             } else {
-                Err(format!("last stable offset {stable}, high watermark {end} (was {before})"))
+                Err(format!(
+                    "last stable offset {stable}, high watermark {end} (was {before})"
+                ))
             }
         });
         signal(cluster.node(follower), libc::SIGCONT);

@@ -60,7 +60,7 @@ fn python(node: &NodeProcess, script: &str, args: &[&str]) -> Value {
         .join(script);
     let mut command = Command::new("python3");
     command
-        .arg(script)
+        .arg(&script)
         .arg(node.ready.kafka.to_string())
         .args(args);
     let out = run(command, b"", TIMEOUT);

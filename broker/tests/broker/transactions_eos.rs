@@ -257,7 +257,10 @@ fn process_consume_transform_produce_is_exactly_once_across_coordinator_and_lead
     let killed_at = copier.progress();
     cluster.kill(victim);
     eprintln!("SIGKILLed the transaction coordinator (node {victim}) at {killed_at} of {end}");
-    let resumed = copier.wait_for(killed_at + end / 10, "copying on after the coordinator's kill");
+    let resumed = copier.wait_for(
+        killed_at + end / 10,
+        "copying on after the coordinator's kill",
+    );
     let survivor = cluster.running()[0];
     let p2p = cluster.node(survivor).ready.p2p.clone();
     cluster.restart(victim, &p2p, &FLAGS);
