@@ -343,6 +343,7 @@ impl Verify {
             .find(|p| p.partition_index == self.partition)
             .map(|p| p.partition_error_code)
             .ok_or("the coordinator's answer lacks the partition")?;
+        tracing::debug!(transactional_id = %self.transactional_id, coordinator = ?coordinator, topic = %self.topic, partition = self.partition, code, "transaction verification answered");
         Ok(code)
     }
 }
