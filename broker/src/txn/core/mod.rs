@@ -58,6 +58,11 @@ pub struct TxnConfig {
     pub id_expiration: Duration,
     /// How long before a marker that failed is sent again.
     pub marker_retry: Duration,
+    /// How long an AddPartitionsToTxn or AddOffsetsToTxn that arrives while the producer's
+    /// previous transaction is still ending (markers and Complete being written) is held before
+    /// it gets CONCURRENT_TRANSACTIONS. Clients send the next transaction's first add right
+    /// after EndTxn's answer; holding it until the end is complete spares them a retry backoff.
+    pub add_wait: Duration,
     /// Partitions of `__transaction_state` (`transaction.state.log.num.partitions`).
     pub state_partitions: i32,
     /// Partitions of `__consumer_offsets` (where AddOffsetsToTxn's group lives).
@@ -70,6 +75,7 @@ impl Default for TxnConfig {
             max_timeout: Duration::from_millis(900_000),
             id_expiration: Duration::from_millis(604_800_000),
             marker_retry: Duration::from_millis(100),
+            add_wait: Duration::from_millis(500),
             state_partitions: 50,
             offsets_partitions: 50,
         }
@@ -198,6 +204,16 @@ struct Pending {
     then: Then,
 }
 
+/// An AddPartitionsToTxn (or AddOffsetsToTxn) held until the previous transaction has ended.
+#[derive(Clone, Debug)]
+struct HeldAdd {
+    reply: Reply,
+    producer: ProducerIdEpoch,
+    partitions: BTreeSet<TopicPartition>,
+    /// When it gets CONCURRENT_TRANSACTIONS if still held.
+    until: i64,
+}
+
 #[derive(Clone, Debug)]
 struct Txn {
     /// Its `__transaction_state` partition.
@@ -217,6 +233,8 @@ struct Txn {
     /// After a failed write: no timer fires for the id before this (a write that keeps failing
     /// at once, say while leadership moves, is tried again every `marker_retry`, not in a loop).
     backoff_until: Option<i64>,
+    /// Adds of the current producer held while its transaction ends (see `TxnConfig::add_wait`).
+    held: Vec<HeldAdd>,
 }
 
 impl Txn {
@@ -352,6 +370,7 @@ impl TxnCoordinator {
                 retry: BTreeSet::new(),
                 known: true,
                 backoff_until: None,
+                held: Vec::new(),
             };
             self.txns.insert(id.clone(), txn);
             if ending {
@@ -375,7 +394,13 @@ impl TxnCoordinator {
             .map(|(id, _)| id.clone())
             .collect();
         for id in ids {
-            if let Some(pending) = self.txns.remove(&id).and_then(|txn| txn.pending) {
+            let Some(txn) = self.txns.remove(&id) else {
+                continue;
+            };
+            for held in txn.held {
+                self.answer(held.reply, Answer::Done(Err(ResponseError::NotCoordinator)));
+            }
+            if let Some(pending) = txn.pending {
                 self.tokens.remove(&pending.token);
                 self.answer_failed(pending.then, ResponseError::NotCoordinator);
             }
@@ -547,11 +572,29 @@ impl TxnCoordinator {
         let Some(pending) = txn.pending.take_if(|p| p.token == token) else {
             return;
         };
+        let held = std::mem::take(&mut txn.held);
+        self.persisted_as(now, &id, pending, result);
+        // The id's state moved on: held adds are tried again (held anew while it still ends).
+        for add in held {
+            self.retry_held(now, &id, add);
+        }
+    }
+
+    fn persisted_as(
+        &mut self,
+        now: i64,
+        id: &str,
+        pending: Pending,
+        result: Result<(), ResponseError>,
+    ) {
+        let Some(txn) = self.txns.get_mut(id) else {
+            return;
+        };
         if let Err(error) = result {
             let retry = i64::try_from(self.config.marker_retry.as_millis()).unwrap_or(i64::MAX);
             txn.backoff_until = Some(now.saturating_add(retry));
             if !txn.known {
-                self.txns.remove(&id);
+                self.txns.remove(id);
             }
             self.answer_failed(pending.then, error);
             return;
@@ -565,8 +608,8 @@ impl TxnCoordinator {
                 if let Some(reply) = reply {
                     self.answer(reply, Answer::Done(Ok(())));
                 }
-                self.send_markers(&id);
-                self.complete_if_done(now, &id);
+                self.send_markers(id);
+                self.complete_if_done(now, id);
             }
             Then::Completed => {
                 if txn.state.status == TxnStatus::CompleteCommit {
@@ -576,7 +619,7 @@ impl TxnCoordinator {
                 }
             }
             Then::Forget => {
-                self.txns.remove(&id);
+                self.txns.remove(id);
             }
         }
     }
@@ -643,7 +686,12 @@ impl TxnCoordinator {
 
     /// The next time [`TxnCoordinator::tick`] has something to do.
     pub fn next_deadline(&self) -> Option<i64> {
-        self.txns.values().filter_map(|t| self.deadline_of(t)).min()
+        let held = self.txns.values().flat_map(|t| &t.held).map(|h| h.until);
+        self.txns
+            .values()
+            .filter_map(|t| self.deadline_of(t))
+            .chain(held)
+            .min()
     }
 
     fn deadline_of(&self, txn: &Txn) -> Option<i64> {
@@ -677,6 +725,18 @@ impl TxnCoordinator {
     /// ids idle past the expiration, resend failed markers, finish ends whose Complete write
     /// failed.
     pub fn tick(&mut self, now: i64) {
+        let mut expired = Vec::new();
+        for txn in self.txns.values_mut() {
+            let (over, kept) = std::mem::take(&mut txn.held)
+                .into_iter()
+                .partition(|h| h.until <= now);
+            txn.held = kept;
+            expired.extend(over);
+        }
+        for held in expired {
+            let answer = Answer::Done(Err(ResponseError::ConcurrentTransactions));
+            self.answer(held.reply, answer);
+        }
         let due: Vec<String> = self
             .txns
             .iter()

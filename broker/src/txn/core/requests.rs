@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use super::{
-    Answer, InitRequest, Output, ProducerIdEpoch, Reply, ResponseError, Then, TopicPartition, Txn,
-    TxnCoordinator, TxnState, TxnStatus,
+    Answer, HeldAdd, InitRequest, Output, ProducerIdEpoch, Reply, ResponseError, Then,
+    TopicPartition, Txn, TxnCoordinator, TxnState, TxnStatus,
 };
 use crate::group::OFFSETS_TOPIC;
 
@@ -133,9 +133,27 @@ impl TxnCoordinator {
         producer: ProducerIdEpoch,
         partitions: impl IntoIterator<Item = TopicPartition>,
     ) {
-        let partitions: BTreeSet<TopicPartition> = partitions.into_iter().collect();
-        if let Err(error) = self.try_add(now, reply, transactional_id, producer, partitions) {
-            self.answer(reply, Answer::Done(Err(error)));
+        let wait = i64::try_from(self.config.add_wait.as_millis()).unwrap_or(i64::MAX);
+        let held = HeldAdd {
+            reply,
+            producer,
+            partitions: partitions.into_iter().collect(),
+            until: now.saturating_add(wait),
+        };
+        self.retry_held(now, transactional_id, held);
+    }
+
+    /// Tries an add; one that finds the producer's previous transaction still ending is held
+    /// (until `held.until`) instead of answered CONCURRENT_TRANSACTIONS.
+    pub(super) fn retry_held(&mut self, now: i64, id: &str, held: HeldAdd) {
+        match self.try_add(now, held.reply, id, held.producer, held.partitions.clone()) {
+            Ok(()) => {}
+            Err(ResponseError::ConcurrentTransactions) if held.until > now => {
+                if let Some(txn) = self.txns.get_mut(id) {
+                    txn.held.push(held);
+                }
+            }
+            Err(error) => self.answer(held.reply, Answer::Done(Err(error))),
         }
     }
 
@@ -270,5 +288,6 @@ fn new_entry(partition: i32, state: TxnState) -> Txn {
         retry: BTreeSet::new(),
         known: false,
         backoff_until: None,
+        held: Vec::new(),
     }
 }

@@ -104,6 +104,32 @@ impl Harness {
         done(&outputs, reply)
     }
 
+    /// AddPartitionsToTxn whose answer may come now or later (held while a transaction ends).
+    fn add_sent(&mut self, id: &str, p: ProducerIdEpoch, tps: &[(&str, i32)]) {
+        let reply = self.reply();
+        let tps = tps.iter().map(|(t, i)| TopicPartition::new(*t, *i));
+        self.core.add_partitions(self.now, reply, id, p, tps);
+        self.settle();
+    }
+
+    /// AddPartitionsToTxn that the coordinator holds (the previous transaction is still ending).
+    fn add_held(&mut self, id: &str, p: ProducerIdEpoch, tps: &[(&str, i32)]) -> Reply {
+        let reply = self.reply();
+        let tps = tps.iter().map(|(t, i)| TopicPartition::new(*t, *i));
+        self.core.add_partitions(self.now, reply, id, p, tps);
+        let outputs = self.settle();
+        assert_eq!(answer_of(&outputs, reply), None, "held: {outputs:?}");
+        reply
+    }
+
+    /// Time passes up to the end of the held adds' wait; returns `reply`'s answer then.
+    fn wait_out(&mut self, reply: Reply) -> Result<(), ResponseError> {
+        self.now += i64::try_from(TxnConfig::default().add_wait.as_millis()).unwrap();
+        self.core.tick(self.now);
+        let outputs = self.settle();
+        done(&outputs, reply)
+    }
+
     /// EndTxn; returns its answer and the markers it caused (not yet reported written).
     fn end(
         &mut self,
@@ -342,10 +368,10 @@ fn a_commit_is_answered_after_prepare_and_completed_after_every_marker() {
         Err(ResponseError::ConcurrentTransactions)
     );
     assert_eq!(h.end("t", p, false).0, Err(ResponseError::InvalidTxnState));
-    assert_eq!(
-        h.add("t", p, &[("c", 0)]),
-        Err(ResponseError::ConcurrentTransactions)
-    );
+    // The next transaction's first add is held while this one ends, and retriable if that takes
+    // longer than the wait.
+    let held = h.add_held("t", p, &[("c", 0)]);
+    assert_eq!(h.wait_out(held), Err(ResponseError::ConcurrentTransactions));
 
     // One marker is not enough.
     h.core
@@ -379,7 +405,7 @@ fn end_without_a_transaction_is_invalid() {
 }
 
 #[test]
-fn requests_during_a_pending_write_are_concurrent() {
+fn requests_during_a_pending_write_wait_for_it_or_are_concurrent() {
     let mut h = Harness::new();
     let p = h.init("t", None).expect("init");
     let first = h.reply();
@@ -398,9 +424,11 @@ fn requests_during_a_pending_write_are_concurrent() {
     );
     let outputs = h.settle();
     assert_eq!(answer_of(&outputs, first), Some(Answer::Done(Ok(()))));
+    // The second add waited for the first one's write, then joined the same transaction.
+    assert_eq!(answer_of(&outputs, second), Some(Answer::Done(Ok(()))));
     assert_eq!(
-        answer_of(&outputs, second),
-        Some(Answer::Done(Err(ResponseError::ConcurrentTransactions)))
+        h.core.describe("t").expect("described").state.partitions,
+        [tp("a", 0), tp("b", 0)].into_iter().collect()
     );
     assert_eq!(
         answer_of(&outputs, third),
@@ -872,7 +900,7 @@ fn replay_equals_live_state_under_random_producers() {
                 }
                 (1 | 2, Some(p)) => {
                     let topic = ["a", "b"][rng.below(2) as usize];
-                    let _ = h.add(id, p, &[(topic, rng.below(3) as i32)]);
+                    h.add_sent(id, p, &[(topic, rng.below(3) as i32)]);
                 }
                 (3, Some(p)) => {
                     let (_, sent) = h.end(id, p, rng.below(2) == 0);
@@ -888,7 +916,7 @@ fn replay_equals_live_state_under_random_producers() {
                     outstanding.extend(markers(&h.settle()));
                 }
                 (_, Some(p)) => {
-                    let _ = h.add(id, p, &[("__consumer_offsets", 1)]);
+                    h.add_sent(id, p, &[("__consumer_offsets", 1)]);
                 }
             }
             let (replayed, _) = h.replayed();
@@ -990,10 +1018,50 @@ fn every_request_in_every_status() {
             h.settle();
             h
         };
-        assert_eq!(fresh().add("t", p, &[("b", 0)]), add, "{status:?}: add");
+        let added = match status {
+            // Held while the transaction ends; nothing moves here, so the wait runs out.
+            PrepareCommit | PrepareAbort => {
+                let mut h = fresh();
+                let held = h.add_held("t", p, &[("b", 0)]);
+                h.wait_out(held)
+            }
+            _ => fresh().add("t", p, &[("b", 0)]),
+        };
+        assert_eq!(added, add, "{status:?}: add");
         assert_eq!(fresh().end("t", p, true).0, commit, "{status:?}: commit");
         assert_eq!(fresh().end("t", p, false).0, abort, "{status:?}: abort");
         let answer = fresh().init("t", Some(p)).map(|fresh| fresh.epoch);
         assert_eq!(answer, init, "{status:?}: init");
     }
+}
+
+/// The next transaction's first add, sent as soon as EndTxn is answered, is held until the ended
+/// transaction is complete and then answered (no client retry backoff); one held on a partition
+/// this node stops leading gets NOT_COORDINATOR.
+#[test]
+fn an_add_during_the_end_of_the_previous_transaction_waits_for_its_completion() {
+    let mut h = Harness::new();
+    let p = h.init("t", None).expect("init");
+    h.add("t", p, &[("a", 0)]).expect("add");
+    let (answer, sent) = h.end("t", p, true);
+    assert_eq!(answer, Ok(()));
+    let held = h.add_held("t", p, &[("b", 0)]);
+    assert_eq!(h.core.next_deadline(), Some(h.now + 500));
+    let outputs = h.write_markers(&sent);
+    let outputs = [outputs, h.settle()].concat();
+    assert_eq!(answer_of(&outputs, held), Some(Answer::Done(Ok(()))));
+    let state = h.core.describe("t").expect("described").state;
+    assert_eq!(state.status, TxnStatus::Ongoing);
+    assert_eq!(state.partitions, [tp("b", 0)].into_iter().collect());
+    assert_eq!(h.core.stats().commits, 1);
+
+    let (_, sent) = h.end("t", p, false);
+    assert!(!sent.is_empty());
+    let held = h.add_held("t", p, &[("c", 0)]);
+    h.core.unload(h.core.partition_for("t"));
+    let outputs = h.settle();
+    assert_eq!(
+        answer_of(&outputs, held),
+        Some(Answer::Done(Err(ResponseError::NotCoordinator)))
+    );
 }
