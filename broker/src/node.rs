@@ -2,7 +2,8 @@
 //!
 //! Start: data dir → identity → listeners bound → mesh (both planes) → metadata log → form,
 //! resume or join a cluster → store → registration → internal topics → group offsets and
-//! transaction state → serving, with the controller and gossip publisher running. Shutdown:
+//! transaction state → serving, with the controller and gossip publisher running. A new store
+//! (first start) opens beside everything up to the cluster's formation, on a blocking thread. Shutdown:
 //! announce leaving, stop accepting, drain in-flight requests, flush the store, stop the
 //! metadata log, close the mesh.
 
@@ -74,68 +75,55 @@ impl Node {
             what: format!("creating {}", data_dir.display()),
             source,
         })?;
-        let keypair = rafka_mesh::load_or_create_identity(&data_dir)?;
-        let peer_id = keypair.public().to_peer_id();
-        let kafka_listener = bind(config.kafka_addr, "Kafka").await?;
-        let kafka_addr = local_addr(&kafka_listener, config.kafka_addr, "Kafka")?;
-        let http_listener = bind(config.http_addr, "HTTP").await?;
-        let http_addr = local_addr(&http_listener, config.http_addr, "HTTP")?;
-        let advertised = endpoint::advertised(config.advertised_kafka_addr.as_deref(), kafka_addr)
-            .map_err(|reason| {
-                NodeError::Config(crate::error::ConfigError::Invalid {
-                    key: "advertised_kafka_addr".into(),
-                    reason,
-                })
-            })?;
-
-        let cluster_key = load_cluster_key(&config)?;
-        // One budget of request bytes for both listeners.
-        let budget = RequestBudget::new(config.queued_max_request_bytes);
-        let mesh_config = MeshConfig {
-            admission: Some(Arc::new(budget.clone())),
-            ..mesh_config(&config, cluster_key)
+        // The partition store does not depend on the metadata log. A new one (no partitions
+        // directory yet) opens on a blocking thread while the listeners bind, the mesh starts and
+        // the metadata log opens and forms or joins a cluster: on a fresh data dir both mostly wait
+        // on fsyncs of new files. An existing one opens after the metadata log's feature check, as
+        // before, which keeps a node below the cluster's level from recovering (and tidying) it.
+        // Either way its outcome is awaited, so a failed start leaves nothing open behind it.
+        let store_config = store_config(&config, &data_dir);
+        let early_store = (!store_config.data_dir.exists()).then(|| {
+            let store_config = store_config.clone();
+            tokio::task::spawn_blocking(move || Store::open(store_config))
+        });
+        let joined = join(&config, &data_dir, &shutdown, &stop_waiting).await;
+        let early_store = match early_store {
+            Some(handle) => Some(store_opened(handle.await)),
+            None => None,
         };
-        let (mesh, inbound) = Mesh::start(keypair, mesh_config).await?;
-        let supported = config.supported_levels();
-        let endpoints =
-            gossip::endpoint_keys(&advertised.to_string(), &http_addr.to_string(), supported);
-        for (key, value) in &endpoints {
-            mesh.set_state(key, Some(value.clone())).await?;
-        }
-        let cluster = Cluster::new(mesh.clone());
-        let tasks = TaskTracker::new();
-        let metadata = open_metadata(&data_dir.join("raft"), &mesh).await?;
-        // A node below the finalized level it has already seen stops here, before it joins.
-        if let Err(e) = metadata
-            .image()
-            .features()
-            .check_supported("this rafka-node", supported)
-        {
-            metadata.shutdown().await;
-            mesh.shutdown().await;
-            return Err(e.into());
-        }
-        tasks.spawn(cluster::transport::serve(
-            inbound.raft,
-            metadata.clone(),
-            shutdown.clone(),
-        ));
-        tasks.spawn(cluster::events::run(metadata.clone(), shutdown.clone()));
-        tasks.spawn(cluster::admission::run(
-            mesh.clone(),
-            metadata.clone(),
-            shutdown.clone(),
-        ));
-        let joined =
-            formation::form_or_join(&metadata, &cluster, &config, &advertised, &stop_waiting);
-        if let Err(e) = joined.await {
-            shutdown.cancel();
-            metadata.shutdown().await;
-            mesh.shutdown().await;
-            return Err(e);
-        }
-
-        let store = open_store(&config, &data_dir)?;
+        let Joined {
+            peer_id,
+            kafka_listener,
+            kafka_addr,
+            http_listener,
+            http_addr,
+            advertised,
+            budget,
+            mesh,
+            inbound_kafka,
+            inbound_push,
+            inbound_push_polls,
+            supported,
+            endpoints,
+            cluster,
+            tasks,
+            metadata,
+        } = joined?;
+        let store = match early_store {
+            Some(store) => store,
+            None => {
+                store_opened(tokio::task::spawn_blocking(move || Store::open(store_config)).await)
+            }
+        };
+        let store = match store {
+            Ok(store) => store,
+            Err(e) => {
+                shutdown.cancel();
+                metadata.shutdown().await;
+                mesh.shutdown().await;
+                return Err(e);
+            }
+        };
         let (node_id, broker_epoch) = register(&metadata, &peer_id, &advertised, supported).await?;
         let local = LocalNode {
             node_id,
@@ -186,8 +174,8 @@ impl Node {
         push.attach(&broker);
         tasks.spawn(push.clone().run(
             broker.clone(),
-            inbound.push,
-            inbound.push_polls,
+            inbound_push,
+            inbound_push_polls,
             shutdown.clone(),
         ));
 
@@ -199,7 +187,7 @@ impl Node {
             tasks.clone(),
         ));
         tasks.spawn(transport::mesh::serve(
-            inbound.kafka,
+            inbound_kafka,
             broker.clone(),
             shutdown.clone(),
             tasks.clone(),
@@ -360,12 +348,140 @@ async fn open_metadata(dir: &Path, mesh: &Mesh) -> Result<Metadata, NodeError> {
         })
 }
 
-fn open_store(config: &NodeConfig, data_dir: &Path) -> Result<Store, NodeError> {
+fn store_config(config: &NodeConfig, data_dir: &Path) -> StoreConfig {
     let mut store_config = StoreConfig::new(data_dir.join("partitions"));
     store_config.fsync = config.fsync;
     store_config.cleaner_threads = config.log_cleaner_threads;
     store_config.cleaner_backoff_ms = config.log_cleaner_backoff_ms;
-    Ok(Store::open(store_config)?)
+    store_config
+}
+
+/// The outcome of opening the partition store on a blocking thread.
+fn store_opened(
+    outcome: Result<rafka_store::Result<Store>, tokio::task::JoinError>,
+) -> Result<Store, NodeError> {
+    match outcome {
+        Ok(store) => Ok(store?),
+        Err(e) => Err(NodeError::Io {
+            what: "opening the partition store".into(),
+            source: std::io::Error::other(e),
+        }),
+    }
+}
+
+/// What [`join`] leaves for the rest of [`Node::start`].
+struct Joined {
+    peer_id: rafka_mesh::PeerId,
+    kafka_listener: TcpListener,
+    kafka_addr: SocketAddr,
+    http_listener: TcpListener,
+    http_addr: SocketAddr,
+    advertised: crate::endpoint::Endpoint,
+    budget: RequestBudget,
+    mesh: Mesh,
+    /// The mesh's inbound queues but the metadata log's, which [`join`] serves.
+    inbound_kafka: tokio::sync::mpsc::Receiver<rafka_mesh::InboundKafka>,
+    inbound_push: tokio::sync::mpsc::Receiver<rafka_mesh::PushDelivery>,
+    inbound_push_polls: tokio::sync::mpsc::Receiver<rafka_mesh::InboundPushPoll>,
+    supported: LevelRange,
+    endpoints: [(&'static str, String); 3],
+    cluster: Cluster,
+    tasks: TaskTracker,
+    metadata: Metadata,
+}
+
+/// The start up to membership: identity, listeners bound, mesh (both planes), metadata log, and
+/// forming, resuming or joining a cluster.
+async fn join(
+    config: &NodeConfig,
+    data_dir: &Path,
+    shutdown: &CancellationToken,
+    stop_waiting: &CancellationToken,
+) -> Result<Joined, NodeError> {
+    let keypair = rafka_mesh::load_or_create_identity(data_dir)?;
+    let peer_id = keypair.public().to_peer_id();
+    let kafka_listener = bind(config.kafka_addr, "Kafka").await?;
+    let kafka_addr = local_addr(&kafka_listener, config.kafka_addr, "Kafka")?;
+    let http_listener = bind(config.http_addr, "HTTP").await?;
+    let http_addr = local_addr(&http_listener, config.http_addr, "HTTP")?;
+    let advertised = endpoint::advertised(config.advertised_kafka_addr.as_deref(), kafka_addr)
+        .map_err(|reason| {
+            NodeError::Config(crate::error::ConfigError::Invalid {
+                key: "advertised_kafka_addr".into(),
+                reason,
+            })
+        })?;
+
+    let cluster_key = load_cluster_key(config)?;
+    // One budget of request bytes for both listeners.
+    let budget = RequestBudget::new(config.queued_max_request_bytes);
+    let mesh_config = MeshConfig {
+        admission: Some(Arc::new(budget.clone())),
+        ..mesh_config(config, cluster_key)
+    };
+    let (mesh, inbound) = Mesh::start(keypair, mesh_config).await?;
+    let supported = config.supported_levels();
+    let endpoints =
+        gossip::endpoint_keys(&advertised.to_string(), &http_addr.to_string(), supported);
+    for (key, value) in &endpoints {
+        mesh.set_state(key, Some(value.clone())).await?;
+    }
+    let cluster = Cluster::new(mesh.clone());
+    let tasks = TaskTracker::new();
+    let metadata = open_metadata(&data_dir.join("raft"), &mesh).await?;
+    // A node below the finalized level it has already seen stops here, before it joins.
+    if let Err(e) = metadata
+        .image()
+        .features()
+        .check_supported("this rafka-node", supported)
+    {
+        metadata.shutdown().await;
+        mesh.shutdown().await;
+        return Err(e.into());
+    }
+    let rafka_mesh::Inbound {
+        kafka: inbound_kafka,
+        raft: inbound_raft,
+        push: inbound_push,
+        push_polls: inbound_push_polls,
+    } = inbound;
+    tasks.spawn(cluster::transport::serve(
+        inbound_raft,
+        metadata.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(cluster::events::run(metadata.clone(), shutdown.clone()));
+    tasks.spawn(cluster::admission::run(
+        mesh.clone(),
+        metadata.clone(),
+        shutdown.clone(),
+    ));
+    let joined = formation::form_or_join(&metadata, &cluster, config, &advertised, stop_waiting);
+    if let Err(e) = joined.await {
+        shutdown.cancel();
+        metadata.shutdown().await;
+        mesh.shutdown().await;
+        return Err(e);
+    }
+
+    Ok(Joined {
+        peer_id,
+        kafka_listener,
+        kafka_addr,
+        http_listener,
+        http_addr,
+        advertised,
+        budget,
+        mesh,
+        inbound_kafka,
+        inbound_push,
+        inbound_push_polls,
+        supported,
+        endpoints,
+        cluster,
+        tasks,
+        metadata,
+    })
 }
 
 /// Registers this node (same peer id, same node id; a new broker epoch every start), with the
