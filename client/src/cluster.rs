@@ -388,6 +388,32 @@ impl Client {
         Ok(conn.clone())
     }
 
+    /// Asks every node the cluster lists, one at a time, and returns the answers of those that
+    /// answered: a node that fails is logged (as `what`) and skipped; its error is returned only
+    /// when no node answered (ListGroups and ListTransactions are asked this way).
+    pub async fn ask_every_node<T>(
+        &self,
+        what: &str,
+        mut ask: impl AsyncFnMut(NodeId) -> Result<T>,
+    ) -> Result<Vec<(NodeId, T)>> {
+        let meta = self.refresh_metadata(Some(&[])).await?;
+        let mut answers = Vec::new();
+        let mut last = None;
+        for &node in meta.brokers.keys() {
+            match ask(node).await {
+                Ok(answer) => answers.push((node, answer)),
+                Err(e) => {
+                    debug!(node, error = %e, "{what} failed");
+                    last = Some(e);
+                }
+            }
+        }
+        match (answers.is_empty(), last) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(answers),
+        }
+    }
+
     /// Refreshes metadata for `topics` (`None` = all topics, `Some(&[])` = brokers only), from
     /// the first node that answers. Over the mesh the same node is asked for the member list at
     /// the same time, and the others too if Metadata names a node id it did not.

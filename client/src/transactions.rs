@@ -81,13 +81,10 @@ impl TxnAdmin {
     /// The cluster's transactional ids matching `filter`: ListTransactions on each node,
     /// merged, sorted by id.
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<ListedTransaction>> {
-        let meta = self.client.refresh_metadata(Some(&[])).await?;
-        let mut out = BTreeMap::new();
-        let mut asked = 0;
-        let mut last = None;
-        for node in meta.brokers.keys() {
-            let listed = async {
-                let conn = self.client.node(*node).await?;
+        let answers = self
+            .client
+            .ask_every_node("ListTransactions", async |node| {
+                let conn = self.client.node(node).await?;
                 let version = conn.version::<ListTransactionsRequest>()?;
                 let mut request = ListTransactionsRequest::default()
                     .with_state_filters(filter.states.iter().map(|st| s(st)).collect())
@@ -109,33 +106,24 @@ impl TxnAdmin {
                 if let Some(e) = Error::broker("ListTransactions", response.error_code, None) {
                     return Err(e);
                 }
-                Ok::<_, Error>(response.transaction_states)
-            };
-            match listed.await {
-                Ok(states) => {
-                    asked += 1;
-                    for t in states {
-                        out.insert(
-                            t.transactional_id.to_string(),
-                            ListedTransaction {
-                                transactional_id: t.transactional_id.to_string(),
-                                producer_id: t.producer_id.0,
-                                state: t.transaction_state.to_string(),
-                                coordinator: *node,
-                            },
-                        );
-                    }
-                }
-                Err(e) => {
-                    debug!(node, error = %e, "ListTransactions failed");
-                    last = Some(e);
-                }
+                Ok(response.transaction_states)
+            })
+            .await?;
+        let mut out = BTreeMap::new();
+        for (node, states) in answers {
+            for t in states {
+                out.insert(
+                    t.transactional_id.to_string(),
+                    ListedTransaction {
+                        transactional_id: t.transactional_id.to_string(),
+                        producer_id: t.producer_id.0,
+                        state: t.transaction_state.to_string(),
+                        coordinator: node,
+                    },
+                );
             }
         }
-        match (asked, last) {
-            (0, Some(e)) => Err(e),
-            _ => Ok(out.into_values().collect()),
-        }
+        Ok(out.into_values().collect())
     }
 
     /// The state of `transactional_id` at its coordinator: producer, timeout, and the open

@@ -121,42 +121,28 @@ impl GroupAdmin {
 
     /// Every group of the cluster: ListGroups on each node, merged, sorted by id.
     pub async fn list(&self) -> Result<Vec<ListedGroup>> {
-        let meta = self.client.refresh_metadata(Some(&[])).await?;
-        let mut out = BTreeMap::new();
-        let mut asked = 0;
-        let mut last = None;
-        for node in meta.brokers.keys() {
-            let listed = async {
-                let conn = self.client.node(*node).await?;
+        let answers = self
+            .client
+            .ask_every_node("ListGroups", async |node| {
+                let conn = self.client.node(node).await?;
                 let version = conn.version::<ListGroupsRequest>()?;
                 let response = conn.send(version, &ListGroupsRequest::default()).await?;
                 check("*", "ListGroups", response.error_code)?;
-                Ok::<_, Error>(response.groups)
-            };
-            match listed.await {
-                Ok(groups) => {
-                    asked += 1;
-                    for g in groups {
-                        out.insert(
-                            g.group_id.to_string(),
-                            ListedGroup {
-                                group: g.group_id.to_string(),
-                                protocol_type: g.protocol_type.to_string(),
-                                state: g.group_state.to_string(),
-                            },
-                        );
-                    }
-                }
-                Err(e) => {
-                    debug!(node, error = %e, "ListGroups failed");
-                    last = Some(e);
-                }
-            }
+                Ok(response.groups)
+            })
+            .await?;
+        let mut out = BTreeMap::new();
+        for g in answers.into_iter().flat_map(|(_, groups)| groups) {
+            out.insert(
+                g.group_id.to_string(),
+                ListedGroup {
+                    group: g.group_id.to_string(),
+                    protocol_type: g.protocol_type.to_string(),
+                    state: g.group_state.to_string(),
+                },
+            );
         }
-        match (asked, last) {
-            (0, Some(e)) => Err(e),
-            _ => Ok(out.into_values().collect()),
-        }
+        Ok(out.into_values().collect())
     }
 
     /// A group's state, members (with their assignments), and per partition its committed
