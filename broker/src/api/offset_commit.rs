@@ -14,8 +14,7 @@ use super::produce::now_ms;
 use crate::Broker;
 use crate::group::core::MemberRef;
 use crate::group::records::{Format, OffsetValue};
-use crate::metadata::Feature;
-use crate::metadata::TopicImage;
+use crate::metadata::{Feature, MetadataImage, TopicImage};
 
 /// The longest metadata string a commit may carry (Kafka's `offset.metadata.max.bytes`).
 const MAX_METADATA_BYTES: usize = 4096;
@@ -53,34 +52,64 @@ impl PartitionCommit<'_> {
     }
 }
 
+/// An offset commit's partitions checked one by one (OffsetCommit and TxnOffsetCommit).
+pub(super) struct CheckedCommit {
+    /// What to write: (topic, partition, value).
+    pub entries: Vec<(String, i32, OffsetValue)>,
+    /// Per topic of the request, in its order: each partition and the error it was refused with
+    /// here (`None`: the commit's outcome answers it).
+    pub topics: Vec<Vec<(i32, Option<i16>)>>,
+}
+
+impl CheckedCommit {
+    /// Checks every partition of `topics` (name, partitions) against `image`.
+    pub(super) fn of<'a, P>(
+        image: &MetadataImage,
+        topics: impl IntoIterator<Item = (&'a str, P)>,
+        now: i64,
+    ) -> Self
+    where
+        P: IntoIterator<Item = PartitionCommit<'a>>,
+    {
+        let mut entries = Vec::new();
+        let topics = topics
+            .into_iter()
+            .map(|(name, partitions)| {
+                let known = image.topic(name).map(|k| &**k);
+                partitions
+                    .into_iter()
+                    .map(|commit| match commit.checked(known, now) {
+                        Ok(value) => {
+                            entries.push((name.to_string(), commit.index, value));
+                            (commit.index, None)
+                        }
+                        Err(e) => (commit.index, Some(e.code())),
+                    })
+                    .collect()
+            })
+            .collect();
+        CheckedCommit { entries, topics }
+    }
+}
+
 /// Answers an OffsetCommit request.
 pub async fn handle(broker: Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = request.group_id.0.to_string();
     let image = broker.image();
     let now = now_ms();
-    let mut entries = Vec::new();
-    // Per partition: Some(code) decided here, None for "the commit's outcome".
-    let mut results: Vec<(usize, i32, Option<i16>)> = Vec::new();
-    for (t, topic) in request.topics.iter().enumerate() {
-        let name = topic.name.0.to_string();
-        let known = image.topic(&name);
-        for p in &topic.partitions {
-            let commit = PartitionCommit {
-                index: p.partition_index,
-                offset: p.committed_offset,
-                leader_epoch: p.committed_leader_epoch,
-                metadata: p.committed_metadata.as_deref(),
-            };
-            let code = match commit.checked(known.map(|k| &**k), now) {
-                Ok(value) => {
-                    entries.push((name.clone(), p.partition_index, value));
-                    None
-                }
-                Err(e) => Some(e.code()),
-            };
-            results.push((t, p.partition_index, code));
-        }
-    }
+    let topics = request.topics.iter().map(|topic| {
+        let partitions = topic.partitions.iter().map(|p| PartitionCommit {
+            index: p.partition_index,
+            offset: p.committed_offset,
+            leader_epoch: p.committed_leader_epoch,
+            metadata: p.committed_metadata.as_deref(),
+        });
+        (topic.name.0.as_str(), partitions)
+    });
+    let CheckedCommit {
+        entries,
+        topics: checked,
+    } = CheckedCommit::of(&image, topics, now);
     let member = MemberRef {
         member_id: request.member_id.to_string(),
         instance_id: request.group_instance_id.as_ref().map(|i| i.to_string()),
@@ -105,14 +134,13 @@ pub async fn handle(broker: Broker, request: OffsetCommitRequest) -> OffsetCommi
     let topics = request
         .topics
         .iter()
-        .enumerate()
-        .map(|(t, topic)| {
-            let partitions = results
-                .iter()
-                .filter(|(rt, _, _)| *rt == t)
-                .map(|(_, partition, code)| {
+        .zip(checked)
+        .map(|(topic, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(partition, code)| {
                     OffsetCommitResponsePartition::default()
-                        .with_partition_index(*partition)
+                        .with_partition_index(partition)
                         .with_error_code(code.unwrap_or(outcome))
                 })
                 .collect();

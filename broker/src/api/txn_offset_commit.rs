@@ -21,7 +21,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use super::RequestContext;
-use super::offset_commit::PartitionCommit;
+use super::offset_commit::{CheckedCommit, PartitionCommit};
 use super::produce::{now_ms, verify_in_transaction};
 use crate::Broker;
 use crate::group::OFFSETS_TOPIC;
@@ -38,29 +38,19 @@ pub async fn handle(
     let group = request.group_id.0.to_string();
     let image = broker.image();
     let now = now_ms();
-    let mut entries = Vec::new();
-    // Per partition: Some(code) decided here, None for "the commit's outcome".
-    let mut results: Vec<(usize, i32, Option<i16>)> = Vec::new();
-    for (t, topic) in request.topics.iter().enumerate() {
-        let name = topic.name.0.to_string();
-        let known = image.topic(&name);
-        for p in &topic.partitions {
-            let commit = PartitionCommit {
-                index: p.partition_index,
-                offset: p.committed_offset,
-                leader_epoch: p.committed_leader_epoch,
-                metadata: p.committed_metadata.as_deref(),
-            };
-            let code = match commit.checked(known.map(|k| &**k), now) {
-                Ok(value) => {
-                    entries.push((name.clone(), p.partition_index, value));
-                    None
-                }
-                Err(e) => Some(e.code()),
-            };
-            results.push((t, p.partition_index, code));
-        }
-    }
+    let topics = request.topics.iter().map(|topic| {
+        let partitions = topic.partitions.iter().map(|p| PartitionCommit {
+            index: p.partition_index,
+            offset: p.committed_offset,
+            leader_epoch: p.committed_leader_epoch,
+            metadata: p.committed_metadata.as_deref(),
+        });
+        (topic.name.0.as_str(), partitions)
+    });
+    let CheckedCommit {
+        entries,
+        topics: checked,
+    } = CheckedCommit::of(&image, topics, now);
     let outcome = if group.is_empty() {
         Err(ResponseError::InvalidGroupId)
     } else if !image.features().enabled(Feature::Transactions) {
@@ -81,14 +71,13 @@ pub async fn handle(
     let topics = request
         .topics
         .iter()
-        .enumerate()
-        .map(|(t, topic)| {
-            let partitions = results
-                .iter()
-                .filter(|(rt, _, _)| *rt == t)
-                .map(|(_, partition, code)| {
+        .zip(checked)
+        .map(|(topic, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(partition, code)| {
                     TxnOffsetCommitResponsePartition::default()
-                        .with_partition_index(*partition)
+                        .with_partition_index(partition)
                         .with_error_code(code.unwrap_or(outcome))
                 })
                 .collect();
