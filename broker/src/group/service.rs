@@ -509,21 +509,11 @@ impl Task {
                 let result = self
                     .core
                     .validate_commit(now, &group, generation, &member)
-                    .and_then(|partition| {
-                        let slot = self
-                            .slots
-                            .get_mut(&partition)
-                            .ok_or(ResponseError::NotCoordinator)?;
-                        slot.in_flight += 1;
-                        Ok(slot.leader.clone())
-                    });
+                    .and_then(|partition| self.write_starts(partition));
                 let _ = tx.send(result);
             }
             Command::Committed(committed, tx) => {
-                if let Some(slot) = self.slots.get_mut(&committed.partition) {
-                    slot.in_flight = slot.in_flight.saturating_sub(1);
-                    slot.records += committed.entries.len() as u64;
-                }
+                self.write_ended(committed.partition, committed.entries.len());
                 if let Ok(log_offset) = committed.result {
                     self.core
                         .committed(now, &committed.group, committed.entries, log_offset);
@@ -535,21 +525,11 @@ impl Task {
                 let result = self
                     .core
                     .validate_txn_commit(&group, generation, &member)
-                    .and_then(|partition| {
-                        let slot = self
-                            .slots
-                            .get_mut(&partition)
-                            .ok_or(ResponseError::NotCoordinator)?;
-                        slot.in_flight += 1;
-                        Ok(slot.leader.clone())
-                    });
+                    .and_then(|partition| self.write_starts(partition));
                 let _ = tx.send(result);
             }
             Command::TxnCommitted(committed, tx) => {
-                if let Some(slot) = self.slots.get_mut(&committed.partition) {
-                    slot.in_flight = slot.in_flight.saturating_sub(1);
-                    slot.records += committed.entries.len() as u64;
-                }
+                self.write_ended(committed.partition, committed.entries.len());
                 if let Ok(log_offset) = committed.result {
                     self.core.txn_committed(
                         now,
@@ -600,17 +580,10 @@ impl Task {
                 let _ = tx.send(fetched);
             }
             Command::Persisted(token, partition, result) => {
-                if let Some(slot) = self.slots.get_mut(&partition) {
-                    slot.in_flight = slot.in_flight.saturating_sub(1);
-                    slot.records += 1;
-                }
+                self.write_ended(partition, 1);
                 self.core.persisted(now, token, result);
             }
-            Command::Written(partition) => {
-                if let Some(slot) = self.slots.get_mut(&partition) {
-                    slot.in_flight = slot.in_flight.saturating_sub(1);
-                }
-            }
+            Command::Written(partition) => self.write_ended(partition, 0),
             Command::Attach(leader) => self.attach(leader),
             Command::Loaded(partition, epoch, records) => {
                 let current = self
@@ -643,6 +616,25 @@ impl Task {
                     .collect();
                 let _ = tx.send(served);
             }
+        }
+    }
+
+    /// A write to `partition` starts (a snapshot waits for it): the partition's leader to
+    /// append to, NOT_COORDINATOR if this node no longer serves it.
+    fn write_starts(&mut self, partition: i32) -> Result<Arc<NodeLeader>, ResponseError> {
+        let slot = self
+            .slots
+            .get_mut(&partition)
+            .ok_or(ResponseError::NotCoordinator)?;
+        slot.in_flight += 1;
+        Ok(slot.leader.clone())
+    }
+
+    /// A write to `partition` is done, with `records` records (counted toward the next snapshot).
+    fn write_ended(&mut self, partition: i32, records: usize) {
+        if let Some(slot) = self.slots.get_mut(&partition) {
+            slot.in_flight = slot.in_flight.saturating_sub(1);
+            slot.records += records as u64;
         }
     }
 
