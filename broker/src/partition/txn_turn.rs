@@ -106,7 +106,7 @@ impl TxnTurn {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use futures::FutureExt;
 
     use super::*;
 
@@ -121,20 +121,20 @@ mod tests {
         // Another producer is not behind producer 7.
         assert!(turns.take(8).first());
 
-        // The third is awaited first: it waits for the second, which waits for the first.
-        let waiting = tokio::spawn(async move { third.previous().await });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!waiting.is_finished());
-        let second_done = tokio::spawn(async move {
+        // The third is awaited first: it waits for the second, which waits for the first (each
+        // future polled once: pending until the turn before it ends).
+        let mut waiting = std::pin::pin!(third.previous());
+        assert_eq!((&mut waiting).now_or_never(), None);
+        let mut second_done = std::pin::pin!(async {
             let previous = second.previous().await;
             second.end(0);
             previous
         });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!waiting.is_finished() && !second_done.is_finished());
+        assert_eq!((&mut second_done).now_or_never(), None);
+        assert_eq!((&mut waiting).now_or_never(), None);
         first.end(0);
-        assert_eq!(second_done.await.unwrap(), PreviousTurn::Done);
-        assert_eq!(waiting.await.unwrap(), PreviousTurn::Done);
+        assert_eq!(second_done.await, PreviousTurn::Done);
+        assert_eq!(waiting.await, PreviousTurn::Done);
     }
 
     #[tokio::test]
