@@ -688,6 +688,7 @@ fn replicas_of_a_compacted_topic_clean_independently_and_agree_on_the_latest_val
         return;
     }
     let mut cluster = ProcessCluster::start(3, CLEANER_FLAGS);
+    cluster.wait_registered(Duration::from_secs(60));
     let bootstrap = cluster.node(0).ready.kafka.to_string();
     let topic = "replicated-changelog";
     create(&bootstrap, topic, &compacted_configs(1_000), 3);

@@ -417,6 +417,17 @@ impl ProcessCluster {
         })
     }
 
+    /// Waits until every running node sees every member alive and registered (with a node id):
+    /// until then CreateTopics refuses a replication factor above the nodes registered.
+    pub fn wait_registered(&self, timeout: Duration) {
+        let n = self.running().len();
+        self.wait_all(timeout, "every member alive and registered", |view| {
+            view.members.len() == n
+                && view.count("alive") == n
+                && view.members.iter().all(|m| m.node_id.is_some())
+        });
+    }
+
     /// Waits until every running node knows this build's feature level as finalized. A new
     /// cluster starts at level 0 and climbs once every node has gossiped what it supports; until
     /// then group metadata is not written to `__consumer_offsets` (it would not fail over) and
